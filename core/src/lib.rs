@@ -1,0 +1,21 @@
+//! Shared vocabulary of dcos: everything more than one component must agree on.
+//!
+//! - [`model`]: the JSON documents k2i serves and the CLI reads (processes, containers,
+//!   host summaries, error bodies).
+//! - [`role`]: the three roles (`viewer`, `host`, `admin`) and what each may do.
+//! - [`pki`]: the fleet CA, issuing certificates that carry a name and a role.
+//! - [`tls`]: rustls server and client configurations built from those files, and the
+//!   identity (name, role) read back from a peer's certificate.
+//! - [`tokens`]: bearer tokens for dashboards, stored only as SHA-256 hashes.
+#![forbid(unsafe_code)]
+
+pub mod model;
+pub mod pki;
+pub mod role;
+pub mod tls;
+pub mod tokens;
+
+pub use role::Role;
+
+/// The version every dcos binary reports (`agent_version`, `--version`).
+pub const VERSION: &str = env!("CARGO_PKG_VERSION");

@@ -1,0 +1,1 @@
+//! dcos CLI library.
