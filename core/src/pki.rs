@@ -1,1 +1,248 @@
-//! (being written)
+//! The fleet CA and the certificates it issues (SPEC section 2).
+//!
+//! A certificate names its holder in the subject CN and carries the holder's role in the
+//! subject OU (`viewer`, `host` or `admin`), so the certificate alone is the identity.
+//! Every leaf is valid for both server and client authentication: hosts are both.
+
+use crate::role::Role;
+use rcgen::{
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose,
+    IsCa, KeyPair, KeyUsagePurpose, SanType,
+};
+use std::fs;
+use std::io::Write;
+use std::net::IpAddr;
+use std::os::unix::fs::OpenOptionsExt;
+use std::path::{Path, PathBuf};
+use time::{Duration, OffsetDateTime};
+
+/// What can go wrong creating or issuing certificates.
+#[derive(Debug, thiserror::Error)]
+pub enum PkiError {
+    #[error("{path}: {source}")]
+    Io { path: PathBuf, source: std::io::Error },
+    #[error("{path} already exists; refusing to overwrite a CA (remove it first)")]
+    Exists { path: PathBuf },
+    #[error("invalid certificate name {0:?}: use letters, digits, '-', '_' and '.'")]
+    BadName(String),
+    #[error("invalid DNS name {0:?}")]
+    BadDns(String),
+    #[error("the CA in {dir} is unusable: {reason}")]
+    BadCa { dir: PathBuf, reason: String },
+    #[error("certificate generation failed: {0}")]
+    Generate(#[from] rcgen::Error),
+}
+
+/// Subject organization of every dcos certificate.
+pub const ORGANIZATION: &str = "dcos";
+
+/// Validity of what `issue` writes unless told otherwise.
+pub const DEFAULT_LEAF_VALIDITY: Duration = Duration::days(365);
+const CA_VALIDITY: Duration = Duration::days(3650);
+
+/// A PEM certificate and its PEM private key.
+#[derive(Debug, Clone)]
+pub struct Pem {
+    pub cert: String,
+    pub key: String,
+}
+
+/// The fleet CA, in memory.
+pub struct Ca {
+    params: CertificateParams,
+    key: KeyPair,
+    /// The CA certificate as PEM, as written to `ca.crt`.
+    pub cert_pem: String,
+}
+
+/// What a new leaf certificate says.
+#[derive(Debug, Clone)]
+pub struct LeafSpec {
+    pub name: String,
+    pub role: Role,
+    pub ips: Vec<IpAddr>,
+    pub dns: Vec<String>,
+    pub not_before: OffsetDateTime,
+    pub not_after: OffsetDateTime,
+}
+
+impl LeafSpec {
+    /// A leaf valid from now for [`DEFAULT_LEAF_VALIDITY`].
+    pub fn new(name: impl Into<String>, role: Role) -> Self {
+        let now = OffsetDateTime::now_utc();
+        LeafSpec {
+            name: name.into(),
+            role,
+            ips: Vec::new(),
+            dns: Vec::new(),
+            not_before: now - Duration::minutes(5),
+            not_after: now + DEFAULT_LEAF_VALIDITY,
+        }
+    }
+}
+
+fn valid_name(name: &str) -> bool {
+    !name.is_empty()
+        && name.len() <= 64
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && !name.starts_with('.')
+}
+
+fn subject(cn: &str, ou: &str) -> DistinguishedName {
+    let mut dn = DistinguishedName::new();
+    dn.push(DnType::OrganizationName, ORGANIZATION);
+    dn.push(DnType::OrganizationalUnitName, ou);
+    dn.push(DnType::CommonName, cn);
+    dn
+}
+
+impl Ca {
+    /// A new CA with a fresh P-256 key.
+    pub fn generate() -> Result<Ca, PkiError> {
+        let mut params = CertificateParams::default();
+        params.distinguished_name = subject("dcos fleet CA", "ca");
+        params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
+        params.key_usages = vec![
+            KeyUsagePurpose::KeyCertSign,
+            KeyUsagePurpose::CrlSign,
+            KeyUsagePurpose::DigitalSignature,
+        ];
+        let now = OffsetDateTime::now_utc();
+        params.not_before = now - Duration::minutes(5);
+        params.not_after = now + CA_VALIDITY;
+        let key = KeyPair::generate()?;
+        let cert_pem = params.clone().self_signed(&key)?.pem();
+        Ok(Ca { params, key, cert_pem })
+    }
+
+    /// The CA kept in `dir` (`ca.crt`, `ca.key`).
+    pub fn load(dir: &Path) -> Result<Ca, PkiError> {
+        let bad = |reason: String| PkiError::BadCa { dir: dir.to_path_buf(), reason };
+        let cert_pem = read(&dir.join("ca.crt"))?;
+        let key_pem = read(&dir.join("ca.key"))?;
+        let key = KeyPair::from_pem(&key_pem).map_err(|e| bad(format!("ca.key: {e}")))?;
+        let params = CertificateParams::from_ca_cert_pem(&cert_pem)
+            .map_err(|e| bad(format!("ca.crt: {e}")))?;
+        Ok(Ca { params, key, cert_pem })
+    }
+
+    /// The CA's private key as PEM, as written to `ca.key`.
+    pub fn key_pem(&self) -> String {
+        self.key.serialize_pem()
+    }
+
+    /// Signs a new leaf certificate for `spec`.
+    pub fn issue(&self, spec: &LeafSpec) -> Result<Pem, PkiError> {
+        if !valid_name(&spec.name) {
+            return Err(PkiError::BadName(spec.name.clone()));
+        }
+        let mut params = CertificateParams::default();
+        params.distinguished_name = subject(&spec.name, spec.role.as_str());
+        let mut sans = Vec::new();
+        let mut dns_names: Vec<&str> = spec.dns.iter().map(String::as_str).collect();
+        if !spec.name.contains('_') && !dns_names.contains(&spec.name.as_str()) {
+            dns_names.insert(0, &spec.name);
+        }
+        for d in dns_names {
+            let name = d.to_string().try_into().map_err(|_| PkiError::BadDns(d.to_string()))?;
+            sans.push(SanType::DnsName(name));
+        }
+        sans.extend(spec.ips.iter().map(|ip| SanType::IpAddress(*ip)));
+        params.subject_alt_names = sans;
+        params.is_ca = IsCa::ExplicitNoCa;
+        params.key_usages =
+            vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
+        params.not_before = spec.not_before;
+        params.not_after = spec.not_after;
+        params.use_authority_key_identifier_extension = true;
+        let key = KeyPair::generate()?;
+        let issuer = self.params.clone().self_signed(&self.key)?;
+        let cert = params.signed_by(&key, &issuer, &self.key)?;
+        Ok(Pem { cert: cert.pem(), key: key.serialize_pem() })
+    }
+}
+
+fn read(path: &Path) -> Result<String, PkiError> {
+    fs::read_to_string(path).map_err(|source| PkiError::Io { path: path.to_path_buf(), source })
+}
+
+/// Writes a public file (certificate), mode 0644.
+pub fn write_public(path: &Path, contents: &str) -> Result<(), PkiError> {
+    write_mode(path, contents, 0o644)
+}
+
+/// Writes a private key, mode 0600 from the moment it exists.
+pub fn write_secret(path: &Path, contents: &str) -> Result<(), PkiError> {
+    write_mode(path, contents, 0o600)
+}
+
+fn write_mode(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
+    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
+    let tmp = path.with_extension("tmp");
+    let mut f = fs::OpenOptions::new()
+        .write(true)
+        .create(true)
+        .truncate(true)
+        .mode(mode)
+        .open(&tmp)
+        .map_err(io)?;
+    f.write_all(contents.as_bytes()).map_err(io)?;
+    f.sync_all().map_err(io)?;
+    fs::rename(&tmp, path).map_err(io)
+}
+
+/// `dcos certs init`: a new CA and an admin certificate in `dir`. Refuses to replace a CA.
+pub fn init_dir(dir: &Path) -> Result<Ca, PkiError> {
+    fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.to_path_buf(), source })?;
+    let ca_key = dir.join("ca.key");
+    if ca_key.exists() {
+        return Err(PkiError::Exists { path: ca_key });
+    }
+    let ca = Ca::generate()?;
+    write_secret(&ca_key, &ca.key_pem())?;
+    write_public(&dir.join("ca.crt"), &ca.cert_pem)?;
+    let admin = ca.issue(&LeafSpec::new("admin", Role::Admin))?;
+    write_secret(&dir.join("admin.key"), &admin.key)?;
+    write_public(&dir.join("admin.crt"), &admin.cert)?;
+    Ok(ca)
+}
+
+/// `dcos certs issue`: `NAME.crt` and `NAME.key` in `dir`, signed by the CA there.
+pub fn issue_into_dir(dir: &Path, spec: &LeafSpec) -> Result<(PathBuf, PathBuf), PkiError> {
+    let ca = Ca::load(dir)?;
+    let pem = ca.issue(spec)?;
+    let cert = dir.join(format!("{}.crt", spec.name));
+    let key = dir.join(format!("{}.key", spec.name));
+    write_secret(&key, &pem.key)?;
+    write_public(&cert, &pem.cert)?;
+    Ok((cert, key))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::os::unix::fs::PermissionsExt;
+
+    #[test]
+    fn init_writes_four_files_with_private_keys_0600_and_refuses_to_overwrite() {
+        let dir = tempfile::tempdir().unwrap();
+        init_dir(dir.path()).unwrap();
+        for (f, mode) in [("ca.crt", 0o644), ("ca.key", 0o600), ("admin.crt", 0o644), ("admin.key", 0o600)] {
+            let m = fs::metadata(dir.path().join(f)).unwrap().permissions().mode() & 0o777;
+            assert_eq!(m, mode, "{f}");
+        }
+        assert!(matches!(init_dir(dir.path()), Err(PkiError::Exists { .. })));
+    }
+
+    #[test]
+    fn issue_rejects_names_that_would_escape_the_directory() {
+        let dir = tempfile::tempdir().unwrap();
+        init_dir(dir.path()).unwrap();
+        for bad in ["../x", "a/b", "", ".hidden"] {
+            let err = issue_into_dir(dir.path(), &LeafSpec::new(bad, Role::Host)).unwrap_err();
+            assert!(matches!(err, PkiError::BadName(_)), "{bad}: {err}");
+        }
+    }
+}
