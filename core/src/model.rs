@@ -8,6 +8,7 @@ use std::collections::BTreeMap;
 use std::sync::Arc;
 
 /// The container runtime a process or container belongs to.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "kebab-case")]
 pub enum Runtime {
@@ -39,14 +40,18 @@ impl Runtime {
 }
 
 /// The container a process runs in, as carried on each process.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct ContainerRef {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: Arc<str>,
     pub runtime: Runtime,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub name: Arc<str>,
 }
 
 /// One row of the process table.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Process {
     pub pid: i32,
@@ -56,19 +61,25 @@ pub struct Process {
     pub ppid: i32,
     pub pgid: i32,
     pub sid: i32,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub user: Arc<str>,
     pub uid: u32,
     pub gid: u32,
     /// One letter, as in `ps` (R, S, D, Z, T, t, X, I).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub state: char,
     pub nice: i32,
     pub threads: u32,
     /// The kernel's comm (at most 15 bytes).
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub cmd: Arc<str>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Vec<String>))]
     pub cmdline: Arc<[Arc<str>]>,
     /// Path of the executable; `null` when it cannot be read (kernel threads, permissions).
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub exe: Option<Arc<str>>,
     /// RFC 3339, UTC.
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub start_time: Arc<str>,
     /// Percent of one core over the last sample interval; `null` before the second sample.
     pub cpu_percent: Option<f64>,
@@ -80,12 +91,16 @@ pub struct Process {
     pub io_read_bytes: Option<u64>,
     pub io_write_bytes: Option<u64>,
     /// Controlling terminal (`pts/3`, `tty1`), `null` when none.
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub tty: Option<Arc<str>>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub cgroup: Arc<str>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<ContainerRef>))]
     pub container: Option<Arc<ContainerRef>>,
 }
 
 /// `GET /v1/proc`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcList<P = Process> {
     pub host: String,
@@ -97,6 +112,7 @@ pub struct ProcList<P = Process> {
 }
 
 /// `GET /v1/proc/{pid}`: one process and what is too costly to keep for all of them.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ProcessDetail {
     #[serde(flatten)]
@@ -111,6 +127,7 @@ pub struct ProcessDetail {
 }
 
 /// One resource limit; `None` is unlimited.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Limit {
     pub soft: Option<u64>,
@@ -119,6 +136,7 @@ pub struct Limit {
 }
 
 /// `GET /v1/host`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct HostSummary {
     pub name: String,
@@ -141,6 +159,7 @@ pub struct HostSummary {
 }
 
 /// `GET /v1/top`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct Top {
     pub host: HostSummary,
@@ -148,31 +167,39 @@ pub struct Top {
 }
 
 /// One container on a host.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Container {
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub id: Arc<str>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub name: Arc<str>,
     pub runtime: Runtime,
     /// `running`, `paused`, `stopped`, or `unknown` when no runtime state says more.
     pub status: String,
     /// The container's init process (lowest pid seen in it when no runtime state says).
     pub pid: Option<i32>,
+    #[cfg_attr(feature = "openapi", schema(value_type = String))]
     pub cgroup: Arc<str>,
     /// Number of processes in the container.
     pub processes: u32,
     pub cpu_percent: Option<f64>,
     pub mem_bytes: Option<u64>,
     pub mem_limit_bytes: Option<u64>,
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub started_at: Option<Arc<str>>,
     /// Kubernetes pod UID when the cgroup path names one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub pod_uid: Option<Arc<str>>,
     /// OCI bundle directory, when an OCI runtime state directory names it.
     #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub bundle: Option<Arc<str>>,
 }
 
 /// `GET /v1/containers`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerList {
     pub host: String,
@@ -182,6 +209,7 @@ pub struct ContainerList {
 }
 
 /// `GET /v1/containers/{id}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct ContainerDetail {
     pub container: Container,
@@ -189,6 +217,7 @@ pub struct ContainerDetail {
 }
 
 /// `GET /v1/sysctl/{key}` and the answer to a `PUT`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct SysctlValue {
     pub key: String,
@@ -199,17 +228,20 @@ pub struct SysctlValue {
 }
 
 /// Body of `PUT /v1/sysctl/{key}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, Serialize, Deserialize)]
 pub struct SysctlWrite {
     pub value: String,
 }
 
 /// Every error answer: `{"error": {"code", "message"}}`.
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorBody {
     pub error: ErrorDetail,
 }
 
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct ErrorDetail {
     /// Machine-readable, stable: `bad_query`, `unauthenticated`, `forbidden`, `not_found`, ...

@@ -1,3 +1,62 @@
 //! k2i, the kernel interface: one host's live state as JSON over HTTPS.
+//!
+//! How a request flows, and where each part lives:
+//!
+//! - [`config`]: flags and TOML merged and validated before anything binds.
+//! - [`procfs`]: plain reads of `/proc` files (`stat`, `cmdline`, `io`, host counters).
+//! - [`sampler`]: the background thread that turns those reads into an immutable
+//!   [`sampler::Snapshot`] every interval, reading per-process constants only once.
+//! - [`containers`]: which container a cgroup path belongs to, OCI runtime state, and
+//!   per-container CPU and memory from the cgroup filesystem.
+//! - [`query`]: the `/v1/proc` parameters and the `q` filter language.
+//! - [`sysctl`]: `/proc/sys` reads, the write allow-list and the audit record.
+//! - [`auth`]: the caller's identity, from its certificate or a bearer token.
+//! - [`api`]: one module per resource of SPEC section 3.
+//! - [`server`]: the router, middleware, and the TLS accept loop ([`server::serve`] takes
+//!   its listener and shutdown signal, so tests run it in-process on port 0).
+//! - [`metrics`]: `/metrics` in Prometheus text format.
+#![forbid(unsafe_code)]
+
+pub mod api;
+pub mod auth;
+pub mod config;
 pub mod containers;
+pub mod error;
+pub mod metrics;
+pub mod procfs;
 pub mod query;
+pub mod sampler;
+pub mod server;
+pub mod sysctl;
+
+use std::future::Future;
+use tokio::net::TcpListener;
+
+/// Runs k2i with a validated `config` on `listener` until `shutdown` resolves.
+pub async fn run(
+    config: config::Config,
+    listener: TcpListener,
+    shutdown: impl Future<Output = ()>,
+) -> anyhow::Result<()> {
+    use anyhow::Context;
+    let mut sampling = sampler::SamplerConfig::new(config.name.clone(), config.dc.clone(), config.sample_interval);
+    sampling.idle_interval = config.idle_interval;
+    sampling.labels = config.labels.clone();
+    sampling.catalog.oci_roots = config.oci_roots.clone();
+    let handle = tokio::task::spawn_blocking(move || sampler::spawn(sampling))
+        .await
+        .context("starting the sampler")?
+        .context("starting the sampler thread")?;
+    let state = server::AppState::new(
+        handle,
+        &config.name,
+        &config.dc,
+        config.tokens,
+        config.sysctl_allow,
+        config.audit_log,
+    );
+    let metrics = state.metrics.clone();
+    let tls = config.identity.server_config(&[b"http/1.1"]).context("building the TLS configuration")?;
+    server::serve(listener, tls, server::router(state), metrics, shutdown).await?;
+    Ok(())
+}

@@ -1,1 +1,62 @@
-fn main() {}
+//! The k2i daemon: parse and validate settings (exit 2 on a bad one, before binding), bind,
+//! announce the address on stdout, serve until SIGTERM or SIGINT.
+
+use clap::Parser;
+use k2i::config::{Config, Flags};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::from_flags(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("k2i: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("k2i: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        let listener = match tokio::net::TcpListener::bind(config.listen).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("k2i: cannot listen on {}: {e}", config.listen);
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        println!("k2i {} listening on https://{addr}", config.name);
+        tracing::info!(name = %config.name, dc = %config.dc, %addr, "k2i ready");
+        match k2i::run(config, listener, shutdown_signal()).await {
+            Ok(()) => {
+                tracing::info!("k2i stopped");
+                ExitCode::SUCCESS
+            }
+            Err(e) => {
+                eprintln!("k2i: {e:#}");
+                ExitCode::FAILURE
+            }
+        }
+    })
+}
+
+async fn shutdown_signal() {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate()).ok();
+    let mut int = signal(SignalKind::interrupt()).ok();
+    tokio::select! {
+        _ = async { if let Some(t) = term.as_mut() { t.recv().await } else { std::future::pending().await } } => {}
+        _ = async { if let Some(i) = int.as_mut() { i.recv().await } else { std::future::pending().await } } => {}
+    }
+}

@@ -1,0 +1,50 @@
+//! The HTTP endpoints of SPEC section 3, one module per resource. Handlers read the
+//! sampler's current snapshot; none of them touches `/proc` for the whole table.
+
+mod containers;
+mod host;
+pub mod openapi;
+mod proc;
+mod sysctl;
+
+use crate::error::ApiError;
+use crate::server::AppState;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use axum::Router;
+use serde::Serialize;
+
+pub fn routes() -> Router<AppState> {
+    Router::new()
+        .route("/healthz", get(host::healthz))
+        .route("/v1/host", get(host::summary))
+        .route("/metrics", get(host::metrics))
+        .route("/v1/openapi.json", get(openapi::document))
+        .route("/v1/proc", get(proc::list))
+        .route("/v1/proc/{pid}", get(proc::one))
+        .route("/v1/proc/cmd/{name}", get(proc::by_cmd))
+        .route("/v1/top", get(proc::top))
+        .route("/v1/containers", get(containers::list))
+        .route("/v1/containers/{id}", get(containers::one))
+        .route("/v1/sysctl", get(sysctl::list))
+        .route("/v1/sysctl/{*key}", get(sysctl::get).put(sysctl::put))
+}
+
+/// Serializes `value` as the JSON response body.
+pub fn json<T: Serialize>(value: &T) -> Response {
+    match serde_json::to_vec(value) {
+        Ok(body) => ([(CONTENT_TYPE, "application/json")], body).into_response(),
+        Err(e) => ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            .into_response(),
+    }
+}
+
+/// The query string as ordered pairs; a malformed one is a 400.
+pub fn query_pairs(raw: Option<String>) -> Result<Vec<(String, String)>, ApiError> {
+    match raw {
+        None => Ok(Vec::new()),
+        Some(q) => serde_urlencoded::from_str(&q)
+            .map_err(|e| ApiError::bad_request("bad_query", format!("malformed query string: {e}"))),
+    }
+}

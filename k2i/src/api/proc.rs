@@ -1,0 +1,151 @@
+//! `/v1/proc`, `/v1/proc/{pid}`, `/v1/proc/cmd/{name}` and `/v1/top`.
+
+use super::{json, query_pairs};
+use crate::error::ApiError;
+use crate::procfs::detail;
+use crate::query::ProcQuery;
+use crate::sampler::{Sampler, Snapshot};
+use crate::server::AppState;
+use axum::extract::{Path, RawQuery, State};
+use axum::response::Response;
+use dcos_core::model::{ProcList, Process, ProcessDetail};
+use std::sync::Arc;
+
+/// Runs `query` over `snap` and renders the `/v1/proc` document.
+fn render_list(state: &AppState, snap: &Snapshot, query: &ProcQuery) -> Response {
+    let pool = snap.processes.iter().chain(if query.kernel { &snap.kernel_threads[..] } else { &[] });
+    let selection = query.select(pool);
+    let mut rows: Vec<Process>;
+    let chosen: Vec<&Process> = if query.threads {
+        rows = Vec::new();
+        for p in &selection.processes {
+            rows.extend(Sampler::threads_of(&state.sampler.proc_root, p));
+        }
+        rows.iter().collect()
+    } else {
+        selection.processes
+    };
+    fn list<P>(state: &AppState, snap: &Snapshot, total: usize, processes: Vec<P>) -> ProcList<P> {
+        ProcList {
+            host: state.name.to_string(),
+            dc: state.dc.to_string(),
+            sampled_at: snap.sampled_at.clone(),
+            total,
+            processes,
+        }
+    }
+    if query.fields.is_some() {
+        let projected: Vec<_> = chosen.iter().map(|p| query.project(p)).collect();
+        json(&list(state, snap, selection.total, projected))
+    } else {
+        json(&list(state, snap, selection.total, chosen))
+    }
+}
+
+/// The process table, filtered, sorted, limited and projected.
+#[utoipa::path(get, path = "/v1/proc", tag = "processes",
+    params(
+        ("pid" = Option<String>, Query, description = "pid, or comma list"),
+        ("ppid" = Option<String>, Query, description = "parent pid, or comma list"),
+        ("user" = Option<String>, Query, description = "user name or uid"),
+        ("cmd" = Option<String>, Query, description = "substring of the command name or command line"),
+        ("container" = Option<String>, Query, description = "container id prefix, or `none`"),
+        ("state" = Option<String>, Query, description = "state letters, e.g. R or RD"),
+        ("q" = Option<String>, Query, description = "filter expression, e.g. `cpu > 5 and user == \"www\" and cmdline ~ \"php\"`"),
+        ("sort" = Option<String>, Query, description = "field, `-` prefix for descending; comma list for ties"),
+        ("limit" = Option<usize>, Query, description = "at most this many rows (total still counts all matches)"),
+        ("fields" = Option<String>, Query, description = "comma list: projection"),
+        ("threads" = Option<bool>, Query, description = "list threads of the matching processes"),
+        ("kernel" = Option<bool>, Query, description = "include kernel threads"),
+    ),
+    responses(
+        (status = 200, body = dcos_core::model::ProcList),
+        (status = 400, description = "bad parameter or q expression (with `position`)", body = dcos_core::model::ErrorBody),
+        (status = 401, body = dcos_core::model::ErrorBody)))]
+pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let query = ProcQuery::parse(&query_pairs(raw)?)?;
+    let snap = state.sampler.current().await;
+    Ok(render_list(&state, &snap, &query))
+}
+
+/// Same as `/v1/proc?cmd={name}`.
+#[utoipa::path(get, path = "/v1/proc/cmd/{name}", tag = "processes",
+    params(("name" = String, Path, description = "substring of the command name or line")),
+    responses((status = 200, body = dcos_core::model::ProcList), (status = 400, body = dcos_core::model::ErrorBody)))]
+pub async fn by_cmd(
+    State(state): State<AppState>,
+    Path(name): Path<String>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
+    let mut pairs = query_pairs(raw)?;
+    pairs.push(("cmd".into(), name));
+    let query = ProcQuery::parse(&pairs)?;
+    let snap = state.sampler.current().await;
+    Ok(render_list(&state, &snap, &query))
+}
+
+/// One process with its open files, limits and namespaces; 404 once it is gone.
+#[utoipa::path(get, path = "/v1/proc/{pid}", tag = "processes",
+    params(("pid" = i32, Path, description = "process id")),
+    responses((status = 200, body = dcos_core::model::ProcessDetail), (status = 404, body = dcos_core::model::ErrorBody)))]
+pub async fn one(State(state): State<AppState>, Path(pid): Path<String>) -> Result<Response, ApiError> {
+    let pid: i32 = pid
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ApiError::bad_request("bad_pid", format!("{pid:?} is not a process id")))?;
+    let root = state.sampler.proc_root.clone();
+    let alive = || root.join(pid.to_string()).exists();
+    let mut snap = state.sampler.current().await;
+    if snap.find(pid).is_none() && alive() {
+        // Started since the last sample: take a new one rather than answer 404.
+        snap = state.sampler.refresh().await;
+    }
+    let process: Process = snap
+        .find(pid)
+        .filter(|_| alive())
+        .cloned()
+        .ok_or_else(|| ApiError::not_found(format!("no process {pid} on {}", state.name)))?;
+    let detail = tokio::task::spawn_blocking(move || ProcessDetail {
+        fds: detail::fds(&root, pid, 4096),
+        limits: detail::limits(&root, pid),
+        namespaces: detail::namespaces(&root, pid),
+        environ_readable: std::fs::File::open(root.join(pid.to_string()).join("environ")).is_ok(),
+        process,
+    })
+    .await
+    .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    Ok(json(&detail))
+}
+
+/// The host summary and the top processes (default `sort=-cpu`, `limit=20`).
+#[utoipa::path(get, path = "/v1/top", tag = "processes",
+    params(
+        ("sort" = Option<String>, Query, description = "default -cpu"),
+        ("limit" = Option<usize>, Query, description = "default 20"),
+        ("q" = Option<String>, Query, description = "filter expression as for /v1/proc"),
+    ),
+    responses((status = 200, body = dcos_core::model::Top), (status = 400, body = dcos_core::model::ErrorBody)))]
+pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let mut pairs = query_pairs(raw)?;
+    for (k, v) in [("sort", "-cpu"), ("limit", "20")] {
+        if !pairs.iter().any(|(pk, _)| pk == k) {
+            pairs.push((k.into(), v.into()));
+        }
+    }
+    let query = ProcQuery::parse(&pairs)?;
+    if query.fields.is_some() || query.threads {
+        return Err(ApiError::bad_request("bad_query", "/v1/top takes neither fields nor threads; use /v1/proc"));
+    }
+    let snap: Arc<Snapshot> = state.sampler.current().await;
+    let pool = snap.processes.iter().chain(if query.kernel { &snap.kernel_threads[..] } else { &[] });
+    let selection = query.select(pool);
+    Ok(json(&TopRef { host: &snap.host, processes: selection.processes }))
+}
+
+/// `dcos_core::model::Top` by reference, so the snapshot is not copied.
+#[derive(serde::Serialize)]
+struct TopRef<'a> {
+    host: &'a dcos_core::model::HostSummary,
+    processes: Vec<&'a Process>,
+}

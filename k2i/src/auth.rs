@@ -1,0 +1,83 @@
+//! Who is asking: the verified client certificate of the connection, or else a bearer
+//! token from the tokens file. Every route but `/healthz` and the OpenAPI document
+//! requires one; writes require `admin` (checked by the handlers through [`Caller`]).
+
+use crate::error::ApiError;
+use crate::server::AppState;
+use axum::extract::{Request, State};
+use axum::http::header::AUTHORIZATION;
+use axum::middleware::Next;
+use axum::response::Response;
+use dcos_core::tls::PeerIdentity;
+use dcos_core::Role;
+use std::net::SocketAddr;
+
+/// Set on every request by the connection loop.
+#[derive(Debug, Clone)]
+pub struct ConnInfo {
+    pub remote: SocketAddr,
+    /// The client certificate's identity, when one was presented (and verified by TLS).
+    pub peer: Option<PeerIdentity>,
+}
+
+/// The authenticated caller, for handlers.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    pub role: Role,
+    /// `cert` or `token`.
+    pub via: &'static str,
+}
+
+impl Caller {
+    /// 403 unless the caller may change state.
+    pub fn require_write(&self, what: &str) -> Result<(), ApiError> {
+        if self.role.can_write() {
+            Ok(())
+        } else {
+            Err(ApiError::forbidden(format!(
+                "{what} needs the admin role; {} has the {} role",
+                self.name, self.role
+            )))
+        }
+    }
+}
+
+/// Paths anyone may read without an identity.
+pub fn is_public(path: &str) -> bool {
+    matches!(path, "/healthz" | "/v1/openapi.json")
+}
+
+/// Middleware: attaches a [`Caller`] or answers 401.
+pub async fn authenticate(State(state): State<AppState>, mut req: Request, next: Next) -> Result<Response, ApiError> {
+    if is_public(req.uri().path()) {
+        return Ok(next.run(req).await);
+    }
+    let conn = req.extensions().get::<ConnInfo>().cloned();
+    let caller = if let Some(peer) = conn.as_ref().and_then(|c| c.peer.clone()) {
+        Caller { name: peer.name, role: peer.role, via: "cert" }
+    } else if let Some(value) = req.headers().get(AUTHORIZATION) {
+        let token = value
+            .to_str()
+            .ok()
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+            .map(str::trim)
+            .ok_or_else(|| {
+                state.metrics.auth_failure("malformed_authorization");
+                ApiError::unauthenticated("bad_authorization", "Authorization header must be `Bearer <token>`")
+            })?;
+        let grant = state.tokens.lookup(token).ok_or_else(|| {
+            state.metrics.auth_failure("invalid_token");
+            ApiError::unauthenticated("invalid_token", "the bearer token is not valid on this host")
+        })?;
+        Caller { name: grant.label.clone(), role: grant.role, via: "token" }
+    } else {
+        state.metrics.auth_failure("no_identity");
+        return Err(ApiError::unauthenticated(
+            "unauthenticated",
+            "present a client certificate issued by the fleet CA, or a bearer token",
+        ));
+    };
+    req.extensions_mut().insert(caller);
+    Ok(next.run(req).await)
+}

@@ -1,0 +1,526 @@
+//! The background sampler: one thread that reads `/proc` every `--sample-interval` and
+//! publishes an immutable [`Snapshot`] that request handlers share.
+//!
+//! What never changes for a process's life (cmdline, exe, user, cgroup, start time) is
+//! read once, keyed by pid and start time; a steady-state tick reads `/proc/PID/stat` for
+//! every process and `/proc/PID/io` only for processes that ran since the last tick (plus a
+//! slow rotation over the rest). When nobody has asked for a while the sampler slows to
+//! `idle_interval`; the first request after that wakes it and waits for a fresh sample.
+
+use crate::containers::{self, Catalog, CatalogConfig};
+use crate::procfs::{self, host, stat, users::Users, ProcFs, CLK_TCK, PF_KTHREAD};
+use dcos_core::model::{Container, HostSummary, Process};
+use std::collections::{BTreeMap, HashMap};
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::mpsc;
+use std::sync::Arc;
+use std::time::{Duration, Instant, SystemTime};
+use time::format_description::well_known::Rfc3339;
+use time::OffsetDateTime;
+use tokio::sync::watch;
+
+/// How and what to sample.
+#[derive(Debug, Clone)]
+pub struct SamplerConfig {
+    pub proc_root: PathBuf,
+    pub passwd: PathBuf,
+    pub interval: Duration,
+    /// Interval used once nobody has asked for `idle_after`.
+    pub idle_interval: Duration,
+    pub idle_after: Duration,
+    pub catalog: CatalogConfig,
+    /// Name, dc and labels reported in the host summary.
+    pub host_name: String,
+    pub dc: String,
+    pub labels: BTreeMap<String, String>,
+}
+
+impl SamplerConfig {
+    pub fn new(host_name: String, dc: String, interval: Duration) -> SamplerConfig {
+        SamplerConfig {
+            proc_root: "/proc".into(),
+            passwd: "/etc/passwd".into(),
+            interval,
+            idle_interval: Duration::from_secs(30).max(interval),
+            idle_after: Duration::from_secs(60),
+            catalog: CatalogConfig::default(),
+            host_name,
+            dc,
+            labels: BTreeMap::new(),
+        }
+    }
+}
+
+/// One immutable view of the host, shared by every request until the next tick.
+#[derive(Debug)]
+pub struct Snapshot {
+    /// Increases by one every tick.
+    pub seq: u64,
+    pub taken: Instant,
+    pub sampled_at: String,
+    /// User-space processes, by pid.
+    pub processes: Vec<Process>,
+    /// Kernel threads (shown with `kernel=true`), by pid.
+    pub kernel_threads: Vec<Process>,
+    pub host: HostSummary,
+    pub containers: Vec<Container>,
+    /// How long the tick that produced this snapshot took.
+    pub tick_duration: Duration,
+}
+
+impl Snapshot {
+    /// The process with `pid`, user or kernel.
+    pub fn find(&self, pid: i32) -> Option<&Process> {
+        let by_pid = |v: &'_ [Process]| v.binary_search_by_key(&pid, |p| p.pid).ok();
+        by_pid(&self.processes)
+            .map(|i| &self.processes[i])
+            .or_else(|| by_pid(&self.kernel_threads).map(|i| &self.kernel_threads[i]))
+    }
+}
+
+/// What is kept per live process between ticks.
+#[derive(Debug)]
+struct Entry {
+    starttime: u64,
+    info: Arc<StaticInfo>,
+    cpu_ticks: u64,
+    io: Option<(u64, u64)>,
+    comm: Arc<str>,
+    tick: u64,
+}
+
+/// What is read once per process.
+#[derive(Debug)]
+struct StaticInfo {
+    user: Arc<str>,
+    uid: u32,
+    gid: u32,
+    cmdline: Arc<[Arc<str>]>,
+    exe: Option<Arc<str>>,
+    start_time: Arc<str>,
+    cgroup: Arc<str>,
+    kernel: bool,
+}
+
+/// The owned fields of one `/proc/PID/stat` read this tick.
+#[derive(Debug, Clone, Copy)]
+struct Row {
+    pid: i32,
+    comm: [u8; 16],
+    comm_len: u8,
+    state: u8,
+    ppid: i32,
+    pgrp: i32,
+    session: i32,
+    tty_nr: i64,
+    flags: u64,
+    cpu_ticks: u64,
+    nice: i32,
+    threads: u32,
+    starttime: u64,
+    vsize: u64,
+    rss_pages: u64,
+}
+
+impl Row {
+    fn from_stat(s: &stat::Stat<'_>) -> Row {
+        let mut comm = [0u8; 16];
+        let n = s.comm.len().min(16);
+        comm[..n].copy_from_slice(&s.comm[..n]);
+        Row {
+            pid: s.pid,
+            comm,
+            comm_len: n as u8,
+            state: s.state,
+            ppid: s.ppid,
+            pgrp: s.pgrp,
+            session: s.session,
+            tty_nr: s.tty_nr,
+            flags: s.flags,
+            cpu_ticks: s.cpu_ticks,
+            nice: s.nice,
+            threads: s.num_threads,
+            starttime: s.starttime,
+            vsize: s.vsize,
+            rss_pages: s.rss_pages,
+        }
+    }
+
+    fn comm(&self) -> &[u8] {
+        &self.comm[..self.comm_len as usize]
+    }
+
+    fn kernel(&self) -> bool {
+        self.flags & PF_KTHREAD != 0
+    }
+}
+
+/// Raw once-per-process reads, done off the main loop (possibly in parallel).
+#[derive(Debug, Default)]
+struct RawStatic {
+    uid: u32,
+    gid: u32,
+    cmdline: Vec<String>,
+    exe: Option<String>,
+    cgroup: String,
+    io: Option<(u64, u64)>,
+}
+
+fn read_static(fs: &mut ProcFs, pid: i32, kernel: bool) -> RawStatic {
+    let mut raw = RawStatic::default();
+    if let Ok((uid, gid)) = fs.owner(pid) {
+        raw.uid = uid;
+        raw.gid = gid;
+    }
+    if kernel {
+        raw.cgroup = "/".into();
+        return raw;
+    }
+    if let Ok(b) = fs.read(pid, None, "cmdline") {
+        raw.cmdline = procfs::split_cmdline(b);
+    }
+    raw.exe = fs.readlink(pid, "exe").ok().map(|p| p.to_string_lossy().into_owned());
+    raw.cgroup = match fs.read(pid, None, "cgroup") {
+        Ok(b) => containers::pick_cgroup(&String::from_utf8_lossy(b)).to_string(),
+        Err(_) => "/".into(),
+    };
+    raw.io = fs.read(pid, None, "io").ok().and_then(procfs::parse_io);
+    raw
+}
+
+/// Above this many new processes in one tick, their first reads are split across threads.
+const PARALLEL_THRESHOLD: usize = 256;
+/// Idle processes get their io counters re-read once every this many ticks.
+const IO_ROTATION: u64 = 16;
+
+/// The sampling engine. Synchronous: [`spawn`] runs it on its own thread.
+pub struct Sampler {
+    cfg: SamplerConfig,
+    fs: ProcFs,
+    users: Users,
+    catalog: Catalog,
+    entries: HashMap<i32, Entry>,
+    interned: HashMap<String, Arc<str>>,
+    tick: u64,
+    prev_at: Option<Instant>,
+    prev_host: Option<host::HostCounters>,
+    boot_time: i64,
+    page_size: u64,
+    kernel: String,
+}
+
+impl Sampler {
+    pub fn new(cfg: SamplerConfig) -> Sampler {
+        let page_size = nix::unistd::sysconf(nix::unistd::SysconfVar::PAGE_SIZE)
+            .ok()
+            .flatten()
+            .map(|v| v as u64)
+            .unwrap_or(4096);
+        let counters = host::read(&cfg.proc_root);
+        Sampler {
+            fs: ProcFs::new(&cfg.proc_root),
+            users: Users::new(&cfg.passwd),
+            catalog: Catalog::new(cfg.catalog.clone()),
+            kernel: host::kernel_release(&cfg.proc_root),
+            boot_time: counters.boot_time,
+            cfg,
+            entries: HashMap::new(),
+            interned: HashMap::new(),
+            tick: 0,
+            prev_at: None,
+            prev_host: None,
+            page_size,
+        }
+    }
+
+    fn intern(&mut self, s: String) -> Arc<str> {
+        if let Some(a) = self.interned.get(&s) {
+            return a.clone();
+        }
+        let a: Arc<str> = Arc::from(s.as_str());
+        self.interned.insert(s, a.clone());
+        a
+    }
+
+    fn start_time(&self, starttime: u64) -> Arc<str> {
+        let secs = self.boot_time + (starttime as f64 / CLK_TCK) as i64;
+        OffsetDateTime::from_unix_timestamp(secs)
+            .ok()
+            .and_then(|t| t.format(&Rfc3339).ok())
+            .unwrap_or_default()
+            .into()
+    }
+
+    /// Reads `/proc` once and builds the next snapshot.
+    pub fn tick(&mut self) -> Snapshot {
+        let started = Instant::now();
+        self.tick += 1;
+        let tick = self.tick;
+        self.users.reload_if_changed();
+        self.catalog.refresh();
+
+        // Pass 1: /proc/PID/stat for everyone.
+        let pids = self.fs.pids().unwrap_or_default();
+        let mut rows = Vec::with_capacity(pids.len());
+        for pid in pids {
+            if let Ok(raw) = self.fs.read(pid, None, "stat") {
+                if let Some(s) = stat::parse(raw) {
+                    rows.push(Row::from_stat(&s));
+                }
+            }
+        }
+
+        // Pass 2: first reads for processes not seen before (pid reuse counts as new).
+        let new: Vec<(i32, bool)> = rows
+            .iter()
+            .filter(|r| self.entries.get(&r.pid).is_none_or(|e| e.starttime != r.starttime))
+            .map(|r| (r.pid, r.kernel()))
+            .collect();
+        let raws = self.read_new(&new);
+        for ((pid, kernel), raw) in new.into_iter().zip(raws) {
+            let row = rows.iter().find(|r| r.pid == pid).copied();
+            let Some(row) = row else { continue };
+            let info = StaticInfo {
+                user: self.users.name(raw.uid),
+                uid: raw.uid,
+                gid: raw.gid,
+                cmdline: raw.cmdline.into_iter().map(Arc::from).collect(),
+                exe: raw.exe.map(Arc::from),
+                start_time: self.start_time(row.starttime),
+                cgroup: self.intern(raw.cgroup),
+                kernel,
+            };
+            self.entries.insert(
+                pid,
+                Entry {
+                    starttime: row.starttime,
+                    info: Arc::new(info),
+                    cpu_ticks: row.cpu_ticks,
+                    io: raw.io,
+                    comm: Arc::from(String::from_utf8_lossy(row.comm()).as_ref()),
+                    tick: 0, // marks "first seen this tick": no cpu_percent yet
+                },
+            );
+        }
+
+        // Pass 3: build rows, cpu_percent from the previous tick.
+        let now = Instant::now();
+        let elapsed = self.prev_at.map(|p| now.duration_since(p).as_secs_f64());
+        let counters = host::read(&self.cfg.proc_root);
+        let mem_total = counters.mem_total_bytes.max(1) as f64;
+        let mut processes = Vec::with_capacity(rows.len());
+        let mut kernel_threads = Vec::new();
+        let mut threads_total: u64 = 0;
+        rows.sort_unstable_by_key(|r| r.pid);
+        for row in &rows {
+            let Some(entry) = self.entries.get_mut(&row.pid) else { continue };
+            let first = entry.tick == 0;
+            let ran = row.cpu_ticks != entry.cpu_ticks;
+            let cpu_percent = match (first, elapsed) {
+                (false, Some(secs)) if secs > 0.0 => {
+                    let d = row.cpu_ticks.saturating_sub(entry.cpu_ticks) as f64 / CLK_TCK;
+                    Some((d / secs * 100.0 * 10.0).round() / 10.0)
+                }
+                _ => None,
+            };
+            if !first && !entry.info.kernel && (ran || (row.pid as u64 + tick) % IO_ROTATION == 0) {
+                entry.io = self.fs.read(row.pid, None, "io").ok().and_then(procfs::parse_io);
+            }
+            entry.cpu_ticks = row.cpu_ticks;
+            entry.tick = tick;
+            if *entry.comm.as_bytes() != *row.comm() {
+                entry.comm = Arc::from(String::from_utf8_lossy(row.comm()).as_ref());
+            }
+            threads_total += u64::from(row.threads);
+            let info = &entry.info;
+            let rss = row.rss_pages * self.page_size;
+            let p = Process {
+                pid: row.pid,
+                tid: None,
+                ppid: row.ppid,
+                pgid: row.pgrp,
+                sid: row.session,
+                user: info.user.clone(),
+                uid: info.uid,
+                gid: info.gid,
+                state: row.state as char,
+                nice: row.nice,
+                threads: row.threads,
+                cmd: entry.comm.clone(),
+                cmdline: info.cmdline.clone(),
+                exe: info.exe.clone(),
+                start_time: info.start_time.clone(),
+                cpu_percent,
+                cpu_time_s: row.cpu_ticks as f64 / CLK_TCK,
+                mem_rss_bytes: rss,
+                mem_vsz_bytes: row.vsize,
+                mem_percent: ((rss as f64 / mem_total) * 1000.0).round() / 10.0,
+                io_read_bytes: entry.io.map(|io| io.0),
+                io_write_bytes: entry.io.map(|io| io.1),
+                tty: procfs::tty_name(row.tty_nr).map(Arc::from),
+                cgroup: info.cgroup.clone(),
+                container: None,
+            };
+            if info.kernel {
+                kernel_threads.push(p);
+            } else {
+                processes.push(p);
+            }
+        }
+        self.entries.retain(|_, e| e.tick == tick);
+        if self.interned.len() > 4 * self.entries.len() + 1024 {
+            self.interned.retain(|_, a| Arc::strong_count(a) > 1);
+        }
+
+        // Containers: attribute every process, then summarize per container.
+        for p in &mut processes {
+            p.container = self.catalog.container_of(&p.cgroup);
+        }
+        let containers = self.catalog.summarize(&processes, now);
+
+        let cpu_percent = self.prev_host.as_ref().and_then(|prev| host::cpu_percent(prev, &counters));
+        let sampled_at = OffsetDateTime::from(SystemTime::now()).format(&Rfc3339).unwrap_or_default();
+        let host = HostSummary {
+            name: self.cfg.host_name.clone(),
+            dc: self.cfg.dc.clone(),
+            labels: self.cfg.labels.clone(),
+            kernel: self.kernel.clone(),
+            uptime_s: counters.uptime_s,
+            load: counters.load,
+            cpus: counters.cpus,
+            cpu_percent: cpu_percent.map(|c| (c * 10.0).round() / 10.0),
+            mem_total_bytes: counters.mem_total_bytes,
+            mem_used_bytes: counters.mem_used_bytes,
+            swap_total_bytes: counters.swap_total_bytes,
+            swap_used_bytes: counters.swap_used_bytes,
+            processes: (processes.len() + kernel_threads.len()) as u32,
+            threads: threads_total as u32,
+            agent_version: dcos_core::VERSION.to_string(),
+            sampled_at: sampled_at.clone(),
+        };
+        self.prev_host = Some(counters);
+        self.prev_at = Some(now);
+        Snapshot {
+            seq: tick,
+            taken: now,
+            sampled_at,
+            processes,
+            kernel_threads,
+            host,
+            containers,
+            tick_duration: started.elapsed(),
+        }
+    }
+
+    fn read_new(&mut self, new: &[(i32, bool)]) -> Vec<RawStatic> {
+        if new.len() < PARALLEL_THRESHOLD {
+            return new.iter().map(|&(pid, k)| read_static(&mut self.fs, pid, k)).collect();
+        }
+        let half = new.len() / 2;
+        let (a, b) = new.split_at(half);
+        let root = self.cfg.proc_root.clone();
+        std::thread::scope(|s| {
+            let other = s.spawn(|| {
+                let mut fs = ProcFs::new(&root);
+                b.iter().map(|&(pid, k)| read_static(&mut fs, pid, k)).collect::<Vec<_>>()
+            });
+            let mut out: Vec<RawStatic> =
+                a.iter().map(|&(pid, k)| read_static(&mut self.fs, pid, k)).collect();
+            out.extend(other.join().unwrap_or_default());
+            out
+        })
+    }
+
+    /// The threads of one process, read now (`threads=true`). Per-thread `cpu_percent` is
+    /// `null`: the sampler keeps no per-thread history.
+    pub fn threads_of(proc_root: &std::path::Path, p: &Process) -> Vec<Process> {
+        let mut fs = ProcFs::new(proc_root);
+        let tids = fs.tids(p.pid).unwrap_or_default();
+        let mut out = Vec::with_capacity(tids.len());
+        for tid in tids {
+            let Ok(raw) = fs.read(p.pid, Some(tid), "stat") else { continue };
+            let Some(s) = stat::parse(raw) else { continue };
+            let mut t = p.clone();
+            t.tid = Some(tid);
+            t.state = s.state as char;
+            t.cmd = Arc::from(String::from_utf8_lossy(s.comm).as_ref());
+            t.cpu_time_s = s.cpu_ticks as f64 / CLK_TCK;
+            t.cpu_percent = None;
+            t.nice = s.nice;
+            out.push(t);
+        }
+        out
+    }
+}
+
+/// The request side of a running sampler.
+#[derive(Clone)]
+pub struct SamplerHandle {
+    rx: watch::Receiver<Arc<Snapshot>>,
+    wake: mpsc::SyncSender<()>,
+    last_request_ms: Arc<AtomicU64>,
+    epoch: Instant,
+    interval: Duration,
+    pub proc_root: PathBuf,
+}
+
+impl SamplerHandle {
+    /// The current snapshot, fresh: if the sampler has slowed down and the snapshot is
+    /// older than two intervals, wake it and wait (at most 2 s) for the next one.
+    pub async fn current(&self) -> Arc<Snapshot> {
+        self.last_request_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        let snap = self.rx.borrow().clone();
+        if snap.taken.elapsed() <= self.interval * 2 {
+            return snap;
+        }
+        self.refresh().await
+    }
+
+    /// Wakes the sampler and waits (at most 2 s) for a snapshot taken after this call.
+    pub async fn refresh(&self) -> Arc<Snapshot> {
+        let mut rx = self.rx.clone();
+        rx.mark_unchanged();
+        let _ = self.wake.try_send(());
+        match tokio::time::timeout(Duration::from_secs(2), rx.changed()).await {
+            Ok(Ok(())) => rx.borrow().clone(),
+            _ => self.rx.borrow().clone(),
+        }
+    }
+
+    /// The current snapshot without marking a request (metrics about the agent itself).
+    pub fn peek(&self) -> Arc<Snapshot> {
+        self.rx.borrow().clone()
+    }
+}
+
+/// Takes the first snapshot now, then keeps sampling on a dedicated thread until every
+/// handle is dropped.
+pub fn spawn(cfg: SamplerConfig) -> std::io::Result<SamplerHandle> {
+    let interval = cfg.interval;
+    let idle_interval = cfg.idle_interval;
+    let idle_after = cfg.idle_after;
+    let proc_root = cfg.proc_root.clone();
+    let mut sampler = Sampler::new(cfg);
+    let first = sampler.tick();
+    let (tx, rx) = watch::channel(Arc::new(first));
+    let (wake_tx, wake_rx) = mpsc::sync_channel::<()>(1);
+    let last_request_ms = Arc::new(AtomicU64::new(0));
+    let epoch = Instant::now();
+    let last = last_request_ms.clone();
+    std::thread::Builder::new()
+        .name("k2i-sampler".into())
+        .spawn(move || loop {
+            let idle = epoch.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+            let wait = if idle > idle_after { idle_interval } else { interval };
+            match wake_rx.recv_timeout(wait) {
+                Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+                Err(mpsc::RecvTimeoutError::Disconnected) => return,
+            }
+            let snap = sampler.tick();
+            if tx.send(Arc::new(snap)).is_err() {
+                return;
+            }
+        })?;
+    Ok(SamplerHandle { rx, wake: wake_tx, last_request_ms, epoch, interval, proc_root })
+}

@@ -1,0 +1,179 @@
+//! The HTTPS server: the router, the middleware stack, and the accept loop that terminates
+//! TLS and hands each connection's verified identity to the handlers.
+//!
+//! [`serve`] takes its listener and shutdown signal as arguments, so tests run it in-process
+//! on port 0.
+
+use crate::api;
+use crate::auth::{self, ConnInfo};
+use crate::error::ApiError;
+use crate::metrics::Metrics;
+use crate::sampler::SamplerHandle;
+use crate::sysctl::{AllowList, Sysctl};
+use axum::extract::{MatchedPath, Request, State};
+use axum::http::StatusCode;
+use axum::middleware::{self, Next};
+use axum::response::Response;
+use axum::Router;
+use dcos_core::tokens::Tokens;
+use hyper_util::rt::{TokioIo, TokioTimer};
+use std::future::Future;
+use std::path::PathBuf;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tokio::net::TcpListener;
+use tokio_rustls::TlsAcceptor;
+use tower::ServiceExt;
+
+/// Largest request body accepted (only `PUT /v1/sysctl` has one).
+pub const MAX_BODY_BYTES: usize = 64 * 1024;
+/// A client has this long to finish the TLS handshake.
+pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
+/// Request headers must arrive within this.
+pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// Above this many requests in flight, new ones get 429.
+pub const MAX_IN_FLIGHT: usize = 512;
+
+/// What every handler may reach.
+#[derive(Clone)]
+pub struct AppState {
+    pub sampler: SamplerHandle,
+    pub name: Arc<str>,
+    pub dc: Arc<str>,
+    pub tokens: Arc<Tokens>,
+    pub sysctl: Sysctl,
+    pub sysctl_allow: Arc<AllowList>,
+    pub audit_log: Option<Arc<PathBuf>>,
+    pub metrics: Arc<Metrics>,
+    in_flight: Arc<AtomicUsize>,
+}
+
+impl AppState {
+    pub fn new(
+        sampler: SamplerHandle,
+        name: &str,
+        dc: &str,
+        tokens: Tokens,
+        sysctl_allow: AllowList,
+        audit_log: Option<PathBuf>,
+    ) -> AppState {
+        AppState {
+            sampler,
+            name: name.into(),
+            dc: dc.into(),
+            tokens: Arc::new(tokens),
+            sysctl: Sysctl::default(),
+            sysctl_allow: Arc::new(sysctl_allow),
+            audit_log: audit_log.map(Arc::new),
+            metrics: Arc::new(Metrics::new()),
+            in_flight: Arc::new(AtomicUsize::new(0)),
+        }
+    }
+}
+
+/// The whole API: routes, authentication, load shedding, metrics, limits.
+pub fn router(state: AppState) -> Router {
+    api::routes()
+        .fallback(|| async { ApiError::not_found("no such endpoint; see /v1/openapi.json") })
+        .method_not_allowed_fallback(|| async {
+            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+        })
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), shed_and_measure))
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .with_state(state)
+}
+
+/// Outermost middleware: 429 past [`MAX_IN_FLIGHT`], and a latency observation per route.
+async fn shed_and_measure(State(state): State<AppState>, req: Request, next: Next) -> Response {
+    use axum::response::IntoResponse;
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_string())
+        .unwrap_or_else(|| "unmatched".into());
+    let n = state.in_flight.fetch_add(1, Ordering::Relaxed);
+    let started = Instant::now();
+    let resp = if n >= MAX_IN_FLIGHT {
+        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "too many requests in flight; retry shortly")
+            .into_response()
+    } else {
+        next.run(req).await
+    };
+    state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    state.metrics.observe_request(&route, resp.status().as_u16(), started.elapsed().as_secs_f64());
+    resp
+}
+
+/// Accepts TLS connections on `listener` until `shutdown` resolves, then lets the
+/// requests in progress finish (at most 5 s).
+pub async fn serve(
+    listener: TcpListener,
+    tls: Arc<rustls::ServerConfig>,
+    app: Router,
+    metrics: Arc<Metrics>,
+    shutdown: impl Future<Output = ()>,
+) -> std::io::Result<()> {
+    let acceptor = TlsAcceptor::from(tls);
+    let graceful = hyper_util::server::graceful::GracefulShutdown::new();
+    tokio::pin!(shutdown);
+    loop {
+        let (tcp, remote) = tokio::select! {
+            _ = &mut shutdown => break,
+            accepted = listener.accept() => match accepted {
+                Ok(a) => a,
+                Err(e) => {
+                    // Out of descriptors and the like: back off instead of spinning.
+                    tracing::warn!("accept failed: {e}");
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                    continue;
+                }
+            },
+        };
+        let _ = tcp.set_nodelay(true);
+        let acceptor = acceptor.clone();
+        let app = app.clone();
+        let metrics = metrics.clone();
+        let watcher = graceful.watcher();
+        tokio::spawn(async move {
+            let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
+                Ok(Ok(tls)) => tls,
+                Ok(Err(e)) => {
+                    metrics.tls_handshake_failed();
+                    tracing::debug!(%remote, "TLS handshake failed: {e}");
+                    return;
+                }
+                Err(_) => {
+                    metrics.tls_handshake_failed();
+                    tracing::debug!(%remote, "TLS handshake timed out");
+                    return;
+                }
+            };
+            let peer = tls
+                .get_ref()
+                .1
+                .peer_certificates()
+                .and_then(|c| c.first())
+                .and_then(|c| dcos_core::tls::peer_identity(c).ok());
+            let info = ConnInfo { remote, peer };
+            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(info.clone());
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
+            let conn = hyper::server::conn::http1::Builder::new()
+                .timer(TokioTimer::new())
+                .header_read_timeout(HEADER_TIMEOUT)
+                .serve_connection(TokioIo::new(tls), svc);
+            if let Err(e) = watcher.watch(conn).await {
+                tracing::debug!(%remote, "connection ended: {e}");
+            }
+        });
+    }
+    drop(listener);
+    tokio::select! {
+        _ = graceful.shutdown() => {}
+        _ = tokio::time::sleep(Duration::from_secs(5)) => tracing::warn!("shutdown: gave up waiting for open connections"),
+    }
+    Ok(())
+}
