@@ -63,7 +63,7 @@ fn render_list(state: &AppState, snap: &Snapshot, query: &ProcQuery) -> Response
         (status = 400, description = "bad parameter or q expression (with `position`)", body = dcos_core::model::ErrorBody),
         (status = 401, body = dcos_core::model::ErrorBody)))]
 pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
-    let query = ProcQuery::parse(&query_pairs(raw)?)?;
+    let query = ProcQuery::from_query(&query_pairs(raw)?)?;
     let snap = state.sampler.current().await;
     Ok(render_list(&state, &snap, &query))
 }
@@ -79,7 +79,7 @@ pub async fn by_cmd(
 ) -> Result<Response, ApiError> {
     let mut pairs = query_pairs(raw)?;
     pairs.push(("cmd".into(), name));
-    let query = ProcQuery::parse(&pairs)?;
+    let query = ProcQuery::from_query(&pairs)?;
     let snap = state.sampler.current().await;
     Ok(render_list(&state, &snap, &query))
 }
@@ -133,7 +133,7 @@ pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resu
             pairs.push((k.into(), v.into()));
         }
     }
-    let query = ProcQuery::parse(&pairs)?;
+    let query = ProcQuery::from_query(&pairs)?;
     if query.fields.is_some() || query.threads {
         return Err(ApiError::bad_request("bad_query", "/v1/top takes neither fields nor threads; use /v1/proc"));
     }

@@ -1,0 +1,148 @@
+//! An HTTPS client for k2i: TLS 1.3 with the operator's certificate, pooled connections,
+//! a deadline per request, and failures sorted into the per-host statuses of SPEC
+//! section 6 (`timeout`, `unreachable`, `tls_error`, `http_error`, `refused`).
+
+use dcos_core::model::ErrorBody;
+use dcos_core::tls::Identity;
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use std::error::Error as _;
+use std::time::Duration;
+
+/// Why a request to one host failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("connection refused")]
+    Refused,
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("HTTP {status}: {code}: {message}")]
+    Http { status: u16, code: String, message: String },
+    #[error("bad answer: {0}")]
+    Decode(String),
+    #[error("bad URL {0:?}")]
+    BadUrl(String),
+}
+
+impl FetchError {
+    /// The per-host status word of SPEC section 6.
+    pub fn status(&self) -> &'static str {
+        match self {
+            FetchError::Timeout(_) => "timeout",
+            FetchError::Refused => "refused",
+            FetchError::Unreachable(_) | FetchError::BadUrl(_) => "unreachable",
+            FetchError::Tls(_) => "tls_error",
+            FetchError::Http { .. } | FetchError::Decode(_) => "http_error",
+        }
+    }
+}
+
+/// A pooled client; clone freely.
+#[derive(Clone)]
+pub struct K2iClient {
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    token: Option<String>,
+}
+
+impl K2iClient {
+    /// A client presenting `identity`'s certificate.
+    pub fn new(identity: &Identity) -> anyhow::Result<K2iClient> {
+        Ok(Self::with_tls((*identity.client_config(&[])?).clone(), None))
+    }
+
+    /// A client with a bearer token and no certificate.
+    pub fn with_token(roots: std::sync::Arc<rustls::RootCertStore>, token: String) -> anyhow::Result<K2iClient> {
+        let cfg = (*dcos_core::tls::anonymous_client_config(roots)?).clone();
+        Ok(Self::with_tls(cfg, Some(token)))
+    }
+
+    fn with_tls(tls: rustls::ClientConfig, token: Option<String>) -> K2iClient {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
+        K2iClient { http, token }
+    }
+
+    /// `GET base + path`, decoded as JSON, within `timeout`.
+    pub async fn get_json<T: DeserializeOwned>(&self, base: &str, path: &str, timeout: Duration) -> Result<T, FetchError> {
+        let body = self.request("GET", base, path, None, timeout).await?;
+        serde_json::from_slice(&body).map_err(|e| FetchError::Decode(e.to_string()))
+    }
+
+    /// Sends a request and returns the body of a 2xx answer.
+    pub async fn request(
+        &self,
+        method: &str,
+        base: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Bytes, FetchError> {
+        let url = format!("{}{}", base.trim_end_matches('/'), path);
+        let uri: hyper::Uri = url.parse().map_err(|_| FetchError::BadUrl(url.clone()))?;
+        let mut req = hyper::Request::builder().method(method).uri(uri);
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|_| FetchError::BadUrl(url.clone()))?;
+        let work = async {
+            let resp = self.http.request(req).await.map_err(classify)?;
+            let status = resp.status();
+            let bytes = resp.into_body().collect().await.map_err(|e| FetchError::Unreachable(e.to_string()))?.to_bytes();
+            if status.is_success() {
+                return Ok(bytes);
+            }
+            let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => (e.error.code, e.error.message),
+                Err(_) => (String::new(), String::from_utf8_lossy(&bytes).into_owned()),
+            };
+            Err(FetchError::Http { status: status.as_u16(), code, message })
+        };
+        tokio::time::timeout(timeout, work).await.map_err(|_| FetchError::Timeout(timeout))?
+    }
+}
+
+/// Sorts a transport failure into refused / TLS / unreachable by walking its causes.
+fn classify(e: hyper_util::client::legacy::Error) -> FetchError {
+    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
+    while let Some(s) = source {
+        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return FetchError::Refused;
+            }
+            if let Some(inner) = io.get_ref() {
+                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
+                    return FetchError::Tls(tls.to_string());
+                }
+            }
+        }
+        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
+            return FetchError::Tls(tls.to_string());
+        }
+        source = s.source();
+    }
+    let chain = std::iter::successors(e.source(), |s| (*s).source()).map(|s| s.to_string()).collect::<Vec<_>>().join(": ");
+    FetchError::Unreachable(if chain.is_empty() { e.to_string() } else { chain })
+}
+

@@ -1,0 +1,104 @@
+//! Real OCI containers for tests: a busybox root filesystem built from Debian's
+//! busybox-static, a `config.json` derived from `runc spec`, and a container run detached
+//! under a private runtime state root, deleted when dropped.
+
+use anyhow::{bail, Context, Result};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
+
+/// The OCI runtime binary to use: `runc` if present.
+pub fn runtime_binary(name: &str) -> Option<PathBuf> {
+    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+}
+
+fn busybox() -> Result<PathBuf> {
+    ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .context("busybox not found: install busybox-static (scripts/setup.sh does)")
+}
+
+/// Builds `dir/rootfs` with busybox and its applets `sh`, `sleep`, `cat`, `echo`, `ls`.
+pub fn busybox_rootfs(dir: &Path) -> Result<PathBuf> {
+    let rootfs = dir.join("rootfs");
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    for d in ["proc", "sys", "dev", "tmp", "etc"] {
+        std::fs::create_dir_all(rootfs.join(d))?;
+    }
+    std::fs::copy(busybox()?, bin.join("busybox"))?;
+    for applet in ["sh", "sleep", "cat", "echo", "ls", "true"] {
+        let link = bin.join(applet);
+        if !link.exists() {
+            std::os::unix::fs::symlink("busybox", &link)?;
+        }
+    }
+    Ok(rootfs)
+}
+
+/// A container run detached by an OCI runtime; `delete -f`d when dropped.
+pub struct Container {
+    pub runtime: PathBuf,
+    pub state_root: PathBuf,
+    pub id: String,
+    pub bundle: PathBuf,
+}
+
+impl Container {
+    /// Creates a bundle in `dir` (busybox rootfs, `config.json` running `args` in the
+    /// cgroup `cgroup_path`) and runs it detached with state under `state_root`.
+    pub fn run(runtime: &Path, state_root: &Path, dir: &Path, id: &str, cgroup_path: &str, args: &[&str]) -> Result<Container> {
+        let bundle = dir.join(id);
+        std::fs::create_dir_all(&bundle)?;
+        busybox_rootfs(&bundle)?;
+        let out = Command::new(runtime).arg("spec").current_dir(&bundle).output()?;
+        if !out.status.success() {
+            bail!("{} spec: {}", runtime.display(), String::from_utf8_lossy(&out.stderr));
+        }
+        let path = bundle.join("config.json");
+        let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
+        spec["process"]["terminal"] = false.into();
+        spec["process"]["args"] = args.iter().map(|a| serde_json::Value::from(*a)).collect();
+        spec["root"]["readonly"] = false.into();
+        spec["linux"]["cgroupsPath"] = cgroup_path.into();
+        std::fs::write(&path, serde_json::to_vec_pretty(&spec)?)?;
+        std::fs::create_dir_all(state_root)?;
+        let status = Command::new(runtime)
+            .arg("--root")
+            .arg(state_root)
+            .args(["run", "--detach", id])
+            .current_dir(&bundle)
+            .stdin(Stdio::null())
+            .stdout(Stdio::null())
+            .stderr(Stdio::piped())
+            .output()?;
+        if !status.status.success() {
+            bail!("{} run: {}", runtime.display(), String::from_utf8_lossy(&status.stderr));
+        }
+        Ok(Container { runtime: runtime.into(), state_root: state_root.into(), id: id.into(), bundle })
+    }
+
+    /// The container's init pid, from `runtime state`.
+    pub fn pid(&self) -> Result<i32> {
+        let out = Command::new(&self.runtime).arg("--root").arg(&self.state_root).args(["state", &self.id]).output()?;
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout)
+            .with_context(|| format!("state: {}", String::from_utf8_lossy(&out.stderr)))?;
+        v["pid"].as_i64().map(|p| p as i32).context("no pid in state")
+    }
+}
+
+impl Drop for Container {
+    fn drop(&mut self) {
+        let _ = Command::new(&self.runtime)
+            .arg("--root")
+            .arg(&self.state_root)
+            .args(["delete", "--force", &self.id])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status();
+    }
+}
