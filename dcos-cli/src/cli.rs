@@ -5,7 +5,11 @@ use std::net::IpAddr;
 use std::path::PathBuf;
 
 #[derive(Debug, Parser)]
-#[command(name = "dcos", version, about = "Operate a dcos fleet: certificates, processes across hosts, a local demo.")]
+#[command(
+    name = "dcos",
+    version,
+    about = "Operate a dcos fleet: certificates, processes across hosts, a local demo."
+)]
 pub struct Cli {
     #[command(flatten)]
     pub tls: TlsArgs,

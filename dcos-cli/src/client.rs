@@ -12,6 +12,7 @@ use hyper_util::client::legacy::Client;
 use hyper_util::rt::TokioExecutor;
 use serde::de::DeserializeOwned;
 use std::error::Error as _;
+use std::sync::Arc;
 use std::time::Duration;
 
 /// Why a request to one host failed.
@@ -26,7 +27,12 @@ pub enum FetchError {
     #[error("TLS: {0}")]
     Tls(String),
     #[error("HTTP {status}: {code}: {message}")]
-    Http { status: u16, code: String, message: String },
+    Http {
+        status: u16,
+        code: String,
+        message: String,
+        position: Option<usize>,
+    },
     #[error("bad answer: {0}")]
     Decode(String),
     #[error("bad URL {0:?}")]
@@ -56,13 +62,25 @@ pub struct K2iClient {
 impl K2iClient {
     /// A client presenting `identity`'s certificate.
     pub fn new(identity: &Identity) -> anyhow::Result<K2iClient> {
-        Ok(Self::with_tls((*identity.client_config(&[])?).clone(), None))
+        Ok(Self::with_tls(
+            (*identity.client_config(&[])?).clone(),
+            None,
+        ))
     }
 
     /// A client with a bearer token and no certificate.
-    pub fn with_token(roots: std::sync::Arc<rustls::RootCertStore>, token: String) -> anyhow::Result<K2iClient> {
+    pub fn with_token(
+        roots: Arc<rustls::RootCertStore>,
+        token: String,
+    ) -> anyhow::Result<K2iClient> {
         let cfg = (*dcos_core::tls::anonymous_client_config(roots)?).clone();
         Ok(Self::with_tls(cfg, Some(token)))
+    }
+
+    /// A client with no identity at all (health checks, the API document).
+    pub fn anonymous(roots: Arc<rustls::RootCertStore>) -> anyhow::Result<K2iClient> {
+        let cfg = (*dcos_core::tls::anonymous_client_config(roots)?).clone();
+        Ok(Self::with_tls(cfg, None))
     }
 
     fn with_tls(tls: rustls::ClientConfig, token: Option<String>) -> K2iClient {
@@ -75,12 +93,19 @@ impl K2iClient {
             .https_only()
             .enable_http1()
             .wrap_connector(http);
-        let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
+        let http = Client::builder(TokioExecutor::new())
+            .pool_idle_timeout(Duration::from_secs(30))
+            .build(https);
         K2iClient { http, token }
     }
 
     /// `GET base + path`, decoded as JSON, within `timeout`.
-    pub async fn get_json<T: DeserializeOwned>(&self, base: &str, path: &str, timeout: Duration) -> Result<T, FetchError> {
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        base: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<T, FetchError> {
         let body = self.request("GET", base, path, None, timeout).await?;
         serde_json::from_slice(&body).map_err(|e| FetchError::Decode(e.to_string()))
     }
@@ -109,17 +134,33 @@ impl K2iClient {
         let work = async {
             let resp = self.http.request(req).await.map_err(classify)?;
             let status = resp.status();
-            let bytes = resp.into_body().collect().await.map_err(|e| FetchError::Unreachable(e.to_string()))?.to_bytes();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| FetchError::Unreachable(e.to_string()))?
+                .to_bytes();
             if status.is_success() {
                 return Ok(bytes);
             }
-            let (code, message) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => (e.error.code, e.error.message),
-                Err(_) => (String::new(), String::from_utf8_lossy(&bytes).into_owned()),
+            let (code, message, position) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => (e.error.code, e.error.message, e.error.position),
+                Err(_) => (
+                    String::new(),
+                    String::from_utf8_lossy(&bytes).into_owned(),
+                    None,
+                ),
             };
-            Err(FetchError::Http { status: status.as_u16(), code, message })
+            Err(FetchError::Http {
+                status: status.as_u16(),
+                code,
+                message,
+                position,
+            })
         };
-        tokio::time::timeout(timeout, work).await.map_err(|_| FetchError::Timeout(timeout))?
+        tokio::time::timeout(timeout, work)
+            .await
+            .map_err(|_| FetchError::Timeout(timeout))?
     }
 }
 
@@ -142,7 +183,13 @@ fn classify(e: hyper_util::client::legacy::Error) -> FetchError {
         }
         source = s.source();
     }
-    let chain = std::iter::successors(e.source(), |s| (*s).source()).map(|s| s.to_string()).collect::<Vec<_>>().join(": ");
-    FetchError::Unreachable(if chain.is_empty() { e.to_string() } else { chain })
+    let chain = std::iter::successors(e.source(), |s| (*s).source())
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
+    FetchError::Unreachable(if chain.is_empty() {
+        e.to_string()
+    } else {
+        chain
+    })
 }
-

@@ -13,7 +13,11 @@ use std::time::Duration;
 
 /// Command-line flags (SPEC section 3). Every one may also be set in `--config`.
 #[derive(Debug, Default, Parser)]
-#[command(name = "k2i", version, about = "Serves this host's processes, containers and kernel parameters as JSON over HTTPS (mTLS).")]
+#[command(
+    name = "k2i",
+    version,
+    about = "Serves this host's processes, containers and kernel parameters as JSON over HTTPS (mTLS)."
+)]
 pub struct Flags {
     /// Address to listen on [default: 0.0.0.0:7440].
     #[arg(long)]
@@ -91,7 +95,10 @@ pub struct ConfigError {
 }
 
 fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError { setting, message: message.into() }
+    ConfigError {
+        setting,
+        message: message.into(),
+    }
 }
 
 /// Everything k2i needs, validated.
@@ -112,9 +119,18 @@ pub struct Config {
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7440";
 
-fn duration(setting: &'static str, text: &str, min: Duration, max: Duration) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(text)
-        .map_err(|e| bad(setting, format!("{text:?} is not a duration like 1s or 500ms ({e})")))?;
+fn duration(
+    setting: &'static str,
+    text: &str,
+    min: Duration,
+    max: Duration,
+) -> Result<Duration, ConfigError> {
+    let d = humantime::parse_duration(text).map_err(|e| {
+        bad(
+            setting,
+            format!("{text:?} is not a duration like 1s or 500ms ({e})"),
+        )
+    })?;
     if d < min || d > max {
         return Err(bad(setting, format!("{text} is outside {min:?}..={max:?}")));
     }
@@ -123,9 +139,17 @@ fn duration(setting: &'static str, text: &str, min: Duration, max: Duration) -> 
 
 /// Parses `K=V`.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not K=V"))?;
-    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
-        return Err(format!("{k:?} is not a label key (letters, digits, - _ . /)"));
+    let (k, v) = s
+        .split_once('=')
+        .ok_or_else(|| format!("{s:?} is not K=V"))?;
+    if k.is_empty()
+        || !k
+            .chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
+    {
+        return Err(format!(
+            "{k:?} is not a label key (letters, digits, - _ . /)"
+        ));
     }
     Ok((k.to_string(), v.to_string()))
 }
@@ -150,12 +174,23 @@ impl Config {
             }
             None => FileConfig::default(),
         };
-        let listen_text = flags.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
-        let listen = listen_text
-            .parse()
-            .map_err(|_| bad("listen", format!("{listen_text:?} is not an address like 0.0.0.0:7440")))?;
+        let listen_text = flags
+            .listen
+            .or(file.listen)
+            .unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = listen_text.parse().map_err(|_| {
+            bad(
+                "listen",
+                format!("{listen_text:?} is not an address like 0.0.0.0:7440"),
+            )
+        })?;
         let need = |v: Option<PathBuf>, setting: &'static str| {
-            v.ok_or_else(|| bad(setting, format!("required (--{setting} FILE or `{setting}` in the config file)")))
+            v.ok_or_else(|| {
+                bad(
+                    setting,
+                    format!("required (--{setting} FILE or `{setting}` in the config file)"),
+                )
+            })
         };
         let files = TlsFiles {
             cert: need(flags.cert.or(file.cert), "cert")?,
@@ -183,13 +218,19 @@ impl Config {
         }
         let sample_interval = duration(
             "sample-interval",
-            &flags.sample_interval.or(file.sample_interval).unwrap_or_else(|| "1s".into()),
+            &flags
+                .sample_interval
+                .or(file.sample_interval)
+                .unwrap_or_else(|| "1s".into()),
             Duration::from_millis(50),
             Duration::from_secs(3600),
         )?;
         let idle_interval = duration(
             "idle-interval",
-            &flags.idle_interval.or(file.idle_interval).unwrap_or_else(|| "30s".into()),
+            &flags
+                .idle_interval
+                .or(file.idle_interval)
+                .unwrap_or_else(|| "30s".into()),
             Duration::from_millis(50),
             Duration::from_secs(3600),
         )?
@@ -198,11 +239,17 @@ impl Config {
             Some(p) => Tokens::load(&p).map_err(|e| bad("tokens", e.to_string()))?,
             None => Tokens::default(),
         };
-        let patterns = if flags.sysctl_allow.is_empty() { file.sysctl_allow } else { flags.sysctl_allow };
+        let patterns = if flags.sysctl_allow.is_empty() {
+            file.sysctl_allow
+        } else {
+            flags.sysctl_allow
+        };
         let sysctl_allow = AllowList::new(&patterns).map_err(|m| bad("sysctl-allow", m))?;
         let mut roots: Vec<(String, PathBuf)> = file.oci_roots.into_iter().collect();
         for r in &flags.oci_roots {
-            let (k, v) = r.split_once('=').ok_or_else(|| bad("oci-root", format!("{r:?} is not RUNTIME=DIR")))?;
+            let (k, v) = r
+                .split_once('=')
+                .ok_or_else(|| bad("oci-root", format!("{r:?} is not RUNTIME=DIR")))?;
             roots.push((k.to_string(), PathBuf::from(v)));
         }
         let oci_roots = if roots.is_empty() {
@@ -213,7 +260,10 @@ impl Config {
                 .map(|(k, v)| match k.as_str() {
                     "runc" => Ok((dcos_core::model::Runtime::Runc, v)),
                     "crun" => Ok((dcos_core::model::Runtime::Crun, v)),
-                    other => Err(bad("oci-root", format!("unknown runtime {other:?}: runc or crun"))),
+                    other => Err(bad(
+                        "oci-root",
+                        format!("unknown runtime {other:?}: runc or crun"),
+                    )),
                 })
                 .collect::<Result<_, _>>()?
         };
@@ -275,14 +325,29 @@ mod tests {
         let dir = certs();
         let cases: Vec<(&str, Box<dyn Fn(&mut Flags)>)> = vec![
             ("listen", Box::new(|f| f.listen = Some("nope".into()))),
-            ("sample-interval", Box::new(|f| f.sample_interval = Some("fast".into()))),
-            ("sample-interval", Box::new(|f| f.sample_interval = Some("1ms".into()))),
+            (
+                "sample-interval",
+                Box::new(|f| f.sample_interval = Some("fast".into())),
+            ),
+            (
+                "sample-interval",
+                Box::new(|f| f.sample_interval = Some("1ms".into())),
+            ),
             ("label", Box::new(|f| f.labels = vec!["novalue".into()])),
             ("cert", Box::new(|f| f.cert = None)),
             ("key", Box::new(|f| f.key = Some("/nonexistent.key".into()))),
-            ("tokens", Box::new(|f| f.tokens = Some("/nonexistent/tokens".into()))),
-            ("sysctl-allow", Box::new(|f| f.sysctl_allow = vec!["kernel/../x".into()])),
-            ("oci-root", Box::new(|f| f.oci_roots = vec!["docker=/x".into()])),
+            (
+                "tokens",
+                Box::new(|f| f.tokens = Some("/nonexistent/tokens".into())),
+            ),
+            (
+                "sysctl-allow",
+                Box::new(|f| f.sysctl_allow = vec!["kernel/../x".into()]),
+            ),
+            (
+                "oci-root",
+                Box::new(|f| f.oci_roots = vec!["docker=/x".into()]),
+            ),
         ];
         for (setting, change) in cases {
             let mut f = flags(dir.path());

@@ -39,7 +39,11 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let mut sampling = sampler::SamplerConfig::new(config.name.clone(), config.dc.clone(), config.sample_interval);
+    let mut sampling = sampler::SamplerConfig::new(
+        config.name.clone(),
+        config.dc.clone(),
+        config.sample_interval,
+    );
     sampling.idle_interval = config.idle_interval;
     sampling.labels = config.labels.clone();
     sampling.catalog.oci_roots = config.oci_roots.clone();
@@ -56,7 +60,10 @@ pub async fn run(
         config.audit_log,
     );
     let metrics = state.metrics.clone();
-    let tls = config.identity.server_config(&[b"http/1.1"]).context("building the TLS configuration")?;
+    let tls = config
+        .identity
+        .server_config(&[b"http/1.1"])
+        .context("building the TLS configuration")?;
     server::serve(listener, tls, server::router(state), metrics, shutdown).await?;
     Ok(())
 }

@@ -90,8 +90,8 @@ struct Entry {
     tick: u64,
 }
 
-/// What is read once per process.
-#[derive(Debug)]
+/// What is read once per process (again after an exec).
+#[derive(Debug, Clone)]
 struct StaticInfo {
     user: Arc<str>,
     uid: u32,
@@ -107,7 +107,7 @@ struct StaticInfo {
 #[derive(Debug, Clone, Copy)]
 struct Row {
     pid: i32,
-    comm: [u8; 16],
+    comm: [u8; 64],
     comm_len: u8,
     state: u8,
     ppid: i32,
@@ -125,8 +125,8 @@ struct Row {
 
 impl Row {
     fn from_stat(s: &stat::Stat<'_>) -> Row {
-        let mut comm = [0u8; 16];
-        let n = s.comm.len().min(16);
+        let mut comm = [0u8; 64];
+        let n = s.comm.len().min(64);
         comm[..n].copy_from_slice(&s.comm[..n]);
         Row {
             pid: s.pid,
@@ -180,7 +180,10 @@ fn read_static(fs: &mut ProcFs, pid: i32, kernel: bool) -> RawStatic {
     if let Ok(b) = fs.read(pid, None, "cmdline") {
         raw.cmdline = procfs::split_cmdline(b);
     }
-    raw.exe = fs.readlink(pid, "exe").ok().map(|p| p.to_string_lossy().into_owned());
+    raw.exe = fs
+        .readlink(pid, "exe")
+        .ok()
+        .map(|p| p.to_string_lossy().into_owned());
     raw.cgroup = match fs.read(pid, None, "cgroup") {
         Ok(b) => containers::pick_cgroup(&String::from_utf8_lossy(b)).to_string(),
         Err(_) => "/".into(),
@@ -191,8 +194,9 @@ fn read_static(fs: &mut ProcFs, pid: i32, kernel: bool) -> RawStatic {
 
 /// Above this many new processes in one tick, their first reads are split across threads.
 const PARALLEL_THRESHOLD: usize = 256;
-/// Idle processes get their io counters re-read once every this many ticks.
-const IO_ROTATION: u64 = 16;
+/// Processes that did not run get their io counters and cmdline re-read once every this
+/// many ticks.
+const ROTATION: u64 = 16;
 
 /// The sampling engine. Synchronous: [`spawn`] runs it on its own thread.
 pub struct Sampler {
@@ -271,16 +275,20 @@ impl Sampler {
             }
         }
 
-        // Pass 2: first reads for processes not seen before (pid reuse counts as new).
-        let new: Vec<(i32, bool)> = rows
+        // Pass 2: first reads for processes not seen before (pid reuse counts as new), and
+        // again for processes whose comm changed: they called exec, so cmdline and exe did too.
+        rows.sort_unstable_by_key(|r| r.pid);
+        let stale: Vec<(Row, bool)> = rows
             .iter()
-            .filter(|r| self.entries.get(&r.pid).is_none_or(|e| e.starttime != r.starttime))
-            .map(|r| (r.pid, r.kernel()))
+            .filter_map(|r| match self.entries.get(&r.pid) {
+                Some(e) if e.starttime == r.starttime && *e.comm.as_bytes() == *r.comm() => None,
+                Some(e) if e.starttime == r.starttime => Some((*r, true)),
+                _ => Some((*r, false)),
+            })
             .collect();
-        let raws = self.read_new(&new);
-        for ((pid, kernel), raw) in new.into_iter().zip(raws) {
-            let row = rows.iter().find(|r| r.pid == pid).copied();
-            let Some(row) = row else { continue };
+        let targets: Vec<(i32, bool)> = stale.iter().map(|(r, _)| (r.pid, r.kernel())).collect();
+        let raws = self.read_new(&targets);
+        for ((row, execd), raw) in stale.into_iter().zip(raws) {
             let info = StaticInfo {
                 user: self.users.name(raw.uid),
                 uid: raw.uid,
@@ -289,17 +297,23 @@ impl Sampler {
                 exe: raw.exe.map(Arc::from),
                 start_time: self.start_time(row.starttime),
                 cgroup: self.intern(raw.cgroup),
-                kernel,
+                kernel: row.kernel(),
+            };
+            // After an exec the CPU history carries on; a new process starts without one
+            // (tick 0: no cpu_percent until its second sample).
+            let (cpu_ticks, seen) = match self.entries.get(&row.pid) {
+                Some(e) if execd => (e.cpu_ticks, e.tick),
+                _ => (row.cpu_ticks, 0),
             };
             self.entries.insert(
-                pid,
+                row.pid,
                 Entry {
                     starttime: row.starttime,
                     info: Arc::new(info),
-                    cpu_ticks: row.cpu_ticks,
+                    cpu_ticks,
                     io: raw.io,
                     comm: Arc::from(String::from_utf8_lossy(row.comm()).as_ref()),
-                    tick: 0, // marks "first seen this tick": no cpu_percent yet
+                    tick: seen,
                 },
             );
         }
@@ -312,9 +326,10 @@ impl Sampler {
         let mut processes = Vec::with_capacity(rows.len());
         let mut kernel_threads = Vec::new();
         let mut threads_total: u64 = 0;
-        rows.sort_unstable_by_key(|r| r.pid);
         for row in &rows {
-            let Some(entry) = self.entries.get_mut(&row.pid) else { continue };
+            let Some(entry) = self.entries.get_mut(&row.pid) else {
+                continue;
+            };
             let first = entry.tick == 0;
             let ran = row.cpu_ticks != entry.cpu_ticks;
             let cpu_percent = match (first, elapsed) {
@@ -324,14 +339,31 @@ impl Sampler {
                 }
                 _ => None,
             };
-            if !first && !entry.info.kernel && (ran || (row.pid as u64 + tick) % IO_ROTATION == 0) {
-                entry.io = self.fs.read(row.pid, None, "io").ok().and_then(procfs::parse_io);
+            let rotate = (row.pid as u64 + tick) % ROTATION == 0;
+            if !first && !entry.info.kernel && (ran || rotate) {
+                entry.io = self
+                    .fs
+                    .read(row.pid, None, "io")
+                    .ok()
+                    .and_then(procfs::parse_io);
+            }
+            if !first && !entry.info.kernel && rotate {
+                // Processes may rewrite their own argv (daemons naming their workers).
+                if let Ok(raw) = self.fs.read(row.pid, None, "cmdline") {
+                    let args = procfs::split_cmdline(raw);
+                    if !args
+                        .iter()
+                        .map(String::as_str)
+                        .eq(entry.info.cmdline.iter().map(|a| &**a))
+                    {
+                        let mut info = (*entry.info).clone();
+                        info.cmdline = args.into_iter().map(Arc::from).collect();
+                        entry.info = Arc::new(info);
+                    }
+                }
             }
             entry.cpu_ticks = row.cpu_ticks;
             entry.tick = tick;
-            if *entry.comm.as_bytes() != *row.comm() {
-                entry.comm = Arc::from(String::from_utf8_lossy(row.comm()).as_ref());
-            }
             threads_total += u64::from(row.threads);
             let info = &entry.info;
             let rss = row.rss_pages * self.page_size;
@@ -379,8 +411,13 @@ impl Sampler {
         }
         let containers = self.catalog.summarize(&processes, now);
 
-        let cpu_percent = self.prev_host.as_ref().and_then(|prev| host::cpu_percent(prev, &counters));
-        let sampled_at = OffsetDateTime::from(SystemTime::now()).format(&Rfc3339).unwrap_or_default();
+        let cpu_percent = self
+            .prev_host
+            .as_ref()
+            .and_then(|prev| host::cpu_percent(prev, &counters));
+        let sampled_at = OffsetDateTime::from(SystemTime::now())
+            .format(&Rfc3339)
+            .unwrap_or_default();
         let host = HostSummary {
             name: self.cfg.host_name.clone(),
             dc: self.cfg.dc.clone(),
@@ -415,7 +452,10 @@ impl Sampler {
 
     fn read_new(&mut self, new: &[(i32, bool)]) -> Vec<RawStatic> {
         if new.len() < PARALLEL_THRESHOLD {
-            return new.iter().map(|&(pid, k)| read_static(&mut self.fs, pid, k)).collect();
+            return new
+                .iter()
+                .map(|&(pid, k)| read_static(&mut self.fs, pid, k))
+                .collect();
         }
         let half = new.len() / 2;
         let (a, b) = new.split_at(half);
@@ -423,10 +463,14 @@ impl Sampler {
         std::thread::scope(|s| {
             let other = s.spawn(|| {
                 let mut fs = ProcFs::new(&root);
-                b.iter().map(|&(pid, k)| read_static(&mut fs, pid, k)).collect::<Vec<_>>()
+                b.iter()
+                    .map(|&(pid, k)| read_static(&mut fs, pid, k))
+                    .collect::<Vec<_>>()
             });
-            let mut out: Vec<RawStatic> =
-                a.iter().map(|&(pid, k)| read_static(&mut self.fs, pid, k)).collect();
+            let mut out: Vec<RawStatic> = a
+                .iter()
+                .map(|&(pid, k)| read_static(&mut self.fs, pid, k))
+                .collect();
             out.extend(other.join().unwrap_or_default());
             out
         })
@@ -439,7 +483,9 @@ impl Sampler {
         let tids = fs.tids(p.pid).unwrap_or_default();
         let mut out = Vec::with_capacity(tids.len());
         for tid in tids {
-            let Ok(raw) = fs.read(p.pid, Some(tid), "stat") else { continue };
+            let Ok(raw) = fs.read(p.pid, Some(tid), "stat") else {
+                continue;
+            };
             let Some(s) = stat::parse(raw) else { continue };
             let mut t = p.clone();
             t.tid = Some(tid);
@@ -469,7 +515,8 @@ impl SamplerHandle {
     /// The current snapshot, fresh: if the sampler has slowed down and the snapshot is
     /// older than two intervals, wake it and wait (at most 2 s) for the next one.
     pub async fn current(&self) -> Arc<Snapshot> {
-        self.last_request_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_request_ms
+            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         let snap = self.rx.borrow().clone();
         if snap.taken.elapsed() <= self.interval * 2 {
             return snap;
@@ -511,8 +558,14 @@ pub fn spawn(cfg: SamplerConfig) -> std::io::Result<SamplerHandle> {
     std::thread::Builder::new()
         .name("k2i-sampler".into())
         .spawn(move || loop {
-            let idle = epoch.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
-            let wait = if idle > idle_after { idle_interval } else { interval };
+            let idle = epoch
+                .elapsed()
+                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+            let wait = if idle > idle_after {
+                idle_interval
+            } else {
+                interval
+            };
             match wake_rx.recv_timeout(wait) {
                 Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
                 Err(mpsc::RecvTimeoutError::Disconnected) => return,
@@ -522,5 +575,80 @@ pub fn spawn(cfg: SamplerConfig) -> std::io::Result<SamplerHandle> {
                 return;
             }
         })?;
-    Ok(SamplerHandle { rx, wake: wake_tx, last_request_ms, epoch, interval, proc_root })
+    Ok(SamplerHandle {
+        rx,
+        wake: wake_tx,
+        last_request_ms,
+        epoch,
+        interval,
+        proc_root,
+    })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::process::{Command, Stdio};
+
+    fn sampler() -> Sampler {
+        Sampler::new(SamplerConfig::new(
+            "t".into(),
+            "dc".into(),
+            Duration::from_millis(100),
+        ))
+    }
+
+    #[test]
+    fn an_exec_after_the_first_sample_updates_cmdline_and_keeps_cpu_history() {
+        let mut child = Command::new("sh")
+            .args(["-c", "sleep 0.4; exec sleep 3600.75"])
+            .stdout(Stdio::null())
+            .spawn()
+            .unwrap();
+        let pid = child.id() as i32;
+        let mut s = sampler();
+        let first = s.tick();
+        let before = first.find(pid).expect("child sampled").clone();
+        assert_eq!(&*before.cmd, "sh");
+        std::thread::sleep(Duration::from_millis(800));
+        let second = s.tick();
+        let after = second.find(pid).expect("child still there");
+        let _ = child.kill();
+        let _ = child.wait();
+        assert_eq!(&*after.cmd, "sleep");
+        assert_eq!(
+            after.cmdline.iter().map(|a| &**a).collect::<Vec<_>>(),
+            ["sleep", "3600.75"]
+        );
+        assert!(
+            after.exe.as_deref().is_some_and(|e| e.ends_with("sleep")),
+            "{:?}",
+            after.exe
+        );
+        assert!(after.cpu_percent.is_some(), "an exec is not a new process");
+        assert_eq!(after.start_time, before.start_time);
+    }
+
+    #[test]
+    fn cpu_percent_is_null_on_the_first_sample_only_and_kernel_threads_are_apart() {
+        let mut s = sampler();
+        let first = s.tick();
+        assert!(first.processes.iter().all(|p| p.cpu_percent.is_none()));
+        let me = std::process::id() as i32;
+        assert!(first.find(me).is_some());
+        assert!(
+            first.kernel_threads.iter().any(|k| k.pid == 2),
+            "kthreadd is a kernel thread"
+        );
+        assert!(first.processes.iter().all(|p| p.pid != 2));
+        std::thread::sleep(Duration::from_millis(50));
+        let second = s.tick();
+        assert!(second.find(me).unwrap().cpu_percent.is_some());
+        assert_eq!(second.seq, first.seq + 1);
+        assert!(second.host.cpu_percent.is_some() && first.host.cpu_percent.is_none());
+        assert!(
+            second.processes.windows(2).all(|w| w[0].pid < w[1].pid),
+            "sorted by pid"
+        );
+    }
 }

@@ -77,10 +77,20 @@ pub fn router(state: AppState) -> Router {
     api::routes()
         .fallback(|| async { ApiError::not_found("no such endpoint; see /v1/openapi.json") })
         .method_not_allowed_fallback(|| async {
-            ApiError::new(StatusCode::METHOD_NOT_ALLOWED, "method_not_allowed", "method not allowed on this endpoint")
+            ApiError::new(
+                StatusCode::METHOD_NOT_ALLOWED,
+                "method_not_allowed",
+                "method not allowed on this endpoint",
+            )
         })
-        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(middleware::from_fn_with_state(state.clone(), shed_and_measure))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            auth::authenticate,
+        ))
+        .layer(middleware::from_fn_with_state(
+            state.clone(),
+            shed_and_measure,
+        ))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -96,13 +106,21 @@ async fn shed_and_measure(State(state): State<AppState>, req: Request, next: Nex
     let n = state.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
     let resp = if n >= MAX_IN_FLIGHT {
-        ApiError::new(StatusCode::TOO_MANY_REQUESTS, "overloaded", "too many requests in flight; retry shortly")
-            .into_response()
+        ApiError::new(
+            StatusCode::TOO_MANY_REQUESTS,
+            "overloaded",
+            "too many requests in flight; retry shortly",
+        )
+        .into_response()
     } else {
         next.run(req).await
     };
     state.in_flight.fetch_sub(1, Ordering::Relaxed);
-    state.metrics.observe_request(&route, resp.status().as_u16(), started.elapsed().as_secs_f64());
+    state.metrics.observe_request(
+        &route,
+        resp.status().as_u16(),
+        started.elapsed().as_secs_f64(),
+    );
     resp
 }
 
@@ -157,10 +175,12 @@ pub async fn serve(
                 .and_then(|c| c.first())
                 .and_then(|c| dcos_core::tls::peer_identity(c).ok());
             let info = ConnInfo { remote, peer };
-            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
-                req.extensions_mut().insert(info.clone());
-                app.clone().oneshot(req.map(axum::body::Body::new))
-            });
+            let svc = hyper::service::service_fn(
+                move |mut req: hyper::Request<hyper::body::Incoming>| {
+                    req.extensions_mut().insert(info.clone());
+                    app.clone().oneshot(req.map(axum::body::Body::new))
+                },
+            );
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)

@@ -21,7 +21,10 @@ use std::time::{Duration, Instant};
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target directory");
+    let dir = exe
+        .parent()
+        .and_then(Path::parent)
+        .expect("target directory");
     let path = dir.join(name);
     assert!(
         path.is_file(),
@@ -39,7 +42,10 @@ pub struct Pki {
 impl Pki {
     /// A CA with `admin` already issued.
     pub fn new() -> Pki {
-        let dir = tempfile::Builder::new().prefix("dcos-pki-").tempdir().expect("tempdir");
+        let dir = tempfile::Builder::new()
+            .prefix("dcos-pki-")
+            .tempdir()
+            .expect("tempdir");
         pki::init_dir(dir.path()).expect("certs init");
         Pki { dir }
     }
@@ -107,9 +113,12 @@ impl Daemon {
             None => Command::new(&k2i),
         };
         cmd.args(["--listen", "127.0.0.1:0"])
-            .arg("--cert").arg(&tls.cert)
-            .arg("--key").arg(&tls.key)
-            .arg("--ca").arg(&tls.ca)
+            .arg("--cert")
+            .arg(&tls.cert)
+            .arg("--key")
+            .arg(&tls.key)
+            .arg("--ca")
+            .arg(&tls.ca)
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log)?);
@@ -127,7 +136,12 @@ impl Daemon {
             let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
             bail!("k2i did not start: {line:?}; stderr: {log}");
         };
-        Ok(Daemon { url: url.to_string(), child, stderr_log, _logdir: logdir })
+        Ok(Daemon {
+            url: url.to_string(),
+            child,
+            stderr_log,
+            _logdir: logdir,
+        })
     }
 
     pub fn pid(&self) -> i32 {
@@ -184,7 +198,10 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
+        assert!(
+            start.elapsed() < limit,
+            "timed out after {limit:?} waiting for {what}"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }

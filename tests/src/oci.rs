@@ -8,10 +8,17 @@ use std::process::{Command, Stdio};
 
 /// The OCI runtime binary to use: `runc` if present.
 pub fn runtime_binary(name: &str) -> Option<PathBuf> {
-    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
+    [
+        "/usr/sbin",
+        "/usr/bin",
+        "/usr/local/sbin",
+        "/usr/local/bin",
+        "/sbin",
+        "/bin",
+    ]
+    .iter()
+    .map(|d| Path::new(d).join(name))
+    .find(|p| p.is_file())
 }
 
 fn busybox() -> Result<PathBuf> {
@@ -51,13 +58,27 @@ pub struct Container {
 impl Container {
     /// Creates a bundle in `dir` (busybox rootfs, `config.json` running `args` in the
     /// cgroup `cgroup_path`) and runs it detached with state under `state_root`.
-    pub fn run(runtime: &Path, state_root: &Path, dir: &Path, id: &str, cgroup_path: &str, args: &[&str]) -> Result<Container> {
+    pub fn run(
+        runtime: &Path,
+        state_root: &Path,
+        dir: &Path,
+        id: &str,
+        cgroup_path: &str,
+        args: &[&str],
+    ) -> Result<Container> {
         let bundle = dir.join(id);
         std::fs::create_dir_all(&bundle)?;
         busybox_rootfs(&bundle)?;
-        let out = Command::new(runtime).arg("spec").current_dir(&bundle).output()?;
+        let out = Command::new(runtime)
+            .arg("spec")
+            .current_dir(&bundle)
+            .output()?;
         if !out.status.success() {
-            bail!("{} spec: {}", runtime.display(), String::from_utf8_lossy(&out.stderr));
+            bail!(
+                "{} spec: {}",
+                runtime.display(),
+                String::from_utf8_lossy(&out.stderr)
+            );
         }
         let path = bundle.join("config.json");
         let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
@@ -67,6 +88,9 @@ impl Container {
         spec["linux"]["cgroupsPath"] = cgroup_path.into();
         std::fs::write(&path, serde_json::to_vec_pretty(&spec)?)?;
         std::fs::create_dir_all(state_root)?;
+        // The container inherits the runtime's stdio: a file, not a pipe, or waiting for
+        // the runtime to finish would wait for the container too.
+        let log = bundle.join("runtime.log");
         let status = Command::new(runtime)
             .arg("--root")
             .arg(state_root)
@@ -74,20 +98,36 @@ impl Container {
             .current_dir(&bundle)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
-            .stderr(Stdio::piped())
-            .output()?;
-        if !status.status.success() {
-            bail!("{} run: {}", runtime.display(), String::from_utf8_lossy(&status.stderr));
+            .stderr(std::fs::File::create(&log)?)
+            .status()?;
+        if !status.success() {
+            bail!(
+                "{} run: {}",
+                runtime.display(),
+                std::fs::read_to_string(&log).unwrap_or_default()
+            );
         }
-        Ok(Container { runtime: runtime.into(), state_root: state_root.into(), id: id.into(), bundle })
+        Ok(Container {
+            runtime: runtime.into(),
+            state_root: state_root.into(),
+            id: id.into(),
+            bundle,
+        })
     }
 
     /// The container's init pid, from `runtime state`.
     pub fn pid(&self) -> Result<i32> {
-        let out = Command::new(&self.runtime).arg("--root").arg(&self.state_root).args(["state", &self.id]).output()?;
+        let out = Command::new(&self.runtime)
+            .arg("--root")
+            .arg(&self.state_root)
+            .args(["state", &self.id])
+            .output()?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)
             .with_context(|| format!("state: {}", String::from_utf8_lossy(&out.stderr)))?;
-        v["pid"].as_i64().map(|p| p as i32).context("no pid in state")
+        v["pid"]
+            .as_i64()
+            .map(|p| p as i32)
+            .context("no pid in state")
     }
 }
 

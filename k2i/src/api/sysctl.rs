@@ -17,18 +17,28 @@ use dcos_core::model::{SysctlValue, SysctlWrite};
 #[utoipa::path(get, path = "/v1/sysctl", tag = "sysctl",
     params(("prefix" = Option<String>, Query, description = "dotted key prefix, e.g. net.ipv4")),
     responses((status = 200, description = "key to value", body = Object), (status = 400, body = dcos_core::model::ErrorBody)))]
-pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+pub async fn list(
+    State(state): State<AppState>,
+    RawQuery(raw): RawQuery,
+) -> Result<Response, ApiError> {
     let mut prefix = String::new();
     for (k, v) in query_pairs(raw)? {
         match k.as_str() {
             "prefix" => prefix = v,
-            other => return Err(ApiError::bad_request("bad_query", format!("unknown query parameter {other:?} (expected prefix)"))),
+            other => {
+                return Err(ApiError::bad_request(
+                    "bad_query",
+                    format!("unknown query parameter {other:?} (expected prefix)"),
+                ))
+            }
         }
     }
     let sysctl = state.sysctl.clone();
     let map = tokio::task::spawn_blocking(move || sysctl.list(&prefix))
         .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+        .map_err(|e| {
+            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+        })??;
     Ok(json(&map))
 }
 
@@ -36,9 +46,16 @@ pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Res
 #[utoipa::path(get, path = "/v1/sysctl/{key}", tag = "sysctl",
     params(("key" = String, Path, description = "dotted key, e.g. vm.swappiness")),
     responses((status = 200, body = dcos_core::model::SysctlValue), (status = 404, body = dcos_core::model::ErrorBody)))]
-pub async fn get(State(state): State<AppState>, Path(key): Path<String>) -> Result<Response, ApiError> {
+pub async fn get(
+    State(state): State<AppState>,
+    Path(key): Path<String>,
+) -> Result<Response, ApiError> {
     let (key, value) = state.sysctl.get(&key)?;
-    Ok(json(&SysctlValue { key, value, old_value: None }))
+    Ok(json(&SysctlValue {
+        key,
+        value,
+        old_value: None,
+    }))
 }
 
 /// Sets a kernel parameter: admin only, only keys matching `--sysctl-allow`; audited.
@@ -60,43 +77,77 @@ pub async fn put(
     caller.require_write("writing a sysctl")?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(StatusCode::PAYLOAD_TOO_LARGE, "too_large", format!("body larger than {} bytes", crate::server::MAX_BODY_BYTES))
+            ApiError::new(
+                StatusCode::PAYLOAD_TOO_LARGE,
+                "too_large",
+                format!("body larger than {} bytes", crate::server::MAX_BODY_BYTES),
+            )
         } else {
             ApiError::bad_request("bad_body", e.body_text())
         }
     })?;
-    let write: SysctlWrite = serde_json::from_slice(&body)
-        .map_err(|e| ApiError::bad_request("bad_body", format!("expected {{\"value\": \"...\"}}: {e}")))?;
+    let write: SysctlWrite = serde_json::from_slice(&body).map_err(|e| {
+        ApiError::bad_request("bad_body", format!("expected {{\"value\": \"...\"}}: {e}"))
+    })?;
     let (canonical, _) = state.sysctl.resolve(&key)?;
     if !state.sysctl_allow.allows(&canonical) {
         state.metrics.sysctl_write("not_allowed");
-        audit(state.audit_log.as_deref().map(|p| p.as_path()), &AuditRecord {
-            time: now(), who: &caller.name, role: caller.role.as_str(), via: caller.via,
-            key: &canonical, old: None, new: &write.value, result: "not_allowed",
-        });
+        audit(
+            state.audit_log.as_deref().map(|p| p.as_path()),
+            &AuditRecord {
+                time: now(),
+                who: &caller.name,
+                role: caller.role.as_str(),
+                via: caller.via,
+                key: &canonical,
+                old: None,
+                new: &write.value,
+                result: "not_allowed",
+            },
+        );
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "not_allowed",
-            format!("{canonical} is not in this host's --sysctl-allow list ({})", state.sysctl_allow.patterns().join(",")),
+            format!(
+                "{canonical} is not in this host's --sysctl-allow list ({})",
+                state.sysctl_allow.patterns().join(",")
+            ),
         ));
     }
     let sysctl = state.sysctl.clone();
     let value = write.value.clone();
-    let result = tokio::task::spawn_blocking(move || sysctl.set(&canonical, &value).map(|(k, old)| (k, old, sysctl.get(&canonical))))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    let result = tokio::task::spawn_blocking(move || {
+        sysctl
+            .set(&canonical, &value)
+            .map(|(k, old)| (k, old, sysctl.get(&canonical)))
+    })
+    .await
+    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     let log = |old: Option<&str>, result: &str| {
-        audit(state.audit_log.as_deref().map(|p| p.as_path()), &AuditRecord {
-            time: now(), who: &caller.name, role: caller.role.as_str(), via: caller.via,
-            key: &key, old, new: &write.value, result,
-        });
+        audit(
+            state.audit_log.as_deref().map(|p| p.as_path()),
+            &AuditRecord {
+                time: now(),
+                who: &caller.name,
+                role: caller.role.as_str(),
+                via: caller.via,
+                key: &key,
+                old,
+                new: &write.value,
+                result,
+            },
+        );
         state.metrics.sysctl_write(result);
     };
     match result {
         Ok((key, old, now_value)) => {
             log(Some(&old), "ok");
             let value = now_value.map(|(_, v)| v).unwrap_or(write.value.clone());
-            Ok(json(&SysctlValue { key, value, old_value: Some(old) }))
+            Ok(json(&SysctlValue {
+                key,
+                value,
+                old_value: Some(old),
+            }))
         }
         Err(e) => {
             log(None, "failed");

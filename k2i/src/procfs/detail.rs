@@ -9,7 +9,9 @@ use std::path::Path;
 pub fn fds(root: &Path, pid: i32, max: usize) -> BTreeMap<String, String> {
     let dir = root.join(pid.to_string()).join("fd");
     let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return out;
+    };
     for entry in entries.flatten().take(max) {
         let name = entry.file_name().to_string_lossy().into_owned();
         if let Ok(target) = std::fs::read_link(entry.path()) {
@@ -23,10 +25,15 @@ pub fn fds(root: &Path, pid: i32, max: usize) -> BTreeMap<String, String> {
 pub fn namespaces(root: &Path, pid: i32) -> BTreeMap<String, String> {
     let dir = root.join(pid.to_string()).join("ns");
     let mut out = BTreeMap::new();
-    let Ok(entries) = std::fs::read_dir(&dir) else { return out };
+    let Ok(entries) = std::fs::read_dir(&dir) else {
+        return out;
+    };
     for entry in entries.flatten() {
         if let Ok(target) = std::fs::read_link(entry.path()) {
-            out.insert(entry.file_name().to_string_lossy().into_owned(), target.to_string_lossy().into_owned());
+            out.insert(
+                entry.file_name().to_string_lossy().into_owned(),
+                target.to_string_lossy().into_owned(),
+            );
         }
     }
     out
@@ -34,7 +41,8 @@ pub fn namespaces(root: &Path, pid: i32) -> BTreeMap<String, String> {
 
 /// Parses `/proc/PID/limits`.
 pub fn limits(root: &Path, pid: i32) -> BTreeMap<String, Limit> {
-    let text = std::fs::read_to_string(root.join(pid.to_string()).join("limits")).unwrap_or_default();
+    let text =
+        std::fs::read_to_string(root.join(pid.to_string()).join("limits")).unwrap_or_default();
     parse_limits(&text)
 }
 
@@ -42,7 +50,9 @@ fn parse_limits(text: &str) -> BTreeMap<String, Limit> {
     let mut out = BTreeMap::new();
     for line in text.lines().skip(1) {
         // Columns are aligned: name is the text before the first run of two spaces.
-        let Some(split) = line.find("  ") else { continue };
+        let Some(split) = line.find("  ") else {
+            continue;
+        };
         let name = line[..split].trim().to_lowercase().replace(' ', "_");
         let mut rest = line[split..].split_whitespace();
         let value = |v: Option<&str>| v.and_then(|v| v.parse::<u64>().ok());
@@ -60,7 +70,8 @@ mod tests {
 
     #[test]
     fn limits_table_parses_with_unlimited_as_none() {
-        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
+        let text =
+            "Limit                     Soft Limit           Hard Limit           Units     \n\
 Max cpu time              unlimited            unlimited            seconds   \n\
 Max open files            1024                 524288               files     \n";
         let l = parse_limits(text);

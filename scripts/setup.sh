@@ -1,0 +1,30 @@
+#!/usr/bin/env bash
+# Installs what dcos needs beyond the Rust toolchain: OCI runtimes, network tools for the
+# multi-host tests, busybox for test containers, procps for `ps` comparisons.
+# Idempotent: does nothing when everything is present. Needs root (or sudo) to install.
+set -euo pipefail
+
+need=()
+have() { command -v "$1" >/dev/null 2>&1; }
+have runc     || need+=(runc)
+have crun     || need+=(crun)
+have ip       || need+=(iproute2)
+have iptables || need+=(iptables)
+have unshare  || need+=(util-linux)
+have ps       || need+=(procps)
+have curl     || need+=(curl)
+[ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
+
+if [ ${#need[@]} -gt 0 ]; then
+  echo "setup: installing ${need[*]}" >&2
+  SUDO=""
+  [ "$(id -u)" -eq 0 ] || SUDO="sudo"
+  export DEBIAN_FRONTEND=noninteractive
+  $SUDO apt-get update -qq
+  $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+if ! have cargo; then
+  echo "setup: cargo is missing; install the Rust toolchain (rustup) first" >&2
+  exit 1
+fi
