@@ -323,7 +323,8 @@ mod tests {
     #[test]
     fn each_bad_setting_is_named() {
         let dir = certs();
-        let cases: Vec<(&str, Box<dyn Fn(&mut Flags)>)> = vec![
+        type Change = Box<dyn Fn(&mut Flags)>;
+        let cases: Vec<(&str, Change)> = vec![
             ("listen", Box::new(|f| f.listen = Some("nope".into()))),
             (
                 "sample-interval",

@@ -339,7 +339,7 @@ impl Sampler {
                 }
                 _ => None,
             };
-            let rotate = (row.pid as u64 + tick) % ROTATION == 0;
+            let rotate = (row.pid as u64 + tick).is_multiple_of(ROTATION);
             if !first && !entry.info.kernel && (ran || rotate) {
                 entry.io = self
                     .fs
