@@ -1,0 +1,130 @@
+//! What `/proc` says about one process (CPU time, memory) and about the machine.
+
+use anyhow::{bail, Context, Result};
+use std::path::Path;
+
+/// Clock ticks per second of the `/proc/PID/stat` time fields.
+pub fn clk_tck() -> f64 {
+    // SAFETY: sysconf has no preconditions.
+    let v = unsafe { libc::sysconf(libc::_SC_CLK_TCK) };
+    if v > 0 {
+        v as f64
+    } else {
+        100.0
+    }
+}
+
+/// `utime + stime` of a process (all its threads, living and dead), in clock ticks.
+pub fn cpu_ticks(pid: i32) -> Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .with_context(|| format!("reading /proc/{pid}/stat"))?;
+    parse_cpu_ticks(&text).with_context(|| format!("parsing /proc/{pid}/stat"))
+}
+
+/// `utime + stime` (fields 14 and 15) of a `/proc/PID/stat` line. The command name in
+/// parentheses may hold spaces and parentheses, so the fields are counted after the last `)`.
+pub fn parse_cpu_ticks(stat: &str) -> Result<u64> {
+    let Some(close) = stat.rfind(')') else {
+        bail!("no `)` in {stat:?}")
+    };
+    // After `)`: field 3 (state) is index 0, so field k is index k - 3.
+    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
+    let field = |k: usize| -> Result<u64> {
+        fields
+            .get(k - 3)
+            .with_context(|| format!("field {k} missing"))?
+            .parse::<u64>()
+            .with_context(|| format!("field {k}"))
+    };
+    Ok(field(14)? + field(15)?)
+}
+
+/// A `kB` line of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...), in bytes.
+pub fn status_bytes(pid: i32, key: &str) -> Result<u64> {
+    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .with_context(|| format!("reading /proc/{pid}/status"))?;
+    parse_status_kb(&text, key)
+        .map(|kb| kb * 1024)
+        .with_context(|| format!("{key} in /proc/{pid}/status"))
+}
+
+fn parse_status_kb(text: &str, key: &str) -> Option<u64> {
+    text.lines().find_map(|l| {
+        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
+        rest.split_whitespace().next()?.parse().ok()
+    })
+}
+
+/// How many entries of `/proc` are processes.
+pub fn process_count() -> usize {
+    std::fs::read_dir("/proc")
+        .map(|d| {
+            d.filter_map(|e| e.ok())
+                .filter(|e| {
+                    e.file_name()
+                        .as_encoded_bytes()
+                        .iter()
+                        .all(u8::is_ascii_digit)
+                })
+                .count()
+        })
+        .unwrap_or(0)
+}
+
+fn read_trimmed(path: impl AsRef<Path>) -> String {
+    std::fs::read_to_string(path)
+        .map(|s| s.trim().to_string())
+        .unwrap_or_else(|_| "?".into())
+}
+
+/// A one-line description of the machine: CPUs, CPU model, kernel, memory.
+pub fn machine() -> String {
+    let cpus = std::thread::available_parallelism()
+        .map(|n| n.get())
+        .unwrap_or(0);
+    let model = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|t| {
+            t.lines().find_map(|l| {
+                l.strip_prefix("model name")
+                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+            })
+        })
+        .unwrap_or_else(|| "unknown CPU".into());
+    let mem_gib = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|t| parse_status_kb(&t, "MemTotal"))
+        .map(|kb| kb as f64 / 1024.0 / 1024.0)
+        .unwrap_or(0.0);
+    format!(
+        "{cpus} CPUs ({model}), Linux {}, {mem_gib:.1} GiB RAM",
+        read_trimmed("/proc/sys/kernel/osrelease")
+    )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn cpu_ticks_after_a_tricky_comm() {
+        let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 1 0 300 1000 50 18446744073709551615";
+        assert_eq!(parse_cpu_ticks(line).unwrap(), 22);
+        assert!(parse_cpu_ticks("42 (x) S 1").is_err());
+    }
+
+    #[test]
+    fn own_process_is_readable() {
+        let me = std::process::id() as i32;
+        assert!(cpu_ticks(me).is_ok());
+        assert!(status_bytes(me, "VmRSS").unwrap() > 0);
+        assert!(process_count() >= 1);
+    }
+
+    #[test]
+    fn status_keys_match_whole_names() {
+        let t = "VmHWM:\t    2048 kB\nVmRSS:\t    1024 kB\n";
+        assert_eq!(parse_status_kb(t, "VmRSS"), Some(1024));
+        assert_eq!(parse_status_kb(t, "VmRS"), None);
+    }
+}
