@@ -29,39 +29,19 @@ async fn main() -> Result<()> {
     let client = K2iClient::new(&identity)?;
     let answers = futures::future::join_all(urls.iter().map(|url| {
         let client = client.clone();
-        async move {
-            (
-                url,
-                client
-                    .get_json::<Top>(url, "/v1/top?limit=5", Duration::from_secs(3))
-                    .await,
-            )
-        }
+        async move { (url, client.get_json::<Top>(url, "/v1/top?limit=5", Duration::from_secs(3)).await) }
     }))
     .await;
     let mut rows = Vec::new();
     for (url, answer) in answers {
         match answer {
-            Ok(top) => rows.extend(
-                top.processes
-                    .into_iter()
-                    .map(|p| (top.host.name.clone(), p)),
-            ),
+            Ok(top) => rows.extend(top.processes.into_iter().map(|p| (top.host.name.clone(), p))),
             Err(e) => eprintln!("{url}: {} ({e})", e.status()),
         }
     }
-    rows.sort_by(|a, b| {
-        b.1.cpu_percent
-            .unwrap_or(0.0)
-            .total_cmp(&a.1.cpu_percent.unwrap_or(0.0))
-    });
+    rows.sort_by(|a, b| b.1.cpu_percent.unwrap_or(0.0).total_cmp(&a.1.cpu_percent.unwrap_or(0.0)));
     for (host, p) in rows.iter().take(5) {
-        println!(
-            "{host:<16} {:>7} {:>6.1}% {}",
-            p.pid,
-            p.cpu_percent.unwrap_or(0.0),
-            p.cmd
-        );
+        println!("{host:<16} {:>7} {:>6.1}% {}", p.pid, p.cpu_percent.unwrap_or(0.0), p.cmd);
     }
     Ok(())
 }

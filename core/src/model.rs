@@ -264,13 +264,7 @@ mod tests {
             .map(|r| serde_json::to_string(r).unwrap())
             .collect();
         assert_eq!(names, ["\"cri-o\"", "\"kubernetes\"", "\"runc\""]);
-        for r in [
-            Runtime::Docker,
-            Runtime::Podman,
-            Runtime::Systemd,
-            Runtime::Containerd,
-            Runtime::Crun,
-        ] {
+        for r in [Runtime::Docker, Runtime::Podman, Runtime::Systemd, Runtime::Containerd, Runtime::Crun] {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }
     }
@@ -278,11 +272,7 @@ mod tests {
     #[test]
     fn error_body_has_the_spec_shape() {
         let e = ErrorBody {
-            error: ErrorDetail {
-                code: "bad_query".into(),
-                message: "x".into(),
-                position: None,
-            },
+            error: ErrorDetail { code: "bad_query".into(), message: "x".into(), position: None },
         };
         assert_eq!(
             serde_json::to_value(&e).unwrap(),

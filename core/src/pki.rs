@@ -6,8 +6,8 @@
 
 use crate::role::Role;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa,
-    KeyPair, KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
+    KeyUsagePurpose, SanType,
 };
 use std::fs;
 use std::io::Write;
@@ -20,10 +20,7 @@ use time::{Duration, OffsetDateTime};
 #[derive(Debug, thiserror::Error)]
 pub enum PkiError {
     #[error("{path}: {source}")]
-    Io {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Io { path: PathBuf, source: std::io::Error },
     #[error("{path} already exists; refusing to overwrite a CA (remove it first)")]
     Exists { path: PathBuf },
     #[error("invalid certificate name {0:?}: use letters, digits, '-', '_' and '.'")]
@@ -87,9 +84,7 @@ impl LeafSpec {
 fn valid_name(name: &str) -> bool {
     !name.is_empty()
         && name.len() <= 64
-        && name
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
+        && name.chars().all(|c| c.is_ascii_alphanumeric() || matches!(c, '-' | '_' | '.'))
         && !name.starts_with('.')
 }
 
@@ -107,39 +102,25 @@ impl Ca {
         let mut params = CertificateParams::default();
         params.distinguished_name = subject("dcos fleet CA", "ca");
         params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        params.key_usages = vec![
-            KeyUsagePurpose::KeyCertSign,
-            KeyUsagePurpose::CrlSign,
-            KeyUsagePurpose::DigitalSignature,
-        ];
+        params.key_usages =
+            vec![KeyUsagePurpose::KeyCertSign, KeyUsagePurpose::CrlSign, KeyUsagePurpose::DigitalSignature];
         let now = OffsetDateTime::now_utc();
         params.not_before = now - Duration::minutes(5);
         params.not_after = now + CA_VALIDITY;
         let key = KeyPair::generate()?;
         let cert_pem = params.clone().self_signed(&key)?.pem();
-        Ok(Ca {
-            params,
-            key,
-            cert_pem,
-        })
+        Ok(Ca { params, key, cert_pem })
     }
 
     /// The CA kept in `dir` (`ca.crt`, `ca.key`).
     pub fn load(dir: &Path) -> Result<Ca, PkiError> {
-        let bad = |reason: String| PkiError::BadCa {
-            dir: dir.to_path_buf(),
-            reason,
-        };
+        let bad = |reason: String| PkiError::BadCa { dir: dir.to_path_buf(), reason };
         let cert_pem = read(&dir.join("ca.crt"))?;
         let key_pem = read(&dir.join("ca.key"))?;
         let key = KeyPair::from_pem(&key_pem).map_err(|e| bad(format!("ca.key: {e}")))?;
-        let params = CertificateParams::from_ca_cert_pem(&cert_pem)
-            .map_err(|e| bad(format!("ca.crt: {e}")))?;
-        Ok(Ca {
-            params,
-            key,
-            cert_pem,
-        })
+        let params =
+            CertificateParams::from_ca_cert_pem(&cert_pem).map_err(|e| bad(format!("ca.crt: {e}")))?;
+        Ok(Ca { params, key, cert_pem })
     }
 
     /// The CA's private key as PEM, as written to `ca.key`.
@@ -160,41 +141,27 @@ impl Ca {
             dns_names.insert(0, &spec.name);
         }
         for d in dns_names {
-            let name = d
-                .to_string()
-                .try_into()
-                .map_err(|_| PkiError::BadDns(d.to_string()))?;
+            let name = d.to_string().try_into().map_err(|_| PkiError::BadDns(d.to_string()))?;
             sans.push(SanType::DnsName(name));
         }
         sans.extend(spec.ips.iter().map(|ip| SanType::IpAddress(*ip)));
         params.subject_alt_names = sans;
         params.is_ca = IsCa::ExplicitNoCa;
-        params.key_usages = vec![
-            KeyUsagePurpose::DigitalSignature,
-            KeyUsagePurpose::KeyEncipherment,
-        ];
-        params.extended_key_usages = vec![
-            ExtendedKeyUsagePurpose::ServerAuth,
-            ExtendedKeyUsagePurpose::ClientAuth,
-        ];
+        params.key_usages = vec![KeyUsagePurpose::DigitalSignature, KeyUsagePurpose::KeyEncipherment];
+        params.extended_key_usages =
+            vec![ExtendedKeyUsagePurpose::ServerAuth, ExtendedKeyUsagePurpose::ClientAuth];
         params.not_before = spec.not_before;
         params.not_after = spec.not_after;
         params.use_authority_key_identifier_extension = true;
         let key = KeyPair::generate()?;
         let issuer = self.params.clone().self_signed(&self.key)?;
         let cert = params.signed_by(&key, &issuer, &self.key)?;
-        Ok(Pem {
-            cert: cert.pem(),
-            key: key.serialize_pem(),
-        })
+        Ok(Pem { cert: cert.pem(), key: key.serialize_pem() })
     }
 }
 
 fn read(path: &Path) -> Result<String, PkiError> {
-    fs::read_to_string(path).map_err(|source| PkiError::Io {
-        path: path.to_path_buf(),
-        source,
-    })
+    fs::read_to_string(path).map_err(|source| PkiError::Io { path: path.to_path_buf(), source })
 }
 
 /// Writes a public file (certificate), mode 0644.
@@ -208,18 +175,10 @@ pub fn write_secret(path: &Path, contents: &str) -> Result<(), PkiError> {
 }
 
 fn write_mode(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
-    let io = |source| PkiError::Io {
-        path: path.to_path_buf(),
-        source,
-    };
+    let io = |source| PkiError::Io { path: path.to_path_buf(), source };
     let tmp = path.with_extension("tmp");
-    let mut f = fs::OpenOptions::new()
-        .write(true)
-        .create(true)
-        .truncate(true)
-        .mode(mode)
-        .open(&tmp)
-        .map_err(io)?;
+    let mut f =
+        fs::OpenOptions::new().write(true).create(true).truncate(true).mode(mode).open(&tmp).map_err(io)?;
     f.write_all(contents.as_bytes()).map_err(io)?;
     f.sync_all().map_err(io)?;
     fs::rename(&tmp, path).map_err(io)
@@ -227,10 +186,7 @@ fn write_mode(path: &Path, contents: &str, mode: u32) -> Result<(), PkiError> {
 
 /// `dcos certs init`: a new CA and an admin certificate in `dir`. Refuses to replace a CA.
 pub fn init_dir(dir: &Path) -> Result<Ca, PkiError> {
-    fs::create_dir_all(dir).map_err(|source| PkiError::Io {
-        path: dir.to_path_buf(),
-        source,
-    })?;
+    fs::create_dir_all(dir).map_err(|source| PkiError::Io { path: dir.to_path_buf(), source })?;
     let ca_key = dir.join("ca.key");
     if ca_key.exists() {
         return Err(PkiError::Exists { path: ca_key });
@@ -264,17 +220,8 @@ mod tests {
     fn init_writes_four_files_with_private_keys_0600_and_refuses_to_overwrite() {
         let dir = tempfile::tempdir().unwrap();
         init_dir(dir.path()).unwrap();
-        for (f, mode) in [
-            ("ca.crt", 0o644),
-            ("ca.key", 0o600),
-            ("admin.crt", 0o644),
-            ("admin.key", 0o600),
-        ] {
-            let m = fs::metadata(dir.path().join(f))
-                .unwrap()
-                .permissions()
-                .mode()
-                & 0o777;
+        for (f, mode) in [("ca.crt", 0o644), ("ca.key", 0o600), ("admin.crt", 0o644), ("admin.key", 0o600)] {
+            let m = fs::metadata(dir.path().join(f)).unwrap().permissions().mode() & 0o777;
             assert_eq!(m, mode, "{f}");
         }
         assert!(matches!(init_dir(dir.path()), Err(PkiError::Exists { .. })));

@@ -21,10 +21,7 @@ use time::OffsetDateTime;
 #[derive(Debug, thiserror::Error)]
 pub enum TlsError {
     #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}: no PEM certificate found")]
     NoCertificate { path: PathBuf },
     #[error("{path}: no PEM private key found")]
@@ -86,13 +83,8 @@ fn provider() -> Arc<CryptoProvider> {
 }
 
 fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.into(),
-        source,
-    })?;
-    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes)
-        .filter_map(Result::ok)
-        .collect();
+    let bytes = std::fs::read(path).map_err(|source| TlsError::Read { path: path.into(), source })?;
+    let certs: Vec<_> = CertificateDer::pem_slice_iter(&bytes).filter_map(Result::ok).collect();
     if certs.is_empty() {
         return Err(TlsError::NoCertificate { path: path.into() });
     }
@@ -100,10 +92,7 @@ fn read_certs(path: &Path) -> Result<Vec<CertificateDer<'static>>, TlsError> {
 }
 
 fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
-    let bytes = std::fs::read(path).map_err(|source| TlsError::Read {
-        path: path.into(),
-        source,
-    })?;
+    let bytes = std::fs::read(path).map_err(|source| TlsError::Read { path: path.into(), source })?;
     PrivateKeyDer::from_pem_slice(&bytes).map_err(|_| TlsError::NoKey { path: path.into() })
 }
 
@@ -111,10 +100,7 @@ fn read_key(path: &Path) -> Result<PrivateKeyDer<'static>, TlsError> {
 pub fn load_roots(path: &Path) -> Result<Arc<RootCertStore>, TlsError> {
     let mut roots = RootCertStore::empty();
     for c in read_certs(path)? {
-        roots.add(c).map_err(|e| TlsError::BadCertificate {
-            path: path.into(),
-            reason: e.to_string(),
-        })?;
+        roots.add(c).map_err(|e| TlsError::BadCertificate { path: path.into(), reason: e.to_string() })?;
     }
     Ok(Arc::new(roots))
 }
@@ -126,19 +112,13 @@ impl Identity {
         let key = read_key(&files.key)?;
         let roots = load_roots(&files.ca)?;
         let peer = peer_identity(&chain[0]).map_err(|e| match e {
-            TlsError::BadCertificate { reason, .. } => TlsError::BadCertificate {
-                path: files.cert.clone(),
-                reason,
-            },
+            TlsError::BadCertificate { reason, .. } => {
+                TlsError::BadCertificate { path: files.cert.clone(), reason }
+            }
             other => other,
         })?;
         check_validity(&files.cert, &chain[0], OffsetDateTime::now_utc())?;
-        Ok(Identity {
-            chain,
-            key,
-            roots,
-            peer,
-        })
+        Ok(Identity { chain, key, roots, peer })
     }
 
     /// A server configuration: TLS 1.3 only; client certificates optional at the TLS layer
@@ -179,31 +159,17 @@ pub fn anonymous_client_config(roots: Arc<RootCertStore>) -> Result<Arc<ClientCo
 fn rfc3339(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t)
         .ok()
-        .and_then(|t| {
-            t.format(&time::format_description::well_known::Rfc3339)
-                .ok()
-        })
+        .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())
         .unwrap_or_else(|| t.to_string())
 }
 
-fn check_validity(
-    path: &Path,
-    cert: &CertificateDer<'_>,
-    now: OffsetDateTime,
-) -> Result<(), TlsError> {
-    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| {
-        TlsError::BadCertificate {
-            path: path.into(),
-            reason: e.to_string(),
-        }
-    })?;
+fn check_validity(path: &Path, cert: &CertificateDer<'_>, now: OffsetDateTime) -> Result<(), TlsError> {
+    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| TlsError::BadCertificate { path: path.into(), reason: e.to_string() })?;
     let v = x509.validity();
     let now = now.unix_timestamp();
     if now > v.not_after.timestamp() {
-        return Err(TlsError::Expired {
-            path: path.into(),
-            not_after: rfc3339(v.not_after.timestamp()),
-        });
+        return Err(TlsError::Expired { path: path.into(), not_after: rfc3339(v.not_after.timestamp()) });
     }
     if now < v.not_before.timestamp() {
         return Err(TlsError::NotYetValid {
@@ -216,29 +182,17 @@ fn check_validity(
 
 /// Reads name (CN) and role (OU) from a certificate that TLS has already verified.
 pub fn peer_identity(cert: &CertificateDer<'_>) -> Result<PeerIdentity, TlsError> {
-    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref()).map_err(|e| {
-        TlsError::BadCertificate {
-            path: PathBuf::new(),
-            reason: e.to_string(),
-        }
-    })?;
+    let (_, x509) = x509_parser::parse_x509_certificate(cert.as_ref())
+        .map_err(|e| TlsError::BadCertificate { path: PathBuf::new(), reason: e.to_string() })?;
     let subject = x509.subject();
-    let name = subject
-        .iter_common_name()
-        .next()
-        .and_then(|cn| cn.as_str().ok())
-        .unwrap_or_default()
-        .to_string();
+    let name =
+        subject.iter_common_name().next().and_then(|cn| cn.as_str().ok()).unwrap_or_default().to_string();
     let role = subject
         .iter_organizational_unit()
         .filter_map(|ou| ou.as_str().ok())
         .find_map(|ou| ou.parse::<Role>().ok())
         .ok_or(TlsError::NoRole)?;
-    Ok(PeerIdentity {
-        name,
-        role,
-        not_after: x509.validity().not_after.timestamp(),
-    })
+    Ok(PeerIdentity { name, role, not_after: x509.validity().not_after.timestamp() })
 }
 
 #[cfg(test)]

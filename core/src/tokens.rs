@@ -14,16 +14,9 @@ use std::path::{Path, PathBuf};
 #[derive(Debug, thiserror::Error)]
 pub enum TokenFileError {
     #[error("{path}: {source}")]
-    Read {
-        path: PathBuf,
-        source: std::io::Error,
-    },
+    Read { path: PathBuf, source: std::io::Error },
     #[error("{path}:{line}: {reason}")]
-    Syntax {
-        path: PathBuf,
-        line: usize,
-        reason: String,
-    },
+    Syntax { path: PathBuf, line: usize, reason: String },
 }
 
 /// A role bound to a token, with the label the operator gave it (used in audit logs).
@@ -46,10 +39,8 @@ pub fn hash_hex(token: &str) -> String {
 
 impl Tokens {
     pub fn load(path: &Path) -> Result<Tokens, TokenFileError> {
-        let text = std::fs::read_to_string(path).map_err(|source| TokenFileError::Read {
-            path: path.into(),
-            source,
-        })?;
+        let text = std::fs::read_to_string(path)
+            .map_err(|source| TokenFileError::Read { path: path.into(), source })?;
         Tokens::parse(&text).map_err(|(line, reason)| TokenFileError::Syntax {
             path: path.into(),
             line,
@@ -69,23 +60,15 @@ impl Tokens {
             let hash = parts.next().unwrap_or_default();
             let hash = hash.strip_prefix("sha256:").unwrap_or(hash);
             let mut digest = [0u8; 32];
-            hex::decode_to_slice(hash, &mut digest).map_err(|_| {
-                (
-                    i + 1,
-                    "expected the 64-hex-digit SHA-256 of a token first".to_string(),
-                )
-            })?;
+            hex::decode_to_slice(hash, &mut digest)
+                .map_err(|_| (i + 1, "expected the 64-hex-digit SHA-256 of a token first".to_string()))?;
             let role = parts
                 .next()
                 .ok_or_else(|| (i + 1, "missing role after the hash".to_string()))?
                 .parse::<Role>()
                 .map_err(|e| (i + 1, e.to_string()))?;
             let label = parts.collect::<Vec<_>>().join(" ");
-            let label = if label.is_empty() {
-                format!("token:{}", &hash[..8])
-            } else {
-                label
-            };
+            let label = if label.is_empty() { format!("token:{}", &hash[..8]) } else { label };
             by_hash.insert(digest, TokenGrant { role, label });
         }
         Ok(Tokens { by_hash })
@@ -131,10 +114,7 @@ mod tests {
     fn bad_lines_are_reported_with_their_number() {
         assert_eq!(Tokens::parse("\nnothex viewer").unwrap_err().0, 2);
         let h = hash_hex("x");
-        assert!(Tokens::parse(&format!("{h} root"))
-            .unwrap_err()
-            .1
-            .contains("unknown role"));
+        assert!(Tokens::parse(&format!("{h} root")).unwrap_err().1.contains("unknown role"));
         assert!(Tokens::parse(&h).unwrap_err().1.contains("missing role"));
     }
 }

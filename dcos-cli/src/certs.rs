@@ -9,30 +9,16 @@ pub fn run(cmd: CertsCommand) -> Result<()> {
     match cmd {
         CertsCommand::Init { dir } => {
             pki::init_dir(&dir)?;
-            println!(
-                "wrote {0}/ca.crt, {0}/ca.key, {0}/admin.crt, {0}/admin.key",
-                dir.display()
-            );
+            println!("wrote {0}/ca.crt, {0}/ca.key, {0}/admin.crt, {0}/admin.key", dir.display());
             println!("keep ca.key offline; issue host certificates with `dcos certs issue --dir {} --name HOST --ip ADDR`", dir.display());
         }
-        CertsCommand::Issue {
-            dir,
-            name,
-            role,
-            ip,
-            dns,
-            days,
-        } => {
+        CertsCommand::Issue { dir, name, role, ip, dns, days } => {
             let mut spec = LeafSpec::new(name, role);
             spec.ips = ip;
             spec.dns = dns;
             spec.not_after = spec.not_before + time_days(days);
             let (cert, key) = pki::issue_into_dir(&dir, &spec)?;
-            println!(
-                "wrote {} and {} (role {role}, valid {days} days)",
-                cert.display(),
-                key.display()
-            );
+            println!("wrote {} and {} (role {role}, valid {days} days)", cert.display(), key.display());
         }
     }
     Ok(())
@@ -53,10 +39,7 @@ pub fn run_tokens(cmd: TokensCommand) -> Result<()> {
                 .with_context(|| format!("opening {}", file.display()))?;
             writeln!(f, "{} {role} {label}", dcos_core::tokens::hash_hex(&token))
                 .with_context(|| format!("writing {}", file.display()))?;
-            eprintln!(
-                "appended its hash to {}; the token itself is shown only now:",
-                file.display()
-            );
+            eprintln!("appended its hash to {}; the token itself is shown only now:", file.display());
             println!("{token}");
         }
     }

@@ -27,12 +27,7 @@ pub enum FetchError {
     #[error("TLS: {0}")]
     Tls(String),
     #[error("HTTP {status}: {code}: {message}")]
-    Http {
-        status: u16,
-        code: String,
-        message: String,
-        position: Option<usize>,
-    },
+    Http { status: u16, code: String, message: String, position: Option<usize> },
     #[error("bad answer: {0}")]
     Decode(String),
     #[error("bad URL {0:?}")]
@@ -62,17 +57,11 @@ pub struct K2iClient {
 impl K2iClient {
     /// A client presenting `identity`'s certificate.
     pub fn new(identity: &Identity) -> anyhow::Result<K2iClient> {
-        Ok(Self::with_tls(
-            (*identity.client_config(&[])?).clone(),
-            None,
-        ))
+        Ok(Self::with_tls((*identity.client_config(&[])?).clone(), None))
     }
 
     /// A client with a bearer token and no certificate.
-    pub fn with_token(
-        roots: Arc<rustls::RootCertStore>,
-        token: String,
-    ) -> anyhow::Result<K2iClient> {
+    pub fn with_token(roots: Arc<rustls::RootCertStore>, token: String) -> anyhow::Result<K2iClient> {
         let cfg = (*dcos_core::tls::anonymous_client_config(roots)?).clone();
         Ok(Self::with_tls(cfg, Some(token)))
     }
@@ -93,9 +82,8 @@ impl K2iClient {
             .https_only()
             .enable_http1()
             .wrap_connector(http);
-        let http = Client::builder(TokioExecutor::new())
-            .pool_idle_timeout(Duration::from_secs(30))
-            .build(https);
+        let http =
+            Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
         K2iClient { http, token }
     }
 
@@ -145,22 +133,11 @@ impl K2iClient {
             }
             let (code, message, position) = match serde_json::from_slice::<ErrorBody>(&bytes) {
                 Ok(e) => (e.error.code, e.error.message, e.error.position),
-                Err(_) => (
-                    String::new(),
-                    String::from_utf8_lossy(&bytes).into_owned(),
-                    None,
-                ),
+                Err(_) => (String::new(), String::from_utf8_lossy(&bytes).into_owned(), None),
             };
-            Err(FetchError::Http {
-                status: status.as_u16(),
-                code,
-                message,
-                position,
-            })
+            Err(FetchError::Http { status: status.as_u16(), code, message, position })
         };
-        tokio::time::timeout(timeout, work)
-            .await
-            .map_err(|_| FetchError::Timeout(timeout))?
+        tokio::time::timeout(timeout, work).await.map_err(|_| FetchError::Timeout(timeout))?
     }
 }
 
@@ -187,9 +164,5 @@ fn classify(e: hyper_util::client::legacy::Error) -> FetchError {
         .map(|s| s.to_string())
         .collect::<Vec<_>>()
         .join(": ");
-    FetchError::Unreachable(if chain.is_empty() {
-        e.to_string()
-    } else {
-        chain
-    })
+    FetchError::Unreachable(if chain.is_empty() { e.to_string() } else { chain })
 }

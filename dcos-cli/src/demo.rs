@@ -48,17 +48,13 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf> {
     }
     std::env::var_os("PATH")
         .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
-        .with_context(|| format!("cannot find the {name} binary next to dcos or on PATH (build it: cargo build --release)"))
+        .with_context(|| {
+            format!("cannot find the {name} binary next to dcos or on PATH (build it: cargo build --release)")
+        })
 }
 
 /// Starts one k2i on 127.0.0.1 (a free port) and waits for it to announce its address.
-pub async fn start_k2i(
-    bin: &Path,
-    dir: &Path,
-    name: &str,
-    dc: &str,
-    extra: &[&str],
-) -> Result<LocalHost> {
+pub async fn start_k2i(bin: &Path, dir: &Path, name: &str, dc: &str, extra: &[&str]) -> Result<LocalHost> {
     let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
     let mut child = Command::new(bin)
         .args(["--listen", "127.0.0.1:0", "--name", name, "--dc", dc])
@@ -79,27 +75,15 @@ pub async fn start_k2i(
     let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
         .await
         .with_context(|| {
-            format!(
-                "{name}: k2i did not start within 20 s (see {}/{name}.log)",
-                dir.display()
-            )
+            format!("{name}: k2i did not start within 20 s (see {}/{name}.log)", dir.display())
         })??
-        .with_context(|| {
-            format!(
-                "{name}: k2i exited at start (see {}/{name}.log)",
-                dir.display()
-            )
-        })?;
+        .with_context(|| format!("{name}: k2i exited at start (see {}/{name}.log)", dir.display()))?;
     let url = line
         .split_whitespace()
         .find(|w| w.starts_with("https://"))
         .with_context(|| format!("{name}: unexpected first line {line:?}"))?
         .to_string();
-    Ok(LocalHost {
-        name: name.to_string(),
-        url,
-        child,
-    })
+    Ok(LocalHost { name: name.to_string(), url, child })
 }
 
 /// Creates the demo CA and one host certificate per name, valid for 127.0.0.1.
@@ -128,11 +112,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     let names: Vec<String> = (1..=args.hosts).map(|i| format!("demo-{i}")).collect();
     make_certs(&dir, &names)?;
-    println!(
-        "== fleet CA and {} host certificates in {}",
-        names.len(),
-        dir.display()
-    );
+    println!("== fleet CA and {} host certificates in {}", names.len(), dir.display());
     let k2i = sibling_binary("k2i")?;
     let mut hosts = Vec::new();
     for (i, name) in names.iter().enumerate() {
@@ -154,12 +134,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let fetches = hosts.iter().map(|h| {
         let client = client.clone();
         async move {
-            let summary = client
-                .get_json::<HostSummary>(&h.url, "/v1/host", timeout)
-                .await;
-            let procs = client
-                .get_json::<ProcList>(&h.url, "/v1/proc?sort=-cpu&limit=5", timeout)
-                .await;
+            let summary = client.get_json::<HostSummary>(&h.url, "/v1/host", timeout).await;
+            let procs = client.get_json::<ProcList>(&h.url, "/v1/proc?sort=-cpu&limit=5", timeout).await;
             (h, summary, procs)
         }
     });
@@ -174,11 +150,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
                 s.dc.clone(),
                 s.kernel.clone(),
                 format!("{:.2} {:.2} {:.2}", s.load[0], s.load[1], s.load[2]),
-                format!(
-                    "{}/{}",
-                    table::human_bytes(s.mem_used_bytes),
-                    table::human_bytes(s.mem_total_bytes)
-                ),
+                format!("{}/{}", table::human_bytes(s.mem_used_bytes), table::human_bytes(s.mem_total_bytes)),
                 s.processes.to_string(),
             ]),
             Err(e) => rows.push(vec![h.name.clone(), "-".into(), format!("error: {e}")]),
@@ -189,17 +161,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             }
         }
     }
-    print!(
-        "{}",
-        table::render(&["HOST", "DC", "KERNEL", "LOAD", "MEM", "PROCS"], &rows)
-    );
+    print!("{}", table::render(&["HOST", "DC", "KERNEL", "LOAD", "MEM", "PROCS"], &rows));
     println!("\n== busiest processes on each host (GET /v1/proc?sort=-cpu&limit=5)");
     print!("{}", table::render(&table::PROCESS_HEADER, &procs));
 
-    let failed = results
-        .iter()
-        .filter(|(_, s, p)| s.is_err() || p.is_err())
-        .count();
+    let failed = results.iter().filter(|(_, s, p)| s.is_err() || p.is_err()).count();
     let asked = results.len();
     drop(results);
     if args.keep {

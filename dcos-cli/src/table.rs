@@ -4,20 +4,11 @@ use dcos_core::model::Process;
 
 /// `1.2G`, `340M`, `12K`, `512B`.
 pub fn human_bytes(n: u64) -> String {
-    const UNITS: [(&str, u64); 4] = [
-        ("T", 1 << 40),
-        ("G", 1 << 30),
-        ("M", 1 << 20),
-        ("K", 1 << 10),
-    ];
+    const UNITS: [(&str, u64); 4] = [("T", 1 << 40), ("G", 1 << 30), ("M", 1 << 20), ("K", 1 << 10)];
     for (u, size) in UNITS {
         if n >= size {
             let v = n as f64 / size as f64;
-            return if v < 10.0 {
-                format!("{v:.1}{u}")
-            } else {
-                format!("{:.0}{u}", v)
-            };
+            return if v < 10.0 { format!("{v:.1}{u}") } else { format!("{:.0}{u}", v) };
         }
     }
     format!("{n}B")
@@ -54,23 +45,16 @@ pub fn render(header: &[&str], rows: &[Vec<String>]) -> String {
 }
 
 /// The process columns, with the host first: HOST PID USER %CPU %MEM RSS S COMMAND.
-pub const PROCESS_HEADER: [&str; 8] =
-    ["HOST", "PID", "USER", "%CPU", "%MEM", "RSS", "S", "COMMAND"];
+pub const PROCESS_HEADER: [&str; 8] = ["HOST", "PID", "USER", "%CPU", "%MEM", "RSS", "S", "COMMAND"];
 
 pub fn process_row(host: &str, p: &Process, width: usize) -> Vec<String> {
-    let command = if p.cmdline.is_empty() {
-        format!("[{}]", p.cmd)
-    } else {
-        p.cmdline.join(" ")
-    };
+    let command = if p.cmdline.is_empty() { format!("[{}]", p.cmd) } else { p.cmdline.join(" ") };
     let command: String = command.chars().take(width).collect();
     vec![
         host.to_string(),
         p.pid.to_string(),
         p.user.to_string(),
-        p.cpu_percent
-            .map(|c| format!("{c:.1}"))
-            .unwrap_or_else(|| "-".into()),
+        p.cpu_percent.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
         format!("{:.1}", p.mem_percent),
         human_bytes(p.mem_rss_bytes),
         p.state.to_string(),
@@ -92,13 +76,7 @@ mod tests {
 
     #[test]
     fn columns_align() {
-        let t = render(
-            &["A", "BB"],
-            &[
-                vec!["xxx".into(), "y".into()],
-                vec!["z".into(), "long".into()],
-            ],
-        );
+        let t = render(&["A", "BB"], &[vec!["xxx".into(), "y".into()], vec!["z".into(), "long".into()]]);
         assert_eq!(t, "A    BB\nxxx  y\nz    long\n");
     }
 }

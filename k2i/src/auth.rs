@@ -59,19 +59,12 @@ pub async fn authenticate(
     }
     let conn = req.extensions().get::<ConnInfo>().cloned();
     let caller = if let Some(peer) = conn.as_ref().and_then(|c| c.peer.clone()) {
-        Caller {
-            name: peer.name,
-            role: peer.role,
-            via: "cert",
-        }
+        Caller { name: peer.name, role: peer.role, via: "cert" }
     } else if let Some(value) = req.headers().get(AUTHORIZATION) {
         let token = value
             .to_str()
             .ok()
-            .and_then(|v| {
-                v.strip_prefix("Bearer ")
-                    .or_else(|| v.strip_prefix("bearer "))
-            })
+            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
             .map(str::trim)
             .ok_or_else(|| {
                 state.metrics.auth_failure("malformed_authorization");
@@ -82,16 +75,9 @@ pub async fn authenticate(
             })?;
         let grant = state.tokens.lookup(token).ok_or_else(|| {
             state.metrics.auth_failure("invalid_token");
-            ApiError::unauthenticated(
-                "invalid_token",
-                "the bearer token is not valid on this host",
-            )
+            ApiError::unauthenticated("invalid_token", "the bearer token is not valid on this host")
         })?;
-        Caller {
-            name: grant.label.clone(),
-            role: grant.role,
-            via: "token",
-        }
+        Caller { name: grant.label.clone(), role: grant.role, via: "token" }
     } else {
         state.metrics.auth_failure("no_identity");
         return Err(ApiError::unauthenticated(

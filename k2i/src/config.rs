@@ -43,9 +43,12 @@ pub struct Flags {
     /// How often the process table is sampled, e.g. 1s, 500ms [default: 1s].
     #[arg(long)]
     pub sample_interval: Option<String>,
-    /// Sampling interval once nobody has asked for a minute [default: 30s].
+    /// Sampling interval once nobody has asked for --idle-after [default: 30s].
     #[arg(long)]
     pub idle_interval: Option<String>,
+    /// How long without requests before sampling slows to --idle-interval [default: 60s].
+    #[arg(long)]
+    pub idle_after: Option<String>,
     /// Bearer tokens file: lines of `<sha256 hex> <role> [label]`.
     #[arg(long)]
     pub tokens: Option<PathBuf>,
@@ -78,6 +81,7 @@ pub struct FileConfig {
     pub labels: BTreeMap<String, String>,
     pub sample_interval: Option<String>,
     pub idle_interval: Option<String>,
+    pub idle_after: Option<String>,
     pub tokens: Option<PathBuf>,
     #[serde(default)]
     pub sysctl_allow: Vec<String>,
@@ -95,10 +99,7 @@ pub struct ConfigError {
 }
 
 fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError {
-        setting,
-        message: message.into(),
-    }
+    ConfigError { setting, message: message.into() }
 }
 
 /// Everything k2i needs, validated.
@@ -111,6 +112,7 @@ pub struct Config {
     pub labels: BTreeMap<String, String>,
     pub sample_interval: Duration,
     pub idle_interval: Duration,
+    pub idle_after: Duration,
     pub tokens: Tokens,
     pub sysctl_allow: AllowList,
     pub audit_log: Option<PathBuf>,
@@ -125,12 +127,8 @@ fn duration(
     min: Duration,
     max: Duration,
 ) -> Result<Duration, ConfigError> {
-    let d = humantime::parse_duration(text).map_err(|e| {
-        bad(
-            setting,
-            format!("{text:?} is not a duration like 1s or 500ms ({e})"),
-        )
-    })?;
+    let d = humantime::parse_duration(text)
+        .map_err(|e| bad(setting, format!("{text:?} is not a duration like 1s or 500ms ({e})")))?;
     if d < min || d > max {
         return Err(bad(setting, format!("{text} is outside {min:?}..={max:?}")));
     }
@@ -139,26 +137,15 @@ fn duration(
 
 /// Parses `K=V`.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s
-        .split_once('=')
-        .ok_or_else(|| format!("{s:?} is not K=V"))?;
-    if k.is_empty()
-        || !k
-            .chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c))
-    {
-        return Err(format!(
-            "{k:?} is not a label key (letters, digits, - _ . /)"
-        ));
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not K=V"))?;
+    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+        return Err(format!("{k:?} is not a label key (letters, digits, - _ . /)"));
     }
     Ok((k.to_string(), v.to_string()))
 }
 
 fn hostname() -> String {
-    nix::unistd::gethostname()
-        .ok()
-        .and_then(|h| h.into_string().ok())
-        .unwrap_or_else(|| "localhost".into())
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
 }
 
 impl Config {
@@ -174,22 +161,13 @@ impl Config {
             }
             None => FileConfig::default(),
         };
-        let listen_text = flags
-            .listen
-            .or(file.listen)
-            .unwrap_or_else(|| DEFAULT_LISTEN.into());
-        let listen = listen_text.parse().map_err(|_| {
-            bad(
-                "listen",
-                format!("{listen_text:?} is not an address like 0.0.0.0:7440"),
-            )
-        })?;
+        let listen_text = flags.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = listen_text
+            .parse()
+            .map_err(|_| bad("listen", format!("{listen_text:?} is not an address like 0.0.0.0:7440")))?;
         let need = |v: Option<PathBuf>, setting: &'static str| {
             v.ok_or_else(|| {
-                bad(
-                    setting,
-                    format!("required (--{setting} FILE or `{setting}` in the config file)"),
-                )
+                bad(setting, format!("required (--{setting} FILE or `{setting}` in the config file)"))
             })
         };
         let files = TlsFiles {
@@ -218,38 +196,33 @@ impl Config {
         }
         let sample_interval = duration(
             "sample-interval",
-            &flags
-                .sample_interval
-                .or(file.sample_interval)
-                .unwrap_or_else(|| "1s".into()),
+            &flags.sample_interval.or(file.sample_interval).unwrap_or_else(|| "1s".into()),
             Duration::from_millis(50),
             Duration::from_secs(3600),
         )?;
         let idle_interval = duration(
             "idle-interval",
-            &flags
-                .idle_interval
-                .or(file.idle_interval)
-                .unwrap_or_else(|| "30s".into()),
+            &flags.idle_interval.or(file.idle_interval).unwrap_or_else(|| "30s".into()),
             Duration::from_millis(50),
             Duration::from_secs(3600),
         )?
         .max(sample_interval);
+        let idle_after = duration(
+            "idle-after",
+            &flags.idle_after.or(file.idle_after).unwrap_or_else(|| "60s".into()),
+            Duration::from_millis(100),
+            Duration::from_secs(86400),
+        )?;
         let tokens = match flags.tokens.or(file.tokens) {
             Some(p) => Tokens::load(&p).map_err(|e| bad("tokens", e.to_string()))?,
             None => Tokens::default(),
         };
-        let patterns = if flags.sysctl_allow.is_empty() {
-            file.sysctl_allow
-        } else {
-            flags.sysctl_allow
-        };
+        let patterns = if flags.sysctl_allow.is_empty() { file.sysctl_allow } else { flags.sysctl_allow };
         let sysctl_allow = AllowList::new(&patterns).map_err(|m| bad("sysctl-allow", m))?;
         let mut roots: Vec<(String, PathBuf)> = file.oci_roots.into_iter().collect();
         for r in &flags.oci_roots {
-            let (k, v) = r
-                .split_once('=')
-                .ok_or_else(|| bad("oci-root", format!("{r:?} is not RUNTIME=DIR")))?;
+            let (k, v) =
+                r.split_once('=').ok_or_else(|| bad("oci-root", format!("{r:?} is not RUNTIME=DIR")))?;
             roots.push((k.to_string(), PathBuf::from(v)));
         }
         let oci_roots = if roots.is_empty() {
@@ -260,10 +233,7 @@ impl Config {
                 .map(|(k, v)| match k.as_str() {
                     "runc" => Ok((dcos_core::model::Runtime::Runc, v)),
                     "crun" => Ok((dcos_core::model::Runtime::Crun, v)),
-                    other => Err(bad(
-                        "oci-root",
-                        format!("unknown runtime {other:?}: runc or crun"),
-                    )),
+                    other => Err(bad("oci-root", format!("unknown runtime {other:?}: runc or crun"))),
                 })
                 .collect::<Result<_, _>>()?
         };
@@ -275,6 +245,7 @@ impl Config {
             labels,
             sample_interval,
             idle_interval,
+            idle_after,
             tokens,
             sysctl_allow,
             audit_log: flags.audit_log.or(file.audit_log),
@@ -306,7 +277,11 @@ mod tests {
     fn defaults_and_flags_over_file() {
         let dir = certs();
         let cfg_path = dir.path().join("k2i.toml");
-        std::fs::write(&cfg_path, "dc = \"eu-1\"\nname = \"from-file\"\nsample_interval = \"2s\"\n[labels]\nrack = \"r7\"\n").unwrap();
+        std::fs::write(
+            &cfg_path,
+            "dc = \"eu-1\"\nname = \"from-file\"\nsample_interval = \"2s\"\n[labels]\nrack = \"r7\"\n",
+        )
+        .unwrap();
         let mut f = flags(dir.path());
         f.config = Some(cfg_path);
         f.name = Some("from-flag".into());
@@ -326,29 +301,14 @@ mod tests {
         type Change = Box<dyn Fn(&mut Flags)>;
         let cases: Vec<(&str, Change)> = vec![
             ("listen", Box::new(|f| f.listen = Some("nope".into()))),
-            (
-                "sample-interval",
-                Box::new(|f| f.sample_interval = Some("fast".into())),
-            ),
-            (
-                "sample-interval",
-                Box::new(|f| f.sample_interval = Some("1ms".into())),
-            ),
+            ("sample-interval", Box::new(|f| f.sample_interval = Some("fast".into()))),
+            ("sample-interval", Box::new(|f| f.sample_interval = Some("1ms".into()))),
             ("label", Box::new(|f| f.labels = vec!["novalue".into()])),
             ("cert", Box::new(|f| f.cert = None)),
             ("key", Box::new(|f| f.key = Some("/nonexistent.key".into()))),
-            (
-                "tokens",
-                Box::new(|f| f.tokens = Some("/nonexistent/tokens".into())),
-            ),
-            (
-                "sysctl-allow",
-                Box::new(|f| f.sysctl_allow = vec!["kernel/../x".into()]),
-            ),
-            (
-                "oci-root",
-                Box::new(|f| f.oci_roots = vec!["docker=/x".into()]),
-            ),
+            ("tokens", Box::new(|f| f.tokens = Some("/nonexistent/tokens".into()))),
+            ("sysctl-allow", Box::new(|f| f.sysctl_allow = vec!["kernel/../x".into()])),
+            ("oci-root", Box::new(|f| f.oci_roots = vec!["docker=/x".into()])),
         ];
         for (setting, change) in cases {
             let mut f = flags(dir.path());

@@ -39,12 +39,10 @@ pub async fn run(
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
-    let mut sampling = sampler::SamplerConfig::new(
-        config.name.clone(),
-        config.dc.clone(),
-        config.sample_interval,
-    );
+    let mut sampling =
+        sampler::SamplerConfig::new(config.name.clone(), config.dc.clone(), config.sample_interval);
     sampling.idle_interval = config.idle_interval;
+    sampling.idle_after = config.idle_after;
     sampling.labels = config.labels.clone();
     sampling.catalog.oci_roots = config.oci_roots.clone();
     let handle = tokio::task::spawn_blocking(move || sampler::spawn(sampling))
@@ -60,10 +58,7 @@ pub async fn run(
         config.audit_log,
     );
     let metrics = state.metrics.clone();
-    let tls = config
-        .identity
-        .server_config(&[b"http/1.1"])
-        .context("building the TLS configuration")?;
+    let tls = config.identity.server_config(&[b"http/1.1"]).context("building the TLS configuration")?;
     server::serve(listener, tls, server::router(state), metrics, shutdown).await?;
     Ok(())
 }

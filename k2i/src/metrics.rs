@@ -50,6 +50,9 @@ pub struct Metrics {
     sysctl_writes: Family<Reason, Counter>,
     tls_handshake_failures: Counter,
     sample_seconds: FGauge,
+    samples: Counter,
+    /// Sequence number of the last snapshot counted into `samples`.
+    samples_seen: AtomicU64,
     processes: Gauge,
     threads: Gauge,
     load: Family<Window, FGauge>,
@@ -76,16 +79,14 @@ impl Metrics {
         let m = Metrics {
             requests: Family::default(),
             latency: Family::new_with_constructor(|| {
-                Histogram::new(
-                    [
-                        0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0,
-                    ],
-                )
+                Histogram::new([0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 1.0])
             }),
             auth_failures: Family::default(),
             sysctl_writes: Family::default(),
             tls_handshake_failures: Counter::default(),
             sample_seconds: FGauge::default(),
+            samples: Counter::default(),
+            samples_seen: AtomicU64::new(0),
             processes: Gauge::default(),
             threads: Gauge::default(),
             load: Family::default(),
@@ -99,31 +100,20 @@ impl Metrics {
             scrape: Mutex::new(()),
             registry: Registry::default(),
         };
-        registry.register(
-            "http_requests",
-            "HTTP requests answered, by route and status",
-            m.requests.clone(),
-        );
-        registry.register(
-            "http_request_duration_seconds",
-            "Time to answer, by route",
-            m.latency.clone(),
-        );
+        registry.register("http_requests", "HTTP requests answered, by route and status", m.requests.clone());
+        registry.register("http_request_duration_seconds", "Time to answer, by route", m.latency.clone());
         registry.register(
             "auth_failures",
             "Requests refused for lack of a valid identity",
             m.auth_failures.clone(),
         );
-        registry.register(
-            "sysctl_writes",
-            "sysctl writes, by result",
-            m.sysctl_writes.clone(),
-        );
+        registry.register("sysctl_writes", "sysctl writes, by result", m.sysctl_writes.clone());
         registry.register(
             "tls_handshake_failures",
             "TLS handshakes that failed or timed out",
             m.tls_handshake_failures.clone(),
         );
+        registry.register("samples", "Samples of /proc taken", m.samples.clone());
         registry.register(
             "sample_duration_seconds",
             "Duration of the last /proc sample",
@@ -136,68 +126,35 @@ impl Metrics {
         );
         registry.register("host_threads", "Threads on the host", m.threads.clone());
         registry.register("host_load", "Load average, by window", m.load.clone());
-        registry.register(
-            "host_cpu_percent",
-            "Host CPU busy percent (100 per core)",
-            m.cpu_percent.clone(),
-        );
-        registry.register(
-            "host_memory_total_bytes",
-            "Physical memory",
-            m.mem_total.clone(),
-        );
+        registry.register("host_cpu_percent", "Host CPU busy percent (100 per core)", m.cpu_percent.clone());
+        registry.register("host_memory_total_bytes", "Physical memory", m.mem_total.clone());
         registry.register(
             "host_memory_used_bytes",
             "Memory in use (total minus available)",
             m.mem_used.clone(),
         );
         registry.register("host_swap_used_bytes", "Swap in use", m.swap_used.clone());
-        registry.register(
-            "host_uptime_seconds",
-            "Seconds since boot",
-            m.uptime.clone(),
-        );
+        registry.register("host_uptime_seconds", "Seconds since boot", m.uptime.clone());
         registry.register(
             "container_cpu_percent",
             "Container CPU percent of one core",
             m.container_cpu.clone(),
         );
-        registry.register(
-            "container_memory_bytes",
-            "Container memory in use",
-            m.container_mem.clone(),
-        );
+        registry.register("container_memory_bytes", "Container memory in use", m.container_mem.clone());
         Metrics { registry, ..m }
     }
 
     pub fn observe_request(&self, route: &str, code: u16, seconds: f64) {
-        self.requests
-            .get_or_create(&RouteLabels {
-                route: route.to_string(),
-                code,
-            })
-            .inc();
-        self.latency
-            .get_or_create(&RouteOnly {
-                route: route.to_string(),
-            })
-            .observe(seconds);
+        self.requests.get_or_create(&RouteLabels { route: route.to_string(), code }).inc();
+        self.latency.get_or_create(&RouteOnly { route: route.to_string() }).observe(seconds);
     }
 
     pub fn auth_failure(&self, reason: &str) {
-        self.auth_failures
-            .get_or_create(&Reason {
-                reason: reason.to_string(),
-            })
-            .inc();
+        self.auth_failures.get_or_create(&Reason { reason: reason.to_string() }).inc();
     }
 
     pub fn sysctl_write(&self, result: &str) {
-        self.sysctl_writes
-            .get_or_create(&Reason {
-                reason: result.to_string(),
-            })
-            .inc();
+        self.sysctl_writes.get_or_create(&Reason { reason: result.to_string() }).inc();
     }
 
     pub fn tls_handshake_failed(&self) {
@@ -209,14 +166,12 @@ impl Metrics {
         let _guard = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
         let h = &snap.host;
         self.sample_seconds.set(snap.tick_duration.as_secs_f64());
+        let seen = self.samples_seen.swap(snap.seq, std::sync::atomic::Ordering::Relaxed);
+        self.samples.inc_by(snap.seq.saturating_sub(seen));
         self.processes.set(i64::from(h.processes));
         self.threads.set(i64::from(h.threads));
         for (w, v) in ["1m", "5m", "15m"].iter().zip(h.load) {
-            self.load
-                .get_or_create(&Window {
-                    window: w.to_string(),
-                })
-                .set(v);
+            self.load.get_or_create(&Window { window: w.to_string() }).set(v);
         }
         self.cpu_percent.set(h.cpu_percent.unwrap_or(0.0));
         self.mem_total.set(h.mem_total_bytes as i64);

@@ -180,10 +180,7 @@ fn read_static(fs: &mut ProcFs, pid: i32, kernel: bool) -> RawStatic {
     if let Ok(b) = fs.read(pid, None, "cmdline") {
         raw.cmdline = procfs::split_cmdline(b);
     }
-    raw.exe = fs
-        .readlink(pid, "exe")
-        .ok()
-        .map(|p| p.to_string_lossy().into_owned());
+    raw.exe = fs.readlink(pid, "exe").ok().map(|p| p.to_string_lossy().into_owned());
     raw.cgroup = match fs.read(pid, None, "cgroup") {
         Ok(b) => containers::pick_cgroup(&String::from_utf8_lossy(b)).to_string(),
         Err(_) => "/".into(),
@@ -341,21 +338,13 @@ impl Sampler {
             };
             let rotate = (row.pid as u64 + tick).is_multiple_of(ROTATION);
             if !first && !entry.info.kernel && (ran || rotate) {
-                entry.io = self
-                    .fs
-                    .read(row.pid, None, "io")
-                    .ok()
-                    .and_then(procfs::parse_io);
+                entry.io = self.fs.read(row.pid, None, "io").ok().and_then(procfs::parse_io);
             }
             if !first && !entry.info.kernel && rotate {
                 // Processes may rewrite their own argv (daemons naming their workers).
                 if let Ok(raw) = self.fs.read(row.pid, None, "cmdline") {
                     let args = procfs::split_cmdline(raw);
-                    if !args
-                        .iter()
-                        .map(String::as_str)
-                        .eq(entry.info.cmdline.iter().map(|a| &**a))
-                    {
+                    if !args.iter().map(String::as_str).eq(entry.info.cmdline.iter().map(|a| &**a)) {
                         let mut info = (*entry.info).clone();
                         info.cmdline = args.into_iter().map(Arc::from).collect();
                         entry.info = Arc::new(info);
@@ -411,13 +400,8 @@ impl Sampler {
         }
         let containers = self.catalog.summarize(&processes, now);
 
-        let cpu_percent = self
-            .prev_host
-            .as_ref()
-            .and_then(|prev| host::cpu_percent(prev, &counters));
-        let sampled_at = OffsetDateTime::from(SystemTime::now())
-            .format(&Rfc3339)
-            .unwrap_or_default();
+        let cpu_percent = self.prev_host.as_ref().and_then(|prev| host::cpu_percent(prev, &counters));
+        let sampled_at = OffsetDateTime::from(SystemTime::now()).format(&Rfc3339).unwrap_or_default();
         let host = HostSummary {
             name: self.cfg.host_name.clone(),
             dc: self.cfg.dc.clone(),
@@ -452,10 +436,7 @@ impl Sampler {
 
     fn read_new(&mut self, new: &[(i32, bool)]) -> Vec<RawStatic> {
         if new.len() < PARALLEL_THRESHOLD {
-            return new
-                .iter()
-                .map(|&(pid, k)| read_static(&mut self.fs, pid, k))
-                .collect();
+            return new.iter().map(|&(pid, k)| read_static(&mut self.fs, pid, k)).collect();
         }
         let half = new.len() / 2;
         let (a, b) = new.split_at(half);
@@ -463,14 +444,10 @@ impl Sampler {
         std::thread::scope(|s| {
             let other = s.spawn(|| {
                 let mut fs = ProcFs::new(&root);
-                b.iter()
-                    .map(|&(pid, k)| read_static(&mut fs, pid, k))
-                    .collect::<Vec<_>>()
+                b.iter().map(|&(pid, k)| read_static(&mut fs, pid, k)).collect::<Vec<_>>()
             });
-            let mut out: Vec<RawStatic> = a
-                .iter()
-                .map(|&(pid, k)| read_static(&mut self.fs, pid, k))
-                .collect();
+            let mut out: Vec<RawStatic> =
+                a.iter().map(|&(pid, k)| read_static(&mut self.fs, pid, k)).collect();
             out.extend(other.join().unwrap_or_default());
             out
         })
@@ -515,8 +492,7 @@ impl SamplerHandle {
     /// The current snapshot, fresh: if the sampler has slowed down and the snapshot is
     /// older than two intervals, wake it and wait (at most 2 s) for the next one.
     pub async fn current(&self) -> Arc<Snapshot> {
-        self.last_request_ms
-            .store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
+        self.last_request_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         let snap = self.rx.borrow().clone();
         if snap.taken.elapsed() <= self.interval * 2 {
             return snap;
@@ -555,34 +531,19 @@ pub fn spawn(cfg: SamplerConfig) -> std::io::Result<SamplerHandle> {
     let last_request_ms = Arc::new(AtomicU64::new(0));
     let epoch = Instant::now();
     let last = last_request_ms.clone();
-    std::thread::Builder::new()
-        .name("k2i-sampler".into())
-        .spawn(move || loop {
-            let idle = epoch
-                .elapsed()
-                .saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
-            let wait = if idle > idle_after {
-                idle_interval
-            } else {
-                interval
-            };
-            match wake_rx.recv_timeout(wait) {
-                Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
-                Err(mpsc::RecvTimeoutError::Disconnected) => return,
-            }
-            let snap = sampler.tick();
-            if tx.send(Arc::new(snap)).is_err() {
-                return;
-            }
-        })?;
-    Ok(SamplerHandle {
-        rx,
-        wake: wake_tx,
-        last_request_ms,
-        epoch,
-        interval,
-        proc_root,
-    })
+    std::thread::Builder::new().name("k2i-sampler".into()).spawn(move || loop {
+        let idle = epoch.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
+        let wait = if idle > idle_after { idle_interval } else { interval };
+        match wake_rx.recv_timeout(wait) {
+            Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
+            Err(mpsc::RecvTimeoutError::Disconnected) => return,
+        }
+        let snap = sampler.tick();
+        if tx.send(Arc::new(snap)).is_err() {
+            return;
+        }
+    })?;
+    Ok(SamplerHandle { rx, wake: wake_tx, last_request_ms, epoch, interval, proc_root })
 }
 
 #[cfg(test)]
@@ -591,11 +552,7 @@ mod tests {
     use std::process::{Command, Stdio};
 
     fn sampler() -> Sampler {
-        Sampler::new(SamplerConfig::new(
-            "t".into(),
-            "dc".into(),
-            Duration::from_millis(100),
-        ))
+        Sampler::new(SamplerConfig::new("t".into(), "dc".into(), Duration::from_millis(100)))
     }
 
     #[test]
@@ -616,15 +573,8 @@ mod tests {
         let _ = child.kill();
         let _ = child.wait();
         assert_eq!(&*after.cmd, "sleep");
-        assert_eq!(
-            after.cmdline.iter().map(|a| &**a).collect::<Vec<_>>(),
-            ["sleep", "3600.75"]
-        );
-        assert!(
-            after.exe.as_deref().is_some_and(|e| e.ends_with("sleep")),
-            "{:?}",
-            after.exe
-        );
+        assert_eq!(after.cmdline.iter().map(|a| &**a).collect::<Vec<_>>(), ["sleep", "3600.75"]);
+        assert!(after.exe.as_deref().is_some_and(|e| e.ends_with("sleep")), "{:?}", after.exe);
         assert!(after.cpu_percent.is_some(), "an exec is not a new process");
         assert_eq!(after.start_time, before.start_time);
     }
@@ -636,19 +586,13 @@ mod tests {
         assert!(first.processes.iter().all(|p| p.cpu_percent.is_none()));
         let me = std::process::id() as i32;
         assert!(first.find(me).is_some());
-        assert!(
-            first.kernel_threads.iter().any(|k| k.pid == 2),
-            "kthreadd is a kernel thread"
-        );
+        assert!(first.kernel_threads.iter().any(|k| k.pid == 2), "kthreadd is a kernel thread");
         assert!(first.processes.iter().all(|p| p.pid != 2));
         std::thread::sleep(Duration::from_millis(50));
         let second = s.tick();
         assert!(second.find(me).unwrap().cpu_percent.is_some());
         assert_eq!(second.seq, first.seq + 1);
         assert!(second.host.cpu_percent.is_some() && first.host.cpu_percent.is_none());
-        assert!(
-            second.processes.windows(2).all(|w| w[0].pid < w[1].pid),
-            "sorted by pid"
-        );
+        assert!(second.processes.windows(2).all(|w| w[0].pid < w[1].pid), "sorted by pid");
     }
 }

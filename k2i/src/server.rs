@@ -83,14 +83,8 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this endpoint",
             )
         })
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            auth::authenticate,
-        ))
-        .layer(middleware::from_fn_with_state(
-            state.clone(),
-            shed_and_measure,
-        ))
+        .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
+        .layer(middleware::from_fn_with_state(state.clone(), shed_and_measure))
         .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
         .with_state(state)
 }
@@ -116,11 +110,7 @@ async fn shed_and_measure(State(state): State<AppState>, req: Request, next: Nex
         next.run(req).await
     };
     state.in_flight.fetch_sub(1, Ordering::Relaxed);
-    state.metrics.observe_request(
-        &route,
-        resp.status().as_u16(),
-        started.elapsed().as_secs_f64(),
-    );
+    state.metrics.observe_request(&route, resp.status().as_u16(), started.elapsed().as_secs_f64());
     resp
 }
 
@@ -175,12 +165,10 @@ pub async fn serve(
                 .and_then(|c| c.first())
                 .and_then(|c| dcos_core::tls::peer_identity(c).ok());
             let info = ConnInfo { remote, peer };
-            let svc = hyper::service::service_fn(
-                move |mut req: hyper::Request<hyper::body::Incoming>| {
-                    req.extensions_mut().insert(info.clone());
-                    app.clone().oneshot(req.map(axum::body::Body::new))
-                },
-            );
+            let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
+                req.extensions_mut().insert(info.clone());
+                app.clone().oneshot(req.map(axum::body::Body::new))
+            });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)

@@ -13,8 +13,7 @@ pub struct AllowList {
 
 fn valid_key_chars(s: &str, allow_star: bool) -> bool {
     !s.is_empty()
-        && s.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c) || (allow_star && c == '*'))
+        && s.chars().all(|c| c.is_ascii_alphanumeric() || "_-.".contains(c) || (allow_star && c == '*'))
         && !s.split('.').any(|part| part.is_empty())
 }
 
@@ -32,9 +31,7 @@ impl AllowList {
         let mut out = Vec::new();
         for p in patterns.iter().map(|p| p.trim()).filter(|p| !p.is_empty()) {
             if !valid_key_chars(p, true) || p.matches('*').count() > 4 {
-                return Err(format!(
-                    "{p:?} is not a sysctl pattern like net.ipv4.* or vm.swappiness"
-                ));
+                return Err(format!("{p:?} is not a sysctl pattern like net.ipv4.* or vm.swappiness"));
             }
             out.push(p.to_string());
         }
@@ -42,9 +39,7 @@ impl AllowList {
     }
 
     pub fn allows(&self, key: &str) -> bool {
-        self.patterns
-            .iter()
-            .any(|p| glob(p.as_bytes(), key.as_bytes()))
+        self.patterns.iter().any(|p| glob(p.as_bytes(), key.as_bytes()))
     }
 
     pub fn patterns(&self) -> &[String] {
@@ -62,11 +57,7 @@ pub enum SysctlError {
     #[error("sysctl {key:?} cannot be read: {reason}")]
     Unreadable { key: String, reason: String },
     #[error("the kernel refused {value:?} for {key:?}: {reason}")]
-    Rejected {
-        key: String,
-        value: String,
-        reason: String,
-    },
+    Rejected { key: String, value: String, reason: String },
     #[error("value is {0} bytes; at most 4096")]
     TooLong(usize),
 }
@@ -79,9 +70,7 @@ pub struct Sysctl {
 
 impl Default for Sysctl {
     fn default() -> Self {
-        Sysctl {
-            root: "/proc/sys".into(),
-        }
+        Sysctl { root: "/proc/sys".into() }
     }
 }
 
@@ -108,22 +97,14 @@ impl Sysctl {
         match std::fs::read_to_string(&path) {
             Ok(v) => Ok((key, v.trim_end_matches('\n').to_string())),
             Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SysctlError::NotFound(key)),
-            Err(e) => Err(SysctlError::Unreadable {
-                key,
-                reason: e.to_string(),
-            }),
+            Err(e) => Err(SysctlError::Unreadable { key, reason: e.to_string() }),
         }
     }
 
     /// Every readable key starting with `prefix` (dotted), with its value.
     pub fn list(&self, prefix: &str) -> Result<BTreeMap<String, String>, SysctlError> {
         let prefix = prefix.replace('/', ".");
-        if !prefix.is_empty()
-            && !prefix
-                .trim_end_matches('.')
-                .split('.')
-                .all(|c| valid_key_chars(c, false))
-        {
+        if !prefix.is_empty() && !prefix.trim_end_matches('.').split('.').all(|c| valid_key_chars(c, false)) {
             return Err(SysctlError::BadKey(prefix));
         }
         // Walk from the deepest directory the prefix names completely.
@@ -161,11 +142,7 @@ impl Sysctl {
             .and_then(|mut f| f.write_all(format!("{value}\n").as_bytes()));
         match write {
             Ok(()) => Ok((key, old)),
-            Err(e) => Err(SysctlError::Rejected {
-                key,
-                value: value.to_string(),
-                reason: e.to_string(),
-            }),
+            Err(e) => Err(SysctlError::Rejected { key, value: value.to_string(), reason: e.to_string() }),
         }
     }
 }
@@ -176,11 +153,7 @@ fn walk(dir: &Path, key: &str, prefix: &str, out: &mut BTreeMap<String, String>)
     };
     for e in entries.flatten() {
         let name = e.file_name().to_string_lossy().into_owned();
-        let k = if key.is_empty() {
-            name
-        } else {
-            format!("{key}.{name}")
-        };
+        let k = if key.is_empty() { name } else { format!("{key}.{name}") };
         let Ok(ft) = e.file_type() else { continue };
         if ft.is_dir() {
             if k.starts_with(prefix) || prefix.starts_with(&format!("{k}.")) {
@@ -243,15 +216,9 @@ mod tests {
     fn keys_cannot_escape_proc_sys() {
         let s = Sysctl::default();
         for bad in ["..", "net..x", "net/../../etc/passwd", "a b", ""] {
-            assert!(
-                matches!(s.resolve(bad), Err(SysctlError::BadKey(_))),
-                "{bad}"
-            );
+            assert!(matches!(s.resolve(bad), Err(SysctlError::BadKey(_))), "{bad}");
         }
-        assert_eq!(
-            s.resolve("net/ipv4/ip_forward").unwrap().0,
-            "net.ipv4.ip_forward"
-        );
+        assert_eq!(s.resolve("net/ipv4/ip_forward").unwrap().0, "net.ipv4.ip_forward");
     }
 
     #[test]
@@ -268,10 +235,7 @@ mod tests {
         assert!(matches!(s.get("vm"), Err(SysctlError::NotFound(_))));
         let vm = s.list("vm").unwrap();
         assert_eq!(vm.len(), 2);
-        assert_eq!(
-            s.list("vm.swap").unwrap().keys().collect::<Vec<_>>(),
-            ["vm.swappiness"]
-        );
+        assert_eq!(s.list("vm.swap").unwrap().keys().collect::<Vec<_>>(), ["vm.swappiness"]);
         assert_eq!(s.list("").unwrap().len(), 3);
         assert_eq!(s.set("vm.swappiness", "10").unwrap().1, "60");
         assert_eq!(s.get("vm.swappiness").unwrap().1, "10");

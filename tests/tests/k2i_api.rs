@@ -2,9 +2,7 @@
 //! checked against what `ps` and the kernel say.
 
 use dcos_cli::client::{FetchError, K2iClient};
-use dcos_core::model::{
-    ContainerDetail, ContainerList, HostSummary, ProcList, ProcessDetail, SysctlValue,
-};
+use dcos_core::model::{ContainerDetail, ContainerList, HostSummary, ProcList, ProcessDetail, SysctlValue};
 use dcos_core::tls::{Identity, TlsFiles};
 use dcos_core::Role;
 use dcos_tests::{eventually, Daemon, Pki, Spawned};
@@ -23,47 +21,30 @@ struct Fixture {
 fn start(extra: &[&str]) -> Fixture {
     let pki = Pki::new();
     let host = pki.issue("node-a", Role::Host);
-    let args = [
-        &[
-            "--name",
-            "node-a",
-            "--dc",
-            "dc-test",
-            "--sample-interval",
-            "200ms",
-        ],
-        extra,
-    ]
-    .concat();
+    let mut args = vec!["--name", "node-a", "--dc", "dc-test"];
+    if !extra.contains(&"--sample-interval") {
+        args.extend(["--sample-interval", "200ms"]);
+    }
+    args.extend(extra);
     let k2i = Daemon::k2i(&host, &args).expect("k2i starts");
     let admin = pki.client("admin");
     Fixture { pki, k2i, admin }
 }
 
 async fn procs(c: &K2iClient, url: &str, query: &str) -> ProcList<Value> {
-    c.get_json(url, &format!("/v1/proc?{query}"), T)
-        .await
-        .unwrap_or_else(|e| panic!("/v1/proc?{query}: {e}"))
+    c.get_json(url, &format!("/v1/proc?{query}"), T).await.unwrap_or_else(|e| panic!("/v1/proc?{query}: {e}"))
 }
 
 fn http_status(r: Result<impl std::fmt::Debug, FetchError>) -> (u16, String, String) {
     match r {
-        Err(FetchError::Http {
-            status,
-            code,
-            message,
-            ..
-        }) => (status, code, message),
+        Err(FetchError::Http { status, code, message, .. }) => (status, code, message),
         other => panic!("expected an HTTP error, got {other:?}"),
     }
 }
 
 /// `ps -o FIELD= -p PID`, trimmed.
 fn ps(pid: i32, field: &str) -> String {
-    let out = Command::new("ps")
-        .args(["-o", &format!("{field}="), "-p", &pid.to_string()])
-        .output()
-        .unwrap();
+    let out = Command::new("ps").args(["-o", &format!("{field}="), "-p", &pid.to_string()]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
 }
 
@@ -87,10 +68,7 @@ async fn spawned_processes_match_what_ps_reports() {
             let c = f.admin.clone();
             let url = f.k2i.url.clone();
             async move {
-                let l: ProcList = c
-                    .get_json(&url, &format!("/v1/proc?pid={pid}"), T)
-                    .await
-                    .ok()?;
+                let l: ProcList = c.get_json(&url, &format!("/v1/proc?pid={pid}"), T).await.ok()?;
                 (l.total == 1).then_some(l)
             }
         })
@@ -106,11 +84,7 @@ async fn spawned_processes_match_what_ps_reports() {
         assert_eq!(p.ppid, std::process::id() as i32, "spawned by this test");
         assert!(p.exe.is_some(), "exe is readable as root");
         assert!(p.mem_rss_bytes > 0 && p.mem_vsz_bytes >= p.mem_rss_bytes);
-        assert!(
-            p.start_time.ends_with('Z'),
-            "RFC 3339 UTC: {}",
-            p.start_time
-        );
+        assert!(p.start_time.ends_with('Z'), "RFC 3339 UTC: {}", p.start_time);
     }
 }
 
@@ -120,23 +94,16 @@ async fn a_busy_loop_shows_cpu_and_a_sleeper_does_not() {
     let busy = Spawned::new("sh", &["-c", "while :; do :; done"]);
     let idle = Spawned::new("sleep", &["3600"]);
     let (bp, ip) = (busy.pid(), idle.pid());
-    let cpu_of = |list: &ProcList, pid: i32| {
-        list.processes
-            .iter()
-            .find(|p| p.pid == pid)
-            .and_then(|p| p.cpu_percent)
-    };
+    let cpu_of =
+        |list: &ProcList, pid: i32| list.processes.iter().find(|p| p.pid == pid).and_then(|p| p.cpu_percent);
     // Busy for at least two sample intervals; take the best of a few samples so a
     // momentarily loaded test machine does not decide the outcome.
     let mut best_busy: f64 = 0.0;
     let mut idle_seen = Vec::new();
     for _ in 0..20 {
         tokio::time::sleep(Duration::from_millis(250)).await;
-        let list: ProcList = f
-            .admin
-            .get_json(&f.k2i.url, &format!("/v1/proc?pid={bp},{ip}"), T)
-            .await
-            .unwrap();
+        let list: ProcList =
+            f.admin.get_json(&f.k2i.url, &format!("/v1/proc?pid={bp},{ip}"), T).await.unwrap();
         if let Some(c) = cpu_of(&list, bp) {
             best_busy = best_busy.max(c);
         }
@@ -148,33 +115,23 @@ async fn a_busy_loop_shows_cpu_and_a_sleeper_does_not() {
         }
     }
     assert!(best_busy > 50.0, "busy loop at {best_busy}% of a core");
-    assert!(
-        !idle_seen.is_empty() && idle_seen.iter().all(|c| *c < 5.0),
-        "sleeper at {idle_seen:?}"
-    );
-    let list: ProcList = f
-        .admin
-        .get_json(&f.k2i.url, &format!("/v1/proc?pid={bp},{ip}&sort=-cpu"), T)
-        .await
-        .unwrap();
-    assert_eq!(
-        list.processes[0].pid, bp,
-        "sorted by CPU, the busy loop comes first"
-    );
+    assert!(!idle_seen.is_empty() && idle_seen.iter().all(|c| *c < 5.0), "sleeper at {idle_seen:?}");
+    let list: ProcList =
+        f.admin.get_json(&f.k2i.url, &format!("/v1/proc?pid={bp},{ip}&sort=-cpu"), T).await.unwrap();
+    assert_eq!(list.processes[0].pid, bp, "sorted by CPU, the busy loop comes first");
 }
 
 #[tokio::test]
 async fn query_parameters_filter_sort_limit_and_project() {
     let f = start(&[]);
     let marker = format!("dcos-q-{}", std::process::id());
-    let kids: Vec<Spawned> = (0..3)
-        .map(|i| Spawned::new("sh", &["-c", &format!("sleep 36{i}0; : {marker}"), &marker]))
-        .collect();
+    let kids: Vec<Spawned> =
+        (0..3).map(|i| Spawned::new("sh", &["-c", &format!("sleep 36{i}0; : {marker}"), &marker])).collect();
     let me = std::process::id();
     let url = &f.k2i.url;
     let c = &f.admin;
-    eventually(T, "the three children", || async {
-        let l = procs(c, url, &format!("ppid={me}&cmd={marker}")).await;
+    eventually(T, "the three children, settled in their sleep", || async {
+        let l = procs(c, url, &format!("ppid={me}&cmd={marker}&state=S")).await;
         (l.total == 3).then_some(())
     })
     .await;
@@ -182,24 +139,12 @@ async fn query_parameters_filter_sort_limit_and_project() {
     // cmd (substring of the command line), ppid, user, state
     let l = procs(c, url, &format!("cmd={marker}&ppid={me}&user=root&state=S")).await;
     assert_eq!(l.total, 3);
-    let pids: Vec<i64> = l
-        .processes
-        .iter()
-        .map(|p| p["pid"].as_i64().unwrap())
-        .collect();
+    let pids: Vec<i64> = l.processes.iter().map(|p| p["pid"].as_i64().unwrap()).collect();
     let mut want: Vec<i64> = kids.iter().map(|k| i64::from(k.pid())).collect();
     want.sort();
     assert_eq!(pids, want, "default order is pid ascending");
-    assert_eq!(
-        procs(c, url, &format!("cmd={marker}&state=R")).await.total,
-        0
-    );
-    assert_eq!(
-        procs(c, url, &format!("cmd={marker}&user=nobody"))
-            .await
-            .total,
-        0
-    );
+    assert_eq!(procs(c, url, &format!("cmd={marker}&state=R")).await.total, 0);
+    assert_eq!(procs(c, url, &format!("cmd={marker}&user=nobody")).await.total, 0);
     // pid
     assert_eq!(procs(c, url, &format!("pid={}", want[1])).await.total, 1);
     // sort descending; limit keeps total
@@ -212,46 +157,20 @@ async fn query_parameters_filter_sort_limit_and_project() {
     let keys: Vec<&String> = l.processes[0].as_object().unwrap().keys().collect();
     assert_eq!(keys, ["pid", "cmd", "cpu_percent"]);
     // q expressions
-    let q = format!(
-        "cmdline ~ \"{marker}\" and pid >= {} and not (user != \"root\")",
-        want[1]
-    );
-    assert_eq!(
-        procs(c, url, &format!("q={}", urlencode(&q))).await.total,
-        2,
-        "{q}"
-    );
+    let q = format!("cmdline ~ \"{marker}\" and pid >= {} and not (user != \"root\")", want[1]);
+    assert_eq!(procs(c, url, &format!("q={}", urlencode(&q))).await.total, 2, "{q}");
     let q = format!("cmdline ~ \"{marker}\" and rss > 1G");
-    assert_eq!(
-        procs(c, url, &format!("q={}", urlencode(&q))).await.total,
-        0,
-        "{q}"
-    );
+    assert_eq!(procs(c, url, &format!("q={}", urlencode(&q))).await.total, 0, "{q}");
     // container=none: these run in no container
-    assert_eq!(
-        procs(c, url, &format!("cmd={marker}&container=none"))
-            .await
-            .total,
-        3
-    );
+    assert_eq!(procs(c, url, &format!("cmd={marker}&container=none")).await.total, 3);
     // /v1/proc/cmd/{name} is the same as ?cmd=
-    let l: ProcList = c
-        .get_json(url, &format!("/v1/proc/cmd/{marker}"), T)
-        .await
-        .unwrap();
+    let l: ProcList = c.get_json(url, &format!("/v1/proc/cmd/{marker}"), T).await.unwrap();
     assert_eq!(l.total, 3);
     // threads: k2i itself runs several threads
     let k2i_pid = i64::from(f.k2i.pid());
     let l = procs(c, url, &format!("pid={k2i_pid}&threads=true")).await;
-    assert!(
-        l.processes.len() > 1,
-        "k2i has threads: {}",
-        l.processes.len()
-    );
-    assert!(l
-        .processes
-        .iter()
-        .all(|t| t["tid"].is_i64() && t["pid"].as_i64() == Some(k2i_pid)));
+    assert!(l.processes.len() > 1, "k2i has threads: {}", l.processes.len());
+    assert!(l.processes.iter().all(|t| t["tid"].is_i64() && t["pid"].as_i64() == Some(k2i_pid)));
     // kernel threads only when asked
     let with = procs(c, url, "kernel=true&pid=2").await;
     let without = procs(c, url, "pid=2").await;
@@ -267,36 +186,17 @@ async fn query_parameters_filter_sort_limit_and_project() {
 async fn bad_queries_get_400_with_the_position_of_the_fault() {
     let f = start(&[]);
     let (c, url) = (&f.admin, &f.k2i.url);
-    let err = c
-        .get_json::<Value>(url, &format!("/v1/proc?q={}", urlencode("cpu > ")), T)
-        .await;
+    let err = c.get_json::<Value>(url, &format!("/v1/proc?q={}", urlencode("cpu > ")), T).await;
     let (status, code, message) = http_status(err);
     assert_eq!((status, code.as_str()), (400, "bad_query"));
     assert!(message.contains("position 6"), "{message}");
     // The position is a field of the error body too.
-    match c
-        .get_json::<Value>(url, &format!("/v1/proc?q={}", urlencode("user == 5")), T)
-        .await
-    {
-        Err(FetchError::Http {
-            status: 400,
-            position,
-            ..
-        }) => assert_eq!(position, Some(8)),
+    match c.get_json::<Value>(url, &format!("/v1/proc?q={}", urlencode("user == 5")), T).await {
+        Err(FetchError::Http { status: 400, position, .. }) => assert_eq!(position, Some(8)),
         other => panic!("expected 400 with a position, got {other:?}"),
     }
-    for bad in [
-        "limit=-1",
-        "sort=nonsense",
-        "frobnicate=1",
-        "threads=maybe",
-        "pid=abc",
-        "fields=pid,nope",
-    ] {
-        let (s, code, m) = http_status(
-            c.get_json::<Value>(url, &format!("/v1/proc?{bad}"), T)
-                .await,
-        );
+    for bad in ["limit=-1", "sort=nonsense", "frobnicate=1", "threads=maybe", "pid=abc", "fields=pid,nope"] {
+        let (s, code, m) = http_status(c.get_json::<Value>(url, &format!("/v1/proc?{bad}"), T).await);
         assert_eq!((s, code.as_str()), (400, "bad_query"), "{bad}: {m}");
     }
     let (s, code, _) = http_status(c.get_json::<Value>(url, "/v1/no/such/thing", T).await);
@@ -308,27 +208,16 @@ async fn a_process_that_is_gone_is_404_and_a_live_one_has_details() {
     let f = start(&[]);
     let live = Spawned::new("sleep", &["3600"]);
     let pid = live.pid();
-    let d: ProcessDetail = f
-        .admin
-        .get_json(&f.k2i.url, &format!("/v1/proc/{pid}"), T)
-        .await
-        .unwrap();
+    let d: ProcessDetail = f.admin.get_json(&f.k2i.url, &format!("/v1/proc/{pid}"), T).await.unwrap();
     assert_eq!(d.process.pid, pid);
     assert!(d.fds.contains_key("0"), "stdin is open: {:?}", d.fds);
     assert!(d.namespaces.contains_key("pid") && d.namespaces.contains_key("net"));
     assert!(d.limits.contains_key("max_open_files"));
     drop(live);
-    let (s, code, _) = http_status(
-        f.admin
-            .get_json::<Value>(&f.k2i.url, &format!("/v1/proc/{pid}"), T)
-            .await,
-    );
+    let (s, code, _) =
+        http_status(f.admin.get_json::<Value>(&f.k2i.url, &format!("/v1/proc/{pid}"), T).await);
     assert_eq!((s, code.as_str()), (404, "not_found"));
-    let (s, code, _) = http_status(
-        f.admin
-            .get_json::<Value>(&f.k2i.url, "/v1/proc/notapid", T)
-            .await,
-    );
+    let (s, code, _) = http_status(f.admin.get_json::<Value>(&f.k2i.url, "/v1/proc/notapid", T).await);
     assert_eq!((s, code.as_str()), (400, "bad_pid"));
 }
 
@@ -341,10 +230,7 @@ async fn identity_is_required_except_for_health_and_the_api_document() {
     assert_eq!((s, code.as_str()), (401, "unauthenticated"));
     let health: Value = anon.get_json(&f.k2i.url, "/healthz", T).await.unwrap();
     assert_eq!(health["status"], "ok");
-    let doc: Value = anon
-        .get_json(&f.k2i.url, "/v1/openapi.json", T)
-        .await
-        .unwrap();
+    let doc: Value = anon.get_json(&f.k2i.url, "/v1/openapi.json", T).await.unwrap();
     for path in [
         "/v1/proc",
         "/v1/proc/{pid}",
@@ -362,36 +248,19 @@ async fn identity_is_required_except_for_health_and_the_api_document() {
     let mut foreign = other.files("admin");
     foreign.ca = f.pki.files("admin").ca;
     let stranger = K2iClient::new(&Identity::load(&foreign).unwrap()).unwrap();
-    let err = stranger
-        .get_json::<Value>(&f.k2i.url, "/v1/host", T)
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(err, FetchError::Tls(_) | FetchError::Unreachable(_)),
-        "{err:?}"
-    );
-    assert!(stranger
-        .get_json::<Value>(&f.k2i.url, "/healthz", T)
-        .await
-        .is_err());
+    let err = stranger.get_json::<Value>(&f.k2i.url, "/v1/host", T).await.unwrap_err();
+    assert!(matches!(err, FetchError::Tls(_) | FetchError::Unreachable(_)), "{err:?}");
+    assert!(stranger.get_json::<Value>(&f.k2i.url, "/healthz", T).await.is_err());
 }
 
 #[tokio::test]
 async fn bearer_tokens_work_only_when_they_hash_to_an_entry() {
     let pki = Pki::new();
     let tokens = pki.dir.path().join("tokens");
-    let line = format!(
-        "{} viewer grafana\n",
-        dcos_core::tokens::hash_hex("let-me-in")
-    );
+    let line = format!("{} viewer grafana\n", dcos_core::tokens::hash_hex("let-me-in"));
     std::fs::write(&tokens, line).unwrap();
     let host = pki.issue("node-a", Role::Host);
-    let args = [
-        "--tokens",
-        tokens.to_str().unwrap(),
-        "--sysctl-allow",
-        "kernel.domainname",
-    ];
+    let args = ["--tokens", tokens.to_str().unwrap(), "--sysctl-allow", "kernel.domainname"];
     let k2i = Daemon::k2i(&host, &args).unwrap();
     let roots = dcos_core::tls::load_roots(&host.ca).unwrap();
     let good = K2iClient::with_token(roots.clone(), "let-me-in".into()).unwrap();
@@ -402,22 +271,11 @@ async fn bearer_tokens_work_only_when_they_hash_to_an_entry() {
     assert_eq!((s, code.as_str()), (401, "invalid_token"));
     // A viewer token cannot write.
     let body = br#"{"value":"x"}"#.to_vec();
-    let put = good
-        .request(
-            "PUT",
-            &k2i.url,
-            "/v1/sysctl/kernel.domainname",
-            Some(body),
-            T,
-        )
-        .await;
+    let put = good.request("PUT", &k2i.url, "/v1/sysctl/kernel.domainname", Some(body), T).await;
     let (s, code, _) = http_status(put);
     assert_eq!((s, code.as_str()), (403, "forbidden"));
     let stored = std::fs::read_to_string(&tokens).unwrap();
-    assert!(
-        !stored.contains("let-me-in"),
-        "plain tokens are never stored"
-    );
+    assert!(!stored.contains("let-me-in"), "plain tokens are never stored");
 }
 
 #[tokio::test]
@@ -427,31 +285,18 @@ async fn sysctl_reads_and_admin_writes_only_allowed_keys_with_an_audit_record() 
     pki.issue("watcher", Role::Viewer);
     let audit = pki.dir.path().join("audit.log");
     // Its own UTS namespace, so the write below changes nothing outside this test.
-    let args = [
-        "--sysctl-allow",
-        "kernel.domainname,vm.nothing*",
-        "--audit-log",
-        audit.to_str().unwrap(),
-    ];
+    let args = ["--sysctl-allow", "kernel.domainname,vm.nothing*", "--audit-log", audit.to_str().unwrap()];
     let k2i = Daemon::k2i_wrapped(&["unshare", "--uts"], &host, &args).unwrap();
     let admin = pki.client("admin");
     let viewer = pki.client("watcher");
     let url = &k2i.url;
     let host_domain = std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap();
 
-    let v: SysctlValue = viewer
-        .get_json(url, "/v1/sysctl/kernel.ostype", T)
-        .await
-        .unwrap();
+    let v: SysctlValue = viewer.get_json(url, "/v1/sysctl/kernel.ostype", T).await.unwrap();
     assert_eq!(v.value, "Linux");
-    let listed: std::collections::BTreeMap<String, String> = viewer
-        .get_json(url, "/v1/sysctl?prefix=kernel.os", T)
-        .await
-        .unwrap();
-    assert!(
-        listed.contains_key("kernel.ostype") && listed.contains_key("kernel.osrelease"),
-        "{listed:?}"
-    );
+    let listed: std::collections::BTreeMap<String, String> =
+        viewer.get_json(url, "/v1/sysctl?prefix=kernel.os", T).await.unwrap();
+    assert!(listed.contains_key("kernel.ostype") && listed.contains_key("kernel.osrelease"), "{listed:?}");
     assert!(listed.keys().all(|k| k.starts_with("kernel.os")));
 
     let put = |c: &K2iClient, key: &str, value: &str| {
@@ -462,88 +307,44 @@ async fn sysctl_reads_and_admin_writes_only_allowed_keys_with_an_audit_record() 
     let (s, code, _) = http_status(put(&viewer, "kernel.domainname", "evil").await);
     assert_eq!((s, code.as_str()), (403, "forbidden"), "viewer");
     let (s, code, m) = http_status(put(&admin, "kernel.hostname", "evil").await);
-    assert_eq!(
-        (s, code.as_str()),
-        (403, "not_allowed"),
-        "outside the allow-list: {m}"
-    );
-    let written = put(&admin, "kernel.domainname", "dcos-test.example")
-        .await
-        .unwrap();
+    assert_eq!((s, code.as_str()), (403, "not_allowed"), "outside the allow-list: {m}");
+    let written = put(&admin, "kernel.domainname", "dcos-test.example").await.unwrap();
     let written: SysctlValue = serde_json::from_slice(&written).unwrap();
     assert_eq!(written.value, "dcos-test.example");
     assert_eq!(written.old_value.as_deref(), Some(host_domain.trim()));
-    let v: SysctlValue = admin
-        .get_json(url, "/v1/sysctl/kernel.domainname", T)
-        .await
-        .unwrap();
+    let v: SysctlValue = admin.get_json(url, "/v1/sysctl/kernel.domainname", T).await.unwrap();
     assert_eq!(v.value, "dcos-test.example");
     let now_host = std::fs::read_to_string("/proc/sys/kernel/domainname").unwrap();
     assert_eq!(now_host, host_domain, "the host's own value is untouched");
 
     let log = std::fs::read_to_string(&audit).unwrap();
-    let records: Vec<Value> = log
-        .lines()
-        .map(|l| serde_json::from_str(l).unwrap())
-        .collect();
-    let ok = records
-        .iter()
-        .find(|r| r["result"] == "ok")
-        .expect("audited write");
+    let records: Vec<Value> = log.lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    let ok = records.iter().find(|r| r["result"] == "ok").expect("audited write");
     assert_eq!(ok["who"], "admin");
     assert_eq!(ok["key"], "kernel.domainname");
     assert_eq!(ok["new"], "dcos-test.example");
     assert_eq!(ok["old"], host_domain.trim());
-    assert!(records
-        .iter()
-        .any(|r| r["result"] == "not_allowed" && r["key"] == "kernel.hostname"));
+    assert!(records.iter().any(|r| r["result"] == "not_allowed" && r["key"] == "kernel.hostname"));
 
-    let (s, code, _) = http_status(
-        admin
-            .get_json::<Value>(url, "/v1/sysctl/kernel.no_such_key", T)
-            .await,
-    );
+    let (s, code, _) = http_status(admin.get_json::<Value>(url, "/v1/sysctl/kernel.no_such_key", T).await);
     assert_eq!((s, code.as_str()), (404, "not_found"));
-    let (s, code, _) = http_status(
-        admin
-            .get_json::<Value>(url, "/v1/sysctl/..%2F..%2Fetc%2Fpasswd", T)
-            .await,
-    );
+    let (s, code, _) =
+        http_status(admin.get_json::<Value>(url, "/v1/sysctl/..%2F..%2Fetc%2Fpasswd", T).await);
     assert_eq!((s, code.as_str()), (400, "bad_key"));
     let big = vec![b'x'; 100 * 1024];
-    let (s, code, _) = http_status(
-        admin
-            .request("PUT", url, "/v1/sysctl/kernel.domainname", Some(big), T)
-            .await,
-    );
+    let (s, code, _) =
+        http_status(admin.request("PUT", url, "/v1/sysctl/kernel.domainname", Some(big), T).await);
     assert_eq!((s, code.as_str()), (413, "too_large"));
-    let (s, code, _) = http_status(
-        admin
-            .request(
-                "PUT",
-                url,
-                "/v1/sysctl/kernel.domainname",
-                Some(b"{".to_vec()),
-                T,
-            )
-            .await,
-    );
+    let (s, code, _) =
+        http_status(admin.request("PUT", url, "/v1/sysctl/kernel.domainname", Some(b"{".to_vec()), T).await);
     assert_eq!((s, code.as_str()), (400, "bad_body"));
 }
 
 #[tokio::test]
 async fn metrics_are_prometheus_text() {
     let f = start(&[]);
-    let _ = f
-        .admin
-        .get_json::<Value>(&f.k2i.url, "/v1/host", T)
-        .await
-        .unwrap();
-    let body = f
-        .admin
-        .request("GET", &f.k2i.url, "/metrics", None, T)
-        .await
-        .unwrap();
+    let _ = f.admin.get_json::<Value>(&f.k2i.url, "/v1/host", T).await.unwrap();
+    let body = f.admin.request("GET", &f.k2i.url, "/metrics", None, T).await.unwrap();
     let text = String::from_utf8(body.to_vec()).unwrap();
     for name in [
         "k2i_host_processes ",
@@ -582,11 +383,7 @@ fn bad_settings_stop_k2i_before_it_binds_with_exit_2() {
         let err = String::from_utf8_lossy(&out.stderr);
         assert_eq!(out.status.code(), Some(2), "{args:?}: {err}");
         assert!(err.contains(&format!("`{setting}`")), "{args:?}: {err}");
-        assert!(
-            out.stdout.is_empty(),
-            "nothing was bound: {}",
-            String::from_utf8_lossy(&out.stdout)
-        );
+        assert!(out.stdout.is_empty(), "nothing was bound: {}", String::from_utf8_lossy(&out.stdout));
     }
     // An expired certificate is named.
     let mut spec = dcos_core::pki::LeafSpec::new("expired", Role::Host);
@@ -613,10 +410,7 @@ fn sigterm_stops_k2i_cleanly() {
         if let Some(s) = k2i.child.try_wait().unwrap() {
             break s;
         }
-        assert!(
-            start.elapsed() < Duration::from_secs(5),
-            "k2i still running 5 s after SIGTERM"
-        );
+        assert!(start.elapsed() < Duration::from_secs(5), "k2i still running 5 s after SIGTERM");
         std::thread::sleep(Duration::from_millis(20));
     };
     assert_eq!(status.code(), Some(0), "{}", k2i.stderr());
@@ -624,30 +418,20 @@ fn sigterm_stops_k2i_cleanly() {
 
 #[tokio::test]
 async fn a_runc_container_and_its_processes_are_attributed_to_it() {
-    let runc =
-        dcos_tests::oci::runtime_binary("runc").expect("runc is installed by scripts/setup.sh");
+    let runc = dcos_tests::oci::runtime_binary("runc").expect("runc is installed by scripts/setup.sh");
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("runc-state");
     let id = format!("k2i-test-{}", std::process::id());
     let cgroup = format!("/dcos-test/{id}");
-    let container = dcos_tests::oci::Container::run(
-        &runc,
-        &state,
-        work.path(),
-        &id,
-        &cgroup,
-        &["sleep", "3600"],
-    )
-    .expect("runc runs a busybox container");
+    let container =
+        dcos_tests::oci::Container::run(&runc, &state, work.path(), &id, &cgroup, &["sleep", "3600"])
+            .expect("runc runs a busybox container");
     let init = container.pid().unwrap();
     let f = start(&["--oci-root", &format!("runc={}", state.display())]);
     let (c, url) = (&f.admin, &f.k2i.url);
     let list: ContainerList = eventually(T, "the container in /v1/containers", || async {
         let l: ContainerList = c.get_json(url, "/v1/containers", T).await.ok()?;
-        l.containers
-            .iter()
-            .any(|x| *x.id == *id && x.processes >= 1)
-            .then_some(l)
+        l.containers.iter().any(|x| *x.id == *id && x.processes >= 1).then_some(l)
     })
     .await;
     let ct = list.containers.iter().find(|x| *x.id == *id).unwrap();
@@ -655,46 +439,43 @@ async fn a_runc_container_and_its_processes_are_attributed_to_it() {
     assert_eq!(ct.status, "running");
     assert_eq!(ct.pid, Some(init));
     assert_eq!(&*ct.cgroup, cgroup.as_str());
-    assert!(
-        ct.mem_bytes.is_some_and(|m| m > 0),
-        "memory from the cgroup: {:?}",
-        ct.mem_bytes
-    );
-    assert_eq!(
-        ct.bundle.as_deref(),
-        Some(container.bundle.to_str().unwrap())
-    );
+    assert!(ct.mem_bytes.is_some_and(|m| m > 0), "memory from the cgroup: {:?}", ct.mem_bytes);
+    assert_eq!(ct.bundle.as_deref(), Some(container.bundle.to_str().unwrap()));
 
-    let l: ProcList = c
-        .get_json(url, &format!("/v1/proc?pid={init}"), T)
-        .await
-        .unwrap();
+    let l: ProcList = c.get_json(url, &format!("/v1/proc?pid={init}"), T).await.unwrap();
     let p = &l.processes[0];
     assert_eq!(&*p.cmd, "sleep");
     let cref = p.container.as_ref().expect("attributed to a container");
-    assert_eq!(
-        (&*cref.id, cref.runtime),
-        (id.as_str(), dcos_core::model::Runtime::Runc)
-    );
-    let by_prefix: ProcList = c
-        .get_json(url, &format!("/v1/proc?container={}", &id[..10]), T)
-        .await
-        .unwrap();
+    assert_eq!((&*cref.id, cref.runtime), (id.as_str(), dcos_core::model::Runtime::Runc));
+    let by_prefix: ProcList = c.get_json(url, &format!("/v1/proc?container={}", &id[..10]), T).await.unwrap();
     assert!(by_prefix.processes.iter().any(|q| q.pid == init));
-    let none: ProcList = c
-        .get_json(url, &format!("/v1/proc?pid={init}&container=none"), T)
-        .await
-        .unwrap();
+    let none: ProcList = c.get_json(url, &format!("/v1/proc?pid={init}&container=none"), T).await.unwrap();
     assert_eq!(none.total, 0);
 
-    let detail: ContainerDetail = c
-        .get_json(url, &format!("/v1/containers/{id}"), T)
-        .await
-        .unwrap();
+    let detail: ContainerDetail = c.get_json(url, &format!("/v1/containers/{id}"), T).await.unwrap();
     assert!(detail.processes.iter().any(|q| q.pid == init));
-    let (s, code, _) = http_status(
-        c.get_json::<Value>(url, "/v1/containers/no-such-container", T)
-            .await,
-    );
+    let (s, code, _) = http_status(c.get_json::<Value>(url, "/v1/containers/no-such-container", T).await);
     assert_eq!((s, code.as_str()), (404, "not_found"));
+}
+
+#[tokio::test]
+async fn an_idle_agent_samples_less_yet_answers_with_fresh_data() {
+    let f = start(&["--sample-interval", "100ms", "--idle-after", "300ms", "--idle-interval", "20s"]);
+    // Nobody asks for 2 s: at 100 ms that would be 20 samples; idle, it takes about 3.
+    tokio::time::sleep(Duration::from_secs(2)).await;
+    let body = f.admin.request("GET", &f.k2i.url, "/metrics", None, T).await.unwrap();
+    let text = String::from_utf8(body.to_vec()).unwrap();
+    let samples: f64 = text
+        .lines()
+        .find_map(|l| l.strip_prefix("k2i_samples_total "))
+        .and_then(|v| v.trim().parse().ok())
+        .expect("k2i_samples_total");
+    assert!(samples <= 8.0, "{samples} samples while idle");
+    // The request that woke it was answered from a sample taken for it.
+    let host: HostSummary = f.admin.get_json(&f.k2i.url, "/v1/host", T).await.unwrap();
+    let sampled =
+        ::time::OffsetDateTime::parse(&host.sampled_at, &::time::format_description::well_known::Rfc3339)
+            .unwrap();
+    let age = ::time::OffsetDateTime::now_utc() - sampled;
+    assert!(age < ::time::Duration::seconds(2), "sample is {age} old");
 }

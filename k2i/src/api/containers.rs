@@ -26,38 +26,20 @@ pub async fn list(State(state): State<AppState>) -> Response {
     responses((status = 200, body = dcos_core::model::ContainerDetail),
         (status = 400, description = "ambiguous prefix", body = dcos_core::model::ErrorBody),
         (status = 404, body = dcos_core::model::ErrorBody)))]
-pub async fn one(
-    State(state): State<AppState>,
-    Path(id): Path<String>,
-) -> Result<Response, ApiError> {
+pub async fn one(State(state): State<AppState>, Path(id): Path<String>) -> Result<Response, ApiError> {
     let snap = state.sampler.current().await;
-    let exact = snap
-        .containers
-        .iter()
-        .find(|c| *c.id == *id || *c.name == *id);
+    let exact = snap.containers.iter().find(|c| *c.id == *id || *c.name == *id);
     let container = match exact {
         Some(c) => c,
         None => {
-            let matches: Vec<_> = snap
-                .containers
-                .iter()
-                .filter(|c| c.id.starts_with(id.as_str()))
-                .collect();
+            let matches: Vec<_> = snap.containers.iter().filter(|c| c.id.starts_with(id.as_str())).collect();
             match matches.as_slice() {
                 [one] => *one,
-                [] => {
-                    return Err(ApiError::not_found(format!(
-                        "no container {id:?} on {}",
-                        state.name
-                    )))
-                }
+                [] => return Err(ApiError::not_found(format!("no container {id:?} on {}", state.name))),
                 many => {
                     return Err(ApiError::bad_request(
                         "ambiguous",
-                        format!(
-                            "{id:?} matches {} containers; give more of the id",
-                            many.len()
-                        ),
+                        format!("{id:?} matches {} containers; give more of the id", many.len()),
                     ))
                 }
             }
@@ -69,8 +51,5 @@ pub async fn one(
         .filter(|p| p.container.as_ref().is_some_and(|c| c.id == container.id))
         .cloned()
         .collect();
-    Ok(json(&ContainerDetail {
-        container: container.clone(),
-        processes,
-    }))
+    Ok(json(&ContainerDetail { container: container.clone(), processes }))
 }

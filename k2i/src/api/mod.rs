@@ -35,12 +35,8 @@ pub fn routes() -> Router<AppState> {
 pub fn json<T: Serialize>(value: &T) -> Response {
     match serde_json::to_vec(value) {
         Ok(body) => ([(CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            e.to_string(),
-        )
-        .into_response(),
+        Err(e) => ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+            .into_response(),
     }
 }
 
@@ -48,8 +44,7 @@ pub fn json<T: Serialize>(value: &T) -> Response {
 pub fn query_pairs(raw: Option<String>) -> Result<Vec<(String, String)>, ApiError> {
     match raw {
         None => Ok(Vec::new()),
-        Some(q) => serde_urlencoded::from_str(&q).map_err(|e| {
-            ApiError::bad_request("bad_query", format!("malformed query string: {e}"))
-        }),
+        Some(q) => serde_urlencoded::from_str(&q)
+            .map_err(|e| ApiError::bad_request("bad_query", format!("malformed query string: {e}"))),
     }
 }

@@ -13,11 +13,7 @@ use std::sync::Arc;
 
 /// Runs `query` over `snap` and renders the `/v1/proc` document.
 fn render_list(state: &AppState, snap: &Snapshot, query: &ProcQuery) -> Response {
-    let pool = snap.processes.iter().chain(if query.kernel {
-        &snap.kernel_threads[..]
-    } else {
-        &[]
-    });
+    let pool = snap.processes.iter().chain(if query.kernel { &snap.kernel_threads[..] } else { &[] });
     let selection = query.select(pool);
     let mut rows: Vec<Process>;
     let chosen: Vec<&Process> = if query.threads {
@@ -66,10 +62,7 @@ fn render_list(state: &AppState, snap: &Snapshot, query: &ProcQuery) -> Response
         (status = 200, body = dcos_core::model::ProcList),
         (status = 400, description = "bad parameter or q expression (with `position`)", body = dcos_core::model::ErrorBody),
         (status = 401, body = dcos_core::model::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let query = ProcQuery::from_query(&query_pairs(raw)?)?;
     let snap = state.sampler.current().await;
     Ok(render_list(&state, &snap, &query))
@@ -95,14 +88,12 @@ pub async fn by_cmd(
 #[utoipa::path(get, path = "/v1/proc/{pid}", tag = "processes",
     params(("pid" = i32, Path, description = "process id")),
     responses((status = 200, body = dcos_core::model::ProcessDetail), (status = 404, body = dcos_core::model::ErrorBody)))]
-pub async fn one(
-    State(state): State<AppState>,
-    Path(pid): Path<String>,
-) -> Result<Response, ApiError> {
-    let pid: i32 =
-        pid.parse().ok().filter(|p| *p > 0).ok_or_else(|| {
-            ApiError::bad_request("bad_pid", format!("{pid:?} is not a process id"))
-        })?;
+pub async fn one(State(state): State<AppState>, Path(pid): Path<String>) -> Result<Response, ApiError> {
+    let pid: i32 = pid
+        .parse()
+        .ok()
+        .filter(|p| *p > 0)
+        .ok_or_else(|| ApiError::bad_request("bad_pid", format!("{pid:?} is not a process id")))?;
     let root = state.sampler.proc_root.clone();
     let alive = || root.join(pid.to_string()).exists();
     let mut snap = state.sampler.current().await;
@@ -123,13 +114,7 @@ pub async fn one(
         process,
     })
     .await
-    .map_err(|e| {
-        ApiError::new(
-            axum::http::StatusCode::INTERNAL_SERVER_ERROR,
-            "internal",
-            e.to_string(),
-        )
-    })?;
+    .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
     Ok(json(&detail))
 }
 
@@ -141,10 +126,7 @@ pub async fn one(
         ("q" = Option<String>, Query, description = "filter expression as for /v1/proc"),
     ),
     responses((status = 200, body = dcos_core::model::Top), (status = 400, body = dcos_core::model::ErrorBody)))]
-pub async fn top(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
+pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let mut pairs = query_pairs(raw)?;
     for (k, v) in [("sort", "-cpu"), ("limit", "20")] {
         if !pairs.iter().any(|(pk, _)| pk == k) {
@@ -159,16 +141,9 @@ pub async fn top(
         ));
     }
     let snap: Arc<Snapshot> = state.sampler.current().await;
-    let pool = snap.processes.iter().chain(if query.kernel {
-        &snap.kernel_threads[..]
-    } else {
-        &[]
-    });
+    let pool = snap.processes.iter().chain(if query.kernel { &snap.kernel_threads[..] } else { &[] });
     let selection = query.select(pool);
-    Ok(json(&TopRef {
-        host: &snap.host,
-        processes: selection.processes,
-    }))
+    Ok(json(&TopRef { host: &snap.host, processes: selection.processes }))
 }
 
 /// `dcos_core::model::Top` by reference, so the snapshot is not copied.

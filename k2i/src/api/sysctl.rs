@@ -17,10 +17,7 @@ use dcos_core::model::{SysctlValue, SysctlWrite};
 #[utoipa::path(get, path = "/v1/sysctl", tag = "sysctl",
     params(("prefix" = Option<String>, Query, description = "dotted key prefix, e.g. net.ipv4")),
     responses((status = 200, description = "key to value", body = Object), (status = 400, body = dcos_core::model::ErrorBody)))]
-pub async fn list(
-    State(state): State<AppState>,
-    RawQuery(raw): RawQuery,
-) -> Result<Response, ApiError> {
+pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let mut prefix = String::new();
     for (k, v) in query_pairs(raw)? {
         match k.as_str() {
@@ -36,9 +33,7 @@ pub async fn list(
     let sysctl = state.sysctl.clone();
     let map = tokio::task::spawn_blocking(move || sysctl.list(&prefix))
         .await
-        .map_err(|e| {
-            ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-        })??;
+        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
     Ok(json(&map))
 }
 
@@ -46,16 +41,9 @@ pub async fn list(
 #[utoipa::path(get, path = "/v1/sysctl/{key}", tag = "sysctl",
     params(("key" = String, Path, description = "dotted key, e.g. vm.swappiness")),
     responses((status = 200, body = dcos_core::model::SysctlValue), (status = 404, body = dcos_core::model::ErrorBody)))]
-pub async fn get(
-    State(state): State<AppState>,
-    Path(key): Path<String>,
-) -> Result<Response, ApiError> {
+pub async fn get(State(state): State<AppState>, Path(key): Path<String>) -> Result<Response, ApiError> {
     let (key, value) = state.sysctl.get(&key)?;
-    Ok(json(&SysctlValue {
-        key,
-        value,
-        old_value: None,
-    }))
+    Ok(json(&SysctlValue { key, value, old_value: None }))
 }
 
 /// Sets a kernel parameter: admin only, only keys matching `--sysctl-allow`; audited.
@@ -86,9 +74,8 @@ pub async fn put(
             ApiError::bad_request("bad_body", e.body_text())
         }
     })?;
-    let write: SysctlWrite = serde_json::from_slice(&body).map_err(|e| {
-        ApiError::bad_request("bad_body", format!("expected {{\"value\": \"...\"}}: {e}"))
-    })?;
+    let write: SysctlWrite = serde_json::from_slice(&body)
+        .map_err(|e| ApiError::bad_request("bad_body", format!("expected {{\"value\": \"...\"}}: {e}")))?;
     let (canonical, _) = state.sysctl.resolve(&key)?;
     if !state.sysctl_allow.allows(&canonical) {
         state.metrics.sysctl_write("not_allowed");
@@ -117,9 +104,7 @@ pub async fn put(
     let sysctl = state.sysctl.clone();
     let value = write.value.clone();
     let result = tokio::task::spawn_blocking(move || {
-        sysctl
-            .set(&canonical, &value)
-            .map(|(k, old)| (k, old, sysctl.get(&canonical)))
+        sysctl.set(&canonical, &value).map(|(k, old)| (k, old, sysctl.get(&canonical)))
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
@@ -143,11 +128,7 @@ pub async fn put(
         Ok((key, old, now_value)) => {
             log(Some(&old), "ok");
             let value = now_value.map(|(_, v)| v).unwrap_or(write.value.clone());
-            Ok(json(&SysctlValue {
-                key,
-                value,
-                old_value: Some(old),
-            }))
+            Ok(json(&SysctlValue { key, value, old_value: Some(old) }))
         }
         Err(e) => {
             log(None, "failed");
@@ -157,7 +138,5 @@ pub async fn put(
 }
 
 fn now() -> String {
-    time::OffsetDateTime::now_utc()
-        .format(&time::format_description::well_known::Rfc3339)
-        .unwrap_or_default()
+    time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339).unwrap_or_default()
 }

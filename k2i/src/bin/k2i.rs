@@ -20,11 +20,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()
-    {
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("k2i: cannot start the runtime: {e}");
@@ -48,10 +44,7 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
-        let addr = listener
-            .local_addr()
-            .map(|a| a.to_string())
-            .unwrap_or_default();
+        let addr = listener.local_addr().map(|a| a.to_string()).unwrap_or_default();
         println!("k2i {} listening on https://{addr}", config.name);
         tracing::info!(name = %config.name, dc = %config.dc, %addr, "k2i ready");
         match k2i::run(config, listener, shutdown).await {

@@ -38,8 +38,7 @@ pub fn pick_cgroup(proc_cgroup_text: &str) -> &str {
     let mut best: Option<(u8, &str)> = None;
     for line in proc_cgroup_text.lines() {
         let mut parts = line.splitn(3, ':');
-        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next())
-        else {
+        let (Some(id), Some(controllers), Some(path)) = (parts.next(), parts.next(), parts.next()) else {
             continue;
         };
         let Some(r) = rank(id, controllers) else {
@@ -73,10 +72,7 @@ mod tests {
 
     #[test]
     fn pure_v2_uses_the_unified_line() {
-        assert_eq!(
-            pick_cgroup("0::/system.slice/nginx.service\n"),
-            "/system.slice/nginx.service"
-        );
+        assert_eq!(pick_cgroup("0::/system.slice/nginx.service\n"), "/system.slice/nginx.service");
         assert_eq!(pick_cgroup("0::/"), "/");
     }
 
@@ -87,28 +83,16 @@ mod tests {
 
     #[test]
     fn v1_falls_back_in_order() {
-        let no_memory: String = HYBRID
-            .lines()
-            .filter(|l| !l.contains("memory"))
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let no_memory: String =
+            HYBRID.lines().filter(|l| !l.contains("memory")).map(|l| format!("{l}\n")).collect();
         assert_eq!(pick_cgroup(&no_memory), "/system.slice/docker-cc.scope");
-        let only_late: String = no_memory
-            .lines()
-            .filter(|l| !l.contains("cpu"))
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let only_late: String =
+            no_memory.lines().filter(|l| !l.contains("cpu")).map(|l| format!("{l}\n")).collect();
         assert_eq!(pick_cgroup(&only_late), "/system.slice/docker-pp.scope");
-        let no_pids: String = only_late
-            .lines()
-            .filter(|l| !l.contains("pids"))
-            .map(|l| format!("{l}\n"))
-            .collect();
+        let no_pids: String =
+            only_late.lines().filter(|l| !l.contains("pids")).map(|l| format!("{l}\n")).collect();
         assert_eq!(pick_cgroup(&no_pids), "/system.slice/docker-ss.scope");
-        assert_eq!(
-            pick_cgroup("12:blkio:/x\n0::/unified/one\n"),
-            "/unified/one"
-        );
+        assert_eq!(pick_cgroup("12:blkio:/x\n0::/unified/one\n"), "/unified/one");
     }
 
     #[test]

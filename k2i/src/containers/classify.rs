@@ -49,19 +49,12 @@ pub fn classify_with_root(path: &str) -> Option<(Detected, &str)> {
         let root = &path[..comps[i].1];
         match component(c, parent) {
             Component::Container(runtime, id) => {
-                let pod_uid = (0..i)
-                    .rev()
-                    .find_map(|j| pod_component(comp(j), (j > 0).then(|| comp(j - 1))));
+                let pod_uid = (0..i).rev().find_map(|j| pod_component(comp(j), (j > 0).then(|| comp(j - 1))));
                 let name = match runtime {
                     Runtime::Runc | Runtime::Crun => id.to_string(),
                     _ => short_id(id).to_string(),
                 };
-                let d = Detected {
-                    id: id.to_string(),
-                    runtime,
-                    name,
-                    pod_uid,
-                };
+                let d = Detected { id: id.to_string(), runtime, name, pod_uid };
                 return Some((d, root));
             }
             Component::Pod(uid) => {
@@ -134,11 +127,7 @@ fn component<'a>(c: &'a str, parent: Option<&str>) -> Component<'a> {
         return Component::Other;
     }
     if c.ends_with(".service") {
-        return if is_user_manager(c) {
-            Component::Other
-        } else {
-            Component::Unit
-        };
+        return if is_user_manager(c) { Component::Other } else { Component::Unit };
     }
     if let Some(uid) = pod_component(c, parent) {
         return Component::Pod(uid);
@@ -167,8 +156,7 @@ const SCOPE_PREFIXES: [(&str, Runtime); 5] = [
 ];
 
 /// Cgroupfs-driver names: `<prefix><64 hex>`.
-const CGROUPFS_PREFIXES: [(&str, Runtime); 2] =
-    [("crio-", Runtime::CriO), ("libpod-", Runtime::Podman)];
+const CGROUPFS_PREFIXES: [(&str, Runtime); 2] = [("crio-", Runtime::CriO), ("libpod-", Runtime::Podman)];
 
 fn prefixed<'a>(name: &'a str, table: &[(&str, Runtime)]) -> Option<Component<'a>> {
     for &(prefix, runtime) in table {
@@ -193,14 +181,10 @@ fn prefixed<'a>(name: &'a str, table: &[(&str, Runtime)]) -> Option<Component<'a
 /// `pod<uid>` below `kubepods` (or a QoS level of it), or the systemd-driver slice
 /// `kubepods[-<qos>]-pod<uid_with_underscores>.slice`. Answers the UID with dashes.
 fn pod_component(c: &str, parent: Option<&str>) -> Option<String> {
-    if let Some(inner) = c
-        .strip_prefix("kubepods-")
-        .and_then(|s| s.strip_suffix(".slice"))
-    {
+    if let Some(inner) = c.strip_prefix("kubepods-").and_then(|s| s.strip_suffix(".slice")) {
         let at = inner.rfind("pod")?;
         let qos = &inner[..at];
-        if !(qos.is_empty() || qos == "besteffort-" || qos == "burstable-" || qos == "guaranteed-")
-        {
+        if !(qos.is_empty() || qos == "besteffort-" || qos == "burstable-" || qos == "guaranteed-") {
             return None;
         }
         return pod_uid(&inner[at + 3..]);
@@ -236,9 +220,7 @@ fn is_user_manager(c: &str) -> bool {
 
 /// A full 64-digit lowercase hex container ID (docker, containerd, CRI-O, podman).
 fn is_full_id(s: &str) -> bool {
-    s.len() == 64
-        && s.bytes()
-            .all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
+    s.len() == 64 && s.bytes().all(|b| b.is_ascii_digit() || (b'a'..=b'f').contains(&b))
 }
 
 fn short_id(id: &str) -> &str {
@@ -297,11 +279,9 @@ mod tests {
 
     #[test]
     fn kubernetes_containers_systemd_driver() {
-        for (runtime_prefix, runtime) in [
-            ("cri-containerd", Runtime::Containerd),
-            ("crio", Runtime::CriO),
-            ("docker", Runtime::Docker),
-        ] {
+        for (runtime_prefix, runtime) in
+            [("cri-containerd", Runtime::Containerd), ("crio", Runtime::CriO), ("docker", Runtime::Docker)]
+        {
             for qos in ["burstable", "besteffort"] {
                 let path = format!(
                     "/kubepods.slice/kubepods-{qos}.slice/kubepods-{qos}-pod{UID_}.slice/{runtime_prefix}-{ID}.scope"
@@ -309,8 +289,7 @@ mod tests {
                 expect(&path, ID, runtime, SHORT, Some(UID));
             }
             // Guaranteed pods sit directly below kubepods.slice.
-            let path =
-                format!("/kubepods.slice/kubepods-pod{UID_}.slice/{runtime_prefix}-{ID}.scope");
+            let path = format!("/kubepods.slice/kubepods-pod{UID_}.slice/{runtime_prefix}-{ID}.scope");
             expect(&path, ID, runtime, SHORT, Some(UID));
         }
     }
@@ -365,45 +344,18 @@ mod tests {
 
     #[test]
     fn runc_and_crun_systemd_driver() {
-        expect(
-            "/system.slice/runc-web.scope",
-            "web",
-            Runtime::Runc,
-            "web",
-            None,
-        );
-        expect(
-            "/machine.slice/crun-api-1.scope",
-            "api-1",
-            Runtime::Crun,
-            "api-1",
-            None,
-        );
-        expect(
-            "/user.slice/user-1000.slice/user@1000.service/runc-x.scope",
-            "x",
-            Runtime::Runc,
-            "x",
-            None,
-        );
+        expect("/system.slice/runc-web.scope", "web", Runtime::Runc, "web", None);
+        expect("/machine.slice/crun-api-1.scope", "api-1", Runtime::Crun, "api-1", None);
+        expect("/user.slice/user-1000.slice/user@1000.service/runc-x.scope", "x", Runtime::Runc, "x", None);
     }
 
     #[test]
     fn systemd_units() {
         for (path, unit) in [
             ("/system.slice/nginx.service", "nginx.service"),
-            (
-                "/system.slice/system-getty.slice/getty@tty1.service",
-                "getty@tty1.service",
-            ),
-            (
-                "/user.slice/user-1000.slice/user@1000.service/app.slice/pipewire.service",
-                "pipewire.service",
-            ),
-            (
-                "/user.slice/user-1000.slice/user@1000.service/dbus.service",
-                "dbus.service",
-            ),
+            ("/system.slice/system-getty.slice/getty@tty1.service", "getty@tty1.service"),
+            ("/user.slice/user-1000.slice/user@1000.service/app.slice/pipewire.service", "pipewire.service"),
+            ("/user.slice/user-1000.slice/user@1000.service/dbus.service", "dbus.service"),
             // A process in a sub-cgroup of a unit (delegation) belongs to the unit.
             ("/system.slice/containerd.service/sub", "containerd.service"),
         ] {

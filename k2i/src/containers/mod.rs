@@ -142,14 +142,9 @@ impl Catalog {
         } else if self.tick - self.last_prune >= PRUNE_AFTER {
             let tick = self.tick;
             self.last_prune = tick;
-            self.by_path
-                .retain(|_, e| tick - e.last_used <= PRUNE_AFTER);
-            let live: HashSet<&str> = self
-                .by_path
-                .values()
-                .filter_map(|e| e.container.as_deref())
-                .map(|c| &*c.id)
-                .collect();
+            self.by_path.retain(|_, e| tick - e.last_used <= PRUNE_AFTER);
+            let live: HashSet<&str> =
+                self.by_path.values().filter_map(|e| e.container.as_deref()).map(|c| &*c.id).collect();
             self.known.retain(|id, _| live.contains(&**id));
         }
     }
@@ -168,13 +163,7 @@ impl Catalog {
             return e.container.clone();
         }
         let container = self.resolve(cgroup).map(|identity| self.intern(identity));
-        self.by_path.insert(
-            cgroup.clone(),
-            PathEntry {
-                container: container.clone(),
-                last_used: self.tick,
-            },
-        );
+        self.by_path.insert(cgroup.clone(), PathEntry { container: container.clone(), last_used: self.tick });
         container
     }
 
@@ -202,11 +191,8 @@ impl Catalog {
             return k.container.clone();
         }
         let id: Arc<str> = identity.id.into();
-        let container = Arc::new(ContainerRef {
-            id: id.clone(),
-            runtime: identity.runtime,
-            name: identity.name.into(),
-        });
+        let container =
+            Arc::new(ContainerRef { id: id.clone(), runtime: identity.runtime, name: identity.name.into() });
         let known = Known {
             container: container.clone(),
             root: identity.root.into(),
@@ -237,8 +223,7 @@ impl Catalog {
             if p.tid.is_some_and(|t| t != p.pid) {
                 continue;
             }
-            let Some(container) = p.container.clone().or_else(|| self.container_of(&p.cgroup))
-            else {
+            let Some(container) = p.container.clone().or_else(|| self.container_of(&p.cgroup)) else {
                 continue;
             };
             match groups.get_mut(&container.id) {
@@ -273,14 +258,8 @@ impl Catalog {
             }
         }
 
-        let oci_by_id: HashMap<&str, usize> = self
-            .oci
-            .containers()
-            .iter()
-            .enumerate()
-            .rev()
-            .map(|(i, c)| (c.id.as_str(), i))
-            .collect();
+        let oci_by_id: HashMap<&str, usize> =
+            self.oci.containers().iter().enumerate().rev().map(|(i, c)| (c.id.as_str(), i)).collect();
         let mut rows = Vec::with_capacity(groups.len() + oci_by_id.len());
         for (id, g) in &groups {
             let known = self.known.get(id);
@@ -359,11 +338,7 @@ impl Catalog {
                 continue;
             };
             measured.insert(row.id.clone());
-            let reading = CpuReading {
-                cgroup: row.cgroup.clone(),
-                cpu_ns,
-                at: now,
-            };
+            let reading = CpuReading { cgroup: row.cgroup.clone(), cpu_ns, at: now };
             if let Some(prev) = self.prev_cpu.insert(row.id.clone(), reading) {
                 let wall_ns = now.saturating_duration_since(prev.at).as_nanos() as f64;
                 if prev.cgroup == row.cgroup && cpu_ns >= prev.cpu_ns && wall_ns > 0.0 {
@@ -382,18 +357,11 @@ impl Catalog {
 /// Whether `path` is `ancestor` or lies below it (at a `/` boundary).
 fn is_within(path: &str, ancestor: &str) -> bool {
     let ancestor = ancestor.trim_end_matches('/');
-    path.strip_prefix(ancestor)
-        .is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
+    path.strip_prefix(ancestor).is_some_and(|rest| rest.is_empty() || rest.starts_with('/'))
 }
 
 fn from_path(d: Detected, root: &str) -> Identity {
-    Identity {
-        id: d.id,
-        runtime: d.runtime,
-        name: d.name,
-        root: root.to_owned(),
-        pod_uid: d.pod_uid,
-    }
+    Identity { id: d.id, runtime: d.runtime, name: d.name, root: root.to_owned(), pod_uid: d.pod_uid }
 }
 
 /// An OCI container's identity, completed by what its path says: the runtime and name
@@ -402,23 +370,13 @@ fn from_path(d: Detected, root: &str) -> Identity {
 fn from_oci(oc: &OciContainer, classified: Option<Detected>) -> Identity {
     let (runtime, name, pod_uid) = match classified {
         Some(d) if d.id == oc.id => {
-            let name = if oc.name != oc.id {
-                oc.name.clone()
-            } else {
-                d.name
-            };
+            let name = if oc.name != oc.id { oc.name.clone() } else { d.name };
             (d.runtime, name, d.pod_uid)
         }
         Some(d) => (oc.runtime, oc.name.clone(), d.pod_uid),
         None => (oc.runtime, oc.name.clone(), None),
     };
-    Identity {
-        id: oc.id.clone(),
-        runtime,
-        name,
-        root: oc.cgroup.clone().unwrap_or_default(),
-        pod_uid,
-    }
+    Identity { id: oc.id.clone(), runtime, name, root: oc.cgroup.clone().unwrap_or_default(), pod_uid }
 }
 
 #[cfg(test)]
@@ -506,35 +464,17 @@ mod tests {
             );
             write(&r.join("proc/100/stat"), &proc_stat(100, 500));
             h.cpu("/dcos/web", 1_000_000_000);
-            write(
-                &r.join("cgroup/memory/dcos/web/memory.usage_in_bytes"),
-                "1048576\n",
-            );
-            write(
-                &r.join("cgroup/memory/dcos/web/memory.limit_in_bytes"),
-                "268435456\n",
-            );
+            write(&r.join("cgroup/memory/dcos/web/memory.usage_in_bytes"), "1048576\n");
+            write(&r.join("cgroup/memory/dcos/web/memory.limit_in_bytes"), "268435456\n");
             let docker = format!("/system.slice/docker-{ID}.scope");
             h.cpu(&docker, 0);
-            write(
-                &r.join(format!("cgroup/memory{docker}/memory.usage_in_bytes")),
-                "4096\n",
-            );
-            write(
-                &r.join(format!("cgroup/memory{docker}/memory.limit_in_bytes")),
-                "9223372036854771712\n",
-            );
+            write(&r.join(format!("cgroup/memory{docker}/memory.usage_in_bytes")), "4096\n");
+            write(&r.join(format!("cgroup/memory{docker}/memory.limit_in_bytes")), "9223372036854771712\n");
             h
         }
 
         fn cpu(&self, cgroup: &str, ns: u64) {
-            write(
-                &self
-                    .dir
-                    .path()
-                    .join(format!("cgroup/cpuacct{cgroup}/cpuacct.usage")),
-                &format!("{ns}\n"),
-            );
+            write(&self.dir.path().join(format!("cgroup/cpuacct{cgroup}/cpuacct.usage")), &format!("{ns}\n"));
         }
 
         fn config(&self) -> CatalogConfig {
@@ -542,10 +482,7 @@ mod tests {
             CatalogConfig {
                 cgroup_root: r.join("cgroup"),
                 proc_root: r.join("proc"),
-                oci_roots: vec![
-                    (Runtime::Runc, r.join("run/runc")),
-                    (Runtime::Crun, r.join("run/crun")),
-                ],
+                oci_roots: vec![(Runtime::Runc, r.join("run/runc")), (Runtime::Crun, r.join("run/crun"))],
             }
         }
     }
@@ -561,10 +498,7 @@ mod tests {
         assert_eq!(c.proc_root, Path::new("/proc"));
         assert_eq!(
             c.oci_roots,
-            [
-                (Runtime::Runc, PathBuf::from("/run/runc")),
-                (Runtime::Crun, PathBuf::from("/run/crun"))
-            ]
+            [(Runtime::Runc, PathBuf::from("/run/runc")), (Runtime::Crun, PathBuf::from("/run/crun"))]
         );
     }
 
@@ -574,34 +508,16 @@ mod tests {
         let mut cat = Catalog::new(host.config());
 
         let web = cat.container_of(&cg("/dcos/web")).unwrap();
-        assert_eq!(
-            (&*web.id, web.runtime, &*web.name),
-            ("web", Runtime::Runc, "web")
-        );
+        assert_eq!((&*web.id, web.runtime, &*web.name), ("web", Runtime::Runc, "web"));
         let sub = cat.container_of(&cg("/dcos/web/worker")).unwrap();
         assert!(Arc::ptr_eq(&web, &sub), "one ContainerRef per container");
-        assert!(
-            Arc::ptr_eq(&web, &cat.container_of(&cg("/dcos/web")).unwrap()),
-            "cached"
-        );
-        assert_eq!(
-            cat.container_of(&cg("/dcos/website")),
-            None,
-            "prefix only at a / boundary"
-        );
+        assert!(Arc::ptr_eq(&web, &cat.container_of(&cg("/dcos/web")).unwrap()), "cached");
+        assert_eq!(cat.container_of(&cg("/dcos/website")), None, "prefix only at a / boundary");
         assert_eq!(cat.container_of(&cg("/dcos")), None);
 
-        let docker = cat
-            .container_of(&cg(&format!("/system.slice/docker-{ID}.scope")))
-            .unwrap();
-        assert_eq!(
-            (&*docker.id, docker.runtime, &*docker.name),
-            (ID, Runtime::Docker, &ID[..12])
-        );
-        assert_eq!(
-            cat.container_of(&cg("/user.slice/user-0.slice/session-1.scope")),
-            None
-        );
+        let docker = cat.container_of(&cg(&format!("/system.slice/docker-{ID}.scope"))).unwrap();
+        assert_eq!((&*docker.id, docker.runtime, &*docker.name), (ID, Runtime::Docker, &ID[..12]));
+        assert_eq!(cat.container_of(&cg("/user.slice/user-0.slice/session-1.scope")), None);
         assert_eq!(cat.container_of(&cg("/")), None);
     }
 
@@ -616,26 +532,13 @@ mod tests {
                 .to_string(),
         );
         let mut cat = Catalog::new(host.config());
-        let c = cat
-            .container_of(&cg(&format!("{scope}/container")))
-            .unwrap();
-        assert_eq!(
-            (&*c.id, c.runtime, &*c.name),
-            (ID, Runtime::Podman, &ID[..12])
-        );
+        let c = cat.container_of(&cg(&format!("{scope}/container"))).unwrap();
+        assert_eq!((&*c.id, c.runtime, &*c.name), (ID, Runtime::Podman, &ID[..12]));
 
         // A different container nested below an OCI container's cgroup is its own.
-        let nested = cat
-            .container_of(&cg(&format!("/dcos/web/docker/{ID}")))
-            .unwrap();
-        assert_eq!(
-            nested.runtime,
-            Runtime::Podman,
-            "same id as the podman one: shared"
-        );
-        let nested = cat
-            .container_of(&cg("/dcos/web/system.slice/runc-inner.scope"))
-            .unwrap();
+        let nested = cat.container_of(&cg(&format!("/dcos/web/docker/{ID}"))).unwrap();
+        assert_eq!(nested.runtime, Runtime::Podman, "same id as the podman one: shared");
+        let nested = cat.container_of(&cg("/dcos/web/system.slice/runc-inner.scope")).unwrap();
         assert_eq!((&*nested.id, nested.runtime), ("inner", Runtime::Runc));
     }
 
@@ -668,11 +571,7 @@ mod tests {
             process(205, &docker, "2026-02-01T00:00:09Z"),
             process(201, &docker, "2026-02-01T00:00:05Z"),
             process(1, "/init.scope", "2025-01-01T00:00:00Z"),
-            process(
-                300,
-                "/user.slice/user-0.slice/session-1.scope",
-                "2026-01-01T00:00:00Z",
-            ),
+            process(300, "/user.slice/user-0.slice/session-1.scope", "2026-01-01T00:00:00Z"),
             process(400, "/system.slice/nginx.service", "2026-03-01T00:00:00Z"),
         ];
         // A thread row does not count as a process.
@@ -689,41 +588,22 @@ mod tests {
         assert_eq!(ids, [ID, "nginx.service", "old", "web"]);
 
         let d = &rows[0];
-        assert_eq!(
-            (d.runtime, &*d.name, d.status.as_str()),
-            (Runtime::Docker, &ID[..12], "running")
-        );
-        assert_eq!(
-            (d.pid, d.processes, &*d.cgroup),
-            (Some(201), 2, docker.as_str())
-        );
+        assert_eq!((d.runtime, &*d.name, d.status.as_str()), (Runtime::Docker, &ID[..12], "running"));
+        assert_eq!((d.pid, d.processes, &*d.cgroup), (Some(201), 2, docker.as_str()));
         assert_eq!(d.started_at.as_deref(), Some("2026-02-01T00:00:05Z"));
-        assert_eq!(
-            (d.mem_bytes, d.mem_limit_bytes, d.cpu_percent),
-            (Some(4096), None, None)
-        );
+        assert_eq!((d.mem_bytes, d.mem_limit_bytes, d.cpu_percent), (Some(4096), None, None));
         assert_eq!((d.pod_uid.as_deref(), d.bundle.as_deref()), (None, None));
 
         let n = &rows[1];
-        assert_eq!(
-            (n.runtime, n.processes, n.pid),
-            (Runtime::Systemd, 1, Some(400))
-        );
-        assert_eq!(
-            (n.mem_bytes, n.cpu_percent),
-            (None, None),
-            "no cgroup files for it"
-        );
+        assert_eq!((n.runtime, n.processes, n.pid), (Runtime::Systemd, 1, Some(400)));
+        assert_eq!((n.mem_bytes, n.cpu_percent), (None, None), "no cgroup files for it");
 
         let old = &rows[2];
         assert_eq!(
             (old.runtime, old.status.as_str(), old.processes, old.pid),
             (Runtime::Runc, "stopped", 0, None)
         );
-        assert_eq!(
-            (&*old.cgroup, old.bundle.as_deref()),
-            ("/dcos/old", Some("/srv/old"))
-        );
+        assert_eq!((&*old.cgroup, old.bundle.as_deref()), ("/dcos/old", Some("/srv/old")));
         assert_eq!(old.started_at.as_deref(), Some("2025-12-31T00:00:00Z"));
         assert_eq!((old.mem_bytes, old.cpu_percent), (None, None));
 
@@ -732,15 +612,8 @@ mod tests {
             (web.runtime, web.status.as_str(), web.pid, web.processes),
             (Runtime::Runc, "running", Some(100), 2)
         );
-        assert_eq!(
-            (&*web.cgroup, web.bundle.as_deref()),
-            ("/dcos/web", Some("/srv/web"))
-        );
-        assert_eq!(
-            web.started_at.as_deref(),
-            Some("2026-01-01T00:00:00Z"),
-            "OCI created wins"
-        );
+        assert_eq!((&*web.cgroup, web.bundle.as_deref()), ("/dcos/web", Some("/srv/web")));
+        assert_eq!(web.started_at.as_deref(), Some("2026-01-01T00:00:00Z"), "OCI created wins");
         assert_eq!(
             (web.mem_bytes, web.mem_limit_bytes, web.cpu_percent),
             (Some(1048576), Some(268435456), None)
@@ -749,27 +622,12 @@ mod tests {
         // One second later: web used half a core, docker a quarter.
         host.cpu("/dcos/web", 1_500_000_000);
         host.cpu(&docker, 250_000_000);
-        write(
-            &host
-                .dir
-                .path()
-                .join("cgroup/freezer/dcos/web/freezer.state"),
-            "FROZEN\n",
-        );
+        write(&host.dir.path().join("cgroup/freezer/dcos/web/freezer.state"), "FROZEN\n");
         let rows = cat.summarize(&procs, t0 + Duration::from_secs(1));
-        let pct = |id: &str| {
-            rows.iter()
-                .find(|r| &*r.id == id)
-                .unwrap()
-                .cpu_percent
-                .unwrap()
-        };
+        let pct = |id: &str| rows.iter().find(|r| &*r.id == id).unwrap().cpu_percent.unwrap();
         assert!((pct("web") - 50.0).abs() < 1e-9, "{}", pct("web"));
         assert!((pct(ID) - 25.0).abs() < 1e-9, "{}", pct(ID));
-        assert_eq!(
-            rows.iter().find(|r| &*r.id == "web").unwrap().status,
-            "paused"
-        );
+        assert_eq!(rows.iter().find(|r| &*r.id == "web").unwrap().status, "paused");
 
         // The docker container's processes are gone: its row goes with them.
         procs.retain(|p| *p.cgroup != docker);
@@ -787,20 +645,13 @@ mod tests {
             uid.replace('-', "_")
         );
         let procs = vec![
-            process(
-                10,
-                &format!("{pod}/cri-containerd-{ID}.scope"),
-                "2026-01-01T00:00:00Z",
-            ),
+            process(10, &format!("{pod}/cri-containerd-{ID}.scope"), "2026-01-01T00:00:00Z"),
             process(11, &pod, "2026-01-01T00:00:00Z"),
         ];
         let rows = cat.summarize(&procs, Instant::now());
         assert_eq!(rows.len(), 4);
         let c = rows.iter().find(|r| &*r.id == ID).unwrap();
-        assert_eq!(
-            (c.runtime, c.pod_uid.as_deref()),
-            (Runtime::Containerd, Some(uid))
-        );
+        assert_eq!((c.runtime, c.pod_uid.as_deref()), (Runtime::Containerd, Some(uid)));
         let p = rows.iter().find(|r| &*r.id == uid).unwrap();
         assert_eq!(
             (p.runtime, &*p.cgroup, p.pod_uid.as_deref()),

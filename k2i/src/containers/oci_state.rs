@@ -155,10 +155,8 @@ impl OciScanner {
                 let dir = entry.path();
                 // The format goes by the file present, so a crun root configured as
                 // `runc` (or podman's) still reads.
-                for (file, parse) in [
-                    ("state.json", parse_runc as Parser),
-                    ("status", parse_crun as Parser),
-                ] {
+                for (file, parse) in [("state.json", parse_runc as Parser), ("status", parse_crun as Parser)]
+                {
                     let path = dir.join(file);
                     let Ok(meta) = fs::metadata(&path) else {
                         continue;
@@ -173,23 +171,12 @@ impl OciScanner {
                     });
                     let parsed = match cached {
                         Some(c) => c.parsed,
-                        None => fs::read(&path)
-                            .ok()
-                            .and_then(|bytes| parse(&bytes, &id, *runtime, &dir)),
+                        None => fs::read(&path).ok().and_then(|bytes| parse(&bytes, &id, *runtime, &dir)),
                     };
                     if let Some(c) = &parsed {
                         found.push(c.clone());
                     }
-                    files.insert(
-                        path,
-                        CachedFile {
-                            inode,
-                            modified,
-                            len,
-                            runtime: *runtime,
-                            parsed,
-                        },
-                    );
+                    files.insert(path, CachedFile { inode, modified, len, runtime: *runtime, parsed });
                     break;
                 }
             }
@@ -231,43 +218,24 @@ struct RuncCgroups {
 
 fn parse_runc(bytes: &[u8], dir_name: &str, runtime: Runtime, dir: &Path) -> Option<OciContainer> {
     let s: RuncState = serde_json::from_slice(bytes).ok()?;
-    let id =
-        s.id.filter(|i| !i.is_empty())
-            .unwrap_or_else(|| dir_name.to_owned());
+    let id = s.id.filter(|i| !i.is_empty()).unwrap_or_else(|| dir_name.to_owned());
     let labels: Vec<(&str, &str)> = s
         .config
         .as_ref()
         .and_then(|c| c.labels.as_ref())
         .map(|l| l.iter().filter_map(|kv| kv.split_once('=')).collect())
         .unwrap_or_default();
-    let label = |key: &str| {
-        labels
-            .iter()
-            .find(|(k, _)| *k == key)
-            .map(|(_, v)| v.to_string())
-    };
-    let name = NAME_KEYS
-        .iter()
-        .find_map(|k| label(k))
-        .filter(|n| !n.is_empty())
-        .unwrap_or_else(|| id.clone());
+    let label = |key: &str| labels.iter().find(|(k, _)| *k == key).map(|(_, v)| v.to_string());
+    let name =
+        NAME_KEYS.iter().find_map(|k| label(k)).filter(|n| !n.is_empty()).unwrap_or_else(|| id.clone());
     let cgroup = s
         .cgroup_paths
         .as_ref()
         .and_then(relative_from_runc_paths)
-        .or_else(|| {
-            s.config
-                .as_ref()
-                .and_then(|c| c.cgroups.as_ref())
-                .and_then(runc_config_cgroup)
-        });
+        .or_else(|| s.config.as_ref().and_then(|c| c.cgroups.as_ref()).and_then(runc_config_cgroup));
     Some(OciContainer {
         init_pid: pid(s.init_process_pid),
-        init_start: s
-            .init_process_start
-            .as_ref()
-            .and_then(number)
-            .filter(|&n| n != 0),
+        init_start: s.init_process_start.as_ref().and_then(number).filter(|&n| n != 0),
         cgroup,
         bundle: label("bundle").filter(|b| !b.is_empty()),
         created: s.created.filter(|c| is_rfc3339(c)),
@@ -307,26 +275,18 @@ fn parse_crun(bytes: &[u8], dir_name: &str, runtime: Runtime, dir: &Path) -> Opt
         .and_then(|a| NAME_KEYS.iter().find_map(|k| a.get(*k).cloned()))
         .filter(|n| !n.is_empty())
         .unwrap_or_else(|| id.clone());
-    let cgroup = s
-        .cgroup_path
-        .as_deref()
-        .filter(|c| !c.is_empty())
-        .and_then(|c| {
-            if c.starts_with(CGROUP_MOUNT) {
-                strip_v2_mount(c)
-            } else if c.starts_with('/') {
-                Some(c.to_owned())
-            } else {
-                Some(format!("/{c}"))
-            }
-        });
+    let cgroup = s.cgroup_path.as_deref().filter(|c| !c.is_empty()).and_then(|c| {
+        if c.starts_with(CGROUP_MOUNT) {
+            strip_v2_mount(c)
+        } else if c.starts_with('/') {
+            Some(c.to_owned())
+        } else {
+            Some(format!("/{c}"))
+        }
+    });
     Some(OciContainer {
         init_pid: pid(s.pid),
-        init_start: s
-            .process_start_time
-            .as_ref()
-            .and_then(number)
-            .filter(|&n| n != 0),
+        init_start: s.process_start_time.as_ref().and_then(number).filter(|&n| n != 0),
         cgroup,
         bundle,
         created: s.created.filter(|c| is_rfc3339(c)),
@@ -390,11 +350,7 @@ fn strip_v2_mount(abs: &str) -> Option<String> {
         if let Some(rest) = abs.strip_prefix(mount) {
             if rest.is_empty() || rest.starts_with('/') {
                 let rest = rest.trim_end_matches('/');
-                return Some(if rest.is_empty() {
-                    "/".into()
-                } else {
-                    rest.to_owned()
-                });
+                return Some(if rest.is_empty() { "/".into() } else { rest.to_owned() });
             }
         }
     }
@@ -406,18 +362,10 @@ fn strip_v2_mount(abs: &str) -> Option<String> {
 /// slice `parent` (`system.slice` when unset).
 fn runc_config_cgroup(c: &RuncCgroups) -> Option<String> {
     if let Some(p) = c.path.as_deref().filter(|p| !p.is_empty()) {
-        return Some(if p.starts_with('/') {
-            p.to_owned()
-        } else {
-            format!("/{p}")
-        });
+        return Some(if p.starts_with('/') { p.to_owned() } else { format!("/{p}") });
     }
     let name = c.name.as_deref().filter(|n| !n.is_empty())?;
-    let parent = c
-        .parent
-        .as_deref()
-        .filter(|p| !p.is_empty())
-        .unwrap_or("system.slice");
+    let parent = c.parent.as_deref().filter(|p| !p.is_empty()).unwrap_or("system.slice");
     let mut out = slice_path(parent)?;
     if name.ends_with(".slice") {
         out.push('/');
@@ -463,17 +411,12 @@ mod tests {
     /// A runc `state.json` shaped like the ones runc 1.1 writes on a hybrid host
     /// (trimmed: runc writes the whole libcontainer config).
     fn runc_state(id: &str, pid: i32, start: u64, cgroup: &str) -> String {
-        let controllers = [
-            "blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids",
-        ];
+        let controllers = ["blkio", "cpu", "cpuacct", "cpuset", "devices", "freezer", "memory", "pids"];
         let mut paths = serde_json::Map::new();
         for c in controllers {
             paths.insert(c.into(), format!("/sys/fs/cgroup/{c}{cgroup}").into());
         }
-        paths.insert(
-            "name=systemd".into(),
-            format!("/sys/fs/cgroup/systemd{cgroup}").into(),
-        );
+        paths.insert("name=systemd".into(), format!("/sys/fs/cgroup/systemd{cgroup}").into());
         paths.insert("".into(), format!("/sys/fs/cgroup/unified{cgroup}").into());
         serde_json::json!({
             "id": id,
@@ -507,10 +450,7 @@ mod tests {
     fn reads_runc_state() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("runc");
-        write(
-            &root.join("web/state.json"),
-            &runc_state("web", 4242, 38578, "/dcos/web"),
-        );
+        write(&root.join("web/state.json"), &runc_state("web", 4242, 38578, "/dcos/web"));
         let found = scan(&[(Runtime::Runc, root.clone())]);
         assert_eq!(
             found,
@@ -545,18 +485,13 @@ mod tests {
             r#"{"id":"sd","config":{"cgroups":{"path":"","parent":"machine-dcos.slice","scope_prefix":"runc","name":"sd"}}}"#,
         );
         let found = scan(&[(Runtime::Runc, root)]);
-        let cg: Vec<(&str, Option<&str>)> = found
-            .iter()
-            .map(|c| (c.id.as_str(), c.cgroup.as_deref()))
-            .collect();
+        let cg: Vec<(&str, Option<&str>)> =
+            found.iter().map(|c| (c.id.as_str(), c.cgroup.as_deref())).collect();
         assert_eq!(
             cg,
             [
                 ("co", Some("/a/b")),
-                (
-                    "sd",
-                    Some("/machine.slice/machine-dcos.slice/runc-sd.scope")
-                ),
+                ("sd", Some("/machine.slice/machine-dcos.slice/runc-sd.scope")),
                 ("v2", Some("/system.slice/runc-v2.scope"))
             ]
         );
@@ -569,10 +504,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("crun");
         let bundle = t.path().join("bundle");
-        write(
-            &bundle.join("config.json"),
-            r#"{"ociVersion":"1.0.0","annotations":{"dcos.name":"api"}}"#,
-        );
+        write(&bundle.join("config.json"), r#"{"ociVersion":"1.0.0","annotations":{"dcos.name":"api"}}"#);
         let status = serde_json::json!({
             "pid": 5151,
             "process-start-time": 99,
@@ -616,19 +548,10 @@ mod tests {
     fn bad_files_and_roots_are_skipped() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("runc");
-        write(
-            &root.join("good/state.json"),
-            r#"{"id":"good","init_process_pid":1}"#,
-        );
-        write(
-            &root.join("truncated/state.json"),
-            &runc_state("truncated", 1, 1, "/x")[..200],
-        );
+        write(&root.join("good/state.json"), r#"{"id":"good","init_process_pid":1}"#);
+        write(&root.join("truncated/state.json"), &runc_state("truncated", 1, 1, "/x")[..200]);
         write(&root.join("empty/state.json"), "");
-        write(
-            &root.join("wrongtype/state.json"),
-            r#"{"id":"w","init_process_pid":"lots"}"#,
-        );
+        write(&root.join("wrongtype/state.json"), r#"{"id":"w","init_process_pid":"lots"}"#);
         write(&root.join("array/state.json"), "[1,2,3]");
         write(&root.join("nofile/other"), "x");
         write(&root.join(".hidden/state.json"), r#"{"id":"hidden"}"#);
@@ -648,10 +571,7 @@ mod tests {
         let roots = [(Runtime::Runc, t.path().to_path_buf())];
         let mut s = OciScanner::new();
         assert!(!s.rescan(&roots), "empty to empty is no change");
-        write(
-            &t.path().join("a/state.json"),
-            &runc_state("a", 10, 1, "/a"),
-        );
+        write(&t.path().join("a/state.json"), &runc_state("a", 10, 1, "/a"));
         assert!(s.rescan(&roots));
         assert!(!s.rescan(&roots));
         assert_eq!(s.containers().len(), 1);
@@ -662,10 +582,7 @@ mod tests {
         assert!(s.rescan(&roots));
         assert_eq!(s.containers()[0].init_pid, Some(11));
         // So is one rewritten in place with a different size.
-        write(
-            &t.path().join("a/state.json"),
-            &runc_state("a", 12345, 1, "/a"),
-        );
+        write(&t.path().join("a/state.json"), &runc_state("a", 12345, 1, "/a"));
         assert!(s.rescan(&roots));
         assert_eq!(s.containers()[0].init_pid, Some(12345));
         fs::remove_dir_all(t.path().join("a")).unwrap();
@@ -681,17 +598,10 @@ mod tests {
         fs::create_dir_all(&cg_root).unwrap();
         let cgroups = CgroupFs::detect(&cg_root);
         let state = t.path().join("runc");
-        write(
-            &state.join("web/state.json"),
-            &runc_state("web", 100, 555, "/dcos/web"),
-        );
+        write(&state.join("web/state.json"), &runc_state("web", 100, 555, "/dcos/web"));
         let c = scan(&[(Runtime::Runc, state.clone())]).remove(0);
 
-        assert_eq!(
-            c.status(&proc_root, &cgroups),
-            OciStatus::Stopped,
-            "no such pid"
-        );
+        assert_eq!(c.status(&proc_root, &cgroups), OciStatus::Stopped, "no such pid");
 
         write(&proc_root.join("100/stat"), &proc_stat(100, 'S', 555));
         assert_eq!(c.status(&proc_root, &cgroups), OciStatus::Running);
@@ -705,18 +615,10 @@ mod tests {
         fs::remove_file(state.join("web/exec.fifo")).unwrap();
 
         write(&proc_root.join("100/stat"), &proc_stat(100, 'S', 556));
-        assert_eq!(
-            c.status(&proc_root, &cgroups),
-            OciStatus::Stopped,
-            "pid reused by another process"
-        );
+        assert_eq!(c.status(&proc_root, &cgroups), OciStatus::Stopped, "pid reused by another process");
 
         write(&proc_root.join("100/stat"), &proc_stat(100, 'Z', 555));
-        assert_eq!(
-            c.status(&proc_root, &cgroups),
-            OciStatus::Stopped,
-            "zombie init"
-        );
+        assert_eq!(c.status(&proc_root, &cgroups), OciStatus::Stopped, "zombie init");
 
         // Only the directory: alive, nothing more to check.
         fs::remove_file(proc_root.join("100/stat")).unwrap();
@@ -728,10 +630,7 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let cg_root = t.path().join("cgroup");
         write(&cg_root.join("cgroup.controllers"), "");
-        write(
-            &cg_root.join("system.slice/crun-c.scope/cgroup.freeze"),
-            "1\n",
-        );
+        write(&cg_root.join("system.slice/crun-c.scope/cgroup.freeze"), "1\n");
         let proc_root = t.path().join("proc");
         fs::create_dir_all(proc_root.join("77")).unwrap();
         let c = OciContainer {
@@ -745,43 +644,22 @@ mod tests {
             name: "c".into(),
             state_dir: t.path().join("nothing"),
         };
-        assert_eq!(
-            c.status(&proc_root, &CgroupFs::detect(&cg_root)),
-            OciStatus::Paused
-        );
+        assert_eq!(c.status(&proc_root, &CgroupFs::detect(&cg_root)), OciStatus::Paused);
     }
 
     #[test]
     fn mount_stripping() {
-        assert_eq!(
-            strip_v1_mount("/sys/fs/cgroup/memory/dcos/web", "memory").as_deref(),
-            Some("/dcos/web")
-        );
-        assert_eq!(
-            strip_v1_mount("/sys/fs/cgroup/memory", "memory").as_deref(),
-            Some("/")
-        );
-        assert_eq!(
-            strip_v1_mount("/sys/fs/cgroup/systemd/x", "name=systemd").as_deref(),
-            Some("/x")
-        );
-        assert_eq!(
-            strip_v1_mount("/cgroup/cpuacct,cpu/memory/x", "cpu").as_deref(),
-            Some("/memory/x")
-        );
+        assert_eq!(strip_v1_mount("/sys/fs/cgroup/memory/dcos/web", "memory").as_deref(), Some("/dcos/web"));
+        assert_eq!(strip_v1_mount("/sys/fs/cgroup/memory", "memory").as_deref(), Some("/"));
+        assert_eq!(strip_v1_mount("/sys/fs/cgroup/systemd/x", "name=systemd").as_deref(), Some("/x"));
+        assert_eq!(strip_v1_mount("/cgroup/cpuacct,cpu/memory/x", "cpu").as_deref(), Some("/memory/x"));
         assert_eq!(strip_v1_mount("/sys/fs/cgroup/pids/x", "memory"), None);
-        assert_eq!(
-            strip_v2_mount("/sys/fs/cgroup/unified/a").as_deref(),
-            Some("/a")
-        );
+        assert_eq!(strip_v2_mount("/sys/fs/cgroup/unified/a").as_deref(), Some("/a"));
         assert_eq!(strip_v2_mount("/sys/fs/cgroup").as_deref(), Some("/"));
         assert_eq!(strip_v2_mount("/sys/fs/cgroupfoo/a"), None);
         assert_eq!(strip_v2_mount("/mnt/cg/a"), None);
         assert_eq!(slice_path("system.slice").as_deref(), Some("/system.slice"));
         assert_eq!(slice_path("-.slice").as_deref(), Some(""));
-        assert_eq!(
-            slice_path("a-b-c.slice").as_deref(),
-            Some("/a.slice/a-b.slice/a-b-c.slice")
-        );
+        assert_eq!(slice_path("a-b-c.slice").as_deref(), Some("/a.slice/a-b.slice/a-b-c.slice"));
     }
 }

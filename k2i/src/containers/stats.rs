@@ -39,20 +39,14 @@ const V1_CPUACCT_DIRS: [&str; 3] = ["cpuacct", "cpu,cpuacct", "cpuacct,cpu"];
 
 impl CgroupFs {
     pub fn new(root: impl Into<PathBuf>, version: CgroupVersion) -> Self {
-        CgroupFs {
-            root: root.into(),
-            version,
-        }
+        CgroupFs { root: root.into(), version }
     }
 
     /// v2 when `<root>/cgroup.controllers` exists, else v1.
     pub fn detect(root: impl Into<PathBuf>) -> Self {
         let root = root.into();
-        let version = if root.join("cgroup.controllers").exists() {
-            CgroupVersion::V2
-        } else {
-            CgroupVersion::V1
-        };
+        let version =
+            if root.join("cgroup.controllers").exists() { CgroupVersion::V2 } else { CgroupVersion::V1 };
         CgroupFs { root, version }
     }
 
@@ -69,22 +63,16 @@ impl CgroupFs {
     pub fn usage(&self, path: &str) -> Option<Usage> {
         let usage = match self.version {
             CgroupVersion::V1 => {
-                let cpu_ns = V1_CPUACCT_DIRS.iter().find_map(|dir| {
-                    read_u64(&under(&self.root.join(dir), path)?.join("cpuacct.usage"))
-                });
+                let cpu_ns = V1_CPUACCT_DIRS
+                    .iter()
+                    .find_map(|dir| read_u64(&under(&self.root.join(dir), path)?.join("cpuacct.usage")));
                 let mem = under(&self.root.join("memory"), path);
-                let mem_bytes = mem
-                    .as_ref()
-                    .and_then(|m| read_u64(&m.join("memory.usage_in_bytes")));
+                let mem_bytes = mem.as_ref().and_then(|m| read_u64(&m.join("memory.usage_in_bytes")));
                 let mem_limit_bytes = mem
                     .as_ref()
                     .and_then(|m| read_u64(&m.join("memory.limit_in_bytes")))
                     .filter(|&l| l < V1_UNLIMITED);
-                Usage {
-                    cpu_ns,
-                    mem_bytes,
-                    mem_limit_bytes,
-                }
+                Usage { cpu_ns, mem_bytes, mem_limit_bytes }
             }
             CgroupVersion::V2 => {
                 let dir = under(&self.root, path)?;
@@ -94,11 +82,7 @@ impl CgroupFs {
                 let mem_bytes = read_u64(&dir.join("memory.current"));
                 // `max` (no limit) does not parse as a number.
                 let mem_limit_bytes = read_u64(&dir.join("memory.max"));
-                Usage {
-                    cpu_ns,
-                    mem_bytes,
-                    mem_limit_bytes,
-                }
+                Usage { cpu_ns, mem_bytes, mem_limit_bytes }
             }
         };
         (usage.cpu_ns.is_some() || usage.mem_bytes.is_some()).then_some(usage)
@@ -108,9 +92,7 @@ impl CgroupFs {
     /// `cgroup.freeze` is `1`.
     pub fn is_frozen(&self, path: &str) -> bool {
         let file = match self.version {
-            CgroupVersion::V1 => {
-                under(&self.root.join("freezer"), path).map(|d| d.join("freezer.state"))
-            }
+            CgroupVersion::V1 => under(&self.root.join("freezer"), path).map(|d| d.join("freezer.state")),
             CgroupVersion::V2 => under(&self.root, path).map(|d| d.join("cgroup.freeze")),
         };
         let Some(text) = file.and_then(|f| read_text(&f)) else {
@@ -174,19 +156,11 @@ mod tests {
         let r = t.path();
         write(r, "cpuacct/dcos/web/cpuacct.usage", "123456789\n");
         write(r, "memory/dcos/web/memory.usage_in_bytes", "4096\n");
-        write(
-            r,
-            "memory/dcos/web/memory.limit_in_bytes",
-            "9223372036854771712\n",
-        );
+        write(r, "memory/dcos/web/memory.limit_in_bytes", "9223372036854771712\n");
         let fs = CgroupFs::detect(r);
         assert_eq!(
             fs.usage("/dcos/web"),
-            Some(Usage {
-                cpu_ns: Some(123456789),
-                mem_bytes: Some(4096),
-                mem_limit_bytes: None
-            })
+            Some(Usage { cpu_ns: Some(123456789), mem_bytes: Some(4096), mem_limit_bytes: None })
         );
 
         // co-mounted cpu,cpuacct and a real limit
@@ -195,22 +169,14 @@ mod tests {
         write(r, "memory/dcos/api/memory.limit_in_bytes", "268435456\n");
         assert_eq!(
             fs.usage("dcos/api"),
-            Some(Usage {
-                cpu_ns: Some(5),
-                mem_bytes: Some(100),
-                mem_limit_bytes: Some(268435456)
-            })
+            Some(Usage { cpu_ns: Some(5), mem_bytes: Some(100), mem_limit_bytes: Some(268435456) })
         );
 
         // only in the memory hierarchy
         write(r, "memory/only-mem/memory.usage_in_bytes", "7\n");
         assert_eq!(
             fs.usage("/only-mem"),
-            Some(Usage {
-                cpu_ns: None,
-                mem_bytes: Some(7),
-                mem_limit_bytes: None
-            })
+            Some(Usage { cpu_ns: None, mem_bytes: Some(7), mem_limit_bytes: None })
         );
 
         assert_eq!(fs.usage("/missing"), None);
@@ -222,35 +188,19 @@ mod tests {
         let t = tempfile::tempdir().unwrap();
         let r = t.path();
         write(r, "cgroup.controllers", "cpu memory\n");
-        write(
-            r,
-            "system.slice/a.scope/cpu.stat",
-            "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\n",
-        );
+        write(r, "system.slice/a.scope/cpu.stat", "usage_usec 2500\nuser_usec 2000\nsystem_usec 500\n");
         write(r, "system.slice/a.scope/memory.current", "8192\n");
         write(r, "system.slice/a.scope/memory.max", "max\n");
-        write(
-            r,
-            "system.slice/b.scope/cpu.stat",
-            "user_usec 1\nusage_usec 10\n",
-        );
+        write(r, "system.slice/b.scope/cpu.stat", "user_usec 1\nusage_usec 10\n");
         write(r, "system.slice/b.scope/memory.max", "1048576\n");
         let fs = CgroupFs::detect(r);
         assert_eq!(
             fs.usage("/system.slice/a.scope"),
-            Some(Usage {
-                cpu_ns: Some(2_500_000),
-                mem_bytes: Some(8192),
-                mem_limit_bytes: None
-            })
+            Some(Usage { cpu_ns: Some(2_500_000), mem_bytes: Some(8192), mem_limit_bytes: None })
         );
         assert_eq!(
             fs.usage("/system.slice/b.scope"),
-            Some(Usage {
-                cpu_ns: Some(10_000),
-                mem_bytes: None,
-                mem_limit_bytes: Some(1048576)
-            })
+            Some(Usage { cpu_ns: Some(10_000), mem_bytes: None, mem_limit_bytes: Some(1048576) })
         );
         assert_eq!(fs.usage("/system.slice/none.scope"), None);
     }

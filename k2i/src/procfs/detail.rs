@@ -41,8 +41,7 @@ pub fn namespaces(root: &Path, pid: i32) -> BTreeMap<String, String> {
 
 /// Parses `/proc/PID/limits`.
 pub fn limits(root: &Path, pid: i32) -> BTreeMap<String, Limit> {
-    let text =
-        std::fs::read_to_string(root.join(pid.to_string()).join("limits")).unwrap_or_default();
+    let text = std::fs::read_to_string(root.join(pid.to_string()).join("limits")).unwrap_or_default();
     parse_limits(&text)
 }
 
@@ -70,8 +69,7 @@ mod tests {
 
     #[test]
     fn limits_table_parses_with_unlimited_as_none() {
-        let text =
-            "Limit                     Soft Limit           Hard Limit           Units     \n\
+        let text = "Limit                     Soft Limit           Hard Limit           Units     \n\
 Max cpu time              unlimited            unlimited            seconds   \n\
 Max open files            1024                 524288               files     \n";
         let l = parse_limits(text);

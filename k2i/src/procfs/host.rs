@@ -24,18 +24,10 @@ pub fn read(root: &Path) -> HostCounters {
     let mut h = HostCounters::default();
     if let Ok(s) = std::fs::read_to_string(root.join("loadavg")) {
         let mut it = s.split_whitespace().map(|v| v.parse().unwrap_or(0.0));
-        h.load = [
-            it.next().unwrap_or(0.0),
-            it.next().unwrap_or(0.0),
-            it.next().unwrap_or(0.0),
-        ];
+        h.load = [it.next().unwrap_or(0.0), it.next().unwrap_or(0.0), it.next().unwrap_or(0.0)];
     }
     if let Ok(s) = std::fs::read_to_string(root.join("uptime")) {
-        h.uptime_s = s
-            .split_whitespace()
-            .next()
-            .and_then(|v| v.parse().ok())
-            .unwrap_or(0.0);
+        h.uptime_s = s.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
     }
     if let Ok(s) = std::fs::read_to_string(root.join("meminfo")) {
         parse_meminfo(&s, &mut h);
@@ -72,10 +64,7 @@ fn parse_meminfo(s: &str, h: &mut HostCounters) {
 fn parse_stat(s: &str, h: &mut HostCounters) {
     for line in s.lines() {
         if let Some(rest) = line.strip_prefix("cpu ") {
-            let v: Vec<u64> = rest
-                .split_whitespace()
-                .map(|x| x.parse().unwrap_or(0))
-                .collect();
+            let v: Vec<u64> = rest.split_whitespace().map(|x| x.parse().unwrap_or(0)).collect();
             // user nice system idle iowait irq softirq steal (guest counted in user)
             let total: u64 = v.iter().take(8).sum();
             let idle = v.get(3).copied().unwrap_or(0) + v.get(4).copied().unwrap_or(0);
@@ -125,14 +114,8 @@ mod tests {
     #[test]
     fn cpu_line_gives_busy_and_total_and_cpu_count() {
         let mut a = HostCounters::default();
-        parse_stat(
-            "cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1\ncpu1 1\nbtime 1700000000\n",
-            &mut a,
-        );
-        assert_eq!(
-            (a.cpu_busy, a.cpu_total, a.cpus, a.boot_time),
-            (200, 1000, 2, 1700000000)
-        );
+        parse_stat("cpu  100 0 100 700 100 0 0 0 0 0\ncpu0 1\ncpu1 1\nbtime 1700000000\n", &mut a);
+        assert_eq!((a.cpu_busy, a.cpu_total, a.cpus, a.boot_time), (200, 1000, 2, 1700000000));
         let mut b = a.clone();
         b.cpu_total += 100;
         b.cpu_busy += 50;

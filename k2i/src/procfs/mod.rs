@@ -30,11 +30,7 @@ pub struct ProcFs {
 
 impl ProcFs {
     pub fn new(root: impl Into<PathBuf>) -> ProcFs {
-        ProcFs {
-            root: root.into(),
-            path: String::with_capacity(64),
-            buf: Vec::with_capacity(4096),
-        }
+        ProcFs { root: root.into(), path: String::with_capacity(64), buf: Vec::with_capacity(4096) }
     }
 
     pub fn root(&self) -> &Path {
@@ -113,9 +109,7 @@ pub fn split_cmdline(raw: &[u8]) -> Vec<String> {
     if raw.is_empty() {
         return Vec::new();
     }
-    raw.split(|b| *b == 0)
-        .map(|a| String::from_utf8_lossy(a).into_owned())
-        .collect()
+    raw.split(|b| *b == 0).map(|a| String::from_utf8_lossy(a).into_owned()).collect()
 }
 
 /// `read_bytes` and `write_bytes` of `/proc/PID/io`.

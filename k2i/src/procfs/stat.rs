@@ -35,10 +35,7 @@ pub fn parse(raw: &[u8]) -> Option<Stat<'_>> {
     }
     let pid = parse_int(raw[..open].trim_ascii())?;
     let comm = &raw[open + 1..close];
-    let mut f = raw
-        .get(close + 1..)?
-        .split(|&b| b == b' ')
-        .filter(|s| !s.is_empty());
+    let mut f = raw.get(close + 1..)?.split(|&b| b == b' ').filter(|s| !s.is_empty());
     // Field numbers as in proc(5); the iterator starts at field 3.
     let state = *f.next()?.first()?;
     let ppid = parse_int(f.next()?)?;

@@ -15,20 +15,14 @@ pub struct Users {
 
 impl Users {
     pub fn new(passwd: impl Into<PathBuf>) -> Users {
-        let mut u = Users {
-            path: passwd.into(),
-            mtime: None,
-            names: HashMap::new(),
-        };
+        let mut u = Users { path: passwd.into(), mtime: None, names: HashMap::new() };
         u.reload_if_changed();
         u
     }
 
     /// Re-reads the file if its modification time moved. Cheap: one `stat`.
     pub fn reload_if_changed(&mut self) {
-        let mtime = std::fs::metadata(&self.path)
-            .and_then(|m| m.modified())
-            .ok();
+        let mtime = std::fs::metadata(&self.path).and_then(|m| m.modified()).ok();
         if mtime == self.mtime && mtime.is_some() {
             return;
         }
@@ -49,18 +43,12 @@ impl Users {
 
     /// The name of `uid`, or its number.
     pub fn name(&mut self, uid: u32) -> Arc<str> {
-        self.names
-            .entry(uid)
-            .or_insert_with(|| Arc::from(uid.to_string()))
-            .clone()
+        self.names.entry(uid).or_insert_with(|| Arc::from(uid.to_string())).clone()
     }
 
     /// The uid of a user name, if the passwd file knows it.
     pub fn uid_of(&self, name: &str) -> Option<u32> {
-        self.names
-            .iter()
-            .find(|(_, n)| &***n == name)
-            .map(|(u, _)| *u)
+        self.names.iter().find(|(_, n)| &***n == name).map(|(u, _)| *u)
     }
 }
 
@@ -72,11 +60,8 @@ mod tests {
     fn names_come_from_passwd_and_unknown_uids_stay_numeric() {
         let dir = tempfile::tempdir().unwrap();
         let p = dir.path().join("passwd");
-        std::fs::write(
-            &p,
-            "root:x:0:0:root:/root:/bin/bash\nwww:x:33:33::/var/www:/bin/sh\nbroken\n",
-        )
-        .unwrap();
+        std::fs::write(&p, "root:x:0:0:root:/root:/bin/bash\nwww:x:33:33::/var/www:/bin/sh\nbroken\n")
+            .unwrap();
         let mut u = Users::new(&p);
         assert_eq!(&*u.name(0), "root");
         assert_eq!(&*u.name(33), "www");

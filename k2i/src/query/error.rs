@@ -19,19 +19,11 @@ pub struct QueryError {
 
 impl QueryError {
     pub(crate) fn new(parameter: &'static str, message: impl Into<String>) -> Self {
-        QueryError {
-            parameter,
-            message: message.into(),
-            position: None,
-        }
+        QueryError { parameter, message: message.into(), position: None }
     }
 
     /// An error in a `q` expression at byte `position`; `message` already says where.
     pub(crate) fn at(position: usize, message: impl Into<String>) -> Self {
-        QueryError {
-            parameter: "q",
-            message: message.into(),
-            position: Some(position),
-        }
+        QueryError { parameter: "q", message: message.into(), position: Some(position) }
     }
 }

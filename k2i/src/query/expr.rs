@@ -105,10 +105,7 @@ impl Expr {
         if src.len() > MAX_LEN {
             return Err(QueryError {
                 parameter: "q",
-                message: format!(
-                    "expression is too long: {} bytes (at most {MAX_LEN})",
-                    src.len()
-                ),
+                message: format!("expression is too long: {} bytes (at most {MAX_LEN})", src.len()),
                 position: None,
             });
         }
@@ -119,10 +116,9 @@ impl Expr {
         let expr = parser.or_expr(0)?;
         match parser.tok.kind {
             Tok::Eof => Ok(expr),
-            Tok::RParen => Err(QueryError::at(
-                parser.tok.pos,
-                format!("unmatched ')' at position {}", parser.tok.pos),
-            )),
+            Tok::RParen => {
+                Err(QueryError::at(parser.tok.pos, format!("unmatched ')' at position {}", parser.tok.pos)))
+            }
             _ => Err(QueryError::at(
                 parser.tok.pos,
                 format!(
@@ -149,11 +145,7 @@ impl Expr {
                 Value::Text(t) => op.holds(t.cmp_str(value)),
                 _ => false,
             },
-            Expr::Match {
-                field,
-                regex,
-                negate,
-            } => match field.value(p) {
+            Expr::Match { field, regex, negate } => match field.value(p) {
                 Value::Text(t) => regex.is_match(&t.as_str()) != *negate,
                 _ => false,
             },
@@ -248,11 +240,7 @@ impl<'s> Lexer<'s> {
         }
         let start = self.pos;
         let Some(c) = self.bump() else {
-            return Ok(Token {
-                kind: Tok::Eof,
-                pos: start,
-                text: "",
-            });
+            return Ok(Token { kind: Tok::Eof, pos: start, text: "" });
         };
         let kind = match c {
             '(' => Tok::LParen,
@@ -284,10 +272,7 @@ impl<'s> Lexer<'s> {
             '0'..='9' => self.number(start)?,
             '-' if self.peek().is_some_and(|d| d.is_ascii_digit()) => self.number(start)?,
             c if c.is_ascii_alphabetic() || c == '_' => {
-                while self
-                    .peek()
-                    .is_some_and(|d| d.is_ascii_alphanumeric() || d == '_')
-                {
+                while self.peek().is_some_and(|d| d.is_ascii_alphanumeric() || d == '_') {
                     self.bump();
                 }
                 let word = &self.src[start..self.pos];
@@ -304,27 +289,16 @@ impl<'s> Lexer<'s> {
                 }
             }
             c => {
-                return Err(QueryError::at(
-                    start,
-                    format!("unexpected character {c:?} at position {start}"),
-                ))
+                return Err(QueryError::at(start, format!("unexpected character {c:?} at position {start}")))
             }
         };
-        Ok(Token {
-            kind,
-            pos: start,
-            text: &self.src[start..self.pos],
-        })
+        Ok(Token { kind, pos: start, text: &self.src[start..self.pos] })
     }
 
     /// The rest of a string literal whose opening `quote` was at `start`.
     fn string(&mut self, quote: char, start: usize) -> Result<String, QueryError> {
-        let unterminated = || {
-            QueryError::at(
-                start,
-                format!("unterminated string starting at position {start}"),
-            )
-        };
+        let unterminated =
+            || QueryError::at(start, format!("unterminated string starting at position {start}"));
         let mut out = String::new();
         loop {
             match self.bump().ok_or_else(unterminated)? {
@@ -358,10 +332,7 @@ impl<'s> Lexer<'s> {
         }
         let digits = &self.src[start..self.pos];
         let suffix_start = self.pos;
-        while self
-            .peek()
-            .is_some_and(|d| d.is_ascii_alphanumeric() || d == '_')
-        {
+        while self.peek().is_some_and(|d| d.is_ascii_alphanumeric() || d == '_') {
             self.bump();
         }
         let suffix = &self.src[suffix_start..self.pos];
@@ -375,17 +346,10 @@ impl<'s> Lexer<'s> {
                 ),
             )
         })?;
-        let value = digits
-            .parse::<f64>()
-            .map(|v| v * multiplier)
-            .ok()
-            .filter(|v| v.is_finite());
+        let value = digits.parse::<f64>().map(|v| v * multiplier).ok().filter(|v| v.is_finite());
         match value {
             Some(v) => Ok(Tok::Num(v)),
-            None => Err(QueryError::at(
-                start,
-                format!("number out of range at position {start}"),
-            )),
+            None => Err(QueryError::at(start, format!("number out of range at position {start}"))),
         }
     }
 }
@@ -422,11 +386,7 @@ impl<'s> Parser<'s> {
     fn new(src: &'s str) -> Result<Self, QueryError> {
         let mut lexer = Lexer { src, pos: 0 };
         let tok = lexer.next_token()?;
-        Ok(Parser {
-            lexer,
-            tok,
-            regexes: 0,
-        })
+        Ok(Parser { lexer, tok, regexes: 0 })
     }
 
     /// Consumes the current token and returns it.
@@ -441,11 +401,7 @@ impl<'s> Parser<'s> {
             self.advance()?;
             items.push(self.and_expr(depth)?);
         }
-        Ok(if items.len() == 1 {
-            items.remove(0)
-        } else {
-            Expr::Or(items)
-        })
+        Ok(if items.len() == 1 { items.remove(0) } else { Expr::Or(items) })
     }
 
     fn and_expr(&mut self, depth: usize) -> Result<Expr, QueryError> {
@@ -454,11 +410,7 @@ impl<'s> Parser<'s> {
             self.advance()?;
             items.push(self.unary(depth)?);
         }
-        Ok(if items.len() == 1 {
-            items.remove(0)
-        } else {
-            Expr::And(items)
-        })
+        Ok(if items.len() == 1 { items.remove(0) } else { Expr::And(items) })
     }
 
     fn unary(&mut self, depth: usize) -> Result<Expr, QueryError> {
@@ -505,10 +457,7 @@ impl<'s> Parser<'s> {
         let name_tok = self.advance()?;
         let name = name_tok.text;
         let field = Field::parse(name).ok_or_else(|| {
-            QueryError::at(
-                name_tok.pos,
-                super::field::unknown_field_message(name, Some(name_tok.pos)),
-            )
+            QueryError::at(name_tok.pos, super::field::unknown_field_message(name, Some(name_tok.pos)))
         })?;
         let op_tok = self.advance()?;
         let (op, is_match, negate) = match op_tok.kind {
@@ -530,10 +479,7 @@ impl<'s> Parser<'s> {
         if is_match && field.kind() == Kind::Number {
             return Err(QueryError::at(
                 op_tok.pos,
-                format!(
-                    "'{op_text}' needs a text field but {name:?} is numeric at position {}",
-                    op_tok.pos
-                ),
+                format!("'{op_text}' needs a text field but {name:?} is numeric at position {}", op_tok.pos),
             ));
         }
         let value = self.advance()?;
@@ -557,10 +503,7 @@ impl<'s> Parser<'s> {
                     .dfa_size_limit(REGEX_SIZE_LIMIT)
                     .build()
                     .map_err(|e| {
-                        QueryError::at(
-                            vpos,
-                            format!("invalid regex at position {vpos}: {}", regex_error(&e)),
-                        )
+                        QueryError::at(vpos, format!("invalid regex at position {vpos}: {}", regex_error(&e)))
                     })?;
                 Ok(Expr::Match { field, regex, negate })
             }
@@ -584,10 +527,9 @@ impl<'s> Parser<'s> {
                      position {vpos}"
                 ),
             )),
-            Tok::Eof => Err(QueryError::at(
-                vpos,
-                format!("expected a value after '{op_text}' at position {vpos}"),
-            )),
+            Tok::Eof => {
+                Err(QueryError::at(vpos, format!("expected a value after '{op_text}' at position {vpos}")))
+            }
             other => Err(QueryError::at(
                 vpos,
                 format!("expected a value after '{op_text}' at position {vpos}, found {other}"),
@@ -605,11 +547,7 @@ fn regex_error(e: &regex::Error) -> String {
         other => {
             let text = other.to_string();
             // Syntax errors are multi-line with a caret diagram; the last line says what.
-            let last = text
-                .lines()
-                .rev()
-                .find(|l| !l.trim().is_empty())
-                .unwrap_or("");
+            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
             last.trim().trim_start_matches("error:").trim().to_owned()
         }
     }
@@ -650,18 +588,9 @@ mod tests {
     #[test]
     fn the_spec_example() {
         let p = www();
-        assert!(eval(
-            r#"cpu > 5 and user == "www" and cmdline ~ "php-fpm""#,
-            &p
-        ));
-        assert!(!eval(
-            r#"cpu > 50 and user == "www" and cmdline ~ "php-fpm""#,
-            &p
-        ));
-        assert!(eval(
-            r#"CPU > 5 AND User == 'www' && cmdline ~ 'php-fpm'"#,
-            &p
-        ));
+        assert!(eval(r#"cpu > 5 and user == "www" and cmdline ~ "php-fpm""#, &p));
+        assert!(!eval(r#"cpu > 50 and user == "www" and cmdline ~ "php-fpm""#, &p));
+        assert!(eval(r#"CPU > 5 AND User == 'www' && cmdline ~ 'php-fpm'"#, &p));
     }
 
     #[test]
@@ -789,11 +718,7 @@ mod tests {
         ];
         for (lit, want) in cases {
             match parse(&format!("rss == {lit}")) {
-                Expr::Num {
-                    field: Field::MemRssBytes,
-                    op: CmpOp::Eq,
-                    value,
-                } => {
+                Expr::Num { field: Field::MemRssBytes, op: CmpOp::Eq, value } => {
                     assert_eq!(value, want, "{lit}")
                 }
                 other => panic!("{lit}: {other:?}"),
@@ -875,10 +800,7 @@ mod tests {
     #[test]
     fn huge_number_is_out_of_range() {
         let src = format!("rss > {}T", "9".repeat(400));
-        assert_eq!(
-            err(&src),
-            ("number out of range at position 6".to_owned(), Some(6))
-        );
+        assert_eq!(err(&src), ("number out of range at position 6".to_owned(), Some(6)));
     }
 
     #[test]
@@ -888,13 +810,7 @@ mod tests {
         parse(&ok);
         let long = format!("cmd == '{}'", "a".repeat(MAX_LEN));
         let e = Expr::parse(&long).unwrap_err();
-        assert_eq!(
-            e.message,
-            format!(
-                "expression is too long: {} bytes (at most 4096)",
-                MAX_LEN + 9
-            )
-        );
+        assert_eq!(e.message, format!("expression is too long: {} bytes (at most 4096)", MAX_LEN + 9));
         assert_eq!(e.position, None);
     }
 
@@ -906,10 +822,7 @@ mod tests {
         assert_eq!(pos, Some(13 * MAX_REGEXES + 6));
         assert_eq!(
             msg,
-            format!(
-                "too many regexes at position {} (at most 16 in one expression)",
-                13 * 16 + 6
-            )
+            format!("too many regexes at position {} (at most 16 in one expression)", 13 * 16 + 6)
         );
     }
 
@@ -919,10 +832,7 @@ mod tests {
         assert!(parse(&nest(MAX_DEPTH)).eval(&proc(1)));
         let (msg, pos) = err(&nest(MAX_DEPTH + 1));
         assert_eq!(pos, Some(MAX_DEPTH));
-        assert!(
-            msg.starts_with("expression nested too deeply at position 64"),
-            "{msg}"
-        );
+        assert!(msg.starts_with("expression nested too deeply at position 64"), "{msg}");
         let nots = format!("{}pid == 1", "not ".repeat(MAX_DEPTH + 1));
         assert_eq!(err(&nots).1, Some(4 * MAX_DEPTH));
         let bangs = format!("{}pid == 1", "!".repeat(2000));
@@ -1039,8 +949,7 @@ mod tests {
             let bytes: Vec<u8> = (0..(rng.next() % 40)).map(|_| rng.next() as u8).collect();
             let _ = Expr::parse(&String::from_utf8_lossy(&bytes));
         }
-        let valid =
-            r#"not (cpu > 5K and user == "w\"w") || cmdline !~ 'a(b|c)' && container != null"#;
+        let valid = r#"not (cpu > 5K and user == "w\"w") || cmdline !~ 'a(b|c)' && container != null"#;
         parse(valid);
         for (i, _) in valid.char_indices() {
             let _ = Expr::parse(&valid[..i]);

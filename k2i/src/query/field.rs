@@ -141,12 +141,7 @@ impl Field {
             .iter()
             .copied()
             .find(|f| f.name().eq_ignore_ascii_case(name))
-            .or_else(|| {
-                ALIASES
-                    .iter()
-                    .find(|(alias, _)| alias.eq_ignore_ascii_case(name))
-                    .map(|&(_, f)| f)
-            })
+            .or_else(|| ALIASES.iter().find(|(alias, _)| alias.eq_ignore_ascii_case(name)).map(|&(_, f)| f))
     }
 
     pub(crate) fn kind(self) -> Kind {
@@ -203,12 +198,8 @@ impl Field {
             Field::MemRssBytes => Value::Num(p.mem_rss_bytes as f64),
             Field::MemVszBytes => Value::Num(p.mem_vsz_bytes as f64),
             Field::MemPercent => Value::Num(p.mem_percent),
-            Field::IoReadBytes => p
-                .io_read_bytes
-                .map_or(Value::Null, |b| Value::Num(b as f64)),
-            Field::IoWriteBytes => p
-                .io_write_bytes
-                .map_or(Value::Null, |b| Value::Num(b as f64)),
+            Field::IoReadBytes => p.io_read_bytes.map_or(Value::Null, |b| Value::Num(b as f64)),
+            Field::IoWriteBytes => p.io_write_bytes.map_or(Value::Null, |b| Value::Num(b as f64)),
             Field::Tty => opt_str(p.tty.as_deref()),
             Field::Cgroup => text(&p.cgroup),
             Field::Container => opt_str(p.container.as_ref().map(|c| &*c.id)),
@@ -256,10 +247,7 @@ impl Field {
                 None => J::Null,
             },
             Field::ContainerName => p.container.as_ref().map_or(J::Null, |c| s(&c.name)),
-            Field::Runtime => p
-                .container
-                .as_ref()
-                .map_or(J::Null, |c| s(c.runtime.as_str())),
+            Field::Runtime => p.container.as_ref().map_or(J::Null, |c| s(c.runtime.as_str())),
         }
     }
 }
@@ -274,14 +262,8 @@ impl fmt::Display for Field {
 pub(crate) fn unknown_field_message(name: &str, position: Option<usize>) -> String {
     let canonical: Vec<&str> = Field::ALL.iter().map(|f| f.name()).collect();
     let aliases: Vec<&str> = ALIASES.iter().map(|&(a, _)| a).collect();
-    let at = position
-        .map(|p| format!(" at position {p}"))
-        .unwrap_or_default();
-    format!(
-        "unknown field {name:?}{at} (fields: {}; aliases: {})",
-        canonical.join(", "),
-        aliases.join(", ")
-    )
+    let at = position.map(|p| format!(" at position {p}")).unwrap_or_default();
+    format!("unknown field {name:?}{at} (fields: {}; aliases: {})", canonical.join(", "), aliases.join(", "))
 }
 
 /// A field's value, borrowed from the process where possible.
@@ -317,10 +299,7 @@ impl Text<'_> {
     /// The UTF-8 bytes of the text, without building it.
     pub(crate) fn bytes(&self) -> impl Iterator<Item = u8> + '_ {
         let (head, rest) = self.pieces();
-        head.iter().copied().chain(
-            rest.iter()
-                .flat_map(|a| std::iter::once(b' ').chain(a.bytes())),
-        )
+        head.iter().copied().chain(rest.iter().flat_map(|a| std::iter::once(b' ').chain(a.bytes())))
     }
 
     /// The text as one string (allocates only for a multi-argument cmdline).
@@ -406,10 +385,7 @@ mod tests {
     #[test]
     fn unknown_field_lists_the_valid_ones() {
         let m = unknown_field_message("cpux", Some(0));
-        assert!(
-            m.starts_with("unknown field \"cpux\" at position 0 (fields: pid, tid, ppid"),
-            "{m}"
-        );
+        assert!(m.starts_with("unknown field \"cpux\" at position 0 (fields: pid, tid, ppid"), "{m}");
         assert!(m.contains("aliases: cpu, mem"), "{m}");
     }
 
@@ -417,17 +393,13 @@ mod tests {
     fn cmdline_reads_as_joined_text() {
         let mut p = proc(1);
         p.cmdline = vec!["php-fpm:".into(), "pool".into(), "www".into()].into();
-        let Value::Text(t) = Field::Cmdline.value(&p) else {
-            panic!("not text")
-        };
+        let Value::Text(t) = Field::Cmdline.value(&p) else { panic!("not text") };
         assert_eq!(t.as_str(), "php-fpm: pool www");
         assert_eq!(t.bytes().collect::<Vec<u8>>(), b"php-fpm: pool www");
         assert_eq!(t.cmp_str("php-fpm: pool www"), Ordering::Equal);
         assert_eq!(t.cmp_str("php-fpm: pool"), Ordering::Greater);
         p.cmdline = Vec::<Arc<str>>::new().into();
-        let Value::Text(t) = Field::Cmdline.value(&p) else {
-            panic!("not text")
-        };
+        let Value::Text(t) = Field::Cmdline.value(&p) else { panic!("not text") };
         assert_eq!(t.as_str(), "");
     }
 
@@ -435,9 +407,7 @@ mod tests {
     fn state_reads_as_one_letter() {
         let mut p = proc(1);
         p.state = 'D';
-        let Value::Text(t) = Field::State.value(&p) else {
-            panic!("not text")
-        };
+        let Value::Text(t) = Field::State.value(&p) else { panic!("not text") };
         assert_eq!(t.as_str(), "D");
     }
 
@@ -447,13 +417,9 @@ mod tests {
         assert!(matches!(Field::Container.value(&p), Value::Null));
         assert_eq!(Field::Container.json(&p), serde_json::Value::Null);
         p.container = container("abc123", "web");
-        let Value::Text(t) = Field::Container.value(&p) else {
-            panic!("not text")
-        };
+        let Value::Text(t) = Field::Container.value(&p) else { panic!("not text") };
         assert_eq!(t.as_str(), "abc123");
-        let Value::Text(t) = Field::Runtime.value(&p) else {
-            panic!("not text")
-        };
+        let Value::Text(t) = Field::Runtime.value(&p) else { panic!("not text") };
         assert_eq!(t.as_str(), "docker");
         assert_eq!(
             Field::Container.json(&p),

@@ -102,9 +102,7 @@ impl ProcQuery {
 
     /// Parses decoded `(name, value)` pairs. Unknown names, repeated names and bad values
     /// are errors.
-    pub fn from_pairs<'a>(
-        pairs: impl IntoIterator<Item = (&'a str, &'a str)>,
-    ) -> Result<Self, QueryError> {
+    pub fn from_pairs<'a>(pairs: impl IntoIterator<Item = (&'a str, &'a str)>) -> Result<Self, QueryError> {
         let mut q = ProcQuery::default();
         let mut seen: Vec<&'static str> = Vec::new();
         for (name, value) in pairs {
@@ -159,21 +157,14 @@ impl ProcQuery {
                 UserFilter::Name(name) => *p.user == **name,
                 UserFilter::Uid(uid, name) => p.uid == *uid || *p.user == **name,
             })
-            && self
-                .cmd
-                .as_ref()
-                .is_none_or(|needle| cmd_contains(p, needle))
-            && self
-                .container
-                .as_ref()
-                .is_none_or(|c| match (c, &p.container) {
-                    (ContainerFilter::None, c) => c.is_none(),
-                    (ContainerFilter::IdPrefix(_), None) => false,
-                    (ContainerFilter::IdPrefix(prefix), Some(c)) => {
-                        c.id.get(..prefix.len())
-                            .is_some_and(|head| head.eq_ignore_ascii_case(prefix))
-                    }
-                })
+            && self.cmd.as_ref().is_none_or(|needle| cmd_contains(p, needle))
+            && self.container.as_ref().is_none_or(|c| match (c, &p.container) {
+                (ContainerFilter::None, c) => c.is_none(),
+                (ContainerFilter::IdPrefix(_), None) => false,
+                (ContainerFilter::IdPrefix(prefix), Some(c)) => {
+                    c.id.get(..prefix.len()).is_some_and(|head| head.eq_ignore_ascii_case(prefix))
+                }
+            })
             && self.states.as_ref().is_none_or(|s| s.contains(&p.state))
             && self.expr.as_ref().is_none_or(|e| e.eval(p))
     }
@@ -192,12 +183,9 @@ impl ProcQuery {
     pub fn project(&self, p: &Process) -> serde_json::Value {
         match &self.fields {
             None => serde_json::to_value(p).unwrap_or(serde_json::Value::Null),
-            Some(fields) => serde_json::Value::Object(
-                fields
-                    .iter()
-                    .map(|f| (f.name().to_owned(), f.json(p)))
-                    .collect(),
-            ),
+            Some(fields) => {
+                serde_json::Value::Object(fields.iter().map(|f| (f.name().to_owned(), f.json(p))).collect())
+            }
         }
     }
 }
@@ -205,10 +193,7 @@ impl ProcQuery {
 fn unknown_parameter(name: &str) -> QueryError {
     QueryError::new(
         "query",
-        format!(
-            "unknown query parameter {name:?} (parameters: {})",
-            PARAMETERS.join(", ")
-        ),
+        format!("unknown query parameter {name:?} (parameters: {})", PARAMETERS.join(", ")),
     )
 }
 
@@ -263,20 +248,12 @@ fn parse_states(value: &str) -> Result<Vec<char>, QueryError> {
 
 fn parse_limit(value: &str) -> Result<usize, QueryError> {
     let n = value.trim().parse::<u64>().map_err(|_| {
-        QueryError::new(
-            "limit",
-            format!("invalid limit {value:?}: expected a non-negative integer"),
-        )
+        QueryError::new("limit", format!("invalid limit {value:?}: expected a non-negative integer"))
     })?;
     usize::try_from(n)
         .ok()
         .filter(|&n| n <= MAX_LIMIT)
-        .ok_or_else(|| {
-            QueryError::new(
-                "limit",
-                format!("limit {n} is too large (at most {MAX_LIMIT})"),
-            )
-        })
+        .ok_or_else(|| QueryError::new("limit", format!("limit {n} is too large (at most {MAX_LIMIT})")))
 }
 
 fn parse_fields(value: &str) -> Result<Vec<Field>, QueryError> {
@@ -301,10 +278,7 @@ fn parse_bool(param: &'static str, value: &str) -> Result<bool, QueryError> {
     match value.trim().to_ascii_lowercase().as_str() {
         "true" | "1" => Ok(true),
         "false" | "0" => Ok(false),
-        _ => Err(QueryError::new(
-            param,
-            format!("invalid {param} {value:?}: expected true, false, 1 or 0"),
-        )),
+        _ => Err(QueryError::new(param, format!("invalid {param} {value:?}: expected true, false, 1 or 0"))),
     }
 }
 
@@ -353,14 +327,7 @@ mod tests {
         t[2].container = container("abc123", "web");
         t[3].container = container("abc999", "web2");
         t[4].container = container("def456", "db");
-        for (p, cpu) in t.iter_mut().zip([
-            Some(0.5),
-            Some(3.0),
-            Some(25.0),
-            Some(25.0),
-            None,
-            Some(1.0),
-        ]) {
+        for (p, cpu) in t.iter_mut().zip([Some(0.5), Some(3.0), Some(25.0), Some(25.0), None, Some(1.0)]) {
             p.cpu_percent = cpu;
         }
         t
@@ -373,10 +340,7 @@ mod tests {
         t.reverse();
         let s = q.select(&t);
         assert_eq!(s.total, 6);
-        assert_eq!(
-            s.processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
-            [1, 2, 3, 4, 5, 6]
-        );
+        assert_eq!(s.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [1, 2, 3, 4, 5, 6]);
         assert!(!q.threads && !q.kernel);
         assert_eq!(query(&[]).limit, None);
     }
@@ -417,10 +381,7 @@ mod tests {
         assert_eq!(pids(&query(&[("container", "abc")]), &t), [3, 4]);
         assert_eq!(pids(&query(&[("container", "ABC1")]), &t), [3]);
         assert_eq!(pids(&query(&[("container", "def456")]), &t), [5]);
-        assert_eq!(
-            pids(&query(&[("container", "def4567")]), &t),
-            Vec::<i32>::new()
-        );
+        assert_eq!(pids(&query(&[("container", "def4567")]), &t), Vec::<i32>::new());
         assert_eq!(pids(&query(&[("container", "none")]), &t), [1, 2, 6]);
     }
 
@@ -441,13 +402,7 @@ mod tests {
         let q = query(&[("q", "cpu > 5 or container == null"), ("pid", "1,3,5")]);
         assert_eq!(pids(&q, &t), [1, 3]);
         assert_eq!(pids(&query(&[("q", "cpu == null")]), &t), [5]);
-        assert_eq!(
-            pids(
-                &query(&[("q", "runtime == 'docker' and not container_name ~ '^web'")]),
-                &t
-            ),
-            [5]
-        );
+        assert_eq!(pids(&query(&[("q", "runtime == 'docker' and not container_name ~ '^web'")]), &t), [5]);
     }
 
     #[test]
@@ -458,19 +413,10 @@ mod tests {
         assert_eq!(pids(&query(&[("sort", "cpu")]), &t), [1, 6, 2, 3, 4, 5]);
         assert_eq!(pids(&query(&[("sort", "-pid")]), &t), [6, 5, 4, 3, 2, 1]);
         assert_eq!(pids(&query(&[("sort", "user")]), &t), [5, 1, 2, 6, 3, 4]);
-        assert_eq!(
-            pids(&query(&[("sort", "-user,-pid")]), &t),
-            [4, 3, 6, 2, 1, 5]
-        );
+        assert_eq!(pids(&query(&[("sort", "-user,-pid")]), &t), [4, 3, 6, 2, 1, 5]);
         // Nulls last both ways: container (id) is null for 1, 2, 6.
-        assert_eq!(
-            pids(&query(&[("sort", "container")]), &t),
-            [3, 4, 5, 1, 2, 6]
-        );
-        assert_eq!(
-            pids(&query(&[("sort", "-container")]), &t),
-            [5, 4, 3, 1, 2, 6]
-        );
+        assert_eq!(pids(&query(&[("sort", "container")]), &t), [3, 4, 5, 1, 2, 6]);
+        assert_eq!(pids(&query(&[("sort", "-container")]), &t), [5, 4, 3, 1, 2, 6]);
         // Text sort of cmdline compares the joined text.
         assert_eq!(pids(&query(&[("sort", "args")]), &t), [1, 5, 2, 6, 3, 4]);
     }
@@ -482,10 +428,7 @@ mod tests {
         assert_eq!(q.limit, Some(2));
         let s = q.select(&t);
         assert_eq!(s.total, 6);
-        assert_eq!(
-            s.processes.iter().map(|p| p.pid).collect::<Vec<_>>(),
-            [3, 4]
-        );
+        assert_eq!(s.processes.iter().map(|p| p.pid).collect::<Vec<_>>(), [3, 4]);
         let s = query(&[("limit", "0"), ("user", "www")]).select(&t);
         assert_eq!((s.total, s.processes.len()), (2, 0));
         let s = query(&[("limit", "100000")]).select(&t);
@@ -507,11 +450,7 @@ mod tests {
         let cpus: Vec<f64> = s.processes.iter().filter_map(|p| p.cpu_percent).collect();
         assert_eq!(cpus, [99.9; 5]);
         let got: Vec<i32> = s.processes.iter().map(|p| p.pid).collect();
-        let mut want: Vec<i32> = many
-            .iter()
-            .filter(|p| p.cpu_percent == Some(99.9))
-            .map(|p| p.pid)
-            .collect();
+        let mut want: Vec<i32> = many.iter().filter(|p| p.cpu_percent == Some(99.9)).map(|p| p.pid).collect();
         want.truncate(5);
         assert_eq!(got, want);
     }
@@ -556,14 +495,8 @@ mod tests {
             })
         );
         // Repeats collapse; no projection is the full model.
-        assert_eq!(
-            query(&[("fields", "pid,pid")]).fields,
-            Some(vec![Field::Pid])
-        );
-        assert_eq!(
-            ProcQuery::default().project(&t[4]),
-            serde_json::to_value(&t[4]).unwrap()
-        );
+        assert_eq!(query(&[("fields", "pid,pid")]).fields, Some(vec![Field::Pid]));
+        assert_eq!(ProcQuery::default().project(&t[4]), serde_json::to_value(&t[4]).unwrap());
     }
 
     #[test]
@@ -578,10 +511,7 @@ mod tests {
 
     #[test]
     fn from_query_takes_owned_pairs() {
-        let pairs = vec![
-            ("pid".to_owned(), "3".to_owned()),
-            ("fields".to_owned(), "pid".to_owned()),
-        ];
+        let pairs = vec![("pid".to_owned(), "3".to_owned()), ("fields".to_owned(), "pid".to_owned())];
         let q = ProcQuery::from_query(&pairs).unwrap();
         assert_eq!(pids(&q, &table()), [3]);
     }
@@ -589,109 +519,38 @@ mod tests {
     #[test]
     fn parameter_errors() {
         // (pairs, parameter at fault, start of the message)
-        type Case = (
-            &'static [(&'static str, &'static str)],
-            &'static str,
-            &'static str,
-        );
+        type Case = (&'static [(&'static str, &'static str)], &'static str, &'static str);
         let cases: &[Case] = &[
-            (
-                &[("foo", "1")],
-                "query",
-                "unknown query parameter \"foo\" (parameters: pid, ppid,",
-            ),
-            (
-                &[("pid", "1"), ("pid", "2")],
-                "pid",
-                "query parameter \"pid\" given more than once",
-            ),
-            (
-                &[("pid", "abc")],
-                "pid",
-                "invalid pid \"abc\": expected a non-negative integer",
-            ),
+            (&[("foo", "1")], "query", "unknown query parameter \"foo\" (parameters: pid, ppid,"),
+            (&[("pid", "1"), ("pid", "2")], "pid", "query parameter \"pid\" given more than once"),
+            (&[("pid", "abc")], "pid", "invalid pid \"abc\": expected a non-negative integer"),
             (&[("pid", "1,,2")], "pid", "invalid pid \"1,,2\""),
             (&[("pid", "-1")], "pid", "invalid pid \"-1\""),
             (&[("pid", "")], "pid", "invalid pid \"\""),
-            (
-                &[("ppid", "99999999999")],
-                "ppid",
-                "invalid ppid \"99999999999\"",
-            ),
+            (&[("ppid", "99999999999")], "ppid", "invalid ppid \"99999999999\""),
             (&[("user", " ")], "user", "user must not be empty"),
             (&[("cmd", "")], "cmd", "cmd must not be empty"),
-            (
-                &[("container", "")],
-                "container",
-                "container must not be empty",
-            ),
-            (
-                &[("state", "R1")],
-                "state",
-                "invalid state \"R1\": expected state letters",
-            ),
+            (&[("container", "")], "container", "container must not be empty"),
+            (&[("state", "R1")], "state", "invalid state \"R1\": expected state letters"),
             (&[("state", "")], "state", "invalid state \"\""),
-            (
-                &[("q", "cpu > ")],
-                "q",
-                "expected a value after '>' at position 6",
-            ),
-            (
-                &[("sort", "-nope")],
-                "sort",
-                "unknown field \"nope\" (fields: pid,",
-            ),
-            (
-                &[("limit", "-1")],
-                "limit",
-                "invalid limit \"-1\": expected a non-negative integer",
-            ),
+            (&[("q", "cpu > ")], "q", "expected a value after '>' at position 6"),
+            (&[("sort", "-nope")], "sort", "unknown field \"nope\" (fields: pid,"),
+            (&[("limit", "-1")], "limit", "invalid limit \"-1\": expected a non-negative integer"),
             (&[("limit", "ten")], "limit", "invalid limit \"ten\""),
-            (
-                &[("limit", "100001")],
-                "limit",
-                "limit 100001 is too large (at most 100000)",
-            ),
-            (
-                &[("limit", "99999999999999999999999")],
-                "limit",
-                "invalid limit",
-            ),
-            (
-                &[("fields", "pid,,cmd")],
-                "fields",
-                "empty field name in \"pid,,cmd\"",
-            ),
-            (
-                &[("fields", "pid,cpux")],
-                "fields",
-                "unknown field \"cpux\" (fields: pid,",
-            ),
-            (
-                &[("threads", "yes")],
-                "threads",
-                "invalid threads \"yes\": expected true, false, 1 or 0",
-            ),
-            (
-                &[("kernel", "")],
-                "kernel",
-                "invalid kernel \"\": expected true, false, 1 or 0",
-            ),
+            (&[("limit", "100001")], "limit", "limit 100001 is too large (at most 100000)"),
+            (&[("limit", "99999999999999999999999")], "limit", "invalid limit"),
+            (&[("fields", "pid,,cmd")], "fields", "empty field name in \"pid,,cmd\""),
+            (&[("fields", "pid,cpux")], "fields", "unknown field \"cpux\" (fields: pid,"),
+            (&[("threads", "yes")], "threads", "invalid threads \"yes\": expected true, false, 1 or 0"),
+            (&[("kernel", "")], "kernel", "invalid kernel \"\": expected true, false, 1 or 0"),
         ];
         for &(pairs, param, want) in cases {
             let e = error(pairs);
             assert_eq!(e.parameter, param, "{pairs:?}: {e}");
-            assert!(
-                e.message.starts_with(want),
-                "{pairs:?}: got {:?}, want {want:?}",
-                e.message
-            );
+            assert!(e.message.starts_with(want), "{pairs:?}: got {:?}, want {want:?}", e.message);
             let position = if param == "q" { Some(6) } else { None };
             assert_eq!(e.position, position, "{pairs:?}");
         }
-        assert_eq!(
-            error(&[("q", "cpu > ")]).to_string(),
-            "q: expected a value after '>' at position 6"
-        );
+        assert_eq!(error(&[("q", "cpu > ")]).to_string(), "q: expected a value after '>' at position 6");
     }
 }

@@ -18,10 +18,7 @@ pub struct SortKey {
 /// `/v1/top` uses it with its default `-cpu`.
 pub fn parse_sort(s: &str) -> Result<Vec<SortKey>, QueryError> {
     if s.trim().is_empty() {
-        return Err(QueryError::new(
-            "sort",
-            "empty sort (expected a field, e.g. -cpu)",
-        ));
+        return Err(QueryError::new("sort", "empty sort (expected a field, e.g. -cpu)"));
     }
     s.split(',')
         .map(|item| {
@@ -90,17 +87,10 @@ mod tests {
     fn parses_keys_and_directions() {
         assert_eq!(parse_sort("-cpu").unwrap(), [key(Field::CpuPercent, true)]);
         assert_eq!(parse_sort("pid").unwrap(), [key(Field::Pid, false)]);
-        assert_eq!(
-            parse_sort("+rss").unwrap(),
-            [key(Field::MemRssBytes, false)]
-        );
+        assert_eq!(parse_sort("+rss").unwrap(), [key(Field::MemRssBytes, false)]);
         assert_eq!(
             parse_sort("-mem, user ,start_time").unwrap(),
-            [
-                key(Field::MemPercent, true),
-                key(Field::User, false),
-                key(Field::StartTime, false)
-            ]
+            [key(Field::MemPercent, true), key(Field::User, false), key(Field::StartTime, false)]
         );
         // A `+` in a URL decodes to a space.
         assert_eq!(parse_sort(" cpu").unwrap(), [key(Field::CpuPercent, false)]);
@@ -110,17 +100,9 @@ mod tests {
     fn sort_errors() {
         let e = parse_sort("-cpux").unwrap_err();
         assert_eq!(e.parameter, "sort");
-        assert!(
-            e.message
-                .starts_with("unknown field \"cpux\" (fields: pid,"),
-            "{}",
-            e.message
-        );
+        assert!(e.message.starts_with("unknown field \"cpux\" (fields: pid,"), "{}", e.message);
         assert_eq!(e.position, None);
-        assert_eq!(
-            parse_sort("").unwrap_err().message,
-            "empty sort (expected a field, e.g. -cpu)"
-        );
+        assert_eq!(parse_sort("").unwrap_err().message, "empty sort (expected a field, e.g. -cpu)");
         assert_eq!(
             parse_sort("cpu,,pid").unwrap_err().message,
             "empty sort key in \"cpu,,pid\" (expected a field, e.g. -cpu)"

@@ -37,11 +37,7 @@ pub(crate) fn proc(pid: i32) -> Process {
 
 /// A docker container reference.
 pub(crate) fn container(id: &str, name: &str) -> Option<Arc<ContainerRef>> {
-    Some(Arc::new(ContainerRef {
-        id: id.into(),
-        runtime: Runtime::Docker,
-        name: name.into(),
-    }))
+    Some(Arc::new(ContainerRef { id: id.into(), runtime: Runtime::Docker, name: name.into() }))
 }
 
 /// Sets the command line (and `cmd` to the first argument's basename).
