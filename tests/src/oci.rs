@@ -8,17 +8,10 @@ use std::process::{Command, Stdio};
 
 /// The OCI runtime binary to use: `runc` if present.
 pub fn runtime_binary(name: &str) -> Option<PathBuf> {
-    [
-        "/usr/sbin",
-        "/usr/bin",
-        "/usr/local/sbin",
-        "/usr/local/bin",
-        "/sbin",
-        "/bin",
-    ]
-    .iter()
-    .map(|d| Path::new(d).join(name))
-    .find(|p| p.is_file())
+    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/sbin", "/bin"]
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
 }
 
 fn busybox() -> Result<PathBuf> {
@@ -69,16 +62,9 @@ impl Container {
         let bundle = dir.join(id);
         std::fs::create_dir_all(&bundle)?;
         busybox_rootfs(&bundle)?;
-        let out = Command::new(runtime)
-            .arg("spec")
-            .current_dir(&bundle)
-            .output()?;
+        let out = Command::new(runtime).arg("spec").current_dir(&bundle).output()?;
         if !out.status.success() {
-            bail!(
-                "{} spec: {}",
-                runtime.display(),
-                String::from_utf8_lossy(&out.stderr)
-            );
+            bail!("{} spec: {}", runtime.display(), String::from_utf8_lossy(&out.stderr));
         }
         let path = bundle.join("config.json");
         let mut spec: serde_json::Value = serde_json::from_slice(&std::fs::read(&path)?)?;
@@ -101,18 +87,9 @@ impl Container {
             .stderr(std::fs::File::create(&log)?)
             .status()?;
         if !status.success() {
-            bail!(
-                "{} run: {}",
-                runtime.display(),
-                std::fs::read_to_string(&log).unwrap_or_default()
-            );
+            bail!("{} run: {}", runtime.display(), std::fs::read_to_string(&log).unwrap_or_default());
         }
-        Ok(Container {
-            runtime: runtime.into(),
-            state_root: state_root.into(),
-            id: id.into(),
-            bundle,
-        })
+        Ok(Container { runtime: runtime.into(), state_root: state_root.into(), id: id.into(), bundle })
     }
 
     /// The container's init pid, from `runtime state`.
@@ -124,10 +101,7 @@ impl Container {
             .output()?;
         let v: serde_json::Value = serde_json::from_slice(&out.stdout)
             .with_context(|| format!("state: {}", String::from_utf8_lossy(&out.stderr)))?;
-        v["pid"]
-            .as_i64()
-            .map(|p| p as i32)
-            .context("no pid in state")
+        v["pid"].as_i64().map(|p| p as i32).context("no pid in state")
     }
 }
 
