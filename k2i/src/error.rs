@@ -55,8 +55,8 @@ impl IntoResponse for ApiError {
     }
 }
 
-impl From<crate::query::QueryError> for ApiError {
-    fn from(e: crate::query::QueryError) -> ApiError {
+impl From<dcos_query::QueryError> for ApiError {
+    fn from(e: dcos_query::QueryError) -> ApiError {
         ApiError {
             status: StatusCode::BAD_REQUEST,
             code: "bad_query",

@@ -8,7 +8,7 @@
 //!   [`sampler::Snapshot`] every interval, reading per-process constants only once.
 //! - [`containers`]: which container a cgroup path belongs to, OCI runtime state, and
 //!   per-container CPU and memory from the cgroup filesystem.
-//! - [`query`]: the `/v1/proc` parameters and the `q` filter language.
+//! - `dcos_query` (crate `query/`): the `/v1/proc` parameters and the `q` filter language.
 //! - [`sysctl`]: `/proc/sys` reads, the write allow-list and the audit record.
 //! - [`auth`]: the caller's identity, from its certificate or a bearer token.
 //! - [`api`]: one module per resource of SPEC section 3.
@@ -24,7 +24,6 @@ pub mod containers;
 pub mod error;
 pub mod metrics;
 pub mod procfs;
-pub mod query;
 pub mod sampler;
 pub mod server;
 pub mod sysctl;

@@ -3,7 +3,7 @@
 use super::{json, query_pairs};
 use crate::error::ApiError;
 use crate::procfs::detail;
-use crate::query::ProcQuery;
+use dcos_query::ProcQuery;
 use crate::sampler::{Sampler, Snapshot};
 use crate::server::AppState;
 use axum::extract::{Path, RawQuery, State};

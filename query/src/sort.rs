@@ -77,7 +77,7 @@ pub(crate) fn sort_limited(procs: &mut Vec<&Process>, keys: &[SortKey], limit: O
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::testutil::proc;
+    use crate::testutil::proc;
 
     fn key(field: Field, descending: bool) -> SortKey {
         SortKey { field, descending }

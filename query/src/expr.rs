@@ -556,7 +556,7 @@ fn regex_error(e: &regex::Error) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::testutil::{container, proc, with_cmdline};
+    use crate::testutil::{container, proc, with_cmdline};
 
     fn parse(src: &str) -> Expr {
         Expr::parse(src).unwrap_or_else(|e| panic!("{src:?}: {e}"))

@@ -338,7 +338,7 @@ pub(crate) fn cmp_values(a: &Value<'_>, b: &Value<'_>, descending: bool) -> Orde
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::query::testutil::{container, proc};
+    use crate::testutil::{container, proc};
 
     #[test]
     fn canonical_names_round_trip() {
