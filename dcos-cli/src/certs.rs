@@ -30,14 +30,14 @@ fn time_days(days: u32) -> ::time::Duration {
 
 pub fn run_tokens(cmd: TokensCommand) -> Result<()> {
     match cmd {
-        TokensCommand::New { file, role, label } => {
+        TokensCommand::New { file, role, name } => {
             let token = dcos_core::tokens::generate().context("reading /dev/urandom")?;
             let mut f = std::fs::OpenOptions::new()
                 .create(true)
                 .append(true)
                 .open(&file)
                 .with_context(|| format!("opening {}", file.display()))?;
-            writeln!(f, "{} {role} {label}", dcos_core::tokens::hash_hex(&token))
+            writeln!(f, "{} {role} {name}", dcos_core::tokens::hash_hex(&token))
                 .with_context(|| format!("writing {}", file.display()))?;
             eprintln!("appended its hash to {}; the token itself is shown only now:", file.display());
             println!("{token}");

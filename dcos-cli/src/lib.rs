@@ -2,15 +2,22 @@
 //!
 //! - [`cli`]: the command-line grammar (clap) and global options.
 //! - [`certs`]: `dcos certs init|issue` and `dcos tokens new`.
+//! - [`fleet`]: which hosts to ask (inventory, `--hosts`, `--dc`, `--label`).
 //! - [`client`]: an HTTPS client for k2i that presents the operator's certificate.
-//! - [`table`]: process tables the way `ps` prints them, with human units.
+//! - [`fanout`]: asking every host at once, one deadline, one status per host.
+//! - [`commands`]: `hosts`, `ps`, `top`, `containers`, `sysctl`.
+//! - [`output`], [`table`]: JSON documents, NDJSON lines, `ps`-like tables, exit statuses.
 //! - [`demo`]: `dcos demo`, a throwaway local fleet.
 #![forbid(unsafe_code)]
 
 pub mod certs;
 pub mod cli;
 pub mod client;
+pub mod commands;
 pub mod demo;
+pub mod fanout;
+pub mod fleet;
+pub mod output;
 pub mod table;
 
 /// Exit statuses of SPEC section 6.

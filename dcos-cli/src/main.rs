@@ -1,7 +1,8 @@
 //! `dcos`: thin entry point; the commands live in the `dcos_cli` library.
 
-use clap::Parser;
-use dcos_cli::cli::{Cli, Command};
+use clap::{CommandFactory, Parser};
+use dcos_cli::cli::{Cli, Command, SysctlCommand};
+use dcos_cli::commands::{self, Context};
 use dcos_cli::exit;
 use std::process::ExitCode;
 
@@ -20,16 +21,66 @@ fn main() -> ExitCode {
         )
         .with_writer(std::io::stderr)
         .init();
-    let result = match cli.command {
-        Command::Certs(c) => dcos_cli::certs::run(c),
-        Command::Tokens(c) => dcos_cli::certs::run_tokens(c),
-        Command::Demo(args) => runtime().and_then(|rt| rt.block_on(dcos_cli::demo::run(args))),
+    let Cli { tls, fleet, command } = cli;
+    let fleet_command = |run: fn(Context, Command) -> u8, command: Command| -> u8 {
+        match Context::new(&tls, &fleet) {
+            Ok(ctx) => run(ctx, command),
+            Err(e) => {
+                eprintln!("dcos: {e}");
+                e.exit_status()
+            }
+        }
     };
+    let status = match command {
+        Command::Certs(c) => report(dcos_cli::certs::run(c)),
+        Command::Tokens(c) => report(dcos_cli::certs::run_tokens(c)),
+        Command::Demo(args) => report(runtime().and_then(|rt| rt.block_on(dcos_cli::demo::run(args)))),
+        Command::Completions { shell } => {
+            clap_complete::generate(shell, &mut Cli::command(), "dcos", &mut std::io::stdout());
+            exit::OK
+        }
+        Command::Man => report(
+            clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(anyhow::Error::from),
+        ),
+        other => fleet_command(run_fleet, other),
+    };
+    ExitCode::from(status)
+}
+
+/// Runs a command that talks to the fleet.
+fn run_fleet(ctx: Context, command: Command) -> u8 {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return report(Err(e)),
+    };
+    let result = rt.block_on(async {
+        match &command {
+            Command::Hosts => commands::hosts::run(&ctx).await,
+            Command::Ps(args) => commands::ps::run(&ctx, args).await,
+            Command::Top(args) => commands::top::run(&ctx, args).await,
+            Command::Containers => commands::containers::run(&ctx).await,
+            Command::Sysctl(SysctlCommand::Get { name }) => commands::sysctl::get(&ctx, name).await,
+            Command::Sysctl(SysctlCommand::Set { assignment, host }) => {
+                commands::sysctl::set(&ctx, assignment, host).await
+            }
+            _ => unreachable!("not a fleet command"),
+        }
+    });
     match result {
-        Ok(()) => ExitCode::from(exit::OK),
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("dcos: {e}");
+            e.exit_status()
+        }
+    }
+}
+
+fn report(result: anyhow::Result<()>) -> u8 {
+    match result {
+        Ok(()) => exit::OK,
         Err(e) => {
             eprintln!("dcos: {e:#}");
-            ExitCode::from(exit::FAILED)
+            exit::FAILED
         }
     }
 }

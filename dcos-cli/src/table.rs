@@ -80,3 +80,51 @@ mod tests {
         assert_eq!(t, "A    BB\nxxx  y\nz    long\n");
     }
 }
+
+/// `-o wide` process columns.
+pub const PROCESS_HEADER_WIDE: [&str; 14] = [
+    "HOST",
+    "PID",
+    "PPID",
+    "USER",
+    "%CPU",
+    "%MEM",
+    "RSS",
+    "VSZ",
+    "S",
+    "TTY",
+    "TIME",
+    "START",
+    "CONTAINER",
+    "COMMAND",
+];
+
+/// `[h]mm:ss` of CPU time, like `ps`'s TIME.
+pub fn cpu_time(secs: f64) -> String {
+    let s = secs as u64;
+    if s >= 3600 {
+        format!("{}:{:02}:{:02}", s / 3600, (s / 60) % 60, s % 60)
+    } else {
+        format!("{}:{:02}", s / 60, s % 60)
+    }
+}
+
+pub fn process_row_wide(host: &str, p: &Process) -> Vec<String> {
+    let command = if p.cmdline.is_empty() { format!("[{}]", p.cmd) } else { p.cmdline.join(" ") };
+    vec![
+        host.to_string(),
+        p.pid.to_string(),
+        p.ppid.to_string(),
+        p.user.to_string(),
+        p.cpu_percent.map(|c| format!("{c:.1}")).unwrap_or_else(|| "-".into()),
+        format!("{:.1}", p.mem_percent),
+        human_bytes(p.mem_rss_bytes),
+        human_bytes(p.mem_vsz_bytes),
+        p.state.to_string(),
+        p.tty.as_deref().unwrap_or("?").to_string(),
+        cpu_time(p.cpu_time_s),
+        p.start_time.get(..19).unwrap_or(&p.start_time).replace('T', " "),
+        p.container.as_ref().map(|c| c.name.to_string()).unwrap_or_else(|| "-".into()),
+        command,
+    ]
+}

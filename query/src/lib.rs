@@ -18,7 +18,7 @@ mod testutil;
 
 pub use error::QueryError;
 pub use field::Field;
-pub use sort::{parse_sort, SortKey};
+pub use sort::{compare, parse_sort, SortKey};
 
 use dcos_core::model::Process;
 use expr::Expr;

@@ -43,7 +43,7 @@ pub fn parse_sort(s: &str) -> Result<Vec<SortKey>, QueryError> {
 
 /// Compares by `keys`, then by pid and tid ascending, so that equal keys still give one
 /// order.
-pub(crate) fn compare(keys: &[SortKey], a: &Process, b: &Process) -> Ordering {
+pub fn compare(keys: &[SortKey], a: &Process, b: &Process) -> Ordering {
     keys.iter()
         .map(|k| cmp_values(&k.field.value(a), &k.field.value(b), k.descending))
         .find(|o| o.is_ne())

@@ -1,0 +1,143 @@
+//! `dcos top`: per-host summary rows and the fleet's top processes. Each host is asked for
+//! its own top N (`/v1/top`) with the same sort and the answers are merged, so no host
+//! sends its whole table. Live by default (a full-screen view redrawn every `--interval`,
+//! `q` to quit); `--once` prints one frame as text.
+
+use super::{encode, Context, SetupError};
+use crate::cli::{Format, TopArgs};
+use crate::fanout::HostReport;
+use crate::output;
+use crate::table;
+use dcos_core::model::{HostSummary, Top};
+use dcos_query::{parse_sort, SortKey};
+
+/// One refresh: who answered, their summaries, and the merged top processes.
+pub struct Frame {
+    pub reports: Vec<HostReport>,
+    pub hosts: Vec<(String, HostSummary)>,
+    pub processes: Vec<(String, dcos_core::model::Process)>,
+}
+
+pub async fn fetch(ctx: &Context, sort: &[SortKey], sort_text: &str, limit: usize) -> Frame {
+    let path = format!("/v1/top?limit={limit}&sort={}", encode(sort_text));
+    let answers = ctx.fanout.get_all::<Top, _>(&ctx.targets, |_| path.clone()).await;
+    let mut frame = Frame { reports: Vec::new(), hosts: Vec::new(), processes: Vec::new() };
+    for mut a in answers {
+        if let Some(top) = a.value.take() {
+            a.report.host = top.host.name.clone();
+            frame.processes.extend(top.processes.into_iter().map(|p| (top.host.name.clone(), p)));
+            frame.hosts.push((top.host.name.clone(), top.host));
+        }
+        frame.reports.push(a.report);
+    }
+    frame.processes.sort_by(|a, b| dcos_query::compare(sort, &a.1, &b.1).then_with(|| a.0.cmp(&b.0)));
+    frame.processes.truncate(limit);
+    frame
+}
+
+/// The frame as text: a fleet line, one row per host (failed ones with their status),
+/// then the processes.
+pub fn render(frame: &Frame) -> String {
+    let ok = frame.reports.iter().filter(|r| r.ok()).count();
+    let cpus: u32 = frame.hosts.iter().map(|(_, h)| h.cpus).sum();
+    let procs: u32 = frame.hosts.iter().map(|(_, h)| h.processes).sum();
+    let mut out =
+        format!("fleet: {ok}/{} hosts answering, {cpus} cpus, {procs} processes\n\n", frame.reports.len());
+    let mut rows: Vec<Vec<String>> = frame
+        .hosts
+        .iter()
+        .map(|(name, h)| {
+            vec![
+                name.clone(),
+                h.dc.clone(),
+                format!("{:.2} {:.2} {:.2}", h.load[0], h.load[1], h.load[2]),
+                h.cpu_percent.map(|c| format!("{c:.0}")).unwrap_or_else(|| "-".into()),
+                format!("{}/{}", table::human_bytes(h.mem_used_bytes), table::human_bytes(h.mem_total_bytes)),
+                h.processes.to_string(),
+            ]
+        })
+        .collect();
+    for r in frame.reports.iter().filter(|r| !r.ok()) {
+        rows.push(vec![
+            r.host.clone(),
+            "-".into(),
+            r.status.to_uppercase(),
+            "-".into(),
+            "-".into(),
+            "-".into(),
+        ]);
+    }
+    out.push_str(&table::render(&["HOST", "DC", "LOAD", "%CPU", "MEM", "PROCS"], &rows));
+    out.push('\n');
+    let prows: Vec<_> = frame.processes.iter().map(|(h, p)| table::process_row(h, p, 80)).collect();
+    out.push_str(&table::render(&table::PROCESS_HEADER, &prows));
+    out
+}
+
+pub async fn run(ctx: &Context, args: &TopArgs) -> Result<u8, SetupError> {
+    let sort = parse_sort(&args.sort).map_err(|e| SetupError::Usage(format!("--sort: {}", e.message)))?;
+    if args.limit == 0 || args.limit > 1000 {
+        return Err(SetupError::Usage("--limit must be between 1 and 1000".into()));
+    }
+    let live =
+        !args.once && ctx.format == Format::Table && std::io::IsTerminal::is_terminal(&std::io::stdout());
+    if !live {
+        let frame = fetch(ctx, &sort, &args.sort, args.limit).await;
+        print_once(ctx.format, &frame);
+        return Ok(output::finish(&frame.reports));
+    }
+    live_view(ctx, &sort, args).await
+}
+
+fn print_once(format: Format, frame: &Frame) {
+    match format {
+        Format::Json | Format::Ndjson => {
+            let doc = serde_json::json!({
+                "hosts": frame.reports,
+                "summaries": frame.hosts.iter().map(|(n, h)| output::with_host(n, h)).collect::<Vec<_>>(),
+                "processes": frame.processes.iter().map(|(n, p)| output::with_host(n, p)).collect::<Vec<_>>(),
+            });
+            output::print_line(&doc);
+        }
+        Format::Table | Format::Wide => print!("{}", render(frame)),
+    }
+}
+
+async fn live_view(ctx: &Context, sort: &[SortKey], args: &TopArgs) -> Result<u8, SetupError> {
+    use crossterm::event::{Event, EventStream, KeyCode, KeyEvent, KeyModifiers};
+    use crossterm::{cursor, execute, terminal};
+    use futures::StreamExt;
+    use std::io::Write;
+
+    let mut stdout = std::io::stdout();
+    let tty = |e: std::io::Error| SetupError::Tls(format!("terminal: {e}"));
+    terminal::enable_raw_mode().map_err(tty)?;
+    execute!(stdout, terminal::EnterAlternateScreen, cursor::Hide).map_err(tty)?;
+    let mut keys = EventStream::new();
+    let status = loop {
+        let frame = fetch(ctx, sort, &args.sort, args.limit).await;
+        let status =
+            if frame.reports.iter().all(|r| r.ok()) { crate::exit::OK } else { crate::exit::PARTIAL };
+        let (_, height) = terminal::size().unwrap_or((80, 24));
+        let text = render(&frame);
+        let _ = execute!(stdout, cursor::MoveTo(0, 0), terminal::Clear(terminal::ClearType::All));
+        for line in text.lines().take(height.saturating_sub(1) as usize) {
+            let _ = write!(stdout, "{line}\r\n");
+        }
+        let _ = write!(stdout, "q: quit   refreshing every {:?}", args.interval);
+        let _ = stdout.flush();
+        let quit = tokio::select! {
+            _ = tokio::time::sleep(args.interval) => false,
+            ev = keys.next() => matches!(ev,
+                Some(Ok(Event::Key(KeyEvent { code: KeyCode::Char('q') | KeyCode::Esc, .. })))
+                | Some(Ok(Event::Key(KeyEvent { code: KeyCode::Char('c'), modifiers: KeyModifiers::CONTROL, .. })))
+                | None | Some(Err(_))),
+        };
+        if quit {
+            break status;
+        }
+    };
+    let _ = execute!(stdout, cursor::Show, terminal::LeaveAlternateScreen);
+    let _ = terminal::disable_raw_mode();
+    Ok(status)
+}
