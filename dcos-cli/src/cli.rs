@@ -159,7 +159,7 @@ pub enum TokensCommand {
 pub struct DemoArgs {
     /// Number of local hosts.
     #[arg(long, default_value_t = 3)]
-    pub hosts: u8,
+    pub size: u8,
     /// Keep the fleet running until Ctrl-C instead of stopping after showing it.
     #[arg(long)]
     pub keep: bool,
@@ -264,5 +264,14 @@ mod tests {
         assert_eq!(cli.fleet.output, Format::Json);
         assert_eq!(cli.fleet.timeout, std::time::Duration::from_secs(1));
         assert!(Cli::try_parse_from(["dcos", "ps", "--timeout", "0s"]).is_err());
+        // Every subcommand's own flags parse alongside the global ones.
+        for argv in [
+            &["dcos", "demo", "--size", "2", "--hosts", "x"][..],
+            &["dcos", "tokens", "new", "--file", "f", "--name", "n", "--label", "a=b"][..],
+            &["dcos", "sysctl", "get", "vm.swappiness", "--key", "k.pem"][..],
+            &["dcos", "top", "--once", "--sort", "-rss", "--limit", "3"][..],
+        ] {
+            Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
     }
 }

@@ -2,11 +2,12 @@
 //! directory, one certificate per host, one k2i per host on loopback; then each host's
 //! summary and busiest processes are fetched over mTLS and shown.
 
-use crate::cli::DemoArgs;
+use crate::cli::{DemoArgs, Format, PsArgs, TopArgs};
 use crate::client::K2iClient;
-use crate::table;
-use anyhow::{bail, Context, Result};
-use dcos_core::model::{HostSummary, ProcList};
+use crate::commands::{self, Context};
+use crate::fanout::FanOut;
+use crate::fleet::Target;
+use anyhow::{bail, Context as _, Result};
 use dcos_core::pki::{self, LeafSpec};
 use dcos_core::tls::{Identity, TlsFiles};
 use dcos_core::Role;
@@ -54,9 +55,29 @@ pub fn sibling_binary(name: &str) -> Result<PathBuf> {
 }
 
 /// Starts one k2i on 127.0.0.1 (a free port) and waits for it to announce its address.
-pub async fn start_k2i(bin: &Path, dir: &Path, name: &str, dc: &str, extra: &[&str]) -> Result<LocalHost> {
+///
+/// With `workload` (a shell snippet) and root, the host gets its own PID namespace and
+/// `/proc`, so its process table holds its k2i and its workload only, as on a real host.
+pub async fn start_k2i(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    dc: &str,
+    extra: &[&str],
+    workload: Option<&str>,
+) -> Result<LocalHost> {
     let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
-    let mut child = Command::new(bin)
+    let mut command = match workload.filter(|_| own_pid_namespaces()) {
+        Some(work) => {
+            let mut c = Command::new("unshare");
+            c.args(["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c"])
+                .arg(format!("{work} exec \"$0\" \"$@\""))
+                .arg(bin);
+            c
+        }
+        None => Command::new(bin),
+    };
+    let mut child = command
         .args(["--listen", "127.0.0.1:0", "--name", name, "--dc", dc])
         .arg("--cert")
         .arg(dir.join(format!("{name}.crt")))
@@ -86,6 +107,17 @@ pub async fn start_k2i(bin: &Path, dir: &Path, name: &str, dc: &str, extra: &[&s
     Ok(LocalHost { name: name.to_string(), url, child })
 }
 
+/// Whether demo hosts can have their own PID namespaces (root and `unshare` present).
+fn own_pid_namespaces() -> bool {
+    nix::unistd::geteuid().is_root()
+        && std::process::Command::new("unshare")
+            .arg("--version")
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+}
+
 /// Creates the demo CA and one host certificate per name, valid for 127.0.0.1.
 pub fn make_certs(dir: &Path, names: &[String]) -> Result<()> {
     pki::init_dir(dir)?;
@@ -99,8 +131,8 @@ pub fn make_certs(dir: &Path, names: &[String]) -> Result<()> {
 }
 
 pub async fn run(args: DemoArgs) -> Result<()> {
-    if args.hosts == 0 || args.hosts > 50 {
-        bail!("--hosts must be between 1 and 50");
+    if args.size == 0 || args.size > 50 {
+        bail!("--size must be between 1 and 50");
     }
     let temp;
     let dir = match &args.dir {
@@ -110,64 +142,64 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             temp.path().to_path_buf()
         }
     };
-    let names: Vec<String> = (1..=args.hosts).map(|i| format!("demo-{i}")).collect();
+    let names: Vec<String> = (1..=args.size).map(|i| format!("demo-{i}")).collect();
     make_certs(&dir, &names)?;
     println!("== fleet CA and {} host certificates in {}", names.len(), dir.display());
     let k2i = sibling_binary("k2i")?;
     let mut hosts = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let dc = if i % 2 == 0 { "dc-east" } else { "dc-west" };
-        let h = start_k2i(&k2i, &dir, name, dc, &["--sample-interval", "500ms"]).await?;
+        // Something for `dcos ps` and `dcos top` to show: a service on every host, and on
+        // the first one a low-priority busy loop that ends by itself.
+        let work = if i == 0 {
+            "sleep 100000 & (timeout 60 nice -n 19 sh -c 'while :; do :; done') &"
+        } else {
+            "sleep 100000 &"
+        };
+        let h = start_k2i(&k2i, &dir, name, dc, &["--sample-interval", "500ms"], Some(work)).await?;
         println!("   {} ({dc}) k2i at {}", h.name, h.url);
         hosts.push(h);
     }
     // Two samples, so cpu_percent has a value.
-    tokio::time::sleep(Duration::from_millis(1100)).await;
+    tokio::time::sleep(Duration::from_millis(1200)).await;
 
     let admin = Identity::load(&TlsFiles {
         cert: dir.join("admin.crt"),
         key: dir.join("admin.key"),
         ca: dir.join("ca.crt"),
     })?;
-    let client = K2iClient::new(&admin)?;
-    let timeout = Duration::from_secs(3);
-    let fetches = hosts.iter().map(|h| {
-        let client = client.clone();
-        async move {
-            let summary = client.get_json::<HostSummary>(&h.url, "/v1/host", timeout).await;
-            let procs = client.get_json::<ProcList>(&h.url, "/v1/proc?sort=-cpu&limit=5", timeout).await;
-            (h, summary, procs)
-        }
-    });
-    let results = futures::future::join_all(fetches).await;
-    println!("\n== hosts (GET /v1/host over mTLS)");
-    let mut rows = Vec::new();
-    let mut procs = Vec::new();
-    for (h, summary, list) in &results {
-        match summary {
-            Ok(s) => rows.push(vec![
-                s.name.clone(),
-                s.dc.clone(),
-                s.kernel.clone(),
-                format!("{:.2} {:.2} {:.2}", s.load[0], s.load[1], s.load[2]),
-                format!("{}/{}", table::human_bytes(s.mem_used_bytes), table::human_bytes(s.mem_total_bytes)),
-                s.processes.to_string(),
-            ]),
-            Err(e) => rows.push(vec![h.name.clone(), "-".into(), format!("error: {e}")]),
-        }
-        if let Ok(list) = list {
-            for p in &list.processes {
-                procs.push(table::process_row(&list.host, p, 60));
-            }
-        }
-    }
-    print!("{}", table::render(&["HOST", "DC", "KERNEL", "LOAD", "MEM", "PROCS"], &rows));
-    println!("\n== busiest processes on each host (GET /v1/proc?sort=-cpu&limit=5)");
-    print!("{}", table::render(&table::PROCESS_HEADER, &procs));
+    let targets: Vec<Target> = hosts
+        .iter()
+        .map(|h| Target {
+            name: h.name.clone(),
+            dc: String::new(),
+            labels: Default::default(),
+            k2i: h.url.clone(),
+            api: None,
+        })
+        .collect();
+    let ctx = Context {
+        targets,
+        fanout: FanOut::new(K2iClient::new(&admin)?, Duration::from_secs(3)),
+        format: Format::Table,
+    };
+    println!("\n$ dcos hosts");
+    let mut worst = commands::hosts::run(&ctx).await?;
+    println!("\n$ dcos ps --sort=-cpu --limit 12");
+    let ps = PsArgs {
+        user: None,
+        cmd: None,
+        container: None,
+        sort: Some("-cpu".into()),
+        limit: Some(12),
+        q: None,
+        group_by: None,
+    };
+    worst = worst.max(commands::ps::run(&ctx, &ps).await?);
+    println!("\n$ dcos top --once --limit 5");
+    let top = TopArgs { once: true, interval: Duration::from_secs(2), limit: 5, sort: "-cpu".into() };
+    worst = worst.max(commands::top::run(&ctx, &top).await?);
 
-    let failed = results.iter().filter(|(_, s, p)| s.is_err() || p.is_err()).count();
-    let asked = results.len();
-    drop(results);
     if args.keep {
         println!("\nfleet running; try:\n  curl --cacert {0}/ca.crt --cert {0}/admin.crt --key {0}/admin.key '{1}/v1/proc?q=cpu>1&fields=pid,cmd,cpu'\nCtrl-C to stop.", dir.display(), hosts[0].url);
         let _ = tokio::signal::ctrl_c().await;
@@ -175,8 +207,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     for h in hosts {
         h.stop().await;
     }
-    if failed > 0 {
-        bail!("{failed} of {asked} hosts did not answer");
+    if worst != crate::exit::OK {
+        bail!("not every demo host answered");
     }
     println!("\ndemo fleet stopped");
     Ok(())
