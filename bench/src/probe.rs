@@ -24,9 +24,7 @@ pub fn cpu_ticks(pid: i32) -> Result<u64> {
 /// `utime + stime` (fields 14 and 15) of a `/proc/PID/stat` line. The command name in
 /// parentheses may hold spaces and parentheses, so the fields are counted after the last `)`.
 pub fn parse_cpu_ticks(stat: &str) -> Result<u64> {
-    let Some(close) = stat.rfind(')') else {
-        bail!("no `)` in {stat:?}")
-    };
+    let Some(close) = stat.rfind(')') else { bail!("no `)` in {stat:?}") };
     // After `)`: field 3 (state) is index 0, so field k is index k - 3.
     let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
     let field = |k: usize| -> Result<u64> {
@@ -39,13 +37,44 @@ pub fn parse_cpu_ticks(stat: &str) -> Result<u64> {
     Ok(field(14)? + field(15)?)
 }
 
+/// CPU ticks of a process, total and of its threads named `thread` (e.g. a background
+/// sampler), so that work done elsewhere in the process can be told apart.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct CpuSplit {
+    pub total: u64,
+    pub named: u64,
+}
+
+impl CpuSplit {
+    /// Reads the process total and the named threads' ticks now.
+    pub fn read(pid: i32, thread: &str) -> Result<CpuSplit> {
+        let mut named = 0;
+        let dir = format!("/proc/{pid}/task");
+        for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
+            let Ok(entry) = entry else { continue };
+            let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+            let comm = text.find('(').zip(text.rfind(')')).map(|(a, b)| &text[a + 1..b]);
+            if comm == Some(thread) {
+                named += parse_cpu_ticks(&text).unwrap_or(0);
+            }
+        }
+        Ok(CpuSplit { total: cpu_ticks(pid)?, named })
+    }
+
+    /// Milliseconds of CPU since `earlier`: (whole process, named threads, the rest).
+    pub fn since_ms(&self, earlier: &CpuSplit) -> (f64, f64, f64) {
+        let to_ms = |t: u64| t as f64 / clk_tck() * 1e3;
+        let total = to_ms(self.total.saturating_sub(earlier.total));
+        let named = to_ms(self.named.saturating_sub(earlier.named));
+        (total, named, (total - named).max(0.0))
+    }
+}
+
 /// A `kB` line of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...), in bytes.
 pub fn status_bytes(pid: i32, key: &str) -> Result<u64> {
     let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
         .with_context(|| format!("reading /proc/{pid}/status"))?;
-    parse_status_kb(&text, key)
-        .map(|kb| kb * 1024)
-        .with_context(|| format!("{key} in /proc/{pid}/status"))
+    parse_status_kb(&text, key).map(|kb| kb * 1024).with_context(|| format!("{key} in /proc/{pid}/status"))
 }
 
 fn parse_status_kb(text: &str, key: &str) -> Option<u64> {
@@ -60,34 +89,30 @@ pub fn process_count() -> usize {
     std::fs::read_dir("/proc")
         .map(|d| {
             d.filter_map(|e| e.ok())
-                .filter(|e| {
-                    e.file_name()
-                        .as_encoded_bytes()
-                        .iter()
-                        .all(u8::is_ascii_digit)
-                })
+                .filter(|e| e.file_name().as_encoded_bytes().iter().all(u8::is_ascii_digit))
                 .count()
         })
         .unwrap_or(0)
 }
 
 fn read_trimmed(path: impl AsRef<Path>) -> String {
-    std::fs::read_to_string(path)
-        .map(|s| s.trim().to_string())
-        .unwrap_or_else(|_| "?".into())
+    std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into())
+}
+
+/// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
+pub fn loadavg() -> String {
+    let text = read_trimmed("/proc/loadavg");
+    text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
 }
 
 /// A one-line description of the machine: CPUs, CPU model, kernel, memory.
 pub fn machine() -> String {
-    let cpus = std::thread::available_parallelism()
-        .map(|n| n.get())
-        .unwrap_or(0);
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(0);
     let model = std::fs::read_to_string("/proc/cpuinfo")
         .ok()
         .and_then(|t| {
             t.lines().find_map(|l| {
-                l.strip_prefix("model name")
-                    .map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
+                l.strip_prefix("model name").map(|r| r.trim_start_matches([' ', '\t', ':']).to_string())
             })
         })
         .unwrap_or_else(|| "unknown CPU".into());

@@ -50,10 +50,7 @@ fn helper(n: usize) -> i32 {
         }
     }
     if let Some(e) = &fork_error {
-        eprintln!(
-            "bench sleepers: fork failed after {} of {n} children: {e}",
-            children.len()
-        );
+        eprintln!("bench sleepers: fork failed after {} of {n} children: {e}", children.len());
     }
     let mut out = std::io::stdout().lock();
     let _ = writeln!(out, "ready {}", children.len());
@@ -92,10 +89,7 @@ unsafe fn sleeper(parent: libc::pid_t) -> ! {
     if libc::getppid() != parent {
         libc::_exit(0);
     }
-    libc::prctl(
-        libc::PR_SET_NAME,
-        c"bench-sleeper".as_ptr() as libc::c_ulong,
-    );
+    libc::prctl(libc::PR_SET_NAME, c"bench-sleeper".as_ptr() as libc::c_ulong);
     // Hold none of the helper's pipes or the terminal.
     libc::close(0);
     libc::close(1);
@@ -120,11 +114,7 @@ pub struct Sleepers {
 /// Refuses early, with the reason, when the kernel or the rlimit would stop `extra` forks.
 pub fn check_limits(extra: usize) -> Result<()> {
     let now = crate::probe::process_count();
-    let read = |p: &str| {
-        std::fs::read_to_string(p)
-            .ok()
-            .and_then(|s| s.trim().parse::<usize>().ok())
-    };
+    let read = |p: &str| std::fs::read_to_string(p).ok().and_then(|s| s.trim().parse::<usize>().ok());
     let margin = 512;
     if let Some(pid_max) = read("/proc/sys/kernel/pid_max") {
         if now + extra + margin > pid_max {
@@ -139,10 +129,7 @@ pub fn check_limits(extra: usize) -> Result<()> {
     // RLIMIT_NPROC counts this user's processes; root is exempt.
     // SAFETY: getuid has no preconditions.
     if unsafe { libc::getuid() } != 0 {
-        let mut lim = libc::rlimit {
-            rlim_cur: 0,
-            rlim_max: 0,
-        };
+        let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
         // SAFETY: lim is a valid rlimit to fill.
         if unsafe { libc::getrlimit(libc::RLIMIT_NPROC, &mut lim) } == 0 {
             let want = (now + extra + margin) as libc::rlim_t;
@@ -153,10 +140,7 @@ pub fn check_limits(extra: usize) -> Result<()> {
                 lim.rlim_cur = want;
                 // SAFETY: lim is a valid rlimit.
                 if unsafe { libc::setrlimit(libc::RLIMIT_NPROC, &lim) } != 0 {
-                    bail!(
-                        "cannot raise RLIMIT_NPROC to {want}: {}",
-                        std::io::Error::last_os_error()
-                    );
+                    bail!("cannot raise RLIMIT_NPROC to {want}: {}", std::io::Error::last_os_error());
                 }
             }
         }
@@ -171,10 +155,7 @@ impl Sleepers {
         check_limits(count + helpers)?;
         let exe = std::env::current_exe().context("finding the benchmark executable")?;
         let helpers = helpers.clamp(1, count.max(1));
-        let mut me = Sleepers {
-            helpers: Vec::new(),
-            count: 0,
-        };
+        let mut me = Sleepers { helpers: Vec::new(), count: 0 };
         let mut readers = Vec::new();
         for i in 0..helpers {
             let share = count / helpers + usize::from(i < count % helpers);
@@ -199,14 +180,8 @@ impl Sleepers {
             readers.push((share, rx));
         }
         for (share, rx) in readers {
-            let line = rx
-                .recv_timeout(Duration::from_secs(300))
-                .unwrap_or_default();
-            let started: usize = line
-                .trim()
-                .strip_prefix("ready ")
-                .and_then(|n| n.parse().ok())
-                .unwrap_or(0);
+            let line = rx.recv_timeout(Duration::from_secs(300)).unwrap_or_default();
+            let started: usize = line.trim().strip_prefix("ready ").and_then(|n| n.parse().ok()).unwrap_or(0);
             me.count += started;
             if started != share {
                 bail!("a helper started {started} of {share} sleeping processes (answer {line:?}); see its error above");
@@ -231,17 +206,12 @@ impl Sleepers {
             let exited = loop {
                 match h.child.try_wait() {
                     Ok(Some(_)) => break true,
-                    Ok(None) if Instant::now() < deadline => {
-                        std::thread::sleep(Duration::from_millis(20))
-                    }
+                    Ok(None) if Instant::now() < deadline => std::thread::sleep(Duration::from_millis(20)),
                     _ => break false,
                 }
             };
             if !exited {
-                problems.push(format!(
-                    "helper {} did not finish; killing its process group",
-                    h.pgid
-                ));
+                problems.push(format!("helper {} did not finish; killing its process group", h.pgid));
                 // SAFETY: plain system call on a process group we created.
                 unsafe { libc::killpg(h.pgid, libc::SIGKILL) };
                 let _ = h.child.wait();

@@ -17,24 +17,10 @@ pub fn summarize(values: &[f64]) -> Summary {
     v.sort_by(f64::total_cmp);
     let n = v.len();
     if n == 0 {
-        return Summary {
-            median: f64::NAN,
-            min: f64::NAN,
-            max: f64::NAN,
-            n,
-        };
+        return Summary { median: f64::NAN, min: f64::NAN, max: f64::NAN, n };
     }
-    let median = if n % 2 == 1 {
-        v[n / 2]
-    } else {
-        (v[n / 2 - 1] + v[n / 2]) / 2.0
-    };
-    Summary {
-        median,
-        min: v[0],
-        max: v[n - 1],
-        n,
-    }
+    let median = if n % 2 == 1 { v[n / 2] } else { (v[n / 2 - 1] + v[n / 2]) / 2.0 };
+    Summary { median, min: v[0], max: v[n - 1], n }
 }
 
 /// The nearest-rank `p`-th percentile (0 < p <= 100) of an ascending sample.

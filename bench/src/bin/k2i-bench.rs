@@ -8,7 +8,7 @@
 
 use anyhow::{bail, Context, Result};
 use clap::Parser;
-use dcos_bench::probe;
+use dcos_bench::probe::{self, CpuSplit};
 use dcos_bench::sleepers::{self, Sleepers};
 use dcos_bench::stats::{ms, percentile, summarize, Summary};
 use dcos_cli::client::K2iClient;
@@ -23,6 +23,8 @@ use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
 
 const PS_ARGS: [&str; 2] = ["-eo", "pid,ppid,user,%cpu,rss,stat,lstart,args"];
+/// The name of k2i's sampling thread.
+const SAMPLER_THREAD: &str = "k2i-sampler";
 const REQUEST_TIMEOUT: Duration = Duration::from_secs(60);
 
 #[derive(Debug, Parser)]
@@ -131,11 +133,7 @@ fn ps() -> Result<(Duration, usize, usize)> {
         .spawn()
         .context("running ps")?;
     let mut out = Vec::with_capacity(1 << 20);
-    child
-        .stdout
-        .take()
-        .context("ps stdout")?
-        .read_to_end(&mut out)?;
+    child.stdout.take().context("ps stdout")?.read_to_end(&mut out)?;
     let status = child.wait()?;
     let took = started.elapsed();
     if !status.success() {
@@ -205,9 +203,7 @@ fn local_measurements(runs: usize, with_ps: bool) -> Result<Local> {
             "run {}/{runs}: floor {:.1} ms, ps {}, first snapshot {:.1} ms, steady tick {:.1} ms",
             r + 1,
             l.floor[r],
-            l.ps.get(r)
-                .map(|v| format!("{v:.1} ms"))
-                .unwrap_or_else(|| "-".into()),
+            l.ps.get(r).map(|v| format!("{v:.1} ms")).unwrap_or_else(|| "-".into()),
             l.first[r],
             l.tick[r],
         ));
@@ -244,9 +240,7 @@ struct Certs {
 }
 
 fn certs() -> Result<Certs> {
-    let dir = tempfile::Builder::new()
-        .prefix("k2i-bench-pki-")
-        .tempdir()?;
+    let dir = tempfile::Builder::new().prefix("k2i-bench-pki-").tempdir()?;
     pki::init_dir(dir.path()).context("creating the CA")?;
     let mut spec = LeafSpec::new("bench-host", Role::Host);
     spec.ips = vec!["127.0.0.1".parse()?];
@@ -257,11 +251,7 @@ fn certs() -> Result<Certs> {
         key: dir.path().join(format!("{name}.key")),
         ca: dir.path().join("ca.crt"),
     };
-    Ok(Certs {
-        host: files("bench-host"),
-        admin: files("admin"),
-        _dir: dir,
-    })
+    Ok(Certs { host: files("bench-host"), admin: files("admin"), _dir: dir })
 }
 
 /// A running k2i; stopped (SIGTERM, then SIGKILL) when dropped.
@@ -297,11 +287,7 @@ impl K2i {
             let _ = tx.send(line);
         });
         let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
-        let mut k = K2i {
-            child,
-            url: String::new(),
-            started,
-        };
+        let mut k = K2i { child, url: String::new(), started };
         match line.split_whitespace().find(|w| w.starts_with("https://")) {
             Some(url) => k.url = url.to_string(),
             None => bail!("k2i did not announce its address: {line:?}"),
@@ -361,34 +347,32 @@ struct Http {
     anon_idle: u64,
     rss_idle: u64,
     hwm: u64,
+    /// k2i CPU ms outside its sampler thread, per timed `/v1/proc` request.
+    proc_server_cpu: f64,
+    /// k2i CPU ms during the `/v1/top` load: outside the sampler, and in it.
+    top_server_cpu: f64,
+    top_sampler_cpu: f64,
+    /// This process's CPU ms (the clients) during the `/v1/top` load.
+    top_client_cpu: f64,
 }
 
 async fn http_measurements(k: &K2i, admin: &Identity, args: &Args) -> Result<Http> {
-    let mut h = Http {
-        rss_start: k.rss()?,
-        ..Http::default()
-    };
+    let mut h = Http { rss_start: k.rss()?, ..Http::default() };
 
     // (e) The full table, on one pooled connection: request, body, JSON parse.
     let client = K2iClient::new(admin)?;
-    let warm = client
-        .request("GET", &k.url, "/v1/proc", None, REQUEST_TIMEOUT)
-        .await?;
+    let warm = client.request("GET", &k.url, "/v1/proc", None, REQUEST_TIMEOUT).await?;
     serde_json::from_slice::<serde_json::Value>(&warm).context("parsing /v1/proc")?;
+    let cpu0 = CpuSplit::read(k.pid(), SAMPLER_THREAD)?;
     for r in 0..args.runs {
         tokio::time::sleep(Duration::from_millis(300)).await;
         let started = Instant::now();
-        let body = client
-            .request("GET", &k.url, "/v1/proc", None, REQUEST_TIMEOUT)
-            .await?;
+        let body = client.request("GET", &k.url, "/v1/proc", None, REQUEST_TIMEOUT).await?;
         let doc: serde_json::Value = serde_json::from_slice(&body).context("parsing /v1/proc")?;
         let took = started.elapsed();
         h.proc_full.push(ms(took));
         h.proc_bytes = body.len();
-        h.proc_rows = doc
-            .get("processes")
-            .and_then(|p| p.as_array())
-            .map_or(0, Vec::len);
+        h.proc_rows = doc.get("processes").and_then(|p| p.as_array()).map_or(0, Vec::len);
         progress(format!(
             "GET /v1/proc {}/{}: {:.1} ms, {} bytes, {} rows",
             r + 1,
@@ -398,20 +382,18 @@ async fn http_measurements(k: &K2i, admin: &Identity, args: &Args) -> Result<Htt
             h.proc_rows
         ));
     }
+    let (_, _, server) = CpuSplit::read(k.pid(), SAMPLER_THREAD)?.since_ms(&cpu0);
+    h.proc_server_cpu = server / args.runs as f64;
     drop(client);
     h.rss_after_proc = k.rss()?;
 
     // (f) /v1/top?limit=20 from many clients at once, each with its own connection.
-    let clients: Vec<K2iClient> = (0..args.clients.max(1))
-        .map(|_| K2iClient::new(admin))
-        .collect::<Result<_>>()?;
+    let clients: Vec<K2iClient> =
+        (0..args.clients.max(1)).map(|_| K2iClient::new(admin)).collect::<Result<_>>()?;
     let mut warmups = tokio::task::JoinSet::new();
     for c in &clients {
         let (c, url) = (c.clone(), k.url.clone());
-        warmups.spawn(async move {
-            c.request("GET", &url, "/v1/top?limit=20", None, REQUEST_TIMEOUT)
-                .await
-        });
+        warmups.spawn(async move { c.request("GET", &url, "/v1/top?limit=20", None, REQUEST_TIMEOUT).await });
     }
     while let Some(done) = warmups.join_next().await {
         done.context("a warm-up task")??;
@@ -427,18 +409,22 @@ async fn http_measurements(k: &K2i, admin: &Identity, args: &Args) -> Result<Htt
             let mut lat = Vec::with_capacity(per_client);
             for _ in 0..per_client {
                 let t = Instant::now();
-                c.request("GET", &url, "/v1/top?limit=20", None, REQUEST_TIMEOUT)
-                    .await?;
+                c.request("GET", &url, "/v1/top?limit=20", None, REQUEST_TIMEOUT).await?;
                 lat.push(ms(t.elapsed()));
             }
             anyhow::Ok(lat)
         });
     }
+    let me = std::process::id() as i32;
+    let (cpu0, me0) = (CpuSplit::read(k.pid(), SAMPLER_THREAD)?, probe::cpu_ticks(me)?);
     let started = Instant::now();
     while let Some(done) = tasks.join_next().await {
         h.top.extend(done.context("a client task")??);
     }
     h.top_wall = started.elapsed();
+    let (_, sampler, server) = CpuSplit::read(k.pid(), SAMPLER_THREAD)?.since_ms(&cpu0);
+    (h.top_server_cpu, h.top_sampler_cpu) = (server, sampler);
+    h.top_client_cpu = (probe::cpu_ticks(me)? - me0) as f64 / probe::clk_tck() * 1e3;
     progress(format!(
         "GET /v1/top: {} requests from {} clients in {:.2} s",
         h.top.len(),
@@ -479,11 +465,7 @@ fn cpu_window(k: &K2i, from: Duration, secs: u64) -> Result<CpuWindow> {
     let c1 = probe::cpu_ticks(k.pid())?;
     let window = t0.elapsed().as_secs_f64();
     let cpu = (c1 - c0) as f64 / probe::clk_tck();
-    Ok(CpuWindow {
-        from: at,
-        secs: window,
-        percent: cpu / window * 100.0,
-    })
+    Ok(CpuWindow { from: at, secs: window, percent: cpu / window * 100.0 })
 }
 
 // ---------------------------------------------------------------------------------------
@@ -506,14 +488,7 @@ fn row(
     ratio: String,
     result: &str,
 ) -> Row {
-    Row {
-        measure: measure.into(),
-        median,
-        min,
-        target: target.into(),
-        ratio,
-        result: result.into(),
-    }
+    Row { measure: measure.into(), median, min, target: target.into(), ratio, result: result.into() }
 }
 
 fn f_ms(v: f64) -> String {
@@ -550,6 +525,7 @@ fn thousands(n: usize) -> String {
 
 struct Results {
     args_line: String,
+    load_start: String,
     date: String,
     big: Local,
     http: Http,
@@ -568,11 +544,7 @@ fn render(r: &Results, args: &Args) -> String {
     let proc_full = summarize(&r.http.proc_full);
     let mut top = r.http.top.clone();
     top.sort_by(f64::total_cmp);
-    let (p50, p99, pmax) = (
-        percentile(&top, 50.0),
-        percentile(&top, 99.0),
-        percentile(&top, 100.0),
-    );
+    let (p50, p99, pmax) = (percentile(&top, 50.0), percentile(&top, 99.0), percentile(&top, 100.0));
     let n = thousands(r.big.procs_seen);
     let mut rows = Vec::new();
     let both = |s: &Summary| (f_ms(s.median), f_ms(s.min));
@@ -636,19 +608,9 @@ fn render(r: &Results, args: &Args) -> String {
         format!("{ratio:.2} × ps"),
         verdict(ratio <= 0.2),
     ));
-    let top_label = format!(
-        "`GET /v1/top?limit=20`, {} clients, {} requests",
-        args.clients,
-        thousands(top.len())
-    );
-    rows.push(row(
-        format!("{top_label}: p50"),
-        f_ms(p50),
-        "—".into(),
-        "",
-        "".into(),
-        "",
-    ));
+    let top_label =
+        format!("`GET /v1/top?limit=20`, {} clients, {} requests", args.clients, thousands(top.len()));
+    rows.push(row(format!("{top_label}: p50"), f_ms(p50), "—".into(), "", "".into(), ""));
     rows.push(row(
         format!("{top_label}: p99"),
         f_ms(p99),
@@ -657,14 +619,7 @@ fn render(r: &Results, args: &Args) -> String {
         format!("{:.2} × target", p99 / 20.0),
         verdict(p99 <= 20.0),
     ));
-    rows.push(row(
-        format!("{top_label}: max"),
-        f_ms(pmax),
-        "—".into(),
-        "",
-        "".into(),
-        "",
-    ));
+    rows.push(row(format!("{top_label}: max"), f_ms(pmax), "—".into(), "", "".into(), ""));
     rows.push(row(
         "k2i RSS right after start (first snapshot taken)",
         f_mb(r.http.rss_start),
@@ -775,6 +730,24 @@ fn render(r: &Results, args: &Args) -> String {
         r.http.top_wall.as_secs_f64(),
         top.len() as f64 / r.http.top_wall.as_secs_f64()
     );
+    let reqs = top.len().max(1) as f64;
+    let _ = writeln!(
+        out,
+        "- k2i CPU outside its sampler thread: {:.1} ms per `GET /v1/proc`; {:.2} ms per `GET /v1/top` \
+         during the load, while its sampler thread used {:.0} ms and the benchmark's clients {:.2} ms per request \
+         (CPU times have {:.0} ms resolution)",
+        r.http.proc_server_cpu,
+        r.http.top_server_cpu / reqs,
+        r.http.top_sampler_cpu,
+        r.http.top_client_cpu / reqs,
+        1e3 / probe::clk_tck()
+    );
+    let _ = writeln!(
+        out,
+        "- load average (1, 5, 15 min) at the start: {}; at the end: {}",
+        r.load_start,
+        probe::loadavg()
+    );
     let _ = writeln!(out, "- command: `{}`\n", r.args_line);
     let _ = writeln!(out, "| measure | median | min | target | ratio | result |");
     let _ = writeln!(out, "| --- | ---: | ---: | --- | ---: | --- |");
@@ -799,6 +772,7 @@ fn run(args: &Args) -> Result<String> {
         .format(&time::format_description::well_known::Rfc3339)
         .unwrap_or_default();
     let args_line = std::env::args().collect::<Vec<_>>().join(" ");
+    let load_start = probe::loadavg();
     let certs = certs()?;
     let admin = Identity::load(&certs.admin).context("loading the admin certificate")?;
 
@@ -817,10 +791,7 @@ fn run(args: &Args) -> Result<String> {
     progress("starting k2i");
     let k = K2i::start(&bin, &certs.host, &[])?;
     std::thread::sleep(Duration::from_secs(1));
-    let runtime = tokio::runtime::Builder::new_multi_thread()
-        .worker_threads(2)
-        .enable_all()
-        .build()?;
+    let runtime = tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()?;
     let http = runtime.block_on(http_measurements(&k, &admin, args))?;
     drop(runtime);
     k.stop();
@@ -828,10 +799,7 @@ fn run(args: &Args) -> Result<String> {
     progress("stopping the sleeping processes");
     let extra_big = crowd.count;
     crowd.stop()?;
-    progress(format!(
-        "starting {} sleeping processes for the idle measurements",
-        args.idle_procs
-    ));
+    progress(format!("starting {} sleeping processes for the idle measurements", args.idle_procs));
     let crowd = Sleepers::spawn(args.idle_procs, args.helpers)?;
     let extra_small = crowd.count;
     let small = local_measurements(args.runs, false)?;
@@ -846,11 +814,7 @@ fn run(args: &Args) -> Result<String> {
             String::new()
         }
     ));
-    let k = K2i::start(
-        &bin,
-        &certs.host,
-        &["--sample-interval", "1s", "--idle-interval", idle_interval],
-    )?;
+    let k = K2i::start(&bin, &certs.host, &["--sample-interval", "1s", "--idle-interval", idle_interval])?;
     let mut idle = vec![cpu_window(&k, Duration::from_secs(2), args.idle_window)?];
     if args.idle_long > 0 {
         idle.push(cpu_window(&k, Duration::from_secs(62), args.idle_long)?);
@@ -860,6 +824,7 @@ fn run(args: &Args) -> Result<String> {
 
     let results = Results {
         args_line,
+        load_start,
         date,
         big,
         http,
@@ -878,13 +843,8 @@ mod tests {
 
     #[test]
     fn thousands_groups_digits() {
-        for (n, s) in [
-            (0, "0"),
-            (999, "999"),
-            (1000, "1,000"),
-            (10_085, "10,085"),
-            (1_234_567, "1,234,567"),
-        ] {
+        for (n, s) in [(0, "0"), (999, "999"), (1000, "1,000"), (10_085, "10,085"), (1_234_567, "1,234,567")]
+        {
             assert_eq!(thousands(n), s);
         }
     }
