@@ -1,10 +1,12 @@
 //! Helpers shared by the end-to-end tests: a throwaway fleet CA ([`Pki`]), real daemons
 //! started from the workspace's binaries ([`Daemon`]), and real OCI containers from a
-//! busybox root filesystem ([`oci`]).
+//! busybox root filesystem ([`oci`]), and a multi-host fleet of network namespaces
+//! ([`netns::Fleet`]).
 //!
 //! The binaries must be built before the tests run (`scripts/test` does it:
 //! `cargo build --workspace --bins`).
 
+pub mod netns;
 pub mod oci;
 
 use anyhow::{bail, Context, Result};
@@ -21,10 +23,7 @@ use std::time::{Duration, Instant};
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
     // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe
-        .parent()
-        .and_then(Path::parent)
-        .expect("target directory");
+    let dir = exe.parent().and_then(Path::parent).expect("target directory");
     let path = dir.join(name);
     assert!(
         path.is_file(),
@@ -42,10 +41,7 @@ pub struct Pki {
 impl Pki {
     /// A CA with `admin` already issued.
     pub fn new() -> Pki {
-        let dir = tempfile::Builder::new()
-            .prefix("dcos-pki-")
-            .tempdir()
-            .expect("tempdir");
+        let dir = tempfile::Builder::new().prefix("dcos-pki-").tempdir().expect("tempdir");
         pki::init_dir(dir.path()).expect("certs init");
         Pki { dir }
     }
@@ -55,6 +51,13 @@ impl Pki {
         let mut spec = LeafSpec::new(name, role);
         spec.ips = vec!["127.0.0.1".parse().unwrap()];
         spec.dns = vec!["localhost".into()];
+        self.issue_spec(&spec)
+    }
+
+    /// Issues `name` with `role`, valid for `ips` only (e.g. a fleet host's address).
+    pub fn issue_for(&self, name: &str, role: Role, ips: &[std::net::IpAddr]) -> TlsFiles {
+        let mut spec = LeafSpec::new(name, role);
+        spec.ips = ips.to_vec();
         self.issue_spec(&spec)
     }
 
@@ -136,12 +139,7 @@ impl Daemon {
             let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();
             bail!("k2i did not start: {line:?}; stderr: {log}");
         };
-        Ok(Daemon {
-            url: url.to_string(),
-            child,
-            stderr_log,
-            _logdir: logdir,
-        })
+        Ok(Daemon { url: url.to_string(), child, stderr_log, _logdir: logdir })
     }
 
     pub fn pid(&self) -> i32 {
@@ -198,10 +196,7 @@ where
         if let Some(v) = f().await {
             return v;
         }
-        assert!(
-            start.elapsed() < limit,
-            "timed out after {limit:?} waiting for {what}"
-        );
+        assert!(start.elapsed() < limit, "timed out after {limit:?} waiting for {what}");
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
 }
