@@ -141,25 +141,28 @@ impl K2iClient {
     }
 }
 
-/// Sorts a transport failure into refused / TLS / unreachable by walking its causes.
+/// Sorts a transport failure into refused / TLS / unreachable by walking its causes,
+/// looking inside `io::Error`s too (connectors nest them, and `source()` skips the
+/// error an `io::Error` wraps).
 fn classify(e: hyper_util::client::legacy::Error) -> FetchError {
-    let mut source: Option<&(dyn std::error::Error + 'static)> = e.source();
-    while let Some(s) = source {
-        if let Some(io) = s.downcast_ref::<std::io::Error>() {
+    fn visit(err: &(dyn std::error::Error + 'static)) -> Option<FetchError> {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(FetchError::Tls(tls.to_string()));
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
             if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return FetchError::Refused;
+                return Some(FetchError::Refused);
             }
-            if let Some(inner) = io.get_ref() {
-                if let Some(tls) = inner.downcast_ref::<rustls::Error>() {
-                    return FetchError::Tls(tls.to_string());
-                }
+            if let Some(found) = io.get_ref().and_then(|inner| visit(inner)) {
+                return Some(found);
             }
         }
-        if let Some(tls) = s.downcast_ref::<rustls::Error>() {
-            return FetchError::Tls(tls.to_string());
-        }
-        source = s.source();
+        err.source().and_then(visit)
     }
+    if let Some(found) = e.source().and_then(visit) {
+        return found;
+    }
+    tracing::debug!("transport error: {e:?}");
     let chain = std::iter::successors(e.source(), |s| (*s).source())
         .map(|s| s.to_string())
         .collect::<Vec<_>>()

@@ -38,7 +38,7 @@ pub enum FleetError {
     BadLabel(String),
     #[error("--seed needs middlecon's membership API, which this build does not have yet; use --inventory or --hosts")]
     SeedUnsupported,
-    #[error("no host matches --dc/--label among the {0} selected")]
+    #[error("no host matches --dc/--label among the {0} selected (hosts given by --hosts carry no dc or labels: use --inventory)")]
     NothingMatches(usize),
 }
 
