@@ -50,9 +50,10 @@ pub struct ContainerRef {
     pub name: Arc<str>,
 }
 
-/// One row of the process table.
+/// One row of the process table. `Default` gives an empty row (pid 0, empty strings,
+/// nulls), handy for building rows in tests and examples.
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
-#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[derive(Debug, Clone, Default, PartialEq, Serialize, Deserialize)]
 pub struct Process {
     pub pid: i32,
     /// Thread id, present only when the table lists threads (`threads=true`).

@@ -8,30 +8,17 @@ pub(crate) fn proc(pid: i32) -> Process {
     let cmd: Arc<str> = format!("cmd-{pid}").into();
     Process {
         pid,
-        tid: None,
         ppid: 1,
         pgid: pid,
         sid: pid,
         user: "root".into(),
-        uid: 0,
-        gid: 0,
         state: 'S',
-        nice: 0,
         threads: 1,
         cmd: cmd.clone(),
         cmdline: vec![cmd].into(),
-        exe: None,
         start_time: "2024-01-01T00:00:00Z".into(),
-        cpu_percent: None,
-        cpu_time_s: 0.0,
-        mem_rss_bytes: 0,
-        mem_vsz_bytes: 0,
-        mem_percent: 0.0,
-        io_read_bytes: None,
-        io_write_bytes: None,
-        tty: None,
         cgroup: "/".into(),
-        container: None,
+        ..Process::default()
     }
 }
 

@@ -3,12 +3,12 @@
 use super::{json, query_pairs};
 use crate::error::ApiError;
 use crate::procfs::detail;
-use dcos_query::ProcQuery;
 use crate::sampler::{Sampler, Snapshot};
 use crate::server::AppState;
 use axum::extract::{Path, RawQuery, State};
 use axum::response::Response;
 use dcos_core::model::{ProcList, Process, ProcessDetail};
+use dcos_query::ProcQuery;
 use std::sync::Arc;
 
 /// Runs `query` over `snap` and renders the `/v1/proc` document.

@@ -77,8 +77,8 @@ pub async fn put(
     let write: SysctlWrite = serde_json::from_slice(&body)
         .map_err(|e| ApiError::bad_request("bad_body", format!("expected {{\"value\": \"...\"}}: {e}")))?;
     let (canonical, _) = state.sysctl.resolve(&key)?;
-    if !state.sysctl_allow.allows(&canonical) {
-        state.metrics.sysctl_write("not_allowed");
+    // Every attempt past authentication is audited, refused or not.
+    let log = |old: Option<&str>, result: &str| {
         audit(
             state.audit_log.as_deref().map(|p| p.as_path()),
             &AuditRecord {
@@ -87,11 +87,15 @@ pub async fn put(
                 role: caller.role.as_str(),
                 via: caller.via,
                 key: &canonical,
-                old: None,
+                old,
                 new: &write.value,
-                result: "not_allowed",
+                result,
             },
         );
+        state.metrics.sysctl_write(result);
+    };
+    if !state.sysctl_allow.allows(&canonical) {
+        log(None, "not_allowed");
         return Err(ApiError::new(
             StatusCode::FORBIDDEN,
             "not_allowed",
@@ -102,28 +106,12 @@ pub async fn put(
         ));
     }
     let sysctl = state.sysctl.clone();
-    let value = write.value.clone();
+    let (target, value) = (canonical.clone(), write.value.clone());
     let result = tokio::task::spawn_blocking(move || {
-        sysctl.set(&canonical, &value).map(|(k, old)| (k, old, sysctl.get(&canonical)))
+        sysctl.set(&target, &value).map(|(k, old)| (k, old, sysctl.get(&target)))
     })
     .await
     .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
-    let log = |old: Option<&str>, result: &str| {
-        audit(
-            state.audit_log.as_deref().map(|p| p.as_path()),
-            &AuditRecord {
-                time: now(),
-                who: &caller.name,
-                role: caller.role.as_str(),
-                via: caller.via,
-                key: &key,
-                old,
-                new: &write.value,
-                result,
-            },
-        );
-        state.metrics.sysctl_write(result);
-    };
     match result {
         Ok((key, old, now_value)) => {
             log(Some(&old), "ok");

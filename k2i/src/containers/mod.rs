@@ -416,30 +416,14 @@ mod tests {
     fn process(pid: i32, cgroup: &str, start_time: &str) -> Process {
         Process {
             pid,
-            tid: None,
             ppid: 1,
-            pgid: pid,
-            sid: pid,
             user: "root".into(),
-            uid: 0,
-            gid: 0,
             state: 'S',
-            nice: 0,
-            threads: 1,
             cmd: "sh".into(),
             cmdline: Arc::from(vec![Arc::<str>::from("sh")]),
-            exe: None,
             start_time: start_time.into(),
-            cpu_percent: None,
-            cpu_time_s: 0.0,
-            mem_rss_bytes: 0,
-            mem_vsz_bytes: 0,
-            mem_percent: 0.0,
-            io_read_bytes: None,
-            io_write_bytes: None,
-            tty: None,
             cgroup: cgroup.into(),
-            container: None,
+            ..Process::default()
         }
     }
 
