@@ -99,6 +99,31 @@ fn read_trimmed(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into())
 }
 
+/// CPU seconds the whole machine spent busy since boot (user, nice, system, irq, softirq,
+/// steal: all of `/proc/stat`'s first line but idle and iowait).
+pub fn machine_busy_secs() -> f64 {
+    let text = std::fs::read_to_string("/proc/stat").unwrap_or_default();
+    let fields: Vec<u64> =
+        text.lines().next().unwrap_or("").split_whitespace().skip(1).filter_map(|f| f.parse().ok()).collect();
+    let busy: u64 = [0, 1, 2, 5, 6, 7].iter().filter_map(|&i| fields.get(i)).sum();
+    busy as f64 / clk_tck()
+}
+
+/// CPU seconds used by this process and by the children it has waited for (and theirs).
+pub fn own_and_children_secs() -> f64 {
+    let secs = |who| {
+        // SAFETY: an all-zero rusage is valid, and getrusage only fills it in.
+        let mut ru: libc::rusage = unsafe { std::mem::zeroed() };
+        // SAFETY: ru is a valid rusage to fill.
+        if unsafe { libc::getrusage(who, &mut ru) } != 0 {
+            return 0.0;
+        }
+        let tv = |t: libc::timeval| t.tv_sec as f64 + t.tv_usec as f64 / 1e6;
+        tv(ru.ru_utime) + tv(ru.ru_stime)
+    };
+    secs(libc::RUSAGE_SELF) + secs(libc::RUSAGE_CHILDREN)
+}
+
 /// The 1, 5 and 15 minute load averages, as `/proc/loadavg` gives them.
 pub fn loadavg() -> String {
     let text = read_trimmed("/proc/loadavg");

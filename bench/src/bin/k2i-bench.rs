@@ -524,6 +524,9 @@ fn thousands(n: usize) -> String {
 }
 
 struct Results {
+    /// CPU seconds used by everything but this benchmark and its children, and the run's
+    /// wall time in seconds.
+    others: (f64, f64),
     args_line: String,
     load_start: String,
     date: String,
@@ -537,6 +540,7 @@ struct Results {
 }
 
 fn render(r: &Results, args: &Args) -> String {
+    let cpus = std::thread::available_parallelism().map(|n| n.get()).unwrap_or(1);
     let floor = summarize(&r.big.floor);
     let ps = summarize(&r.big.ps);
     let tick = summarize(&r.big.tick);
@@ -748,6 +752,13 @@ fn render(r: &Results, args: &Args) -> String {
         r.load_start,
         probe::loadavg()
     );
+    let (others, wall) = r.others;
+    let _ = writeln!(
+        out,
+        "- other processes used {others:.1} CPU-seconds during the {wall:.0} s run ({:.1} % of the machine's {} cores)",
+        others / wall / cpus as f64 * 100.0,
+        cpus
+    );
     let _ = writeln!(out, "- command: `{}`\n", r.args_line);
     let _ = writeln!(out, "| measure | median | min | target | ratio | result |");
     let _ = writeln!(out, "| --- | ---: | ---: | --- | ---: | --- |");
@@ -773,6 +784,7 @@ fn run(args: &Args) -> Result<String> {
         .unwrap_or_default();
     let args_line = std::env::args().collect::<Vec<_>>().join(" ");
     let load_start = probe::loadavg();
+    let (busy0, own0, wall0) = (probe::machine_busy_secs(), probe::own_and_children_secs(), Instant::now());
     let certs = certs()?;
     let admin = Identity::load(&certs.admin).context("loading the admin certificate")?;
 
@@ -822,7 +834,10 @@ fn run(args: &Args) -> Result<String> {
     k.stop();
     crowd.stop()?;
 
+    let wall = wall0.elapsed().as_secs_f64();
+    let others = (probe::machine_busy_secs() - busy0) - (probe::own_and_children_secs() - own0);
     let results = Results {
+        others: (others.max(0.0), wall),
         args_line,
         load_start,
         date,
