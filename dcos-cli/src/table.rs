@@ -62,25 +62,6 @@ pub fn process_row(host: &str, p: &Process, width: usize) -> Vec<String> {
     ]
 }
 
-#[cfg(test)]
-mod tests {
-    use super::*;
-
-    #[test]
-    fn bytes_are_human() {
-        assert_eq!(human_bytes(512), "512B");
-        assert_eq!(human_bytes(1536), "1.5K");
-        assert_eq!(human_bytes(300 << 20), "300M");
-        assert_eq!(human_bytes(3 << 30), "3.0G");
-    }
-
-    #[test]
-    fn columns_align() {
-        let t = render(&["A", "BB"], &[vec!["xxx".into(), "y".into()], vec!["z".into(), "long".into()]]);
-        assert_eq!(t, "A    BB\nxxx  y\nz    long\n");
-    }
-}
-
 /// `-o wide` process columns.
 pub const PROCESS_HEADER_WIDE: [&str; 14] = [
     "HOST",
@@ -127,4 +108,23 @@ pub fn process_row_wide(host: &str, p: &Process) -> Vec<String> {
         p.container.as_ref().map(|c| c.name.to_string()).unwrap_or_else(|| "-".into()),
         command,
     ]
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn bytes_are_human() {
+        assert_eq!(human_bytes(512), "512B");
+        assert_eq!(human_bytes(1536), "1.5K");
+        assert_eq!(human_bytes(300 << 20), "300M");
+        assert_eq!(human_bytes(3 << 30), "3.0G");
+    }
+
+    #[test]
+    fn columns_align() {
+        let t = render(&["A", "BB"], &[vec!["xxx".into(), "y".into()], vec!["z".into(), "long".into()]]);
+        assert_eq!(t, "A    BB\nxxx  y\nz    long\n");
+    }
 }

@@ -206,7 +206,7 @@ mod tests {
             q: Some("cpu > ".into()),
             group_by: None,
         };
-        let err = query_string(&args).err().expect("rejected").to_string();
+        let err = query_string(&args).expect_err("rejected").to_string();
         assert!(err.starts_with("-q:") && err.contains("position 6"), "{err}");
         assert!(err.ends_with("      ^"), "points at the fault: {err}");
     }
