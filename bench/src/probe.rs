@@ -1,6 +1,7 @@
 //! What `/proc` says about one process (CPU time, memory) and about the machine.
 
 use anyhow::{bail, Context, Result};
+use std::collections::HashMap;
 use std::path::Path;
 
 /// Clock ticks per second of the `/proc/PID/stat` time fields.
@@ -97,6 +98,41 @@ pub fn process_count() -> usize {
 
 fn read_trimmed(path: impl AsRef<Path>) -> String {
     std::fs::read_to_string(path).map(|s| s.trim().to_string()).unwrap_or_else(|_| "?".into())
+}
+
+/// Every process now: (pid, start time) to (command name, CPU ticks).
+pub fn cpu_by_process() -> HashMap<(i32, u64), (String, u64)> {
+    let mut out = HashMap::new();
+    let Ok(dir) = std::fs::read_dir("/proc") else { return out };
+    for entry in dir.flatten() {
+        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
+        let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
+        let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else { continue };
+        let comm = text[open + 1..close].to_string();
+        let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
+        let num = |k: usize| fields.get(k - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
+        out.insert((pid, num(22)), (comm, num(14) + num(15)));
+    }
+    out
+}
+
+/// The processes alive in both `before` and `after` (same pid and start time) that used at
+/// least `min_secs` of CPU in between, busiest first: (command, pid, seconds).
+pub fn busiest_between(
+    before: &HashMap<(i32, u64), (String, u64)>,
+    after: &HashMap<(i32, u64), (String, u64)>,
+    min_secs: f64,
+) -> Vec<(String, i32, f64)> {
+    let mut out: Vec<(String, i32, f64)> = after
+        .iter()
+        .filter_map(|(key, (comm, ticks))| {
+            let (_, was) = before.get(key)?;
+            let secs = ticks.saturating_sub(*was) as f64 / clk_tck();
+            (secs >= min_secs).then(|| (comm.clone(), key.0, secs))
+        })
+        .collect();
+    out.sort_by(|a, b| b.2.total_cmp(&a.2));
+    out
 }
 
 /// CPU seconds the whole machine spent busy since boot (user, nice, system, irq, softirq,

@@ -527,6 +527,8 @@ struct Results {
     /// CPU seconds used by everything but this benchmark and its children, and the run's
     /// wall time in seconds.
     others: (f64, f64),
+    /// Processes alive for the whole run that used CPU meanwhile: (command, pid, seconds).
+    busiest: Vec<(String, i32, f64)>,
     args_line: String,
     load_start: String,
     date: String,
@@ -759,6 +761,15 @@ fn render(r: &Results, args: &Args) -> String {
         others / wall / cpus as f64 * 100.0,
         cpus
     );
+    if !r.busiest.is_empty() {
+        let list: Vec<String> =
+            r.busiest.iter().map(|(comm, pid, secs)| format!("`{comm}` (pid {pid}) {secs:.1} s")).collect();
+        let _ = writeln!(
+            out,
+            "- of which processes alive for the whole run: {}; the rest came and went (e.g. compilers)",
+            list.join(", ")
+        );
+    }
     let _ = writeln!(out, "- command: `{}`\n", r.args_line);
     let _ = writeln!(out, "| measure | median | min | target | ratio | result |");
     let _ = writeln!(out, "| --- | ---: | ---: | --- | ---: | --- |");
@@ -784,6 +795,7 @@ fn run(args: &Args) -> Result<String> {
         .unwrap_or_default();
     let args_line = std::env::args().collect::<Vec<_>>().join(" ");
     let load_start = probe::loadavg();
+    let procs0 = probe::cpu_by_process();
     let (busy0, own0, wall0) = (probe::machine_busy_secs(), probe::own_and_children_secs(), Instant::now());
     let certs = certs()?;
     let admin = Identity::load(&certs.admin).context("loading the admin certificate")?;
@@ -836,7 +848,14 @@ fn run(args: &Args) -> Result<String> {
 
     let wall = wall0.elapsed().as_secs_f64();
     let others = (probe::machine_busy_secs() - busy0) - (probe::own_and_children_secs() - own0);
+    let me = std::process::id() as i32;
+    let busiest: Vec<(String, i32, f64)> = probe::busiest_between(&procs0, &probe::cpu_by_process(), 0.5)
+        .into_iter()
+        .filter(|(_, pid, _)| *pid != me)
+        .take(4)
+        .collect();
     let results = Results {
+        busiest,
         others: (others.max(0.0), wall),
         args_line,
         load_start,
