@@ -5,7 +5,8 @@
 //! read once, keyed by pid and start time; a steady-state tick reads `/proc/PID/stat` for
 //! every process and `/proc/PID/io` only for processes that ran since the last tick (plus a
 //! slow rotation over the rest). When nobody has asked for a while the sampler slows to
-//! `idle_interval`; the first request after that wakes it and waits for a fresh sample.
+//! `idle_interval` (and it starts that way: an agent nobody has asked yet is idle); the first
+//! request after that wakes it and waits for a fresh sample.
 
 use crate::containers::{self, Catalog, CatalogConfig};
 use crate::procfs::{self, host, stat, users::Users, ProcFs, CLK_TCK, PF_KTHREAD};
@@ -477,6 +478,9 @@ impl Sampler {
     }
 }
 
+/// `last_request_ms` before the first request.
+const NEVER: u64 = u64::MAX;
+
 /// The request side of a running sampler.
 #[derive(Clone)]
 pub struct SamplerHandle {
@@ -528,12 +532,14 @@ pub fn spawn(cfg: SamplerConfig) -> std::io::Result<SamplerHandle> {
     let first = sampler.tick();
     let (tx, rx) = watch::channel(Arc::new(first));
     let (wake_tx, wake_rx) = mpsc::sync_channel::<()>(1);
-    let last_request_ms = Arc::new(AtomicU64::new(0));
+    // A daemon nobody has asked yet is idle: it starts in the slow regime.
+    let last_request_ms = Arc::new(AtomicU64::new(NEVER));
     let epoch = Instant::now();
     let last = last_request_ms.clone();
     std::thread::Builder::new().name("k2i-sampler".into()).spawn(move || loop {
-        let idle = epoch.elapsed().saturating_sub(Duration::from_millis(last.load(Ordering::Relaxed)));
-        let wait = if idle > idle_after { idle_interval } else { interval };
+        let asked = last.load(Ordering::Relaxed);
+        let recent = asked != NEVER && epoch.elapsed() < Duration::from_millis(asked) + idle_after;
+        let wait = if recent { interval } else { idle_interval };
         match wake_rx.recv_timeout(wait) {
             Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,

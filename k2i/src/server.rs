@@ -46,6 +46,8 @@ pub struct AppState {
     pub sysctl_allow: Arc<AllowList>,
     pub audit_log: Option<Arc<PathBuf>>,
     pub metrics: Arc<Metrics>,
+    /// Answers to repeated identical requests against the current snapshot.
+    pub responses: Arc<crate::api::cache::ResponseCache>,
     in_flight: Arc<AtomicUsize>,
 }
 
@@ -67,6 +69,7 @@ impl AppState {
             sysctl_allow: Arc::new(sysctl_allow),
             audit_log: audit_log.map(Arc::new),
             metrics: Arc::new(Metrics::new()),
+            responses: Arc::default(),
             in_flight: Arc::new(AtomicUsize::new(0)),
         }
     }

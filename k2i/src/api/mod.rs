@@ -1,6 +1,7 @@
 //! The HTTP endpoints of SPEC section 3, one module per resource. Handlers read the
 //! sampler's current snapshot; none of them touches `/proc` for the whole table.
 
+pub mod cache;
 mod containers;
 mod host;
 pub mod openapi;
@@ -9,6 +10,7 @@ mod sysctl;
 
 use crate::error::ApiError;
 use crate::server::AppState;
+use axum::body::Bytes;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
@@ -33,11 +35,22 @@ pub fn routes() -> Router<AppState> {
 
 /// Serializes `value` as the JSON response body.
 pub fn json<T: Serialize>(value: &T) -> Response {
-    match serde_json::to_vec(value) {
-        Ok(body) => ([(CONTENT_TYPE, "application/json")], body).into_response(),
-        Err(e) => ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
-            .into_response(),
+    match to_json(value) {
+        Ok(body) => json_bytes(body),
+        Err(e) => e.into_response(),
     }
+}
+
+/// `value` as JSON bytes.
+pub fn to_json<T: Serialize>(value: &T) -> Result<Bytes, ApiError> {
+    serde_json::to_vec(value)
+        .map(Bytes::from)
+        .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))
+}
+
+/// A JSON response from bytes already rendered.
+pub fn json_bytes(body: Bytes) -> Response {
+    ([(CONTENT_TYPE, "application/json")], body).into_response()
 }
 
 /// The query string as ordered pairs; a malformed one is a 400.

@@ -1,6 +1,6 @@
 //! `/v1/proc`, `/v1/proc/{pid}`, `/v1/proc/cmd/{name}` and `/v1/top`.
 
-use super::{json, query_pairs};
+use super::{json, json_bytes, query_pairs, to_json};
 use crate::error::ApiError;
 use crate::procfs::detail;
 use crate::sampler::{Sampler, Snapshot};
@@ -11,8 +11,20 @@ use dcos_core::model::{ProcList, Process, ProcessDetail};
 use dcos_query::ProcQuery;
 use std::sync::Arc;
 
-/// Runs `query` over `snap` and renders the `/v1/proc` document.
-fn render_list(state: &AppState, snap: &Snapshot, query: &ProcQuery) -> Response {
+/// Runs `query` over `snap` and renders the `/v1/proc` document, or takes it from the
+/// cache when the same request was answered from the same snapshot.
+fn render_list(
+    state: &AppState,
+    snap: &Snapshot,
+    query: &ProcQuery,
+    key: String,
+) -> Result<Response, ApiError> {
+    // Thread rows are read live from /proc, so they are never cached.
+    if !query.threads {
+        if let Some(body) = state.responses.get(snap.seq, &key) {
+            return Ok(json_bytes(body));
+        }
+    }
     let pool = snap.processes.iter().chain(if query.kernel { &snap.kernel_threads[..] } else { &[] });
     let selection = query.select(pool);
     let mut rows: Vec<Process>;
@@ -34,12 +46,16 @@ fn render_list(state: &AppState, snap: &Snapshot, query: &ProcQuery) -> Response
             processes,
         }
     }
-    if query.fields.is_some() {
+    let body = if query.fields.is_some() {
         let projected: Vec<_> = chosen.iter().map(|p| query.project(p)).collect();
-        json(&list(state, snap, selection.total, projected))
+        to_json(&list(state, snap, selection.total, projected))?
     } else {
-        json(&list(state, snap, selection.total, chosen))
+        to_json(&list(state, snap, selection.total, chosen))?
+    };
+    if !query.threads {
+        state.responses.put(snap.seq, key, &body);
     }
+    Ok(json_bytes(body))
 }
 
 /// The process table, filtered, sorted, limited and projected.
@@ -63,9 +79,10 @@ fn render_list(state: &AppState, snap: &Snapshot, query: &ProcQuery) -> Response
         (status = 400, description = "bad parameter or q expression (with `position`)", body = dcos_core::model::ErrorBody),
         (status = 401, body = dcos_core::model::ErrorBody)))]
 pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let key = format!("/v1/proc?{}", raw.as_deref().unwrap_or(""));
     let query = ProcQuery::from_query(&query_pairs(raw)?)?;
     let snap = state.sampler.current().await;
-    Ok(render_list(&state, &snap, &query))
+    render_list(&state, &snap, &query, key)
 }
 
 /// Same as `/v1/proc?cmd={name}`.
@@ -77,11 +94,12 @@ pub async fn by_cmd(
     Path(name): Path<String>,
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
+    let key = format!("/v1/proc/cmd/{name}?{}", raw.as_deref().unwrap_or(""));
     let mut pairs = query_pairs(raw)?;
     pairs.push(("cmd".into(), name));
     let query = ProcQuery::from_query(&pairs)?;
     let snap = state.sampler.current().await;
-    Ok(render_list(&state, &snap, &query))
+    render_list(&state, &snap, &query, key)
 }
 
 /// One process with its open files, limits and namespaces; 404 once it is gone.
@@ -127,6 +145,7 @@ pub async fn one(State(state): State<AppState>, Path(pid): Path<String>) -> Resu
     ),
     responses((status = 200, body = dcos_core::model::Top), (status = 400, body = dcos_core::model::ErrorBody)))]
 pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
+    let key = format!("/v1/top?{}", raw.as_deref().unwrap_or(""));
     let mut pairs = query_pairs(raw)?;
     for (k, v) in [("sort", "-cpu"), ("limit", "20")] {
         if !pairs.iter().any(|(pk, _)| pk == k) {
@@ -141,9 +160,14 @@ pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resu
         ));
     }
     let snap: Arc<Snapshot> = state.sampler.current().await;
+    if let Some(body) = state.responses.get(snap.seq, &key) {
+        return Ok(json_bytes(body));
+    }
     let pool = snap.processes.iter().chain(if query.kernel { &snap.kernel_threads[..] } else { &[] });
     let selection = query.select(pool);
-    Ok(json(&TopRef { host: &snap.host, processes: selection.processes }))
+    let body = to_json(&TopRef { host: &snap.host, processes: selection.processes })?;
+    state.responses.put(snap.seq, key, &body);
+    Ok(json_bytes(body))
 }
 
 /// `dcos_core::model::Top` by reference, so the snapshot is not copied.
