@@ -1,0 +1,24 @@
+#!/usr/bin/env bash
+# The fleet fan-out benchmark (issue 3): builds dcos and the benchmark in release mode, then
+# runs `dcos ps` across 1,000 k2i endpoints (all served by one local process) side by side
+# with `xargs -P 64 curl` over the same endpoints. Arguments go to the benchmark (see
+# `fleet-bench run --help`), e.g.:
+#   scripts/bench-fleet.sh --runs 7 --out /tmp/fleet-bench.md
+# Run as root: the benchmark enters its own network namespace (`unshare --net`) and adds
+# iptables rules there, never in the machine's namespace.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+if [[ "$(id -u)" != 0 ]]; then
+  echo "bench-fleet: run as root: it needs unshare --net and iptables (inside its own namespace)" >&2
+  exit 1
+fi
+for tool in curl xargs unshare ip iptables; do
+  command -v "$tool" >/dev/null || { echo "bench-fleet: $tool is missing; scripts/setup.sh installs it" >&2; exit 1; }
+done
+CARGO_TARGET_DIR="$target" cargo build --release -p dcos-cli -p dcos-bench
+rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git diff --quiet HEAD -- k2i core dcos-cli query 2>/dev/null; then
+  rev="$rev with uncommitted changes in k2i/, core/, query/ or dcos-cli/"
+fi
+exec "$target/release/fleet-bench" run --dcos "$target/release/dcos" --note "dcos and k2i built from $rev" "$@"
