@@ -21,18 +21,39 @@ pub fn with_host(host: &str, item: &impl Serialize) -> Value {
     Value::Object(out)
 }
 
-/// `-o json`: `{"hosts": [...], "<kind>": [...]}`.
-pub fn print_document(kind: &str, reports: &[HostReport], items: &[Value]) {
-    let mut doc = Map::new();
-    doc.insert("hosts".into(), serde_json::to_value(reports).unwrap_or_default());
-    doc.insert(kind.into(), Value::Array(items.to_vec()));
-    let mut out = std::io::stdout().lock();
-    let _ = serde_json::to_writer(&mut out, &doc);
+/// An item tagged with its host without copying it: serializes as `{"host": ..., <item>}`.
+/// Prefer it to [`with_host`] for large outputs.
+#[derive(Serialize)]
+pub struct Tagged<'a, T: Serialize> {
+    pub host: &'a str,
+    #[serde(flatten)]
+    pub item: &'a T,
+}
+
+/// `-o json`: `{"hosts": [...], "<kind>": [...]}`, written straight to stdout.
+pub fn print_document<T: Serialize>(kind: &str, reports: &[HostReport], items: &[T]) {
+    #[derive(Serialize)]
+    struct Document<'a, T: Serialize> {
+        hosts: &'a [HostReport],
+        #[serde(flatten)]
+        items: Map1<'a, T>,
+    }
+    struct Map1<'a, T>(&'a str, &'a [T]);
+    impl<T: Serialize> Serialize for Map1<'_, T> {
+        fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+            use serde::ser::SerializeMap;
+            let mut m = s.serialize_map(Some(1))?;
+            m.serialize_entry(self.0, self.1)?;
+            m.end()
+        }
+    }
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    let _ = serde_json::to_writer(&mut out, &Document { hosts: reports, items: Map1(kind, items) });
     let _ = writeln!(out);
 }
 
 /// `-o ndjson`: one line per item, and one `{"host_status": {...}}` line per host.
-pub fn print_line(value: &Value) {
+pub fn print_line(value: &impl Serialize) {
     let mut out = std::io::stdout().lock();
     let _ = serde_json::to_writer(&mut out, value);
     let _ = writeln!(out);

@@ -75,7 +75,7 @@ pub async fn run(ctx: &Context, args: &PsArgs) -> Result<u8, SetupError> {
             let dc = if list.dc.is_empty() { dc } else { list.dc };
             for p in list.processes {
                 if streaming {
-                    output::print_line(&output::with_host(&list.host, &p));
+                    output::print_line(&output::Tagged { host: &list.host, item: &p });
                 } else {
                     rows.push(Row { host: list.host.clone(), dc: dc.clone(), process: p });
                 }
