@@ -6,6 +6,7 @@
 //! - [`procfs`]: plain reads of `/proc` files (`stat`, `cmdline`, `io`, host counters).
 //! - [`sampler`]: the background thread that turns those reads into an immutable
 //!   [`sampler::Snapshot`] every interval, reading per-process constants only once.
+//! - [`intern`]: one shared copy of equal strings and command lines.
 //! - [`containers`]: which container a cgroup path belongs to, OCI runtime state, and
 //!   per-container CPU and memory from the cgroup filesystem.
 //! - `dcos_query` (crate `query/`): the `/v1/proc` parameters and the `q` filter language.
@@ -22,6 +23,7 @@ pub mod auth;
 pub mod config;
 pub mod containers;
 pub mod error;
+pub mod intern;
 pub mod metrics;
 pub mod procfs;
 pub mod sampler;

@@ -9,6 +9,7 @@
 //! request after that wakes it and waits for a fresh sample.
 
 use crate::containers::{self, Catalog, CatalogConfig};
+use crate::intern::Interner;
 use crate::procfs::{self, host, stat, users::Users, ProcFs, CLK_TCK, PF_KTHREAD};
 use dcos_core::model::{Container, HostSummary, Process};
 use std::collections::{BTreeMap, HashMap};
@@ -203,7 +204,8 @@ pub struct Sampler {
     users: Users,
     catalog: Catalog,
     entries: HashMap<i32, Entry>,
-    interned: HashMap<String, Arc<str>>,
+    strings: Interner<str>,
+    cmdlines: Interner<[Arc<str>]>,
     tick: u64,
     prev_at: Option<Instant>,
     prev_host: Option<host::HostCounters>,
@@ -228,7 +230,8 @@ impl Sampler {
             boot_time: counters.boot_time,
             cfg,
             entries: HashMap::new(),
-            interned: HashMap::new(),
+            strings: Interner::default(),
+            cmdlines: Interner::default(),
             tick: 0,
             prev_at: None,
             prev_host: None,
@@ -236,22 +239,13 @@ impl Sampler {
         }
     }
 
-    fn intern(&mut self, s: String) -> Arc<str> {
-        if let Some(a) = self.interned.get(&s) {
-            return a.clone();
-        }
-        let a: Arc<str> = Arc::from(s.as_str());
-        self.interned.insert(s, a.clone());
-        a
-    }
-
-    fn start_time(&self, starttime: u64) -> Arc<str> {
+    fn start_time(&mut self, starttime: u64) -> Arc<str> {
         let secs = self.boot_time + (starttime as f64 / CLK_TCK) as i64;
-        OffsetDateTime::from_unix_timestamp(secs)
+        let text = OffsetDateTime::from_unix_timestamp(secs)
             .ok()
             .and_then(|t| t.format(&Rfc3339).ok())
-            .unwrap_or_default()
-            .into()
+            .unwrap_or_default();
+        self.strings.str(&text)
     }
 
     /// Reads `/proc` once and builds the next snapshot.
@@ -291,10 +285,10 @@ impl Sampler {
                 user: self.users.name(raw.uid),
                 uid: raw.uid,
                 gid: raw.gid,
-                cmdline: raw.cmdline.into_iter().map(Arc::from).collect(),
-                exe: raw.exe.map(Arc::from),
+                cmdline: self.cmdlines.args(raw.cmdline, &mut self.strings),
+                exe: raw.exe.map(|e| self.strings.str(&e)),
                 start_time: self.start_time(row.starttime),
-                cgroup: self.intern(raw.cgroup),
+                cgroup: self.strings.str(&raw.cgroup),
                 kernel: row.kernel(),
             };
             // After an exec the CPU history carries on; a new process starts without one
@@ -347,7 +341,7 @@ impl Sampler {
                     let args = procfs::split_cmdline(raw);
                     if !args.iter().map(String::as_str).eq(entry.info.cmdline.iter().map(|a| &**a)) {
                         let mut info = (*entry.info).clone();
-                        info.cmdline = args.into_iter().map(Arc::from).collect();
+                        info.cmdline = self.cmdlines.args(args, &mut self.strings);
                         entry.info = Arc::new(info);
                     }
                 }
@@ -391,9 +385,9 @@ impl Sampler {
             }
         }
         self.entries.retain(|_, e| e.tick == tick);
-        if self.interned.len() > 4 * self.entries.len() + 1024 {
-            self.interned.retain(|_, a| Arc::strong_count(a) > 1);
-        }
+        let keep = 4 * self.entries.len() + 1024;
+        self.strings.prune(keep);
+        self.cmdlines.prune(keep);
 
         // Containers: attribute every process, then summarize per container.
         for p in &mut processes {
