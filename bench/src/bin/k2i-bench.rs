@@ -667,9 +667,9 @@ fn render(r: &Results, args: &Args) -> String {
     let n_small = thousands(r.small.procs_seen);
     for (i, w) in r.idle.iter().enumerate() {
         let regime = if i == 0 {
-            "still sampling every 1 s (slows after 60 s without requests)"
+            "never asked since start (k2i starts idle: one tick per --idle-interval, 30 s)"
         } else {
-            "slowed to one tick per 30 s"
+            "still never asked: one tick per 30 s"
         };
         rows.push(row(
             format!(
