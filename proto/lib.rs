@@ -1,6 +1,18 @@
-//! The `.proto` files of middlecon live beside this file. Generated code is added with
-//! the middlecon daemon (issue 4); until then this crate only ships the sources.
+//! The protocol of middlecon (package `middlecon.v1`): the `.proto` sources beside this file
+//! and the Rust types prost generates from them at build time.
+//!
+//! - `middlecon/v1/peer.proto`: the peer wire between middlecons over QUIC ([`v1::PeerRequest`],
+//!   [`v1::PeerReply`], [`v1::Outcome`]).
+//! - `middlecon/v1/middlecon.proto`: the gRPC API (drafted; filled in with the API).
 #![forbid(unsafe_code)]
 
-/// The protocol source, for tools that want to generate their own clients.
+/// Generated from `middlecon/v1/*.proto`.
+pub mod v1 {
+    #![allow(clippy::all, missing_docs)]
+    include!(concat!(env!("OUT_DIR"), "/middlecon.v1.rs"));
+}
+
+/// The gRPC API source, for tools that want to generate their own clients.
 pub const MIDDLECON_V1_PROTO: &str = include_str!("middlecon/v1/middlecon.proto");
+/// The peer wire source.
+pub const PEER_V1_PROTO: &str = include_str!("middlecon/v1/peer.proto");

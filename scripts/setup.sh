@@ -13,6 +13,7 @@ have iptables || need+=(iptables)
 have unshare  || need+=(util-linux)
 have ps       || need+=(procps)
 have curl     || need+=(curl)
+have protoc   || need+=(protobuf-compiler)
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
 
 if [ ${#need[@]} -gt 0 ]; then

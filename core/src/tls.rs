@@ -124,10 +124,19 @@ impl Identity {
     /// A server configuration: TLS 1.3 only; client certificates optional at the TLS layer
     /// but verified against the fleet CA whenever presented.
     pub fn server_config(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
-        let verifier = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider())
-            .allow_unauthenticated()
-            .build()
-            .map_err(|e| TlsError::Verifier(e.to_string()))?;
+        self.build_server_config(alpn, false)
+    }
+
+    /// As [`Identity::server_config`], but a client without a certificate from the fleet CA
+    /// fails the handshake (peer traffic between middlecons).
+    pub fn server_config_require_client_auth(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
+        self.build_server_config(alpn, true)
+    }
+
+    fn build_server_config(&self, alpn: &[&[u8]], require: bool) -> Result<Arc<ServerConfig>, TlsError> {
+        let builder = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider());
+        let builder = if require { builder } else { builder.allow_unauthenticated() };
+        let verifier = builder.build().map_err(|e| TlsError::Verifier(e.to_string()))?;
         let mut cfg = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)

@@ -204,19 +204,21 @@ impl Fleet {
         Ok(HostProcess { host: i, url: None, stderr_log, child, lines, running: self.running.clone() })
     }
 
-    /// As [`Fleet::spawn`], then waits (20 s) for a stdout line with an `https://` URL, which
-    /// becomes [`HostProcess::url`].
+    /// As [`Fleet::spawn`], then waits (20 s) for a stdout line with an `https://` URL (k2i)
+    /// or a `quic://` one (middlecon), which becomes [`HostProcess::url`].
     pub fn spawn_daemon(&self, i: usize, program: impl AsRef<Path>, args: &[&str]) -> Result<HostProcess> {
         let mut p = self.spawn(i, program, args)?;
         let deadline = Instant::now() + Duration::from_secs(20);
         while let Some(line) = p.line(deadline.saturating_duration_since(Instant::now())) {
-            if let Some(url) = line.split_whitespace().find(|w| w.starts_with("https://")) {
+            if let Some(url) =
+                line.split_whitespace().find(|w| w.starts_with("https://") || w.starts_with("quic://"))
+            {
                 p.url = Some(url.to_string());
                 return Ok(p);
             }
         }
         p.kill();
-        bail!("no https:// announce from the daemon on {}; stderr: {}", self.hosts[i].name, p.stderr())
+        bail!("no announce from the daemon on {}; stderr: {}", self.hosts[i].name, p.stderr())
     }
 
     /// Starts the workspace's k2i on host `i`, listening on `<addr>:7440` with

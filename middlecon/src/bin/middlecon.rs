@@ -1,0 +1,68 @@
+//! The middlecon daemon: parse and validate settings (exit 2 on a bad one, before binding),
+//! bind the peer UDP port, announce `middlecon NAME listening on quic://ADDR` as the first
+//! stdout line, serve until SIGTERM or SIGINT.
+
+use clap::Parser;
+use middlecon::config::{Config, Flags};
+use std::process::ExitCode;
+
+fn main() -> ExitCode {
+    let flags = Flags::parse();
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+    let config = match Config::from_flags(flags) {
+        Ok(c) => c,
+        Err(e) => {
+            eprintln!("middlecon: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("middlecon: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    runtime.block_on(async move {
+        // Signal handlers go in before the address is announced: whoever starts middlecon
+        // may stop it as soon as it has read that line.
+        let shutdown = match shutdown_signal() {
+            Ok(s) => s,
+            Err(e) => {
+                eprintln!("middlecon: cannot install signal handlers: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let endpoint = match middlecon::peer::endpoint(&config.identity, config.listen) {
+            Ok(e) => e,
+            Err(e) => {
+                eprintln!("middlecon: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
+        let addr = endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        println!("middlecon {} listening on quic://{addr}", config.name);
+        tracing::info!(name = %config.name, dc = %config.dc, %addr, "middlecon ready");
+        middlecon::run(config, endpoint, shutdown).await;
+        tracing::info!("middlecon stopped");
+        ExitCode::SUCCESS
+    })
+}
+
+/// Resolves on SIGTERM or SIGINT; the handlers are installed when this is called.
+fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}

@@ -1,0 +1,270 @@
+//! middlecon's settings: command-line flags over a TOML file over defaults, parsed and
+//! validated completely before the UDP port is bound. Every error names the setting.
+
+use clap::Parser;
+use dcos_core::tls::{Identity, TlsError, TlsFiles};
+use dcos_core::Role;
+use serde::Deserialize;
+use std::collections::BTreeMap;
+use std::net::{IpAddr, SocketAddr};
+use std::path::PathBuf;
+
+/// Command-line flags (SPEC section 4; the API, socket, k2i and runtime flags arrive with
+/// the parts that use them). Every one may also be set in `--config`.
+#[derive(Debug, Default, Parser)]
+#[command(name = "middlecon", version, about = "Request/reply between the fleet's hosts over QUIC (mTLS).")]
+pub struct Flags {
+    /// UDP address for peers (QUIC) [default: 0.0.0.0:7441].
+    #[arg(long)]
+    pub listen: Option<String>,
+    /// This host's certificate (PEM, role `host`), issued by `dcos certs issue`.
+    #[arg(long)]
+    pub cert: Option<PathBuf>,
+    /// Private key of --cert (PEM).
+    #[arg(long)]
+    pub key: Option<PathBuf>,
+    /// The fleet CA certificate (PEM); peers' certificates must chain to it.
+    #[arg(long)]
+    pub ca: Option<PathBuf>,
+    /// Host name [default: the hostname].
+    #[arg(long)]
+    pub name: Option<String>,
+    /// Datacenter [default: default].
+    #[arg(long)]
+    pub dc: Option<String>,
+    /// A label, K=V; repeat for more.
+    #[arg(long = "label", value_name = "K=V")]
+    pub labels: Vec<String>,
+    /// A peer to join through, IP[:PORT] (port 7441 if left out); repeat for more.
+    #[arg(long = "seed", value_name = "ADDR")]
+    pub seeds: Vec<String>,
+    /// Where this daemon keeps its state [default: /var/lib/middlecon].
+    #[arg(long)]
+    pub state_dir: Option<PathBuf>,
+    /// TOML file with the same settings; flags win.
+    #[arg(long)]
+    pub config: Option<PathBuf>,
+}
+
+/// The TOML file: the same names as the flags, in snake_case.
+#[derive(Debug, Default, Deserialize)]
+#[serde(deny_unknown_fields)]
+pub struct FileConfig {
+    pub listen: Option<String>,
+    pub cert: Option<PathBuf>,
+    pub key: Option<PathBuf>,
+    pub ca: Option<PathBuf>,
+    pub name: Option<String>,
+    pub dc: Option<String>,
+    #[serde(default)]
+    pub labels: BTreeMap<String, String>,
+    #[serde(default)]
+    pub seeds: Vec<String>,
+    pub state_dir: Option<PathBuf>,
+}
+
+/// A setting that stops the daemon before it binds.
+#[derive(Debug, thiserror::Error)]
+#[error("invalid setting `{setting}`: {message}")]
+pub struct ConfigError {
+    pub setting: &'static str,
+    pub message: String,
+}
+
+fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
+    ConfigError { setting, message: message.into() }
+}
+
+/// Everything middlecon needs, validated.
+#[derive(Debug)]
+pub struct Config {
+    pub listen: SocketAddr,
+    pub identity: Identity,
+    pub name: String,
+    pub dc: String,
+    pub labels: BTreeMap<String, String>,
+    /// Peers to join through (used by membership, next).
+    pub seeds: Vec<SocketAddr>,
+    pub state_dir: PathBuf,
+}
+
+pub const DEFAULT_LISTEN: &str = "0.0.0.0:7441";
+pub const DEFAULT_PORT: u16 = 7441;
+pub const DEFAULT_STATE_DIR: &str = "/var/lib/middlecon";
+
+/// Parses `K=V`.
+pub fn parse_label(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not K=V"))?;
+    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
+        return Err(format!("{k:?} is not a label key (letters, digits, - _ . /)"));
+    }
+    Ok((k.to_string(), v.to_string()))
+}
+
+/// Parses `IP:PORT`, `[IPv6]:PORT` or a bare IP (port 7441).
+pub fn parse_seed(s: &str) -> Result<SocketAddr, String> {
+    if let Ok(a) = s.parse::<SocketAddr>() {
+        return Ok(a);
+    }
+    s.parse::<IpAddr>()
+        .map(|ip| SocketAddr::new(ip, DEFAULT_PORT))
+        .map_err(|_| format!("{s:?} is not an address like 10.0.0.5 or 10.0.0.5:7441"))
+}
+
+fn hostname() -> String {
+    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
+}
+
+impl Config {
+    /// Merges flags over the config file and checks everything, including that the TLS
+    /// files load, the certificate is valid now and carries the `host` role.
+    pub fn from_flags(flags: Flags) -> Result<Config, ConfigError> {
+        let file = match &flags.config {
+            Some(path) => {
+                let text = std::fs::read_to_string(path)
+                    .map_err(|e| bad("config", format!("{}: {e}", path.display())))?;
+                toml::from_str::<FileConfig>(&text)
+                    .map_err(|e| bad("config", format!("{}: {e}", path.display())))?
+            }
+            None => FileConfig::default(),
+        };
+        let listen_text = flags.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
+        let listen = listen_text
+            .parse()
+            .map_err(|_| bad("listen", format!("{listen_text:?} is not an address like 0.0.0.0:7441")))?;
+        let need = |v: Option<PathBuf>, setting: &'static str| {
+            v.ok_or_else(|| {
+                bad(setting, format!("required (--{setting} FILE or `{setting}` in the config file)"))
+            })
+        };
+        let files = TlsFiles {
+            cert: need(flags.cert.or(file.cert), "cert")?,
+            key: need(flags.key.or(file.key), "key")?,
+            ca: need(flags.ca.or(file.ca), "ca")?,
+        };
+        let identity = Identity::load(&files).map_err(|e| {
+            let setting = match &e {
+                TlsError::NoKey { .. } => "key",
+                TlsError::Read { path, .. } if *path == files.key => "key",
+                e if e.to_string().starts_with(&files.ca.display().to_string()) => "ca",
+                _ => "cert",
+            };
+            bad(setting, e.to_string())
+        })?;
+        if identity.peer.role != Role::Host {
+            return Err(bad(
+                "cert",
+                format!(
+                    "{} carries role {}; middlecon needs a host certificate (dcos certs issue --role host)",
+                    files.cert.display(),
+                    identity.peer.role
+                ),
+            ));
+        }
+        let name = flags.name.or(file.name).unwrap_or_else(hostname);
+        if name.is_empty() {
+            return Err(bad("name", "must not be empty"));
+        }
+        let dc = flags.dc.or(file.dc).unwrap_or_else(|| "default".into());
+        if dc.is_empty() {
+            return Err(bad("dc", "must not be empty"));
+        }
+        let mut labels = file.labels;
+        for l in &flags.labels {
+            let (k, v) = parse_label(l).map_err(|m| bad("label", m))?;
+            labels.insert(k, v);
+        }
+        let seed_texts = if flags.seeds.is_empty() { file.seeds } else { flags.seeds };
+        let seeds = seed_texts
+            .iter()
+            .map(|s| parse_seed(s))
+            .collect::<Result<Vec<_>, _>>()
+            .map_err(|m| bad("seed", m))?;
+        let state_dir = flags.state_dir.or(file.state_dir).unwrap_or_else(|| DEFAULT_STATE_DIR.into());
+        if !state_dir.is_absolute() {
+            return Err(bad("state-dir", format!("{} is not an absolute path", state_dir.display())));
+        }
+        if state_dir.exists() && !state_dir.is_dir() {
+            return Err(bad("state-dir", format!("{} exists and is not a directory", state_dir.display())));
+        }
+        Ok(Config { listen, identity, name, dc, labels, seeds, state_dir })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dcos_core::pki::{self, LeafSpec};
+
+    fn certs() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        pki::init_dir(dir.path()).unwrap();
+        pki::issue_into_dir(dir.path(), &LeafSpec::new("h1", Role::Host)).unwrap();
+        dir
+    }
+
+    fn flags(dir: &std::path::Path) -> Flags {
+        Flags {
+            cert: Some(dir.join("h1.crt")),
+            key: Some(dir.join("h1.key")),
+            ca: Some(dir.join("ca.crt")),
+            ..Flags::default()
+        }
+    }
+
+    #[test]
+    fn defaults_and_flags_over_file() {
+        let dir = certs();
+        let cfg_path = dir.path().join("middlecon.toml");
+        std::fs::write(
+            &cfg_path,
+            "dc = \"eu-1\"\nname = \"from-file\"\nseeds = [\"10.0.0.1\"]\n[labels]\nrack = \"r7\"\n",
+        )
+        .unwrap();
+        let mut f = flags(dir.path());
+        f.config = Some(cfg_path);
+        f.name = Some("from-flag".into());
+        f.labels = vec!["zone=a".into()];
+        let c = Config::from_flags(f).unwrap();
+        assert_eq!(c.listen.to_string(), DEFAULT_LISTEN);
+        assert_eq!(c.name, "from-flag");
+        assert_eq!(c.dc, "eu-1");
+        assert_eq!(c.seeds, vec!["10.0.0.1:7441".parse::<SocketAddr>().unwrap()]);
+        assert_eq!(c.state_dir, PathBuf::from(DEFAULT_STATE_DIR));
+        assert_eq!(c.labels.get("rack").map(String::as_str), Some("r7"));
+        assert_eq!(c.labels.get("zone").map(String::as_str), Some("a"));
+    }
+
+    #[test]
+    fn each_bad_setting_is_named() {
+        let dir = certs();
+        type Change = Box<dyn Fn(&mut Flags)>;
+        let cases: Vec<(&str, Change)> = vec![
+            ("listen", Box::new(|f| f.listen = Some("nope".into()))),
+            ("label", Box::new(|f| f.labels = vec!["novalue".into()])),
+            ("seed", Box::new(|f| f.seeds = vec!["host-1:x".into()])),
+            ("cert", Box::new(|f| f.cert = None)),
+            ("key", Box::new(|f| f.key = Some("/nonexistent.key".into()))),
+            ("ca", Box::new(|f| f.ca = Some("/nonexistent/ca.crt".into()))),
+            ("state-dir", Box::new(|f| f.state_dir = Some("relative/dir".into()))),
+            ("name", Box::new(|f| f.name = Some(String::new()))),
+        ];
+        for (setting, change) in cases {
+            let mut f = flags(dir.path());
+            change(&mut f);
+            let err = Config::from_flags(f).unwrap_err();
+            assert_eq!(err.setting, setting, "{err}");
+        }
+    }
+
+    #[test]
+    fn only_host_certificates_run_middlecon() {
+        let dir = certs();
+        let mut f = flags(dir.path());
+        f.cert = Some(dir.path().join("admin.crt"));
+        f.key = Some(dir.path().join("admin.key"));
+        let err = Config::from_flags(f).unwrap_err();
+        assert_eq!(err.setting, "cert");
+        assert!(err.message.contains("role admin"), "{err}");
+    }
+}

@@ -1,0 +1,32 @@
+//! middlecon, the middleware conversation between hosts: synchronous request/reply over
+//! QUIC (SPEC section 4). This build has the peer transport and the built-in `dcos.ping`;
+//! membership (SWIM), the gRPC API and workloads come next (see `docs/middlecon.md`).
+//!
+//! Where each part lives:
+//!
+//! - [`config`]: flags and TOML merged and validated before anything binds; the identity
+//!   must be a `host` certificate of the fleet CA.
+//! - [`peer`]: the QUIC endpoint (server and client on one UDP socket, ALPN `middlecon/1`,
+//!   mTLS with `host` certificates), the frames of `proto/middlecon/v1/peer.proto`, the
+//!   responder ([`peer::serve`], given its endpoint and shutdown signal so tests run it
+//!   in-process) and the caller ([`peer::Client`], one reused connection per peer).
+//! - [`ping`]: the built-in `dcos.ping` service.
+#![forbid(unsafe_code)]
+
+pub mod config;
+pub mod peer;
+pub mod ping;
+
+use std::future::Future;
+
+/// The services every middlecon serves.
+pub fn builtin_services(config: &config::Config) -> peer::Services {
+    peer::Services::new().with(ping::SERVICE, ping::Ping::new(&config.name, &config.dc))
+}
+
+/// Runs middlecon with a validated `config` on `endpoint` (from [`peer::endpoint`]) until
+/// `shutdown` resolves.
+pub async fn run(config: config::Config, endpoint: quinn::Endpoint, shutdown: impl Future<Output = ()>) {
+    let services = builtin_services(&config);
+    peer::serve(endpoint, services, shutdown).await;
+}

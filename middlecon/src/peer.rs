@@ -1,0 +1,521 @@
+//! The peer transport: QUIC (quinn) between middlecons, ALPN `middlecon/1`, mutual TLS with
+//! certificates of the fleet CA whose role is `host`.
+//!
+//! - One UDP socket per daemon carries both directions: [`endpoint`] builds a quinn
+//!   endpoint that accepts peers (a client certificate is required by the TLS layer) and
+//!   dials them with the same identity.
+//! - After the handshake the server reads the peer's role from its certificate; anything
+//!   but `host` is closed with [`CLOSE_PERMISSION_DENIED`] and a reason.
+//! - One bidirectional stream per call: the caller writes one frame holding a
+//!   [`PeerRequest`] and finishes; the responder writes one frame holding a [`PeerReply`].
+//!   A frame is a 4-byte big-endian length and that many bytes of protobuf
+//!   (`proto/middlecon/v1/peer.proto`).
+//! - The responder checks the absolute deadline before running anything, answers
+//!   `no_responders` at once for a service it does not serve, bounds the service by the
+//!   deadline, and drops (cancels) it if the caller resets the stream.
+//! - [`Client`] keeps one connection per peer address and re-dials a closed one.
+
+use dcos_core::tls::{peer_identity, Identity, PeerIdentity};
+use dcos_core::Role;
+use prost::Message;
+use quinn::{ConnectionError, Endpoint, RecvStream, SendStream, VarInt};
+use rustls_pki_types::CertificateDer;
+use std::collections::{BTreeMap, HashMap};
+use std::future::Future;
+use std::net::SocketAddr;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+
+pub use dcos_proto::v1::{Outcome, PeerReply, PeerRequest};
+
+/// The ALPN protocol of the peer transport.
+pub const ALPN: &[u8] = b"middlecon/1";
+/// The largest request or reply payload, in bytes.
+pub const MAX_PAYLOAD: usize = 4 * 1024 * 1024;
+/// The largest frame: a full payload plus room for the service name and headers.
+const MAX_FRAME: usize = MAX_PAYLOAD + 64 * 1024;
+/// Application close code: the daemon is shutting down.
+pub const CLOSE_SHUTDOWN: u32 = 0;
+/// Application close code: the peer's certificate does not carry the `host` role.
+pub const CLOSE_PERMISSION_DENIED: u32 = 1;
+/// How long a caller waits past its deadline for the responder's own verdict.
+const REPLY_GRACE: Duration = Duration::from_millis(100);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
+const KEEP_ALIVE: Duration = Duration::from_secs(4);
+
+/// Milliseconds since the Unix epoch.
+pub fn unix_ms(t: SystemTime) -> i64 {
+    match t.duration_since(UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}
+
+/// Why the peer endpoint could not be built.
+#[derive(Debug, thiserror::Error)]
+pub enum PeerError {
+    #[error("TLS: {0}")]
+    Tls(#[from] dcos_core::tls::TlsError),
+    #[error("QUIC needs a TLS 1.3 cipher suite it can use for initial packets")]
+    NoInitialSuite,
+    #[error("cannot bind UDP {addr}: {source}")]
+    Bind { addr: SocketAddr, source: std::io::Error },
+}
+
+fn transport() -> Arc<quinn::TransportConfig> {
+    let mut t = quinn::TransportConfig::default();
+    t.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("idle timeout fits a VarInt")));
+    t.keep_alive_interval(Some(KEEP_ALIVE));
+    Arc::new(t)
+}
+
+fn client_config(identity: &Identity) -> Result<quinn::ClientConfig, PeerError> {
+    let tls = identity.client_config(&[ALPN])?;
+    let quic =
+        quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|_| PeerError::NoInitialSuite)?;
+    let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
+    cfg.transport_config(transport());
+    Ok(cfg)
+}
+
+fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, PeerError> {
+    let tls = identity.server_config_require_client_auth(&[ALPN])?;
+    let quic =
+        quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|_| PeerError::NoInitialSuite)?;
+    let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
+    cfg.transport_config(transport());
+    Ok(cfg)
+}
+
+/// A daemon's endpoint on `listen`: accepts peers and dials them, on one UDP socket.
+pub fn endpoint(identity: &Identity, listen: SocketAddr) -> Result<Endpoint, PeerError> {
+    let mut ep = Endpoint::server(server_config(identity)?, listen)
+        .map_err(|source| PeerError::Bind { addr: listen, source })?;
+    ep.set_default_client_config(client_config(identity)?);
+    Ok(ep)
+}
+
+/// A dial-only endpoint on an ephemeral port (tests, tools).
+pub fn client_endpoint(identity: &Identity) -> Result<Endpoint, PeerError> {
+    let any: SocketAddr = "0.0.0.0:0".parse().expect("literal address");
+    let mut ep = Endpoint::client(any).map_err(|source| PeerError::Bind { addr: any, source })?;
+    ep.set_default_client_config(client_config(identity)?);
+    Ok(ep)
+}
+
+// ---------------------------------------------------------------------------------------
+// Services
+
+/// A call as a service sees it.
+#[derive(Debug, Clone)]
+pub struct Request {
+    /// The caller, from its certificate.
+    pub caller: PeerIdentity,
+    pub service: String,
+    pub deadline: SystemTime,
+    pub headers: BTreeMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+/// A service's successful answer.
+#[derive(Debug, Clone, Default)]
+pub struct Response {
+    pub headers: BTreeMap<String, String>,
+    pub payload: Vec<u8>,
+}
+
+/// What a service returns: its answer, or its own error (sent as `app_error`).
+pub type ServiceFuture = Pin<Box<dyn Future<Output = Result<Response, String>> + Send>>;
+
+/// Something that answers calls to one service name.
+pub trait Service: Send + Sync + 'static {
+    fn call(&self, request: Request) -> ServiceFuture;
+}
+
+/// The services this host serves, by name.
+#[derive(Default, Clone)]
+pub struct Services {
+    by_name: HashMap<String, Arc<dyn Service>>,
+}
+
+impl Services {
+    pub fn new() -> Services {
+        Services::default()
+    }
+
+    pub fn with(mut self, name: impl Into<String>, service: impl Service) -> Services {
+        self.by_name.insert(name.into(), Arc::new(service));
+        self
+    }
+
+    pub fn get(&self, name: &str) -> Option<Arc<dyn Service>> {
+        self.by_name.get(name).cloned()
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Frames
+
+#[derive(Debug, thiserror::Error)]
+enum FrameError {
+    #[error("frame of {0} bytes is over the {MAX_FRAME}-byte limit")]
+    TooLarge(usize),
+    #[error("stream ended inside a frame")]
+    Truncated,
+    #[error(transparent)]
+    Read(#[from] quinn::ReadError),
+    #[error("undecodable frame: {0}")]
+    Decode(#[from] prost::DecodeError),
+}
+
+async fn read_frame<M: Message + Default>(recv: &mut RecvStream) -> Result<M, FrameError> {
+    let mut len = [0u8; 4];
+    read_exact(recv, &mut len).await?;
+    let n = u32::from_be_bytes(len) as usize;
+    if n > MAX_FRAME {
+        return Err(FrameError::TooLarge(n));
+    }
+    let mut buf = vec![0u8; n];
+    read_exact(recv, &mut buf).await?;
+    Ok(M::decode(buf.as_slice())?)
+}
+
+async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), FrameError> {
+    recv.read_exact(buf).await.map_err(|e| match e {
+        quinn::ReadExactError::FinishedEarly(_) => FrameError::Truncated,
+        quinn::ReadExactError::ReadError(e) => FrameError::Read(e),
+    })
+}
+
+fn encode_frame(msg: &impl Message) -> Vec<u8> {
+    let len = msg.encoded_len();
+    let mut buf = Vec::with_capacity(4 + len);
+    buf.extend_from_slice(&(len as u32).to_be_bytes());
+    msg.encode(&mut buf).expect("a Vec grows as needed");
+    buf
+}
+
+fn reply(outcome: Outcome, message: impl Into<String>) -> PeerReply {
+    PeerReply { outcome: outcome as i32, message: message.into(), ..PeerReply::default() }
+}
+
+// ---------------------------------------------------------------------------------------
+// Server
+
+/// Accepts peers on `endpoint` and answers their calls from `services` until `shutdown`
+/// resolves; then closes every connection and waits (briefly) for the closes to be sent.
+pub async fn serve(endpoint: Endpoint, services: Services, shutdown: impl Future<Output = ()>) {
+    let services = Arc::new(services);
+    tokio::pin!(shutdown);
+    loop {
+        tokio::select! {
+            incoming = endpoint.accept() => {
+                let Some(incoming) = incoming else { break };
+                tokio::spawn(connection(incoming, services.clone()));
+            }
+            _ = &mut shutdown => break,
+        }
+    }
+    endpoint.close(VarInt::from_u32(CLOSE_SHUTDOWN), b"middlecon shutting down");
+    let _ = tokio::time::timeout(Duration::from_secs(1), endpoint.wait_idle()).await;
+}
+
+/// The identity in a connection's verified client certificate.
+fn identity_of(conn: &quinn::Connection) -> Option<PeerIdentity> {
+    let certs = conn.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
+    peer_identity(certs.first()?).ok()
+}
+
+async fn connection(incoming: quinn::Incoming, services: Arc<Services>) {
+    let remote = incoming.remote_address();
+    let conn = match incoming.await {
+        Ok(c) => c,
+        Err(e) => {
+            tracing::info!(%remote, "peer handshake failed: {e}");
+            return;
+        }
+    };
+    let caller = match identity_of(&conn) {
+        Some(id) if id.role == Role::Host => id,
+        other => {
+            let reason = match other {
+                Some(id) => format!(
+                    "permission_denied: {} has role {}; only host certificates may speak the peer protocol",
+                    id.name, id.role
+                ),
+                None => "permission_denied: no dcos identity in the client certificate".to_string(),
+            };
+            tracing::warn!(%remote, "{reason}");
+            conn.close(VarInt::from_u32(CLOSE_PERMISSION_DENIED), reason.as_bytes());
+            return;
+        }
+    };
+    tracing::debug!(%remote, peer = %caller.name, "peer connected");
+    loop {
+        match conn.accept_bi().await {
+            Ok((send, recv)) => {
+                tokio::spawn(stream(send, recv, services.clone(), caller.clone()));
+            }
+            Err(e) => {
+                tracing::debug!(%remote, peer = %caller.name, "peer connection ended: {e}");
+                return;
+            }
+        }
+    }
+}
+
+async fn stream(mut send: SendStream, mut recv: RecvStream, services: Arc<Services>, caller: PeerIdentity) {
+    let answer = match read_frame::<PeerRequest>(&mut recv).await {
+        Ok(req) => {
+            // Nothing more is expected on this stream.
+            let _ = recv.stop(VarInt::from_u32(0));
+            answer(req, &services, caller, &send).await
+        }
+        Err(FrameError::TooLarge(n)) => {
+            let _ = recv.stop(VarInt::from_u32(0));
+            Some(reply(
+                Outcome::ResourceExhausted,
+                format!("request of {n} bytes is over the {MAX_PAYLOAD}-byte payload limit"),
+            ))
+        }
+        Err(e) => {
+            tracing::debug!(peer = %caller.name, "unreadable request: {e}");
+            None
+        }
+    };
+    if let Some(a) = answer {
+        if send.write_all(&encode_frame(&a)).await.is_ok() {
+            let _ = send.finish();
+            // Keep the stream until the reply is acknowledged or the caller stops it.
+            let _ = send.stopped().await;
+        }
+    }
+}
+
+/// Runs one request to its reply; `None` when the caller went away (nothing to send).
+async fn answer(
+    req: PeerRequest,
+    services: &Services,
+    caller: PeerIdentity,
+    send: &SendStream,
+) -> Option<PeerReply> {
+    let deadline = UNIX_EPOCH + Duration::from_millis(req.deadline_unix_ms.max(0) as u64);
+    let left = match deadline.duration_since(SystemTime::now()) {
+        Ok(d) if !d.is_zero() => d,
+        _ => {
+            return Some(reply(
+                Outcome::DeadlineExceeded,
+                format!(
+                    "the deadline ({} unix ms) had passed when the request arrived",
+                    req.deadline_unix_ms
+                ),
+            ))
+        }
+    };
+    if req.payload.len() > MAX_PAYLOAD {
+        return Some(reply(
+            Outcome::ResourceExhausted,
+            format!("payload of {} bytes is over the {MAX_PAYLOAD}-byte limit", req.payload.len()),
+        ));
+    }
+    let Some(service) = services.get(&req.service) else {
+        return Some(reply(Outcome::NoResponders, format!("no service {:?} on this host", req.service)));
+    };
+    let name = req.service.clone();
+    let call = service.call(Request {
+        caller,
+        service: req.service,
+        deadline,
+        headers: req.headers,
+        payload: req.payload,
+    });
+    tokio::select! {
+        r = tokio::time::timeout(left, call) => Some(match r {
+            Ok(Ok(resp)) if resp.payload.len() > MAX_PAYLOAD => reply(
+                Outcome::ResourceExhausted,
+                format!("{name} answered {} bytes, over the {MAX_PAYLOAD}-byte limit", resp.payload.len()),
+            ),
+            Ok(Ok(resp)) => PeerReply {
+                outcome: Outcome::Ok as i32,
+                message: String::new(),
+                headers: resp.headers,
+                payload: resp.payload,
+            },
+            Ok(Err(message)) => reply(Outcome::AppError, message),
+            Err(_) => reply(Outcome::DeadlineExceeded, format!("{name} did not answer before the deadline")),
+        }),
+        // The caller reset its stream or its connection: drop (cancel) the service call.
+        _ = send.stopped() => None,
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Client
+
+/// Why a call got no reply from the responder. A reply that came back (whatever its
+/// outcome) is not an error: see [`PeerReply::outcome`].
+#[derive(Debug, thiserror::Error)]
+pub enum CallError {
+    #[error("{addr} is unreachable: {reason}")]
+    Unreachable { addr: SocketAddr, reason: String },
+    #[error("TLS handshake with {addr} failed: {reason}")]
+    Handshake { addr: SocketAddr, reason: String },
+    #[error("{addr} refused this identity: {reason}")]
+    PermissionDenied { addr: SocketAddr, reason: String },
+    #[error("no reply from {addr} before the deadline")]
+    DeadlineExceeded { addr: SocketAddr },
+    #[error("payload of {size} bytes is over the {limit}-byte limit")]
+    TooLarge { size: usize, limit: usize },
+    #[error("connection to {addr} lost: {reason}")]
+    ConnectionLost { addr: SocketAddr, reason: String },
+    #[error("{addr}: {reason}")]
+    Protocol { addr: SocketAddr, reason: String },
+}
+
+impl CallError {
+    /// The SPEC outcome this failure amounts to.
+    pub fn outcome(&self) -> Outcome {
+        match self {
+            CallError::Unreachable { .. } | CallError::ConnectionLost { .. } => Outcome::Unreachable,
+            CallError::Handshake { .. } | CallError::PermissionDenied { .. } => Outcome::PermissionDenied,
+            CallError::DeadlineExceeded { .. } => Outcome::DeadlineExceeded,
+            CallError::TooLarge { .. } => Outcome::ResourceExhausted,
+            CallError::Protocol { .. } => Outcome::Unreachable,
+        }
+    }
+}
+
+fn is_tls_alert(code: quinn::TransportErrorCode) -> bool {
+    (0x100..0x200).contains(&u64::from(code))
+}
+
+fn connection_error(addr: SocketAddr, e: ConnectionError) -> CallError {
+    match e {
+        ConnectionError::TransportError(t) if is_tls_alert(t.code) => {
+            CallError::Handshake { addr, reason: t.to_string() }
+        }
+        ConnectionError::ConnectionClosed(c) if is_tls_alert(c.error_code) => {
+            CallError::Handshake { addr, reason: format!("the peer aborted the handshake: {c}") }
+        }
+        ConnectionError::ApplicationClosed(c)
+            if c.error_code == VarInt::from_u32(CLOSE_PERMISSION_DENIED) =>
+        {
+            CallError::PermissionDenied { addr, reason: String::from_utf8_lossy(&c.reason).into_owned() }
+        }
+        ConnectionError::TimedOut => CallError::Unreachable { addr, reason: "timed out".into() },
+        other => CallError::ConnectionLost { addr, reason: other.to_string() },
+    }
+}
+
+fn read_error(addr: SocketAddr, e: FrameError) -> CallError {
+    match e {
+        FrameError::Read(quinn::ReadError::ConnectionLost(c)) => connection_error(addr, c),
+        other => CallError::Protocol { addr, reason: format!("bad reply: {other}") },
+    }
+}
+
+/// Calls services on peers, one reused connection per peer address.
+pub struct Client {
+    endpoint: Endpoint,
+    connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+}
+
+impl Client {
+    /// A client on its own ephemeral UDP port, presenting `identity`.
+    pub fn new(identity: &Identity) -> Result<Client, PeerError> {
+        Ok(Client::with_endpoint(client_endpoint(identity)?))
+    }
+
+    /// A client dialling from `endpoint` (which must have a default client config, as
+    /// [`endpoint`] and [`client_endpoint`] give).
+    pub fn with_endpoint(endpoint: Endpoint) -> Client {
+        Client { endpoint, connections: Mutex::default() }
+    }
+
+    /// Calls `service` on the middlecon at `addr` with `payload`, to be answered by
+    /// `deadline`. Never waits much past the deadline: an unreachable peer fails with
+    /// [`CallError::Unreachable`] (no connection by then) or [`CallError::DeadlineExceeded`]
+    /// (connected, no reply).
+    pub async fn call(
+        &self,
+        addr: SocketAddr,
+        service: &str,
+        payload: Vec<u8>,
+        deadline: SystemTime,
+    ) -> Result<PeerReply, CallError> {
+        let req = PeerRequest {
+            service: service.to_string(),
+            deadline_unix_ms: unix_ms(deadline),
+            headers: BTreeMap::new(),
+            payload,
+        };
+        self.request(addr, req).await
+    }
+
+    /// As [`Client::call`], with headers.
+    pub async fn request(&self, addr: SocketAddr, req: PeerRequest) -> Result<PeerReply, CallError> {
+        if req.payload.len() > MAX_PAYLOAD {
+            return Err(CallError::TooLarge { size: req.payload.len(), limit: MAX_PAYLOAD });
+        }
+        let deadline = UNIX_EPOCH + Duration::from_millis(req.deadline_unix_ms.max(0) as u64);
+        // The responder judges the deadline; we wait a little longer for its verdict.
+        let left = deadline.duration_since(SystemTime::now()).unwrap_or_default();
+        let give_up = tokio::time::Instant::now() + left + REPLY_GRACE;
+        let conn = match tokio::time::timeout_at(give_up, self.connection(addr)).await {
+            Ok(c) => c?,
+            Err(_) => {
+                return Err(CallError::Unreachable {
+                    addr,
+                    reason: "no QUIC handshake completed before the deadline".into(),
+                })
+            }
+        };
+        match tokio::time::timeout_at(give_up, exchange(addr, &conn, &req)).await {
+            Ok(r) => r,
+            Err(_) => Err(CallError::DeadlineExceeded { addr }),
+        }
+    }
+
+    /// The open connection to `addr`, dialled if there is none (or it has closed).
+    async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, CallError> {
+        {
+            let mut conns = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+            match conns.get(&addr) {
+                Some(c) if c.close_reason().is_none() => return Ok(c.clone()),
+                Some(_) => {
+                    conns.remove(&addr);
+                }
+                None => {}
+            }
+        }
+        let server_name = addr.ip().to_string();
+        let connecting = self
+            .endpoint
+            .connect(addr, &server_name)
+            .map_err(|e| CallError::Protocol { addr, reason: format!("cannot dial: {e}") })?;
+        let conn = connecting.await.map_err(|e| connection_error(addr, e))?;
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(addr, conn.clone());
+        Ok(conn)
+    }
+}
+
+async fn exchange(
+    addr: SocketAddr,
+    conn: &quinn::Connection,
+    req: &PeerRequest,
+) -> Result<PeerReply, CallError> {
+    let (mut send, mut recv) = conn.open_bi().await.map_err(|e| connection_error(addr, e))?;
+    let write = async {
+        send.write_all(&encode_frame(req)).await?;
+        send.finish().map_err(|_| quinn::WriteError::ClosedStream)
+    };
+    if let Err(e) = write.await {
+        // The reply (or the connection's close reason) says more than the write error.
+        if let Some(reason) = conn.close_reason() {
+            return Err(connection_error(addr, reason));
+        }
+        return Err(CallError::ConnectionLost { addr, reason: format!("sending the request: {e}") });
+    }
+    read_frame::<PeerReply>(&mut recv).await.map_err(|e| read_error(addr, e))
+}
