@@ -3,7 +3,9 @@
 //!
 //! - `middlecon/v1/peer.proto`: the peer wire between middlecons over QUIC ([`v1::PeerRequest`],
 //!   [`v1::PeerReply`], [`v1::Outcome`]).
-//! - `middlecon/v1/middlecon.proto`: the gRPC API (drafted; filled in with the API).
+//! - `middlecon/v1/middlecon.proto`: the gRPC API (`Messaging`, `Membership`, `Workloads`):
+//!   messages, plus tonic servers (`v1::messaging_server`, ...) and clients
+//!   (`v1::messaging_client`, ...).
 #![forbid(unsafe_code)]
 
 /// Generated from `middlecon/v1/*.proto`.
