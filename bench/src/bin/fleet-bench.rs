@@ -663,7 +663,8 @@ impl Bench {
     }
 
     /// `dcos --timeout 1s ps --limit N` with the last `blackhole` endpoints black-holed.
-    fn dcos_blackholed(&self) -> Result<(Exec, PsDoc)> {
+    /// Returns the answer and how many hosts outside the black hole timed out too.
+    fn dcos_blackholed(&self) -> Result<(Exec, PsDoc, usize)> {
         let n = self.args.count;
         let first = self.port(n - self.args.blackhole);
         let last = self.port(n - 1);
@@ -686,16 +687,24 @@ impl Bench {
                 .and_then(|p| p.parse::<u16>().ok())
                 .is_some_and(|p| (first..=last).contains(&p))
         };
-        let timeouts = doc.hosts.iter().filter(|h| h.status == "timeout").count();
-        let ok = doc.hosts.iter().filter(|h| h.status == "ok").count();
-        let right = doc.hosts.iter().all(|h| (h.status == "timeout") == in_hole(h));
-        ensure!(
-            timeouts == self.args.blackhole && ok == n - self.args.blackhole && right,
-            "expected the {} black-holed hosts to time out and the rest to answer; got {timeouts} timeouts, {ok} ok",
-            self.args.blackhole
-        );
+        // Every black-holed host must time out and every other one answer or time out: a
+        // loaded machine may keep an answering host past the deadline, which is counted
+        // and reported, not hidden.
+        if let Some(h) = doc.hosts.iter().find(|h| {
+            if in_hole(h) {
+                h.status != "timeout"
+            } else {
+                h.status != "ok" && h.status != "timeout"
+            }
+        }) {
+            bail!("host {} ({}) is {}, black-holed: {}", h.host, h.address, h.status, in_hole(h));
+        }
+        let extra = doc.hosts.iter().filter(|h| !in_hole(h) && h.status == "timeout").count();
+        if extra > 0 {
+            progress(format!("black hole: {extra} answering hosts also missed the 1 s deadline"));
+        }
         ensure!(doc.processes.len() == self.args.limit, "{} processes printed", doc.processes.len());
-        Ok((e, doc))
+        Ok((e, doc, extra))
     }
 
     /// The full `dcos ps -o json` (no limit) over every endpoint.
@@ -791,9 +800,12 @@ struct Results {
     curl: Series,
     small: Series,
     hole: Series,
+    /// Per run: answering hosts that timed out in the black-hole measurement.
+    extra_timeouts: Vec<usize>,
     full: Series,
-    full_bytes: usize,
-    full_procs: usize,
+    /// Per run: bytes of JSON and processes in the full `dcos ps`.
+    full_bytes: Vec<f64>,
+    full_procs: Vec<f64>,
     server_rss: u64,
     /// Peak RSS the measuring helper reports for `true`: the floor of every RSS figure.
     rss_floor: u64,
@@ -889,13 +901,14 @@ fn run(args: &RunArgs) -> Result<String> {
         let (s, doc) = bench.dcos_limited(args.small)?;
         r.small.push(&s, Some(&doc));
         pause();
-        let (h, doc) = bench.dcos_blackholed()?;
+        let (h, doc, extra) = bench.dcos_blackholed()?;
         r.hole.push(&h, Some(&doc));
+        r.extra_timeouts.push(extra);
         pause();
         let (f, doc) = bench.dcos_full()?;
         r.full.push(&f, Some(&doc));
-        r.full_bytes = f.stdout.len();
-        r.full_procs = doc.processes.len();
+        r.full_bytes.push(f.stdout.len() as f64);
+        r.full_procs.push(doc.processes.len() as f64);
         r.server_rss = r.server_rss.max(bench.server.rss());
         progress(format!(
             "run {run}/{}: dcos {} hosts {:.0} ms, curl {:.0} ms, dcos {} hosts {:.0} ms, \
@@ -970,6 +983,7 @@ fn render(r: &Results, args: &RunArgs, h: &Header) -> String {
     let hole = summarize(&r.hole.wall);
     let full = summarize(&r.full.wall);
     let rss = summarize(&r.full.rss);
+    let procs = summarize(&r.full_procs);
     let mut rows: Vec<[String; 6]> = Vec::new();
     let within = |s: &Summary, target_ms: f64| {
         [f_ms(s.median), f_ms(s.min), format!("{:.2} × target", s.median / target_ms)]
@@ -1013,10 +1027,11 @@ fn render(r: &Results, args: &RunArgs, h: &Header) -> String {
     let [m, mi, ratio] = within(&hole, 1200.0);
     rows.push([
         format!(
-            "`dcos --timeout 1s ps --limit {}`, {n} hosts of which {} black-holed (exit 3, {} `timeout`)",
+            "`dcos --timeout 1s ps --limit {}`, {n} hosts of which {} black-holed (exit 3, {} `timeout`){}",
             args.limit,
             thousands(args.blackhole),
-            thousands(args.blackhole)
+            thousands(args.blackhole),
+            extra_timeouts_note(&r.extra_timeouts)
         ),
         m,
         mi,
@@ -1038,10 +1053,12 @@ fn render(r: &Results, args: &RunArgs, h: &Header) -> String {
     ]);
     rows.push([
         format!(
-            "wall time of that full `dcos ps` ({} processes, {:.0} per host; {} bytes of JSON)",
-            thousands(r.full_procs),
-            r.full_procs as f64 / args.count as f64,
-            thousands(r.full_bytes)
+            "wall time of that full `dcos ps` (median {} processes, {:.0} per host, range {}–{}; {} bytes of JSON)",
+            thousands(procs.median as usize),
+            procs.median / args.count as f64,
+            thousands(procs.min as usize),
+            thousands(procs.max as usize),
+            thousands(summarize(&r.full_bytes).median as usize)
         ),
         f_ms(full.median),
         f_ms(full.min),
@@ -1143,6 +1160,19 @@ fn render(r: &Results, args: &RunArgs, h: &Header) -> String {
     out
 }
 
+/// What the black-hole row says about answering hosts that timed out too, if any did.
+fn extra_timeouts_note(per_run: &[usize]) -> String {
+    let runs = per_run.iter().filter(|&&n| n > 0).count();
+    if runs == 0 {
+        return String::new();
+    }
+    format!(
+        "; in {runs} of {} runs answering hosts also missed the deadline ({} at most)",
+        per_run.len(),
+        per_run.iter().max().unwrap_or(&0)
+    )
+}
+
 /// `curl 7.88.1 (x86_64-pc-linux-gnu) libcurl/7.88.1 OpenSSL/3.0.19 zlib/...` →
 /// `curl 7.88.1, OpenSSL/3.0.19`.
 fn short_curl_version(line: &str) -> String {
@@ -1177,6 +1207,15 @@ mod tests {
         let (code, ru) = wait_rusage(child.id() as libc::pid_t).unwrap();
         assert_eq!(code, 3);
         assert!(ru.ru_maxrss > 0);
+    }
+
+    #[test]
+    fn extra_timeouts_are_stated_only_when_there_were_some() {
+        assert_eq!(extra_timeouts_note(&[0, 0, 0]), "");
+        assert_eq!(
+            extra_timeouts_note(&[0, 2, 0, 5]),
+            "; in 2 of 4 runs answering hosts also missed the deadline (5 at most)"
+        );
     }
 
     #[test]
