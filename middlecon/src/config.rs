@@ -41,6 +41,16 @@ pub struct Flags {
     /// Where this daemon keeps its state [default: /var/lib/middlecon].
     #[arg(long)]
     pub state_dir: Option<PathBuf>,
+    /// TCP address of the gRPC API (mTLS) [default: 0.0.0.0:7442].
+    #[arg(long)]
+    pub api: Option<String>,
+    /// Unix socket of the local gRPC API (mode 0660) [default: /run/middlecon/api.sock].
+    #[arg(long)]
+    pub socket: Option<PathBuf>,
+    /// Another host, NAME=IP[:PORT] (its peer address, port 7441 if left out), for calls
+    /// by host name; repeat for more.
+    #[arg(long = "peer", value_name = "NAME=ADDR")]
+    pub peers: Vec<String>,
     /// TOML file with the same settings; flags win.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -61,6 +71,11 @@ pub struct FileConfig {
     #[serde(default)]
     pub seeds: Vec<String>,
     pub state_dir: Option<PathBuf>,
+    pub api: Option<String>,
+    pub socket: Option<PathBuf>,
+    /// NAME = "IP[:PORT]".
+    #[serde(default)]
+    pub peers: BTreeMap<String, String>,
 }
 
 /// A setting that stops the daemon before it binds.
@@ -86,11 +101,19 @@ pub struct Config {
     /// Peers to join through (used by membership, next).
     pub seeds: Vec<SocketAddr>,
     pub state_dir: PathBuf,
+    /// TCP address of the gRPC API (mTLS).
+    pub api: SocketAddr,
+    /// Unix socket of the local gRPC API.
+    pub socket: PathBuf,
+    /// Other hosts' peer addresses by name (`--peer`).
+    pub peers: BTreeMap<String, SocketAddr>,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7441";
 pub const DEFAULT_PORT: u16 = 7441;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/middlecon";
+pub const DEFAULT_API: &str = "0.0.0.0:7442";
+pub const DEFAULT_SOCKET: &str = "/run/middlecon/api.sock";
 
 /// Parses `K=V`.
 pub fn parse_label(s: &str) -> Result<(String, String), String> {
@@ -187,7 +210,29 @@ impl Config {
         if state_dir.exists() && !state_dir.is_dir() {
             return Err(bad("state-dir", format!("{} exists and is not a directory", state_dir.display())));
         }
-        Ok(Config { listen, identity, name, dc, labels, seeds, state_dir })
+        let api_text = flags.api.or(file.api).unwrap_or_else(|| DEFAULT_API.into());
+        let api = api_text
+            .parse()
+            .map_err(|_| bad("api", format!("{api_text:?} is not an address like 0.0.0.0:7442")))?;
+        let socket = flags.socket.or(file.socket).unwrap_or_else(|| DEFAULT_SOCKET.into());
+        if !socket.is_absolute() {
+            return Err(bad("socket", format!("{} is not an absolute path", socket.display())));
+        }
+        let mut peers = BTreeMap::new();
+        let flag_peers = flags.peers.iter().map(|p| {
+            p.split_once('=')
+                .map(|(n, a)| (n.to_string(), a.to_string()))
+                .ok_or_else(|| bad("peer", format!("{p:?} is not NAME=ADDR")))
+        });
+        for entry in file.peers.into_iter().map(Ok).chain(flag_peers) {
+            let (peer_name, addr) = entry?;
+            if peer_name.is_empty() {
+                return Err(bad("peer", format!("empty host name in {peer_name}={addr}")));
+            }
+            let addr = parse_seed(&addr).map_err(|m| bad("peer", format!("{peer_name}: {m}")))?;
+            peers.insert(peer_name, addr);
+        }
+        Ok(Config { listen, identity, name, dc, labels, seeds, state_dir, api, socket, peers })
     }
 }
 
@@ -248,6 +293,10 @@ mod tests {
             ("ca", Box::new(|f| f.ca = Some("/nonexistent/ca.crt".into()))),
             ("state-dir", Box::new(|f| f.state_dir = Some("relative/dir".into()))),
             ("name", Box::new(|f| f.name = Some(String::new()))),
+            ("api", Box::new(|f| f.api = Some("7442".into()))),
+            ("socket", Box::new(|f| f.socket = Some("api.sock".into()))),
+            ("peer", Box::new(|f| f.peers = vec!["host-1".into()])),
+            ("peer", Box::new(|f| f.peers = vec!["host-1=nowhere".into()])),
         ];
         for (setting, change) in cases {
             let mut f = flags(dir.path());

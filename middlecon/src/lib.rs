@@ -11,11 +11,15 @@
 //!   responder ([`peer::serve`], given its endpoint and shutdown signal so tests run it
 //!   in-process) and the caller ([`peer::Client`], one reused connection per peer).
 //! - [`ping`]: the built-in `dcos.ping` service.
+//! - [`api`]: the gRPC API (`middlecon.v1`) on the Unix socket and on TCP with mTLS;
+//!   [`routing`]: services registered by `Messaging.Serve` streams.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod config;
 pub mod peer;
 pub mod ping;
+pub mod routing;
 
 use std::future::Future;
 
@@ -25,8 +29,19 @@ pub fn builtin_services(config: &config::Config) -> peer::Services {
 }
 
 /// Runs middlecon with a validated `config` on `endpoint` (from [`peer::endpoint`]) until
-/// `shutdown` resolves.
-pub async fn run(config: config::Config, endpoint: quinn::Endpoint, shutdown: impl Future<Output = ()>) {
+/// `shutdown` resolves; serves the gRPC API on `api` (from [`api::Listeners::bind`]) if given.
+pub async fn run(
+    config: config::Config,
+    endpoint: quinn::Endpoint,
+    api: Option<api::Listeners>,
+    shutdown: impl Future<Output = ()>,
+) {
     let services = builtin_services(&config);
+    let registry = routing::Registry::new();
+    let services = services.with_dispatch(registry.clone());
+    let api = api.map(|l| api::spawn(l, &config, endpoint.clone(), services.clone(), registry));
     peer::serve(endpoint, services, shutdown).await;
+    if let Some(api) = api {
+        api.stop().await;
+    }
 }

@@ -133,10 +133,20 @@ pub trait Service: Send + Sync + 'static {
     fn call(&self, request: Request) -> ServiceFuture;
 }
 
+/// What a [`Dispatch`] returns: the whole reply, outcome included (dropping it cancels).
+pub type ReplyFuture = Pin<Box<dyn Future<Output = PeerReply> + Send>>;
+
+/// Services that come and go (those registered by `Messaging.Serve` streams): asked for a
+/// name the fixed services do not have. `None`: not served here.
+pub trait Dispatch: Send + Sync + 'static {
+    fn dispatch(&self, request: Request) -> Option<ReplyFuture>;
+}
+
 /// The services this host serves, by name.
 #[derive(Default, Clone)]
 pub struct Services {
     by_name: HashMap<String, Arc<dyn Service>>,
+    dynamic: Option<Arc<dyn Dispatch>>,
 }
 
 impl Services {
@@ -151,6 +161,12 @@ impl Services {
 
     pub fn get(&self, name: &str) -> Option<Arc<dyn Service>> {
         self.by_name.get(name).cloned()
+    }
+
+    /// Asks `dynamic` for any name not among the fixed services.
+    pub fn with_dispatch(mut self, dynamic: Arc<dyn Dispatch>) -> Services {
+        self.dynamic = Some(dynamic);
+        self
     }
 }
 
@@ -300,53 +316,63 @@ async fn answer(
     caller: PeerIdentity,
     send: &SendStream,
 ) -> Option<PeerReply> {
+    tokio::select! {
+        r = respond(req, services, caller) => Some(r),
+        // The caller reset its stream or its connection: drop (cancel) the service call.
+        _ = send.stopped() => None,
+    }
+}
+
+/// Answers one request on this host: the deadline, payload limit and service checks, then
+/// the service bounded by the deadline. Dropping the future cancels the call. Used by the
+/// peer responder and by the gRPC API for calls to this host.
+pub async fn respond(req: PeerRequest, services: &Services, caller: PeerIdentity) -> PeerReply {
     let deadline = UNIX_EPOCH + Duration::from_millis(req.deadline_unix_ms.max(0) as u64);
     let left = match deadline.duration_since(SystemTime::now()) {
         Ok(d) if !d.is_zero() => d,
         _ => {
-            return Some(reply(
+            return reply(
                 Outcome::DeadlineExceeded,
                 format!(
                     "the deadline ({} unix ms) had passed when the request arrived",
                     req.deadline_unix_ms
                 ),
-            ))
+            )
         }
     };
     if req.payload.len() > MAX_PAYLOAD {
-        return Some(reply(
+        return reply(
             Outcome::ResourceExhausted,
             format!("payload of {} bytes is over the {MAX_PAYLOAD}-byte limit", req.payload.len()),
-        ));
+        );
     }
-    let Some(service) = services.get(&req.service) else {
-        return Some(reply(Outcome::NoResponders, format!("no service {:?} on this host", req.service)));
-    };
     let name = req.service.clone();
-    let call = service.call(Request {
-        caller,
-        service: req.service,
-        deadline,
-        headers: req.headers,
-        payload: req.payload,
-    });
-    tokio::select! {
-        r = tokio::time::timeout(left, call) => Some(match r {
-            Ok(Ok(resp)) if resp.payload.len() > MAX_PAYLOAD => reply(
-                Outcome::ResourceExhausted,
-                format!("{name} answered {} bytes, over the {MAX_PAYLOAD}-byte limit", resp.payload.len()),
-            ),
-            Ok(Ok(resp)) => PeerReply {
-                outcome: Outcome::Ok as i32,
-                message: String::new(),
-                headers: resp.headers,
-                payload: resp.payload,
-            },
-            Ok(Err(message)) => reply(Outcome::AppError, message),
-            Err(_) => reply(Outcome::DeadlineExceeded, format!("{name} did not answer before the deadline")),
-        }),
-        // The caller reset its stream or its connection: drop (cancel) the service call.
-        _ = send.stopped() => None,
+    let request =
+        Request { caller, service: req.service, deadline, headers: req.headers, payload: req.payload };
+    let call = match services.get(&name) {
+        Some(service) => service.call(request),
+        None => match services.dynamic.as_ref().and_then(|d| d.dispatch(request)) {
+            Some(reply_future) => {
+                return tokio::time::timeout(left, reply_future).await.unwrap_or_else(|_| {
+                    reply(Outcome::DeadlineExceeded, format!("{name} did not answer before the deadline"))
+                })
+            }
+            None => return reply(Outcome::NoResponders, format!("no service {name:?} on this host")),
+        },
+    };
+    match tokio::time::timeout(left, call).await {
+        Ok(Ok(resp)) if resp.payload.len() > MAX_PAYLOAD => reply(
+            Outcome::ResourceExhausted,
+            format!("{name} answered {} bytes, over the {MAX_PAYLOAD}-byte limit", resp.payload.len()),
+        ),
+        Ok(Ok(resp)) => PeerReply {
+            outcome: Outcome::Ok as i32,
+            message: String::new(),
+            headers: resp.headers,
+            payload: resp.payload,
+        },
+        Ok(Err(message)) => reply(Outcome::AppError, message),
+        Err(_) => reply(Outcome::DeadlineExceeded, format!("{name} did not answer before the deadline")),
     }
 }
 

@@ -20,7 +20,10 @@ fn middlecon(fleet: &Fleet, pki: &Pki, i: usize) -> HostProcess {
     let tls = host.issue(pki);
     let listen = format!("{}:{PORT}", host.addr);
     let state = format!("/tmp/middlecon-test-{}-{i}", std::process::id());
+    let socket = format!("/tmp/middlecon-test-{}-{}-{i}.sock", std::process::id(), fleet.index);
     let args = [
+        "--socket",
+        &socket,
         "--listen",
         &listen,
         "--name",

@@ -45,10 +45,17 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let api = match middlecon::api::Listeners::bind(config.api, &config.socket).await {
+            Ok(l) => l,
+            Err(e) => {
+                eprintln!("middlecon: {e}");
+                return ExitCode::FAILURE;
+            }
+        };
         let addr = endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default();
         println!("middlecon {} listening on quic://{addr}", config.name);
         tracing::info!(name = %config.name, dc = %config.dc, %addr, "middlecon ready");
-        middlecon::run(config, endpoint, shutdown).await;
+        middlecon::run(config, endpoint, Some(api), shutdown).await;
         tracing::info!("middlecon stopped");
         ExitCode::SUCCESS
     })

@@ -1,0 +1,535 @@
+//! The gRPC API (`proto/middlecon/v1/middlecon.proto`, package `middlecon.v1`), served on
+//! the local Unix socket (`--socket`, mode 0660, callers trusted as local) and on TCP with
+//! mTLS (`--api`, a client certificate of the fleet CA is required).
+//!
+//! Who may do what (SPEC section 2 roles, read from the client certificate):
+//!
+//! - `Membership.Members`: any role (`viewer`, `host`, `admin`) and local callers.
+//! - `Messaging.Call`, `Query`, `Serve`: `host`, `admin` and local callers. A `viewer`
+//!   gets `Call` answered with the outcome `permission_denied`; other methods fail with the
+//!   gRPC status `PERMISSION_DENIED`.
+//! - `Workloads` is not served yet: its calls get `UNIMPLEMENTED`.
+//!
+//! `Call` routing: a target host that is this host runs the call here (built-in services
+//! first, then services of `Serve` streams); another host's name is resolved from the
+//! peer table (`--peer NAME=ADDR`) and forwarded over QUIC with the same absolute deadline;
+//! an unknown name is `unreachable`. `any` and `dc` resolve to this host when it serves
+//! the service (other hosts need membership).
+
+use crate::peer::{self, Outcome, PeerReply, PeerRequest, Services};
+use crate::routing::{Registry, Responder};
+use dcos_core::tls::{peer_identity, Identity, PeerIdentity};
+use dcos_core::Role;
+use dcos_proto::v1 as pb;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::pin::Pin;
+use std::sync::Arc;
+use std::task::{Context, Poll};
+use std::time::{Duration, SystemTime, UNIX_EPOCH};
+use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
+use tokio::net::{TcpListener, UnixListener};
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::transport::server::Connected;
+use tonic::{Request, Response, Status, Streaming};
+
+/// ALPN of the TCP API.
+const ALPN_H2: &[u8] = b"h2";
+/// The deadline of a call that does not set one.
+const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
+/// Name given to callers on the Unix socket.
+pub const LOCAL: &str = "local";
+
+/// Who called: a certificate's identity on TCP, or a local process on the Unix socket.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    /// `None` for the Unix socket (trusted as local).
+    pub role: Option<Role>,
+}
+
+impl Caller {
+    fn may_message(&self) -> bool {
+        matches!(self.role, None | Some(Role::Host) | Some(Role::Admin))
+    }
+
+    fn describe(&self) -> String {
+        match self.role {
+            Some(r) => format!("{} (role {r})", self.name),
+            None => LOCAL.to_string(),
+        }
+    }
+}
+
+/// A connection carrying who is on the other end, for tonic's request extensions.
+pub struct Conn<S> {
+    io: S,
+    caller: Caller,
+}
+
+impl<S> Connected for Conn<S> {
+    type ConnectInfo = Caller;
+    fn connect_info(&self) -> Caller {
+        self.caller.clone()
+    }
+}
+
+impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
+    fn poll_read(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+    }
+}
+
+impl<S: AsyncWrite + Unpin> AsyncWrite for Conn<S> {
+    fn poll_write(self: Pin<&mut Self>, cx: &mut Context<'_>, buf: &[u8]) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write(cx, buf)
+    }
+    fn poll_flush(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_flush(cx)
+    }
+    fn poll_shutdown(self: Pin<&mut Self>, cx: &mut Context<'_>) -> Poll<std::io::Result<()>> {
+        Pin::new(&mut self.get_mut().io).poll_shutdown(cx)
+    }
+    fn poll_write_vectored(
+        self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        bufs: &[std::io::IoSlice<'_>],
+    ) -> Poll<std::io::Result<usize>> {
+        Pin::new(&mut self.get_mut().io).poll_write_vectored(cx, bufs)
+    }
+    fn is_write_vectored(&self) -> bool {
+        self.io.is_write_vectored()
+    }
+}
+
+/// The API's sockets, bound before the daemon announces itself.
+pub struct Listeners {
+    pub tcp: TcpListener,
+    pub unix: UnixListener,
+    pub socket: PathBuf,
+}
+
+/// Why the API could not listen.
+#[derive(Debug, thiserror::Error)]
+pub enum ApiError {
+    #[error("cannot bind TCP {addr} (api): {source}")]
+    Tcp { addr: SocketAddr, source: std::io::Error },
+    #[error("cannot listen on {path} (socket): {reason}")]
+    Unix { path: PathBuf, reason: String },
+}
+
+fn bind_unix(path: &Path) -> Result<UnixListener, ApiError> {
+    let err = |reason: String| ApiError::Unix { path: path.to_path_buf(), reason };
+    if let Some(dir) = path.parent() {
+        std::fs::create_dir_all(dir).map_err(|e| err(e.to_string()))?;
+    }
+    if path.exists() {
+        // A socket left behind by a daemon that is gone is replaced; a live one is not.
+        if std::os::unix::net::UnixStream::connect(path).is_ok() {
+            return Err(err("another process is serving it".into()));
+        }
+        std::fs::remove_file(path).map_err(|e| err(format!("cannot remove the stale socket: {e}")))?;
+    }
+    let listener = UnixListener::bind(path).map_err(|e| err(e.to_string()))?;
+    use std::os::unix::fs::PermissionsExt;
+    std::fs::set_permissions(path, std::fs::Permissions::from_mode(0o660)).map_err(|e| err(e.to_string()))?;
+    Ok(listener)
+}
+
+impl Listeners {
+    /// Binds `api` (TCP) and `socket` (Unix, mode 0660).
+    pub async fn bind(api: SocketAddr, socket: &Path) -> Result<Listeners, ApiError> {
+        let tcp = TcpListener::bind(api).await.map_err(|source| ApiError::Tcp { addr: api, source })?;
+        let unix = bind_unix(socket)?;
+        Ok(Listeners { tcp, unix, socket: socket.to_path_buf() })
+    }
+}
+
+/// What the API handlers share.
+#[derive(Clone)]
+pub struct Api {
+    pub name: String,
+    pub dc: String,
+    /// This host's identity (for peer calls made on a caller's behalf).
+    pub identity: PeerIdentity,
+    pub services: Services,
+    pub registry: Arc<Registry>,
+    pub client: Arc<peer::Client>,
+    /// Other hosts by name: their peer (QUIC) addresses.
+    pub peers: Arc<BTreeMap<String, SocketAddr>>,
+}
+
+fn caller_of<T>(request: &Request<T>) -> Caller {
+    request
+        .extensions()
+        .get::<Caller>()
+        .cloned()
+        .unwrap_or(Caller { name: "unknown".into(), role: Some(Role::Viewer) })
+}
+
+fn call_reply(outcome: Outcome, message: impl Into<String>) -> pb::CallReply {
+    pb::CallReply { outcome: outcome as i32, message: message.into(), ..pb::CallReply::default() }
+}
+
+fn from_peer(reply: PeerReply, responder: &str) -> pb::CallReply {
+    pb::CallReply {
+        outcome: reply.outcome,
+        responder: responder.to_string(),
+        headers: reply.headers,
+        payload: reply.payload,
+        message: reply.message,
+    }
+}
+
+impl Api {
+    fn serves_locally(&self, service: &str) -> bool {
+        self.services.get(service).is_some() || self.registry.services().iter().any(|s| s == service)
+    }
+
+    async fn local(&self, req: PeerRequest, caller: &Caller) -> pb::CallReply {
+        let who = PeerIdentity {
+            name: caller.name.clone(),
+            role: caller.role.unwrap_or(Role::Admin),
+            not_after: i64::MAX,
+        };
+        from_peer(peer::respond(req, &self.services, who).await, &self.name)
+    }
+
+    /// Routes one call (see the module documentation).
+    pub async fn route(&self, caller: &Caller, call: pb::CallRequest) -> pb::CallReply {
+        if !caller.may_message() {
+            return call_reply(
+                Outcome::PermissionDenied,
+                format!("{} may not call services (host, admin or local callers only)", caller.describe()),
+            );
+        }
+        let deadline_unix_ms = if call.deadline_unix_ms == 0 {
+            peer::unix_ms(SystemTime::now() + DEFAULT_DEADLINE)
+        } else {
+            call.deadline_unix_ms
+        };
+        let req = PeerRequest {
+            service: call.service,
+            deadline_unix_ms,
+            headers: call.headers,
+            payload: call.payload,
+        };
+        use pb::target::To;
+        match call.target.and_then(|t| t.to) {
+            Some(To::Host(h)) if h == self.name => self.local(req, caller).await,
+            Some(To::Host(h)) => {
+                let Some(addr) = self.peers.get(&h).copied() else {
+                    return call_reply(
+                        Outcome::Unreachable,
+                        format!("no host named {h:?} is known to {}", self.name),
+                    );
+                };
+                // The absolute deadline travels with the request; the client gives up at
+                // it (plus a short grace for the responder's verdict).
+                let deadline = UNIX_EPOCH + Duration::from_millis(deadline_unix_ms.max(0) as u64);
+                if deadline <= SystemTime::now() {
+                    return call_reply(
+                        Outcome::DeadlineExceeded,
+                        format!("the deadline ({deadline_unix_ms} unix ms) had passed when the call arrived"),
+                    );
+                }
+                match self.client.request(addr, req).await {
+                    Ok(reply) => from_peer(reply, &h),
+                    Err(e) => call_reply(e.outcome(), format!("{h}: {e}")),
+                }
+            }
+            Some(To::Dc(dc)) if dc != self.dc => call_reply(
+                Outcome::NoResponders,
+                format!("routing to datacenter {dc:?} needs membership, which this build does not have"),
+            ),
+            // `any`, this dc, or no target: this host if it serves the service.
+            _ if self.serves_locally(&req.service) => self.local(req, caller).await,
+            _ => call_reply(
+                Outcome::NoResponders,
+                format!("no service {:?} on {} (other hosts are reached by name)", req.service, self.name),
+            ),
+        }
+    }
+}
+
+type DeliveryStream = ReceiverStream<Result<pb::Delivery, Status>>;
+type QueryStream = ReceiverStream<Result<pb::QueryReply, Status>>;
+
+#[tonic::async_trait]
+impl pb::messaging_server::Messaging for Api {
+    async fn call(&self, request: Request<pb::CallRequest>) -> Result<Response<pb::CallReply>, Status> {
+        let caller = caller_of(&request);
+        Ok(Response::new(self.route(&caller, request.into_inner()).await))
+    }
+
+    type QueryStream = QueryStream;
+
+    async fn query(&self, request: Request<pb::QueryRequest>) -> Result<Response<QueryStream>, Status> {
+        let caller = caller_of(&request);
+        if !caller.may_message() {
+            return Err(Status::permission_denied(format!("{} may not query services", caller.describe())));
+        }
+        // Until membership lands the fleet this host knows of is itself: the query is this
+        // host's answer, if it serves the service.
+        let q = request.into_inner();
+        let (tx, rx) = mpsc::channel(1);
+        let call = pb::CallRequest {
+            service: q.service,
+            target: Some(pb::Target { to: Some(pb::target::To::Any(true)) }),
+            deadline_unix_ms: q.deadline_unix_ms,
+            headers: q.headers,
+            payload: q.payload,
+        };
+        let api = self.clone();
+        tokio::spawn(async move {
+            let reply = api.route(&caller, call).await;
+            if reply.outcome() != Outcome::NoResponders {
+                let _ = tx.send(Ok(pb::QueryReply { reply: Some(reply) })).await;
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+
+    type ServeStream = DeliveryStream;
+
+    async fn serve(
+        &self,
+        request: Request<Streaming<pb::ServeMessage>>,
+    ) -> Result<Response<DeliveryStream>, Status> {
+        let caller = caller_of(&request);
+        if !caller.may_message() {
+            return Err(Status::permission_denied(format!(
+                "{} may not serve services (host, admin or local callers only)",
+                caller.describe()
+            )));
+        }
+        let mut inbound = request.into_inner();
+        let (tx, rx) = mpsc::channel(crate::routing::MAX_IN_FLIGHT + 64);
+        let responder = Responder::new(caller.describe(), tx.clone());
+        let registry = self.registry.clone();
+        tokio::spawn(async move {
+            loop {
+                let msg = tokio::select! {
+                    m = inbound.message() => m,
+                    // The runtime dropped its receiving side: the stream is over.
+                    _ = tx.closed() => break,
+                };
+                match msg {
+                    Ok(Some(pb::ServeMessage { msg: Some(pb::serve_message::Msg::Register(r)) })) => {
+                        for s in &r.services {
+                            registry.register(s, &responder);
+                        }
+                        tracing::info!(by = %responder.owner, services = ?r.services, "services registered");
+                        let ack = pb::Delivery {
+                            msg: Some(pb::delivery::Msg::Registered(pb::Registered { services: r.services })),
+                        };
+                        if tx.send(Ok(ack)).await.is_err() {
+                            break;
+                        }
+                    }
+                    Ok(Some(pb::ServeMessage { msg: Some(pb::serve_message::Msg::Response(r)) })) => {
+                        responder.complete(r)
+                    }
+                    Ok(Some(_)) => {}
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            registry.remove(&responder);
+            tracing::info!(by = %responder.owner, "serve stream ended; its registrations end");
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[tonic::async_trait]
+impl pb::membership_server::Membership for Api {
+    async fn members(
+        &self,
+        request: Request<pb::MembersRequest>,
+    ) -> Result<Response<pb::MembersReply>, Status> {
+        // Every role may read membership.
+        let _ = caller_of(&request);
+        let mut members = vec![pb::Member {
+            name: self.name.clone(),
+            dc: self.dc.clone(),
+            state: pb::MemberState::Alive as i32,
+            ..pb::Member::default()
+        }];
+        // Hosts of the static peer table: known, not probed (state unspecified).
+        members.extend(self.peers.iter().map(|(name, addr)| pb::Member {
+            name: name.clone(),
+            addr: addr.to_string(),
+            ..pb::Member::default()
+        }));
+        Ok(Response::new(pb::MembersReply { host: self.name.clone(), members }))
+    }
+}
+
+fn router(api: Api) -> tonic::service::Routes {
+    tonic::service::Routes::new(pb::messaging_server::MessagingServer::new(api.clone()))
+        .add_service(pb::membership_server::MembershipServer::new(api))
+}
+
+/// Serves the API on `listeners` until `shutdown` turns true; removes the socket file.
+pub async fn serve(
+    listeners: Listeners,
+    identity: &Identity,
+    api: Api,
+    shutdown: tokio::sync::watch::Receiver<bool>,
+) -> Result<(), String> {
+    let tls = identity.server_config_require_client_auth(&[ALPN_H2]).map_err(|e| e.to_string())?;
+    let acceptor = tokio_rustls::TlsAcceptor::from(tls);
+    let Listeners { tcp, unix, socket } = listeners;
+
+    let (conn_tx, conn_rx) = mpsc::channel::<
+        Result<Conn<tokio_rustls::server::TlsStream<tokio::net::TcpStream>>, std::io::Error>,
+    >(64);
+    let mut stop = shutdown.clone();
+    tokio::spawn(async move {
+        loop {
+            let (stream, remote) = tokio::select! {
+                a = tcp.accept() => match a {
+                    Ok(a) => a,
+                    Err(e) => { tracing::warn!("api accept: {e}"); continue; }
+                },
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let acceptor = acceptor.clone();
+            let conn_tx = conn_tx.clone();
+            tokio::spawn(async move {
+                let tls = match tokio::time::timeout(Duration::from_secs(10), acceptor.accept(stream)).await {
+                    Ok(Ok(s)) => s,
+                    Ok(Err(e)) => return tracing::info!(%remote, "api TLS handshake failed: {e}"),
+                    Err(_) => return tracing::info!(%remote, "api TLS handshake timed out"),
+                };
+                let who = tls
+                    .get_ref()
+                    .1
+                    .peer_certificates()
+                    .and_then(|c| c.first())
+                    .and_then(|c| peer_identity(c).ok());
+                let Some(who) = who else {
+                    return tracing::info!(%remote, "api client certificate carries no dcos identity");
+                };
+                let _ = conn_tx
+                    .send(Ok(Conn { io: tls, caller: Caller { name: who.name, role: Some(who.role) } }))
+                    .await;
+            });
+        }
+    });
+    let unix_incoming =
+        tokio_stream::StreamExt::map(tokio_stream::wrappers::UnixListenerStream::new(unix), |s| {
+            s.map(|io| Conn { io, caller: Caller { name: LOCAL.into(), role: None } })
+        });
+    let done = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
+        let _ = rx.wait_for(|s| *s).await;
+    };
+    let tcp_server = tonic::transport::Server::builder()
+        .add_routes(router(api.clone()))
+        .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), done(shutdown.clone()));
+    let unix_server = tonic::transport::Server::builder()
+        .add_routes(router(api))
+        .serve_with_incoming_shutdown(unix_incoming, done(shutdown));
+    let (a, b) = tokio::join!(tcp_server, unix_server);
+    let _ = std::fs::remove_file(&socket);
+    a.and(b).map_err(|e| e.to_string())
+}
+
+// ---------------------------------------------------------------------------------------
+// Clients (the CLI and tests)
+
+/// A channel to the API at `addr` over mTLS, presenting `identity`.
+pub async fn connect(addr: SocketAddr, identity: &Identity) -> Result<tonic::transport::Channel, String> {
+    let tls = identity.client_config(&[ALPN_H2]).map_err(|e| e.to_string())?;
+    let connector = tokio_rustls::TlsConnector::from(tls);
+    let server_name = rustls_pki_types::ServerName::from(addr.ip());
+    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
+        .map_err(|e| e.to_string())?
+        .connect_timeout(Duration::from_secs(5))
+        .connect_with_connector(tower::service_fn(move |_uri| {
+            let connector = connector.clone();
+            let server_name = server_name.clone();
+            async move {
+                let tcp = tokio::net::TcpStream::connect(addr).await?;
+                let tls = connector.connect(server_name, tcp).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
+            }
+        }))
+        .await
+        .map_err(|e| format!("{addr}: {e}: {}", error_chain(&e)))
+}
+
+/// A channel to the API on the Unix socket at `path`.
+pub async fn connect_unix(path: &Path) -> Result<tonic::transport::Channel, String> {
+    let path = path.to_path_buf();
+    let shown = path.display().to_string();
+    tonic::transport::Endpoint::from_static("http://localhost")
+        .connect_with_connector(tower::service_fn(move |_uri| {
+            let path = path.clone();
+            async move {
+                let s = tokio::net::UnixStream::connect(path).await?;
+                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
+            }
+        }))
+        .await
+        .map_err(|e| format!("{shown}: {e}: {}", error_chain(&e)))
+}
+
+fn error_chain(e: &dyn std::error::Error) -> String {
+    let mut parts = Vec::new();
+    let mut cur = e.source();
+    while let Some(s) = cur {
+        parts.push(s.to_string());
+        cur = s.source();
+    }
+    parts.join(": ")
+}
+
+/// The API running in the background ([`spawn`]).
+pub struct Running {
+    stop: tokio::sync::watch::Sender<bool>,
+    task: tokio::task::JoinHandle<()>,
+}
+
+impl Running {
+    /// Stops serving (open calls are given a second) and removes the socket file.
+    pub async fn stop(self) {
+        let _ = self.stop.send(true);
+        let _ = tokio::time::timeout(Duration::from_secs(1), self.task).await;
+    }
+}
+
+/// Serves the API on `listeners` in the background: calls to this host go to `services`
+/// (which must dispatch to `registry`), calls to other hosts through a peer client on
+/// `endpoint`.
+pub fn spawn(
+    listeners: Listeners,
+    config: &crate::config::Config,
+    endpoint: quinn::Endpoint,
+    services: Services,
+    registry: Arc<Registry>,
+) -> Running {
+    let api = Api {
+        name: config.name.clone(),
+        dc: config.dc.clone(),
+        identity: config.identity.peer.clone(),
+        services,
+        registry,
+        client: Arc::new(peer::Client::with_endpoint(endpoint)),
+        peers: Arc::new(config.peers.clone()),
+    };
+    let identity = config.identity.clone();
+    let (stop, rx) = tokio::sync::watch::channel(false);
+    let task = tokio::spawn(async move {
+        if let Err(e) = serve(listeners, &identity, api, rx).await {
+            tracing::error!("gRPC API stopped: {e}");
+        }
+    });
+    Running { stop, task }
+}

@@ -1,0 +1,251 @@
+//! middlecon's gRPC API across real hosts (network namespaces on a bridge), each running
+//! the real `middlecon` binary. A runtime on host 1 serves `demo.echo` and `demo.slow`
+//! through host 1's local Unix socket (`Messaging.Serve`); callers use host 0's TCP API
+//! with mTLS, as a remote client would.
+
+use dcos_core::tls::Identity;
+use dcos_core::Role;
+use dcos_proto::v1 as pb;
+use dcos_proto::v1::messaging_client::MessagingClient;
+use dcos_tests::netns::{Fleet, HostProcess};
+use dcos_tests::Pki;
+use middlecon::peer::Outcome;
+use middlecon::ping::Pong;
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::mpsc;
+use tonic::transport::Channel;
+
+const API_PORT: u16 = 7442;
+
+fn state_dir(fleet: &Fleet, i: usize) -> String {
+    format!("/tmp/middlecon-api-test-{}-{}-{i}", std::process::id(), fleet.index)
+}
+
+fn socket(fleet: &Fleet, i: usize) -> PathBuf {
+    PathBuf::from(format!("{}/api.sock", state_dir(fleet, i)))
+}
+
+/// Starts middlecon on every host of `fleet`, each knowing the others' peer addresses.
+fn middlecons(fleet: &Fleet, pki: &Pki) -> Vec<HostProcess> {
+    let n = fleet.hosts().len();
+    (0..n)
+        .map(|i| {
+            let host = fleet.host(i);
+            let tls = host.issue(pki);
+            let listen = format!("{}:7441", host.addr);
+            let api = format!("{}:{API_PORT}", host.addr);
+            let state = state_dir(fleet, i);
+            let sock = socket(fleet, i).to_str().unwrap().to_string();
+            let peers: Vec<String> = (0..n)
+                .filter(|j| *j != i)
+                .map(|j| format!("{}={}:7441", fleet.host(j).name, fleet.host(j).addr))
+                .collect();
+            let mut args: Vec<&str> = vec![
+                "--listen",
+                &listen,
+                "--api",
+                &api,
+                "--socket",
+                &sock,
+                "--name",
+                &host.name,
+                "--dc",
+                "dc-a",
+                "--state-dir",
+                &state,
+                "--cert",
+                tls.cert.to_str().unwrap(),
+                "--key",
+                tls.key.to_str().unwrap(),
+                "--ca",
+                tls.ca.to_str().unwrap(),
+            ];
+            for p in &peers {
+                args.push("--peer");
+                args.push(p);
+            }
+            fleet.spawn_daemon(i, dcos_tests::bin("middlecon"), &args).expect("middlecon starts")
+        })
+        .collect()
+}
+
+fn api_addr(fleet: &Fleet, i: usize) -> SocketAddr {
+    SocketAddr::new(fleet.host(i).addr.into(), API_PORT)
+}
+
+/// A Messaging client on host `i`'s TCP API presenting `name`'s certificate with `role`.
+async fn remote(fleet: &Fleet, pki: &Pki, i: usize, name: &str, role: Role) -> MessagingClient<Channel> {
+    let files = if name == "admin" { pki.files("admin") } else { pki.issue(name, role) };
+    let identity = Identity::load(&files).expect("identity");
+    let channel = middlecon::api::connect(api_addr(fleet, i), &identity).await.expect("connects to the API");
+    MessagingClient::new(channel)
+}
+
+fn in_ms(ms: u64) -> i64 {
+    middlecon::peer::unix_ms(SystemTime::now() + Duration::from_millis(ms))
+}
+
+fn to_host(service: &str, host: &str, deadline_unix_ms: i64, payload: &[u8]) -> pb::CallRequest {
+    pb::CallRequest {
+        service: service.into(),
+        target: Some(pb::Target { to: Some(pb::target::To::Host(host.into())) }),
+        deadline_unix_ms,
+        headers: Default::default(),
+        payload: payload.to_vec(),
+    }
+}
+
+/// What the test runtime saw.
+#[derive(Debug)]
+enum Seen {
+    Request(u64, String),
+    Cancel(u64),
+}
+
+/// A runtime on host `i`'s Unix socket serving `demo.echo` (answers with the payload) and
+/// `demo.slow` (never answers). Returns what it sees.
+async fn runtime(fleet: &Fleet, i: usize) -> (mpsc::UnboundedReceiver<Seen>, mpsc::Sender<pb::ServeMessage>) {
+    let channel = middlecon::api::connect_unix(&socket(fleet, i)).await.expect("the local socket answers");
+    let mut client = MessagingClient::new(channel);
+    let (out_tx, out_rx) = mpsc::channel::<pb::ServeMessage>(16);
+    out_tx
+        .send(pb::ServeMessage {
+            msg: Some(pb::serve_message::Msg::Register(pb::Register {
+                services: vec!["demo.echo".into(), "demo.slow".into()],
+            })),
+        })
+        .await
+        .unwrap();
+    let mut deliveries = client
+        .serve(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+        .await
+        .expect("Serve is accepted on the local socket")
+        .into_inner();
+    let first = deliveries.message().await.expect("a delivery").expect("stream open");
+    assert!(
+        matches!(&first.msg, Some(pb::delivery::Msg::Registered(r)) if r.services.len() == 2),
+        "registration acknowledged: {first:?}"
+    );
+    let (seen_tx, seen_rx) = mpsc::unbounded_channel();
+    let answers = out_tx.clone();
+    tokio::spawn(async move {
+        while let Ok(Some(d)) = deliveries.message().await {
+            match d.msg {
+                Some(pb::delivery::Msg::Request(r)) => {
+                    let _ = seen_tx.send(Seen::Request(r.id, r.service.clone()));
+                    if r.service == "demo.echo" {
+                        let resp = pb::Response {
+                            id: r.id,
+                            outcome: Outcome::Ok as i32,
+                            payload: r.payload,
+                            ..Default::default()
+                        };
+                        let msg = pb::ServeMessage { msg: Some(pb::serve_message::Msg::Response(resp)) };
+                        let _ = answers.send(msg).await;
+                    }
+                }
+                Some(pb::delivery::Msg::Cancel(c)) => {
+                    let _ = seen_tx.send(Seen::Cancel(c.id));
+                }
+                _ => {}
+            }
+        }
+    });
+    (seen_rx, out_tx)
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_runtime_on_host_1_answers_calls_made_through_host_0() {
+    let fleet = Fleet::new(2).expect("fleet");
+    let pki = Pki::new();
+    let _d = middlecons(&fleet, &pki);
+    let (_seen, _keep) = runtime(&fleet, 1).await;
+    let mut c = remote(&fleet, &pki, 0, "admin", Role::Admin).await;
+
+    // demo.echo on host 1, called through host 0's API.
+    let reply =
+        c.call(to_host("demo.echo", "host-1", in_ms(5_000), b"hello")).await.expect("Call").into_inner();
+    assert_eq!(reply.outcome(), Outcome::Ok, "{reply:?}");
+    assert_eq!(reply.payload, b"hello", "the runtime's echo comes back");
+    assert_eq!(reply.responder, "host-1");
+
+    // dcos.ping on a named host, and on the host that was asked.
+    for host in ["host-1", "host-0"] {
+        let reply = c.call(to_host("dcos.ping", host, in_ms(5_000), b"")).await.expect("Call").into_inner();
+        assert_eq!(reply.outcome(), Outcome::Ok, "{reply:?}");
+        let pong: Pong = serde_json::from_slice(&reply.payload).expect("JSON pong");
+        assert_eq!(pong.name, host, "the named host answers");
+        assert_eq!(pong.dc, "dc-a");
+    }
+
+    // A host nobody knows is unreachable, said plainly.
+    let reply = c.call(to_host("dcos.ping", "host-9", in_ms(5_000), b"")).await.expect("Call").into_inner();
+    assert_eq!(reply.outcome(), Outcome::Unreachable, "{reply:?}");
+    assert!(reply.message.contains("host-9"), "{}", reply.message);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn no_responders_is_fast_and_a_slow_responder_is_cancelled_at_the_deadline() {
+    let fleet = Fleet::new(2).expect("fleet");
+    let pki = Pki::new();
+    let _d = middlecons(&fleet, &pki);
+    let (mut seen, _keep) = runtime(&fleet, 1).await;
+    let mut c = remote(&fleet, &pki, 0, "caller", Role::Host).await;
+    // Warm the path (API connection, QUIC connection host 0 -> host 1).
+    let reply = c.call(to_host("dcos.ping", "host-1", in_ms(5_000), b"")).await.unwrap().into_inner();
+    assert_eq!(reply.outcome(), Outcome::Ok, "{reply:?}");
+
+    let started = Instant::now();
+    let reply = c.call(to_host("demo.nobody", "host-1", in_ms(5_000), b"")).await.unwrap().into_inner();
+    let took = started.elapsed();
+    assert_eq!(reply.outcome(), Outcome::NoResponders, "{reply:?}");
+    assert!(reply.message.contains("demo.nobody"), "{}", reply.message);
+    assert!(took < Duration::from_millis(200), "no_responders took {took:?}");
+
+    let budget = Duration::from_millis(700);
+    let started = Instant::now();
+    let reply = c
+        .call(to_host("demo.slow", "host-1", in_ms(budget.as_millis() as u64), b"wait"))
+        .await
+        .unwrap()
+        .into_inner();
+    let took = started.elapsed();
+    assert_eq!(reply.outcome(), Outcome::DeadlineExceeded, "{reply:?}");
+    assert!(took >= budget - Duration::from_millis(50), "gave up early: {took:?}");
+    assert!(took < budget + Duration::from_millis(600), "took {took:?}");
+
+    // The runtime got the request, then a Cancel for it.
+    let id = match tokio::time::timeout(Duration::from_secs(2), seen.recv()).await {
+        Ok(Some(Seen::Request(id, service))) if service == "demo.slow" => id,
+        other => panic!("the runtime should have seen the demo.slow request: {other:?}"),
+    };
+    match tokio::time::timeout(Duration::from_secs(2), seen.recv()).await {
+        Ok(Some(Seen::Cancel(c))) => assert_eq!(c, id, "the Cancel names the request"),
+        other => panic!("the runtime should be told to stop: {other:?}"),
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_viewer_certificate_cannot_call() {
+    let fleet = Fleet::new(1).expect("fleet");
+    let pki = Pki::new();
+    let _d = middlecons(&fleet, &pki);
+    let mut c = remote(&fleet, &pki, 0, "dash", Role::Viewer).await;
+    let reply = c.call(to_host("dcos.ping", "host-0", in_ms(5_000), b"")).await.expect("Call").into_inner();
+    assert_eq!(reply.outcome(), Outcome::PermissionDenied, "{reply:?}");
+    assert!(reply.message.contains("role viewer"), "{}", reply.message);
+    assert!(reply.payload.is_empty());
+
+    // The viewer may read membership.
+    let channel = middlecon::api::connect(api_addr(&fleet, 0), &Identity::load(&pki.files("dash")).unwrap())
+        .await
+        .unwrap();
+    let members = pb::membership_client::MembershipClient::new(channel)
+        .members(pb::MembersRequest {})
+        .await
+        .expect("viewers may list members")
+        .into_inner();
+    assert_eq!(members.host, "host-0");
+}
