@@ -110,6 +110,23 @@ pub enum Command {
     Tokens(TokensCommand),
     /// Start a small local fleet with its own throwaway CA, and show it.
     Demo(DemoArgs),
+    /// Call SERVICE on HOST through a middlecon's gRPC API; prints the reply.
+    Call(CallArgs),
+}
+
+/// `dcos call HOST SERVICE [DATA]`.
+#[derive(Debug, Clone, Args)]
+pub struct CallArgs {
+    /// The host that should answer (its middlecon name).
+    pub host: String,
+    /// The service, e.g. dcos.ping.
+    pub service: String,
+    /// The request payload (text).
+    pub data: Option<String>,
+    /// A middlecon gRPC API address, IP[:PORT] (default port 7442) [default: HOST's `api`
+    /// in the inventory].
+    #[arg(long, env = "DCOS_API")]
+    pub api: Option<String>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -42,6 +42,10 @@ fn main() -> ExitCode {
         Command::Man => report(
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(anyhow::Error::from),
         ),
+        Command::Call(args) => match runtime() {
+            Ok(rt) => rt.block_on(commands::call::run(&tls, &fleet, &args)),
+            Err(e) => report(Err(e)),
+        },
         other => fleet_command(run_fleet, other),
     };
     ExitCode::from(status)

@@ -180,6 +180,42 @@ async fn a_runtime_on_host_1_answers_calls_made_through_host_0() {
         assert_eq!(pong.dc, "dc-a");
     }
 
+    // The same through `dcos call`: the payload on stdout, the outcome named on stderr.
+    let admin = pki.files("admin");
+    let api = api_addr(&fleet, 0).to_string();
+    let dcos = |args: &[&str]| {
+        let mut all = vec![
+            "--cert",
+            admin.cert.to_str().unwrap(),
+            "--key",
+            admin.key.to_str().unwrap(),
+            "--ca",
+            admin.ca.to_str().unwrap(),
+            "--timeout",
+            "2s",
+            "call",
+            "--api",
+            &api,
+        ];
+        all.extend_from_slice(args);
+        std::process::Command::new(dcos_tests::bin("dcos")).args(&all).output().expect("dcos runs")
+    };
+    let out = dcos(&["host-1", "demo.echo", "hi there"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(String::from_utf8_lossy(&out.stdout), "hi there\n");
+    let out = dcos(&["host-1", "dcos.ping"]);
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let pong: Pong = serde_json::from_slice(&out.stdout).expect("JSON pong on stdout");
+    assert_eq!(pong.name, "host-1");
+    let out = dcos(&["host-1", "demo.nobody"]);
+    assert_eq!(out.status.code(), Some(1));
+    assert!(
+        String::from_utf8_lossy(&out.stderr).contains("no_responders"),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    assert!(out.stdout.is_empty());
+
     // A host nobody knows is unreachable, said plainly.
     let reply = c.call(to_host("dcos.ping", "host-9", in_ms(5_000), b"")).await.expect("Call").into_inner();
     assert_eq!(reply.outcome(), Outcome::Unreachable, "{reply:?}");

@@ -1,6 +1,7 @@
 //! The fleet commands: each asks the selected hosts through [`crate::fanout`] and prints
 //! through [`crate::output`]. [`Context`] is what every command starts from.
 
+pub mod call;
 pub mod containers;
 pub mod hosts;
 pub mod ps;
