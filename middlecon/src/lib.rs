@@ -13,10 +13,13 @@
 //! - [`ping`]: the built-in `dcos.ping` service.
 //! - [`api`]: the gRPC API (`middlecon.v1`) on the Unix socket and on TCP with mTLS;
 //!   [`routing`]: services registered by `Messaging.Serve` streams.
+//! - [`membership`]: seeds plus SWIM gossip (foca) over the peer transport, the member
+//!   list ([`membership::Handle`]) and the built-in `dcos.members` service.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod config;
+pub mod membership;
 pub mod peer;
 pub mod ping;
 pub mod routing;
@@ -36,7 +39,14 @@ pub async fn run(
     api: Option<api::Listeners>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let services = builtin_services(&config);
+    let members = membership::start(membership::Settings::from_config(&config), endpoint.clone());
+    let services = builtin_services(&config)
+        .with(membership::SWIM_SERVICE, members.swim_service())
+        .with(membership::SERVICE, members.members_service());
+    let shutdown = async move {
+        shutdown.await;
+        members.leave(std::time::Duration::from_millis(300)).await;
+    };
     let registry = routing::Registry::new();
     let services = services.with_dispatch(registry.clone());
     let api = api.map(|l| api::spawn(l, &config, endpoint.clone(), services.clone(), registry));

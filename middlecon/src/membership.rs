@@ -1,0 +1,541 @@
+//! Fleet membership: seeds plus SWIM gossip, with the `foca` crate doing SWIM.
+//!
+//! - **Transport.** foca is runtime-agnostic: it is fed incoming packets and timer events
+//!   and hands back packets to send. Every packet travels as one ordinary peer call to the
+//!   built-in service [`SWIM_SERVICE`] (`dcos.swim`) over the authenticated QUIC
+//!   connections of [`crate::peer`] (mTLS, `host` role), never over a socket of its own.
+//!   The reply is empty; SWIM's own acks are separate packets. A call that fails drops
+//!   that peer's cached connection, so a restarted peer is re-dialled at once instead of
+//!   waiting for the old connection's idle timeout.
+//! - **Identity.** foca's identity type is [`Node`]: the peer address plus the static
+//!   metadata (name, dc, labels, k2i URL, API address, version) and a `bump` (start time
+//!   in ms, +1 on each renewal) so a restarted daemon on the same address wins over its
+//!   dead predecessor.
+//! - **Load.** The 1-minute load average from `/proc/loadavg` changes, so it is not in the
+//!   identity: every [`LOAD_EVERY`] each member disseminates `{addr, seq, load}` with
+//!   foca's custom broadcasts; a newer `seq` replaces an older one.
+//! - **Join.** While it knows no other member, a daemon announces itself to every seed
+//!   (and every member it still lists as dead) once a second; members it lists as dead are
+//!   also sent an announce every 5 s, so the two sides of a healed partition merge.
+//! - **Timings** (LAN): probe every 500 ms with a 200 ms round trip, suspects declared dead
+//!   after 2 s, gossip every 200 ms to 3 members, dead members forgotten after 60 s
+//!   (`MIDDLECON_FORGET_DEAD_AFTER_MS` overrides it).
+//!
+//! [`Handle::members`] lists every member (this host first); the built-in service
+//! [`SERVICE`] (`dcos.members`) answers the same list as JSON.
+
+use crate::peer::{Client, Request, Response, Service, ServiceFuture};
+use foca::{AccumulatingRuntime, BroadcastHandler, Foca, Invalidates, PostcardCodec, Timer};
+use rand::rngs::SmallRng;
+use rand::SeedableRng;
+use serde::{Deserialize, Serialize};
+use std::collections::{BTreeMap, HashMap};
+use std::net::{IpAddr, SocketAddr, UdpSocket};
+use std::num::{NonZeroU32, NonZeroUsize};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+use tokio::sync::{mpsc, oneshot};
+
+/// The built-in service that carries SWIM packets between middlecons.
+pub const SWIM_SERVICE: &str = "dcos.swim";
+/// The built-in service that answers the member list (JSON [`MembersReply`]).
+pub const SERVICE: &str = "dcos.members";
+/// How often each member refreshes and disseminates its load figure.
+pub const LOAD_EVERY: Duration = Duration::from_secs(3);
+/// How long dead members stay listed by default.
+pub const FORGET_DEAD_AFTER: Duration = Duration::from_secs(60);
+const PROBE_PERIOD: Duration = Duration::from_millis(500);
+const PROBE_RTT: Duration = Duration::from_millis(200);
+const SUSPECT_TO_DEAD: Duration = Duration::from_secs(2);
+const JOIN_EVERY: Duration = Duration::from_secs(1);
+/// Largest SWIM packet: streams have no datagram limit, so a join reply carries many members.
+const MAX_PACKET: usize = 32 * 1024;
+/// How long one SWIM packet may take to be delivered.
+const SEND_DEADLINE: Duration = Duration::from_secs(1);
+const INPUT_QUEUE: usize = 4096;
+
+/// A member's identity as SWIM knows it: its peer address and static metadata.
+#[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
+pub struct Node {
+    pub addr: SocketAddr,
+    /// Start time in ms since the epoch, +1 on each renewal: the larger wins an address.
+    pub bump: u64,
+    pub name: String,
+    pub dc: String,
+    pub labels: BTreeMap<String, String>,
+    pub k2i: String,
+    pub api: String,
+    pub version: String,
+}
+
+impl Node {
+    /// A stand-in for whoever listens on `addr` (a seed, before it answers).
+    fn at(addr: SocketAddr) -> Node {
+        Node {
+            addr,
+            bump: 0,
+            name: String::new(),
+            dc: String::new(),
+            labels: BTreeMap::new(),
+            k2i: String::new(),
+            api: String::new(),
+            version: String::new(),
+        }
+    }
+}
+
+impl foca::Identity for Node {
+    type Addr = SocketAddr;
+
+    fn renew(&self) -> Option<Self> {
+        Some(Node { bump: self.bump.wrapping_add(1), ..self.clone() })
+    }
+
+    fn addr(&self) -> SocketAddr {
+        self.addr
+    }
+
+    fn win_addr_conflict(&self, adversary: &Self) -> bool {
+        self.bump > adversary.bump
+    }
+}
+
+/// A member's state.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Serialize, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum State {
+    Alive,
+    Suspect,
+    Dead,
+}
+
+/// One member as [`Handle::members`] and `dcos.members` list it.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Member {
+    pub name: String,
+    pub dc: String,
+    pub labels: BTreeMap<String, String>,
+    /// Its k2i URL (empty when not configured).
+    pub k2i: String,
+    /// Its gRPC API address (empty when not configured).
+    pub api: String,
+    /// Its peer (QUIC) address.
+    pub addr: SocketAddr,
+    pub state: State,
+    /// Its 1-minute load average, once heard.
+    pub load: Option<f64>,
+    pub version: String,
+}
+
+/// The `dcos.members` reply.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct MembersReply {
+    pub members: Vec<Member>,
+}
+
+/// What this host says about itself.
+#[derive(Debug, Clone)]
+pub struct Settings {
+    /// The peer address others reach this host on.
+    pub addr: SocketAddr,
+    pub name: String,
+    pub dc: String,
+    pub labels: BTreeMap<String, String>,
+    pub k2i: String,
+    pub api: String,
+    pub seeds: Vec<SocketAddr>,
+    pub forget_dead_after: Duration,
+}
+
+impl Settings {
+    /// From the daemon's configuration. A wildcard listen address is replaced by the local
+    /// address that routes to the first seed (or loopback without seeds).
+    pub fn from_config(config: &crate::config::Config) -> Settings {
+        let mut addr = config.listen;
+        if addr.ip().is_unspecified() {
+            addr.set_ip(route_to(config.seeds.first()).unwrap_or(IpAddr::from([127, 0, 0, 1])));
+        }
+        let forget_dead_after = std::env::var("MIDDLECON_FORGET_DEAD_AFTER_MS")
+            .ok()
+            .and_then(|v| v.parse().ok())
+            .map(Duration::from_millis)
+            .unwrap_or(FORGET_DEAD_AFTER);
+        Settings {
+            addr,
+            name: config.name.clone(),
+            dc: config.dc.clone(),
+            labels: config.labels.clone(),
+            k2i: String::new(),
+            api: String::new(),
+            seeds: config.seeds.clone(),
+            forget_dead_after,
+        }
+    }
+}
+
+/// The local address the kernel would use towards `seed` (no packet is sent).
+fn route_to(seed: Option<&SocketAddr>) -> Option<IpAddr> {
+    let seed = seed?;
+    let any: SocketAddr = if seed.is_ipv4() { "0.0.0.0:0" } else { "[::]:0" }.parse().ok()?;
+    let s = UdpSocket::bind(any).ok()?;
+    s.connect(seed).ok()?;
+    Some(s.local_addr().ok()?.ip())
+}
+
+// ---------------------------------------------------------------------------------------
+// Load figures, disseminated as foca custom broadcasts
+
+#[derive(Debug, Serialize, Deserialize)]
+struct LoadUpdate {
+    addr: SocketAddr,
+    seq: u64,
+    load: f64,
+}
+
+struct LoadKey {
+    addr: SocketAddr,
+    seq: u64,
+}
+
+impl Invalidates for LoadKey {
+    fn invalidates(&self, other: &Self) -> bool {
+        self.addr == other.addr && self.seq >= other.seq
+    }
+}
+
+type Loads = Arc<Mutex<HashMap<SocketAddr, (u64, f64)>>>;
+
+struct LoadHandler(Loads);
+
+impl BroadcastHandler<Node> for LoadHandler {
+    type Key = LoadKey;
+    type Error = serde_json::Error;
+
+    fn receive_item(&mut self, data: &[u8], _sender: Option<&Node>) -> Result<Option<LoadKey>, Self::Error> {
+        let u: LoadUpdate = serde_json::from_slice(data)?;
+        let mut loads = lock(&self.0);
+        match loads.get(&u.addr) {
+            Some(&(seq, _)) if seq >= u.seq => Ok(None),
+            _ => {
+                loads.insert(u.addr, (u.seq, u.load));
+                Ok(Some(LoadKey { addr: u.addr, seq: u.seq }))
+            }
+        }
+    }
+}
+
+/// The 1-minute load average, from `/proc/loadavg`.
+pub fn load_average() -> Option<f64> {
+    std::fs::read_to_string("/proc/loadavg").ok()?.split_whitespace().next()?.parse().ok()
+}
+
+fn lock<T>(m: &Mutex<T>) -> std::sync::MutexGuard<'_, T> {
+    m.lock().unwrap_or_else(|e| e.into_inner())
+}
+
+fn now_ms() -> u64 {
+    crate::peer::unix_ms(SystemTime::now()).max(0) as u64
+}
+
+// ---------------------------------------------------------------------------------------
+// The membership task
+
+enum Input {
+    Data(Vec<u8>),
+    Timer(Timer<Node>),
+    Leave(oneshot::Sender<()>),
+}
+
+/// Reads the member list; cheap to clone.
+#[derive(Clone)]
+pub struct Handle {
+    members: Arc<Mutex<Vec<Member>>>,
+    input: mpsc::Sender<Input>,
+}
+
+impl Handle {
+    /// Every member this host knows: itself first, then the others by name.
+    pub fn members(&self) -> Vec<Member> {
+        lock(&self.members).clone()
+    }
+
+    /// Tells the others this host leaves, waiting at most `wait` for the packets to go.
+    pub async fn leave(&self, wait: Duration) {
+        let (tx, rx) = oneshot::channel();
+        if self.input.send(Input::Leave(tx)).await.is_ok() {
+            let _ = tokio::time::timeout(wait, rx).await;
+        }
+    }
+
+    /// The `dcos.swim` service, feeding received packets to SWIM.
+    pub fn swim_service(&self) -> SwimService {
+        SwimService { input: self.input.clone() }
+    }
+
+    /// The `dcos.members` service.
+    pub fn members_service(&self) -> MembersService {
+        MembersService { handle: self.clone() }
+    }
+}
+
+type Swim = Foca<Node, PostcardCodec, SmallRng, LoadHandler>;
+
+fn swim_config(forget_dead_after: Duration) -> foca::Config {
+    let mut c = foca::Config::new_lan(NonZeroU32::new(100).expect("nonzero"));
+    c.probe_period = PROBE_PERIOD;
+    c.probe_rtt = PROBE_RTT;
+    c.suspect_to_down_after = SUSPECT_TO_DEAD;
+    c.remove_down_after = Some(forget_dead_after);
+    c.max_packet_size = NonZeroUsize::new(MAX_PACKET).expect("nonzero");
+    c.periodic_announce =
+        Some(foca::PeriodicParams { frequency: Duration::from_secs(10), num_members: NonZeroUsize::MIN });
+    c.periodic_announce_to_down_members =
+        Some(foca::PeriodicParams { frequency: Duration::from_secs(5), num_members: NonZeroUsize::MIN });
+    c
+}
+
+/// Starts membership on `endpoint` (the daemon's peer endpoint, used to dial peers).
+pub fn start(settings: Settings, endpoint: quinn::Endpoint) -> Handle {
+    let me = Node {
+        addr: settings.addr,
+        bump: now_ms(),
+        name: settings.name.clone(),
+        dc: settings.dc.clone(),
+        labels: settings.labels.clone(),
+        k2i: settings.k2i.clone(),
+        api: settings.api.clone(),
+        version: env!("CARGO_PKG_VERSION").to_string(),
+    };
+    let loads: Loads = Arc::default();
+    let seed = now_ms() ^ (u64::from(std::process::id()) << 32);
+    let foca = Swim::with_custom_broadcast(
+        me,
+        swim_config(settings.forget_dead_after),
+        SmallRng::seed_from_u64(seed),
+        PostcardCodec,
+        LoadHandler(loads.clone()),
+    );
+    let (tx, rx) = mpsc::channel(INPUT_QUEUE);
+    let handle = Handle { members: Arc::default(), input: tx.clone() };
+    let task = Task {
+        foca,
+        loads,
+        runtime: AccumulatingRuntime::new(),
+        sender: Sender { endpoint, clients: Arc::default() },
+        input: tx,
+        members: handle.members.clone(),
+        seeds: settings.seeds,
+    };
+    tokio::spawn(task.run(rx));
+    handle
+}
+
+struct Task {
+    foca: Swim,
+    loads: Loads,
+    runtime: AccumulatingRuntime<Node>,
+    sender: Sender,
+    input: mpsc::Sender<Input>,
+    members: Arc<Mutex<Vec<Member>>>,
+    seeds: Vec<SocketAddr>,
+}
+
+impl Task {
+    async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
+        let mut join = tokio::time::interval(JOIN_EVERY);
+        let mut load = tokio::time::interval(LOAD_EVERY);
+        join.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        load.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        loop {
+            let result = tokio::select! {
+                input = rx.recv() => match input {
+                    None => return,
+                    Some(Input::Data(data)) => self.foca.handle_data(&data, &mut self.runtime),
+                    Some(Input::Timer(t)) => self.foca.handle_timer(t, &mut self.runtime),
+                    Some(Input::Leave(done)) => {
+                        let r = self.foca.leave_cluster(&mut self.runtime);
+                        let sends = self.flush();
+                        tokio::spawn(async move {
+                            for s in sends {
+                                let _ = s.await;
+                            }
+                            let _ = done.send(());
+                        });
+                        if let Err(e) = r {
+                            tracing::debug!("leaving the cluster: {e}");
+                        }
+                        return;
+                    }
+                },
+                _ = join.tick() => {
+                    if self.foca.num_members() == 0 {
+                        self.announce_to_seeds()
+                    } else {
+                        Ok(())
+                    }
+                }
+                _ = load.tick() => self.refresh_load(),
+            };
+            if let Err(e) = result {
+                tracing::debug!("swim: {e}");
+            }
+            self.flush();
+            self.snapshot();
+        }
+    }
+
+    /// Announces this host to every seed and every member it still lists as dead (a seed
+    /// that was cut off has only itself as seed, and finds its way back through them).
+    fn announce_to_seeds(&mut self) -> Result<(), foca::Error> {
+        let me = self.foca.identity().addr;
+        let mut targets: Vec<SocketAddr> = self.seeds.clone();
+        targets.extend(self.foca.iter_membership_state().map(|m| m.id().addr));
+        targets.sort();
+        targets.dedup();
+        for addr in targets.into_iter().filter(|&a| a != me) {
+            self.foca.announce(Node::at(addr), &mut self.runtime)?;
+        }
+        Ok(())
+    }
+
+    fn refresh_load(&mut self) -> Result<(), foca::Error> {
+        let Some(load) = load_average() else { return Ok(()) };
+        let update = LoadUpdate { addr: self.foca.identity().addr, seq: now_ms(), load };
+        let data = serde_json::to_vec(&update).expect("a plain struct serializes");
+        self.foca.add_broadcast(&data).map(|_| ())
+    }
+
+    /// Sends what foca produced, schedules its timers, logs its notifications. Returns the
+    /// send tasks.
+    fn flush(&mut self) -> Vec<tokio::task::JoinHandle<()>> {
+        let mut sends = Vec::new();
+        while let Some((to, data)) = self.runtime.to_send() {
+            sends.push(self.sender.send(to.addr, data.to_vec()));
+        }
+        while let Some((after, timer)) = self.runtime.to_schedule() {
+            let input = self.input.clone();
+            tokio::spawn(async move {
+                tokio::time::sleep(after).await;
+                let _ = input.send(Input::Timer(timer)).await;
+            });
+        }
+        while let Some(n) = self.runtime.to_notify() {
+            match n {
+                foca::OwnedNotification::MemberUp(m) => {
+                    tracing::info!(member = %m.name, addr = %m.addr, "member up")
+                }
+                foca::OwnedNotification::MemberDown(m) => {
+                    tracing::info!(member = %m.name, addr = %m.addr, "member down")
+                }
+                foca::OwnedNotification::Rejoin(m) => {
+                    tracing::info!(bump = m.bump, "declared down by the others; rejoined")
+                }
+                other => tracing::debug!("swim: {other:?}"),
+            }
+        }
+        sends
+    }
+
+    fn snapshot(&self) {
+        let loads = lock(&self.loads);
+        let member = |n: &Node, state: State| Member {
+            name: n.name.clone(),
+            dc: n.dc.clone(),
+            labels: n.labels.clone(),
+            k2i: n.k2i.clone(),
+            api: n.api.clone(),
+            addr: n.addr,
+            state,
+            load: loads.get(&n.addr).map(|&(_, l)| l),
+            version: n.version.clone(),
+        };
+        let mut others: Vec<Member> = self
+            .foca
+            .iter_membership_state()
+            .map(|m| {
+                let state = match m.state() {
+                    foca::State::Alive => State::Alive,
+                    foca::State::Suspect => State::Suspect,
+                    foca::State::Down => State::Dead,
+                };
+                member(m.id(), state)
+            })
+            .collect();
+        others.sort_by(|a, b| a.name.cmp(&b.name).then(a.addr.cmp(&b.addr)));
+        let mut all = vec![member(self.foca.identity(), State::Alive)];
+        all.extend(others);
+        drop(loads);
+        *lock(&self.members) = all;
+    }
+}
+
+/// Sends SWIM packets as `dcos.swim` calls, one cached connection per peer.
+struct Sender {
+    endpoint: quinn::Endpoint,
+    clients: Arc<Mutex<HashMap<SocketAddr, Arc<Client>>>>,
+}
+
+impl Sender {
+    fn send(&self, to: SocketAddr, data: Vec<u8>) -> tokio::task::JoinHandle<()> {
+        let client = lock(&self.clients)
+            .entry(to)
+            .or_insert_with(|| Arc::new(Client::with_endpoint(self.endpoint.clone())))
+            .clone();
+        let clients = self.clients.clone();
+        tokio::spawn(async move {
+            let deadline = SystemTime::now() + SEND_DEADLINE;
+            match client.call(to, SWIM_SERVICE, data, deadline).await {
+                Ok(reply) if reply.outcome() == crate::peer::Outcome::Ok => {}
+                Ok(reply) => {
+                    tracing::debug!(%to, "swim packet refused: {:?} {}", reply.outcome(), reply.message)
+                }
+                Err(e) => {
+                    tracing::debug!(%to, "swim packet lost: {e}");
+                    // Forget the connection: the next packet dials afresh (a restarted peer
+                    // does not know the old connection).
+                    let mut clients = lock(&clients);
+                    if clients.get(&to).is_some_and(|c| Arc::ptr_eq(c, &client)) {
+                        clients.remove(&to);
+                    }
+                }
+            }
+        })
+    }
+}
+
+// ---------------------------------------------------------------------------------------
+// Services
+
+/// `dcos.swim`: a SWIM packet from a verified `host` peer.
+pub struct SwimService {
+    input: mpsc::Sender<Input>,
+}
+
+impl Service for SwimService {
+    fn call(&self, request: Request) -> ServiceFuture {
+        let r = if request.payload.len() > MAX_PACKET {
+            Err(format!("SWIM packet of {} bytes is over {MAX_PACKET}", request.payload.len()))
+        } else {
+            match self.input.try_send(Input::Data(request.payload)) {
+                Ok(()) => Ok(Response::default()),
+                Err(_) => Err("membership is busy or stopped".to_string()),
+            }
+        };
+        Box::pin(async move { r })
+    }
+}
+
+/// `dcos.members`: the member list as JSON ([`MembersReply`]).
+pub struct MembersService {
+    handle: Handle,
+}
+
+impl Service for MembersService {
+    fn call(&self, _request: Request) -> ServiceFuture {
+        let reply = MembersReply { members: self.handle.members() };
+        Box::pin(async move {
+            let payload = serde_json::to_vec(&reply).map_err(|e| e.to_string())?;
+            Ok(Response { payload, ..Response::default() })
+        })
+    }
+}
