@@ -310,7 +310,7 @@ impl pb::messaging_server::Messaging for Api {
             )));
         }
         let mut inbound = request.into_inner();
-        let (tx, rx) = mpsc::channel(crate::routing::MAX_IN_FLIGHT + 64);
+        let (tx, rx) = mpsc::channel(crate::routing::STREAM_CAPACITY);
         let responder = Responder::new(caller.describe(), tx.clone());
         let registry = self.registry.clone();
         tokio::spawn(async move {

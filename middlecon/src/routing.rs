@@ -21,6 +21,12 @@ use tokio::sync::{mpsc, oneshot};
 
 /// Requests in flight per responder stream before callers get `resource_exhausted`.
 pub const MAX_IN_FLIGHT: usize = 1024;
+/// Room kept free on a stream for acknowledgements.
+const SLACK: usize = 64;
+/// The capacity of a Serve stream's delivery queue: requests are only queued while
+/// `MAX_IN_FLIGHT + SLACK` places stay free, so the `Cancel` of every request in flight
+/// always fits, even when the runtime has stopped reading.
+pub const STREAM_CAPACITY: usize = 2 * MAX_IN_FLIGHT + 2 * SLACK;
 
 /// What a Serve stream carries to its runtime (the gRPC layer wraps it in `Ok`).
 pub type DeliveryTx = mpsc::Sender<Result<pb::Delivery, tonic::Status>>;
@@ -121,8 +127,8 @@ impl Drop for InFlight {
         if !self.answered {
             self.responder.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&self.id);
             let cancel = pb::Delivery { msg: Some(pb::delivery::Msg::Cancel(pb::Cancel { id: self.id })) };
-            // A full stream cannot take the Cancel either; the runtime then sees the
-            // reply refused when it answers (unknown id).
+            // There is room: requests are only queued while enough places stay free for
+            // the cancels of all in flight (see STREAM_CAPACITY).
             let _ = self.responder.tx.try_send(Ok(cancel));
         }
     }
@@ -156,11 +162,14 @@ impl Dispatch for Registry {
                 payload: request.payload,
             })),
         };
-        if responder.tx.try_send(Ok(delivery)).is_err() {
+        if responder.tx.capacity() <= MAX_IN_FLIGHT + SLACK || responder.tx.try_send(Ok(delivery)).is_err() {
             responder.pending.lock().unwrap_or_else(|e| e.into_inner()).remove(&id);
             return Some(Box::pin(async move {
                 drop(guard);
-                reply(Outcome::ResourceExhausted, format!("{service}: its responder's stream is full"))
+                reply(
+                    Outcome::ResourceExhausted,
+                    format!("{service}: its responder is not reading its stream (queue full)"),
+                )
             }));
         }
         guard.answered = false;
@@ -188,5 +197,137 @@ impl Dispatch for Registry {
                 ),
             }
         }))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dcos_core::tls::PeerIdentity;
+    use dcos_core::Role;
+    use std::time::{Duration, SystemTime};
+
+    fn request(service: &str) -> Request {
+        Request {
+            caller: PeerIdentity { name: "tester".into(), role: Role::Host, not_after: i64::MAX },
+            service: service.into(),
+            deadline: SystemTime::now() + Duration::from_secs(5),
+            headers: BTreeMap::new(),
+            payload: b"x".to_vec(),
+        }
+    }
+
+    type Rx = mpsc::Receiver<Result<pb::Delivery, tonic::Status>>;
+
+    fn stream(owner: &str) -> (Arc<Responder>, Rx) {
+        let (tx, rx) = mpsc::channel(STREAM_CAPACITY);
+        (Responder::new(owner, tx), rx)
+    }
+
+    fn next(rx: &mut Rx) -> pb::delivery::Msg {
+        rx.try_recv().expect("a delivery").expect("not an error").msg.expect("a message")
+    }
+
+    #[tokio::test]
+    async fn fewest_in_flight_gets_the_request_and_answers_come_back() {
+        let registry = Registry::new();
+        assert!(registry.dispatch(request("s")).is_none(), "nobody serves s yet");
+        let (a, mut a_rx) = stream("a");
+        let (b, mut b_rx) = stream("b");
+        registry.register("s", &a);
+        registry.register("s", &b);
+        let first = registry.dispatch(request("s")).unwrap();
+        let second = registry.dispatch(request("s")).unwrap();
+        let pb::delivery::Msg::Request(ra) = next(&mut a_rx) else { panic!("a gets a request") };
+        let pb::delivery::Msg::Request(rb) = next(&mut b_rx) else { panic!("b gets the second") };
+        assert_eq!((a.in_flight(), b.in_flight()), (1, 1));
+        a.complete(pb::Response {
+            id: ra.id,
+            outcome: Outcome::Ok as i32,
+            payload: b"A".to_vec(),
+            ..Default::default()
+        });
+        b.complete(pb::Response {
+            id: rb.id,
+            outcome: Outcome::AppError as i32,
+            message: "nope".into(),
+            ..Default::default()
+        });
+        let (r1, r2) = (first.await, second.await);
+        assert_eq!((r1.outcome(), r1.payload.as_slice()), (Outcome::Ok, b"A".as_slice()));
+        assert_eq!((r2.outcome(), r2.message.as_str()), (Outcome::AppError, "nope"));
+        assert_eq!((a.in_flight(), b.in_flight()), (0, 0));
+    }
+
+    #[tokio::test]
+    async fn a_full_responder_means_resource_exhausted_at_once_and_drops_cancel() {
+        let registry = Registry::new();
+        let (a, mut rx) = stream("a");
+        registry.register("s", &a);
+        let held: Vec<_> = (0..MAX_IN_FLIGHT).map(|_| registry.dispatch(request("s")).unwrap()).collect();
+        let over = registry.dispatch(request("s")).unwrap().await;
+        assert_eq!(over.outcome(), Outcome::ResourceExhausted, "{over:?}");
+        assert_eq!(a.in_flight(), MAX_IN_FLIGHT);
+        let first_id = match next(&mut rx) {
+            pb::delivery::Msg::Request(r) => r.id,
+            other => panic!("{other:?}"),
+        };
+        // Callers that give up cancel their requests on the runtime.
+        drop(held);
+        assert_eq!(a.in_flight(), 0);
+        let mut cancels = Vec::new();
+        while let Ok(Ok(d)) = rx.try_recv() {
+            if let Some(pb::delivery::Msg::Cancel(c)) = d.msg {
+                cancels.push(c.id);
+            }
+        }
+        assert_eq!(cancels.len(), MAX_IN_FLIGHT);
+        assert!(cancels.contains(&first_id));
+    }
+
+    #[tokio::test]
+    async fn a_runtime_that_stops_reading_gets_no_more_requests_and_cancels_still_fit() {
+        let registry = Registry::new();
+        let (a, mut rx) = stream("a");
+        registry.register("s", &a);
+        // Calls come and go (each delivered, then cancelled) while nothing is read.
+        let mut exhausted = 0;
+        for _ in 0..3 * MAX_IN_FLIGHT {
+            let mut r = registry.dispatch(request("s")).unwrap();
+            // Polled once: an exhausted call answers at once; a delivered one is pending
+            // and is dropped (cancelled).
+            let now = tokio::select! {
+                biased;
+                reply = &mut r => Some(reply),
+                _ = std::future::ready(()) => None,
+            };
+            if let Some(reply) = now {
+                assert_eq!(reply.outcome(), Outcome::ResourceExhausted, "{reply:?}");
+                exhausted += 1;
+            }
+        }
+        assert!(exhausted > 0, "the queue stops taking requests");
+        let (mut requests, mut cancels) = (0, 0);
+        while let Ok(Ok(d)) = rx.try_recv() {
+            match d.msg {
+                Some(pb::delivery::Msg::Request(_)) => requests += 1,
+                Some(pb::delivery::Msg::Cancel(_)) => cancels += 1,
+                _ => {}
+            }
+        }
+        assert_eq!(requests, cancels, "every delivered request that was dropped got its Cancel");
+    }
+
+    #[tokio::test]
+    async fn registrations_end_with_the_stream() {
+        let registry = Registry::new();
+        let (a, _rx) = stream("a");
+        registry.register("s", &a);
+        let pending = registry.dispatch(request("s")).unwrap();
+        registry.remove(&a);
+        let r = pending.await;
+        assert_eq!(r.outcome(), Outcome::Unreachable, "{r:?}");
+        assert!(registry.dispatch(request("s")).is_none(), "s is no longer served");
+        assert!(registry.services().is_empty());
     }
 }
