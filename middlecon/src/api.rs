@@ -161,8 +161,10 @@ pub struct Api {
     pub services: Services,
     pub registry: Arc<Registry>,
     pub client: Arc<peer::Client>,
-    /// Other hosts by name: their peer (QUIC) addresses.
+    /// Other hosts by name: their peer (QUIC) addresses (`--peer`).
     pub peers: Arc<BTreeMap<String, SocketAddr>>,
+    /// The fleet as membership sees it; names are looked up here before `peers`.
+    pub members: Option<crate::membership::Handle>,
 }
 
 fn caller_of<T>(request: &Request<T>) -> Caller {
@@ -188,6 +190,26 @@ fn from_peer(reply: PeerReply, responder: &str) -> pb::CallReply {
 }
 
 impl Api {
+    /// The peer address of the host called `name`: from membership (unless it is dead),
+    /// else from the `--peer` table.
+    fn resolve(&self, name: &str) -> Result<SocketAddr, String> {
+        use crate::membership::State;
+        let member = self.members.as_ref().and_then(|m| m.members().into_iter().find(|m| m.name == name));
+        match member {
+            Some(m) if m.state != State::Dead => Ok(m.addr),
+            Some(m) => self
+                .peers
+                .get(name)
+                .copied()
+                .ok_or_else(|| format!("{name} ({}) is dead according to membership", m.addr)),
+            None => self
+                .peers
+                .get(name)
+                .copied()
+                .ok_or_else(|| format!("no host named {name:?} is known to {}", self.name)),
+        }
+    }
+
     fn serves_locally(&self, service: &str) -> bool {
         self.services.get(service).is_some() || self.registry.services().iter().any(|s| s == service)
     }
@@ -224,11 +246,9 @@ impl Api {
         match call.target.and_then(|t| t.to) {
             Some(To::Host(h)) if h == self.name => self.local(req, caller).await,
             Some(To::Host(h)) => {
-                let Some(addr) = self.peers.get(&h).copied() else {
-                    return call_reply(
-                        Outcome::Unreachable,
-                        format!("no host named {h:?} is known to {}", self.name),
-                    );
+                let addr = match self.resolve(&h) {
+                    Ok(a) => a,
+                    Err(message) => return call_reply(Outcome::Unreachable, message),
                 };
                 // The absolute deadline travels with the request; the client gives up at
                 // it (plus a short grace for the responder's verdict).
@@ -355,17 +375,44 @@ impl pb::membership_server::Membership for Api {
     ) -> Result<Response<pb::MembersReply>, Status> {
         // Every role may read membership.
         let _ = caller_of(&request);
-        let mut members = vec![pb::Member {
-            name: self.name.clone(),
-            dc: self.dc.clone(),
-            state: pb::MemberState::Alive as i32,
-            ..pb::Member::default()
-        }];
-        // Hosts of the static peer table: known, not probed (state unspecified).
-        members.extend(self.peers.iter().map(|(name, addr)| pb::Member {
-            name: name.clone(),
-            addr: addr.to_string(),
-            ..pb::Member::default()
+        use crate::membership::State;
+        let mut members: Vec<pb::Member> = match &self.members {
+            Some(handle) => handle
+                .members()
+                .into_iter()
+                .map(|m| pb::Member {
+                    name: m.name,
+                    dc: m.dc,
+                    labels: m.labels,
+                    addr: m.addr.to_string(),
+                    k2i: m.k2i,
+                    api: m.api,
+                    state: match m.state {
+                        State::Alive => pb::MemberState::Alive,
+                        State::Suspect => pb::MemberState::Suspect,
+                        State::Dead => pb::MemberState::Dead,
+                    } as i32,
+                    // Not heard yet: -1.
+                    load: m.load.unwrap_or(-1.0),
+                })
+                .collect(),
+            None => Vec::new(),
+        };
+        if !members.iter().any(|m| m.name == self.name) {
+            members.insert(
+                0,
+                pb::Member {
+                    name: self.name.clone(),
+                    dc: self.dc.clone(),
+                    state: pb::MemberState::Alive as i32,
+                    ..pb::Member::default()
+                },
+            );
+        }
+        // Hosts only in the static peer table: known, not probed (state unspecified).
+        let listed: std::collections::BTreeSet<String> = members.iter().map(|m| m.name.clone()).collect();
+        members.extend(self.peers.iter().filter(|(name, _)| !listed.contains(*name)).map(|(name, addr)| {
+            pb::Member { name: name.clone(), addr: addr.to_string(), ..pb::Member::default() }
         }));
         Ok(Response::new(pb::MembersReply { host: self.name.clone(), members }))
     }
@@ -514,6 +561,7 @@ pub fn spawn(
     endpoint: quinn::Endpoint,
     services: Services,
     registry: Arc<Registry>,
+    members: Option<crate::membership::Handle>,
 ) -> Running {
     let api = Api {
         name: config.name.clone(),
@@ -523,6 +571,7 @@ pub fn spawn(
         registry,
         client: Arc::new(peer::Client::with_endpoint(endpoint)),
         peers: Arc::new(config.peers.clone()),
+        members,
     };
     let identity = config.identity.clone();
     let (stop, rx) = tokio::sync::watch::channel(false);

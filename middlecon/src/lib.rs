@@ -43,13 +43,14 @@ pub async fn run(
     let services = builtin_services(&config)
         .with(membership::SWIM_SERVICE, members.swim_service())
         .with(membership::SERVICE, members.members_service());
+    let handle = members.clone();
     let shutdown = async move {
         shutdown.await;
         members.leave(std::time::Duration::from_millis(300)).await;
     };
     let registry = routing::Registry::new();
     let services = services.with_dispatch(registry.clone());
-    let api = api.map(|l| api::spawn(l, &config, endpoint.clone(), services.clone(), registry));
+    let api = api.map(|l| api::spawn(l, &config, endpoint.clone(), services.clone(), registry, Some(handle)));
     peer::serve(endpoint, services, shutdown).await;
     if let Some(api) = api {
         api.stop().await;

@@ -27,8 +27,9 @@ fn socket(fleet: &Fleet, i: usize) -> PathBuf {
     PathBuf::from(format!("{}/api.sock", state_dir(fleet, i)))
 }
 
-/// Starts middlecon on every host of `fleet`, each knowing the others' peer addresses.
-fn middlecons(fleet: &Fleet, pki: &Pki) -> Vec<HostProcess> {
+/// Starts middlecon on every host of `fleet`, each knowing the others' peer addresses
+/// from `--peer` (or, with `static_peers` false, only from membership seeded by host 0).
+fn middlecons(fleet: &Fleet, pki: &Pki, static_peers: bool) -> Vec<HostProcess> {
     let n = fleet.hosts().len();
     (0..n)
         .map(|i| {
@@ -38,8 +39,9 @@ fn middlecons(fleet: &Fleet, pki: &Pki) -> Vec<HostProcess> {
             let api = format!("{}:{API_PORT}", host.addr);
             let state = state_dir(fleet, i);
             let sock = socket(fleet, i).to_str().unwrap().to_string();
+            let seed = format!("{}:7441", fleet.host(0).addr);
             let peers: Vec<String> = (0..n)
-                .filter(|j| *j != i)
+                .filter(|j| *j != i && static_peers)
                 .map(|j| format!("{}={}:7441", fleet.host(j).name, fleet.host(j).addr))
                 .collect();
             let mut args: Vec<&str> = vec![
@@ -65,6 +67,10 @@ fn middlecons(fleet: &Fleet, pki: &Pki) -> Vec<HostProcess> {
             for p in &peers {
                 args.push("--peer");
                 args.push(p);
+            }
+            if !static_peers {
+                args.push("--seed");
+                args.push(&seed);
             }
             fleet.spawn_daemon(i, dcos_tests::bin("middlecon"), &args).expect("middlecon starts")
         })
@@ -160,7 +166,7 @@ async fn runtime(fleet: &Fleet, i: usize) -> (mpsc::UnboundedReceiver<Seen>, mps
 async fn a_runtime_on_host_1_answers_calls_made_through_host_0() {
     let fleet = Fleet::new(2).expect("fleet");
     let pki = Pki::new();
-    let _d = middlecons(&fleet, &pki);
+    let _d = middlecons(&fleet, &pki, true);
     let (_seen, _keep) = runtime(&fleet, 1).await;
     let mut c = remote(&fleet, &pki, 0, "admin", Role::Admin).await;
 
@@ -226,7 +232,7 @@ async fn a_runtime_on_host_1_answers_calls_made_through_host_0() {
 async fn no_responders_is_fast_and_a_slow_responder_is_cancelled_at_the_deadline() {
     let fleet = Fleet::new(2).expect("fleet");
     let pki = Pki::new();
-    let _d = middlecons(&fleet, &pki);
+    let _d = middlecons(&fleet, &pki, true);
     let (mut seen, _keep) = runtime(&fleet, 1).await;
     let mut c = remote(&fleet, &pki, 0, "caller", Role::Host).await;
     // Warm the path (API connection, QUIC connection host 0 -> host 1).
@@ -267,7 +273,7 @@ async fn no_responders_is_fast_and_a_slow_responder_is_cancelled_at_the_deadline
 async fn a_viewer_certificate_cannot_call() {
     let fleet = Fleet::new(1).expect("fleet");
     let pki = Pki::new();
-    let _d = middlecons(&fleet, &pki);
+    let _d = middlecons(&fleet, &pki, true);
     let mut c = remote(&fleet, &pki, 0, "dash", Role::Viewer).await;
     let reply = c.call(to_host("dcos.ping", "host-0", in_ms(5_000), b"")).await.expect("Call").into_inner();
     assert_eq!(reply.outcome(), Outcome::PermissionDenied, "{reply:?}");
@@ -284,4 +290,30 @@ async fn a_viewer_certificate_cannot_call() {
         .expect("viewers may list members")
         .into_inner();
     assert_eq!(members.host, "host-0");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn host_names_resolve_through_membership() {
+    let fleet = Fleet::new(2).expect("fleet");
+    let pki = Pki::new();
+    let _d = middlecons(&fleet, &pki, false);
+    let admin = Identity::load(&pki.files("admin")).unwrap();
+    let channel = middlecon::api::connect(api_addr(&fleet, 0), &admin).await.unwrap();
+    let membership = pb::membership_client::MembershipClient::new(channel.clone());
+    // Host 1 joins through host 0 (no --peer table anywhere).
+    let members = dcos_tests::eventually(Duration::from_secs(10), "host-1 alive on host 0", || {
+        let mut m = membership.clone();
+        async move {
+            let r = m.members(pb::MembersRequest {}).await.ok()?.into_inner();
+            r.members.iter().any(|m| m.name == "host-1" && m.state() == pb::MemberState::Alive).then_some(r)
+        }
+    })
+    .await;
+    assert_eq!(members.host, "host-0");
+    assert_eq!(members.members[0].name, "host-0", "this host first");
+    let mut c = MessagingClient::new(channel);
+    let reply = c.call(to_host("dcos.ping", "host-1", in_ms(5_000), b"")).await.unwrap().into_inner();
+    assert_eq!(reply.outcome(), Outcome::Ok, "{reply:?}");
+    let pong: Pong = serde_json::from_slice(&reply.payload).unwrap();
+    assert_eq!(pong.name, "host-1", "the name was resolved by membership");
 }
