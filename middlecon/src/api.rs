@@ -163,6 +163,8 @@ pub struct Api {
     pub client: Arc<peer::Client>,
     /// Other hosts by name: their peer (QUIC) addresses (`--peer`).
     pub peers: Arc<BTreeMap<String, SocketAddr>>,
+    /// This host's labels (Query filters).
+    pub labels: BTreeMap<String, String>,
     /// The fleet as membership sees it; names are looked up here before `peers`.
     pub members: Option<crate::membership::Handle>,
 }
@@ -250,31 +252,71 @@ impl Api {
                     Ok(a) => a,
                     Err(message) => return call_reply(Outcome::Unreachable, message),
                 };
-                // The absolute deadline travels with the request; the client gives up at
-                // it (plus a short grace for the responder's verdict).
-                let deadline = UNIX_EPOCH + Duration::from_millis(deadline_unix_ms.max(0) as u64);
-                if deadline <= SystemTime::now() {
-                    return call_reply(
-                        Outcome::DeadlineExceeded,
-                        format!("the deadline ({deadline_unix_ms} unix ms) had passed when the call arrived"),
-                    );
-                }
-                match self.client.request(addr, req).await {
-                    Ok(reply) => from_peer(reply, &h),
-                    Err(e) => call_reply(e.outcome(), format!("{h}: {e}")),
-                }
+                self.forward(&h, addr, req).await
             }
-            Some(To::Dc(dc)) if dc != self.dc => call_reply(
-                Outcome::NoResponders,
-                format!("routing to datacenter {dc:?} needs membership, which this build does not have"),
-            ),
-            // `any`, this dc, or no target: this host if it serves the service.
+            Some(To::Dc(dc)) => {
+                if dc == self.dc && self.serves_locally(&req.service) {
+                    return self.local(req, caller).await;
+                }
+                self.first_answer(self.others(Some(&dc), &BTreeMap::new()), req).await
+            }
+            // `any` or no target: this host, then this dc, then the least loaded.
             _ if self.serves_locally(&req.service) => self.local(req, caller).await,
-            _ => call_reply(
-                Outcome::NoResponders,
-                format!("no service {:?} on {} (other hosts are reached by name)", req.service, self.name),
-            ),
+            _ => self.first_answer(self.others(None, &BTreeMap::new()), req).await,
         }
+    }
+
+    /// Sends `req` to the host `name` at `addr`; the absolute deadline travels with it and
+    /// the client gives up at it (plus a short grace for the responder's verdict).
+    async fn forward(&self, name: &str, addr: SocketAddr, req: PeerRequest) -> pb::CallReply {
+        let deadline = UNIX_EPOCH + Duration::from_millis(req.deadline_unix_ms.max(0) as u64);
+        if deadline <= SystemTime::now() {
+            return call_reply(
+                Outcome::DeadlineExceeded,
+                format!("the deadline ({} unix ms) had passed", req.deadline_unix_ms),
+            );
+        }
+        match self.client.request(addr, req).await {
+            Ok(reply) => from_peer(reply, name),
+            Err(e) => call_reply(e.outcome(), format!("{name}: {e}")),
+        }
+    }
+
+    /// Other members that are not dead, in `dc` and carrying `labels` if given: this dc
+    /// first, then by load (unknown load last), then by name.
+    fn others(&self, dc: Option<&str>, labels: &BTreeMap<String, String>) -> Vec<(String, SocketAddr)> {
+        use crate::membership::State;
+        let Some(handle) = &self.members else { return Vec::new() };
+        let mut list: Vec<_> = handle
+            .members()
+            .into_iter()
+            .filter(|m| m.name != self.name && m.state != State::Dead)
+            .filter(|m| dc.is_none_or(|d| m.dc == d))
+            .filter(|m| labels.iter().all(|(k, v)| m.labels.get(k) == Some(v)))
+            .collect();
+        list.sort_by(|a, b| {
+            let key = |m: &crate::membership::Member| (m.dc != self.dc, m.load.unwrap_or(f64::MAX));
+            let (ka, kb) = (key(a), key(b));
+            ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1)).then(a.name.cmp(&b.name))
+        });
+        list.into_iter().map(|m| (m.name, m.addr)).collect()
+    }
+
+    /// Asks `hosts` in order until one does not answer `no_responders`.
+    async fn first_answer(&self, hosts: Vec<(String, SocketAddr)>, req: PeerRequest) -> pb::CallReply {
+        let mut asked = Vec::new();
+        for (name, addr) in hosts {
+            let reply = self.forward(&name, addr, req.clone()).await;
+            match reply.outcome() {
+                Outcome::NoResponders | Outcome::Unreachable => asked.push(name),
+                _ => return reply,
+            }
+        }
+        let asked = if asked.is_empty() { String::from("no other host known") } else { asked.join(", ") };
+        call_reply(
+            Outcome::NoResponders,
+            format!("no host serves {:?} (this host {}; asked: {asked})", req.service, self.name),
+        )
     }
 }
 
@@ -295,23 +337,59 @@ impl pb::messaging_server::Messaging for Api {
         if !caller.may_message() {
             return Err(Status::permission_denied(format!("{} may not query services", caller.describe())));
         }
-        // Until membership lands the fleet this host knows of is itself: the query is this
-        // host's answer, if it serves the service.
         let q = request.into_inner();
-        let (tx, rx) = mpsc::channel(1);
-        let call = pb::CallRequest {
-            service: q.service,
-            target: Some(pb::Target { to: Some(pb::target::To::Any(true)) }),
-            deadline_unix_ms: q.deadline_unix_ms,
-            headers: q.headers,
-            payload: q.payload,
+        let deadline_unix_ms = if q.deadline_unix_ms == 0 {
+            peer::unix_ms(SystemTime::now() + DEFAULT_DEADLINE)
+        } else {
+            q.deadline_unix_ms
         };
+        let req =
+            PeerRequest { service: q.service, deadline_unix_ms, headers: q.headers, payload: q.payload };
+        let mut hosts = self.others((!q.dc.is_empty()).then_some(q.dc.as_str()), &q.labels);
+        let me_matches = (q.dc.is_empty() || q.dc == self.dc)
+            && q.labels.iter().all(|(k, v)| self.labels.get(k) == Some(v));
+        let (tx, rx) = mpsc::channel(16);
         let api = self.clone();
         tokio::spawn(async move {
-            let reply = api.route(&caller, call).await;
-            if reply.outcome() != Outcome::NoResponders {
-                let _ = tx.send(Ok(pb::QueryReply { reply: Some(reply) })).await;
+            let mut calls = tokio::task::JoinSet::new();
+            if me_matches {
+                let (api, req, caller) = (api.clone(), req.clone(), caller.clone());
+                calls.spawn(async move { api.local(req, &caller).await });
             }
+            for (name, addr) in hosts.drain(..) {
+                let (api, req) = (api.clone(), req.clone());
+                calls.spawn(async move { api.forward(&name, addr, req).await });
+            }
+            let deadline = UNIX_EPOCH + Duration::from_millis(deadline_unix_ms.max(0) as u64);
+            let left = deadline.duration_since(SystemTime::now()).unwrap_or_default();
+            let max_wait =
+                if q.max_wait_ms == 0 { left } else { left.min(Duration::from_millis(q.max_wait_ms.into())) };
+            let stop_at = tokio::time::Instant::now() + max_wait;
+            let stall = (q.stall_ms > 0).then(|| Duration::from_millis(q.stall_ms.into()));
+            let mut sent = 0u32;
+            loop {
+                let mut until = stop_at;
+                if let Some(s) = stall {
+                    until = until.min(tokio::time::Instant::now() + s);
+                }
+                let next = match tokio::time::timeout_at(until, calls.join_next()).await {
+                    Ok(Some(Ok(reply))) => reply,
+                    Ok(Some(Err(_))) => continue,
+                    // All answered, or max_wait / the deadline / a stall.
+                    Ok(None) | Err(_) => break,
+                };
+                if next.outcome() == Outcome::NoResponders {
+                    continue;
+                }
+                if tx.send(Ok(pb::QueryReply { reply: Some(next) })).await.is_err() {
+                    break;
+                }
+                sent += 1;
+                if q.max_replies > 0 && sent >= q.max_replies {
+                    break;
+                }
+            }
+            // Dropping the set cancels the calls still out.
         });
         Ok(Response::new(ReceiverStream::new(rx)))
     }
@@ -571,6 +649,7 @@ pub fn spawn(
         registry,
         client: Arc::new(peer::Client::with_endpoint(endpoint)),
         peers: Arc::new(config.peers.clone()),
+        labels: config.labels.clone(),
         members,
     };
     let identity = config.identity.clone();

@@ -316,4 +316,38 @@ async fn host_names_resolve_through_membership() {
     assert_eq!(reply.outcome(), Outcome::Ok, "{reply:?}");
     let pong: Pong = serde_json::from_slice(&reply.payload).unwrap();
     assert_eq!(pong.name, "host-1", "the name was resolved by membership");
+
+    // `any`: host 0 does not serve demo.echo, host 1's runtime does.
+    let (_seen, _keep) = runtime(&fleet, 1).await;
+    let mut any = to_host("demo.echo", "", in_ms(5_000), b"to whoever");
+    any.target = Some(pb::Target { to: Some(pb::target::To::Any(true)) });
+    let reply = c.call(any.clone()).await.unwrap().into_inner();
+    assert_eq!(reply.outcome(), Outcome::Ok, "{reply:?}");
+    assert_eq!((reply.responder.as_str(), reply.payload.as_slice()), ("host-1", b"to whoever".as_slice()));
+    any.service = "demo.nobody".into();
+    let reply = c.call(any).await.unwrap().into_inner();
+    assert_eq!(reply.outcome(), Outcome::NoResponders, "{reply:?}");
+
+    // Query: every host serving dcos.ping answers; max_replies stops early.
+    let query = |max_replies: u32| pb::QueryRequest {
+        service: "dcos.ping".into(),
+        deadline_unix_ms: in_ms(3_000),
+        max_replies,
+        ..Default::default()
+    };
+    let mut names = Vec::new();
+    let mut stream = c.query(query(0)).await.expect("Query").into_inner();
+    while let Some(r) = stream.message().await.expect("stream") {
+        let reply = r.reply.expect("a reply");
+        assert_eq!(reply.outcome(), Outcome::Ok, "{reply:?}");
+        names.push(reply.responder);
+    }
+    names.sort();
+    assert_eq!(names, ["host-0", "host-1"]);
+    let mut stream = c.query(query(1)).await.expect("Query").into_inner();
+    let mut n = 0;
+    while stream.message().await.expect("stream").is_some() {
+        n += 1;
+    }
+    assert_eq!(n, 1, "max_replies 1");
 }
