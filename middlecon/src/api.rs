@@ -11,10 +11,11 @@
 //! - `Workloads` is not served yet: its calls get `UNIMPLEMENTED`.
 //!
 //! `Call` routing: a target host that is this host runs the call here (built-in services
-//! first, then services of `Serve` streams); another host's name is resolved from the
-//! peer table (`--peer NAME=ADDR`) and forwarded over QUIC with the same absolute deadline;
-//! an unknown name is `unreachable`. `any` and `dc` resolve to this host when it serves
-//! the service (other hosts need membership).
+//! first, then services of `Serve` streams); another host's name is resolved through
+//! membership (not dead), else the `--peer NAME=ADDR` table, and forwarded over QUIC with
+//! the same absolute deadline; an unknown name is `unreachable`. `any` and `dc` try this
+//! host, then live members (this dc first, then the least loaded) until one serves it.
+//! `Query` asks every matching live member at once and streams the replies.
 
 use crate::peer::{self, Outcome, PeerReply, PeerRequest, Services};
 use crate::routing::{Registry, Responder};
