@@ -222,6 +222,22 @@ async fn a_runtime_on_host_1_answers_calls_made_through_host_0() {
     );
     assert!(out.stdout.is_empty());
 
+    // Without an API address `dcos call` is a usage error.
+    let out = std::process::Command::new(dcos_tests::bin("dcos"))
+        .args(["--cert", admin.cert.to_str().unwrap(), "--key", admin.key.to_str().unwrap()])
+        .args(["--ca", admin.ca.to_str().unwrap(), "call", "host-1", "dcos.ping"])
+        .env_remove("DCOS_API")
+        .env_remove("DCOS_INVENTORY")
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(2), "{}", String::from_utf8_lossy(&out.stderr));
+    assert!(String::from_utf8_lossy(&out.stderr).contains("--api"));
+
+    // The local socket is for the host's own runtimes: owner and group only.
+    use std::os::unix::fs::PermissionsExt;
+    let mode = std::fs::metadata(socket(&fleet, 1)).unwrap().permissions().mode();
+    assert_eq!(mode & 0o777, 0o660, "socket mode {mode:o}");
+
     // A host nobody knows is unreachable, said plainly.
     let reply = c.call(to_host("dcos.ping", "host-9", in_ms(5_000), b"")).await.expect("Call").into_inner();
     assert_eq!(reply.outcome(), Outcome::Unreachable, "{reply:?}");
