@@ -64,12 +64,16 @@ async fn spawned_processes_match_what_ps_reports() {
     let b = Spawned::new("sh", &["-c", "sleep 3600.5; echo done", "dcos-marker"]);
     for child in [&a, &b] {
         let pid = child.pid();
-        let list = eventually(T, "the child in the table", || {
+        // k2i may have sampled the child between fork and exec (as the test binary); wait
+        // for the sample that shows it after the exec, as `ps` does now.
+        let comm = ps(pid, "comm");
+        let list = eventually(T, "the child in the table, after its exec", || {
             let c = f.admin.clone();
             let url = f.k2i.url.clone();
+            let comm = comm.clone();
             async move {
                 let l: ProcList = c.get_json(&url, &format!("/v1/proc?pid={pid}"), T).await.ok()?;
-                (l.total == 1).then_some(l)
+                (l.total == 1 && *l.processes[0].cmd == *comm).then_some(l)
             }
         })
         .await;
