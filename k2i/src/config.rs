@@ -3,7 +3,9 @@
 
 use crate::sysctl::AllowList;
 use clap::Parser;
-use dcos_core::tls::{Identity, TlsFiles};
+pub use dcos_core::settings::ConfigError;
+use dcos_core::settings::{bad, hostname, load_identity, parse_label, read_toml, tls_files};
+use dcos_core::tls::Identity;
 use dcos_core::tokens::Tokens;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -90,18 +92,6 @@ pub struct FileConfig {
     pub oci_roots: BTreeMap<String, PathBuf>,
 }
 
-/// A setting that stops the daemon before it binds.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid setting `{setting}`: {message}")]
-pub struct ConfigError {
-    pub setting: &'static str,
-    pub message: String,
-}
-
-fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError { setting, message: message.into() }
-}
-
 /// Everything k2i needs, validated.
 #[derive(Debug)]
 pub struct Config {
@@ -135,55 +125,17 @@ fn duration(
     Ok(d)
 }
 
-/// Parses `K=V`.
-pub fn parse_label(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not K=V"))?;
-    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
-        return Err(format!("{k:?} is not a label key (letters, digits, - _ . /)"));
-    }
-    Ok((k.to_string(), v.to_string()))
-}
-
-fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
-}
-
 impl Config {
     /// Merges flags over the config file and checks everything, including that the TLS
     /// files load and the certificate is valid now.
     pub fn from_flags(flags: Flags) -> Result<Config, ConfigError> {
-        let file = match &flags.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| bad("config", format!("{}: {e}", path.display())))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| bad("config", format!("{}: {e}", path.display())))?
-            }
-            None => FileConfig::default(),
-        };
+        let file: FileConfig = read_toml(flags.config.as_deref())?;
         let listen_text = flags.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
         let listen = listen_text
             .parse()
             .map_err(|_| bad("listen", format!("{listen_text:?} is not an address like 0.0.0.0:7440")))?;
-        let need = |v: Option<PathBuf>, setting: &'static str| {
-            v.ok_or_else(|| {
-                bad(setting, format!("required (--{setting} FILE or `{setting}` in the config file)"))
-            })
-        };
-        let files = TlsFiles {
-            cert: need(flags.cert.or(file.cert), "cert")?,
-            key: need(flags.key.or(file.key), "key")?,
-            ca: need(flags.ca.or(file.ca), "ca")?,
-        };
-        let identity = Identity::load(&files).map_err(|e| {
-            let setting = match &e {
-                dcos_core::tls::TlsError::NoKey { .. } => "key",
-                e if e.to_string().starts_with(&files.ca.display().to_string()) => "ca",
-                dcos_core::tls::TlsError::Read { path, .. } if *path == files.key => "key",
-                _ => "cert",
-            };
-            bad(setting, e.to_string())
-        })?;
+        let files = tls_files(flags.cert.or(file.cert), flags.key.or(file.key), flags.ca.or(file.ca))?;
+        let identity = load_identity(&files)?;
         let name = flags.name.or(file.name).unwrap_or_else(hostname);
         if name.is_empty() {
             return Err(bad("name", "must not be empty"));

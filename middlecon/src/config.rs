@@ -2,7 +2,9 @@
 //! validated completely before the UDP port is bound. Every error names the setting.
 
 use clap::Parser;
-use dcos_core::tls::{Identity, TlsError, TlsFiles};
+pub use dcos_core::settings::ConfigError;
+use dcos_core::settings::{bad, hostname, load_identity, parse_label, read_toml, tls_files};
+use dcos_core::tls::Identity;
 use dcos_core::Role;
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -78,18 +80,6 @@ pub struct FileConfig {
     pub peers: BTreeMap<String, String>,
 }
 
-/// A setting that stops the daemon before it binds.
-#[derive(Debug, thiserror::Error)]
-#[error("invalid setting `{setting}`: {message}")]
-pub struct ConfigError {
-    pub setting: &'static str,
-    pub message: String,
-}
-
-fn bad(setting: &'static str, message: impl Into<String>) -> ConfigError {
-    ConfigError { setting, message: message.into() }
-}
-
 /// Everything middlecon needs, validated.
 #[derive(Debug)]
 pub struct Config {
@@ -115,15 +105,6 @@ pub const DEFAULT_STATE_DIR: &str = "/var/lib/middlecon";
 pub const DEFAULT_API: &str = "0.0.0.0:7442";
 pub const DEFAULT_SOCKET: &str = "/run/middlecon/api.sock";
 
-/// Parses `K=V`.
-pub fn parse_label(s: &str) -> Result<(String, String), String> {
-    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not K=V"))?;
-    if k.is_empty() || !k.chars().all(|c| c.is_ascii_alphanumeric() || "-_./".contains(c)) {
-        return Err(format!("{k:?} is not a label key (letters, digits, - _ . /)"));
-    }
-    Ok((k.to_string(), v.to_string()))
-}
-
 /// Parses `IP:PORT`, `[IPv6]:PORT` or a bare IP (port 7441).
 pub fn parse_seed(s: &str) -> Result<SocketAddr, String> {
     if let Ok(a) = s.parse::<SocketAddr>() {
@@ -134,46 +115,17 @@ pub fn parse_seed(s: &str) -> Result<SocketAddr, String> {
         .map_err(|_| format!("{s:?} is not an address like 10.0.0.5 or 10.0.0.5:7441"))
 }
 
-fn hostname() -> String {
-    nix::unistd::gethostname().ok().and_then(|h| h.into_string().ok()).unwrap_or_else(|| "localhost".into())
-}
-
 impl Config {
     /// Merges flags over the config file and checks everything, including that the TLS
     /// files load, the certificate is valid now and carries the `host` role.
     pub fn from_flags(flags: Flags) -> Result<Config, ConfigError> {
-        let file = match &flags.config {
-            Some(path) => {
-                let text = std::fs::read_to_string(path)
-                    .map_err(|e| bad("config", format!("{}: {e}", path.display())))?;
-                toml::from_str::<FileConfig>(&text)
-                    .map_err(|e| bad("config", format!("{}: {e}", path.display())))?
-            }
-            None => FileConfig::default(),
-        };
+        let file: FileConfig = read_toml(flags.config.as_deref())?;
         let listen_text = flags.listen.or(file.listen).unwrap_or_else(|| DEFAULT_LISTEN.into());
         let listen = listen_text
             .parse()
             .map_err(|_| bad("listen", format!("{listen_text:?} is not an address like 0.0.0.0:7441")))?;
-        let need = |v: Option<PathBuf>, setting: &'static str| {
-            v.ok_or_else(|| {
-                bad(setting, format!("required (--{setting} FILE or `{setting}` in the config file)"))
-            })
-        };
-        let files = TlsFiles {
-            cert: need(flags.cert.or(file.cert), "cert")?,
-            key: need(flags.key.or(file.key), "key")?,
-            ca: need(flags.ca.or(file.ca), "ca")?,
-        };
-        let identity = Identity::load(&files).map_err(|e| {
-            let setting = match &e {
-                TlsError::NoKey { .. } => "key",
-                TlsError::Read { path, .. } if *path == files.key => "key",
-                e if e.to_string().starts_with(&files.ca.display().to_string()) => "ca",
-                _ => "cert",
-            };
-            bad(setting, e.to_string())
-        })?;
+        let files = tls_files(flags.cert.or(file.cert), flags.key.or(file.key), flags.ca.or(file.ca))?;
+        let identity = load_identity(&files)?;
         if identity.peer.role != Role::Host {
             return Err(bad(
                 "cert",
