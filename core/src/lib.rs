@@ -1,5 +1,6 @@
 //! Shared vocabulary of dcos: everything more than one component must agree on.
 //!
+//! - `daemon` (feature `daemon`): logging, runtime and signal handling for the daemons' `main`.
 //! - [`model`]: the JSON documents k2i serves and the CLI reads (processes, containers,
 //!   host summaries, error bodies).
 //! - [`role`]: the three roles (`viewer`, `host`, `admin`) and what each may do.
@@ -10,6 +11,8 @@
 //! - [`tokens`]: bearer tokens for dashboards, stored only as SHA-256 hashes.
 #![forbid(unsafe_code)]
 
+#[cfg(feature = "daemon")]
+pub mod daemon;
 pub mod model;
 pub mod pki;
 pub mod role;

@@ -8,12 +8,7 @@ use std::process::ExitCode;
 fn main() -> ExitCode {
     tune_allocator();
     let flags = Flags::parse();
-    tracing_subscriber::fmt()
-        .with_env_filter(
-            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
-        )
-        .with_writer(std::io::stderr)
-        .init();
+    dcos_core::daemon::init_logging();
     let config = match Config::from_flags(flags) {
         Ok(c) => c,
         Err(e) => {
@@ -21,7 +16,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
+    let runtime = match dcos_core::daemon::runtime() {
         Ok(r) => r,
         Err(e) => {
             eprintln!("k2i: cannot start the runtime: {e}");
@@ -31,7 +26,7 @@ fn main() -> ExitCode {
     runtime.block_on(async move {
         // Signal handlers go in before the address is announced: whoever starts k2i may
         // stop it as soon as it has read that line.
-        let shutdown = match shutdown_signal() {
+        let shutdown = match dcos_core::daemon::shutdown_signal() {
             Ok(s) => s,
             Err(e) => {
                 eprintln!("k2i: cannot install signal handlers: {e}");
@@ -57,19 +52,6 @@ fn main() -> ExitCode {
                 eprintln!("k2i: {e:#}");
                 ExitCode::FAILURE
             }
-        }
-    })
-}
-
-/// Resolves on SIGTERM or SIGINT; the handlers are installed when this is called.
-fn shutdown_signal() -> std::io::Result<impl std::future::Future<Output = ()>> {
-    use tokio::signal::unix::{signal, SignalKind};
-    let mut term = signal(SignalKind::terminate())?;
-    let mut int = signal(SignalKind::interrupt())?;
-    Ok(async move {
-        tokio::select! {
-            _ = term.recv() => {}
-            _ = int.recv() => {}
         }
     })
 }

@@ -1,0 +1,34 @@
+//! What every dcos daemon's `main` does before its own work: logging to stderr, a small
+//! tokio runtime, and SIGTERM/SIGINT handling installed before the daemon announces itself
+//! (whoever starts it may stop it as soon as it has read that line). Feature `daemon`.
+
+use std::future::Future;
+
+/// Logs to stderr, filtered by `RUST_LOG` (default `info`).
+pub fn init_logging() {
+    tracing_subscriber::fmt()
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_from_default_env().unwrap_or_else(|_| "info".into()),
+        )
+        .with_writer(std::io::stderr)
+        .init();
+}
+
+/// The daemons' runtime: two worker threads, timers and I/O.
+pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+}
+
+/// Resolves on SIGTERM or SIGINT; the handlers are installed when this is called. Call it
+/// inside the runtime.
+pub fn shutdown_signal() -> std::io::Result<impl Future<Output = ()>> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut term = signal(SignalKind::terminate())?;
+    let mut int = signal(SignalKind::interrupt())?;
+    Ok(async move {
+        tokio::select! {
+            _ = term.recv() => {}
+            _ = int.recv() => {}
+        }
+    })
+}
