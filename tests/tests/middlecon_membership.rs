@@ -53,20 +53,9 @@ fn middlecon(fleet: &Fleet, pki: &Pki, i: usize) -> HostProcess {
     ];
     let socket = format!("{state}.sock");
     let mut args: Vec<&str> = args.to_vec();
-    if has_socket_flag() {
-        // Builds with the local gRPC API: one socket per daemon (they share a filesystem).
-        args.extend(["--socket", &socket]);
-    }
+    // One local API socket per daemon: the hosts share a filesystem.
+    args.extend(["--socket", &socket]);
     fleet.spawn_daemon(i, dcos_tests::bin("middlecon"), &args).expect("middlecon starts on its host")
-}
-
-/// Whether this middlecon takes `--socket` (the local gRPC API).
-fn has_socket_flag() -> bool {
-    static HAS: std::sync::OnceLock<bool> = std::sync::OnceLock::new();
-    *HAS.get_or_init(|| {
-        let out = std::process::Command::new(dcos_tests::bin("middlecon")).arg("--help").output();
-        out.is_ok_and(|o| String::from_utf8_lossy(&o.stdout).contains("--socket"))
-    })
 }
 
 fn peer_addr(fleet: &Fleet, i: usize) -> SocketAddr {
