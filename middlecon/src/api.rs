@@ -8,7 +8,8 @@
 //! - `Messaging.Call`, `Query`, `Serve`: `host`, `admin` and local callers. A `viewer`
 //!   gets `Call` answered with the outcome `permission_denied`; other methods fail with the
 //!   gRPC status `PERMISSION_DENIED`.
-//! - `Workloads` is not served yet: its calls get `UNIMPLEMENTED`.
+//! - `Workloads` (`workloads::grpc`): `List` for every role; `Run`, `Stop`, `Migrate` and
+//!   `Evacuate` for `admin` and local callers.
 //!
 //! `Call` routing: a target host that is this host runs the call here (built-in services
 //! first, then services of `Serve` streams); another host's name is resolved through
@@ -19,6 +20,7 @@
 
 use crate::peer::{self, Outcome, PeerReply, PeerRequest, Services};
 use crate::routing::{Registry, Responder};
+use crate::workloads::grpc::WorkloadsApi;
 use dcos_core::tls::{peer_identity, Identity, PeerIdentity};
 use dcos_core::Role;
 use dcos_proto::v1 as pb;
@@ -52,11 +54,11 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn may_message(&self) -> bool {
+    pub(crate) fn may_message(&self) -> bool {
         matches!(self.role, None | Some(Role::Host) | Some(Role::Admin))
     }
 
-    fn describe(&self) -> String {
+    pub(crate) fn describe(&self) -> String {
         match self.role {
             Some(r) => format!("{} (role {r})", self.name),
             None => LOCAL.to_string(),
@@ -170,7 +172,7 @@ pub struct Api {
     pub members: Option<crate::membership::Handle>,
 }
 
-fn caller_of<T>(request: &Request<T>) -> Caller {
+pub(crate) fn caller_of<T>(request: &Request<T>) -> Caller {
     request
         .extensions()
         .get::<Caller>()
@@ -195,7 +197,7 @@ fn from_peer(reply: PeerReply, responder: &str) -> pb::CallReply {
 impl Api {
     /// The peer address of the host called `name`: from membership (unless it is dead),
     /// else from the `--peer` table.
-    fn resolve(&self, name: &str) -> Result<SocketAddr, String> {
+    pub(crate) fn resolve(&self, name: &str) -> Result<SocketAddr, String> {
         use crate::membership::State;
         let member = self.members.as_ref().and_then(|m| m.members().into_iter().find(|m| m.name == name));
         match member {
@@ -211,6 +213,13 @@ impl Api {
                 .copied()
                 .ok_or_else(|| format!("no host named {name:?} is known to {}", self.name)),
         }
+    }
+
+    /// Live members other than none in particular, with their load (membership's view).
+    pub(crate) fn live_members(&self) -> Vec<(String, Option<f64>)> {
+        use crate::membership::State;
+        let Some(handle) = &self.members else { return Vec::new() };
+        handle.members().into_iter().filter(|m| m.state == State::Alive).map(|m| (m.name, m.load)).collect()
     }
 
     fn serves_locally(&self, service: &str) -> bool {
@@ -497,9 +506,13 @@ impl pb::membership_server::Membership for Api {
     }
 }
 
-fn router(api: Api) -> tonic::service::Routes {
-    tonic::service::Routes::new(pb::messaging_server::MessagingServer::new(api.clone()))
-        .add_service(pb::membership_server::MembershipServer::new(api))
+fn router(api: Api, workloads: Option<WorkloadsApi>) -> tonic::service::Routes {
+    let routes = tonic::service::Routes::new(pb::messaging_server::MessagingServer::new(api.clone()))
+        .add_service(pb::membership_server::MembershipServer::new(api));
+    match workloads {
+        Some(w) => routes.add_service(pb::workloads_server::WorkloadsServer::new(w)),
+        None => routes,
+    }
 }
 
 /// Serves the API on `listeners` until `shutdown` turns true; removes the socket file.
@@ -507,6 +520,7 @@ pub async fn serve(
     listeners: Listeners,
     identity: &Identity,
     api: Api,
+    workloads: Option<WorkloadsApi>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let tls = identity.server_config_require_client_auth(&[ALPN_H2]).map_err(|e| e.to_string())?;
@@ -557,10 +571,10 @@ pub async fn serve(
         let _ = rx.wait_for(|s| *s).await;
     };
     let tcp_server = tonic::transport::Server::builder()
-        .add_routes(router(api.clone()))
+        .add_routes(router(api.clone(), workloads.clone()))
         .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), done(shutdown.clone()));
     let unix_server = tonic::transport::Server::builder()
-        .add_routes(router(api))
+        .add_routes(router(api, workloads))
         .serve_with_incoming_shutdown(unix_incoming, done(shutdown));
     let (a, b) = tokio::join!(tcp_server, unix_server);
     let _ = std::fs::remove_file(&socket);
@@ -633,7 +647,8 @@ impl Running {
 
 /// Serves the API on `listeners` in the background: calls to this host go to `services`
 /// (which must dispatch to `registry`), calls to other hosts through a peer client on
-/// `endpoint`.
+/// `endpoint`; `Workloads` over `workloads` when given (and migrations a previous run left
+/// in doubt are settled).
 pub fn spawn(
     listeners: Listeners,
     config: &crate::config::Config,
@@ -641,6 +656,7 @@ pub fn spawn(
     services: Services,
     registry: Arc<Registry>,
     members: Option<crate::membership::Handle>,
+    workloads: Option<Arc<crate::workloads::Workloads>>,
 ) -> Running {
     let api = Api {
         name: config.name.clone(),
@@ -653,10 +669,14 @@ pub fn spawn(
         labels: config.labels.clone(),
         members,
     };
+    let workloads = workloads.map(|w| WorkloadsApi::new(api.clone(), w));
+    if let Some(w) = &workloads {
+        crate::workloads::migrate::recover(w.mover());
+    }
     let identity = config.identity.clone();
     let (stop, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
-        if let Err(e) = serve(listeners, &identity, api, rx).await {
+        if let Err(e) = serve(listeners, &identity, api, workloads, rx).await {
             tracing::error!("gRPC API stopped: {e}");
         }
     });

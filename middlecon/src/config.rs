@@ -9,7 +9,7 @@ use dcos_core::Role;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
 /// Command-line flags (SPEC section 4; the API, socket, k2i and runtime flags arrive with
 /// the parts that use them). Every one may also be set in `--config`.
@@ -53,6 +53,9 @@ pub struct Flags {
     /// by host name; repeat for more.
     #[arg(long = "peer", value_name = "NAME=ADDR")]
     pub peers: Vec<String>,
+    /// OCI runtime for workloads that name none: runc, crun or a path [default: runc].
+    #[arg(long)]
+    pub runtime: Option<String>,
     /// TOML file with the same settings; flags win.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -78,6 +81,7 @@ pub struct FileConfig {
     /// NAME = "IP[:PORT]".
     #[serde(default)]
     pub peers: BTreeMap<String, String>,
+    pub runtime: Option<String>,
 }
 
 /// Everything middlecon needs, validated.
@@ -97,6 +101,8 @@ pub struct Config {
     pub socket: PathBuf,
     /// Other hosts' peer addresses by name (`--peer`).
     pub peers: BTreeMap<String, SocketAddr>,
+    /// The default OCI runtime of workloads (`runc`, `crun` or an absolute path).
+    pub runtime: String,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7441";
@@ -184,7 +190,17 @@ impl Config {
             let addr = parse_seed(&addr).map_err(|m| bad("peer", format!("{peer_name}: {m}")))?;
             peers.insert(peer_name, addr);
         }
-        Ok(Config { listen, identity, name, dc, labels, seeds, state_dir, api, socket, peers })
+        let runtime = flags.runtime.or(file.runtime).unwrap_or_else(|| "runc".into());
+        if !(runtime == "runc"
+            || runtime == "crun"
+            || (runtime.starts_with('/') && Path::new(&runtime).is_file()))
+        {
+            return Err(bad(
+                "runtime",
+                format!("{runtime:?} is not runc, crun or the absolute path of a runtime binary"),
+            ));
+        }
+        Ok(Config { listen, identity, name, dc, labels, seeds, state_dir, api, socket, peers, runtime })
     }
 }
 
@@ -249,6 +265,8 @@ mod tests {
             ("socket", Box::new(|f| f.socket = Some("api.sock".into()))),
             ("peer", Box::new(|f| f.peers = vec!["host-1".into()])),
             ("peer", Box::new(|f| f.peers = vec!["host-1=nowhere".into()])),
+            ("runtime", Box::new(|f| f.runtime = Some("docker".into()))),
+            ("runtime", Box::new(|f| f.runtime = Some("/nonexistent/runc".into()))),
         ];
         for (setting, change) in cases {
             let mut f = flags(dir.path());

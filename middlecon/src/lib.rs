@@ -1,6 +1,7 @@
 //! middlecon, the middleware conversation between hosts: synchronous request/reply over
-//! QUIC (SPEC section 4). This build has the peer transport and the built-in `dcos.ping`;
-//! membership (SWIM), the gRPC API and workloads come next (see `docs/middlecon.md`).
+//! QUIC (SPEC section 4), the fleet's membership, and the host's OCI container workloads
+//! with their migration between peers (SPEC section 5). See `docs/middlecon.md` and
+//! `docs/migration.md`.
 //!
 //! Where each part lives:
 //!
@@ -15,6 +16,9 @@
 //!   [`routing`]: services registered by `Messaging.Serve` streams.
 //! - [`membership`]: seeds plus SWIM gossip (foca) over the peer transport, the member
 //!   list ([`membership::Handle`]) and the built-in `dcos.members` service.
+//! - [`workloads`]: OCI containers run by runc or crun under `--state-dir`, re-adopted on
+//!   restart, and moved to peers (cold migration, evacuation) with the `dcos.workloads.*`
+//!   peer services; served as the `Workloads` gRPC service.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -23,6 +27,7 @@ pub mod membership;
 pub mod peer;
 pub mod ping;
 pub mod routing;
+pub mod workloads;
 
 use std::future::Future;
 
@@ -32,11 +37,13 @@ pub fn builtin_services(config: &config::Config) -> peer::Services {
 }
 
 /// Runs middlecon with a validated `config` on `endpoint` (from [`peer::endpoint`]) until
-/// `shutdown` resolves; serves the gRPC API on `api` (from [`api::Listeners::bind`]) if given.
+/// `shutdown` resolves; serves the gRPC API on `api` (from [`api::Listeners::bind`]) if given,
+/// and `workloads` (from [`workloads::Workloads::open`]) if given.
 pub async fn run(
     config: config::Config,
     endpoint: quinn::Endpoint,
     api: Option<api::Listeners>,
+    workloads: Option<std::sync::Arc<workloads::Workloads>>,
     shutdown: impl Future<Output = ()>,
 ) {
     let members = membership::start(membership::Settings::from_config(&config), endpoint.clone());
@@ -49,8 +56,13 @@ pub async fn run(
         members.leave(std::time::Duration::from_millis(300)).await;
     };
     let registry = routing::Registry::new();
-    let services = services.with_dispatch(registry.clone());
-    let api = api.map(|l| api::spawn(l, &config, endpoint.clone(), services.clone(), registry, Some(handle)));
+    let mut services = services.with_dispatch(registry.clone());
+    if let Some(w) = &workloads {
+        services = workloads::migrate::TargetServices::new(w.clone()).install(services);
+    }
+    let api = api.map(|l| {
+        api::spawn(l, &config, endpoint.clone(), services.clone(), registry, Some(handle), workloads)
+    });
     peer::serve(endpoint, services, shutdown).await;
     if let Some(api) = api {
         api.stop().await;

@@ -14,6 +14,8 @@
 //!   `no_responders` at once for a service it does not serve, bounds the service by the
 //!   deadline, and drops (cancels) it if the caller resets the stream.
 //! - [`Client`] keeps one connection per peer address and re-dials a closed one.
+//! - Bulk transfers (a migrating workload's files) use a stream of their own: the request
+//!   frame is followed by data that a [`BulkService`] reads itself ([`Client::open_bulk`]).
 
 use dcos_core::tls::{peer_identity, Identity, PeerIdentity};
 use dcos_core::Role;
@@ -142,10 +144,17 @@ pub trait Dispatch: Send + Sync + 'static {
     fn dispatch(&self, request: Request) -> Option<ReplyFuture>;
 }
 
+/// A service whose request is followed, on the same stream, by a body it reads itself
+/// (bulk transfers). Its future is bounded by the request's deadline like any other.
+pub trait BulkService: Send + Sync + 'static {
+    fn receive(&self, request: Request, body: RecvStream) -> ServiceFuture;
+}
+
 /// The services this host serves, by name.
 #[derive(Default, Clone)]
 pub struct Services {
     by_name: HashMap<String, Arc<dyn Service>>,
+    bulk: HashMap<String, Arc<dyn BulkService>>,
     dynamic: Option<Arc<dyn Dispatch>>,
 }
 
@@ -156,6 +165,11 @@ impl Services {
 
     pub fn with(mut self, name: impl Into<String>, service: impl Service) -> Services {
         self.by_name.insert(name.into(), Arc::new(service));
+        self
+    }
+
+    pub fn with_bulk(mut self, name: impl Into<String>, service: impl BulkService) -> Services {
+        self.bulk.insert(name.into(), Arc::new(service));
         self
     }
 
@@ -283,6 +297,13 @@ async fn connection(incoming: quinn::Incoming, services: Arc<Services>) {
 
 async fn stream(mut send: SendStream, mut recv: RecvStream, services: Arc<Services>, caller: PeerIdentity) {
     let answer = match read_frame::<PeerRequest>(&mut recv).await {
+        Ok(req) if services.bulk.contains_key(&req.service) => {
+            let service = services.bulk[&req.service].clone();
+            tokio::select! {
+                r = receive_bulk(req, service, recv, caller) => Some(r),
+                _ = send.stopped() => None,
+            }
+        }
         Ok(req) => {
             // Nothing more is expected on this stream.
             let _ = recv.stop(VarInt::from_u32(0));
@@ -320,6 +341,32 @@ async fn answer(
         r = respond(req, services, caller) => Some(r),
         // The caller reset its stream or its connection: drop (cancel) the service call.
         _ = send.stopped() => None,
+    }
+}
+
+/// Runs a bulk service on the body that follows `req`, bounded by its deadline.
+async fn receive_bulk(
+    req: PeerRequest,
+    service: Arc<dyn BulkService>,
+    body: RecvStream,
+    caller: PeerIdentity,
+) -> PeerReply {
+    let deadline = UNIX_EPOCH + Duration::from_millis(req.deadline_unix_ms.max(0) as u64);
+    let Ok(left) = deadline.duration_since(SystemTime::now()) else {
+        return reply(Outcome::DeadlineExceeded, "the deadline had passed when the transfer arrived");
+    };
+    let name = req.service.clone();
+    let request =
+        Request { caller, service: req.service, deadline, headers: req.headers, payload: req.payload };
+    match tokio::time::timeout(left, service.receive(request, body)).await {
+        Ok(Ok(resp)) => PeerReply {
+            outcome: Outcome::Ok as i32,
+            message: String::new(),
+            headers: resp.headers,
+            payload: resp.payload,
+        },
+        Ok(Err(message)) => reply(Outcome::AppError, message),
+        Err(_) => reply(Outcome::DeadlineExceeded, format!("{name} did not finish before the deadline")),
     }
 }
 
@@ -503,6 +550,24 @@ impl Client {
         }
     }
 
+    /// Opens a bulk transfer to the [`BulkService`] `req.service` at `addr`: sends the
+    /// request; the caller then writes the body ([`BulkCall::write`]) and reads the reply
+    /// ([`BulkCall::finish`]).
+    pub async fn open_bulk(&self, addr: SocketAddr, req: PeerRequest) -> Result<BulkCall, CallError> {
+        let conn =
+            tokio::time::timeout(Duration::from_secs(10), self.connection(addr)).await.map_err(|_| {
+                CallError::Unreachable { addr, reason: "no QUIC handshake completed within 10 s".into() }
+            })??;
+        let (mut send, recv) = conn.open_bi().await.map_err(|e| connection_error(addr, e))?;
+        send.write_all(&encode_frame(&req)).await.map_err(|e| write_error(addr, &conn, e))?;
+        Ok(BulkCall { addr, conn, send, recv })
+    }
+
+    /// Forgets the connection to `addr` (the next call dials again).
+    pub fn forget(&self, addr: SocketAddr) {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&addr);
+    }
+
     /// The open connection to `addr`, dialled if there is none (or it has closed).
     async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, CallError> {
         {
@@ -523,6 +588,48 @@ impl Client {
         let conn = connecting.await.map_err(|e| connection_error(addr, e))?;
         self.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(addr, conn.clone());
         Ok(conn)
+    }
+}
+
+/// A bulk transfer in progress ([`Client::open_bulk`]). Dropped without
+/// [`BulkCall::finish`], the stream is reset and the responder sees the transfer fail.
+pub struct BulkCall {
+    addr: SocketAddr,
+    conn: quinn::Connection,
+    send: SendStream,
+    recv: RecvStream,
+}
+
+fn write_error(addr: SocketAddr, conn: &quinn::Connection, e: quinn::WriteError) -> CallError {
+    match conn.close_reason() {
+        Some(reason) => connection_error(addr, reason),
+        None => CallError::ConnectionLost { addr, reason: format!("sending: {e}") },
+    }
+}
+
+impl BulkCall {
+    /// Sends `data`; waits while the peer's flow control holds it back.
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), CallError> {
+        self.send.write_all(data).await.map_err(|e| write_error(self.addr, &self.conn, e))
+    }
+
+    /// Ends the body and waits (at most `wait`) for the responder's reply.
+    pub async fn finish(mut self, wait: Duration) -> Result<PeerReply, CallError> {
+        let addr = self.addr;
+        self.send
+            .finish()
+            .map_err(|_| CallError::ConnectionLost { addr, reason: "the stream was closed".into() })?;
+        match tokio::time::timeout(wait, read_frame::<PeerReply>(&mut self.recv)).await {
+            Ok(r) => r.map_err(|e| read_error(addr, e)),
+            Err(_) => Err(CallError::DeadlineExceeded { addr }),
+        }
+    }
+}
+
+impl Drop for BulkCall {
+    fn drop(&mut self) {
+        // After finish() this is a no-op; before it, the responder sees a reset.
+        let _ = self.send.reset(VarInt::from_u32(0));
     }
 }
 

@@ -178,8 +178,10 @@ impl Fleet {
         let name = program.file_name().unwrap_or_default().to_string_lossy();
         let n = self.spawned.fetch_add(1, Ordering::Relaxed);
         let stderr_log = self.logs.path().join(format!("{n}-{}-{name}.stderr", host.name));
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &host.netns])
+        // nsenter, not `ip netns exec`: that one mounts a fresh /sys, which hides the cgroup
+        // mounts an OCI runtime needs.
+        let mut cmd = Command::new("nsenter");
+        cmd.arg(format!("--net=/run/netns/{}", host.netns))
             .args(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"])
             .arg(program)
             .args(args)

@@ -47,10 +47,20 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let workloads =
+            match middlecon::workloads::Workloads::open(&config.name, &config.state_dir, &config.runtime)
+                .await
+            {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("middlecon: state-dir {}: {e}", config.state_dir.display());
+                    return ExitCode::FAILURE;
+                }
+            };
         let addr = endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default();
         println!("middlecon {} listening on quic://{addr}", config.name);
         tracing::info!(name = %config.name, dc = %config.dc, %addr, "middlecon ready");
-        middlecon::run(config, endpoint, Some(api), shutdown).await;
+        middlecon::run(config, endpoint, Some(api), Some(workloads), shutdown).await;
         tracing::info!("middlecon stopped");
         ExitCode::SUCCESS
     })
