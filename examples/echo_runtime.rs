@@ -26,7 +26,8 @@
 //! Stdout has one line per event, for people and tests: `serving SERVICES`,
 //! `request ID SERVICE from CALLER`, `answered ID`, `cancelled ID`, `stopping`.
 //! Exit status: 0 after a signal or when middlecon ends the stream cleanly; 1 when
-//! middlecon cannot be reached or the stream breaks; 2 for bad usage.
+//! middlecon cannot be reached or the stream breaks (today also when middlecon stops:
+//! it drops its connections rather than ending Serve streams); 2 for bad usage.
 #![forbid(unsafe_code)]
 
 use anyhow::{bail, Context, Result};
