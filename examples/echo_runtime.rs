@@ -119,7 +119,9 @@ async fn run(args: Args) -> Result<()> {
     // What we send goes through this channel; the first message registers our services.
     let (out, out_rx) = mpsc::channel::<pb::ServeMessage>(64);
     let services = SERVICES.iter().map(|s| s.to_string()).collect();
-    out.send(pb::ServeMessage { msg: Some(Send::Register(pb::Register { services })) }).await?;
+    // (The channel buffers it until the stream opens.)
+    let register = pb::ServeMessage { msg: Some(Send::Register(pb::Register { services })) };
+    out.send(register).await.context("the Serve stream closed")?;
     let mut deliveries = client
         .serve(tokio_stream::wrappers::ReceiverStream::new(out_rx))
         .await
@@ -140,7 +142,8 @@ async fn run(args: Args) -> Result<()> {
             Some(Ok(response)) = tasks.join_next() => {
                 if working.remove(&response.id).is_some() {
                     println!("answered {}", response.id);
-                    out.send(pb::ServeMessage { msg: Some(Send::Response(response)) }).await?;
+                    let answer = pb::ServeMessage { msg: Some(Send::Response(response)) };
+                    out.send(answer).await.context("the Serve stream closed")?;
                 }
             }
             delivery = deliveries.message() => match delivery {

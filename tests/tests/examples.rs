@@ -159,20 +159,18 @@ fn a_slow_answer_is_cancelled_at_the_deadline_and_the_runtime_ends_with_its_midd
     let fleet = Fleet::new(1).expect("fleet");
     let pki = Pki::new();
     let mut mc = middlecons(&fleet, &pki);
-    let mut rt = runtime(&fleet, 0, &["--delay", "5s"]);
+    let mut rt = runtime(&fleet, 0, &["--delay", "30s"]);
     let admin = pki.files("admin");
     let api = fleet.host(0).api_addr().to_string();
 
-    let started = Instant::now();
     let out =
         python(&fleet, 0, &api, &admin, &["--timeout", "0.5", "call", "--host", "host-0", "example.echo"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(text(&out.stderr).starts_with("deadline_exceeded: "), "{}", text(&out.stderr));
     let request = line_starting(&mut rt, "request ", Duration::from_secs(1));
     let id = request.split_whitespace().nth(1).unwrap().to_string();
-    // The runtime is told to stop working on it, long before its 5 s delay.
-    assert_eq!(line_starting(&mut rt, "cancelled ", Duration::from_secs(2)), format!("cancelled {id}"));
-    assert!(started.elapsed() < Duration::from_secs(4), "{:?}", started.elapsed());
+    // The runtime is told to stop working on it, long before its 30 s delay is over.
+    assert_eq!(line_starting(&mut rt, "cancelled ", Duration::from_secs(5)), format!("cancelled {id}"));
 
     // middlecon goes away: the runtime ends (status 1, saying why) instead of hanging.
     mc[0].kill();
