@@ -47,6 +47,10 @@ pub const LOCK_DIR: &str = "/run/dcos-test-fleets";
 pub const MAX_FLEETS: u32 = 200;
 /// The port [`Fleet::k2i`] listens on, on the host's address.
 pub const K2I_PORT: u16 = 7440;
+/// The ports [`Fleet::middlecon`] listens on, on the host's address: peers (QUIC) and the
+/// gRPC API (TCP with mTLS).
+pub const MIDDLECON_PORT: u16 = 7441;
+pub const API_PORT: u16 = 7442;
 const NET_PREFIX: [u8; 2] = [10, 241];
 const GATEWAY_OCTET: u8 = 254;
 const MAX_HOSTS: usize = 253;
@@ -70,6 +74,11 @@ impl Host {
     /// `https://<addr>:7440`, where [`Fleet::k2i`] listens.
     pub fn k2i_url(&self) -> String {
         format!("https://{}:{K2I_PORT}", self.addr)
+    }
+
+    /// `<addr>:7442`, where [`Fleet::middlecon`]'s gRPC API listens.
+    pub fn api_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(IpAddr::V4(self.addr), API_PORT)
     }
 
     /// Issues this host's certificate (role `host`, valid for its address only).
@@ -234,6 +243,30 @@ impl Fleet {
             vec!["--listen", &listen, "--name", &host.name, "--cert", cert, "--key", key, "--ca", ca];
         args.extend_from_slice(extra_args);
         self.spawn_daemon(i, crate::bin("k2i"), &args)
+    }
+
+    /// Starts the workspace's middlecon on host `i` as `host-<i>`: peers on `<addr>:7441`,
+    /// the API on `<addr>:7442` and on [`Fleet::api_socket`], its state directory in the
+    /// fleet's temporary directory (the hosts share a filesystem), with `extra_args`
+    /// (`--dc`, `--peer`, `--seed`, ...); waits for its announce. `tls` must be valid for
+    /// the host's address ([`Host::issue`]).
+    pub fn middlecon(&self, i: usize, tls: &TlsFiles, extra_args: &[&str]) -> Result<HostProcess> {
+        let host = &self.hosts[i];
+        let listen = format!("{}:{MIDDLECON_PORT}", host.addr);
+        let api = host.api_addr().to_string();
+        let state = self.logs.path().join(format!("{}-middlecon", host.name));
+        let socket = self.api_socket(i);
+        let (cert, key, ca) = (path_str(&tls.cert)?, path_str(&tls.key)?, path_str(&tls.ca)?);
+        let mut args: Vec<&str> = vec!["--listen", &listen, "--api", &api, "--name", &host.name];
+        args.extend(["--state-dir", path_str(&state)?, "--socket", path_str(&socket)?]);
+        args.extend(["--cert", cert, "--key", key, "--ca", ca]);
+        args.extend_from_slice(extra_args);
+        self.spawn_daemon(i, crate::bin("middlecon"), &args)
+    }
+
+    /// The local API socket of host `i`'s [`Fleet::middlecon`].
+    pub fn api_socket(&self, i: usize) -> PathBuf {
+        self.logs.path().join(format!("{}-middlecon", self.hosts[i].name)).join("api.sock")
     }
 
     /// SIGKILLs `p`'s whole PID namespace and waits until it is gone.
@@ -426,6 +459,27 @@ impl HostProcess {
             running.remove(&self.child.id());
         }
         !ended
+    }
+
+    /// Waits up to `timeout` for the program to end by itself; its exit status, or `None`
+    /// if it still runs.
+    pub fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // The wrapper (`unshare --fork`) exits with the program's status. Reaped under
+            // the list's lock, as in `is_running`.
+            {
+                let mut running = lock(&self.running);
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    running.remove(&self.child.id());
+                    return Some(status);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
     }
 
     /// SIGKILLs its PID namespace and waits until every process in it is gone (its sockets
