@@ -110,6 +110,23 @@ impl Mesh {
         self.client(i).await.list(pb::ListRequest {}).await.expect("List").into_inner().workloads
     }
 
+    /// Starts migrating `name` from host `from` to host `to`, at most `bwlimit` bytes/s.
+    async fn start_migration(
+        &self,
+        from: usize,
+        name: &str,
+        to: usize,
+        bwlimit: u64,
+    ) -> Result<tonic::Streaming<pb::MigrateProgress>, tonic::Status> {
+        let req = pb::MigrateRequest {
+            name: name.into(),
+            to: self.fleet.host(to).name.clone(),
+            mode: pb::MigrateMode::Cold as i32,
+            bwlimit,
+        };
+        Ok(self.client(from).await.migrate(req).await?.into_inner())
+    }
+
     /// Migrates and collects every progress message.
     async fn migrate(
         &self,
@@ -117,30 +134,66 @@ impl Mesh {
         name: &str,
         to: usize,
     ) -> Result<Vec<pb::MigrateProgress>, tonic::Status> {
-        let req = pb::MigrateRequest {
-            name: name.into(),
-            to: self.fleet.host(to).name.clone(),
-            mode: pb::MigrateMode::Cold as i32,
-            bwlimit: 0,
-        };
-        let mut stream = self.client(from).await.migrate(req).await?.into_inner();
-        let mut all = Vec::new();
-        while let Some(m) = tokio::time::timeout(Duration::from_secs(60), stream.message())
-            .await
-            .expect("a progress message within 60 s")?
-        {
-            let last = m.done;
-            all.push(m);
-            if last {
-                break;
+        let stream = self.start_migration(from, name, to, 0).await?;
+        Ok(rest_of(stream).await)
+    }
+
+    /// Adds a file of `mib` MiB of pseudo-random bytes to the root filesystem (before `run`).
+    fn add_state(&self, mib: usize) {
+        use std::io::Write;
+        let mut f = std::fs::File::create(self.rootfs.join("state.bin")).unwrap();
+        let mut x: u64 = 0x9e37_79b9_7f4a_7c15;
+        let mut block = vec![0u8; 1 << 20];
+        for _ in 0..mib {
+            for b in block.chunks_mut(8) {
+                x ^= x << 13;
+                x ^= x >> 7;
+                x ^= x << 17;
+                b.copy_from_slice(&x.to_le_bytes());
             }
+            f.write_all(&block).unwrap();
         }
-        Ok(all)
     }
 
     fn file_in(&self, i: usize, name: &str, path: &str) -> Option<String> {
         let p = self.state_dir(i).join("workloads").join(name).join("bundle/rootfs").join(path);
         std::fs::read_to_string(p).ok()
+    }
+}
+
+/// Reads progress messages until the last one (or the stream ends).
+async fn rest_of(mut stream: tonic::Streaming<pb::MigrateProgress>) -> Vec<pb::MigrateProgress> {
+    let mut all = Vec::new();
+    loop {
+        let next = tokio::time::timeout(Duration::from_secs(60), stream.message())
+            .await
+            .expect("a progress message within 60 s");
+        match next {
+            Ok(Some(m)) => {
+                let last = m.done;
+                all.push(m);
+                if last {
+                    break;
+                }
+            }
+            Ok(None) | Err(_) => break,
+        }
+    }
+    all
+}
+
+/// Waits for a `copy` message that has sent some bytes.
+async fn until_copying(stream: &mut tonic::Streaming<pb::MigrateProgress>) {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .expect("progress within 20 s")
+            .expect("stream open")
+            .expect("a message");
+        assert!(!m.done, "the migration ended before copying: {m:?}");
+        if m.phase == "copy" && m.bytes_sent > 0 {
+            return;
+        }
     }
 }
 
@@ -174,4 +227,70 @@ async fn a_workload_with_a_file_written_inside_moves_to_another_host() {
     // On the source: nothing left.
     assert!(mesh.list(0).await.is_empty(), "the source keeps no copy");
     assert!(!mesh.state_dir(0).join("workloads/web").exists(), "the source's bundle is deleted");
+}
+
+/// A migration that cannot complete leaves the workload running on the source: shared by
+/// the target-killed and link-cut tests.
+async fn assert_failed_and_still_on_source(mesh: &Mesh, progress: &[pb::MigrateProgress]) {
+    let last = progress.last().expect("a last message");
+    assert!(last.done && !last.error.is_empty(), "the migration fails: {last:?}");
+    assert!(
+        ["unreachable", "transfer"].contains(&last.error_code.as_str()),
+        "a transfer failure, told as such: {last:?}"
+    );
+    let source = mesh.list(0).await;
+    assert!(running(&source, "big"), "the workload runs on the source again: {source:?}");
+    assert!(source[0].epoch >= 1, "the failed attempt used up its epoch: {source:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_killed_mid_transfer_leaves_the_workload_running_on_the_source() {
+    let mut mesh = Mesh::new(2);
+    mesh.add_state(48);
+    mesh.run(0, "big", "exec sleep 3600").await;
+    let mut stream = mesh.start_migration(0, "big", 1, 8 << 20).await.expect("Migrate starts");
+    until_copying(&mut stream).await;
+    mesh.daemons[1].take().expect("target daemon").kill();
+    let progress = rest_of(stream).await;
+    assert_failed_and_still_on_source(&mesh, &progress).await;
+    // The target, restarted, keeps nothing of the half-received workload.
+    mesh.daemons[1] = Some(mesh.start(1));
+    assert!(mesh.list(1).await.is_empty(), "the target dropped the partial copy");
+    assert!(!mesh.state_dir(1).join("workloads/big").exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_link_cut_mid_transfer_leaves_the_workload_running_on_the_source() {
+    let mesh = Mesh::new(2);
+    mesh.add_state(48);
+    mesh.run(0, "big", "exec sleep 3600").await;
+    let mut stream = mesh.start_migration(0, "big", 1, 8 << 20).await.expect("Migrate starts");
+    until_copying(&mut stream).await;
+    mesh.fleet.cut(0, 1).expect("cut");
+    let progress = rest_of(stream).await;
+    assert_failed_and_still_on_source(&mesh, &progress).await;
+    // The target gives the stalled transfer up by itself and keeps nothing.
+    dcos_tests::eventually(Duration::from_secs(15), "the target to drop the reservation", || async {
+        mesh.list(1).await.is_empty().then_some(())
+    })
+    .await;
+    mesh.fleet.uncut(0, 1).expect("uncut");
+    assert!(running(&mesh.list(0).await, "big"), "still exactly one copy, on the source");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn two_migrations_of_one_workload_at_once_one_wins_the_other_is_a_conflict() {
+    let mesh = Mesh::new(3);
+    mesh.add_state(16);
+    mesh.run(0, "web", "exec sleep 3600").await;
+    let first = mesh.start_migration(0, "web", 1, 16 << 20).await.expect("the first starts");
+    let second = mesh.start_migration(0, "web", 2, 0).await;
+    let err = second.expect_err("the second is refused");
+    assert_eq!(err.code(), tonic::Code::Aborted, "{err:?}");
+    assert!(err.message().starts_with("conflict: web is already migrating"), "{}", err.message());
+    let progress = rest_of(first).await;
+    let last = progress.last().unwrap();
+    assert!(last.done && last.error.is_empty(), "the first one completes: {last:?}");
+    assert!(running(&mesh.list(1).await, "web"));
+    assert!(mesh.list(0).await.is_empty() && mesh.list(2).await.is_empty(), "one copy, on host 1");
 }

@@ -3,8 +3,9 @@
 //!
 //! The container shares the host's network namespace (middlecon sets up no container
 //! networking), gets its own PID, mount, IPC, UTS and cgroup namespaces, a writable root
-//! (the writable state a cold migration moves), and the cgroup `/dcos/<host>/<name>`, so
-//! that several middlecons on one machine never share a cgroup.
+//! (the writable state a cold migration moves), and the cgroup `/dcos/<daemon>/<name>`,
+//! where `<daemon>` is the host name and a hash of the state dir, so that several
+//! middlecons on one machine (even of the same name) never share a cgroup.
 
 use super::record::Record;
 use oci_spec::runtime::{
@@ -31,15 +32,23 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
     move |source| BundleError::Io { path: path.display().to_string(), source }
 }
 
-/// The cgroup of workload `name` on host `host`.
-pub fn cgroup_path(host: &str, name: &str) -> String {
-    let safe: String =
-        host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
-    format!("/dcos/{safe}/{name}")
+/// The cgroup of workload `name` of the daemon `daemon` ([`daemon_id`]).
+pub fn cgroup_path(daemon: &str, name: &str) -> String {
+    format!("/dcos/{daemon}/{name}")
 }
 
-/// The OCI spec for `record` on host `host`.
-pub fn spec(record: &Record, host: &str) -> Result<Spec, BundleError> {
+/// A daemon's part of its workloads' cgroup paths: `<host>-<8 hex digits of the state dir's
+/// SHA-256>`, unique among the middlecons of one machine.
+pub fn daemon_id(host: &str, state_dir: &Path) -> String {
+    use sha2::Digest;
+    let safe: String =
+        host.chars().map(|c| if c.is_ascii_alphanumeric() || c == '-' { c } else { '_' }).collect();
+    let digest = sha2::Sha256::digest(state_dir.as_os_str().as_encoded_bytes());
+    format!("{safe}-{}", hex::encode(&digest[..4]))
+}
+
+/// The OCI spec for `record` run by the daemon `daemon` ([`daemon_id`]).
+pub fn spec(record: &Record, daemon: &str) -> Result<Spec, BundleError> {
     let e = |e: oci_spec::OciSpecError| BundleError::Spec(e.to_string());
     let mut spec = Spec::default();
     spec.set_hostname(Some(record.name.clone()));
@@ -80,7 +89,7 @@ pub fn spec(record: &Record, host: &str) -> Result<Spec, BundleError> {
         .namespaces(namespaces)
         .masked_paths(defaults.masked_paths().clone().unwrap_or_default())
         .readonly_paths(defaults.readonly_paths().clone().unwrap_or_default())
-        .cgroups_path(cgroup_path(host, &record.name))
+        .cgroups_path(cgroup_path(daemon, &record.name))
         .resources(resources.build().map_err(e)?)
         .build()
         .map_err(e)?;
@@ -88,10 +97,10 @@ pub fn spec(record: &Record, host: &str) -> Result<Spec, BundleError> {
     Ok(spec)
 }
 
-/// Writes `bundle/config.json` for `record` on `host`.
-pub fn write_config(bundle: &Path, record: &Record, host: &str) -> Result<(), BundleError> {
+/// Writes `bundle/config.json` for `record` run by `daemon`.
+pub fn write_config(bundle: &Path, record: &Record, daemon: &str) -> Result<(), BundleError> {
     let path = bundle.join("config.json");
-    spec(record, host)?.save(&path).map_err(|e| BundleError::Spec(format!("{}: {e}", path.display())))
+    spec(record, daemon)?.save(&path).map_err(|e| BundleError::Spec(format!("{}: {e}", path.display())))
 }
 
 /// Copies the tree at `from` to `to` (which must not exist): directories, regular files
@@ -158,12 +167,15 @@ mod tests {
 
     #[test]
     fn the_spec_carries_command_env_limits_cgroup_and_name() {
-        let s = spec(&record(), "host 1").unwrap();
+        let id = daemon_id("host 1", Path::new("/var/lib/middlecon"));
+        assert!(id.starts_with("host_1-") && id.len() == "host_1-".len() + 8, "{id}");
+        assert_ne!(id, daemon_id("host 1", Path::new("/var/lib/other")));
+        let s = spec(&record(), &id).unwrap();
         let v = serde_json::to_value(&s).unwrap();
         assert_eq!(v["process"]["args"], serde_json::json!(["sleep", "60"]));
         assert!(v["process"]["env"].as_array().unwrap().iter().any(|e| e == "MODE=fast"));
         assert_eq!(v["root"]["readonly"], false);
-        assert_eq!(v["linux"]["cgroupsPath"], "/dcos/host_1/web");
+        assert_eq!(v["linux"]["cgroupsPath"], format!("/dcos/{id}/web"));
         assert_eq!(v["linux"]["resources"]["memory"]["limit"], 32 << 20);
         assert_eq!(v["linux"]["resources"]["cpu"]["quota"], 50_000);
         assert_eq!(v["annotations"][NAME_ANNOTATION], "web");

@@ -146,8 +146,10 @@ fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> Worklo
 
 /// This host's workloads.
 pub struct Workloads {
-    /// This host's name (cgroups, answers).
+    /// This host's name.
     pub host: String,
+    /// This daemon in cgroup paths ([`bundle::daemon_id`]).
+    daemon_id: String,
     state_dir: PathBuf,
     /// `<state-dir>/workloads`.
     dir: PathBuf,
@@ -172,6 +174,7 @@ impl Workloads {
         std::fs::create_dir_all(&dir).map_err(io_err(dir.display()))?;
         let w = Arc::new(Workloads {
             host: host.to_string(),
+            daemon_id: bundle::daemon_id(host, state_dir),
             state_dir: state_dir.to_path_buf(),
             dir: dir.clone(),
             default_runtime: default_runtime.to_string(),
@@ -288,7 +291,8 @@ impl Workloads {
         let rt = self.runtime(&record.runtime)?;
         let dir = self.workload_dir(&record.name);
         let bundle = dir.join("bundle");
-        bundle::write_config(&bundle, record, &self.host).map_err(|e| WorkloadError::Io(e.to_string()))?;
+        bundle::write_config(&bundle, record, &self.daemon_id)
+            .map_err(|e| WorkloadError::Io(e.to_string()))?;
         // A container of that id left behind (killed daemon, failed start) is in the way.
         rt.delete(&record.name).await.map_err(WorkloadError::Runtime)?;
         rt.run(&record.name, &bundle, &dir.join("output.log")).await.map_err(WorkloadError::Runtime)?;

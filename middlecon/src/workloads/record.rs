@@ -73,7 +73,6 @@ pub struct Record {
     pub epoch: u64,
     #[serde(default)]
     pub started_unix_ms: i64,
-    #[serde(flatten)]
     pub phase: Phase,
 }
 
