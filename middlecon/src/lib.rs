@@ -1,11 +1,14 @@
 //! middlecon, the middleware conversation between hosts: synchronous request/reply over
-//! QUIC (SPEC section 4). This build has the peer transport and the built-in `dcos.ping`;
-//! membership (SWIM), the gRPC API and workloads come next (see `docs/middlecon.md`).
+//! QUIC (SPEC section 4). This build has the peer transport, membership (SWIM), the gRPC
+//! API with access rules and the built-in `dcos.ping`; workloads come next (see
+//! `docs/middlecon.md`).
 //!
 //! Where each part lives:
 //!
 //! - [`config`]: flags and TOML merged and validated before anything binds; the identity
 //!   must be a `host` certificate of the fleet CA.
+//! - [`access`]: the `[access]` rules (service pattern -> roles), checked where a call
+//!   enters and on the host that answers it.
 //! - [`peer`]: the QUIC endpoint (server and client on one UDP socket, ALPN `middlecon/1`,
 //!   mTLS with `host` certificates), the frames of `proto/middlecon/v1/peer.proto`, the
 //!   responder ([`peer::serve`], given its endpoint and shutdown signal so tests run it
@@ -17,6 +20,7 @@
 //!   list ([`membership::Handle`]) and the built-in `dcos.members` service.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod membership;
@@ -28,7 +32,9 @@ use std::future::Future;
 
 /// The services every middlecon serves.
 pub fn builtin_services(config: &config::Config) -> peer::Services {
-    peer::Services::new().with(ping::SERVICE, ping::Ping::new(&config.name, &config.dc))
+    peer::Services::new()
+        .with(ping::SERVICE, ping::Ping::new(&config.name, &config.dc))
+        .with_access(config.access.clone())
 }
 
 /// Runs middlecon with a validated `config` on `endpoint` (from [`peer::endpoint`]) until
@@ -39,7 +45,10 @@ pub async fn run(
     api: Option<api::Listeners>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let members = membership::start(membership::Settings::from_config(&config), endpoint.clone());
+    let bound = endpoint.local_addr().unwrap_or(config.listen);
+    let api_addr = api.as_ref().and_then(|l| l.tcp.local_addr().ok());
+    let settings = membership::Settings::from_config(&config, bound, api_addr);
+    let members = membership::start(settings, endpoint.clone());
     let services = builtin_services(&config)
         .with(membership::SWIM_SERVICE, members.swim_service())
         .with(membership::SERVICE, members.members_service());
