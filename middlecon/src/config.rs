@@ -116,6 +116,7 @@ pub const DEFAULT_LISTEN: &str = "0.0.0.0:7441";
 pub const DEFAULT_PORT: u16 = 7441;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/middlecon";
 pub const DEFAULT_API: &str = "0.0.0.0:7442";
+pub const DEFAULT_API_PORT: u16 = 7442;
 pub const DEFAULT_SOCKET: &str = "/run/middlecon/api.sock";
 
 /// Parses `IP:PORT`, `[IPv6]:PORT` or a bare IP (port 7441).

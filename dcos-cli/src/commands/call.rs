@@ -1,8 +1,8 @@
 //! `dcos call HOST SERVICE [DATA]`: one request to a service on a named host, through a
 //! middlecon's gRPC API (`Messaging.Call`, mTLS with the operator's certificate).
 //!
-//! The API address is `--api ADDR` (or `DCOS_API`), else the `api` field of HOST in the
-//! inventory. The deadline is `--timeout` from now. The reply's payload goes to stdout;
+//! The API address is `--api ADDR` (or `DCOS_API`), else `--seed ADDR` (or `DCOS_SEED`),
+//! else the `api` field of HOST in the inventory ([`api_address`], shared with `dcos query`). The deadline is `--timeout` from now. The reply's payload goes to stdout;
 //! exit 0 when the outcome is `ok`, 1 for any other outcome (named on stderr), 2 for bad
 //! usage.
 
@@ -28,39 +28,70 @@ pub fn outcome_name(outcome: pb::Outcome) -> &'static str {
     }
 }
 
-fn api_address(args: &CallArgs, fleet: &FleetArgs) -> Result<SocketAddr, SetupError> {
-    let text = match (&args.api, &fleet.inventory) {
-        (Some(a), _) => a.clone(),
-        (None, Some(path)) => {
-            let hosts = crate::fleet::load_inventory(path)?;
-            let host = hosts.iter().find(|t| t.name == args.host).ok_or_else(|| {
-                SetupError::Usage(format!("{} is not in {}; give --api ADDR", args.host, path.display()))
-            })?;
-            host.api.clone().ok_or_else(|| {
-                SetupError::Usage(format!(
-                    "{} has no api address in {}; give --api ADDR",
-                    args.host,
-                    path.display()
-                ))
-            })?
-        }
-        (None, None) => {
-            return Err(SetupError::Usage(
-                "which middlecon? give --api ADDR (or DCOS_API), or --inventory with an api field".into(),
-            ))
-        }
-    };
+/// `IP[:PORT]` of a middlecon API (port 7442 if left out); `what` names the option.
+pub fn parse_api(text: &str, what: &str) -> Result<SocketAddr, SetupError> {
     if let Ok(a) = text.parse() {
         return Ok(a);
     }
     text.parse::<std::net::IpAddr>()
-        .map(|ip| SocketAddr::new(ip, 7442))
-        .map_err(|_| SetupError::Usage(format!("--api: {text:?} is not an address like 10.0.0.5:7442")))
+        .map(|ip| SocketAddr::new(ip, middlecon::config::DEFAULT_API_PORT))
+        .map_err(|_| SetupError::Usage(format!("{what}: {text:?} is not an address like 10.0.0.5:7442")))
+}
+
+/// Which middlecon API to ask: `--api` (or `DCOS_API`), else the `--seed` (a middlecon API
+/// address, or `DCOS_SEED`), else the inventory's `api` of `host` (or of its first host
+/// with one when `host` is `None`).
+pub fn api_address(
+    api: Option<&str>,
+    fleet: &FleetArgs,
+    host: Option<&str>,
+) -> Result<SocketAddr, SetupError> {
+    if let Some(a) = api {
+        return parse_api(a, "--api");
+    }
+    if let Some(seed) = &fleet.seed {
+        return parse_api(seed, "--seed");
+    }
+    let Some(path) = &fleet.inventory else {
+        return Err(SetupError::Usage(
+            "which middlecon? give --api ADDR (or DCOS_API), --seed ADDR, or --inventory with an api field"
+                .into(),
+        ));
+    };
+    let hosts = crate::fleet::load_inventory(path)?;
+    let found = match host {
+        Some(name) => {
+            let t = hosts.iter().find(|t| t.name == name).ok_or_else(|| {
+                SetupError::Usage(format!("{name} is not in {}; give --api ADDR", path.display()))
+            })?;
+            t.api.clone()
+        }
+        None => hosts.iter().find_map(|t| t.api.clone()),
+    };
+    let who = host.map(|h| h.to_string()).unwrap_or_else(|| "no host".into());
+    let text = found.ok_or_else(|| {
+        SetupError::Usage(format!("{who} has no api address in {}; give --api ADDR", path.display()))
+    })?;
+    parse_api(&text, &format!("{}: api", path.display()))
+}
+
+/// Connects to the API at `addr` with the operator's certificate; a failure is printed
+/// (`unreachable`) and becomes exit status 1.
+pub async fn connect(
+    addr: SocketAddr,
+    id: &dcos_core::tls::Identity,
+) -> Result<tonic::transport::Channel, u8> {
+    middlecon::api::connect(addr, id).await.map_err(|e| {
+        eprintln!("dcos: unreachable: cannot reach the middlecon API at {e}");
+        exit::FAILED
+    })
 }
 
 /// Runs `dcos call`; returns the exit status.
 pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &CallArgs) -> u8 {
-    let setup = (|| Ok::<_, SetupError>((api_address(args, fleet)?, identity(tls)?)))();
+    let setup = (|| {
+        Ok::<_, SetupError>((api_address(args.api.as_deref(), fleet, Some(&args.host))?, identity(tls)?))
+    })();
     let (addr, id) = match setup {
         Ok(s) => s,
         Err(e) => {
@@ -68,12 +99,9 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &CallArgs) -> u8 {
             return e.exit_status();
         }
     };
-    let channel = match middlecon::api::connect(addr, &id).await {
+    let channel = match connect(addr, &id).await {
         Ok(c) => c,
-        Err(e) => {
-            eprintln!("dcos: unreachable: cannot reach the middlecon API at {e}");
-            return exit::FAILED;
-        }
+        Err(status) => return status,
     };
     let request = pb::CallRequest {
         service: args.service.clone(),
