@@ -543,6 +543,8 @@ pub async fn serve(
                 },
                 _ = stop.wait_for(|s| *s) => break,
             };
+            // Small request/reply frames: no Nagle delay (it costs ~40 ms a call).
+            let _ = stream.set_nodelay(true);
             let acceptor = acceptor.clone();
             let conn_tx = conn_tx.clone();
             tokio::spawn(async move {
@@ -600,6 +602,7 @@ pub async fn connect(addr: SocketAddr, identity: &Identity) -> Result<tonic::tra
             let server_name = server_name.clone();
             async move {
                 let tcp = tokio::net::TcpStream::connect(addr).await?;
+                tcp.set_nodelay(true)?;
                 let tls = connector.connect(server_name, tcp).await?;
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
             }
