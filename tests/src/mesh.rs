@@ -32,6 +32,12 @@ pub fn api_addr(fleet: &Fleet, i: usize) -> SocketAddr {
 /// Starts middlecon on host `i` as `host-<i>` in dc `dc-a`, seeded with host 0, with
 /// `extra` flags (e.g. `--config FILE`, `--k2i URL`).
 pub fn start(fleet: &Fleet, pki: &Pki, i: usize, extra: &[&str]) -> HostProcess {
+    start_with(fleet, pki, i, true, extra)
+}
+
+/// As [`start`]; without `seeded`, no `--seed` (the host knows others only from `extra`,
+/// e.g. `--peer NAME=ADDR`).
+pub fn start_with(fleet: &Fleet, pki: &Pki, i: usize, seeded: bool, extra: &[&str]) -> HostProcess {
     let host = fleet.host(i);
     let tls = host.issue(pki);
     let listen = format!("{}:{PEER_PORT}", host.addr);
@@ -52,8 +58,6 @@ pub fn start(fleet: &Fleet, pki: &Pki, i: usize, extra: &[&str]) -> HostProcess 
         &host.name,
         "--dc",
         "dc-a",
-        "--seed",
-        &seed,
         "--cert",
         tls.cert.to_str().unwrap(),
         "--key",
@@ -61,6 +65,9 @@ pub fn start(fleet: &Fleet, pki: &Pki, i: usize, extra: &[&str]) -> HostProcess 
         "--ca",
         tls.ca.to_str().unwrap(),
     ];
+    if seeded {
+        args.extend(["--seed", &seed]);
+    }
     args.extend_from_slice(extra);
     fleet.spawn_daemon(i, crate::bin("middlecon"), &args).expect("middlecon starts")
 }

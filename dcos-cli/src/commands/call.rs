@@ -75,31 +75,54 @@ pub fn api_address(
     parse_api(&text, &format!("{}: api", path.display()))
 }
 
-/// Connects to the API at `addr` with the operator's certificate; a failure is printed
-/// (`unreachable`) and becomes exit status 1.
-pub async fn connect(
-    addr: SocketAddr,
-    id: &dcos_core::tls::Identity,
-) -> Result<tonic::transport::Channel, u8> {
-    middlecon::api::connect(addr, id).await.map_err(|e| {
+/// Chooses the API ([`api_address`]), loads the operator's certificate and connects. A
+/// failure is printed and becomes the exit status: 2 for bad usage, 1 when the API is
+/// unreachable (`unreachable` on stderr) or the certificate does not load.
+pub async fn open(
+    tls: &TlsArgs,
+    fleet: &FleetArgs,
+    api: Option<&str>,
+    host: Option<&str>,
+) -> Result<(SocketAddr, tonic::transport::Channel), u8> {
+    let setup = (|| Ok::<_, SetupError>((api_address(api, fleet, host)?, identity(tls)?)))();
+    let (addr, id) = setup.map_err(|e| {
+        eprintln!("dcos: {e}");
+        e.exit_status()
+    })?;
+    let channel = middlecon::api::connect(addr, &id).await.map_err(|e| {
         eprintln!("dcos: unreachable: cannot reach the middlecon API at {e}");
         exit::FAILED
-    })
+    })?;
+    Ok((addr, channel))
+}
+
+/// How long past the deadline the CLI waits for the API's answer (the way back).
+pub const GRACE: std::time::Duration = std::time::Duration::from_millis(500);
+
+/// The API's answer to `call` by `give_up`; a gRPC failure or no answer is printed and
+/// becomes exit status 1.
+pub async fn answer<T>(
+    addr: SocketAddr,
+    fleet: &FleetArgs,
+    give_up: tokio::time::Instant,
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, u8> {
+    match tokio::time::timeout_at(give_up, call).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(status)) => {
+            eprintln!("dcos: {addr}: {}: {}", status.code(), status.message());
+            Err(exit::FAILED)
+        }
+        Err(_) => {
+            eprintln!("dcos: deadline_exceeded: no answer from {addr} within {:?}", fleet.timeout);
+            Err(exit::FAILED)
+        }
+    }
 }
 
 /// Runs `dcos call`; returns the exit status.
 pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &CallArgs) -> u8 {
-    let setup = (|| {
-        Ok::<_, SetupError>((api_address(args.api.as_deref(), fleet, Some(&args.host))?, identity(tls)?))
-    })();
-    let (addr, id) = match setup {
-        Ok(s) => s,
-        Err(e) => {
-            eprintln!("dcos: {e}");
-            return e.exit_status();
-        }
-    };
-    let channel = match connect(addr, &id).await {
+    let (addr, channel) = match open(tls, fleet, args.api.as_deref(), Some(&args.host)).await {
         Ok(c) => c,
         Err(status) => return status,
     };
@@ -111,18 +134,10 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &CallArgs) -> u8 {
         payload: args.data.clone().unwrap_or_default().into_bytes(),
     };
     let mut client = pb::messaging_client::MessagingClient::new(channel);
-    // The API answers by the deadline; allow a little more for the way back.
-    let wait = fleet.timeout + std::time::Duration::from_millis(500);
-    let reply = match tokio::time::timeout(wait, client.call(request)).await {
-        Ok(Ok(r)) => r.into_inner(),
-        Ok(Err(status)) => {
-            eprintln!("dcos: {addr}: {}: {}", status.code(), status.message());
-            return exit::FAILED;
-        }
-        Err(_) => {
-            eprintln!("dcos: deadline_exceeded: no answer from {addr} within {:?}", fleet.timeout);
-            return exit::FAILED;
-        }
+    let give_up = tokio::time::Instant::now() + fleet.timeout + GRACE;
+    let reply = match answer(addr, fleet, give_up, client.call(request)).await {
+        Ok(r) => r,
+        Err(status) => return status,
     };
     let outcome = reply.outcome();
     if outcome != pb::Outcome::Ok {

@@ -13,8 +13,7 @@
 //! - Exit 0 when every reply is `ok`, 3 when some are not, 1 when none is or nobody
 //!   answered (`no_responders` on stderr), 2 for bad usage.
 
-use super::call::{api_address, connect, outcome_name};
-use super::{identity, SetupError};
+use super::call::{answer, open, outcome_name, GRACE};
 use crate::cli::{FleetArgs, Format, QueryArgs, TlsArgs};
 use crate::exit;
 use crate::fanout::HostReport;
@@ -51,18 +50,14 @@ const OUTCOME_WIDTH: usize = 17;
 
 /// Runs `dcos query`; returns the exit status.
 pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &QueryArgs) -> u8 {
-    let setup = (|| {
-        let labels = crate::fleet::parse_labels(&fleet.labels)?;
-        Ok::<_, SetupError>((api_address(args.api.as_deref(), fleet, None)?, identity(tls)?, labels))
-    })();
-    let (addr, id, labels) = match setup {
-        Ok(s) => s,
+    let labels = match crate::fleet::parse_labels(&fleet.labels) {
+        Ok(l) => l,
         Err(e) => {
             eprintln!("dcos: {e}");
-            return e.exit_status();
+            return exit::USAGE;
         }
     };
-    let channel = match connect(addr, &id).await {
+    let (addr, channel) = match open(tls, fleet, args.api.as_deref(), None).await {
         Ok(c) => c,
         Err(status) => return status,
     };
@@ -78,18 +73,11 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &QueryArgs) -> u8 {
         payload: args.data.clone().unwrap_or_default().into_bytes(),
     };
     let started = Instant::now();
-    let give_up = tokio::time::Instant::now() + fleet.timeout + Duration::from_millis(500);
+    let give_up = tokio::time::Instant::now() + fleet.timeout + GRACE;
     let mut client = pb::messaging_client::MessagingClient::new(channel);
-    let mut stream = match tokio::time::timeout_at(give_up, client.query(request)).await {
-        Ok(Ok(r)) => r.into_inner(),
-        Ok(Err(status)) => {
-            eprintln!("dcos: {addr}: {}: {}", status.code(), status.message());
-            return exit::FAILED;
-        }
-        Err(_) => {
-            eprintln!("dcos: deadline_exceeded: no answer from {addr} within {:?}", fleet.timeout);
-            return exit::FAILED;
-        }
+    let mut stream = match answer(addr, fleet, give_up, client.query(request)).await {
+        Ok(s) => s,
+        Err(status) => return status,
     };
     if fleet.output == Format::Table || fleet.output == Format::Wide {
         println!("{:<HOST_WIDTH$} {:<OUTCOME_WIDTH$} PAYLOAD", "HOST", "OUTCOME");
