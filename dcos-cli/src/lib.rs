@@ -2,10 +2,12 @@
 //!
 //! - [`cli`]: the command-line grammar (clap) and global options.
 //! - [`certs`]: `dcos certs init|issue` and `dcos tokens new`.
-//! - [`fleet`]: which hosts to ask (inventory, `--hosts`, `--dc`, `--label`).
+//! - [`fleet`]: which hosts to ask (inventory, `--hosts`, a `--seed`'s members, `--dc`,
+//!   `--label`).
 //! - [`client`]: an HTTPS client for k2i that presents the operator's certificate.
 //! - [`fanout`]: asking every host at once, one deadline, one status per host.
-//! - [`commands`]: `hosts`, `ps`, `top`, `containers`, `sysctl`.
+//! - [`commands`]: `hosts`, `ps`, `top`, `containers`, `sysctl`, and `call`, `query`
+//!   through a middlecon's gRPC API.
 //! - [`output`], [`table`]: JSON documents, NDJSON lines, `ps`-like tables, exit statuses.
 //! - [`demo`]: `dcos demo`, a throwaway local fleet.
 #![forbid(unsafe_code)]

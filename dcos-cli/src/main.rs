@@ -1,7 +1,7 @@
 //! `dcos`: thin entry point; the commands live in the `dcos_cli` library.
 
 use clap::{CommandFactory, Parser};
-use dcos_cli::cli::{Cli, Command, SysctlCommand};
+use dcos_cli::cli::{Cli, Command, FleetArgs, SysctlCommand, TlsArgs};
 use dcos_cli::commands::{self, Context};
 use dcos_cli::exit;
 use std::process::ExitCode;
@@ -22,15 +22,6 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let Cli { tls, fleet, command } = cli;
-    let fleet_command = |run: fn(Context, Command) -> u8, command: Command| -> u8 {
-        match Context::new(&tls, &fleet) {
-            Ok(ctx) => run(ctx, command),
-            Err(e) => {
-                eprintln!("dcos: {e}");
-                e.exit_status()
-            }
-        }
-    };
     let status = match command {
         Command::Certs(c) => report(dcos_cli::certs::run(c)),
         Command::Tokens(c) => report(dcos_cli::certs::run_tokens(c)),
@@ -42,22 +33,29 @@ fn main() -> ExitCode {
         Command::Man => report(
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(anyhow::Error::from),
         ),
-        Command::Call(args) => match runtime() {
-            Ok(rt) => rt.block_on(commands::call::run(&tls, &fleet, &args)),
+        other => match runtime() {
+            Ok(rt) => rt.block_on(run_online(&tls, &fleet, other)),
             Err(e) => report(Err(e)),
         },
-        other => fleet_command(run_fleet, other),
     };
     ExitCode::from(status)
 }
 
-/// Runs a command that talks to the fleet.
-fn run_fleet(ctx: Context, command: Command) -> u8 {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return report(Err(e)),
-    };
-    let result = rt.block_on(async {
+/// Runs a command that talks to middlecon or to the fleet's k2i.
+async fn run_online(tls: &TlsArgs, fleet: &FleetArgs, command: Command) -> u8 {
+    match &command {
+        Command::Call(args) => return commands::call::run(tls, fleet, args).await,
+        Command::Query(args) => return commands::query::run(tls, fleet, args).await,
+        _ => {}
+    }
+    let result = async {
+        // `dcos hosts --seed` lists membership's view; other fleet commands ask each k2i.
+        if let (Command::Hosts, Some(seed), None, None) =
+            (&command, &fleet.seed, &fleet.inventory, &fleet.hosts)
+        {
+            return commands::hosts::run_seed(tls, fleet, seed).await;
+        }
+        let ctx = Context::new(tls, fleet).await?;
         match &command {
             Command::Hosts => commands::hosts::run(&ctx).await,
             Command::Ps(args) => commands::ps::run(&ctx, args).await,
@@ -69,8 +67,8 @@ fn run_fleet(ctx: Context, command: Command) -> u8 {
             }
             _ => unreachable!("not a fleet command"),
         }
-    });
-    match result {
+    };
+    match result.await {
         Ok(status) => status,
         Err(e) => {
             eprintln!("dcos: {e}");

@@ -5,9 +5,13 @@
 //! Who may do what (SPEC section 2 roles, read from the client certificate):
 //!
 //! - `Membership.Members`: any role (`viewer`, `host`, `admin`) and local callers.
-//! - `Messaging.Call`, `Query`, `Serve`: `host`, `admin` and local callers. A `viewer`
-//!   gets `Call` answered with the outcome `permission_denied`; other methods fail with the
-//!   gRPC status `PERMISSION_DENIED`.
+//! - `Messaging.Call` and `Query`: as the `[access]` rules say ([`crate::access`]; by
+//!   default `host`, `admin` and local callers, who count as `admin`). A refused `Call` is
+//!   answered with the outcome `permission_denied` naming the rule; a refused `Query`
+//!   streams one such reply. Forwarded calls carry the caller's role for the answering
+//!   host to check again.
+//! - `Messaging.Serve`: `host`, `admin` and local callers; a `viewer` gets the gRPC status
+//!   `PERMISSION_DENIED`.
 //! - `Workloads` (`workloads::grpc`): `List` for every role; `Run`, `Stop`, `Migrate` and
 //!   `Evacuate` for `admin` and local callers.
 //!
@@ -54,8 +58,14 @@ pub struct Caller {
 }
 
 impl Caller {
-    pub(crate) fn may_message(&self) -> bool {
+    /// May this caller register services?
+    fn may_serve(&self) -> bool {
         matches!(self.role, None | Some(Role::Host) | Some(Role::Admin))
+    }
+
+    /// The role the access rules see: local callers count as admin.
+    fn role(&self) -> Role {
+        self.role.unwrap_or(Role::Admin)
     }
 
     pub(crate) fn describe(&self) -> String {
@@ -227,32 +237,15 @@ impl Api {
     }
 
     async fn local(&self, req: PeerRequest, caller: &Caller) -> pb::CallReply {
-        let who = PeerIdentity {
-            name: caller.name.clone(),
-            role: caller.role.unwrap_or(Role::Admin),
-            not_after: i64::MAX,
-        };
+        let who = PeerIdentity { name: caller.name.clone(), role: caller.role(), not_after: i64::MAX };
         from_peer(peer::respond(req, &self.services, who).await, &self.name)
     }
 
     /// Routes one call (see the module documentation).
     pub async fn route(&self, caller: &Caller, call: pb::CallRequest) -> pb::CallReply {
-        if !caller.may_message() {
-            return call_reply(
-                Outcome::PermissionDenied,
-                format!("{} may not call services (host, admin or local callers only)", caller.describe()),
-            );
-        }
-        let deadline_unix_ms = if call.deadline_unix_ms == 0 {
-            peer::unix_ms(SystemTime::now() + DEFAULT_DEADLINE)
-        } else {
-            call.deadline_unix_ms
-        };
-        let req = PeerRequest {
-            service: call.service,
-            deadline_unix_ms,
-            headers: call.headers,
-            payload: call.payload,
+        let req = match self.admit(caller, call.service, call.deadline_unix_ms, call.headers, call.payload) {
+            Ok(r) => r,
+            Err(denied) => return denied,
         };
         use pb::target::To;
         match call.target.and_then(|t| t.to) {
@@ -274,6 +267,30 @@ impl Api {
             _ if self.serves_locally(&req.service) => self.local(req, caller).await,
             _ => self.first_answer(self.others(None, &BTreeMap::new()), req).await,
         }
+    }
+
+    /// Checks the access rules for `caller` and builds the request to route: the absolute
+    /// deadline (0: [`DEFAULT_DEADLINE`] from now) and the relay headers naming the caller.
+    fn admit(
+        &self,
+        caller: &Caller,
+        service: String,
+        deadline_unix_ms: i64,
+        mut headers: BTreeMap<String, String>,
+        payload: Vec<u8>,
+    ) -> Result<PeerRequest, pb::CallReply> {
+        if let Err(denied) = self.services.access().check(&service, caller.role()) {
+            let mut reply = call_reply(Outcome::PermissionDenied, format!("{}: {denied}", caller.describe()));
+            reply.responder = self.name.clone();
+            return Err(reply);
+        }
+        let deadline_unix_ms = if deadline_unix_ms == 0 {
+            peer::unix_ms(SystemTime::now() + DEFAULT_DEADLINE)
+        } else {
+            deadline_unix_ms
+        };
+        crate::access::set_relay_headers(&mut headers, &caller.name, caller.role());
+        Ok(PeerRequest { service, deadline_unix_ms, headers, payload })
     }
 
     /// Sends `req` to the host `name` at `addr`; the absolute deadline travels with it and
@@ -344,21 +361,19 @@ impl pb::messaging_server::Messaging for Api {
 
     async fn query(&self, request: Request<pb::QueryRequest>) -> Result<Response<QueryStream>, Status> {
         let caller = caller_of(&request);
-        if !caller.may_message() {
-            return Err(Status::permission_denied(format!("{} may not query services", caller.describe())));
-        }
         let q = request.into_inner();
-        let deadline_unix_ms = if q.deadline_unix_ms == 0 {
-            peer::unix_ms(SystemTime::now() + DEFAULT_DEADLINE)
-        } else {
-            q.deadline_unix_ms
+        let (tx, rx) = mpsc::channel(16);
+        let req = match self.admit(&caller, q.service, q.deadline_unix_ms, q.headers, q.payload) {
+            Ok(r) => r,
+            Err(denied) => {
+                let _ = tx.try_send(Ok(pb::QueryReply { reply: Some(denied) }));
+                return Ok(Response::new(ReceiverStream::new(rx)));
+            }
         };
-        let req =
-            PeerRequest { service: q.service, deadline_unix_ms, headers: q.headers, payload: q.payload };
+        let deadline_unix_ms = req.deadline_unix_ms;
         let mut hosts = self.others((!q.dc.is_empty()).then_some(q.dc.as_str()), &q.labels);
         let me_matches = (q.dc.is_empty() || q.dc == self.dc)
             && q.labels.iter().all(|(k, v)| self.labels.get(k) == Some(v));
-        let (tx, rx) = mpsc::channel(16);
         let api = self.clone();
         tokio::spawn(async move {
             let mut calls = tokio::task::JoinSet::new();
@@ -411,7 +426,7 @@ impl pb::messaging_server::Messaging for Api {
         request: Request<Streaming<pb::ServeMessage>>,
     ) -> Result<Response<DeliveryStream>, Status> {
         let caller = caller_of(&request);
-        if !caller.may_message() {
+        if !caller.may_serve() {
             return Err(Status::permission_denied(format!(
                 "{} may not serve services (host, admin or local callers only)",
                 caller.describe()
@@ -482,6 +497,7 @@ impl pb::membership_server::Membership for Api {
                     } as i32,
                     // Not heard yet: -1.
                     load: m.load.unwrap_or(-1.0),
+                    version: m.version,
                 })
                 .collect(),
             None => Vec::new(),
@@ -493,6 +509,7 @@ impl pb::membership_server::Membership for Api {
                     name: self.name.clone(),
                     dc: self.dc.clone(),
                     state: pb::MemberState::Alive as i32,
+                    version: env!("CARGO_PKG_VERSION").into(),
                     ..pb::Member::default()
                 },
             );
@@ -540,6 +557,8 @@ pub async fn serve(
                 },
                 _ = stop.wait_for(|s| *s) => break,
             };
+            // Small request/reply frames: no Nagle delay (it costs ~40 ms a call).
+            let _ = stream.set_nodelay(true);
             let acceptor = acceptor.clone();
             let conn_tx = conn_tx.clone();
             tokio::spawn(async move {
@@ -597,6 +616,7 @@ pub async fn connect(addr: SocketAddr, identity: &Identity) -> Result<tonic::tra
             let server_name = server_name.clone();
             async move {
                 let tcp = tokio::net::TcpStream::connect(addr).await?;
+                tcp.set_nodelay(true)?;
                 let tls = connector.connect(server_name, tcp).await?;
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
             }

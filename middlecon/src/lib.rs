@@ -1,12 +1,14 @@
 //! middlecon, the middleware conversation between hosts: synchronous request/reply over
-//! QUIC (SPEC section 4), the fleet's membership, and the host's OCI container workloads
-//! with their migration between peers (SPEC section 5). See `docs/middlecon.md` and
-//! `docs/migration.md`.
+//! QUIC (SPEC section 4) with per-service access rules, the fleet's membership, and the
+//! host's OCI container workloads with their migration between peers (SPEC section 5). See
+//! `docs/middlecon.md` and `docs/migration.md`.
 //!
 //! Where each part lives:
 //!
 //! - [`config`]: flags and TOML merged and validated before anything binds; the identity
 //!   must be a `host` certificate of the fleet CA.
+//! - [`access`]: the `[access]` rules (service pattern -> roles), checked where a call
+//!   enters and on the host that answers it.
 //! - [`peer`]: the QUIC endpoint (server and client on one UDP socket, ALPN `middlecon/1`,
 //!   mTLS with `host` certificates), the frames of `proto/middlecon/v1/peer.proto`, the
 //!   responder ([`peer::serve`], given its endpoint and shutdown signal so tests run it
@@ -21,6 +23,7 @@
 //!   peer services; served as the `Workloads` gRPC service.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod membership;
@@ -33,7 +36,9 @@ use std::future::Future;
 
 /// The services every middlecon serves.
 pub fn builtin_services(config: &config::Config) -> peer::Services {
-    peer::Services::new().with(ping::SERVICE, ping::Ping::new(&config.name, &config.dc))
+    peer::Services::new()
+        .with(ping::SERVICE, ping::Ping::new(&config.name, &config.dc))
+        .with_access(config.access.clone())
 }
 
 /// Runs middlecon with a validated `config` on `endpoint` (from [`peer::endpoint`]) until
@@ -46,7 +51,10 @@ pub async fn run(
     workloads: Option<std::sync::Arc<workloads::Workloads>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let members = membership::start(membership::Settings::from_config(&config), endpoint.clone());
+    let bound = endpoint.local_addr().unwrap_or(config.listen);
+    let api_addr = api.as_ref().and_then(|l| l.tcp.local_addr().ok());
+    let settings = membership::Settings::from_config(&config, bound, api_addr);
+    let members = membership::start(settings, endpoint.clone());
     let services = builtin_services(&config)
         .with(membership::SWIM_SERVICE, members.swim_service())
         .with(membership::SERVICE, members.members_service());

@@ -10,13 +10,15 @@
 //!   [`PeerRequest`] and finishes; the responder writes one frame holding a [`PeerReply`].
 //!   A frame is a 4-byte big-endian length and that many bytes of protobuf
 //!   (`proto/middlecon/v1/peer.proto`).
-//! - The responder checks the absolute deadline before running anything, answers
-//!   `no_responders` at once for a service it does not serve, bounds the service by the
-//!   deadline, and drops (cancels) it if the caller resets the stream.
+//! - The responder checks the absolute deadline and the access rules ([`crate::access`];
+//!   a forwarded call is checked with the role its entry host relays) before running
+//!   anything, answers `no_responders` at once for a service it does not serve, bounds
+//!   the service by the deadline, and drops (cancels) it if the caller resets the stream.
 //! - [`Client`] keeps one connection per peer address and re-dials a closed one.
 //! - Bulk transfers (a migrating workload's files) use a stream of their own: the request
 //!   frame is followed by data that a [`BulkService`] reads itself ([`Client::open_bulk`]).
 
+use crate::access::{self, Access};
 use dcos_core::tls::{peer_identity, Identity, PeerIdentity};
 use dcos_core::Role;
 use prost::Message;
@@ -45,6 +47,8 @@ pub const CLOSE_PERMISSION_DENIED: u32 = 1;
 const REPLY_GRACE: Duration = Duration::from_millis(100);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 const KEEP_ALIVE: Duration = Duration::from_secs(4);
+/// Calls in flight at once on one peer connection.
+const MAX_STREAMS: u32 = 4096;
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms(t: SystemTime) -> i64 {
@@ -69,6 +73,9 @@ fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("idle timeout fits a VarInt")));
     t.keep_alive_interval(Some(KEEP_ALIVE));
+    // Calls each take a stream: room for more than a Serve stream holds in flight, so a
+    // flood meets `resource_exhausted` from the registry instead of waiting for credit.
+    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
     Arc::new(t)
 }
 
@@ -156,6 +163,7 @@ pub struct Services {
     by_name: HashMap<String, Arc<dyn Service>>,
     bulk: HashMap<String, Arc<dyn BulkService>>,
     dynamic: Option<Arc<dyn Dispatch>>,
+    access: Arc<Access>,
 }
 
 impl Services {
@@ -175,6 +183,16 @@ impl Services {
 
     pub fn get(&self, name: &str) -> Option<Arc<dyn Service>> {
         self.by_name.get(name).cloned()
+    }
+
+    /// Calls are checked against `access` (the default rules without it).
+    pub fn with_access(mut self, access: Access) -> Services {
+        self.access = Arc::new(access);
+        self
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     /// Asks `dynamic` for any name not among the fixed services.
@@ -307,6 +325,7 @@ async fn stream(mut send: SendStream, mut recv: RecvStream, services: Arc<Servic
         Ok(req) => {
             // Nothing more is expected on this stream.
             let _ = recv.stop(VarInt::from_u32(0));
+            let caller = access::relayed_caller(&req.headers, &caller);
             answer(req, &services, caller, &send).await
         }
         Err(FrameError::TooLarge(n)) => {
@@ -387,6 +406,9 @@ pub async fn respond(req: PeerRequest, services: &Services, caller: PeerIdentity
             )
         }
     };
+    if let Err(denied) = services.access.check(&req.service, caller.role) {
+        return reply(Outcome::PermissionDenied, denied.0);
+    }
     if req.payload.len() > MAX_PAYLOAD {
         return reply(
             Outcome::ResourceExhausted,
