@@ -197,9 +197,13 @@ impl Fleet {
     /// with [`HostProcess::line`]), stderr goes to a log ([`HostProcess::stderr`]).
     pub fn spawn(&self, i: usize, program: impl AsRef<Path>, args: &[&str]) -> Result<HostProcess> {
         let mut wrapper = Command::new("ip");
-        wrapper
-            .args(["netns", "exec", &self.hosts[i].netns])
-            .args(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]);
+        wrapper.args(["netns", "exec", &self.hosts[i].netns]).args([
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+        ]);
         self.start(i, wrapper, program.as_ref(), args)
     }
 
@@ -234,9 +238,14 @@ impl Fleet {
             return Ok(pid);
         }
         let mut wrapper = Command::new("nsenter");
-        wrapper
-            .arg(format!("--net=/run/netns/{}", host.netns))
-            .args(["--", "unshare", "--pid", "--fork", "--mount-proc", "--kill-child"]);
+        wrapper.arg(format!("--net=/run/netns/{}", host.netns)).args([
+            "--",
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+        ]);
         let mut init = self.start(i, wrapper, &crate::bin(HOST_INIT), &[])?;
         // It blocks its signals before saying so: from then on a SIGTERM is not lost.
         if init.line(Duration::from_secs(10)).as_deref() != Some("ready") {
@@ -366,7 +375,11 @@ impl Fleet {
         let name = program.file_name().unwrap_or_default().to_string_lossy();
         let n = self.spawned.fetch_add(1, Ordering::Relaxed);
         let stderr_log = self.logs.path().join(format!("{n}-{}-{name}.stderr", host.name));
-        cmd.arg(program).args(args).stdin(Stdio::null()).stdout(Stdio::piped()).stderr(File::create(&stderr_log)?);
+        cmd.arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .stdout(Stdio::piped())
+            .stderr(File::create(&stderr_log)?);
         // Registered under the lock so that a concurrent teardown cannot miss it.
         let mut running = lock(&self.running);
         let mut child =
@@ -404,9 +417,10 @@ impl Fleet {
         let host = &self.hosts[i];
         let listen = format!("{}:{K2I_PORT}", host.addr);
         let (cert, key, ca) = (path_str(&tls.cert)?, path_str(&tls.key)?, path_str(&tls.ca)?);
-        let mut args: Vec<String> = ["--listen", &listen, "--name", &host.name, "--cert", cert, "--key", key, "--ca", ca]
-            .map(String::from)
-            .to_vec();
+        let mut args: Vec<String> =
+            ["--listen", &listen, "--name", &host.name, "--cert", cert, "--key", key, "--ca", ca]
+                .map(String::from)
+                .to_vec();
         args.extend(extra_args.iter().map(|a| a.to_string()));
         Ok(args)
     }
@@ -674,7 +688,9 @@ impl Drop for Tmpfs {
             .output();
         match out {
             Ok(o) if o.status.success() => {}
-            Ok(o) => eprintln!("unmounting {}: {}", self.path.display(), String::from_utf8_lossy(&o.stderr).trim()),
+            Ok(o) => {
+                eprintln!("unmounting {}: {}", self.path.display(), String::from_utf8_lossy(&o.stderr).trim())
+            }
             Err(e) => eprintln!("unmounting {}: {e}", self.path.display()),
         }
     }

@@ -540,7 +540,8 @@ fn a_host_tmpfs_has_its_size_and_fills_up() {
     assert!(!mounted_on(1), "host-1 has no such disk");
 
     // 2 MiB do not fit in 1 MiB, whoever writes them.
-    let dd = fleet.exec_on(0, "dd", &["if=/dev/zero", &format!("of={path}/fill"), "bs=64K", "count=32"]).unwrap();
+    let dd =
+        fleet.exec_on(0, "dd", &["if=/dev/zero", &format!("of={path}/fill"), "bs=64K", "count=32"]).unwrap();
     assert!(!dd.status.success());
     assert!(String::from_utf8_lossy(&dd.stderr).contains("No space left on device"), "{dd:?}");
     let err = std::fs::write(disk.outside().join("more"), [0u8; 8192]).unwrap_err();
