@@ -277,14 +277,23 @@ fn teardown_leaves_nothing_behind_even_after_a_panic() {
         let mut p = fleet.spawn(1, "sleep", &["600"]).unwrap();
         let init = wait_init_pid(&mut p);
         fleet.blackhole(1).unwrap();
-        *seen.lock().unwrap() = Some((Footprint::of(&fleet), init, p.wrapper_pid()));
+        // A booted host with a program and a disk, as a workload test would leave it.
+        let disk_dir = tempfile::tempdir().unwrap();
+        let disk = fleet.tmpfs_on(0, disk_dir.path(), 1 << 16).unwrap();
+        let mut on0 = fleet.spawn_on(0, "sleep", &["600"]).unwrap();
+        let booted = (fleet.host_init_pid(0).unwrap(), wait_init_pid(&mut on0));
+        std::mem::forget(disk); // left mounted: it goes with the host
+        *seen.lock().unwrap() = Some((Footprint::of(&fleet), init, p.wrapper_pid(), booted));
         panic!("the test body fails with a fleet up");
     }));
     assert!(result.is_err());
-    let (footprint, init, wrapper) = seen.lock().unwrap().clone().expect("the fleet was built");
+    let (footprint, init, wrapper, (host_init, on0)) =
+        seen.lock().unwrap().clone().expect("the fleet was built");
     footprint.assert_gone();
     assert!(!alive(init), "the sleep on host-1 survived its fleet");
     assert!(!std::path::Path::new(&format!("/proc/{wrapper}")).exists(), "the wrapper was not reaped");
+    assert!(!alive(host_init), "host-0's init survived its fleet");
+    assert!(!alive(on0), "the sleep inside host-0 survived its fleet");
 }
 
 /// Not a test on its own: run by [`a_killed_test_leaves_leftovers_the_next_fleet_removes`] as
@@ -298,7 +307,10 @@ fn fleet_owner_killed_by_its_parent() {
     let fleet = Fleet::new(2).expect("fleet");
     let mut p = fleet.spawn(1, "sleep", &["600"]).unwrap();
     let init = wait_init_pid(&mut p);
-    println!("FLEET {} {init}", fleet.index);
+    let mut on0 = fleet.spawn_on(0, "sleep", &["600"]).unwrap();
+    let on0 = wait_init_pid(&mut on0);
+    let host_init = fleet.host_init_pid(0).unwrap();
+    println!("FLEET {} {init} {host_init} {on0}", fleet.index);
     std::thread::sleep(Duration::from_secs(60));
 }
 
@@ -319,13 +331,15 @@ fn a_killed_test_leaves_leftovers_the_next_fleet_removes() {
     let mut words = report.split_whitespace().skip(1);
     let index: u32 = words.next().unwrap().parse().unwrap();
     let init: u32 = words.next().unwrap().parse().unwrap();
+    let host_init: u32 = words.next().unwrap().parse().unwrap();
+    let on0: u32 = words.next().unwrap().parse().unwrap();
     let stale = Footprint {
         netns: vec![format!("dcf{index}-h0"), format!("dcf{index}-h1")],
         links: vec![format!("dcf{index}v0"), format!("dcf{index}v1"), format!("dcf{index}br")],
         lock: std::path::Path::new(LOCK_DIR).join(index.to_string()),
     };
     stale.assert_present();
-    assert!(alive(init));
+    assert!(alive(init) && alive(host_init) && alive(on0));
     // SIGKILL: no destructor runs. (Not checked here that the leftovers are still there:
     // any test starting a fleet from now on may already remove them.)
     owner.kill().unwrap();
@@ -345,6 +359,8 @@ fn a_killed_test_leaves_leftovers_the_next_fleet_removes() {
         stale.assert_gone();
     }
     assert!(!alive(init), "the killed test's sleep was not killed");
+    assert!(!alive(host_init), "the killed test's host init was not killed");
+    assert!(!alive(on0), "the sleep inside the killed test's host was not killed");
 }
 
 /// `pid`'s start time (clock ticks since boot), to tell it from a later process reusing the pid.
@@ -439,6 +455,10 @@ fn a_killed_programs_orphan_stays_on_the_host_until_the_host_dies() {
     let stat = String::from_utf8_lossy(&stat.stdout);
     let host_ppid = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap();
     assert_eq!(host_ppid, "1", "inside the host its parent is pid 1: {stat}");
+
+    let err = fleet.spawn_daemon_on(0, "/nonexistent/daemon", &[]).err().expect("no such program");
+    assert!(format!("{err:#}").contains("/nonexistent/daemon"), "{err:#}");
+    assert!(still_runs(orphan, started), "a failed start disturbs nothing");
 
     fleet.kill_host(0);
     assert!(!still_runs(orphan, started), "kill_host leaves the orphan running");
@@ -550,4 +570,21 @@ fn a_host_tmpfs_has_its_size_and_fills_up() {
 
     drop(disk);
     assert!(!mounted_on(0), "unmounted when dropped");
+}
+
+#[test]
+fn sigterm_to_a_hosts_init_shuts_the_host_down() {
+    let fleet = Fleet::new(1).expect("fleet");
+    let mut sleep = fleet.spawn_on(0, "sleep", &["600"]).expect("sleep on host-0");
+    let sleep_pid = wait_init_pid(&mut sleep);
+    let init = fleet.host_init_pid(0).unwrap();
+    let pid = nix::unistd::Pid::from_raw(init as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let start = Instant::now();
+    while fleet.host_init_pid(0).is_some() {
+        assert!(start.elapsed() < T, "host-0's init ignores SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!alive(sleep_pid), "the host's programs die with its init");
+    assert!(!sleep.is_running());
 }
