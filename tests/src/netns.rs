@@ -847,9 +847,16 @@ fn kill_wrappers(wrappers: &[u32]) {
     }
 }
 
-/// SIGKILLs everything left in network namespace `ns`, until it is empty (2 s at most).
+/// SIGKILLs everything left in network namespace `ns` and waits until every process it
+/// signalled is gone (2 s at most). Processes whose parent is in the namespace too (PID
+/// namespace inits, programs under an `nsenter`) are killed first and alone, so that their
+/// parents are alive to reap them: killed together, a host's program whose `nsenter` died
+/// first would be left to the machine's init to reap, and the host's init, which cannot
+/// finish dying before every process of its PID namespace is reaped, would linger (out of
+/// the network namespace already, so no longer listed by `ip netns pids`).
 fn kill_netns_processes(ns: &str) {
     let deadline = Instant::now() + Duration::from_secs(2);
+    let mut signalled = BTreeSet::new();
     loop {
         let pids: Vec<u32> = Command::new("ip")
             .args(["netns", "pids", ns])
@@ -858,17 +865,25 @@ fn kill_netns_processes(ns: &str) {
                 String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()
             })
             .unwrap_or_default();
-        if pids.is_empty() || Instant::now() > deadline {
+        signalled.retain(|&p| runs(p));
+        if (pids.is_empty() && signalled.is_empty()) || Instant::now() > deadline {
             return;
         }
-        // Namespace inits first, so their wrappers (if alive) can reap them.
-        let mut ordered: Vec<u32> = pids.iter().copied().filter(|p| pids.contains(&ppid(*p))).collect();
-        ordered.extend(pids.iter().copied().filter(|p| !pids.contains(&ppid(*p))));
-        for p in ordered {
+        let inner: Vec<u32> = pids.iter().copied().filter(|p| pids.contains(&ppid(*p))).collect();
+        for p in if inner.is_empty() { pids } else { inner } {
             signal_kill(p);
+            signalled.insert(p);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Whether `pid` exists and has not ended (a zombie has).
+fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next()?.split_whitespace().next().map(|st| !matches!(st, "Z" | "X")))
+        .unwrap_or(false)
 }
 
 /// Whether our child `pid` has exited, without reaping it.
