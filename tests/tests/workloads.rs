@@ -333,6 +333,8 @@ async fn two_migrations_of_one_workload_at_once_one_wins_the_other_is_a_conflict
     let progress = rest_of(first).await;
     let last = progress.last().unwrap();
     assert!(last.done && last.error.is_empty(), "the first one completes: {last:?}");
+    // --bwlimit held: 16 MiB at 16 MiB/s takes about a second.
+    assert!(last.phase_ms["copy"] >= 800, "the copy respected the bandwidth limit: {last:?}");
     assert!(running(&mesh.list(1).await, "web"));
     assert!(mesh.list(0).await.is_empty() && mesh.list(2).await.is_empty(), "one copy, on host 1");
 }
@@ -444,4 +446,116 @@ async fn evacuating_a_host_with_five_workloads_moves_all_of_them_to_two_peers() 
         let host = if on1.contains(w) { 1 } else { 2 };
         assert_eq!(mesh.file_in(host, &w.name, "id").as_deref(), Some(&*format!("{}\n", &w.name[1..])));
     }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_environment_reach_the_container_and_a_restart_re_adopts_it() {
+    let mut mesh = Mesh::new(1);
+    let req = pb::RunRequest {
+        name: "lim".into(),
+        rootfs: mesh.rootfs.to_str().unwrap().into(),
+        command: vec!["sh".into(), "-c".into(), "echo $MODE > /env; exec sleep 3600".into()],
+        memory_bytes: 64 << 20,
+        cpus: 0.5,
+        env: [("MODE".to_string(), "fast".to_string())].into(),
+        ..Default::default()
+    };
+    let w = mesh.client(0).await.run(req).await.expect("Run").into_inner().workload.unwrap();
+    dcos_tests::eventually(Duration::from_secs(5), "the environment inside", || async {
+        (mesh.file_in(0, "lim", "env").as_deref() == Some("fast\n")).then_some(())
+    })
+    .await;
+    let daemon = middlecon::workloads::bundle::daemon_id("host-0", &mesh.state_dir(0));
+    let cg = |ctrl: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctrl}/dcos/{daemon}/lim/{file}")).unwrap()
+    };
+    assert_eq!(cg("memory", "memory.limit_in_bytes").trim(), (64u64 << 20).to_string());
+    assert_eq!(cg("cpu", "cpu.cfs_quota_us").trim(), "50000");
+    assert_eq!(cg("cpu", "cpu.cfs_period_us").trim(), "100000");
+    // The daemon dies (SIGKILL) and comes back: the container ran on and is adopted again.
+    mesh.daemons[0].take().unwrap().kill();
+    mesh.daemons[0] = Some(mesh.start(0));
+    let list = mesh.list(0).await;
+    assert!(running(&list, "lim"), "{list:?}");
+    assert_eq!(list[0].pid, w.pid, "the same process, not a new one");
+    assert_eq!((list[0].memory_bytes, list[0].cpus), (64 << 20, 0.5));
+    // Stop removes it, and its cgroup with it.
+    let stopped = mesh.client(0).await.stop(pb::StopRequest { name: "lim".into() }).await.expect("Stop");
+    assert_eq!(stopped.into_inner().workload.unwrap().status, "stopped");
+    assert!(mesh.list(0).await.is_empty());
+    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/dcos/{daemon}/lim")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_distinct_statuses_and_change_nothing() {
+    let mesh = Mesh::new(2);
+    let mut c = mesh.client(0).await;
+    let rootfs = mesh.rootfs.to_str().unwrap().to_string();
+    let run = |name: &str, rootfs: &str, runtime: &str, command: &[&str]| pb::RunRequest {
+        name: name.into(),
+        rootfs: rootfs.into(),
+        runtime: runtime.into(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            run("bad/name", &rootfs, "", &["sleep", "1"]),
+            tonic::Code::InvalidArgument,
+            "invalid: workload name",
+        ),
+        (run("x", &rootfs, "", &[]), tonic::Code::InvalidArgument, "invalid: a command is required"),
+        (run("x", "relative", "", &["sleep", "1"]), tonic::Code::InvalidArgument, "invalid: rootfs"),
+        (run("x", &rootfs, "nosuchruntime", &["sleep", "1"]), tonic::Code::FailedPrecondition, "no_runtime"),
+    ];
+    for (req, code, prefix) in cases {
+        let e = c.run(req).await.expect_err("refused");
+        assert_eq!(e.code(), code, "{e:?}");
+        assert!(e.message().starts_with(prefix), "{prefix}: {}", e.message());
+    }
+    c.run(run("web", &rootfs, "", &["sleep", "3600"])).await.expect("Run");
+    let e = c.run(run("web", &rootfs, "", &["sleep", "1"])).await.expect_err("the name is taken");
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e:?}");
+    // crun is chosen per workload: where Debian's crun refuses this machine's cgroups, the
+    // runtime's own reason comes back, and nothing is left behind.
+    if let Err(e) = c.run(run("c1", &rootfs, "crun", &["sleep", "3600"])).await {
+        assert_eq!(e.code(), tonic::Code::Internal, "{e:?}");
+        assert!(e.message().contains("crun run c1 failed"), "{}", e.message());
+        assert!(!mesh.state_dir(0).join("workloads/c1").exists());
+    } else {
+        let l = mesh.list(0).await;
+        assert!(l.iter().any(|w| w.name == "c1" && w.runtime == "crun" && w.status == "running"), "{l:?}");
+    }
+    let e = c.stop(pb::StopRequest { name: "nope".into() }).await.expect_err("unknown");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    let live = pb::MigrateRequest {
+        name: "web".into(),
+        to: "host-1".into(),
+        mode: pb::MigrateMode::Live as i32,
+        bwlimit: 0,
+    };
+    let e = c.migrate(live).await.expect_err("live is refused here");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(
+        e.message().contains("live migration is not available") && e.message().contains("criu"),
+        "{}",
+        e.message()
+    );
+    let to_self = pb::MigrateRequest { name: "web".into(), to: "host-0".into(), ..Default::default() };
+    assert_eq!(c.migrate(to_self).await.expect_err("to itself").code(), tonic::Code::InvalidArgument);
+    let nowhere = pb::MigrateRequest { name: "web".into(), to: "host-9".into(), ..Default::default() };
+    assert_eq!(c.migrate(nowhere).await.expect_err("unknown host").code(), tonic::Code::Unavailable);
+    assert!(running(&mesh.list(0).await, "web"), "still running after every refusal");
+    // A viewer may list but not run.
+    let viewer = Identity::load(&mesh.pki.issue("grafana", dcos_core::Role::Viewer)).unwrap();
+    let ch = middlecon::api::connect(SocketAddr::new(mesh.fleet.host(0).addr.into(), API_PORT), &viewer)
+        .await
+        .unwrap();
+    let mut v = WorkloadsClient::new(ch);
+    assert_eq!(
+        v.list(pb::ListRequest {}).await.expect("List").into_inner().workloads.len(),
+        mesh.list(0).await.len()
+    );
+    let e = v.run(run("v", &rootfs, "", &["sleep", "1"])).await.expect_err("viewer");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
 }
