@@ -559,3 +559,35 @@ async fn bad_requests_get_distinct_statuses_and_change_nothing() {
     let e = v.run(run("v", &rootfs, "", &["sleep", "1"])).await.expect_err("viewer");
     assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_target_killed_while_starting_leaves_exactly_one_copy_once_settled() {
+    let mut mesh = Mesh::new(2);
+    mesh.add_state(1);
+    mesh.run(0, "web", "exec sleep 3600").await;
+    let mut stream = mesh.start_migration(0, "web", 1, 0).await.expect("Migrate starts");
+    loop {
+        let m = stream.message().await.expect("stream").expect("a message before the end");
+        if m.phase == "start" {
+            break;
+        }
+        assert!(!m.done, "ended before the start: {m:?}");
+    }
+    // The target dies around the start: before, during or after it; the source cannot
+    // tell which, so it stays frozen until the restarted target settles the question.
+    mesh.daemons[1].take().unwrap().kill();
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    mesh.daemons[1] = Some(mesh.start(1));
+    let last = rest_of(stream).await.pop().expect("a last message");
+    assert!(last.done, "{last:?}");
+    let (w0, w1) = dcos_tests::eventually(Duration::from_secs(30), "the migration to settle", || async {
+        let (a, b) = (mesh.list(0).await, mesh.list(1).await);
+        let settled = a.iter().chain(&b).all(|w| w.status == "running");
+        settled.then_some((a, b))
+    })
+    .await;
+    assert_eq!(w0.len() + w1.len(), 1, "exactly one copy in the fleet: {w0:?} {w1:?} (last: {last:?})");
+    if last.error.is_empty() {
+        assert_eq!(w1.len(), 1, "a migration reported done runs on the target");
+    }
+}
