@@ -377,7 +377,20 @@ async fn receive_bulk(
     let name = req.service.clone();
     let request =
         Request { caller, service: req.service, deadline, headers: req.headers, payload: req.payload };
-    match tokio::time::timeout(left, service.receive(request, body)).await {
+    service_reply(&name, tokio::time::timeout(left, service.receive(request, body)).await)
+}
+
+/// The reply for what a service did within its deadline: its answer (if within the payload
+/// limit), its own error as `app_error`, or `deadline_exceeded`.
+fn service_reply(
+    name: &str,
+    done: Result<Result<Response, String>, tokio::time::error::Elapsed>,
+) -> PeerReply {
+    match done {
+        Ok(Ok(resp)) if resp.payload.len() > MAX_PAYLOAD => reply(
+            Outcome::ResourceExhausted,
+            format!("{name} answered {} bytes, over the {MAX_PAYLOAD}-byte limit", resp.payload.len()),
+        ),
         Ok(Ok(resp)) => PeerReply {
             outcome: Outcome::Ok as i32,
             message: String::new(),
@@ -385,7 +398,7 @@ async fn receive_bulk(
             payload: resp.payload,
         },
         Ok(Err(message)) => reply(Outcome::AppError, message),
-        Err(_) => reply(Outcome::DeadlineExceeded, format!("{name} did not finish before the deadline")),
+        Err(_) => reply(Outcome::DeadlineExceeded, format!("{name} did not answer before the deadline")),
     }
 }
 
@@ -429,20 +442,7 @@ pub async fn respond(req: PeerRequest, services: &Services, caller: PeerIdentity
             None => return reply(Outcome::NoResponders, format!("no service {name:?} on this host")),
         },
     };
-    match tokio::time::timeout(left, call).await {
-        Ok(Ok(resp)) if resp.payload.len() > MAX_PAYLOAD => reply(
-            Outcome::ResourceExhausted,
-            format!("{name} answered {} bytes, over the {MAX_PAYLOAD}-byte limit", resp.payload.len()),
-        ),
-        Ok(Ok(resp)) => PeerReply {
-            outcome: Outcome::Ok as i32,
-            message: String::new(),
-            headers: resp.headers,
-            payload: resp.payload,
-        },
-        Ok(Err(message)) => reply(Outcome::AppError, message),
-        Err(_) => reply(Outcome::DeadlineExceeded, format!("{name} did not answer before the deadline")),
-    }
+    service_reply(&name, tokio::time::timeout(left, call).await)
 }
 
 // ---------------------------------------------------------------------------------------
