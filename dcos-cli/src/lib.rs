@@ -5,11 +5,16 @@
 //! - [`fleet`]: which hosts to ask (inventory, `--hosts`, `--dc`, `--label`).
 //! - [`client`]: an HTTPS client for k2i that presents the operator's certificate.
 //! - [`fanout`]: asking every host at once, one deadline, one status per host.
-//! - [`commands`]: `hosts`, `ps`, `top`, `containers`, `sysctl`.
+//! - [`commands`]: `hosts`, `ps`, `top`, `containers`, `sysctl`, `call`, and the workload
+//!   commands `run`, `workloads`, `stop`, `migrate`, `evacuate`.
+//! - [`api`]: reaching a middlecon's gRPC API (`--api` or the inventory's `api`).
+//! - [`workload`]: what the workload commands share (unary calls, fleet-wide `List`, rows).
+//! - [`migration`]: following a migration's progress stream, bars, summaries.
 //! - [`output`], [`table`]: JSON documents, NDJSON lines, `ps`-like tables, exit statuses.
 //! - [`demo`]: `dcos demo`, a throwaway local fleet.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod certs;
 pub mod cli;
 pub mod client;
@@ -17,8 +22,10 @@ pub mod commands;
 pub mod demo;
 pub mod fanout;
 pub mod fleet;
+pub mod migration;
 pub mod output;
 pub mod table;
+pub mod workload;
 
 /// Exit statuses of SPEC section 6.
 pub mod exit {

@@ -1,7 +1,7 @@
 //! `dcos`: thin entry point; the commands live in the `dcos_cli` library.
 
 use clap::{CommandFactory, Parser};
-use dcos_cli::cli::{Cli, Command, SysctlCommand};
+use dcos_cli::cli::{Cli, Command, FleetArgs, SysctlCommand, TlsArgs};
 use dcos_cli::commands::{self, Context};
 use dcos_cli::exit;
 use std::process::ExitCode;
@@ -46,6 +46,11 @@ fn main() -> ExitCode {
             Ok(rt) => rt.block_on(commands::call::run(&tls, &fleet, &args)),
             Err(e) => report(Err(e)),
         },
+        Command::Run(_)
+        | Command::Workloads(_)
+        | Command::Stop(_)
+        | Command::Migrate(_)
+        | Command::Evacuate(_) => run_workload(&tls, &fleet, &command),
         other => fleet_command(run_fleet, other),
     };
     ExitCode::from(status)
@@ -68,6 +73,31 @@ fn run_fleet(ctx: Context, command: Command) -> u8 {
                 commands::sysctl::set(&ctx, assignment, host).await
             }
             _ => unreachable!("not a fleet command"),
+        }
+    });
+    match result {
+        Ok(status) => status,
+        Err(e) => {
+            eprintln!("dcos: {e}");
+            e.exit_status()
+        }
+    }
+}
+
+/// Runs a workload command (middlecon's `Workloads` API).
+fn run_workload(tls: &TlsArgs, fleet: &FleetArgs, command: &Command) -> u8 {
+    let rt = match runtime() {
+        Ok(rt) => rt,
+        Err(e) => return report(Err(e)),
+    };
+    let result = rt.block_on(async {
+        match command {
+            Command::Run(args) => commands::run::run(tls, fleet, args).await,
+            Command::Workloads(args) => commands::workloads::run(tls, fleet, args).await,
+            Command::Stop(args) => commands::stop::run(tls, fleet, args).await,
+            Command::Migrate(args) => commands::migrate::run(tls, fleet, args).await,
+            Command::Evacuate(args) => commands::evacuate::run(tls, fleet, args).await,
+            _ => unreachable!("not a workload command"),
         }
     });
     match result {

@@ -11,7 +11,6 @@ use crate::commands::{identity, SetupError};
 use crate::exit;
 use dcos_proto::v1 as pb;
 use std::io::Write;
-use std::net::SocketAddr;
 use std::time::SystemTime;
 
 /// The SPEC name of an outcome (`ok`, `no_responders`, ...).
@@ -28,39 +27,10 @@ pub fn outcome_name(outcome: pb::Outcome) -> &'static str {
     }
 }
 
-fn api_address(args: &CallArgs, fleet: &FleetArgs) -> Result<SocketAddr, SetupError> {
-    let text = match (&args.api, &fleet.inventory) {
-        (Some(a), _) => a.clone(),
-        (None, Some(path)) => {
-            let hosts = crate::fleet::load_inventory(path)?;
-            let host = hosts.iter().find(|t| t.name == args.host).ok_or_else(|| {
-                SetupError::Usage(format!("{} is not in {}; give --api ADDR", args.host, path.display()))
-            })?;
-            host.api.clone().ok_or_else(|| {
-                SetupError::Usage(format!(
-                    "{} has no api address in {}; give --api ADDR",
-                    args.host,
-                    path.display()
-                ))
-            })?
-        }
-        (None, None) => {
-            return Err(SetupError::Usage(
-                "which middlecon? give --api ADDR (or DCOS_API), or --inventory with an api field".into(),
-            ))
-        }
-    };
-    if let Ok(a) = text.parse() {
-        return Ok(a);
-    }
-    text.parse::<std::net::IpAddr>()
-        .map(|ip| SocketAddr::new(ip, 7442))
-        .map_err(|_| SetupError::Usage(format!("--api: {text:?} is not an address like 10.0.0.5:7442")))
-}
-
 /// Runs `dcos call`; returns the exit status.
 pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &CallArgs) -> u8 {
-    let setup = (|| Ok::<_, SetupError>((api_address(args, fleet)?, identity(tls)?)))();
+    let setup =
+        (|| Ok::<_, SetupError>((crate::api::host(&args.host, fleet, &args.api)?.addr, identity(tls)?)))();
     let (addr, id) = match setup {
         Ok(s) => s,
         Err(e) => {
@@ -68,10 +38,10 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &CallArgs) -> u8 {
             return e.exit_status();
         }
     };
-    let channel = match middlecon::api::connect(addr, &id).await {
+    let channel = match crate::api::connect(addr, &id).await {
         Ok(c) => c,
         Err(e) => {
-            eprintln!("dcos: unreachable: cannot reach the middlecon API at {e}");
+            eprintln!("dcos: unreachable: {}", e.message);
             return exit::FAILED;
         }
     };

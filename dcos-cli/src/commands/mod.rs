@@ -1,12 +1,20 @@
-//! The fleet commands: each asks the selected hosts through [`crate::fanout`] and prints
-//! through [`crate::output`]. [`Context`] is what every command starts from.
+//! The commands that talk to hosts. The k2i ones (`hosts`, `ps`, `top`, `containers`,
+//! `sysctl`) ask the selected hosts through [`crate::fanout`] and print through
+//! [`crate::output`], starting from a [`Context`]; `call` and the workload commands (`run`,
+//! `workloads`, `stop`, `migrate`, `evacuate`, on [`crate::workload`]) talk to middlecon's
+//! gRPC API.
 
 pub mod call;
 pub mod containers;
+pub mod evacuate;
 pub mod hosts;
+pub mod migrate;
 pub mod ps;
+pub mod run;
+pub mod stop;
 pub mod sysctl;
 pub mod top;
+pub mod workloads;
 
 use crate::cli::{FleetArgs, Format, TlsArgs};
 use crate::client::K2iClient;
