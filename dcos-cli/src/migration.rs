@@ -194,8 +194,10 @@ impl Tracker {
                     m.fail("interrupted", format!("{}: {}{last}", code_word(s.code()), s.message()))
                 }
             }
-            m.phase = "failed".into();
-            self.display.show(m);
+            if m.heard {
+                m.phase = "failed".into();
+                self.display.show(m);
+            }
         }
         self.display.clear();
         self.migrations
@@ -247,8 +249,14 @@ pub fn mode(m: Mode) -> i32 {
 
 /// Where progress goes: bars on a terminal, lines otherwise (both on stderr).
 pub enum Display {
-    Bars { multi: MultiProgress, bars: HashMap<String, ProgressBar> },
-    Lines { shown: HashMap<String, String> },
+    /// Each workload's bar and its prefix (`web -> h1`).
+    Bars {
+        multi: MultiProgress,
+        bars: HashMap<String, (ProgressBar, String)>,
+    },
+    Lines {
+        shown: HashMap<String, String>,
+    },
 }
 
 impl Display {
@@ -270,12 +278,15 @@ impl Display {
                 }
             }
             Display::Bars { multi, bars } => {
-                let bar = bars.entry(m.workload.clone()).or_insert_with(|| {
+                if !bars.contains_key(&m.workload) {
                     let bar = multi.add(ProgressBar::new(0));
                     bar.set_style(bar_style());
-                    bar.set_prefix(format!("{} -> {}", m.workload, m.to));
-                    bar
-                });
+                    bars.insert(m.workload.clone(), (bar, format!("{} -> {}", m.workload, m.to)));
+                    // One width for every prefix, so the bars line up.
+                    let width = bars.values().map(|(_, p)| p.chars().count()).max().unwrap_or(0);
+                    bars.values().for_each(|(b, p)| b.set_prefix(format!("{p:<width$}")));
+                }
+                let Some((bar, _)) = bars.get(&m.workload) else { return };
                 bar.set_length(m.bytes_total.max(m.bytes_sent));
                 bar.set_position(m.bytes_sent);
                 match (m.status, &m.error_code) {
@@ -362,6 +373,10 @@ pub fn summary(m: &Migration) -> String {
             m.error.as_deref().unwrap_or("")
         )
     };
+    if !m.heard {
+        // Refused before any progress: there is nothing more to tell.
+        return head;
+    }
     format!(
         "{head}  phases    {}\n  sent      {} ({} bytes)\n  downtime  {}\n  elapsed   {}\n",
         phase_times(&m.phase_ms),
@@ -516,6 +531,10 @@ mod tests {
         let (_, ms) =
             run(vec![Err(tonic::Status::aborted("another migration of web is running"))], true).await;
         assert_eq!(ms[0].error_code.as_deref(), Some("conflict"));
+        assert_eq!(
+            summary(&ms[0]),
+            "web not moved from h0 to h1 (cold): conflict: another migration of web is running\n"
+        );
         let (_, ms) =
             run(vec![Ok(msg("web", "copy", 10, false)), Err(tonic::Status::unavailable("gone"))], true).await;
         assert_eq!(ms[0].error_code.as_deref(), Some("interrupted"));
