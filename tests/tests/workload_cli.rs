@@ -167,7 +167,7 @@ fn a_middlecon_of_another_fleet_is_a_tls_error() {
     let state_dir = state.path().join("state");
     let listen = format!("{}:7441", host.addr);
     let api = format!("{}:7442", host.addr);
-    let args = [
+    let mut args = vec![
         "--listen",
         &listen,
         "--api",
@@ -178,13 +178,8 @@ fn a_middlecon_of_another_fleet_is_a_tls_error() {
         state_dir.to_str().unwrap(),
         "--name",
         &host.name,
-        "--cert",
-        tls.cert.to_str().unwrap(),
-        "--key",
-        tls.key.to_str().unwrap(),
-        "--ca",
-        tls.ca.to_str().unwrap(),
     ];
+    args.extend(dcos_tests::tls_args(&tls));
     let _daemon = fleet.spawn_daemon(0, dcos_tests::bin("middlecon"), &args).expect("middlecon starts");
     let ours = Pki::new();
     let (out, took) = dcos(&ours, &[("DCOS_API", api.as_str())], &["workloads", "-o", "json"]);

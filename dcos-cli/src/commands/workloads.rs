@@ -21,10 +21,7 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &WorkloadsArgs) -> Resu
     }
     match session.format {
         Format::Json => output::print_document("workloads", &reports, &items),
-        Format::Ndjson => {
-            items.iter().for_each(output::print_line);
-            reports.iter().for_each(|r| output::print_line(&output::host_status_line(r)));
-        }
+        Format::Ndjson => output::print_ndjson(&items, &reports),
         Format::Table => {
             let rows: Vec<Vec<String>> = items.iter().map(|i| i.list_row(false)).collect();
             print!("{}", table::render(&LIST_HEADER, &rows));
