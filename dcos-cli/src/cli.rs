@@ -448,6 +448,20 @@ mod tests {
     }
 
     #[test]
+    fn man_page_and_completions_cover_the_workload_commands() {
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command()).render(&mut man).unwrap();
+        let mut bash = Vec::new();
+        clap_complete::generate(clap_complete::Shell::Bash, &mut Cli::command(), "dcos", &mut bash);
+        let (man, bash) = (String::from_utf8(man).unwrap(), String::from_utf8(bash).unwrap());
+        for command in ["run", "workloads", "stop", "migrate", "evacuate"] {
+            assert!(man.contains(&format!("dcos\\-{command}")), "man page lacks {command}");
+            assert!(bash.contains(&format!("dcos__subcmd__{command}\"")), "completions lack {command}");
+        }
+        assert!(bash.contains("--bwlimit") && bash.contains("--rootfs"));
+    }
+
+    #[test]
     fn global_fleet_options_work_after_the_subcommand() {
         let cli = Cli::try_parse_from([
             "dcos",
