@@ -1,6 +1,7 @@
 #!/usr/bin/env bash
 # Installs what dcos needs beyond the Rust toolchain: OCI runtimes, network tools for the
-# multi-host tests, busybox for test containers, procps for `ps` comparisons.
+# multi-host tests, busybox for test containers, procps for `ps` comparisons, and grpcio
+# for `python3` (the Python example and its test).
 # Idempotent: does nothing when everything is present. Needs root (or sudo) to install.
 set -euo pipefail
 
@@ -23,6 +24,15 @@ if [ ${#need[@]} -gt 0 ]; then
   export DEBIAN_FRONTEND=noninteractive
   $SUDO apt-get update -qq
   $SUDO apt-get install -y -qq --no-install-recommends "${need[@]}" >/dev/null
+fi
+
+# The Python example (examples/python): grpcio and grpcio-tools for the python3 on PATH,
+# from PyPI. A failure is reported, not fatal: its tests then skip, saying why.
+if have python3 && ! python3 -c 'import grpc, grpc_tools.protoc' >/dev/null 2>&1; then
+  echo "setup: installing grpcio, grpcio-tools for $(command -v python3) (pip)" >&2
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
+    -r "$(dirname "$0")/../examples/python/requirements.txt" \
+    || echo "setup: could not install grpcio; the Python example's tests will skip" >&2
 fi
 
 if ! have cargo; then

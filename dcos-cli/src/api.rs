@@ -4,7 +4,7 @@
 //! `unreachable`, `timeout`).
 
 use crate::cli::{ApiArgs, FleetArgs};
-use crate::commands::{select_targets, SetupError};
+use crate::commands::SetupError;
 use dcos_core::tls::Identity;
 use std::net::SocketAddr;
 
@@ -61,13 +61,14 @@ pub fn hosts(fleet: &FleetArgs, api: &ApiArgs) -> Result<Vec<ApiHost>, SetupErro
         let addr = parse_addr(a)?;
         return Ok(vec![ApiHost { name: addr.to_string(), addr }]);
     }
-    if fleet.inventory.is_none() {
+    let Some(path) = &fleet.inventory else {
         return Err(SetupError::Usage(
             "which middlecons? give --inventory FILE with api fields, or --api ADDR (or DCOS_API) for one"
                 .into(),
         ));
-    }
-    let targets = select_targets(fleet)?;
+    };
+    let targets =
+        crate::fleet::narrow(crate::fleet::load_inventory(path)?, fleet.dc.as_deref(), &fleet.labels)?;
     let selected = targets.len();
     let hosts: Vec<ApiHost> = targets
         .into_iter()

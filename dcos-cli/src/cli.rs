@@ -112,6 +112,8 @@ pub enum Command {
     Demo(DemoArgs),
     /// Call SERVICE on HOST through a middlecon's gRPC API; prints the reply.
     Call(CallArgs),
+    /// Ask every host serving SERVICE (scatter-gather); prints each reply as it comes.
+    Query(QueryArgs),
     /// Run an OCI workload on a host (needs the admin role).
     Run(RunArgs),
     /// Workloads across the fleet (every selected host's middlecon).
@@ -124,13 +126,34 @@ pub enum Command {
     Evacuate(EvacuateArgs),
 }
 
-/// Where a middlecon's gRPC API is, when not taken from the inventory.
+/// Where a middlecon's gRPC API is, when not found through `--seed` or the inventory.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
-    /// A middlecon gRPC API address, IP[:PORT] (default port 7442) [default: the host's `api`
-    /// in the inventory].
+    /// A middlecon gRPC API address, IP[:PORT] (default port 7442) [default: --seed, else
+    /// the host's `api` in the inventory].
     #[arg(long, env = "DCOS_API")]
     pub api: Option<String>,
+}
+
+/// `dcos query SERVICE [DATA]`; `--dc` and `--label` choose the hosts asked, `--timeout`
+/// is the deadline.
+#[derive(Debug, Clone, Args)]
+pub struct QueryArgs {
+    /// The service, e.g. dcos.ping.
+    pub service: String,
+    /// The request payload (text).
+    pub data: Option<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// Stop after this many replies.
+    #[arg(long)]
+    pub max_replies: Option<u32>,
+    /// Stop collecting after this long (at most --timeout), e.g. 500ms.
+    #[arg(long, value_parser = parse_duration)]
+    pub max_wait: Option<std::time::Duration>,
+    /// Stop when no reply came for this long, e.g. 200ms.
+    #[arg(long, value_parser = parse_duration)]
+    pub stall: Option<std::time::Duration>,
 }
 
 /// `dcos call HOST SERVICE [DATA]`.
@@ -486,6 +509,7 @@ mod tests {
             &["dcos", "tokens", "new", "--file", "f", "--name", "n", "--label", "a=b"][..],
             &["dcos", "sysctl", "get", "vm.swappiness", "--key", "k.pem"][..],
             &["dcos", "top", "--once", "--sort", "-rss", "--limit", "3"][..],
+            &["dcos", "query", "dcos.ping", "--max-replies", "2", "--stall", "200ms", "--dc", "eu"][..],
         ] {
             Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
         }

@@ -1,12 +1,11 @@
 //! `dcos demo`: a throwaway fleet on this machine. A CA is created in a temporary
-//! directory, one certificate per host, one k2i per host on loopback; then each host's
-//! summary and busiest processes are fetched over mTLS and shown.
+//! directory, one certificate per host, and per host on loopback a k2i (in a PID namespace
+//! of its own, as root) and a middlecon beside it, all seeded with the first host's. Then,
+//! with the fleet found through the first middlecon's membership (`--seed`), the members,
+//! the busiest processes, a cross-host `dcos call` and a `dcos query` are shown.
 
-use crate::cli::{DemoArgs, Format, PsArgs, TopArgs};
-use crate::client::K2iClient;
+use crate::cli::{ApiArgs, CallArgs, DemoArgs, FleetArgs, Format, PsArgs, QueryArgs, TlsArgs, TopArgs};
 use crate::commands::{self, Context};
-use crate::fanout::FanOut;
-use crate::fleet::Target;
 use anyhow::{bail, Context as _, Result};
 use dcos_core::pki::{self, LeafSpec};
 use dcos_core::tls::{Identity, TlsFiles};
@@ -66,7 +65,70 @@ pub async fn start_k2i(
     extra: &[&str],
     workload: Option<&str>,
 ) -> Result<LocalHost> {
-    let log = std::fs::File::create(dir.join(format!("{name}.log")))?;
+    let mut args = vec!["--listen", "127.0.0.1:0", "--name", name, "--dc", dc];
+    args.extend_from_slice(extra);
+    let (child, line) = start_daemon(bin, dir, name, &args, workload).await?;
+    let url = line
+        .split_whitespace()
+        .find(|w| w.starts_with("https://"))
+        .with_context(|| format!("{name}: unexpected first line {line:?}"))?
+        .to_string();
+    Ok(LocalHost { name: name.to_string(), url, child })
+}
+
+/// A middlecon started by the demo: its peer and API addresses; killed when dropped.
+pub struct LocalMiddlecon {
+    pub host: LocalHost,
+    /// Its peer (QUIC) address.
+    pub peer: String,
+    /// Its gRPC API address.
+    pub api: String,
+}
+
+/// Starts middlecon `name` on 127.0.0.1 (free ports for peers and API), with its socket
+/// and state in `dir`, seeded with `seed` (none for the first host) and advertising `k2i`.
+pub async fn start_middlecon(
+    bin: &Path,
+    dir: &Path,
+    name: &str,
+    dc: &str,
+    seed: Option<&str>,
+    k2i: &str,
+) -> Result<LocalMiddlecon> {
+    let socket = dir.join(format!("{name}.sock"));
+    let state = dir.join(format!("{name}-state"));
+    let (socket, state) = (socket.to_string_lossy(), state.to_string_lossy());
+    let mut args = vec!["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--name", name, "--dc", dc];
+    args.extend(["--socket", &socket, "--state-dir", &state, "--k2i", k2i]);
+    if let Some(seed) = seed {
+        args.extend(["--seed", seed]);
+    }
+    let log = format!("{name}-middlecon");
+    let (child, line) = start_daemon(bin, dir, &log, &args, None).await?;
+    // `middlecon NAME listening on quic://ADDR api ADDR`
+    let words: Vec<&str> = line.split_whitespace().collect();
+    let peer = words.iter().find_map(|w| w.strip_prefix("quic://"));
+    let api = words.iter().position(|w| *w == "api").and_then(|i| words.get(i + 1));
+    let (Some(peer), Some(api)) = (peer, api) else {
+        bail!("{name}: unexpected first line from middlecon {line:?}");
+    };
+    let host = LocalHost { name: name.to_string(), url: format!("quic://{peer}"), child };
+    Ok(LocalMiddlecon { host, peer: peer.to_string(), api: api.to_string() })
+}
+
+/// Starts `bin` with `args` plus the host's certificate from `dir` (logging to
+/// `dir/LOG.log`), optionally in a PID namespace of its own behind `workload`, and returns
+/// it with its first stdout line.
+async fn start_daemon(
+    bin: &Path,
+    dir: &Path,
+    log_name: &str,
+    args: &[&str],
+    workload: Option<&str>,
+) -> Result<(Child, String)> {
+    let name = args.iter().skip_while(|a| **a != "--name").nth(1).copied().unwrap_or(log_name);
+    let log_path = dir.join(format!("{log_name}.log"));
+    let log = std::fs::File::create(&log_path)?;
     let mut command = match workload.filter(|_| own_pid_namespaces()) {
         Some(work) => {
             let mut c = Command::new("unshare");
@@ -77,34 +139,30 @@ pub async fn start_k2i(
         }
         None => Command::new(bin),
     };
+    let program = bin.file_name().unwrap_or_default().to_string_lossy().into_owned();
     let mut child = command
-        .args(["--listen", "127.0.0.1:0", "--name", name, "--dc", dc])
+        .args(args)
         .arg("--cert")
         .arg(dir.join(format!("{name}.crt")))
         .arg("--key")
         .arg(dir.join(format!("{name}.key")))
         .arg("--ca")
         .arg(dir.join("ca.crt"))
-        .args(extra)
         .stdout(Stdio::piped())
         .stderr(Stdio::from(log))
         .kill_on_drop(true)
         .spawn()
         .with_context(|| format!("starting {}", bin.display()))?;
-    let stdout = child.stdout.take().context("k2i stdout")?;
+    let stdout = child.stdout.take().context("daemon stdout")?;
     let mut lines = BufReader::new(stdout).lines();
+    let shown = log_path.display();
     let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
         .await
-        .with_context(|| {
-            format!("{name}: k2i did not start within 20 s (see {}/{name}.log)", dir.display())
-        })??
-        .with_context(|| format!("{name}: k2i exited at start (see {}/{name}.log)", dir.display()))?;
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .with_context(|| format!("{name}: unexpected first line {line:?}"))?
-        .to_string();
-    Ok(LocalHost { name: name.to_string(), url, child })
+        .with_context(|| format!("{name}: {program} did not start within 20 s (see {shown})"))??
+        .with_context(|| format!("{name}: {program} exited at start (see {shown})"))?;
+    // Keep reading, so the daemon never writes into a closed pipe.
+    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
+    Ok((child, line))
 }
 
 /// Whether demo hosts can have their own PID namespaces (root and `unshare` present).
@@ -146,7 +204,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     make_certs(&dir, &names)?;
     println!("== fleet CA and {} host certificates in {}", names.len(), dir.display());
     let k2i = sibling_binary("k2i")?;
+    let middlecon = sibling_binary("middlecon")?;
     let mut hosts = Vec::new();
+    let mut meshes: Vec<LocalMiddlecon> = Vec::new();
     for (i, name) in names.iter().enumerate() {
         let dc = if i % 2 == 0 { "dc-east" } else { "dc-west" };
         // Something for `dcos ps` and `dcos top` to show: a service on every host, and on
@@ -157,35 +217,47 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             "sleep 100000 &"
         };
         let h = start_k2i(&k2i, &dir, name, dc, &["--sample-interval", "500ms"], Some(work)).await?;
-        println!("   {} ({dc}) k2i at {}", h.name, h.url);
+        // Beside each k2i a middlecon, every one seeded with the first host's.
+        let seed = meshes.first().map(|m| m.peer.clone());
+        let m = start_middlecon(&middlecon, &dir, name, dc, seed.as_deref(), &h.url).await?;
+        println!("   {} ({dc}) k2i at {}, middlecon API at {}", h.name, h.url, m.api);
         hosts.push(h);
+        meshes.push(m);
     }
-    // Two samples, so cpu_percent has a value.
-    tokio::time::sleep(Duration::from_millis(1200)).await;
+    let admin_files =
+        TlsFiles { cert: dir.join("admin.crt"), key: dir.join("admin.key"), ca: dir.join("ca.crt") };
+    let admin = Identity::load(&admin_files)?;
+    let seed = meshes[0].api.clone();
+    let started = tokio::time::Instant::now();
+    wait_for_members(&seed, &admin, names.len()).await;
+    // Two k2i samples, so cpu_percent has a value.
+    tokio::time::sleep_until(started + Duration::from_millis(1200)).await;
 
-    let admin = Identity::load(&TlsFiles {
-        cert: dir.join("admin.crt"),
-        key: dir.join("admin.key"),
-        ca: dir.join("ca.crt"),
-    })?;
-    let targets: Vec<Target> = hosts
-        .iter()
-        .map(|h| Target {
-            name: h.name.clone(),
-            dc: String::new(),
-            labels: Default::default(),
-            k2i: h.url.clone(),
-            api: None,
-        })
-        .collect();
-    let ctx = Context {
-        targets,
-        fanout: FanOut::new(K2iClient::new(&admin)?, Duration::from_secs(3)),
-        format: Format::Table,
+    let tls = TlsArgs {
+        cert: Some(admin_files.cert.clone()),
+        key: Some(admin_files.key.clone()),
+        ca: Some(admin_files.ca.clone()),
     };
-    println!("\n$ dcos hosts");
-    let mut worst = commands::hosts::run(&ctx).await?;
-    println!("\n$ dcos ps --sort=-cpu --limit 12");
+    let fleet = FleetArgs {
+        inventory: None,
+        seed: Some(seed.clone()),
+        hosts: None,
+        dc: None,
+        labels: Vec::new(),
+        timeout: Duration::from_secs(3),
+        output: Format::Table,
+    };
+    let d = dir.display();
+    println!(
+        "\nEvery command below runs as the demo's admin and finds the fleet through {}'s middlecon:\n  \
+         export DCOS_CERT={d}/admin.crt DCOS_KEY={d}/admin.key DCOS_CA={d}/ca.crt\n  \
+         export DCOS_SEED={seed}",
+        names[0]
+    );
+    println!("\n$ dcos hosts            # membership, as the seed's middlecon sees it");
+    let mut worst = commands::hosts::run_seed(&tls, &fleet, &seed).await?;
+    let ctx = Context::new(&tls, &fleet).await?;
+    println!("\n$ dcos ps --sort=-cpu --limit 12      # every member's k2i");
     let ps = PsArgs {
         user: None,
         cmd: None,
@@ -199,10 +271,42 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     println!("\n$ dcos top --once --limit 5");
     let top = TopArgs { once: true, interval: Duration::from_secs(2), limit: 5, sort: "-cpu".into() };
     worst = worst.max(commands::top::run(&ctx, &top).await?);
+    if let Some(last) = names.last().filter(|_| names.len() > 1) {
+        println!(
+            "\n$ dcos call {last} dcos.ping      # through {}'s middlecon, over QUIC to {last}",
+            names[0]
+        );
+        let call = CallArgs {
+            host: last.clone(),
+            service: "dcos.ping".into(),
+            data: None,
+            api: ApiArgs { api: None },
+        };
+        worst = worst.max(commands::call::run(&tls, &fleet, &call).await);
+    }
+    println!("\n$ dcos query dcos.ping      # every host answers, each reply as it comes");
+    let query = QueryArgs {
+        service: "dcos.ping".into(),
+        data: None,
+        api: ApiArgs { api: None },
+        max_replies: None,
+        max_wait: None,
+        stall: None,
+    };
+    worst = worst.max(commands::query::run(&tls, &fleet, &query).await);
 
     if args.keep {
-        println!("\nfleet running; try:\n  curl --cacert {0}/ca.crt --cert {0}/admin.crt --key {0}/admin.key '{1}/v1/proc?q=cpu>1&fields=pid,cmd,cpu'\nCtrl-C to stop.", dir.display(), hosts[0].url);
+        println!(
+            "\nfleet running; try, with the two exports above:\n  \
+             dcos hosts -o wide\n  dcos query dcos.ping -o json\n  \
+             curl --cacert {d}/ca.crt --cert {d}/admin.crt --key {d}/admin.key '{}/v1/proc?q=cpu>1&fields=pid,cmd,cpu'\n\
+             Ctrl-C to stop.",
+            hosts[0].url
+        );
         let _ = tokio::signal::ctrl_c().await;
+    }
+    for m in meshes {
+        m.host.stop().await;
     }
     for h in hosts {
         h.stop().await;
@@ -212,4 +316,26 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     }
     println!("\ndemo fleet stopped");
     Ok(())
+}
+
+/// Waits (at most 5 s) until the middlecon API at `api` lists `n` members alive.
+async fn wait_for_members(api: &str, admin: &Identity, n: usize) {
+    let Ok(addr) = api.parse() else { return };
+    let Ok(channel) = middlecon::api::connect(addr, admin).await else { return };
+    let mut client = dcos_proto::v1::membership_client::MembershipClient::new(channel);
+    let until = tokio::time::Instant::now() + Duration::from_secs(5);
+    while tokio::time::Instant::now() < until {
+        if let Ok(r) = client.members(dcos_proto::v1::MembersRequest {}).await {
+            let alive = r
+                .into_inner()
+                .members
+                .iter()
+                .filter(|m| m.state() == dcos_proto::v1::MemberState::Alive)
+                .count();
+            if alive >= n {
+                return;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
 }

@@ -1,5 +1,5 @@
-//! Which hosts a command talks to: an inventory file, a `--hosts` list, or (with
-//! middlecon) a seed's member list; narrowed by `--dc` and `--label`.
+//! Which hosts a command talks to: an inventory file, a `--hosts` list, or a seed
+//! middlecon's member list ([`from_members`]); narrowed by `--dc` and `--label`.
 
 use serde::Deserialize;
 use std::collections::BTreeMap;
@@ -36,8 +36,8 @@ pub enum FleetError {
     BadAddress(String),
     #[error("--label: {0:?} is not K=V")]
     BadLabel(String),
-    #[error("--seed needs middlecon's membership API, which this build does not have yet; use --inventory or --hosts")]
-    SeedUnsupported,
+    #[error("none of the seed's {0} members that are not dead advertises a k2i URL (start middlecon with --k2i URL)")]
+    NoK2i(usize),
     #[error("no host matches --dc/--label among the {0} selected (hosts given by --hosts carry no dc or labels: use --inventory)")]
     NothingMatches(usize),
 }
@@ -113,16 +113,45 @@ pub fn from_hosts_list(list: &str) -> Result<Vec<Target>, FleetError> {
         .collect()
 }
 
-/// Keeps the targets in `dc` (if given) carrying every `labels` pair.
-pub fn narrow(targets: Vec<Target>, dc: Option<&str>, labels: &[String]) -> Result<Vec<Target>, FleetError> {
-    let wanted: Vec<(String, String)> = labels
+/// The members a seed listed (`Membership.Members`) that are not dead and advertise a
+/// k2i URL; fails when none does.
+pub fn from_members(members: &[dcos_proto::v1::Member]) -> Result<Vec<Target>, FleetError> {
+    use dcos_proto::v1::MemberState;
+    let live: Vec<_> = members.iter().filter(|m| m.state() != MemberState::Dead).collect();
+    let targets: Vec<Target> = live
+        .iter()
+        .filter(|m| !m.k2i.is_empty())
+        .filter_map(|m| {
+            Some(Target {
+                name: m.name.clone(),
+                dc: m.dc.clone(),
+                labels: m.labels.clone(),
+                k2i: normalize_url(&m.k2i).ok()?,
+                api: (!m.api.is_empty()).then(|| m.api.clone()),
+            })
+        })
+        .collect();
+    if targets.is_empty() {
+        return Err(FleetError::NoK2i(live.len()));
+    }
+    Ok(targets)
+}
+
+/// `--label K=V` options as pairs.
+pub fn parse_labels(labels: &[String]) -> Result<Vec<(String, String)>, FleetError> {
+    labels
         .iter()
         .map(|l| {
             l.split_once('=')
                 .map(|(k, v)| (k.to_string(), v.to_string()))
                 .ok_or(FleetError::BadLabel(l.clone()))
         })
-        .collect::<Result<_, _>>()?;
+        .collect()
+}
+
+/// Keeps the targets in `dc` (if given) carrying every `labels` pair.
+pub fn narrow(targets: Vec<Target>, dc: Option<&str>, labels: &[String]) -> Result<Vec<Target>, FleetError> {
+    let wanted = parse_labels(labels)?;
     let before = targets.len();
     let kept: Vec<Target> = targets
         .into_iter()
@@ -181,6 +210,31 @@ api = "10.1.0.5:7442"
         let dup = "[[host]]\nname=\"a\"\nk2i=\"x\"\n[[host]]\nname=\"a\"\nk2i=\"y\"\n";
         assert!(parse_inventory(dup, "f").unwrap_err().to_string().contains("twice"));
         assert!(parse_inventory("[[hots]]\n", "f").is_err());
+    }
+
+    #[test]
+    fn seed_members_become_targets_when_alive_with_a_k2i() {
+        use dcos_proto::v1::{Member, MemberState};
+        let m = |name: &str, k2i: &str, state: MemberState| Member {
+            name: name.into(),
+            dc: "eu-1".into(),
+            k2i: k2i.into(),
+            api: "10.0.0.1:7442".into(),
+            state: state as i32,
+            ..Member::default()
+        };
+        let t = from_members(&[
+            m("a", "https://10.0.0.1:7440", MemberState::Alive),
+            m("b", "", MemberState::Alive),
+            m("c", "https://10.0.0.3:7440", MemberState::Dead),
+            m("d", "10.0.0.4", MemberState::Suspect),
+        ])
+        .unwrap();
+        assert_eq!(t.iter().map(|t| t.name.as_str()).collect::<Vec<_>>(), ["a", "d"]);
+        assert_eq!(t[1].k2i, "https://10.0.0.4:7440");
+        assert_eq!((t[0].dc.as_str(), t[0].api.as_deref()), ("eu-1", Some("10.0.0.1:7442")));
+        let e = from_members(&[m("b", "", MemberState::Alive)]).unwrap_err().to_string();
+        assert!(e.contains("--k2i"), "{e}");
     }
 
     #[test]

@@ -2,12 +2,14 @@
 //!
 //! - [`cli`]: the command-line grammar (clap) and global options.
 //! - [`certs`]: `dcos certs init|issue` and `dcos tokens new`.
-//! - [`fleet`]: which hosts to ask (inventory, `--hosts`, `--dc`, `--label`).
+//! - [`fleet`]: which hosts to ask (inventory, `--hosts`, a `--seed`'s members, `--dc`,
+//!   `--label`).
 //! - [`client`]: an HTTPS client for k2i that presents the operator's certificate.
 //! - [`fanout`]: asking every host at once, one deadline, one status per host.
-//! - [`commands`]: `hosts`, `ps`, `top`, `containers`, `sysctl`, `call`, and the workload
-//!   commands `run`, `workloads`, `stop`, `migrate`, `evacuate`.
-//! - [`api`]: reaching a middlecon's gRPC API (`--api` or the inventory's `api`).
+//! - [`commands`]: `hosts`, `ps`, `top`, `containers`, `sysctl`; `call`, `query` and the
+//!   workload commands `run`, `workloads`, `stop`, `migrate`, `evacuate` through middlecon.
+//! - [`api`]: finding and reaching a middlecon's gRPC API (`--api`, `--seed`, the inventory's
+//!   `api`), with connection failures sorted into per-host statuses.
 //! - [`workload`]: what the workload commands share (unary calls, fleet-wide `List`, rows).
 //! - [`migration`]: following a migration's progress stream, bars, summaries.
 //! - [`output`], [`table`]: JSON documents, NDJSON lines, `ps`-like tables, exit statuses.

@@ -22,15 +22,6 @@ fn main() -> ExitCode {
         .with_writer(std::io::stderr)
         .init();
     let Cli { tls, fleet, command } = cli;
-    let fleet_command = |run: fn(Context, Command) -> u8, command: Command| -> u8 {
-        match Context::new(&tls, &fleet) {
-            Ok(ctx) => run(ctx, command),
-            Err(e) => {
-                eprintln!("dcos: {e}");
-                e.exit_status()
-            }
-        }
-    };
     let status = match command {
         Command::Certs(c) => report(dcos_cli::certs::run(c)),
         Command::Tokens(c) => report(dcos_cli::certs::run_tokens(c)),
@@ -42,28 +33,43 @@ fn main() -> ExitCode {
         Command::Man => report(
             clap_mangen::Man::new(Cli::command()).render(&mut std::io::stdout()).map_err(anyhow::Error::from),
         ),
-        Command::Call(args) => match runtime() {
-            Ok(rt) => rt.block_on(commands::call::run(&tls, &fleet, &args)),
+        other => match runtime() {
+            Ok(rt) => rt.block_on(run_online(&tls, &fleet, other)),
             Err(e) => report(Err(e)),
         },
-        Command::Run(_)
-        | Command::Workloads(_)
-        | Command::Stop(_)
-        | Command::Migrate(_)
-        | Command::Evacuate(_) => run_workload(&tls, &fleet, &command),
-        other => fleet_command(run_fleet, other),
     };
     ExitCode::from(status)
 }
 
-/// Runs a command that talks to the fleet.
-fn run_fleet(ctx: Context, command: Command) -> u8 {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return report(Err(e)),
+/// Runs a command that talks to middlecon or to the fleet's k2i.
+async fn run_online(tls: &TlsArgs, fleet: &FleetArgs, command: Command) -> u8 {
+    let workload = match &command {
+        Command::Call(args) => return commands::call::run(tls, fleet, args).await,
+        Command::Query(args) => return commands::query::run(tls, fleet, args).await,
+        Command::Run(args) => commands::run::run(tls, fleet, args).await,
+        Command::Workloads(args) => commands::workloads::run(tls, fleet, args).await,
+        Command::Stop(args) => commands::stop::run(tls, fleet, args).await,
+        Command::Migrate(args) => commands::migrate::run(tls, fleet, args).await,
+        Command::Evacuate(args) => commands::evacuate::run(tls, fleet, args).await,
+        _ => return run_fleet(tls, fleet, &command).await,
     };
-    let result = rt.block_on(async {
-        match &command {
+    workload.unwrap_or_else(|e| {
+        eprintln!("dcos: {e}");
+        e.exit_status()
+    })
+}
+
+/// Runs a fleet command: each selected host's k2i, or `dcos hosts --seed`'s member list.
+async fn run_fleet(tls: &TlsArgs, fleet: &FleetArgs, command: &Command) -> u8 {
+    let result = async {
+        // `dcos hosts --seed` lists membership's view; other fleet commands ask each k2i.
+        if let (Command::Hosts, Some(seed), None, None) =
+            (command, &fleet.seed, &fleet.inventory, &fleet.hosts)
+        {
+            return commands::hosts::run_seed(tls, fleet, seed).await;
+        }
+        let ctx = Context::new(tls, fleet).await?;
+        match command {
             Command::Hosts => commands::hosts::run(&ctx).await,
             Command::Ps(args) => commands::ps::run(&ctx, args).await,
             Command::Top(args) => commands::top::run(&ctx, args).await,
@@ -74,39 +80,11 @@ fn run_fleet(ctx: Context, command: Command) -> u8 {
             }
             _ => unreachable!("not a fleet command"),
         }
-    });
-    match result {
-        Ok(status) => status,
-        Err(e) => {
-            eprintln!("dcos: {e}");
-            e.exit_status()
-        }
-    }
-}
-
-/// Runs a workload command (middlecon's `Workloads` API).
-fn run_workload(tls: &TlsArgs, fleet: &FleetArgs, command: &Command) -> u8 {
-    let rt = match runtime() {
-        Ok(rt) => rt,
-        Err(e) => return report(Err(e)),
     };
-    let result = rt.block_on(async {
-        match command {
-            Command::Run(args) => commands::run::run(tls, fleet, args).await,
-            Command::Workloads(args) => commands::workloads::run(tls, fleet, args).await,
-            Command::Stop(args) => commands::stop::run(tls, fleet, args).await,
-            Command::Migrate(args) => commands::migrate::run(tls, fleet, args).await,
-            Command::Evacuate(args) => commands::evacuate::run(tls, fleet, args).await,
-            _ => unreachable!("not a workload command"),
-        }
-    });
-    match result {
-        Ok(status) => status,
-        Err(e) => {
-            eprintln!("dcos: {e}");
-            e.exit_status()
-        }
-    }
+    result.await.unwrap_or_else(|e| {
+        eprintln!("dcos: {e}");
+        e.exit_status()
+    })
 }
 
 fn report(result: anyhow::Result<()>) -> u8 {

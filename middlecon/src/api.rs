@@ -5,10 +5,15 @@
 //! Who may do what (SPEC section 2 roles, read from the client certificate):
 //!
 //! - `Membership.Members`: any role (`viewer`, `host`, `admin`) and local callers.
-//! - `Messaging.Call`, `Query`, `Serve`: `host`, `admin` and local callers. A `viewer`
-//!   gets `Call` answered with the outcome `permission_denied`; other methods fail with the
-//!   gRPC status `PERMISSION_DENIED`.
-//! - `Workloads` is not served yet: its calls get `UNIMPLEMENTED`.
+//! - `Messaging.Call` and `Query`: as the `[access]` rules say ([`crate::access`]; by
+//!   default `host`, `admin` and local callers, who count as `admin`). A refused `Call` is
+//!   answered with the outcome `permission_denied` naming the rule; a refused `Query`
+//!   streams one such reply. Forwarded calls carry the caller's role for the answering
+//!   host to check again.
+//! - `Messaging.Serve`: `host`, `admin` and local callers; a `viewer` gets the gRPC status
+//!   `PERMISSION_DENIED`.
+//! - `Workloads` (`workloads::grpc`): `List` for every role; `Run`, `Stop`, `Migrate` and
+//!   `Evacuate` for `admin` and local callers.
 //!
 //! `Call` routing: a target host that is this host runs the call here (built-in services
 //! first, then services of `Serve` streams); another host's name is resolved through
@@ -19,6 +24,7 @@
 
 use crate::peer::{self, Outcome, PeerReply, PeerRequest, Services};
 use crate::routing::{Registry, Responder};
+use crate::workloads::grpc::WorkloadsApi;
 use dcos_core::tls::{peer_identity, Identity, PeerIdentity};
 use dcos_core::Role;
 use dcos_proto::v1 as pb;
@@ -52,11 +58,17 @@ pub struct Caller {
 }
 
 impl Caller {
-    fn may_message(&self) -> bool {
+    /// May this caller register services?
+    fn may_serve(&self) -> bool {
         matches!(self.role, None | Some(Role::Host) | Some(Role::Admin))
     }
 
-    fn describe(&self) -> String {
+    /// The role the access rules see: local callers count as admin.
+    fn role(&self) -> Role {
+        self.role.unwrap_or(Role::Admin)
+    }
+
+    pub(crate) fn describe(&self) -> String {
         match self.role {
             Some(r) => format!("{} (role {r})", self.name),
             None => LOCAL.to_string(),
@@ -170,7 +182,7 @@ pub struct Api {
     pub members: Option<crate::membership::Handle>,
 }
 
-fn caller_of<T>(request: &Request<T>) -> Caller {
+pub(crate) fn caller_of<T>(request: &Request<T>) -> Caller {
     request
         .extensions()
         .get::<Caller>()
@@ -195,7 +207,7 @@ fn from_peer(reply: PeerReply, responder: &str) -> pb::CallReply {
 impl Api {
     /// The peer address of the host called `name`: from membership (unless it is dead),
     /// else from the `--peer` table.
-    fn resolve(&self, name: &str) -> Result<SocketAddr, String> {
+    pub(crate) fn resolve(&self, name: &str) -> Result<SocketAddr, String> {
         use crate::membership::State;
         let member = self.members.as_ref().and_then(|m| m.members().into_iter().find(|m| m.name == name));
         match member {
@@ -213,37 +225,27 @@ impl Api {
         }
     }
 
+    /// Live members other than none in particular, with their load (membership's view).
+    pub(crate) fn live_members(&self) -> Vec<(String, Option<f64>)> {
+        use crate::membership::State;
+        let Some(handle) = &self.members else { return Vec::new() };
+        handle.members().into_iter().filter(|m| m.state == State::Alive).map(|m| (m.name, m.load)).collect()
+    }
+
     fn serves_locally(&self, service: &str) -> bool {
         self.services.get(service).is_some() || self.registry.services().iter().any(|s| s == service)
     }
 
     async fn local(&self, req: PeerRequest, caller: &Caller) -> pb::CallReply {
-        let who = PeerIdentity {
-            name: caller.name.clone(),
-            role: caller.role.unwrap_or(Role::Admin),
-            not_after: i64::MAX,
-        };
+        let who = PeerIdentity { name: caller.name.clone(), role: caller.role(), not_after: i64::MAX };
         from_peer(peer::respond(req, &self.services, who).await, &self.name)
     }
 
     /// Routes one call (see the module documentation).
     pub async fn route(&self, caller: &Caller, call: pb::CallRequest) -> pb::CallReply {
-        if !caller.may_message() {
-            return call_reply(
-                Outcome::PermissionDenied,
-                format!("{} may not call services (host, admin or local callers only)", caller.describe()),
-            );
-        }
-        let deadline_unix_ms = if call.deadline_unix_ms == 0 {
-            peer::unix_ms(SystemTime::now() + DEFAULT_DEADLINE)
-        } else {
-            call.deadline_unix_ms
-        };
-        let req = PeerRequest {
-            service: call.service,
-            deadline_unix_ms,
-            headers: call.headers,
-            payload: call.payload,
+        let req = match self.admit(caller, call.service, call.deadline_unix_ms, call.headers, call.payload) {
+            Ok(r) => r,
+            Err(denied) => return denied,
         };
         use pb::target::To;
         match call.target.and_then(|t| t.to) {
@@ -265,6 +267,30 @@ impl Api {
             _ if self.serves_locally(&req.service) => self.local(req, caller).await,
             _ => self.first_answer(self.others(None, &BTreeMap::new()), req).await,
         }
+    }
+
+    /// Checks the access rules for `caller` and builds the request to route: the absolute
+    /// deadline (0: [`DEFAULT_DEADLINE`] from now) and the relay headers naming the caller.
+    fn admit(
+        &self,
+        caller: &Caller,
+        service: String,
+        deadline_unix_ms: i64,
+        mut headers: BTreeMap<String, String>,
+        payload: Vec<u8>,
+    ) -> Result<PeerRequest, pb::CallReply> {
+        if let Err(denied) = self.services.access().check(&service, caller.role()) {
+            let mut reply = call_reply(Outcome::PermissionDenied, format!("{}: {denied}", caller.describe()));
+            reply.responder = self.name.clone();
+            return Err(reply);
+        }
+        let deadline_unix_ms = if deadline_unix_ms == 0 {
+            peer::unix_ms(SystemTime::now() + DEFAULT_DEADLINE)
+        } else {
+            deadline_unix_ms
+        };
+        crate::access::set_relay_headers(&mut headers, &caller.name, caller.role());
+        Ok(PeerRequest { service, deadline_unix_ms, headers, payload })
     }
 
     /// Sends `req` to the host `name` at `addr`; the absolute deadline travels with it and
@@ -335,21 +361,19 @@ impl pb::messaging_server::Messaging for Api {
 
     async fn query(&self, request: Request<pb::QueryRequest>) -> Result<Response<QueryStream>, Status> {
         let caller = caller_of(&request);
-        if !caller.may_message() {
-            return Err(Status::permission_denied(format!("{} may not query services", caller.describe())));
-        }
         let q = request.into_inner();
-        let deadline_unix_ms = if q.deadline_unix_ms == 0 {
-            peer::unix_ms(SystemTime::now() + DEFAULT_DEADLINE)
-        } else {
-            q.deadline_unix_ms
+        let (tx, rx) = mpsc::channel(16);
+        let req = match self.admit(&caller, q.service, q.deadline_unix_ms, q.headers, q.payload) {
+            Ok(r) => r,
+            Err(denied) => {
+                let _ = tx.try_send(Ok(pb::QueryReply { reply: Some(denied) }));
+                return Ok(Response::new(ReceiverStream::new(rx)));
+            }
         };
-        let req =
-            PeerRequest { service: q.service, deadline_unix_ms, headers: q.headers, payload: q.payload };
+        let deadline_unix_ms = req.deadline_unix_ms;
         let mut hosts = self.others((!q.dc.is_empty()).then_some(q.dc.as_str()), &q.labels);
         let me_matches = (q.dc.is_empty() || q.dc == self.dc)
             && q.labels.iter().all(|(k, v)| self.labels.get(k) == Some(v));
-        let (tx, rx) = mpsc::channel(16);
         let api = self.clone();
         tokio::spawn(async move {
             let mut calls = tokio::task::JoinSet::new();
@@ -402,7 +426,7 @@ impl pb::messaging_server::Messaging for Api {
         request: Request<Streaming<pb::ServeMessage>>,
     ) -> Result<Response<DeliveryStream>, Status> {
         let caller = caller_of(&request);
-        if !caller.may_message() {
+        if !caller.may_serve() {
             return Err(Status::permission_denied(format!(
                 "{} may not serve services (host, admin or local callers only)",
                 caller.describe()
@@ -473,6 +497,7 @@ impl pb::membership_server::Membership for Api {
                     } as i32,
                     // Not heard yet: -1.
                     load: m.load.unwrap_or(-1.0),
+                    version: m.version,
                 })
                 .collect(),
             None => Vec::new(),
@@ -484,6 +509,7 @@ impl pb::membership_server::Membership for Api {
                     name: self.name.clone(),
                     dc: self.dc.clone(),
                     state: pb::MemberState::Alive as i32,
+                    version: env!("CARGO_PKG_VERSION").into(),
                     ..pb::Member::default()
                 },
             );
@@ -497,9 +523,13 @@ impl pb::membership_server::Membership for Api {
     }
 }
 
-fn router(api: Api) -> tonic::service::Routes {
-    tonic::service::Routes::new(pb::messaging_server::MessagingServer::new(api.clone()))
-        .add_service(pb::membership_server::MembershipServer::new(api))
+fn router(api: Api, workloads: Option<WorkloadsApi>) -> tonic::service::Routes {
+    let routes = tonic::service::Routes::new(pb::messaging_server::MessagingServer::new(api.clone()))
+        .add_service(pb::membership_server::MembershipServer::new(api));
+    match workloads {
+        Some(w) => routes.add_service(pb::workloads_server::WorkloadsServer::new(w)),
+        None => routes,
+    }
 }
 
 /// Serves the API on `listeners` until `shutdown` turns true; removes the socket file.
@@ -507,6 +537,7 @@ pub async fn serve(
     listeners: Listeners,
     identity: &Identity,
     api: Api,
+    workloads: Option<WorkloadsApi>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let tls = identity.server_config_require_client_auth(&[ALPN_H2]).map_err(|e| e.to_string())?;
@@ -526,6 +557,8 @@ pub async fn serve(
                 },
                 _ = stop.wait_for(|s| *s) => break,
             };
+            // Small request/reply frames: no Nagle delay (it costs ~40 ms a call).
+            let _ = stream.set_nodelay(true);
             let acceptor = acceptor.clone();
             let conn_tx = conn_tx.clone();
             tokio::spawn(async move {
@@ -557,10 +590,10 @@ pub async fn serve(
         let _ = rx.wait_for(|s| *s).await;
     };
     let tcp_server = tonic::transport::Server::builder()
-        .add_routes(router(api.clone()))
+        .add_routes(router(api.clone(), workloads.clone()))
         .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), done(shutdown.clone()));
     let unix_server = tonic::transport::Server::builder()
-        .add_routes(router(api))
+        .add_routes(router(api, workloads))
         .serve_with_incoming_shutdown(unix_incoming, done(shutdown));
     let (a, b) = tokio::join!(tcp_server, unix_server);
     let _ = std::fs::remove_file(&socket);
@@ -583,6 +616,7 @@ pub async fn connect(addr: SocketAddr, identity: &Identity) -> Result<tonic::tra
             let server_name = server_name.clone();
             async move {
                 let tcp = tokio::net::TcpStream::connect(addr).await?;
+                tcp.set_nodelay(true)?;
                 let tls = connector.connect(server_name, tcp).await?;
                 Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
             }
@@ -633,7 +667,8 @@ impl Running {
 
 /// Serves the API on `listeners` in the background: calls to this host go to `services`
 /// (which must dispatch to `registry`), calls to other hosts through a peer client on
-/// `endpoint`.
+/// `endpoint`; `Workloads` over `workloads` when given (and migrations a previous run left
+/// in doubt are settled).
 pub fn spawn(
     listeners: Listeners,
     config: &crate::config::Config,
@@ -641,6 +676,7 @@ pub fn spawn(
     services: Services,
     registry: Arc<Registry>,
     members: Option<crate::membership::Handle>,
+    workloads: Option<Arc<crate::workloads::Workloads>>,
 ) -> Running {
     let api = Api {
         name: config.name.clone(),
@@ -653,10 +689,14 @@ pub fn spawn(
         labels: config.labels.clone(),
         members,
     };
+    let workloads = workloads.map(|w| WorkloadsApi::new(api.clone(), w));
+    if let Some(w) = &workloads {
+        crate::workloads::migrate::recover(w.mover());
+    }
     let identity = config.identity.clone();
     let (stop, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
-        if let Err(e) = serve(listeners, &identity, api, rx).await {
+        if let Err(e) = serve(listeners, &identity, api, workloads, rx).await {
             tracing::error!("gRPC API stopped: {e}");
         }
     });

@@ -1,6 +1,7 @@
 //! middlecon's settings: command-line flags over a TOML file over defaults, parsed and
 //! validated completely before the UDP port is bound. Every error names the setting.
 
+use crate::access::Access;
 use clap::Parser;
 pub use dcos_core::settings::ConfigError;
 use dcos_core::settings::{bad, hostname, load_identity, parse_label, read_toml, tls_files};
@@ -9,10 +10,10 @@ use dcos_core::Role;
 use serde::Deserialize;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
-use std::path::PathBuf;
+use std::path::{Path, PathBuf};
 
-/// Command-line flags (SPEC section 4; the API, socket, k2i and runtime flags arrive with
-/// the parts that use them). Every one may also be set in `--config`.
+/// Command-line flags (SPEC section 4; `--runtime` arrives with workloads). Every one may
+/// also be set in `--config`, which alone holds the `[access]` rules.
 #[derive(Debug, Default, Parser)]
 #[command(name = "middlecon", version, about = "Request/reply between the fleet's hosts over QUIC (mTLS).")]
 pub struct Flags {
@@ -53,6 +54,13 @@ pub struct Flags {
     /// by host name; repeat for more.
     #[arg(long = "peer", value_name = "NAME=ADDR")]
     pub peers: Vec<String>,
+    /// OCI runtime for workloads that name none: runc, crun or a path [default: runc].
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// This host's k2i, https://ADDR:PORT, advertised to the fleet in membership (so
+    /// `dcos --seed` can reach every host's k2i).
+    #[arg(long)]
+    pub k2i: Option<String>,
     /// TOML file with the same settings; flags win.
     #[arg(long)]
     pub config: Option<PathBuf>,
@@ -78,6 +86,11 @@ pub struct FileConfig {
     /// NAME = "IP[:PORT]".
     #[serde(default)]
     pub peers: BTreeMap<String, String>,
+    pub runtime: Option<String>,
+    pub k2i: Option<String>,
+    /// Service pattern -> roles allowed to call it (see [`crate::access`]).
+    #[serde(default)]
+    pub access: BTreeMap<String, Vec<String>>,
 }
 
 /// Everything middlecon needs, validated.
@@ -97,12 +110,19 @@ pub struct Config {
     pub socket: PathBuf,
     /// Other hosts' peer addresses by name (`--peer`).
     pub peers: BTreeMap<String, SocketAddr>,
+    /// The default OCI runtime of workloads (`runc`, `crun` or an absolute path).
+    pub runtime: String,
+    /// This host's k2i URL (empty when not given), advertised in membership.
+    pub k2i: String,
+    /// Who may call which service.
+    pub access: Access,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7441";
 pub const DEFAULT_PORT: u16 = 7441;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/middlecon";
 pub const DEFAULT_API: &str = "0.0.0.0:7442";
+pub const DEFAULT_API_PORT: u16 = 7442;
 pub const DEFAULT_SOCKET: &str = "/run/middlecon/api.sock";
 
 /// Parses `IP:PORT`, `[IPv6]:PORT` or a bare IP (port 7441).
@@ -184,7 +204,40 @@ impl Config {
             let addr = parse_seed(&addr).map_err(|m| bad("peer", format!("{peer_name}: {m}")))?;
             peers.insert(peer_name, addr);
         }
-        Ok(Config { listen, identity, name, dc, labels, seeds, state_dir, api, socket, peers })
+        let runtime = flags.runtime.or(file.runtime).unwrap_or_else(|| "runc".into());
+        if !(runtime == "runc"
+            || runtime == "crun"
+            || (runtime.starts_with('/') && Path::new(&runtime).is_file()))
+        {
+            return Err(bad(
+                "runtime",
+                format!("{runtime:?} is not runc, crun or the absolute path of a runtime binary"),
+            ));
+        }
+        let k2i = flags.k2i.or(file.k2i).unwrap_or_default();
+        if !k2i.is_empty() {
+            let rest = k2i.strip_prefix("https://").unwrap_or_default().trim_end_matches('/');
+            if rest.is_empty() || rest.contains(['/', ' ']) || !rest.contains(':') {
+                return Err(bad("k2i", format!("{k2i:?} is not a URL like https://10.0.0.5:7440")));
+            }
+        }
+        let k2i = k2i.trim_end_matches('/').to_string();
+        let access = Access::from_table(&file.access).map_err(|m| bad("access", m))?;
+        Ok(Config {
+            listen,
+            identity,
+            name,
+            dc,
+            labels,
+            seeds,
+            state_dir,
+            api,
+            socket,
+            peers,
+            k2i,
+            access,
+            runtime,
+        })
     }
 }
 
@@ -249,6 +302,9 @@ mod tests {
             ("socket", Box::new(|f| f.socket = Some("api.sock".into()))),
             ("peer", Box::new(|f| f.peers = vec!["host-1".into()])),
             ("peer", Box::new(|f| f.peers = vec!["host-1=nowhere".into()])),
+            ("runtime", Box::new(|f| f.runtime = Some("docker".into()))),
+            ("runtime", Box::new(|f| f.runtime = Some("/nonexistent/runc".into()))),
+            ("k2i", Box::new(|f| f.k2i = Some("10.0.0.5:7440".into()))),
         ];
         for (setting, change) in cases {
             let mut f = flags(dir.path());
@@ -256,6 +312,28 @@ mod tests {
             let err = Config::from_flags(f).unwrap_err();
             assert_eq!(err.setting, setting, "{err}");
         }
+    }
+
+    #[test]
+    fn access_rules_come_from_the_file_and_bad_roles_stop_the_daemon() {
+        let dir = certs();
+        let cfg_path = dir.path().join("middlecon.toml");
+        let mut f = flags(dir.path());
+        f.config = Some(cfg_path.clone());
+        std::fs::write(
+            &cfg_path,
+            "[access]\n\"admin.*\" = [\"admin\"]\n\"demo.echo\" = [\"viewer\", \"host\"]\n",
+        )
+        .unwrap();
+        let c = Config::from_flags(f).unwrap();
+        assert!(c.access.check("admin.reboot", Role::Host).is_err());
+        assert!(c.access.check("demo.echo", Role::Viewer).is_ok());
+        std::fs::write(&cfg_path, "[access]\n\"admin.*\" = [\"root\"]\n").unwrap();
+        let mut f = flags(dir.path());
+        f.config = Some(cfg_path);
+        let err = Config::from_flags(f).unwrap_err();
+        assert_eq!(err.setting, "access", "{err}");
+        assert!(err.message.contains("root") && err.message.contains("admin.*"), "{err}");
     }
 
     #[test]

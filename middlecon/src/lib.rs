@@ -1,11 +1,14 @@
 //! middlecon, the middleware conversation between hosts: synchronous request/reply over
-//! QUIC (SPEC section 4). This build has the peer transport and the built-in `dcos.ping`;
-//! membership (SWIM), the gRPC API and workloads come next (see `docs/middlecon.md`).
+//! QUIC (SPEC section 4) with per-service access rules, the fleet's membership, and the
+//! host's OCI container workloads with their migration between peers (SPEC section 5). See
+//! `docs/middlecon.md` and `docs/migration.md`.
 //!
 //! Where each part lives:
 //!
 //! - [`config`]: flags and TOML merged and validated before anything binds; the identity
 //!   must be a `host` certificate of the fleet CA.
+//! - [`access`]: the `[access]` rules (service pattern -> roles), checked where a call
+//!   enters and on the host that answers it.
 //! - [`peer`]: the QUIC endpoint (server and client on one UDP socket, ALPN `middlecon/1`,
 //!   mTLS with `host` certificates), the frames of `proto/middlecon/v1/peer.proto`, the
 //!   responder ([`peer::serve`], given its endpoint and shutdown signal so tests run it
@@ -15,31 +18,43 @@
 //!   [`routing`]: services registered by `Messaging.Serve` streams.
 //! - [`membership`]: seeds plus SWIM gossip (foca) over the peer transport, the member
 //!   list ([`membership::Handle`]) and the built-in `dcos.members` service.
+//! - [`workloads`]: OCI containers run by runc or crun under `--state-dir`, re-adopted on
+//!   restart, and moved to peers (cold migration, evacuation) with the `dcos.workloads.*`
+//!   peer services; served as the `Workloads` gRPC service.
 #![forbid(unsafe_code)]
 
+pub mod access;
 pub mod api;
 pub mod config;
 pub mod membership;
 pub mod peer;
 pub mod ping;
 pub mod routing;
+pub mod workloads;
 
 use std::future::Future;
 
 /// The services every middlecon serves.
 pub fn builtin_services(config: &config::Config) -> peer::Services {
-    peer::Services::new().with(ping::SERVICE, ping::Ping::new(&config.name, &config.dc))
+    peer::Services::new()
+        .with(ping::SERVICE, ping::Ping::new(&config.name, &config.dc))
+        .with_access(config.access.clone())
 }
 
 /// Runs middlecon with a validated `config` on `endpoint` (from [`peer::endpoint`]) until
-/// `shutdown` resolves; serves the gRPC API on `api` (from [`api::Listeners::bind`]) if given.
+/// `shutdown` resolves; serves the gRPC API on `api` (from [`api::Listeners::bind`]) if given,
+/// and `workloads` (from [`workloads::Workloads::open`]) if given.
 pub async fn run(
     config: config::Config,
     endpoint: quinn::Endpoint,
     api: Option<api::Listeners>,
+    workloads: Option<std::sync::Arc<workloads::Workloads>>,
     shutdown: impl Future<Output = ()>,
 ) {
-    let members = membership::start(membership::Settings::from_config(&config), endpoint.clone());
+    let bound = endpoint.local_addr().unwrap_or(config.listen);
+    let api_addr = api.as_ref().and_then(|l| l.tcp.local_addr().ok());
+    let settings = membership::Settings::from_config(&config, bound, api_addr);
+    let members = membership::start(settings, endpoint.clone());
     let services = builtin_services(&config)
         .with(membership::SWIM_SERVICE, members.swim_service())
         .with(membership::SERVICE, members.members_service());
@@ -49,8 +64,13 @@ pub async fn run(
         members.leave(std::time::Duration::from_millis(300)).await;
     };
     let registry = routing::Registry::new();
-    let services = services.with_dispatch(registry.clone());
-    let api = api.map(|l| api::spawn(l, &config, endpoint.clone(), services.clone(), registry, Some(handle)));
+    let mut services = services.with_dispatch(registry.clone());
+    if let Some(w) = &workloads {
+        services = workloads::migrate::TargetServices::new(w.clone()).install(services);
+    }
+    let api = api.map(|l| {
+        api::spawn(l, &config, endpoint.clone(), services.clone(), registry, Some(handle), workloads)
+    });
     peer::serve(endpoint, services, shutdown).await;
     if let Some(api) = api {
         api.stop().await;

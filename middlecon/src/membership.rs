@@ -148,13 +148,27 @@ pub struct Settings {
 }
 
 impl Settings {
-    /// From the daemon's configuration. A wildcard listen address is replaced by the local
-    /// address that routes to the first seed (or loopback without seeds).
-    pub fn from_config(config: &crate::config::Config) -> Settings {
+    /// From the daemon's configuration, `bound` (the peer socket's address) and `api` (the
+    /// API's TCP address, if served). A wildcard address is replaced by the local address
+    /// that routes to the first seed (or loopback without seeds); port 0 by the bound port.
+    pub fn from_config(
+        config: &crate::config::Config,
+        bound: SocketAddr,
+        api: Option<SocketAddr>,
+    ) -> Settings {
         let mut addr = config.listen;
         if addr.ip().is_unspecified() {
             addr.set_ip(route_to(config.seeds.first()).unwrap_or(IpAddr::from([127, 0, 0, 1])));
         }
+        if addr.port() == 0 {
+            addr.set_port(bound.port());
+        }
+        let api = api.map(|mut a| {
+            if a.ip().is_unspecified() {
+                a.set_ip(addr.ip());
+            }
+            a.to_string()
+        });
         let forget_dead_after = std::env::var("MIDDLECON_FORGET_DEAD_AFTER_MS")
             .ok()
             .and_then(|v| v.parse().ok())
@@ -165,8 +179,8 @@ impl Settings {
             name: config.name.clone(),
             dc: config.dc.clone(),
             labels: config.labels.clone(),
-            k2i: String::new(),
-            api: String::new(),
+            k2i: config.k2i.clone(),
+            api: api.unwrap_or_default(),
             seeds: config.seeds.clone(),
             forget_dead_after,
         }

@@ -10,11 +10,15 @@
 //!   [`PeerRequest`] and finishes; the responder writes one frame holding a [`PeerReply`].
 //!   A frame is a 4-byte big-endian length and that many bytes of protobuf
 //!   (`proto/middlecon/v1/peer.proto`).
-//! - The responder checks the absolute deadline before running anything, answers
-//!   `no_responders` at once for a service it does not serve, bounds the service by the
-//!   deadline, and drops (cancels) it if the caller resets the stream.
+//! - The responder checks the absolute deadline and the access rules ([`crate::access`];
+//!   a forwarded call is checked with the role its entry host relays) before running
+//!   anything, answers `no_responders` at once for a service it does not serve, bounds
+//!   the service by the deadline, and drops (cancels) it if the caller resets the stream.
 //! - [`Client`] keeps one connection per peer address and re-dials a closed one.
+//! - Bulk transfers (a migrating workload's files) use a stream of their own: the request
+//!   frame is followed by data that a [`BulkService`] reads itself ([`Client::open_bulk`]).
 
+use crate::access::{self, Access};
 use dcos_core::tls::{peer_identity, Identity, PeerIdentity};
 use dcos_core::Role;
 use prost::Message;
@@ -43,6 +47,8 @@ pub const CLOSE_PERMISSION_DENIED: u32 = 1;
 const REPLY_GRACE: Duration = Duration::from_millis(100);
 const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 const KEEP_ALIVE: Duration = Duration::from_secs(4);
+/// Calls in flight at once on one peer connection.
+const MAX_STREAMS: u32 = 4096;
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms(t: SystemTime) -> i64 {
@@ -67,6 +73,9 @@ fn transport() -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("idle timeout fits a VarInt")));
     t.keep_alive_interval(Some(KEEP_ALIVE));
+    // Calls each take a stream: room for more than a Serve stream holds in flight, so a
+    // flood meets `resource_exhausted` from the registry instead of waiting for credit.
+    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
     Arc::new(t)
 }
 
@@ -142,11 +151,19 @@ pub trait Dispatch: Send + Sync + 'static {
     fn dispatch(&self, request: Request) -> Option<ReplyFuture>;
 }
 
+/// A service whose request is followed, on the same stream, by a body it reads itself
+/// (bulk transfers). Its future is bounded by the request's deadline like any other.
+pub trait BulkService: Send + Sync + 'static {
+    fn receive(&self, request: Request, body: RecvStream) -> ServiceFuture;
+}
+
 /// The services this host serves, by name.
 #[derive(Default, Clone)]
 pub struct Services {
     by_name: HashMap<String, Arc<dyn Service>>,
+    bulk: HashMap<String, Arc<dyn BulkService>>,
     dynamic: Option<Arc<dyn Dispatch>>,
+    access: Arc<Access>,
 }
 
 impl Services {
@@ -159,8 +176,23 @@ impl Services {
         self
     }
 
+    pub fn with_bulk(mut self, name: impl Into<String>, service: impl BulkService) -> Services {
+        self.bulk.insert(name.into(), Arc::new(service));
+        self
+    }
+
     pub fn get(&self, name: &str) -> Option<Arc<dyn Service>> {
         self.by_name.get(name).cloned()
+    }
+
+    /// Calls are checked against `access` (the default rules without it).
+    pub fn with_access(mut self, access: Access) -> Services {
+        self.access = Arc::new(access);
+        self
+    }
+
+    pub fn access(&self) -> &Access {
+        &self.access
     }
 
     /// Asks `dynamic` for any name not among the fixed services.
@@ -283,9 +315,17 @@ async fn connection(incoming: quinn::Incoming, services: Arc<Services>) {
 
 async fn stream(mut send: SendStream, mut recv: RecvStream, services: Arc<Services>, caller: PeerIdentity) {
     let answer = match read_frame::<PeerRequest>(&mut recv).await {
+        Ok(req) if services.bulk.contains_key(&req.service) => {
+            let service = services.bulk[&req.service].clone();
+            tokio::select! {
+                r = receive_bulk(req, service, recv, caller) => Some(r),
+                _ = send.stopped() => None,
+            }
+        }
         Ok(req) => {
             // Nothing more is expected on this stream.
             let _ = recv.stop(VarInt::from_u32(0));
+            let caller = access::relayed_caller(&req.headers, &caller);
             answer(req, &services, caller, &send).await
         }
         Err(FrameError::TooLarge(n)) => {
@@ -323,6 +363,32 @@ async fn answer(
     }
 }
 
+/// Runs a bulk service on the body that follows `req`, bounded by its deadline.
+async fn receive_bulk(
+    req: PeerRequest,
+    service: Arc<dyn BulkService>,
+    body: RecvStream,
+    caller: PeerIdentity,
+) -> PeerReply {
+    let deadline = UNIX_EPOCH + Duration::from_millis(req.deadline_unix_ms.max(0) as u64);
+    let Ok(left) = deadline.duration_since(SystemTime::now()) else {
+        return reply(Outcome::DeadlineExceeded, "the deadline had passed when the transfer arrived");
+    };
+    let name = req.service.clone();
+    let request =
+        Request { caller, service: req.service, deadline, headers: req.headers, payload: req.payload };
+    match tokio::time::timeout(left, service.receive(request, body)).await {
+        Ok(Ok(resp)) => PeerReply {
+            outcome: Outcome::Ok as i32,
+            message: String::new(),
+            headers: resp.headers,
+            payload: resp.payload,
+        },
+        Ok(Err(message)) => reply(Outcome::AppError, message),
+        Err(_) => reply(Outcome::DeadlineExceeded, format!("{name} did not finish before the deadline")),
+    }
+}
+
 /// Answers one request on this host: the deadline, payload limit and service checks, then
 /// the service bounded by the deadline. Dropping the future cancels the call. Used by the
 /// peer responder and by the gRPC API for calls to this host.
@@ -340,6 +406,9 @@ pub async fn respond(req: PeerRequest, services: &Services, caller: PeerIdentity
             )
         }
     };
+    if let Err(denied) = services.access.check(&req.service, caller.role) {
+        return reply(Outcome::PermissionDenied, denied.0);
+    }
     if req.payload.len() > MAX_PAYLOAD {
         return reply(
             Outcome::ResourceExhausted,
@@ -503,6 +572,24 @@ impl Client {
         }
     }
 
+    /// Opens a bulk transfer to the [`BulkService`] `req.service` at `addr`: sends the
+    /// request; the caller then writes the body ([`BulkCall::write`]) and reads the reply
+    /// ([`BulkCall::finish`]).
+    pub async fn open_bulk(&self, addr: SocketAddr, req: PeerRequest) -> Result<BulkCall, CallError> {
+        let conn =
+            tokio::time::timeout(Duration::from_secs(10), self.connection(addr)).await.map_err(|_| {
+                CallError::Unreachable { addr, reason: "no QUIC handshake completed within 10 s".into() }
+            })??;
+        let (mut send, recv) = conn.open_bi().await.map_err(|e| connection_error(addr, e))?;
+        send.write_all(&encode_frame(&req)).await.map_err(|e| write_error(addr, &conn, e))?;
+        Ok(BulkCall { addr, conn, send, recv })
+    }
+
+    /// Forgets the connection to `addr` (the next call dials again).
+    pub fn forget(&self, addr: SocketAddr) {
+        self.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&addr);
+    }
+
     /// The open connection to `addr`, dialled if there is none (or it has closed).
     async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, CallError> {
         {
@@ -523,6 +610,48 @@ impl Client {
         let conn = connecting.await.map_err(|e| connection_error(addr, e))?;
         self.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(addr, conn.clone());
         Ok(conn)
+    }
+}
+
+/// A bulk transfer in progress ([`Client::open_bulk`]). Dropped without
+/// [`BulkCall::finish`], the stream is reset and the responder sees the transfer fail.
+pub struct BulkCall {
+    addr: SocketAddr,
+    conn: quinn::Connection,
+    send: SendStream,
+    recv: RecvStream,
+}
+
+fn write_error(addr: SocketAddr, conn: &quinn::Connection, e: quinn::WriteError) -> CallError {
+    match conn.close_reason() {
+        Some(reason) => connection_error(addr, reason),
+        None => CallError::ConnectionLost { addr, reason: format!("sending: {e}") },
+    }
+}
+
+impl BulkCall {
+    /// Sends `data`; waits while the peer's flow control holds it back.
+    pub async fn write(&mut self, data: &[u8]) -> Result<(), CallError> {
+        self.send.write_all(data).await.map_err(|e| write_error(self.addr, &self.conn, e))
+    }
+
+    /// Ends the body and waits (at most `wait`) for the responder's reply.
+    pub async fn finish(mut self, wait: Duration) -> Result<PeerReply, CallError> {
+        let addr = self.addr;
+        self.send
+            .finish()
+            .map_err(|_| CallError::ConnectionLost { addr, reason: "the stream was closed".into() })?;
+        match tokio::time::timeout(wait, read_frame::<PeerReply>(&mut self.recv)).await {
+            Ok(r) => r.map_err(|e| read_error(addr, e)),
+            Err(_) => Err(CallError::DeadlineExceeded { addr }),
+        }
+    }
+}
+
+impl Drop for BulkCall {
+    fn drop(&mut self) {
+        // After finish() this is a no-op; before it, the responder sees a reset.
+        let _ = self.send.reset(VarInt::from_u32(0));
     }
 }
 

@@ -1,11 +1,12 @@
 //! Helpers shared by the end-to-end tests: a throwaway fleet CA ([`Pki`]), real daemons
 //! started from the workspace's binaries ([`Daemon`]), and real OCI containers from a
-//! busybox root filesystem ([`oci`]), and a multi-host fleet of network namespaces
-//! ([`netns::Fleet`]).
+//! busybox root filesystem ([`oci`]), a multi-host fleet of network namespaces
+//! ([`netns::Fleet`]) and middlecon daemons and runtimes on it ([`mesh`]).
 //!
 //! The binaries must be built before the tests run (`scripts/test` does it:
 //! `cargo build --workspace --bins`).
 
+pub mod mesh;
 pub mod netns;
 pub mod oci;
 

@@ -8,10 +8,24 @@
 //! - for host `i`, a network namespace `dcfF-hi` whose `eth0` (`10.241.F.(i+1)/24`) is the far
 //!   end of the veth `dcfFvi` enslaved to the bridge, and `lo` up.
 //!
-//! Processes run on a host with [`Fleet::spawn`] (or [`Fleet::k2i`]) are in the host's network
-//! namespace *and* in a PID namespace of their own with its own `/proc`
-//! (`ip netns exec NS unshare --pid --fork --mount-proc --kill-child ...`), so a k2i there sees
-//! only that host's processes. Faults: [`Fleet::kill_host`], [`HostProcess::kill`],
+//! Processes run on a host in one of two ways:
+//!
+//! - Alone: [`Fleet::spawn`] (or [`Fleet::k2i`]) puts the program in the host's network
+//!   namespace *and* in a PID namespace of its own with its own `/proc`
+//!   (`ip netns exec NS unshare --pid --fork --mount-proc --kill-child ...`), where it is
+//!   pid 1; so a k2i there sees only itself and what it starts.
+//! - Sharing the host: [`Fleet::boot`] starts the host's init ([`HOST_INIT`], a tiny reaping
+//!   pid 1) in a new PID and mount namespace with its own `/proc`; [`Fleet::spawn_on`],
+//!   [`Fleet::k2i_on`] and [`Fleet::exec_on`] run programs inside it
+//!   (`nsenter --target <init> --pid --mount --net -- ...`, booting the host if needed). All
+//!   of a host's programs, and the containers they start (through [`Fleet::enter`]), see
+//!   each other and nothing of the other hosts; a program's orphans are reparented to the
+//!   host's init, so killing one program ([`HostProcess::kill`]) leaves what it started
+//!   running, while [`Fleet::kill_host`] kills the init and with it the whole host.
+//!   [`Fleet::tmpfs_on`] gives a host a small disk of its own (a tmpfs in its mount
+//!   namespace) to fill up.
+//!
+//! Faults: [`Fleet::kill_host`], [`HostProcess::kill`],
 //! [`Fleet::blackhole`], [`Fleet::isolate`], [`Fleet::cut`], undone by [`Fleet::heal`] and
 //! [`Fleet::uncut`]; they are iptables rules inside the hosts' own namespaces (the harness
 //! owns their filter tables), never in the root namespace.
@@ -20,8 +34,12 @@
 //! `dcos-test-fleets`. Dropping a [`Fleet`] (also while a test panics) kills its processes and
 //! removes all of it. A test process killed outright cannot clean up; the next [`Fleet::new`]
 //! anywhere on the machine removes the leftovers of every fleet whose lock is no longer held.
+//! A host's init, its processes, containers and tmpfs mounts are all inside its network and
+//! PID namespaces, so the same kill of every process in the network namespace removes them
+//! (mounts made inside a host exist only in its mount namespace, which dies with them).
 //!
-//! Needs root, iproute2, iptables and util-linux `unshare`. Several fleets may exist at once,
+//! Needs root, iproute2, iptables, util-linux `unshare`, `nsenter` and `mount`, and the
+//! `host-init` binary of this crate built. Several fleets may exist at once,
 //! in one test process or in many (nextest); up to [`MAX_FLEETS`] at a time.
 
 use crate::Pki;
@@ -47,6 +65,12 @@ pub const LOCK_DIR: &str = "/run/dcos-test-fleets";
 pub const MAX_FLEETS: u32 = 200;
 /// The port [`Fleet::k2i`] listens on, on the host's address.
 pub const K2I_PORT: u16 = 7440;
+/// The ports [`Fleet::middlecon`] listens on, on the host's address: peers (QUIC) and the
+/// gRPC API (TCP with mTLS).
+pub const MIDDLECON_PORT: u16 = 7441;
+pub const API_PORT: u16 = 7442;
+/// The dcos-tests binary [`Fleet::boot`] runs as a host's pid 1.
+pub const HOST_INIT: &str = "host-init";
 const NET_PREFIX: [u8; 2] = [10, 241];
 const GATEWAY_OCTET: u8 = 254;
 const MAX_HOSTS: usize = 253;
@@ -70,6 +94,11 @@ impl Host {
     /// `https://<addr>:7440`, where [`Fleet::k2i`] listens.
     pub fn k2i_url(&self) -> String {
         format!("https://{}:{K2I_PORT}", self.addr)
+    }
+
+    /// `<addr>:7442`, where [`Fleet::middlecon`]'s gRPC API listens.
+    pub fn api_addr(&self) -> std::net::SocketAddr {
+        std::net::SocketAddr::new(IpAddr::V4(self.addr), API_PORT)
     }
 
     /// Issues this host's certificate (role `host`, valid for its address only).
@@ -100,6 +129,8 @@ pub struct Fleet {
     hosts: Vec<Host>,
     /// Wrapper pid (the `unshare` process, our child) -> host index, while running.
     running: Arc<Mutex<BTreeMap<u32, usize>>>,
+    /// Host index -> its init ([`Fleet::boot`]), also registered in `running`.
+    boots: Mutex<BTreeMap<usize, HostProcess>>,
     faults: Mutex<BTreeSet<Fault>>,
     logs: tempfile::TempDir,
     spawned: AtomicUsize,
@@ -118,6 +149,7 @@ impl Fleet {
             gateway: addr(index, GATEWAY_OCTET),
             hosts: Vec::new(),
             running: Arc::default(),
+            boots: Mutex::default(),
             faults: Mutex::default(),
             logs: tempfile::Builder::new().prefix(&format!("dcos-fleet{index}-")).tempdir()?,
             spawned: AtomicUsize::new(0),
@@ -173,15 +205,186 @@ impl Fleet {
     /// namespace with its own `/proc`, where `program` is pid 1. Stdout is piped (read it
     /// with [`HostProcess::line`]), stderr goes to a log ([`HostProcess::stderr`]).
     pub fn spawn(&self, i: usize, program: impl AsRef<Path>, args: &[&str]) -> Result<HostProcess> {
+        let mut wrapper = Command::new("ip");
+        wrapper.args(["netns", "exec", &self.hosts[i].netns]).args([
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+        ]);
+        self.start(i, wrapper, program.as_ref(), args)
+    }
+
+    /// As [`Fleet::spawn`], then waits (20 s) for a stdout line with an `https://` URL (k2i)
+    /// or a `quic://` one (middlecon), which becomes [`HostProcess::url`].
+    pub fn spawn_daemon(&self, i: usize, program: impl AsRef<Path>, args: &[&str]) -> Result<HostProcess> {
+        let p = self.spawn(i, program, args)?;
+        self.announced(p)
+    }
+
+    /// Starts the workspace's k2i on host `i`, listening on `<addr>:7440` with
+    /// `--name host-<i>`, and waits for its announce. `tls` must be valid for the host's
+    /// address ([`Host::issue`]).
+    pub fn k2i(&self, i: usize, tls: &TlsFiles, extra_args: &[&str]) -> Result<HostProcess> {
+        let args = self.k2i_args(i, tls, extra_args)?;
+        self.spawn_daemon(i, crate::bin("k2i"), &args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// Boots host `i`: starts its init ([`HOST_INIT`], a reaping pid 1) in the host's network
+    /// namespace and in a new PID and mount namespace with its own `/proc`
+    /// (`nsenter --net=... unshare --pid --fork --mount-proc --kill-child host-init`), and
+    /// returns the init's pid in the test's PID namespace. Does nothing but return that pid
+    /// if the host is up; boots it afresh after [`Fleet::kill_host`].
+    ///
+    /// The host's mount namespace starts as a private copy of the test's (same files, same
+    /// `/sys` with its cgroup mounts, its own `/proc`); mounts made in it later
+    /// ([`Fleet::tmpfs_on`]) stay in it, and mounts made outside later do not enter it.
+    pub fn boot(&self, i: usize) -> Result<u32> {
         let host = &self.hosts[i];
-        let program = program.as_ref();
+        let mut boots = lock(&self.boots);
+        if let Some(pid) = boots.get_mut(&i).and_then(HostProcess::init_pid) {
+            return Ok(pid);
+        }
+        let mut wrapper = Command::new("nsenter");
+        wrapper.arg(format!("--net=/run/netns/{}", host.netns)).args([
+            "--",
+            "unshare",
+            "--pid",
+            "--fork",
+            "--mount-proc",
+            "--kill-child",
+        ]);
+        let mut init = self.start(i, wrapper, &crate::bin(HOST_INIT), &[])?;
+        // It blocks its signals before saying so: from then on a SIGTERM is not lost.
+        if init.line(Duration::from_secs(10)).as_deref() != Some("ready") {
+            init.kill();
+            bail!("{HOST_INIT} did not start on {}: {}", host.name, init.stderr());
+        }
+        let pid = init.init_pid().with_context(|| format!("{HOST_INIT} of {} ended", host.name))?;
+        boots.insert(i, init);
+        Ok(pid)
+    }
+
+    /// The pid (in the test's PID namespace) of host `i`'s init, if it is booted and up.
+    pub fn host_init_pid(&self, i: usize) -> Option<u32> {
+        lock(&self.boots).get_mut(&i).and_then(HostProcess::init_pid)
+    }
+
+    /// The command prefix that runs a program inside host `i`'s namespaces (PID, mount,
+    /// network): `nsenter --target <init> --pid --mount --net --`. Boots the host if needed.
+    /// For runtimes and tools that take a wrapper (e.g. [`crate::oci::Container::run_in`]).
+    pub fn enter(&self, i: usize) -> Result<Vec<String>> {
+        let init = self.boot(i)?;
+        Ok(["nsenter", "--target", &init.to_string(), "--pid", "--mount", "--net", "--"]
+            .map(String::from)
+            .to_vec())
+    }
+
+    /// Runs `program args` to completion inside host `i` (booted if needed), as one more
+    /// process of the host: it sees the host's processes and `/proc`, and the host's k2i
+    /// sees it. Its working directory is `/`.
+    pub fn exec_on(&self, i: usize, program: &str, args: &[&str]) -> Result<Output> {
+        self.command_on(i)?
+            .arg(program)
+            .args(args)
+            .stdin(Stdio::null())
+            .output()
+            .with_context(|| format!("running {program} inside {}", self.hosts[i].name))
+    }
+
+    /// Starts `program args` inside host `i` (booted if needed), sharing the host's PID,
+    /// mount and network namespaces with its other processes. The handle behaves as one from
+    /// [`Fleet::spawn`] except that [`HostProcess::kill`] SIGKILLs this program alone: what
+    /// it started and left behind (reparented to the host's init) keeps running, until
+    /// [`Fleet::kill_host`] or the fleet's teardown. Its working directory is `/`.
+    pub fn spawn_on(&self, i: usize, program: impl AsRef<Path>, args: &[&str]) -> Result<HostProcess> {
+        let wrapper = self.command_on(i)?;
+        let mut p = self.start(i, wrapper, program.as_ref(), args)?;
+        // nsenter forks the program into the host's PID namespace; until it has, a kill
+        // could only hit nsenter and miss the program.
+        let deadline = Instant::now() + Duration::from_secs(5);
+        while p.init_pid().is_none() && p.is_running() && Instant::now() < deadline {
+            std::thread::sleep(Duration::from_millis(2));
+        }
+        Ok(p)
+    }
+
+    /// As [`Fleet::spawn_on`], then waits for the announce as [`Fleet::spawn_daemon`] does.
+    pub fn spawn_daemon_on(&self, i: usize, program: impl AsRef<Path>, args: &[&str]) -> Result<HostProcess> {
+        let p = self.spawn_on(i, program, args)?;
+        self.announced(p)
+    }
+
+    /// As [`Fleet::k2i`], inside host `i` ([`Fleet::spawn_daemon_on`]): it sees the host's
+    /// processes and containers, started before or after it.
+    pub fn k2i_on(&self, i: usize, tls: &TlsFiles, extra_args: &[&str]) -> Result<HostProcess> {
+        let args = self.k2i_args(i, tls, extra_args)?;
+        self.spawn_daemon_on(i, crate::bin("k2i"), &args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// The test-namespace pid of the process host `i` knows as `host_pid`, if host `i` is up
+    /// and has it (a process of the host itself, or of a container on it).
+    pub fn test_pid(&self, i: usize, host_pid: u32) -> Option<u32> {
+        let init = self.host_init_pid(i)?;
+        // NSpid lists a pid per level, from ours down; the host's level is its init's last.
+        let level = ns_pids(init).len().checked_sub(1)?;
+        let host_ns = ns_inode(init, "pid")?;
+        let dir = std::fs::read_dir("/proc").ok()?;
+        dir.flatten().filter_map(|e| e.file_name().to_str()?.parse::<u32>().ok()).find(|&p| {
+            ns_pids(p).get(level) == Some(&host_pid)
+                && (ns_inode(p, "pid") == Some(host_ns) || descends_from(p, init))
+        })
+    }
+
+    /// Mounts a tmpfs of `size_bytes` (rounded up to whole pages) at `path` inside host `i`'s
+    /// mount namespace (booted if needed): the host's disk that fills up. Only the host sees
+    /// it (the test reaches it at [`Tmpfs::outside`]). `path` must be an existing absolute
+    /// directory (the host's files are the test's, e.g. a temporary directory). It is
+    /// unmounted when the guard is dropped, and it vanishes with the host's mount namespace
+    /// ([`Fleet::kill_host`], the fleet's teardown, the sweep of a killed test's fleet), so
+    /// nothing of it can outlive the fleet.
+    pub fn tmpfs_on(&self, i: usize, path: impl AsRef<Path>, size_bytes: u64) -> Result<Tmpfs> {
+        let path = path.as_ref();
+        // size=0 would mean "no limit" to tmpfs.
+        ensure!(size_bytes > 0, "a tmpfs needs a size above 0 bytes");
+        ensure!(path.is_absolute(), "the tmpfs mount point {} is not absolute", path.display());
+        ensure!(path.is_dir(), "the tmpfs mount point {} is not a directory", path.display());
+        let init = self.boot(i)?;
+        let source = format!("dcf{}-tmpfs", self.index);
+        let out = self.exec_on(
+            i,
+            "mount",
+            &["-t", "tmpfs", "-o", &format!("size={size_bytes}"), &source, path_str(path)?],
+        )?;
+        ensure!(
+            out.status.success(),
+            "mounting a tmpfs at {} on {}: {}",
+            path.display(),
+            self.hosts[i].name,
+            String::from_utf8_lossy(&out.stderr).trim()
+        );
+        let mnt_ns = ns_inode(init, "mnt").context("the host's mount namespace")?;
+        let outside = PathBuf::from(format!("/proc/{init}/root")).join(path.strip_prefix("/")?);
+        Ok(Tmpfs { host: i, path: path.to_owned(), outside, init, mnt_ns })
+    }
+
+    /// `nsenter` into host `i`'s namespaces, ready for the program and its arguments.
+    fn command_on(&self, i: usize) -> Result<Command> {
+        let enter = self.enter(i)?;
+        let mut cmd = Command::new(&enter[0]);
+        cmd.args(&enter[1..]);
+        Ok(cmd)
+    }
+
+    /// Starts `wrapper program args` for host `i` with the handle's stdio and registers the
+    /// wrapper for teardown.
+    fn start(&self, i: usize, mut cmd: Command, program: &Path, args: &[&str]) -> Result<HostProcess> {
+        let host = &self.hosts[i];
         let name = program.file_name().unwrap_or_default().to_string_lossy();
         let n = self.spawned.fetch_add(1, Ordering::Relaxed);
         let stderr_log = self.logs.path().join(format!("{n}-{}-{name}.stderr", host.name));
-        let mut cmd = Command::new("ip");
-        cmd.args(["netns", "exec", &host.netns])
-            .args(["unshare", "--pid", "--fork", "--mount-proc", "--kill-child"])
-            .arg(program)
+        cmd.arg(program)
             .args(args)
             .stdin(Stdio::null())
             .stdout(Stdio::piped())
@@ -204,10 +407,8 @@ impl Fleet {
         Ok(HostProcess { host: i, url: None, stderr_log, child, lines, running: self.running.clone() })
     }
 
-    /// As [`Fleet::spawn`], then waits (20 s) for a stdout line with an `https://` URL (k2i)
-    /// or a `quic://` one (middlecon), which becomes [`HostProcess::url`].
-    pub fn spawn_daemon(&self, i: usize, program: impl AsRef<Path>, args: &[&str]) -> Result<HostProcess> {
-        let mut p = self.spawn(i, program, args)?;
+    /// Waits (20 s) for `p`'s announce line; see [`Fleet::spawn_daemon`].
+    fn announced(&self, mut p: HostProcess) -> Result<HostProcess> {
         let deadline = Instant::now() + Duration::from_secs(20);
         while let Some(line) = p.line(deadline.saturating_duration_since(Instant::now())) {
             if let Some(url) =
@@ -218,30 +419,56 @@ impl Fleet {
             }
         }
         p.kill();
-        bail!("no announce from the daemon on {}; stderr: {}", self.hosts[i].name, p.stderr())
+        bail!("no announce from the daemon on {}; stderr: {}", self.hosts[p.host].name, p.stderr())
     }
 
-    /// Starts the workspace's k2i on host `i`, listening on `<addr>:7440` with
-    /// `--name host-<i>`, and waits for its announce. `tls` must be valid for the host's
-    /// address ([`Host::issue`]).
-    pub fn k2i(&self, i: usize, tls: &TlsFiles, extra_args: &[&str]) -> Result<HostProcess> {
+    fn k2i_args(&self, i: usize, tls: &TlsFiles, extra_args: &[&str]) -> Result<Vec<String>> {
         let host = &self.hosts[i];
         let listen = format!("{}:{K2I_PORT}", host.addr);
         let (cert, key, ca) = (path_str(&tls.cert)?, path_str(&tls.key)?, path_str(&tls.ca)?);
-        let mut args: Vec<&str> =
-            vec!["--listen", &listen, "--name", &host.name, "--cert", cert, "--key", key, "--ca", ca];
-        args.extend_from_slice(extra_args);
-        self.spawn_daemon(i, crate::bin("k2i"), &args)
+        let mut args: Vec<String> =
+            ["--listen", &listen, "--name", &host.name, "--cert", cert, "--key", key, "--ca", ca]
+                .map(String::from)
+                .to_vec();
+        args.extend(extra_args.iter().map(|a| a.to_string()));
+        Ok(args)
     }
 
-    /// SIGKILLs `p`'s whole PID namespace and waits until it is gone.
+    /// Starts the workspace's middlecon on host `i` as `host-<i>`: peers on `<addr>:7441`,
+    /// the API on `<addr>:7442` and on [`Fleet::api_socket`], its state directory in the
+    /// fleet's temporary directory (the hosts share a filesystem), with `extra_args`
+    /// (`--dc`, `--peer`, `--seed`, ...); waits for its announce. `tls` must be valid for
+    /// the host's address ([`Host::issue`]).
+    pub fn middlecon(&self, i: usize, tls: &TlsFiles, extra_args: &[&str]) -> Result<HostProcess> {
+        let host = &self.hosts[i];
+        let listen = format!("{}:{MIDDLECON_PORT}", host.addr);
+        let api = host.api_addr().to_string();
+        let state = self.logs.path().join(format!("{}-middlecon", host.name));
+        let socket = self.api_socket(i);
+        let (cert, key, ca) = (path_str(&tls.cert)?, path_str(&tls.key)?, path_str(&tls.ca)?);
+        let mut args: Vec<&str> = vec!["--listen", &listen, "--api", &api, "--name", &host.name];
+        args.extend(["--state-dir", path_str(&state)?, "--socket", path_str(&socket)?]);
+        args.extend(["--cert", cert, "--key", key, "--ca", ca]);
+        args.extend_from_slice(extra_args);
+        self.spawn_daemon(i, crate::bin("middlecon"), &args)
+    }
+
+    /// The local API socket of host `i`'s [`Fleet::middlecon`].
+    pub fn api_socket(&self, i: usize) -> PathBuf {
+        self.logs.path().join(format!("{}-middlecon", self.hosts[i].name)).join("api.sock")
+    }
+
+    /// [`HostProcess::kill`]: SIGKILLs `p` (from [`Fleet::spawn`]: its whole PID namespace)
+    /// and waits until it is gone.
     pub fn kill(&self, p: &mut HostProcess) {
         p.kill();
     }
 
-    /// Kills every process on host `i` (its PID namespaces, then anything else in its
-    /// network namespace), as if the machine had lost power. Its network stays up: a
-    /// connect to it is refused. The [`HostProcess`] handles stay valid (and dead).
+    /// Kills every process on host `i` (its PID namespaces, the booted one with all its
+    /// processes and containers included, then anything else in its network namespace), as
+    /// if the machine had lost power. Its network stays up: a connect to it is refused. The
+    /// [`HostProcess`] handles stay valid (and dead); the next [`Fleet::boot`] (or
+    /// `*_on` call) boots the host afresh, with an empty process table.
     pub fn kill_host(&self, i: usize) {
         let running = lock(&self.running);
         let wrappers: Vec<u32> = running.iter().filter(|(_, &h)| h == i).map(|(&pid, _)| pid).collect();
@@ -370,8 +597,10 @@ impl Drop for Fleet {
     }
 }
 
-/// A process started on a host by [`Fleet::spawn`]: pid 1 of its own PID namespace (inside
-/// the `unshare` wrapper this handle holds). Dropping it kills the namespace and waits.
+/// A process started on a host, by [`Fleet::spawn`]: pid 1 of its own PID namespace, inside
+/// the `unshare` wrapper this handle holds; or by [`Fleet::spawn_on`]: one process of the
+/// host's booted PID namespace, the child of the `nsenter` wrapper this handle holds.
+/// Dropping it kills it ([`HostProcess::kill`]) and waits.
 pub struct HostProcess {
     /// The host it runs on.
     pub host: usize,
@@ -399,13 +628,13 @@ impl HostProcess {
         std::fs::read_to_string(&self.stderr_log).unwrap_or_default()
     }
 
-    /// The pid of the `unshare` wrapper, in the test's PID namespace.
+    /// The pid of the wrapper (`unshare` or `nsenter`), in the test's PID namespace.
     pub fn wrapper_pid(&self) -> u32 {
         self.child.id()
     }
 
-    /// The test-namespace pid of the program itself (pid 1 in its namespace), once started;
-    /// `None` before the wrapper forked or after it ended.
+    /// The test-namespace pid of the program itself (from [`Fleet::spawn`], pid 1 in its
+    /// namespace), once started; `None` before the wrapper forked or after it ended.
     pub fn init_pid(&mut self) -> Option<u32> {
         if !self.is_running() {
             return None;
@@ -426,8 +655,36 @@ impl HostProcess {
         !ended
     }
 
-    /// SIGKILLs its PID namespace and waits until every process in it is gone (its sockets
-    /// are closed when this returns).
+    /// Waits up to `timeout` for the program to end by itself; its exit status, or `None`
+    /// if it still runs.
+    pub fn wait(&mut self, timeout: Duration) -> Option<std::process::ExitStatus> {
+        let deadline = Instant::now() + timeout;
+        loop {
+            // The wrapper (`unshare --fork`) exits with the program's status. Reaped under
+            // the list's lock, as in `is_running`.
+            {
+                let mut running = lock(&self.running);
+                if let Ok(Some(status)) = self.child.try_wait() {
+                    running.remove(&self.child.id());
+                    return Some(status);
+                }
+            }
+            if Instant::now() >= deadline {
+                return None;
+            }
+            std::thread::sleep(Duration::from_millis(20));
+        }
+    }
+
+    /// The program's pid as its host sees it (what the host's k2i reports), while it runs:
+    /// `1` from [`Fleet::spawn`].
+    pub fn ns_pid(&mut self) -> Option<u32> {
+        ns_pids(self.init_pid()?).last().copied()
+    }
+
+    /// SIGKILLs the program and waits until it is gone (its sockets are closed when this
+    /// returns). From [`Fleet::spawn`], that kills its whole PID namespace; from
+    /// [`Fleet::spawn_on`], only the program: its orphans stay with the host's init.
     pub fn kill(&mut self) {
         let pid = self.child.id();
         {
@@ -444,6 +701,52 @@ impl HostProcess {
 impl Drop for HostProcess {
     fn drop(&mut self) {
         self.kill();
+    }
+}
+
+/// A tmpfs mounted inside one host ([`Fleet::tmpfs_on`]); unmounted when dropped (if that
+/// host has not been killed or rebooted since, which took it away already).
+#[derive(Debug)]
+pub struct Tmpfs {
+    /// The host whose mount namespace holds it.
+    pub host: usize,
+    path: PathBuf,
+    outside: PathBuf,
+    /// The host's init (test-namespace pid) and mount namespace when it was mounted.
+    init: u32,
+    mnt_ns: u64,
+}
+
+impl Tmpfs {
+    /// Where the host's processes see it.
+    pub fn path(&self) -> &Path {
+        &self.path
+    }
+
+    /// Where the test process reaches it: `/proc/<host init>/root/<path>`.
+    pub fn outside(&self) -> &Path {
+        &self.outside
+    }
+}
+
+impl Drop for Tmpfs {
+    fn drop(&mut self) {
+        // The same init in the same mount namespace: the pid was not reused.
+        if ns_inode(self.init, "mnt") != Some(self.mnt_ns) {
+            return;
+        }
+        let out = Command::new("nsenter")
+            .args(["--target", &self.init.to_string(), "--mount", "--", "umount"])
+            .arg(&self.path)
+            .stdin(Stdio::null())
+            .output();
+        match out {
+            Ok(o) if o.status.success() => {}
+            Ok(o) => {
+                eprintln!("unmounting {}: {}", self.path.display(), String::from_utf8_lossy(&o.stderr).trim())
+            }
+            Err(e) => eprintln!("unmounting {}: {e}", self.path.display()),
+        }
     }
 }
 
@@ -598,9 +901,16 @@ fn kill_wrappers(wrappers: &[u32]) {
     }
 }
 
-/// SIGKILLs everything left in network namespace `ns`, until it is empty (2 s at most).
+/// SIGKILLs everything left in network namespace `ns` and waits until every process it
+/// signalled is gone (2 s at most). Processes whose parent is in the namespace too (PID
+/// namespace inits, programs under an `nsenter`) are killed first and alone, so that their
+/// parents are alive to reap them: killed together, a host's program whose `nsenter` died
+/// first would be left to the machine's init to reap, and the host's init, which cannot
+/// finish dying before every process of its PID namespace is reaped, would linger (out of
+/// the network namespace already, so no longer listed by `ip netns pids`).
 fn kill_netns_processes(ns: &str) {
     let deadline = Instant::now() + Duration::from_secs(2);
+    let mut signalled = BTreeSet::new();
     loop {
         let pids: Vec<u32> = Command::new("ip")
             .args(["netns", "pids", ns])
@@ -609,17 +919,25 @@ fn kill_netns_processes(ns: &str) {
                 String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()
             })
             .unwrap_or_default();
-        if pids.is_empty() || Instant::now() > deadline {
+        signalled.retain(|&p| runs(p));
+        if (pids.is_empty() && signalled.is_empty()) || Instant::now() > deadline {
             return;
         }
-        // Namespace inits first, so their wrappers (if alive) can reap them.
-        let mut ordered: Vec<u32> = pids.iter().copied().filter(|p| pids.contains(&ppid(*p))).collect();
-        ordered.extend(pids.iter().copied().filter(|p| !pids.contains(&ppid(*p))));
-        for p in ordered {
+        let inner: Vec<u32> = pids.iter().copied().filter(|p| pids.contains(&ppid(*p))).collect();
+        for p in if inner.is_empty() { pids } else { inner } {
             signal_kill(p);
+            signalled.insert(p);
         }
         std::thread::sleep(Duration::from_millis(20));
     }
+}
+
+/// Whether `pid` exists and has not ended (a zombie has).
+fn runs(pid: u32) -> bool {
+    std::fs::read_to_string(format!("/proc/{pid}/stat"))
+        .ok()
+        .and_then(|s| s.rsplit(')').next()?.split_whitespace().next().map(|st| !matches!(st, "Z" | "X")))
+        .unwrap_or(false)
 }
 
 /// Whether our child `pid` has exited, without reaping it.
@@ -649,6 +967,39 @@ fn ppid(pid: u32) -> u32 {
             rest.split_whitespace().nth(1)?.parse().ok()
         })
         .unwrap_or(0)
+}
+
+/// `pid`'s pids in each PID namespace from ours down to its own (`NSpid` of its status).
+fn ns_pids(pid: u32) -> Vec<u32> {
+    std::fs::read_to_string(format!("/proc/{pid}/status"))
+        .ok()
+        .and_then(|s| {
+            let line = s.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
+            Some(line.split_whitespace().filter_map(|p| p.parse().ok()).collect())
+        })
+        .unwrap_or_default()
+}
+
+/// The inode of `pid`'s namespace of `kind` (`pid`, `mnt`, `net`...).
+fn ns_inode(pid: u32, kind: &str) -> Option<u64> {
+    let target = std::fs::read_link(format!("/proc/{pid}/ns/{kind}")).ok()?;
+    // "pid:[4026531836]"
+    target.to_str()?.split(['[', ']']).nth(1)?.parse().ok()
+}
+
+/// Whether `ancestor` is `pid`'s parent, grandparent...
+fn descends_from(pid: u32, ancestor: u32) -> bool {
+    let mut p = pid;
+    for _ in 0..64 {
+        p = ppid(p);
+        if p == ancestor {
+            return true;
+        }
+        if p <= 1 {
+            return false;
+        }
+    }
+    false
 }
 
 /// The children of `pid` (this kernel has no /proc/PID/task/TID/children: scan).

@@ -1,6 +1,9 @@
 //! Real OCI containers for tests: a busybox root filesystem built from Debian's
 //! busybox-static, a `config.json` derived from `runc spec`, and a container run detached
-//! under a private runtime state root, deleted when dropped.
+//! under a private runtime state root, deleted when dropped. The runtime runs in the test's
+//! namespaces ([`Container::run`]) or through a wrapper such as a fleet host's `nsenter`
+//! ([`Container::run_in`], with [`crate::netns::Fleet::enter`]), which puts the container on
+//! that host.
 
 use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
@@ -46,12 +49,30 @@ pub struct Container {
     pub state_root: PathBuf,
     pub id: String,
     pub bundle: PathBuf,
+    /// The command prefix every runtime call goes through (empty: none).
+    pub wrapper: Vec<String>,
 }
 
 impl Container {
     /// Creates a bundle in `dir` (busybox rootfs, `config.json` running `args` in the
     /// cgroup `cgroup_path`) and runs it detached with state under `state_root`.
     pub fn run(
+        runtime: &Path,
+        state_root: &Path,
+        dir: &Path,
+        id: &str,
+        cgroup_path: &str,
+        args: &[&str],
+    ) -> Result<Container> {
+        Self::run_in(&[], runtime, state_root, dir, id, cgroup_path, args)
+    }
+
+    /// As [`Container::run`], with every runtime call (`run`, `state`, `delete`) made as
+    /// `wrapper... runtime ...`; with a fleet host's [`crate::netns::Fleet::enter`], the
+    /// container runs on that host (a child of its PID namespace, reparented to its init)
+    /// and [`Container::pid`] is its pid there. Paths must mean the same inside the wrapper.
+    pub fn run_in(
+        wrapper: &[String],
         runtime: &Path,
         state_root: &Path,
         dir: &Path,
@@ -77,11 +98,12 @@ impl Container {
         // The container inherits the runtime's stdio: a file, not a pipe, or waiting for
         // the runtime to finish would wait for the container too.
         let log = bundle.join("runtime.log");
-        let status = Command::new(runtime)
+        let status = runtime_command(wrapper, runtime)
             .arg("--root")
             .arg(state_root)
-            .args(["run", "--detach", id])
-            .current_dir(&bundle)
+            .args(["run", "--detach", "--bundle"])
+            .arg(&bundle)
+            .arg(id)
             .stdin(Stdio::null())
             .stdout(Stdio::null())
             .stderr(std::fs::File::create(&log)?)
@@ -89,12 +111,18 @@ impl Container {
         if !status.success() {
             bail!("{} run: {}", runtime.display(), std::fs::read_to_string(&log).unwrap_or_default());
         }
-        Ok(Container { runtime: runtime.into(), state_root: state_root.into(), id: id.into(), bundle })
+        Ok(Container {
+            runtime: runtime.into(),
+            state_root: state_root.into(),
+            id: id.into(),
+            bundle,
+            wrapper: wrapper.to_vec(),
+        })
     }
 
-    /// The container's init pid, from `runtime state`.
+    /// The container's init pid, from `runtime state` (in the wrapper's PID namespace).
     pub fn pid(&self) -> Result<i32> {
-        let out = Command::new(&self.runtime)
+        let out = runtime_command(&self.wrapper, &self.runtime)
             .arg("--root")
             .arg(&self.state_root)
             .args(["state", &self.id])
@@ -106,13 +134,34 @@ impl Container {
 }
 
 impl Drop for Container {
+    /// Deletes it through its wrapper; if that fails (e.g. its fleet host is gone, and the
+    /// container with it), without, so that the runtime still removes its state and cgroup
+    /// (it tells a dead init from a live process by the start time, never kills a stranger).
     fn drop(&mut self) {
-        let _ = Command::new(&self.runtime)
-            .arg("--root")
-            .arg(&self.state_root)
-            .args(["delete", "--force", &self.id])
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status();
+        let delete = |wrapper: &[String]| {
+            runtime_command(wrapper, &self.runtime)
+                .arg("--root")
+                .arg(&self.state_root)
+                .args(["delete", "--force", &self.id])
+                .stdout(Stdio::null())
+                .stderr(Stdio::null())
+                .status()
+                .is_ok_and(|s| s.success())
+        };
+        if !delete(&self.wrapper) && !self.wrapper.is_empty() {
+            delete(&[]);
+        }
+    }
+}
+
+/// `wrapper... runtime`, or `runtime` alone.
+fn runtime_command(wrapper: &[String], runtime: &Path) -> Command {
+    match wrapper.split_first() {
+        Some((first, rest)) => {
+            let mut c = Command::new(first);
+            c.args(rest).arg(runtime);
+            c
+        }
+        None => Command::new(runtime),
     }
 }

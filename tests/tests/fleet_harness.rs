@@ -1,10 +1,13 @@
 //! The multi-host harness itself ([`dcos_tests::netns::Fleet`]): hosts are separate network
 //! and PID namespaces that reach each other over a bridge, faults do what they say, and
-//! nothing is left behind, whether a test passes, panics or is killed.
+//! nothing is left behind, whether a test passes, panics or is killed. A booted host is one
+//! PID namespace its programs and containers share: they see each other and no other host's,
+//! a killed program's orphans stay with the host until the host dies, and its tmpfs fills up.
 
 use dcos_cli::client::{FetchError, K2iClient};
-use dcos_core::model::ProcList;
-use dcos_tests::netns::{Fleet, HostProcess, LOCK_DIR};
+use dcos_core::model::{ContainerList, ProcList};
+use dcos_tests::netns::{Fleet, HostProcess, HOST_INIT, LOCK_DIR};
+use dcos_tests::oci::Container;
 use dcos_tests::{eventually, Pki};
 use serde_json::Value;
 use std::collections::HashSet;
@@ -274,14 +277,23 @@ fn teardown_leaves_nothing_behind_even_after_a_panic() {
         let mut p = fleet.spawn(1, "sleep", &["600"]).unwrap();
         let init = wait_init_pid(&mut p);
         fleet.blackhole(1).unwrap();
-        *seen.lock().unwrap() = Some((Footprint::of(&fleet), init, p.wrapper_pid()));
+        // A booted host with a program and a disk, as a workload test would leave it.
+        let disk_dir = tempfile::tempdir().unwrap();
+        let disk = fleet.tmpfs_on(0, disk_dir.path(), 1 << 16).unwrap();
+        let mut on0 = fleet.spawn_on(0, "sleep", &["600"]).unwrap();
+        let booted = (fleet.host_init_pid(0).unwrap(), wait_init_pid(&mut on0));
+        std::mem::forget(disk); // left mounted: it goes with the host
+        *seen.lock().unwrap() = Some((Footprint::of(&fleet), init, p.wrapper_pid(), booted));
         panic!("the test body fails with a fleet up");
     }));
     assert!(result.is_err());
-    let (footprint, init, wrapper) = seen.lock().unwrap().clone().expect("the fleet was built");
+    let (footprint, init, wrapper, (host_init, on0)) =
+        seen.lock().unwrap().clone().expect("the fleet was built");
     footprint.assert_gone();
     assert!(!alive(init), "the sleep on host-1 survived its fleet");
     assert!(!std::path::Path::new(&format!("/proc/{wrapper}")).exists(), "the wrapper was not reaped");
+    assert!(!alive(host_init), "host-0's init survived its fleet");
+    assert!(!alive(on0), "the sleep inside host-0 survived its fleet");
 }
 
 /// Not a test on its own: run by [`a_killed_test_leaves_leftovers_the_next_fleet_removes`] as
@@ -295,7 +307,10 @@ fn fleet_owner_killed_by_its_parent() {
     let fleet = Fleet::new(2).expect("fleet");
     let mut p = fleet.spawn(1, "sleep", &["600"]).unwrap();
     let init = wait_init_pid(&mut p);
-    println!("FLEET {} {init}", fleet.index);
+    let mut on0 = fleet.spawn_on(0, "sleep", &["600"]).unwrap();
+    let on0 = wait_init_pid(&mut on0);
+    let host_init = fleet.host_init_pid(0).unwrap();
+    println!("FLEET {} {init} {host_init} {on0}", fleet.index);
     std::thread::sleep(Duration::from_secs(60));
 }
 
@@ -316,13 +331,15 @@ fn a_killed_test_leaves_leftovers_the_next_fleet_removes() {
     let mut words = report.split_whitespace().skip(1);
     let index: u32 = words.next().unwrap().parse().unwrap();
     let init: u32 = words.next().unwrap().parse().unwrap();
+    let host_init: u32 = words.next().unwrap().parse().unwrap();
+    let on0: u32 = words.next().unwrap().parse().unwrap();
     let stale = Footprint {
         netns: vec![format!("dcf{index}-h0"), format!("dcf{index}-h1")],
         links: vec![format!("dcf{index}v0"), format!("dcf{index}v1"), format!("dcf{index}br")],
         lock: std::path::Path::new(LOCK_DIR).join(index.to_string()),
     };
     stale.assert_present();
-    assert!(alive(init));
+    assert!(alive(init) && alive(host_init) && alive(on0));
     // SIGKILL: no destructor runs. (Not checked here that the leftovers are still there:
     // any test starting a fleet from now on may already remove them.)
     owner.kill().unwrap();
@@ -342,4 +359,236 @@ fn a_killed_test_leaves_leftovers_the_next_fleet_removes() {
         stale.assert_gone();
     }
     assert!(!alive(init), "the killed test's sleep was not killed");
+    assert!(!alive(host_init), "the killed test's host init was not killed");
+    assert!(!alive(on0), "the sleep inside the killed test's host was not killed");
+}
+
+/// `pid`'s start time (clock ticks since boot), to tell it from a later process reusing the pid.
+fn start_time(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    stat.rsplit(')').next()?.split_whitespace().nth(19)?.parse().ok()
+}
+
+/// Whether the process that had `pid` and `started` still runs.
+fn still_runs(pid: u32, started: u64) -> bool {
+    alive(pid) && start_time(pid) == Some(started)
+}
+
+/// The processes k2i at `url` lists, as (pid, cmd), once it lists `want` (5 s at most).
+async fn k2i_processes(pki: &Pki, url: &str, want: impl Fn(&[(i32, String)]) -> bool) -> Vec<(i32, String)> {
+    let admin = pki.client("admin");
+    eventually(T, "k2i's process table", || {
+        let (admin, url) = (admin.clone(), url.to_string());
+        let want = &want;
+        async move {
+            let l: ProcList = admin.get_json(&url, "/v1/proc", T).await.ok()?;
+            let pids: Vec<(i32, String)> = l.processes.iter().map(|p| (p.pid, p.cmd.to_string())).collect();
+            want(&pids).then_some(pids)
+        }
+    })
+    .await
+}
+
+fn names(pids: &[(i32, String)]) -> Vec<&str> {
+    let mut n: Vec<&str> = pids.iter().map(|(_, c)| c.as_str()).collect();
+    n.sort_unstable();
+    n
+}
+
+#[tokio::test]
+async fn programs_on_a_booted_host_see_each_other_and_no_other_host() {
+    let fleet = Fleet::new(2).expect("fleet");
+    let pki = Pki::new();
+    let mut sleep = fleet.spawn_on(0, "sleep", &["600"]).expect("sleep on host-0");
+    let sleep_pid = sleep.ns_pid().expect("the sleep runs") as i32;
+    assert_ne!(sleep_pid, 1, "host-0's init is pid 1, the sleep one more process");
+    let mut k2i0 = fleet.k2i_on(0, &fleet.host(0).issue(&pki), &["--sample-interval", "200ms"]).expect("k2i");
+    let mut k2i1 = fleet.k2i_on(1, &fleet.host(1).issue(&pki), &["--sample-interval", "200ms"]).expect("k2i");
+    assert_eq!(k2i0.url(), fleet.host(0).k2i_url());
+
+    let init0 = fleet.host_init_pid(0).expect("host-0 was booted");
+    let init1 = fleet.host_init_pid(1).expect("host-1 was booted");
+    let pid_ns = |pid: u32| ns_inode(&format!("/proc/{pid}/ns/pid"));
+    let (k0, k1, s0) = (wait_init_pid(&mut k2i0), wait_init_pid(&mut k2i1), wait_init_pid(&mut sleep));
+    assert_eq!(pid_ns(k0), pid_ns(init0), "k2i shares host-0's PID namespace");
+    assert_eq!(pid_ns(s0), pid_ns(init0), "the sleep shares host-0's PID namespace");
+    assert_eq!(pid_ns(k1), pid_ns(init1));
+    assert_ne!(pid_ns(init0), pid_ns(init1), "hosts have PID namespaces of their own");
+    assert_ne!(pid_ns(init0), ns_inode("/proc/self/ns/pid"));
+    let host_netns = std::fs::metadata(format!("/run/netns/{}", fleet.host(0).netns)).unwrap().ino();
+    assert_eq!(ns_inode(&format!("/proc/{k0}/ns/net")), host_netns, "in host-0's network");
+
+    let k2i0_pid = k2i0.ns_pid().unwrap() as i32;
+    let on0 = k2i_processes(&pki, k2i0.url(), |p| p.iter().any(|(_, c)| c == "sleep")).await;
+    assert!(on0.contains(&(sleep_pid, "sleep".into())), "host-0's k2i lists the sleep: {on0:?}");
+    assert!(on0.contains(&(k2i0_pid, "k2i".into())), "and itself: {on0:?}");
+    assert!(on0.contains(&(1, HOST_INIT.into())), "and the host's init as pid 1: {on0:?}");
+    assert_eq!(names(&on0), [HOST_INIT, "k2i", "sleep"], "and nothing else: {on0:?}");
+    let on1 = k2i_processes(&pki, k2i1.url(), |p| !p.is_empty()).await;
+    assert_eq!(names(&on1), [HOST_INIT, "k2i"], "host-1 sees none of host-0's processes: {on1:?}");
+
+    // Booting is idempotent: programs started later join the same host.
+    assert_eq!(fleet.boot(0).unwrap(), init0);
+    let out = fleet.exec_on(0, "sh", &["-c", "ls /proc | grep -c '^[0-9]'"]).unwrap();
+    let count: usize = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+    assert!((5..=7).contains(&count), "init, sleep, k2i, sh, ls, grep (one may be gone): {count}");
+}
+
+#[test]
+fn a_killed_programs_orphan_stays_on_the_host_until_the_host_dies() {
+    let fleet = Fleet::new(1).expect("fleet");
+    let mut parent =
+        fleet.spawn_on(0, "sh", &["-c", "sleep 300 & echo $!; exec sleep 600"]).expect("sh on host-0");
+    let orphan_host_pid: u32 = parent.line(T).expect("the child's pid").parse().unwrap();
+    let orphan = fleet.test_pid(0, orphan_host_pid).expect("the child, seen from the test");
+    let started = start_time(orphan).unwrap();
+    let init = fleet.host_init_pid(0).unwrap();
+    let parent_pid = wait_init_pid(&mut parent);
+    assert_eq!(ppid_of(orphan), parent_pid, "the sleep is the program's child");
+
+    parent.kill();
+    assert!(!parent.is_running());
+    assert!(!alive(parent_pid), "the program itself is gone");
+    assert!(still_runs(orphan, started), "the program's child survived it");
+    assert_eq!(ppid_of(orphan), init, "reparented to the host's init");
+    let stat = fleet.exec_on(0, "cat", &[&format!("/proc/{orphan_host_pid}/stat")]).unwrap();
+    let stat = String::from_utf8_lossy(&stat.stdout);
+    let host_ppid = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap();
+    assert_eq!(host_ppid, "1", "inside the host its parent is pid 1: {stat}");
+
+    let err = fleet.spawn_daemon_on(0, "/nonexistent/daemon", &[]).err().expect("no such program");
+    assert!(format!("{err:#}").contains("/nonexistent/daemon"), "{err:#}");
+    assert!(still_runs(orphan, started), "a failed start disturbs nothing");
+
+    fleet.kill_host(0);
+    assert!(!still_runs(orphan, started), "kill_host leaves the orphan running");
+    assert!(!alive(init), "kill_host leaves the host's init running");
+    assert_eq!(fleet.host_init_pid(0), None, "host-0 is down");
+    // Powered on again: a fresh host, without the old one's processes.
+    let again = fleet.boot(0).expect("host-0 boots again");
+    assert_ne!(again, init);
+    assert_eq!(fleet.test_pid(0, orphan_host_pid), None, "the orphan did not come back");
+}
+
+/// `pid`'s parent.
+fn ppid_of(pid: u32) -> u32 {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
+    stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap()
+}
+
+#[tokio::test]
+async fn a_container_run_on_a_host_is_seen_by_its_k2i_alone() {
+    let runc = dcos_tests::oci::runtime_binary("runc").expect("runc is installed by scripts/setup.sh");
+    let fleet = Fleet::new(2).expect("fleet");
+    let pki = Pki::new();
+    let work = tempfile::tempdir().unwrap();
+    let state = work.path().join("runc-state");
+    let id = format!("fleet-test-{}", std::process::id());
+    let cgroup = format!("/dcos-test/{id}");
+    let container = Container::run_in(
+        &fleet.enter(0).unwrap(),
+        &runc,
+        &state,
+        work.path(),
+        &id,
+        &cgroup,
+        &["sleep", "3600"],
+    )
+    .expect("runc runs a busybox container inside host-0");
+    let init = container.pid().expect("its pid on host-0");
+    // runc has exited: the container lives on as a child of the host's init.
+    let seen = fleet.test_pid(0, init as u32).expect("the container's init, seen from the test");
+    assert_eq!(ppid_of(seen), fleet.host_init_pid(0).unwrap(), "a child of host-0's init");
+
+    // Both k2i read the same state root; only host-0 has the container's processes.
+    let oci = format!("runc={}", state.display());
+    let args = ["--sample-interval", "200ms", "--oci-root", &oci];
+    let k2i0 = fleet.k2i_on(0, &fleet.host(0).issue(&pki), &args).expect("k2i on host-0");
+    let k2i1 = fleet.k2i_on(1, &fleet.host(1).issue(&pki), &args).expect("k2i on host-1");
+    let admin = pki.client("admin");
+    let list: ContainerList = eventually(T, "the container on host-0", || {
+        let (admin, url, id) = (admin.clone(), k2i0.url().to_string(), id.clone());
+        async move {
+            let l: ContainerList = admin.get_json(&url, "/v1/containers", T).await.ok()?;
+            l.containers.iter().any(|c| *c.id == *id && c.processes >= 1).then_some(l)
+        }
+    })
+    .await;
+    let ct = list.containers.iter().find(|c| *c.id == *id).unwrap();
+    assert_eq!((ct.status.as_str(), ct.pid), ("running", Some(init)), "{ct:?}");
+    let l: ProcList = admin.get_json(k2i0.url(), &format!("/v1/proc?pid={init}"), T).await.unwrap();
+    assert_eq!(l.processes.len(), 1, "{l:?}");
+    assert_eq!(&*l.processes[0].cmd, "sleep");
+    assert_eq!(l.processes[0].container.as_ref().map(|c| &*c.id), Some(id.as_str()));
+
+    let on1: ContainerList = admin.get_json(k2i1.url(), "/v1/containers", T).await.unwrap();
+    for c in on1.containers.iter().filter(|c| *c.id == *id) {
+        assert!(c.status != "running" && c.processes == 0, "host-1 sees host-0's container run: {c:?}");
+    }
+    let procs1: ProcList = admin.get_json(k2i1.url(), &format!("/v1/proc?container={id}"), T).await.unwrap();
+    assert_eq!(procs1.total, 0, "host-1 attributes processes to host-0's container: {procs1:?}");
+    let all1: ProcList = admin.get_json(k2i1.url(), "/v1/proc", T).await.unwrap();
+    assert!(!all1.processes.iter().any(|p| &*p.cmd == "sleep"), "host-1 lists the container's sleep");
+
+    // The host dies with its container; deleting it afterwards still removes its state.
+    fleet.kill_host(0);
+    assert!(!alive(seen), "the container survived its host");
+    drop(container);
+    assert!(!state.join(&id).exists(), "the runtime state of the container was left behind");
+}
+
+#[test]
+fn a_host_tmpfs_has_its_size_and_fills_up() {
+    const SIZE: u64 = 1 << 20;
+    let fleet = Fleet::new(2).expect("fleet");
+    let dir = tempfile::tempdir().unwrap();
+    let path = dir.path().to_str().unwrap();
+
+    let err = fleet.tmpfs_on(0, dir.path(), 0).unwrap_err();
+    assert!(format!("{err:#}").contains("above 0 bytes"), "{err:#}");
+    let err = fleet.tmpfs_on(0, "relative/dir", SIZE).unwrap_err();
+    assert!(format!("{err:#}").contains("not absolute"), "{err:#}");
+
+    let disk = fleet.tmpfs_on(0, dir.path(), SIZE).expect("a tmpfs on host-0");
+    assert_eq!(disk.path(), dir.path());
+    let vfs = nix::sys::statvfs::statvfs(disk.outside()).unwrap();
+    assert_eq!(vfs.blocks() as u64 * vfs.fragment_size() as u64, SIZE, "its size");
+    let inside = fleet.exec_on(0, "stat", &["-f", "-c", "%T %b %S", path]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&inside.stdout).trim(), "tmpfs 256 4096", "as host-0 sees it");
+    let mounted_on = |h: usize| fleet.exec_on(h, "mountpoint", &["-q", path]).unwrap().status.success();
+    assert!(mounted_on(0));
+    assert!(!mounted_on(1), "host-1 has no such disk");
+
+    // 2 MiB do not fit in 1 MiB, whoever writes them.
+    let dd =
+        fleet.exec_on(0, "dd", &["if=/dev/zero", &format!("of={path}/fill"), "bs=64K", "count=32"]).unwrap();
+    assert!(!dd.status.success());
+    assert!(String::from_utf8_lossy(&dd.stderr).contains("No space left on device"), "{dd:?}");
+    let err = std::fs::write(disk.outside().join("more"), [0u8; 8192]).unwrap_err();
+    assert_eq!(err.raw_os_error(), Some(libc::ENOSPC), "{err}");
+    assert!(!dir.path().join("fill").exists(), "the test's own view of the directory is untouched");
+
+    drop(disk);
+    assert!(!mounted_on(0), "unmounted when dropped");
+}
+
+#[test]
+fn sigterm_to_a_hosts_init_shuts_the_host_down() {
+    let fleet = Fleet::new(1).expect("fleet");
+    let mut sleep = fleet.spawn_on(0, "sleep", &["600"]).expect("sleep on host-0");
+    let sleep_pid = wait_init_pid(&mut sleep);
+    let init = fleet.host_init_pid(0).unwrap();
+    let pid = nix::unistd::Pid::from_raw(init as i32);
+    nix::sys::signal::kill(pid, nix::sys::signal::Signal::SIGTERM).unwrap();
+    let start = Instant::now();
+    while fleet.host_init_pid(0).is_some() {
+        assert!(start.elapsed() < T, "host-0's init ignores SIGTERM");
+        std::thread::sleep(Duration::from_millis(10));
+    }
+    assert!(!alive(sleep_pid), "the host's programs die with its init");
+    // Its nsenter exits right after it has reaped the sleep.
+    while sleep.is_running() {
+        assert!(start.elapsed() < T, "the sleep's handle still runs");
+        std::thread::sleep(Duration::from_millis(10));
+    }
 }

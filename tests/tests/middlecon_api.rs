@@ -11,21 +11,11 @@ use dcos_tests::netns::{Fleet, HostProcess};
 use dcos_tests::Pki;
 use middlecon::peer::Outcome;
 use middlecon::ping::Pong;
-use std::net::SocketAddr;
-use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::mpsc;
 use tonic::transport::Channel;
 
-const API_PORT: u16 = 7442;
-
-fn state_dir(fleet: &Fleet, i: usize) -> String {
-    format!("/tmp/middlecon-api-test-{}-{}-{i}", std::process::id(), fleet.index)
-}
-
-fn socket(fleet: &Fleet, i: usize) -> PathBuf {
-    PathBuf::from(format!("{}/api.sock", state_dir(fleet, i)))
-}
+use dcos_tests::mesh::{api_addr, socket};
 
 /// Starts middlecon on every host of `fleet`, each knowing the others' peer addresses
 /// from `--peer` (or, with `static_peers` false, only from membership seeded by host 0).
@@ -33,60 +23,21 @@ fn middlecons(fleet: &Fleet, pki: &Pki, static_peers: bool) -> Vec<HostProcess> 
     let n = fleet.hosts().len();
     (0..n)
         .map(|i| {
-            let host = fleet.host(i);
-            let tls = host.issue(pki);
-            let listen = format!("{}:7441", host.addr);
-            let api = format!("{}:{API_PORT}", host.addr);
-            let state = state_dir(fleet, i);
-            let sock = socket(fleet, i).to_str().unwrap().to_string();
-            let seed = format!("{}:7441", fleet.host(0).addr);
             let peers: Vec<String> = (0..n)
                 .filter(|j| *j != i && static_peers)
-                .map(|j| format!("{}={}:7441", fleet.host(j).name, fleet.host(j).addr))
+                .flat_map(|j| {
+                    ["--peer".into(), format!("{}={}:7441", fleet.host(j).name, fleet.host(j).addr)]
+                })
                 .collect();
-            let mut args: Vec<&str> = vec![
-                "--listen",
-                &listen,
-                "--api",
-                &api,
-                "--socket",
-                &sock,
-                "--name",
-                &host.name,
-                "--dc",
-                "dc-a",
-                "--state-dir",
-                &state,
-                "--cert",
-                tls.cert.to_str().unwrap(),
-                "--key",
-                tls.key.to_str().unwrap(),
-                "--ca",
-                tls.ca.to_str().unwrap(),
-            ];
-            for p in &peers {
-                args.push("--peer");
-                args.push(p);
-            }
-            if !static_peers {
-                args.push("--seed");
-                args.push(&seed);
-            }
-            fleet.spawn_daemon(i, dcos_tests::bin("middlecon"), &args).expect("middlecon starts")
+            let peers: Vec<&str> = peers.iter().map(String::as_str).collect();
+            dcos_tests::mesh::start_with(fleet, pki, i, !static_peers, &peers)
         })
         .collect()
 }
 
-fn api_addr(fleet: &Fleet, i: usize) -> SocketAddr {
-    SocketAddr::new(fleet.host(i).addr.into(), API_PORT)
-}
-
 /// A Messaging client on host `i`'s TCP API presenting `name`'s certificate with `role`.
 async fn remote(fleet: &Fleet, pki: &Pki, i: usize, name: &str, role: Role) -> MessagingClient<Channel> {
-    let files = if name == "admin" { pki.files("admin") } else { pki.issue(name, role) };
-    let identity = Identity::load(&files).expect("identity");
-    let channel = middlecon::api::connect(api_addr(fleet, i), &identity).await.expect("connects to the API");
-    MessagingClient::new(channel)
+    MessagingClient::new(dcos_tests::mesh::channel(fleet, pki, i, name, role).await)
 }
 
 fn in_ms(ms: u64) -> i64 {

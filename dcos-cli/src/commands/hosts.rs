@@ -1,10 +1,15 @@
-//! `dcos hosts`: every selected host, its state and summary (`GET /v1/host`).
+//! `dcos hosts`: every selected host, its state and summary (`GET /v1/host` on each k2i),
+//! or with `--seed` (and no inventory or `--hosts`) the member list of that middlecon
+//! (`Membership.Members`): membership's view of every host, dead ones included.
 
 use super::{Context, SetupError};
 use crate::cli::Format;
+use crate::cli::{FleetArgs, TlsArgs};
+use crate::fanout::HostReport;
 use crate::output;
 use crate::table;
 use dcos_core::model::HostSummary;
+use dcos_proto::v1 as pb;
 
 pub async fn run(ctx: &Context) -> Result<u8, SetupError> {
     let answers = ctx.fanout.get_all::<HostSummary, _>(&ctx.targets, |_| "/v1/host".into()).await;
@@ -78,4 +83,79 @@ pub async fn run(ctx: &Context) -> Result<u8, SetupError> {
         ),
     }
     Ok(output::finish(&reports))
+}
+
+/// `dcos hosts --seed ADDR`: the members the seed's middlecon lists, narrowed by `--dc`
+/// and `--label`. Exit 0 once the seed answered (the STATE column tells who is dead).
+pub async fn run_seed(tls: &TlsArgs, fleet: &FleetArgs, seed: &str) -> Result<u8, SetupError> {
+    let started = std::time::Instant::now();
+    let (addr, reply) = super::seed_members(tls, fleet, seed).await?;
+    let wanted = crate::fleet::parse_labels(&fleet.labels)?;
+    let members: Vec<&pb::Member> = reply
+        .members
+        .iter()
+        .filter(|m| fleet.dc.as_deref().is_none_or(|d| m.dc == d))
+        .filter(|m| wanted.iter().all(|(k, v)| m.labels.get(k) == Some(v)))
+        .collect();
+    let state = |m: &pb::Member| match m.state() {
+        pb::MemberState::Alive => "alive",
+        pb::MemberState::Suspect => "suspect",
+        pb::MemberState::Dead => "dead",
+        pb::MemberState::Unspecified => "unknown",
+    };
+    let load = |m: &pb::Member| (m.load >= 0.0).then_some(m.load);
+    let dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+    match fleet.output {
+        Format::Json | Format::Ndjson => {
+            let items: Vec<serde_json::Value> = members
+                .iter()
+                .map(|m| {
+                    serde_json::json!({
+                        "host": m.name, "name": m.name, "dc": m.dc, "state": state(m),
+                        "address": m.addr, "load": load(m), "version": m.version,
+                        "labels": m.labels, "k2i": m.k2i, "api": m.api,
+                    })
+                })
+                .collect();
+            let report = HostReport {
+                host: reply.host.clone(),
+                address: addr.to_string(),
+                status: "ok",
+                error: None,
+                elapsed_ms: started.elapsed().as_millis() as u64,
+            };
+            if fleet.output == Format::Json {
+                output::print_document("members", &[report], &items);
+            } else {
+                items.iter().for_each(output::print_line);
+                output::print_line(&output::host_status_line(&report));
+            }
+        }
+        Format::Table | Format::Wide => {
+            let rows: Vec<Vec<String>> = members
+                .iter()
+                .map(|m| {
+                    let mut row = vec![
+                        m.name.clone(),
+                        dash(&m.dc),
+                        state(m).to_string(),
+                        dash(&m.addr),
+                        load(m).map(|l| format!("{l:.2}")).unwrap_or_else(|| "-".into()),
+                        dash(&m.version),
+                    ];
+                    if fleet.output == Format::Wide {
+                        let labels: Vec<String> = m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
+                        row.extend([dash(&m.k2i), dash(&m.api), dash(&labels.join(","))]);
+                    }
+                    row
+                })
+                .collect();
+            let mut header = vec!["NAME", "DC", "STATE", "ADDRESS", "LOAD", "VERSION"];
+            if fleet.output == Format::Wide {
+                header.extend(["K2I", "API", "LABELS"]);
+            }
+            print!("{}", table::render(&header, &rows));
+        }
+    }
+    Ok(crate::exit::OK)
 }

@@ -10,6 +10,7 @@ pub mod evacuate;
 pub mod hosts;
 pub mod migrate;
 pub mod ps;
+pub mod query;
 pub mod run;
 pub mod stop;
 pub mod sysctl;
@@ -21,6 +22,7 @@ use crate::client::K2iClient;
 use crate::fanout::FanOut;
 use crate::fleet::{self, FleetError, Target};
 use dcos_core::tls::{Identity, TlsFiles};
+use dcos_proto::v1 as pb;
 
 /// A failure before any host was asked: bad usage (exit 2) or a broken setup (exit 1).
 #[derive(Debug, thiserror::Error)]
@@ -31,12 +33,15 @@ pub enum SetupError {
     Usage(String),
     #[error("{0}")]
     Tls(String),
+    /// The seed's middlecon API did not answer.
+    #[error("unreachable: cannot ask the seed's middlecon API for members: {0}")]
+    Unreachable(String),
 }
 
 impl SetupError {
     pub fn exit_status(&self) -> u8 {
         match self {
-            SetupError::Tls(_) => crate::exit::FAILED,
+            SetupError::Tls(_) | SetupError::Unreachable(_) => crate::exit::FAILED,
             _ => crate::exit::USAGE,
         }
     }
@@ -49,14 +54,17 @@ pub struct Context {
     pub format: Format,
 }
 
-/// The hosts named by the global options, narrowed by `--dc` and `--label`.
-pub fn select_targets(args: &FleetArgs) -> Result<Vec<Target>, SetupError> {
+/// The hosts named by the global options, narrowed by `--dc` and `--label`: an inventory,
+/// a `--hosts` list, or the members a `--seed` middlecon lists (those with a k2i URL that
+/// are not dead).
+pub async fn select_targets(tls: &TlsArgs, args: &FleetArgs) -> Result<Vec<Target>, SetupError> {
     let targets = if let Some(path) = &args.inventory {
         fleet::load_inventory(path)?
     } else if let Some(list) = &args.hosts {
         fleet::from_hosts_list(list)?
-    } else if args.seed.is_some() {
-        return Err(FleetError::SeedUnsupported.into());
+    } else if let Some(seed) = &args.seed {
+        let (_, reply) = seed_members(tls, args, seed).await?;
+        fleet::from_members(&reply.members)?
     } else {
         return Err(FleetError::NoFleet.into());
     };
@@ -64,6 +72,29 @@ pub fn select_targets(args: &FleetArgs) -> Result<Vec<Target>, SetupError> {
         return Err(FleetError::NoFleet.into());
     }
     Ok(fleet::narrow(targets, args.dc.as_deref(), &args.labels)?)
+}
+
+/// Asks the middlecon API at `seed` for its member list (`Membership.Members`) within
+/// `--timeout`; returns the API address asked and the reply.
+pub async fn seed_members(
+    tls: &TlsArgs,
+    args: &FleetArgs,
+    seed: &str,
+) -> Result<(std::net::SocketAddr, pb::MembersReply), SetupError> {
+    let addr = call::parse_api(seed, "--seed")?;
+    let id = identity(tls)?;
+    let ask = async {
+        let channel = middlecon::api::connect(addr, &id).await.map_err(SetupError::Unreachable)?;
+        let reply = pb::membership_client::MembershipClient::new(channel)
+            .members(pb::MembersRequest {})
+            .await
+            .map_err(|s| SetupError::Unreachable(format!("{addr}: {}: {}", s.code(), s.message())))?;
+        Ok(reply.into_inner())
+    };
+    match tokio::time::timeout(args.timeout, ask).await {
+        Ok(r) => r.map(|reply| (addr, reply)),
+        Err(_) => Err(SetupError::Unreachable(format!("{addr}: no answer within {:?}", args.timeout))),
+    }
 }
 
 /// Loads the operator's certificate (`--cert --key --ca` or `DCOS_*`).
@@ -79,8 +110,8 @@ pub fn identity(tls: &TlsArgs) -> Result<Identity, SetupError> {
 }
 
 impl Context {
-    pub fn new(tls: &TlsArgs, args: &FleetArgs) -> Result<Context, SetupError> {
-        let targets = select_targets(args)?;
+    pub async fn new(tls: &TlsArgs, args: &FleetArgs) -> Result<Context, SetupError> {
+        let targets = select_targets(tls, args).await?;
         let id = identity(tls)?;
         let client = K2iClient::new(&id).map_err(|e| SetupError::Tls(e.to_string()))?;
         crate::fanout::raise_fd_limit();

@@ -1,6 +1,6 @@
 //! The middlecon daemon: parse and validate settings (exit 2 on a bad one, before binding),
-//! bind the peer UDP port, announce `middlecon NAME listening on quic://ADDR` as the first
-//! stdout line, serve until SIGTERM or SIGINT.
+//! bind the peer UDP port and the API, announce `middlecon NAME listening on quic://ADDR
+//! api ADDR` as the first stdout line, serve until SIGTERM or SIGINT.
 
 use clap::Parser;
 use middlecon::config::{Config, Flags};
@@ -47,10 +47,21 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        let workloads =
+            match middlecon::workloads::Workloads::open(&config.name, &config.state_dir, &config.runtime)
+                .await
+            {
+                Ok(w) => w,
+                Err(e) => {
+                    eprintln!("middlecon: state-dir {}: {e}", config.state_dir.display());
+                    return ExitCode::FAILURE;
+                }
+            };
         let addr = endpoint.local_addr().map(|a| a.to_string()).unwrap_or_default();
-        println!("middlecon {} listening on quic://{addr}", config.name);
+        let api_addr = api.tcp.local_addr().map(|a| a.to_string()).unwrap_or_default();
+        println!("middlecon {} listening on quic://{addr} api {api_addr}", config.name);
         tracing::info!(name = %config.name, dc = %config.dc, %addr, "middlecon ready");
-        middlecon::run(config, endpoint, Some(api), shutdown).await;
+        middlecon::run(config, endpoint, Some(api), Some(workloads), shutdown).await;
         tracing::info!("middlecon stopped");
         ExitCode::SUCCESS
     })

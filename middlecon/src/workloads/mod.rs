@@ -1,0 +1,525 @@
+//! The host's OCI container workloads (SPEC section 5) and their migration between peers.
+//!
+//! - [`runtime`]: the OCI runtime binary (runc or crun, per workload) and its verbs.
+//! - [`bundle`]: `config.json` (oci-spec types) and the root filesystem of a bundle.
+//! - [`record`]: what is kept on disk per workload, and the [`Phase`] guards.
+//! - [`transfer`]: the bundle's root filesystem as a checksummed tar stream on its own QUIC
+//!   stream, with a bandwidth limit.
+//! - [`migrate`]: cold migration, negotiated between the two hosts (source and target
+//!   sides, the epoch fencing rule, recovery after a crash), and evacuation; the state
+//!   machine and its failure table are in `docs/migration.md`.
+//! - [`grpc`]: the `Workloads` gRPC service.
+//!
+//! Layout under `--state-dir`: `workloads/<name>/{workload.json, bundle/config.json,
+//! bundle/rootfs/, output.log}` and the runtimes' own state in `runtime/<runc|crun>/`
+//! (which k2i reads with `--oci-root runc=<state-dir>/runtime/runc`).
+
+pub mod bundle;
+pub mod grpc;
+pub mod migrate;
+pub mod record;
+pub mod runtime;
+pub mod transfer;
+
+use dcos_proto::v1 as pb;
+pub use record::{Phase, Record};
+use runtime::{OciRuntime, RuntimeError};
+use std::collections::{BTreeMap, HashMap};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex};
+use std::time::{Duration, SystemTime};
+
+/// How long `Stop` waits after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
+
+/// Why a workload operation failed. [`WorkloadError::code`] is the word users and scripts
+/// see (`dcos: conflict: ...`), [`WorkloadError::status`] the gRPC status.
+#[derive(Debug, thiserror::Error)]
+pub enum WorkloadError {
+    #[error("{0}")]
+    Invalid(String),
+    #[error("no workload {name:?} on {host}")]
+    NotFound { name: String, host: String },
+    #[error("a workload named {name:?} already exists on {host}")]
+    Exists { name: String, host: String },
+    #[error("{0}")]
+    Conflict(String),
+    #[error("{0}")]
+    NoSpace(String),
+    #[error(transparent)]
+    NoRuntime(RuntimeError),
+    #[error(transparent)]
+    Runtime(RuntimeError),
+    #[error("{0}")]
+    Io(String),
+    #[error("{0}")]
+    Unreachable(String),
+    #[error("{0}")]
+    Transfer(String),
+    #[error("{0}")]
+    Precondition(String),
+    #[error("{0}")]
+    PermissionDenied(String),
+    /// The target may or may not have started it: the source stays frozen until it knows.
+    #[error("{0}")]
+    InDoubt(String),
+}
+
+impl WorkloadError {
+    pub fn code(&self) -> &'static str {
+        match self {
+            WorkloadError::Invalid(_) => "invalid",
+            WorkloadError::NotFound { .. } => "not_found",
+            WorkloadError::Exists { .. } => "exists",
+            WorkloadError::Conflict(_) => "conflict",
+            WorkloadError::NoSpace(_) => "no_space",
+            WorkloadError::NoRuntime(_) => "no_runtime",
+            WorkloadError::Runtime(_) => "runtime",
+            WorkloadError::Io(_) => "io",
+            WorkloadError::Unreachable(_) => "unreachable",
+            WorkloadError::Transfer(_) => "transfer",
+            WorkloadError::Precondition(_) => "precondition",
+            WorkloadError::PermissionDenied(_) => "permission_denied",
+            WorkloadError::InDoubt(_) => "in_doubt",
+        }
+    }
+
+    /// `code: message`, as carried in a peer's `app_error` and shown by the CLI.
+    pub fn wire(&self) -> String {
+        format!("{}: {self}", self.code())
+    }
+
+    /// Reads back [`WorkloadError::wire`] from a peer; `context` names the peer.
+    pub fn from_wire(text: &str, context: &str) -> WorkloadError {
+        let (code, message) = text.split_once(": ").unwrap_or(("", text));
+        let m = format!("{context}: {message}");
+        match code {
+            "invalid" => WorkloadError::Invalid(m),
+            "exists" | "conflict" => WorkloadError::Conflict(m),
+            "no_space" => WorkloadError::NoSpace(m),
+            "no_runtime" | "precondition" => WorkloadError::Precondition(m),
+            "unreachable" => WorkloadError::Unreachable(m),
+            "permission_denied" => WorkloadError::PermissionDenied(m),
+            "transfer" => WorkloadError::Transfer(m),
+            _ => WorkloadError::Io(format!("{context}: {text}")),
+        }
+    }
+
+    pub fn status(&self) -> tonic::Status {
+        let m = self.wire();
+        match self {
+            WorkloadError::Invalid(_) => tonic::Status::invalid_argument(m),
+            WorkloadError::NotFound { .. } => tonic::Status::not_found(m),
+            WorkloadError::Exists { .. } => tonic::Status::already_exists(m),
+            WorkloadError::Conflict(_) => tonic::Status::aborted(m),
+            WorkloadError::NoSpace(_) => tonic::Status::resource_exhausted(m),
+            WorkloadError::NoRuntime(_) | WorkloadError::Precondition(_) => {
+                tonic::Status::failed_precondition(m)
+            }
+            WorkloadError::Unreachable(_) | WorkloadError::InDoubt(_) => tonic::Status::unavailable(m),
+            WorkloadError::PermissionDenied(_) => tonic::Status::permission_denied(m),
+            WorkloadError::Runtime(_) | WorkloadError::Io(_) | WorkloadError::Transfer(_) => {
+                tonic::Status::internal(m)
+            }
+        }
+    }
+}
+
+/// Checks a workload name: `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`.
+pub fn check_name(name: &str) -> Result<(), WorkloadError> {
+    let mut chars = name.chars();
+    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
+        && name.len() <= 63
+        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
+    if ok {
+        Ok(())
+    } else {
+        Err(WorkloadError::Invalid(format!(
+            "workload name {name:?}: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"
+        )))
+    }
+}
+
+fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> WorkloadError {
+    move |e| WorkloadError::Io(format!("{what}: {e}"))
+}
+
+/// This host's workloads.
+pub struct Workloads {
+    /// This host's name.
+    pub host: String,
+    /// This daemon in cgroup paths ([`bundle::daemon_id`]).
+    daemon_id: String,
+    state_dir: PathBuf,
+    /// `<state-dir>/workloads`.
+    dir: PathBuf,
+    default_runtime: String,
+    table: Mutex<BTreeMap<String, Record>>,
+    /// One lock per name for the target side's start and settle, so they never interleave.
+    name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+}
+
+impl Workloads {
+    /// Opens (creating) `<state_dir>/workloads` and re-adopts what a previous run left:
+    /// owned workloads are kept as they are (running containers go on running),
+    /// half-created ones and unstarted incoming ones are removed, and a migration that had
+    /// not asked its target to start is undone (the container resumed). Migrations that had
+    /// are left for [`migrate::recover`], which needs the peers.
+    pub async fn open(
+        host: &str,
+        state_dir: &Path,
+        default_runtime: &str,
+    ) -> Result<Arc<Workloads>, WorkloadError> {
+        let dir = state_dir.join("workloads");
+        std::fs::create_dir_all(&dir).map_err(io_err(dir.display()))?;
+        let w = Arc::new(Workloads {
+            host: host.to_string(),
+            daemon_id: bundle::daemon_id(host, state_dir),
+            state_dir: state_dir.to_path_buf(),
+            dir: dir.clone(),
+            default_runtime: default_runtime.to_string(),
+            table: Mutex::default(),
+            name_locks: Mutex::default(),
+        });
+        let entries = std::fs::read_dir(&dir).map_err(io_err(dir.display()))?;
+        for entry in entries.flatten() {
+            let path = entry.path();
+            if !path.is_dir() {
+                continue;
+            }
+            let record = match Record::load(&path) {
+                Ok(r) => r,
+                Err(e) => {
+                    tracing::warn!(dir = %path.display(), "no readable workload record, left alone: {e}");
+                    continue;
+                }
+            };
+            w.readopt(record).await;
+        }
+        Ok(w)
+    }
+
+    async fn readopt(&self, mut record: Record) {
+        let name = record.name.clone();
+        match record.phase.clone() {
+            Phase::Owned => {
+                tracing::info!(workload = %name, "re-adopted");
+                self.put(record);
+            }
+            Phase::MigratingOut { committed: true, .. } => {
+                tracing::warn!(workload = %name, "migration in doubt: kept frozen until the target answers");
+                self.put(record);
+            }
+            Phase::MigratingOut { committed: false, to, epoch } => {
+                // The target was never asked to start it: it cannot run there.
+                if let Ok(rt) = self.runtime(&record.runtime) {
+                    if let Err(e) = rt.resume(&name).await {
+                        tracing::debug!(workload = %name, "resume after restart: {e}");
+                    }
+                }
+                tracing::warn!(workload = %name, %to, epoch, "migration undone after a restart: runs here");
+                record.phase = Phase::Owned;
+                let _ = record.save(&self.workload_dir(&name));
+                self.put(record);
+            }
+            Phase::Creating | Phase::Incoming { .. } => {
+                tracing::warn!(workload = %name, phase = ?record.phase, "unfinished on restart: removed");
+                self.discard(&record).await;
+            }
+        }
+    }
+
+    fn put(&self, record: Record) {
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).insert(record.name.clone(), record);
+    }
+
+    pub(crate) fn get(&self, name: &str) -> Option<Record> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).get(name).cloned()
+    }
+
+    /// Changes `name`'s record under the table lock: `f` sees the current record (or none)
+    /// and returns the new one (or none to remove it), or refuses.
+    pub(crate) fn update<T>(
+        &self,
+        name: &str,
+        f: impl FnOnce(Option<&Record>) -> Result<(Option<Record>, T), WorkloadError>,
+    ) -> Result<T, WorkloadError> {
+        let mut table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        let (next, out) = f(table.get(name))?;
+        match next {
+            Some(r) => {
+                table.insert(name.to_string(), r);
+            }
+            None => {
+                table.remove(name);
+            }
+        }
+        Ok(out)
+    }
+
+    pub(crate) fn name_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
+        self.name_locks.lock().unwrap_or_else(|e| e.into_inner()).entry(name.to_string()).or_default().clone()
+    }
+
+    pub fn workload_dir(&self, name: &str) -> PathBuf {
+        self.dir.join(name)
+    }
+
+    pub fn rootfs(&self, name: &str) -> PathBuf {
+        self.workload_dir(name).join("bundle").join("rootfs")
+    }
+
+    /// Where workloads are kept (free space is checked here).
+    pub fn dir(&self) -> &Path {
+        &self.dir
+    }
+
+    /// The runtime `name` (empty: the daemon's default), with its state under the state dir.
+    pub fn runtime(&self, name: &str) -> Result<OciRuntime, WorkloadError> {
+        let name = if name.is_empty() { &self.default_runtime } else { name };
+        OciRuntime::new(name, &self.state_dir).map_err(WorkloadError::NoRuntime)
+    }
+
+    /// Persists `record` into its directory.
+    pub(crate) fn save(&self, record: &Record) -> Result<(), WorkloadError> {
+        record.save(&self.workload_dir(&record.name)).map_err(io_err(format!("saving {}", record.name)))
+    }
+
+    /// Writes config.json for this host and starts the container (the bundle's rootfs must
+    /// be in place). Returns the start time.
+    pub(crate) async fn start_container(&self, record: &Record) -> Result<i64, WorkloadError> {
+        let rt = self.runtime(&record.runtime)?;
+        let dir = self.workload_dir(&record.name);
+        let bundle = dir.join("bundle");
+        bundle::write_config(&bundle, record, &self.daemon_id)
+            .map_err(|e| WorkloadError::Io(e.to_string()))?;
+        // A container of that id left behind (killed daemon, failed start) is in the way.
+        rt.delete(&record.name).await.map_err(WorkloadError::Runtime)?;
+        rt.run(&record.name, &bundle, &dir.join("output.log")).await.map_err(WorkloadError::Runtime)?;
+        Ok(crate::peer::unix_ms(SystemTime::now()))
+    }
+
+    /// Removes a workload's container and directory (best effort, logged) and its entry.
+    pub(crate) async fn discard(&self, record: &Record) {
+        if let Ok(rt) = self.runtime(&record.runtime) {
+            if let Err(e) = rt.delete(&record.name).await {
+                tracing::warn!(workload = %record.name, "deleting the container: {e}");
+            }
+        }
+        let dir = self.workload_dir(&record.name);
+        if let Err(e) = std::fs::remove_dir_all(&dir) {
+            if e.kind() != std::io::ErrorKind::NotFound {
+                tracing::warn!(dir = %dir.display(), "removing: {e}");
+            }
+        }
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).remove(&record.name);
+    }
+
+    /// Runs a new workload: checks the request, copies the root filesystem into a bundle
+    /// under the state dir, writes `config.json` and starts it detached.
+    pub async fn run(&self, req: pb::RunRequest) -> Result<pb::Workload, WorkloadError> {
+        check_name(&req.name)?;
+        if req.command.is_empty() || req.command[0].is_empty() {
+            return Err(WorkloadError::Invalid("a command is required (dcos run ... -- CMD ARGS...)".into()));
+        }
+        if !req.cpus.is_finite() || req.cpus < 0.0 {
+            return Err(WorkloadError::Invalid(format!("cpus {} is not a positive number", req.cpus)));
+        }
+        for k in req.env.keys() {
+            if k.is_empty() || k.contains('=') {
+                return Err(WorkloadError::Invalid(format!("environment variable name {k:?}")));
+            }
+        }
+        let rootfs = PathBuf::from(&req.rootfs);
+        if !rootfs.is_absolute() || !rootfs.is_dir() {
+            return Err(WorkloadError::Invalid(format!(
+                "rootfs {:?} is not an absolute path to a directory on {}",
+                req.rootfs, self.host
+            )));
+        }
+        let rt = self.runtime(&req.runtime)?;
+        let record = Record {
+            name: req.name.clone(),
+            runtime: if req.runtime.is_empty() { self.default_runtime.clone() } else { req.runtime.clone() },
+            command: req.command,
+            env: req.env.into_iter().collect(),
+            memory_bytes: req.memory_bytes,
+            cpus: req.cpus,
+            epoch: 0,
+            started_unix_ms: 0,
+            phase: Phase::Creating,
+        };
+        let host = self.host.clone();
+        self.update(&record.name, |cur| match cur {
+            Some(_) => Err(WorkloadError::Exists { name: record.name.clone(), host }),
+            None => Ok((Some(record.clone()), ())),
+        })?;
+        let made = self.create(record.clone(), &rootfs).await;
+        match made {
+            Ok(r) => {
+                let w = self.describe(&r, &rt).await;
+                tracing::info!(workload = %r.name, runtime = %rt.kind(), pid = w.pid, "workload running");
+                Ok(w)
+            }
+            Err(e) => {
+                self.discard(&record).await;
+                Err(e)
+            }
+        }
+    }
+
+    async fn create(&self, mut record: Record, rootfs: &Path) -> Result<Record, WorkloadError> {
+        let dir = self.workload_dir(&record.name);
+        let bundle = dir.join("bundle");
+        // A directory left behind by an earlier failure is not ours to keep.
+        let _ = std::fs::remove_dir_all(&dir);
+        std::fs::create_dir_all(&bundle).map_err(io_err(bundle.display()))?;
+        self.save(&record)?;
+        let (from, to) = (rootfs.to_path_buf(), bundle.join("rootfs"));
+        tokio::task::spawn_blocking(move || bundle::copy_tree(&from, &to))
+            .await
+            .map_err(|e| WorkloadError::Io(e.to_string()))?
+            .map_err(|e| match e {
+                bundle::BundleError::Io { ref source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                    WorkloadError::NoSpace(format!("copying the root filesystem: {e}"))
+                }
+                e => WorkloadError::Io(format!("copying the root filesystem: {e}")),
+            })?;
+        record.started_unix_ms = self.start_container(&record).await?;
+        record.phase = Phase::Owned;
+        self.save(&record)?;
+        self.put(record.clone());
+        Ok(record)
+    }
+
+    /// Stops a workload (SIGTERM, SIGKILL after a grace period) and removes it from this
+    /// host, bundle and writable state included.
+    pub async fn stop(&self, name: &str) -> Result<pb::Workload, WorkloadError> {
+        let host = self.host.clone();
+        let record = self.update(name, |cur| match cur {
+            None => Err(WorkloadError::NotFound { name: name.to_string(), host }),
+            Some(r) if !r.phase.can_stop() => Err(WorkloadError::Conflict(format!(
+                "{name} cannot be stopped now ({})",
+                status_word(&r.phase)
+            ))),
+            Some(r) => {
+                let mut next = r.clone();
+                next.phase = Phase::Creating;
+                Ok((Some(next), r.clone()))
+            }
+        })?;
+        let rt = self.runtime(&record.runtime)?;
+        let mut shown = self.describe(&record, &rt).await;
+        let _ = rt.resume(name).await;
+        if rt.kill(name, "TERM").await.is_ok() {
+            let until = tokio::time::Instant::now() + STOP_GRACE;
+            while tokio::time::Instant::now() < until {
+                match rt.state(name).await {
+                    Ok(Some(s)) if s.status != "stopped" => {
+                        tokio::time::sleep(Duration::from_millis(50)).await
+                    }
+                    _ => break,
+                }
+            }
+        }
+        self.discard(&record).await;
+        shown.status = "stopped".into();
+        tracing::info!(workload = %name, "workload stopped and removed");
+        Ok(shown)
+    }
+
+    /// Every workload of this host, with the runtime's view of each.
+    pub async fn list(&self) -> Vec<pb::Workload> {
+        let records: Vec<Record> =
+            self.table.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
+        let mut out = Vec::with_capacity(records.len());
+        for r in records {
+            match self.runtime(&r.runtime) {
+                Ok(rt) => out.push(self.describe(&r, &rt).await),
+                Err(_) => out.push(self.to_pb(&r, "no_runtime", 0)),
+            }
+        }
+        out
+    }
+
+    /// Every record, as it is now.
+    pub(crate) fn list_records(&self) -> Vec<Record> {
+        self.table.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
+    }
+
+    /// Names of the workloads this host owns.
+    pub fn owned(&self) -> Vec<String> {
+        let table = self.table.lock().unwrap_or_else(|e| e.into_inner());
+        table.values().filter(|r| r.phase == Phase::Owned).map(|r| r.name.clone()).collect()
+    }
+
+    async fn describe(&self, r: &Record, rt: &OciRuntime) -> pb::Workload {
+        let (status, pid) = match &r.phase {
+            Phase::Owned => match rt.state(&r.name).await {
+                Ok(Some(s)) => (s.status, s.pid),
+                Ok(None) => ("stopped".to_string(), 0),
+                Err(e) => {
+                    tracing::debug!(workload = %r.name, "state: {e}");
+                    ("unknown".to_string(), 0)
+                }
+            },
+            other => {
+                (status_word(other).to_string(), rt.state(&r.name).await.ok().flatten().map_or(0, |s| s.pid))
+            }
+        };
+        self.to_pb(r, &status, pid)
+    }
+
+    fn to_pb(&self, r: &Record, status: &str, pid: u32) -> pb::Workload {
+        pb::Workload {
+            name: r.name.clone(),
+            host: self.host.clone(),
+            runtime: r.runtime.clone(),
+            status: status.to_string(),
+            pid,
+            started_unix_ms: r.started_unix_ms,
+            command: r.command.clone(),
+            memory_bytes: r.memory_bytes,
+            cpus: r.cpus,
+            env: r.env.clone().into_iter().collect(),
+            epoch: r.epoch,
+        }
+    }
+}
+
+/// The status word of a phase that is not simply "owned".
+pub fn status_word(phase: &Phase) -> &'static str {
+    match phase {
+        Phase::Creating => "creating",
+        Phase::Owned => "owned",
+        Phase::MigratingOut { .. } => "migrating",
+        Phase::Incoming { .. } => "incoming",
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn names_are_checked() {
+        for ok in ["web", "a", "web-1.v2_x", &"a".repeat(63)] {
+            assert!(check_name(ok).is_ok(), "{ok}");
+        }
+        for bad in ["", "-x", ".x", "a/b", "a b", &"a".repeat(64), "é"] {
+            let e = check_name(bad).unwrap_err();
+            assert_eq!(e.code(), "invalid", "{bad}");
+        }
+    }
+
+    #[test]
+    fn codes_survive_the_wire() {
+        let e = WorkloadError::NoSpace("3 MiB free, 9 MiB needed".into());
+        let back = WorkloadError::from_wire(&e.wire(), "host-1");
+        assert_eq!(back.code(), "no_space");
+        assert!(back.to_string().contains("host-1: 3 MiB free"), "{back}");
+        assert_eq!(back.status().code(), tonic::Code::ResourceExhausted);
+        let c = WorkloadError::from_wire("conflict: web is incoming", "h");
+        assert_eq!(c.status().code(), tonic::Code::Aborted);
+    }
+}

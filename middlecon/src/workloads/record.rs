@@ -1,0 +1,126 @@
+//! What middlecon keeps on disk about each workload: `<state-dir>/workloads/<name>/workload.json`,
+//! written atomically (temporary file, fsync, rename), so that a daemon killed at any point
+//! finds either the old record or the new one when it restarts.
+
+use serde::{Deserialize, Serialize};
+use std::collections::BTreeMap;
+use std::io::Write;
+use std::path::Path;
+
+/// The record's file name inside a workload's directory.
+pub const FILE: &str = "workload.json";
+
+/// Where a workload is in its life on this host. The migration states are the ones of
+/// `docs/migration.md`; the guards below are the only way code asks what is allowed.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+#[serde(tag = "phase", rename_all = "snake_case")]
+pub enum Phase {
+    /// Being created by `Run` (bundle copied, runtime not yet asked).
+    Creating,
+    /// Owned by this host; the runtime's own state says whether it runs.
+    Owned,
+    /// Source side of a migration at `epoch` to `to`: the container is (or is about to be)
+    /// frozen. `committed`: the target was asked to start it, so it may run there.
+    MigratingOut { to: String, epoch: u64, committed: bool },
+    /// Target side: reserved (and maybe received) for a migration from `from` at `epoch`;
+    /// never started without the source's `start` for this epoch.
+    /// `received`: the whole root filesystem arrived and its checksum matched.
+    Incoming {
+        from: String,
+        epoch: u64,
+        #[serde(default)]
+        received: bool,
+    },
+}
+
+impl Phase {
+    pub fn can_stop(&self) -> bool {
+        matches!(self, Phase::Owned)
+    }
+
+    pub fn can_migrate(&self) -> bool {
+        matches!(self, Phase::Owned)
+    }
+
+    /// A `start` for `epoch` may turn this reservation into a running workload.
+    pub fn can_start_incoming(&self, epoch: u64) -> bool {
+        matches!(self, Phase::Incoming { epoch: e, received: true, .. } if *e == epoch)
+    }
+
+    /// A transfer for `epoch` may fill this reservation.
+    pub fn can_receive(&self, epoch: u64) -> bool {
+        matches!(self, Phase::Incoming { epoch: e, received: false, .. } if *e == epoch)
+    }
+}
+
+/// One workload: how to run it, and where it is in its life.
+#[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
+pub struct Record {
+    pub name: String,
+    /// The runtime as the user named it (`runc`, `crun` or a path).
+    pub runtime: String,
+    pub command: Vec<String>,
+    #[serde(default)]
+    pub env: BTreeMap<String, String>,
+    /// 0: no limit.
+    #[serde(default)]
+    pub memory_bytes: u64,
+    /// 0: no limit.
+    #[serde(default)]
+    pub cpus: f64,
+    /// The fencing token: raised by every migration attempt.
+    #[serde(default)]
+    pub epoch: u64,
+    #[serde(default)]
+    pub started_unix_ms: i64,
+    pub phase: Phase,
+}
+
+impl Record {
+    pub fn load(dir: &Path) -> std::io::Result<Record> {
+        let bytes = std::fs::read(dir.join(FILE))?;
+        serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
+    }
+
+    /// Replaces the record in `dir` atomically and durably.
+    pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        let tmp = dir.join(format!(".{FILE}.tmp"));
+        {
+            let mut f = std::fs::File::create(&tmp)?;
+            f.write_all(&serde_json::to_vec_pretty(self).expect("a record serializes"))?;
+            f.sync_all()?;
+        }
+        std::fs::rename(&tmp, dir.join(FILE))?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_record_survives_a_round_trip_and_guards_follow_the_phase() {
+        let dir = tempfile::tempdir().unwrap();
+        let mut r = Record {
+            name: "web".into(),
+            runtime: "runc".into(),
+            command: vec!["sleep".into(), "9".into()],
+            env: BTreeMap::from([("A".into(), "1".into())]),
+            memory_bytes: 64 << 20,
+            cpus: 0.5,
+            epoch: 3,
+            started_unix_ms: 1,
+            phase: Phase::MigratingOut { to: "h2".into(), epoch: 4, committed: true },
+        };
+        r.save(dir.path()).unwrap();
+        assert_eq!(Record::load(dir.path()).unwrap(), r);
+        assert!(!r.phase.can_migrate() && !r.phase.can_stop());
+        r.phase = Phase::Incoming { from: "h1".into(), epoch: 4, received: false };
+        assert!(r.phase.can_receive(4) && !r.phase.can_receive(5) && !r.phase.can_start_incoming(4));
+        r.phase = Phase::Incoming { from: "h1".into(), epoch: 4, received: true };
+        assert!(r.phase.can_start_incoming(4) && !r.phase.can_start_incoming(5) && !r.phase.can_receive(4));
+        r.phase = Phase::Owned;
+        assert!(r.phase.can_migrate() && r.phase.can_stop());
+    }
+}

@@ -1,0 +1,218 @@
+//! The OCI runtime binary (runc or crun) as middlecon drives it: one [`OciRuntime`] per
+//! binary, its state (`--root`) under the daemon's state dir, and the lifecycle verbs
+//! middlecon needs (`run --detach`, `state`, `pause`, `resume`, `kill`, `delete`).
+//!
+//! Both runtimes take the same command line for these verbs. Every call is bounded: a
+//! runtime that hangs is killed and reported as [`RuntimeError::Timeout`].
+
+use serde::Deserialize;
+use std::path::{Path, PathBuf};
+use std::process::Stdio;
+use std::time::Duration;
+use tokio::process::Command;
+
+/// How long one runtime command may take.
+const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// Where runtime binaries are looked for when given by name.
+const SEARCH_PATH: [&str; 6] =
+    ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
+
+/// Why a runtime command failed.
+#[derive(Debug, thiserror::Error)]
+pub enum RuntimeError {
+    #[error("OCI runtime {0:?} not found (looked in {dirs})", dirs = SEARCH_PATH.join(", "))]
+    NotFound(String),
+    #[error("cannot start {bin}: {source}")]
+    Spawn { bin: String, source: std::io::Error },
+    #[error("{bin} {verb} {id} did not finish within {COMMAND_TIMEOUT:?}")]
+    Timeout { bin: String, verb: &'static str, id: String },
+    #[error("{bin} {verb} {id} failed: {message}")]
+    Failed { bin: String, verb: &'static str, id: String, message: String },
+    #[error("{bin} state {id}: unreadable answer: {message}")]
+    BadState { bin: String, id: String, message: String },
+}
+
+/// What `runtime state ID` says of a container.
+#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
+pub struct ContainerState {
+    /// `created`, `running`, `paused` or `stopped`.
+    pub status: String,
+    #[serde(default)]
+    pub pid: u32,
+}
+
+/// One OCI runtime binary with its state root.
+#[derive(Debug, Clone)]
+pub struct OciRuntime {
+    /// As the user named it: `runc`, `crun` or a path.
+    pub name: String,
+    pub binary: PathBuf,
+    /// The runtime's `--root`: `<state-dir>/runtime/<file name of the binary>`.
+    pub root: PathBuf,
+}
+
+/// Finds `name` (`runc`, `crun`, or a path to a binary).
+pub fn locate(name: &str) -> Result<PathBuf, RuntimeError> {
+    let p = Path::new(name);
+    if name.contains('/') {
+        return if p.is_file() { Ok(p.to_path_buf()) } else { Err(RuntimeError::NotFound(name.into())) };
+    }
+    SEARCH_PATH
+        .iter()
+        .map(|d| Path::new(d).join(name))
+        .find(|p| p.is_file())
+        .ok_or_else(|| RuntimeError::NotFound(name.into()))
+}
+
+impl OciRuntime {
+    /// The runtime `name`, keeping its state under `state_dir/runtime/`.
+    pub fn new(name: &str, state_dir: &Path) -> Result<OciRuntime, RuntimeError> {
+        let binary = locate(name)?;
+        let kind =
+            binary.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| name.into());
+        Ok(OciRuntime { name: name.to_string(), root: state_dir.join("runtime").join(kind), binary })
+    }
+
+    /// `runc` or `crun` (the binary's file name), as k2i names the runtime.
+    pub fn kind(&self) -> String {
+        self.binary.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
+    }
+
+    fn command(&self) -> Command {
+        let mut c = Command::new(&self.binary);
+        c.arg("--root").arg(&self.root).stdin(Stdio::null()).kill_on_drop(true);
+        c
+    }
+
+    async fn exec(&self, verb: &'static str, id: &str, mut cmd: Command) -> Result<Vec<u8>, RuntimeError> {
+        let bin = self.binary.display().to_string();
+        let out = tokio::time::timeout(COMMAND_TIMEOUT, cmd.output())
+            .await
+            .map_err(|_| RuntimeError::Timeout { bin: bin.clone(), verb, id: id.into() })?
+            .map_err(|source| RuntimeError::Spawn { bin: bin.clone(), source })?;
+        if !out.status.success() {
+            let message = String::from_utf8_lossy(&out.stderr).trim().to_string();
+            let message = if message.is_empty() { out.status.to_string() } else { message };
+            return Err(RuntimeError::Failed { bin, verb, id: id.into(), message });
+        }
+        Ok(out.stdout)
+    }
+
+    /// Creates and starts container `id` from `bundle`, detached. The container's stdout and
+    /// stderr go to `log` (a file: a pipe would tie the container to this process).
+    pub async fn run(&self, id: &str, bundle: &Path, log: &Path) -> Result<(), RuntimeError> {
+        std::fs::create_dir_all(&self.root)
+            .map_err(|source| RuntimeError::Spawn { bin: self.binary.display().to_string(), source })?;
+        let file = std::fs::OpenOptions::new()
+            .create(true)
+            .append(true)
+            .open(log)
+            .map_err(|source| RuntimeError::Spawn { bin: self.binary.display().to_string(), source })?;
+        let err = file
+            .try_clone()
+            .map_err(|source| RuntimeError::Spawn { bin: self.binary.display().to_string(), source })?;
+        let mut cmd = self.command();
+        cmd.args(["run", "--detach", "--bundle"]).arg(bundle).arg(id).stdout(file).stderr(err);
+        // Not `output()`: that would pipe stdout and stderr, which the container inherits,
+        // and wait for the container to close them. The runtime's complaints are in the log.
+        let bin = self.binary.display().to_string();
+        let mut child = cmd.spawn().map_err(|source| RuntimeError::Spawn { bin: bin.clone(), source })?;
+        let status = tokio::time::timeout(COMMAND_TIMEOUT, child.wait())
+            .await
+            .map_err(|_| RuntimeError::Timeout { bin: bin.clone(), verb: "run", id: id.into() })?
+            .map_err(|source| RuntimeError::Spawn { bin: bin.clone(), source })?;
+        if !status.success() {
+            return Err(RuntimeError::Failed {
+                bin,
+                verb: "run",
+                id: id.into(),
+                message: format!("{status}: {}", tail(log)),
+            });
+        }
+        Ok(())
+    }
+
+    /// The container's state, `None` if the runtime does not know it.
+    pub async fn state(&self, id: &str) -> Result<Option<ContainerState>, RuntimeError> {
+        let mut cmd = self.command();
+        cmd.args(["state", id]);
+        match self.exec("state", id, cmd).await {
+            Ok(out) => serde_json::from_slice(&out).map(Some).map_err(|e| RuntimeError::BadState {
+                bin: self.binary.display().to_string(),
+                id: id.into(),
+                message: e.to_string(),
+            }),
+            Err(RuntimeError::Failed { message, .. })
+                if message.contains("does not exist") || message.contains("not found") =>
+            {
+                Ok(None)
+            }
+            Err(e) => Err(e),
+        }
+    }
+
+    /// Freezes every process of the container (cgroup freezer).
+    pub async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut cmd = self.command();
+        cmd.args(["pause", id]);
+        self.exec("pause", id, cmd).await.map(|_| ())
+    }
+
+    pub async fn resume(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut cmd = self.command();
+        cmd.args(["resume", id]);
+        self.exec("resume", id, cmd).await.map(|_| ())
+    }
+
+    /// Sends `signal` (e.g. `TERM`, `KILL`) to the container's init.
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+        let mut cmd = self.command();
+        cmd.args(["kill", id, signal]);
+        self.exec("kill", id, cmd).await.map(|_| ())
+    }
+
+    /// Deletes the container, killing what still runs in it. Deleting a container the
+    /// runtime does not know is not an error.
+    pub async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut cmd = self.command();
+        cmd.args(["delete", "--force", id]);
+        match self.exec("delete", id, cmd).await {
+            Err(RuntimeError::Failed { message, .. })
+                if message.contains("does not exist") || message.contains("not found") =>
+            {
+                Ok(())
+            }
+            other => other.map(|_| ()),
+        }
+    }
+}
+
+/// The last lines of a log, for an error message.
+fn tail(log: &Path) -> String {
+    let text = std::fs::read_to_string(log).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().rev().take(5).collect();
+    let joined = lines.into_iter().rev().collect::<Vec<_>>().join(" | ");
+    if joined.is_empty() {
+        "no output".into()
+    } else {
+        joined
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn runtimes_are_found_by_name_or_path_and_missing_ones_are_named() {
+        let err = locate("no-such-runtime").unwrap_err();
+        assert!(err.to_string().contains("no-such-runtime"), "{err}");
+        let err = locate("/nonexistent/runc").unwrap_err();
+        assert!(matches!(err, RuntimeError::NotFound(_)), "{err}");
+        if let Ok(p) = locate("runc") {
+            let rt = OciRuntime::new(p.to_str().unwrap(), Path::new("/var/lib/mc")).unwrap();
+            assert_eq!(rt.kind(), "runc");
+            assert_eq!(rt.root, Path::new("/var/lib/mc/runtime/runc"));
+        }
+    }
+}
