@@ -4,7 +4,7 @@
 //! words for gRPC statuses, and the workload rows and JSON items.
 
 use crate::api::{self, ApiHost, ConnectError};
-use crate::cli::{FleetArgs, Format, TlsArgs};
+use crate::cli::{ApiArgs, FleetArgs, Format, TlsArgs};
 use crate::commands::{identity, SetupError};
 use crate::fanout::HostReport;
 use crate::{output, table};
@@ -177,6 +177,27 @@ impl Session {
             Listed { host, report, workloads }
         });
         futures::future::join_all(asks).await
+    }
+
+    /// The host that has workload `name`: `given` (the command's `flag`, `--host` or
+    /// `--from`) through [`api::host`], else the one host among [`api::hosts`] whose `List`
+    /// shows it ([`Session::locate`]).
+    pub async fn find(
+        &self,
+        tls: &TlsArgs,
+        fleet: &FleetArgs,
+        apis: &ApiArgs,
+        name: &str,
+        given: Option<&str>,
+        flag: &str,
+    ) -> Result<ApiHost, WorkloadError> {
+        match given {
+            Some(h) => Ok(api::host(tls, fleet, apis, h).await?),
+            None => {
+                let hosts = api::hosts(tls, fleet, apis).await?;
+                Ok(self.locate(name, &hosts, flag).await?.0)
+            }
+        }
     }
 
     /// The one host among `hosts` that has workload `name` (a copy that is only `incoming`,

@@ -15,7 +15,7 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &EvacuateArgs) -> Resul
     if args.to.iter().any(|t| t.trim().is_empty()) {
         return Err(SetupError::Usage("--to: an empty host name in the list".into()).into());
     }
-    let host = crate::api::host(&args.host, fleet, &args.moving.api)?;
+    let host = crate::api::host(tls, fleet, &args.moving.api, &args.host).await?;
     let session = Session::new(tls, fleet)?;
     let mut client =
         session.client(&host, Instant::now() + session.timeout).await.map_err(|f| f.into_error(&host))?;

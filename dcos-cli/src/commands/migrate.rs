@@ -15,17 +15,8 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &MigrateArgs) -> Result
     if args.to.trim().is_empty() {
         return Err(SetupError::Usage("--to: give the target host's name".into()).into());
     }
-    let api = &args.moving.api;
-    let named = args.from.as_deref().map(|h| crate::api::host(h, fleet, api)).transpose()?;
-    let hosts = match &named {
-        Some(_) => Vec::new(),
-        None => crate::api::hosts(fleet, api)?,
-    };
     let session = Session::new(tls, fleet)?;
-    let from = match named {
-        Some(h) => h,
-        None => session.locate(&args.name, &hosts, "--from").await?.0,
-    };
+    let from = session.find(tls, fleet, &args.moving.api, &args.name, args.from.as_deref(), "--from").await?;
     if from.name == args.to {
         return Err(SetupError::Usage(format!("{} is already on {}", args.name, args.to)).into());
     }

@@ -42,7 +42,7 @@ pub fn request(args: &RunArgs) -> Result<pb::RunRequest, SetupError> {
 
 pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &RunArgs) -> Result<u8, WorkloadError> {
     let request = request(args)?;
-    let host = crate::api::host(&args.host, fleet, &args.api)?;
+    let host = crate::api::host(tls, fleet, &args.api, &args.host).await?;
     let session = Session::new(tls, fleet)?;
     let reply = session
         .unary(&host, request, |mut c, r| async move { c.run(r).await })

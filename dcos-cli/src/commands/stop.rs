@@ -6,16 +6,8 @@ use crate::workload::{print_acted_on, Session, WorkloadError, WorkloadItem};
 use dcos_proto::v1 as pb;
 
 pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &StopArgs) -> Result<u8, WorkloadError> {
-    let named = args.host.as_deref().map(|h| crate::api::host(h, fleet, &args.api)).transpose()?;
-    let hosts = match &named {
-        Some(_) => Vec::new(),
-        None => crate::api::hosts(fleet, &args.api)?,
-    };
     let session = Session::new(tls, fleet)?;
-    let host = match named {
-        Some(h) => h,
-        None => session.locate(&args.name, &hosts, "--host").await?.0,
-    };
+    let host = session.find(tls, fleet, &args.api, &args.name, args.host.as_deref(), "--host").await?;
     let request = pb::StopRequest { name: args.name.clone() };
     let reply = session
         .unary(&host, request, |mut c, r| async move { c.stop(r).await })

@@ -7,7 +7,7 @@ use crate::workload::{Session, WorkloadError, WorkloadItem, LIST_HEADER, LIST_HE
 use crate::{output, table};
 
 pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &WorkloadsArgs) -> Result<u8, WorkloadError> {
-    let hosts = crate::api::hosts(fleet, &args.api)?;
+    let hosts = crate::api::hosts(tls, fleet, &args.api).await?;
     let session = Session::new(tls, fleet)?;
     let listed = session.list_all(&hosts).await;
     let mut items = Vec::new();
