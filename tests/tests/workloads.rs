@@ -1,8 +1,10 @@
-//! Workloads and their migration across real hosts (network namespaces), each running the
-//! real `middlecon` binary, with real OCI containers (runc) from a busybox root filesystem
-//! built by the test. Clients use each host's TCP API with the admin certificate, as
-//! `dcos` does.
+//! Workloads and their migration across real hosts (network namespaces, each booted with
+//! one PID namespace that its middlecon, its k2i and its containers share), each running the
+//! real `middlecon` and `k2i` binaries, with real OCI containers (runc) from a busybox root
+//! filesystem built by the test. Clients use each host's TCP API with the admin
+//! certificate, as `dcos` does. Faults are real: killed daemons, iptables cuts, a full tmpfs.
 
+use dcos_core::model::{ContainerList, ProcList};
 use dcos_core::tls::Identity;
 use dcos_proto::v1 as pb;
 use dcos_proto::v1::workloads_client::WorkloadsClient;
@@ -14,6 +16,7 @@ use std::time::Duration;
 use tonic::transport::Channel;
 
 const API_PORT: u16 = 7442;
+const T: Duration = Duration::from_secs(5);
 
 /// A fleet of hosts each running middlecon, and a busybox root filesystem to run.
 struct Mesh {
@@ -22,15 +25,23 @@ struct Mesh {
     daemons: Vec<Option<HostProcess>>,
     work: tempfile::TempDir,
     rootfs: PathBuf,
+    /// Host index -> a state dir other than the default (e.g. on a small tmpfs).
+    state_dirs: std::collections::BTreeMap<usize, PathBuf>,
 }
 
 impl Mesh {
     fn new(n: usize) -> Mesh {
+        Mesh::with(n, |_| {})
+    }
+
+    /// A mesh whose hosts are booted and prepared by `before` before the daemons start.
+    fn with(n: usize, before: impl FnOnce(&mut Mesh)) -> Mesh {
         let fleet = Fleet::new(n).expect("fleet");
         let pki = Pki::new();
         let work = tempfile::Builder::new().prefix("dcos-workloads-").tempdir().expect("tempdir");
         let rootfs = dcos_tests::oci::busybox_rootfs(work.path()).expect("busybox rootfs");
-        let mut mesh = Mesh { fleet, pki, daemons: Vec::new(), work, rootfs };
+        let mut mesh = Mesh { fleet, pki, daemons: Vec::new(), work, rootfs, state_dirs: Default::default() };
+        before(&mut mesh);
         for i in 0..n {
             let d = mesh.start(i);
             mesh.daemons.push(Some(d));
@@ -39,7 +50,14 @@ impl Mesh {
     }
 
     fn state_dir(&self, i: usize) -> PathBuf {
-        self.work.path().join(format!("state-{i}"))
+        self.state_dirs.get(&i).cloned().unwrap_or_else(|| self.work.path().join(format!("state-{i}")))
+    }
+
+    /// Host `i`'s k2i, reading the OCI state of its middlecon's workloads.
+    fn k2i(&self, i: usize) -> HostProcess {
+        let oci = format!("runc={}", self.state_dir(i).join("runtime/runc").display());
+        let args = ["--sample-interval", "200ms", "--oci-root", &oci];
+        self.fleet.k2i_on(i, &self.fleet.host(i).issue(&self.pki), &args).expect("k2i starts")
     }
 
     /// Starts (or restarts) middlecon on host `i`.
@@ -79,7 +97,7 @@ impl Mesh {
         for p in &peers {
             args.extend(["--peer", p]);
         }
-        self.fleet.spawn_daemon(i, dcos_tests::bin("middlecon"), &args).expect("middlecon starts")
+        self.fleet.spawn_daemon_on(i, dcos_tests::bin("middlecon"), &args).expect("middlecon starts")
     }
 
     fn log(&self, i: usize) -> String {
@@ -227,6 +245,30 @@ async fn a_workload_with_a_file_written_inside_moves_to_another_host() {
     // On the source: nothing left.
     assert!(mesh.list(0).await.is_empty(), "the source keeps no copy");
     assert!(!mesh.state_dir(0).join("workloads/web").exists(), "the source's bundle is deleted");
+    // k2i on each host: the target shows the container and its process, the source nothing.
+    let (k0, k1) = (mesh.k2i(0), mesh.k2i(1));
+    let admin = mesh.pki.client("admin");
+    let seen: ContainerList =
+        dcos_tests::eventually(Duration::from_secs(10), "web in k2i on host-1", || async {
+            let l: ContainerList = admin.get_json(k1.url(), "/v1/containers", T).await.ok()?;
+            l.containers
+                .iter()
+                .any(|c| &*c.name == "web" && c.status == "running" && c.processes >= 1)
+                .then_some(l)
+        })
+        .await;
+    let ct = seen.containers.iter().find(|c| &*c.name == "web").unwrap();
+    assert_eq!(ct.pid, Some(on_target[0].pid as i32), "k2i and middlecon agree on the init pid: {ct:?}");
+    let procs: ProcList =
+        admin.get_json(k1.url(), &format!("/v1/proc?container={}", ct.id), T).await.unwrap();
+    assert!(procs.processes.iter().any(|p| &*p.cmd == "sleep"), "{procs:?}");
+    let on0: ContainerList = admin.get_json(k0.url(), "/v1/containers", T).await.unwrap();
+    assert!(!on0.containers.iter().any(|c| &*c.name == "web"), "k2i on the source shows it: {on0:?}");
+    let procs0: ProcList = admin.get_json(k0.url(), "/v1/proc", T).await.unwrap();
+    assert!(
+        !procs0.processes.iter().any(|p| &*p.cmd == "sleep"),
+        "a process of it on the source: {procs0:?}"
+    );
 }
 
 /// A migration that cannot complete leaves the workload running on the source: shared by
@@ -291,6 +333,229 @@ async fn two_migrations_of_one_workload_at_once_one_wins_the_other_is_a_conflict
     let progress = rest_of(first).await;
     let last = progress.last().unwrap();
     assert!(last.done && last.error.is_empty(), "the first one completes: {last:?}");
+    // --bwlimit held: 16 MiB at 16 MiB/s takes about a second.
+    assert!(last.phase_ms["copy"] >= 800, "the copy respected the bandwidth limit: {last:?}");
     assert!(running(&mesh.list(1).await, "web"));
     assert!(mesh.list(0).await.is_empty() && mesh.list(2).await.is_empty(), "one copy, on host 1");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_source_killed_after_the_freeze_and_restarted_runs_the_workload_exactly_once() {
+    let mut mesh = Mesh::new(2);
+    mesh.add_state(48);
+    mesh.run(0, "big", "exec sleep 3600").await;
+    let mut stream = mesh.start_migration(0, "big", 1, 8 << 20).await.expect("Migrate starts");
+    until_copying(&mut stream).await;
+    // Frozen and half-sent: the source's middlecon dies (its containers stay with the host).
+    mesh.daemons[0].take().expect("source daemon").kill();
+    drop(stream);
+    mesh.daemons[0] = Some(mesh.start(0));
+    let on_source = mesh.list(0).await;
+    assert!(running(&on_source, "big"), "resumed on the source after the restart: {on_source:?}");
+    dcos_tests::eventually(Duration::from_secs(15), "the target to drop its partial copy", || async {
+        mesh.list(1).await.is_empty().then_some(())
+    })
+    .await;
+    // Exactly one copy runs in the fleet: k2i on both hosts agree.
+    let (k0, k1) = (mesh.k2i(0), mesh.k2i(1));
+    let admin = mesh.pki.client("admin");
+    let count = |url: String| {
+        let admin = admin.clone();
+        async move {
+            let l: ContainerList = admin.get_json(&url, "/v1/containers", T).await.unwrap();
+            l.containers.iter().filter(|c| &*c.name == "big" && c.status == "running").count()
+        }
+    };
+    dcos_tests::eventually(Duration::from_secs(10), "k2i on host-0 to show big", || async {
+        (count(k0.url().to_string()).await == 1).then_some(())
+    })
+    .await;
+    assert_eq!(count(k1.url().to_string()).await, 0, "no copy on the target");
+    // And it can still move afterwards.
+    let progress = mesh.migrate(0, "big", 1).await.expect("Migrate");
+    let last = progress.last().unwrap();
+    assert!(last.done && last.error.is_empty(), "{last:?}");
+    assert!(last.epoch >= 2, "a fresh epoch after the abandoned one: {last:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_full_target_state_dir_is_a_clear_error_and_the_workload_stays_on_the_source() {
+    let mut tmpfs = None;
+    let mesh = Mesh::with(2, |m| {
+        let path = m.work.path().join("small-state-1");
+        std::fs::create_dir_all(&path).unwrap();
+        tmpfs = Some(m.fleet.tmpfs_on(1, &path, 8 << 20).expect("an 8 MiB tmpfs on host-1"));
+        m.state_dirs.insert(1, path);
+    });
+    mesh.add_state(16);
+    mesh.run(0, "big", "exec sleep 3600").await;
+    let err = mesh.migrate(0, "big", 1).await.expect_err("refused before it starts");
+    assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
+    assert!(err.message().starts_with("no_space: host-1: host-1 has"), "{}", err.message());
+    assert!(running(&mesh.list(0).await, "big"), "still running on the source");
+    assert!(mesh.list(1).await.is_empty());
+    drop(tmpfs);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn evacuating_a_host_with_five_workloads_moves_all_of_them_to_two_peers() {
+    let mesh = Mesh::new(3);
+    for k in 1..=5 {
+        mesh.run(0, &format!("w{k}"), &format!("echo {k} > /id; exec sleep 3600")).await;
+    }
+    // Everyone must see the others alive (and their load) before choosing targets.
+    dcos_tests::eventually(Duration::from_secs(10), "membership formed", || async {
+        let ch = middlecon::api::connect(
+            SocketAddr::new(mesh.fleet.host(0).addr.into(), API_PORT),
+            &Identity::load(&mesh.pki.files("admin")).unwrap(),
+        )
+        .await
+        .ok()?;
+        let r = pb::membership_client::MembershipClient::new(ch).members(pb::MembersRequest {}).await.ok()?;
+        let m = r.into_inner().members;
+        (m.iter().filter(|m| m.state() == pb::MemberState::Alive && m.load >= 0.0).count() == 3).then_some(())
+    })
+    .await;
+    let mut stream = mesh
+        .client(0)
+        .await
+        .evacuate(pb::EvacuateRequest { parallel: 2, ..Default::default() })
+        .await
+        .expect("Evacuate")
+        .into_inner();
+    let mut done = std::collections::BTreeMap::new();
+    while let Some(m) = tokio::time::timeout(Duration::from_secs(60), stream.message())
+        .await
+        .expect("progress")
+        .expect("stream")
+    {
+        if m.done {
+            done.insert(m.workload.clone(), m);
+        }
+    }
+    assert_eq!(done.len(), 5, "one last message per workload: {done:?}");
+    for m in done.values() {
+        assert!(m.error.is_empty(), "{m:?}");
+    }
+    assert!(mesh.list(0).await.is_empty(), "nothing left on the evacuated host");
+    let (on1, on2) = (mesh.list(1).await, mesh.list(2).await);
+    assert_eq!(on1.len() + on2.len(), 5, "{on1:?} {on2:?}");
+    assert!(!on1.is_empty() && !on2.is_empty(), "spread over both peers: {on1:?} {on2:?}");
+    for w in on1.iter().chain(&on2) {
+        assert_eq!(w.status, "running", "{w:?}");
+        let host = if on1.contains(w) { 1 } else { 2 };
+        assert_eq!(mesh.file_in(host, &w.name, "id").as_deref(), Some(&*format!("{}\n", &w.name[1..])));
+    }
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn limits_and_environment_reach_the_container_and_a_restart_re_adopts_it() {
+    let mut mesh = Mesh::new(1);
+    let req = pb::RunRequest {
+        name: "lim".into(),
+        rootfs: mesh.rootfs.to_str().unwrap().into(),
+        command: vec!["sh".into(), "-c".into(), "echo $MODE > /env; exec sleep 3600".into()],
+        memory_bytes: 64 << 20,
+        cpus: 0.5,
+        env: [("MODE".to_string(), "fast".to_string())].into(),
+        ..Default::default()
+    };
+    let w = mesh.client(0).await.run(req).await.expect("Run").into_inner().workload.unwrap();
+    dcos_tests::eventually(Duration::from_secs(5), "the environment inside", || async {
+        (mesh.file_in(0, "lim", "env").as_deref() == Some("fast\n")).then_some(())
+    })
+    .await;
+    let daemon = middlecon::workloads::bundle::daemon_id("host-0", &mesh.state_dir(0));
+    let cg = |ctrl: &str, file: &str| {
+        std::fs::read_to_string(format!("/sys/fs/cgroup/{ctrl}/dcos/{daemon}/lim/{file}")).unwrap()
+    };
+    assert_eq!(cg("memory", "memory.limit_in_bytes").trim(), (64u64 << 20).to_string());
+    assert_eq!(cg("cpu", "cpu.cfs_quota_us").trim(), "50000");
+    assert_eq!(cg("cpu", "cpu.cfs_period_us").trim(), "100000");
+    // The daemon dies (SIGKILL) and comes back: the container ran on and is adopted again.
+    mesh.daemons[0].take().unwrap().kill();
+    mesh.daemons[0] = Some(mesh.start(0));
+    let list = mesh.list(0).await;
+    assert!(running(&list, "lim"), "{list:?}");
+    assert_eq!(list[0].pid, w.pid, "the same process, not a new one");
+    assert_eq!((list[0].memory_bytes, list[0].cpus), (64 << 20, 0.5));
+    // Stop removes it, and its cgroup with it.
+    let stopped = mesh.client(0).await.stop(pb::StopRequest { name: "lim".into() }).await.expect("Stop");
+    assert_eq!(stopped.into_inner().workload.unwrap().status, "stopped");
+    assert!(mesh.list(0).await.is_empty());
+    assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/dcos/{daemon}/lim")).exists());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn bad_requests_get_distinct_statuses_and_change_nothing() {
+    let mesh = Mesh::new(2);
+    let mut c = mesh.client(0).await;
+    let rootfs = mesh.rootfs.to_str().unwrap().to_string();
+    let run = |name: &str, rootfs: &str, runtime: &str, command: &[&str]| pb::RunRequest {
+        name: name.into(),
+        rootfs: rootfs.into(),
+        runtime: runtime.into(),
+        command: command.iter().map(|s| s.to_string()).collect(),
+        ..Default::default()
+    };
+    let cases = [
+        (
+            run("bad/name", &rootfs, "", &["sleep", "1"]),
+            tonic::Code::InvalidArgument,
+            "invalid: workload name",
+        ),
+        (run("x", &rootfs, "", &[]), tonic::Code::InvalidArgument, "invalid: a command is required"),
+        (run("x", "relative", "", &["sleep", "1"]), tonic::Code::InvalidArgument, "invalid: rootfs"),
+        (run("x", &rootfs, "nosuchruntime", &["sleep", "1"]), tonic::Code::FailedPrecondition, "no_runtime"),
+    ];
+    for (req, code, prefix) in cases {
+        let e = c.run(req).await.expect_err("refused");
+        assert_eq!(e.code(), code, "{e:?}");
+        assert!(e.message().starts_with(prefix), "{prefix}: {}", e.message());
+    }
+    c.run(run("web", &rootfs, "", &["sleep", "3600"])).await.expect("Run");
+    let e = c.run(run("web", &rootfs, "", &["sleep", "1"])).await.expect_err("the name is taken");
+    assert_eq!(e.code(), tonic::Code::AlreadyExists, "{e:?}");
+    // crun is chosen per workload: where Debian's crun refuses this machine's cgroups, the
+    // runtime's own reason comes back, and nothing is left behind.
+    if let Err(e) = c.run(run("c1", &rootfs, "crun", &["sleep", "3600"])).await {
+        assert_eq!(e.code(), tonic::Code::Internal, "{e:?}");
+        assert!(e.message().contains("crun run c1 failed"), "{}", e.message());
+        assert!(!mesh.state_dir(0).join("workloads/c1").exists());
+    } else {
+        let l = mesh.list(0).await;
+        assert!(l.iter().any(|w| w.name == "c1" && w.runtime == "crun" && w.status == "running"), "{l:?}");
+    }
+    let e = c.stop(pb::StopRequest { name: "nope".into() }).await.expect_err("unknown");
+    assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    let live = pb::MigrateRequest {
+        name: "web".into(),
+        to: "host-1".into(),
+        mode: pb::MigrateMode::Live as i32,
+        bwlimit: 0,
+    };
+    let e = c.migrate(live).await.expect_err("live is refused here");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(
+        e.message().contains("live migration is not available") && e.message().contains("criu"),
+        "{}",
+        e.message()
+    );
+    let to_self = pb::MigrateRequest { name: "web".into(), to: "host-0".into(), ..Default::default() };
+    assert_eq!(c.migrate(to_self).await.expect_err("to itself").code(), tonic::Code::InvalidArgument);
+    let nowhere = pb::MigrateRequest { name: "web".into(), to: "host-9".into(), ..Default::default() };
+    assert_eq!(c.migrate(nowhere).await.expect_err("unknown host").code(), tonic::Code::Unavailable);
+    assert!(running(&mesh.list(0).await, "web"), "still running after every refusal");
+    // A viewer may list but not run.
+    let viewer = Identity::load(&mesh.pki.issue("grafana", dcos_core::Role::Viewer)).unwrap();
+    let ch = middlecon::api::connect(SocketAddr::new(mesh.fleet.host(0).addr.into(), API_PORT), &viewer)
+        .await
+        .unwrap();
+    let mut v = WorkloadsClient::new(ch);
+    assert_eq!(
+        v.list(pb::ListRequest {}).await.expect("List").into_inner().workloads.len(),
+        mesh.list(0).await.len()
+    );
+    let e = v.run(run("v", &rootfs, "", &["sleep", "1"])).await.expect_err("viewer");
+    assert_eq!(e.code(), tonic::Code::PermissionDenied, "{e:?}");
 }

@@ -42,9 +42,13 @@ impl Default for CatalogConfig {
         CatalogConfig {
             cgroup_root: PathBuf::from("/sys/fs/cgroup"),
             proc_root: PathBuf::from("/proc"),
+            // The runtimes' own defaults, and where middlecon (default --state-dir) keeps
+            // its workloads' runtime state.
             oci_roots: vec![
                 (Runtime::Runc, PathBuf::from("/run/runc")),
                 (Runtime::Crun, PathBuf::from("/run/crun")),
+                (Runtime::Runc, PathBuf::from("/var/lib/middlecon/runtime/runc")),
+                (Runtime::Crun, PathBuf::from("/var/lib/middlecon/runtime/crun")),
             ],
         }
     }
@@ -482,7 +486,12 @@ mod tests {
         assert_eq!(c.proc_root, Path::new("/proc"));
         assert_eq!(
             c.oci_roots,
-            [(Runtime::Runc, PathBuf::from("/run/runc")), (Runtime::Crun, PathBuf::from("/run/crun"))]
+            [
+                (Runtime::Runc, PathBuf::from("/run/runc")),
+                (Runtime::Crun, PathBuf::from("/run/crun")),
+                (Runtime::Runc, PathBuf::from("/var/lib/middlecon/runtime/runc")),
+                (Runtime::Crun, PathBuf::from("/var/lib/middlecon/runtime/crun")),
+            ]
         );
     }
 

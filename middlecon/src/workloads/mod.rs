@@ -219,6 +219,8 @@ impl Workloads {
                 }
                 tracing::warn!(workload = %name, %to, epoch, "migration undone after a restart: runs here");
                 record.phase = Phase::Owned;
+                // The abandoned attempt's epoch stays used: the next attempt gets a fresh one.
+                record.epoch = record.epoch.max(epoch);
                 let _ = record.save(&self.workload_dir(&name));
                 self.put(record);
             }
