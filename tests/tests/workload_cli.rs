@@ -1,7 +1,9 @@
 //! The `dcos` workload commands (`run`, `workloads`, `stop`, `migrate`, `evacuate`) as a
-//! user meets them when things go wrong: bad usage is refused before any network, and a
-//! middlecon API that is silent, refuses, or belongs to another fleet's CA is named with
-//! its status while the command stays within its `--timeout`.
+//! user meets them: the happy path on two hosts running the real middlecon with a busybox
+//! container (run, list, migrate, list, stop); and when things go wrong: bad usage is
+//! refused before any network, and a middlecon API that is silent, refuses, or belongs to
+//! another fleet's CA is named with its status while the command stays within its
+//! `--timeout`.
 //!
 //! The silent API is a real listening socket nobody answers on (the TLS handshake never
 //! completes); the foreign fleet is a real middlecon with certificates of its own CA.
@@ -19,6 +21,7 @@ fn dcos(pki: &Pki, env: &[(&str, &str)], args: &[&str]) -> (Output, Duration) {
     let admin = pki.files("admin");
     let mut cmd = Command::new(dcos_tests::bin("dcos"));
     cmd.env_remove("DCOS_API")
+        .env_remove("DCOS_SEED")
         .env_remove("DCOS_INVENTORY")
         .env_remove("DCOS_HOSTS")
         .env("DCOS_CERT", &admin.cert)
@@ -161,26 +164,8 @@ fn a_middlecon_of_another_fleet_is_a_tls_error() {
     let fleet = Fleet::new(1).expect("fleet");
     let theirs = Pki::new();
     let host = fleet.host(0);
-    let tls = host.issue(&theirs);
-    let state = tempfile::Builder::new().prefix("dcos-workload-cli-").tempdir().unwrap();
-    let sock = state.path().join("api.sock");
-    let state_dir = state.path().join("state");
-    let listen = format!("{}:7441", host.addr);
-    let api = format!("{}:7442", host.addr);
-    let mut args = vec![
-        "--listen",
-        &listen,
-        "--api",
-        &api,
-        "--socket",
-        sock.to_str().unwrap(),
-        "--state-dir",
-        state_dir.to_str().unwrap(),
-        "--name",
-        &host.name,
-    ];
-    args.extend(dcos_tests::tls_args(&tls));
-    let _daemon = fleet.spawn_daemon(0, dcos_tests::bin("middlecon"), &args).expect("middlecon starts");
+    let _daemon = fleet.middlecon(0, &host.issue(&theirs), &[]).expect("middlecon starts");
+    let api = host.api_addr().to_string();
     let ours = Pki::new();
     let (out, took) = dcos(&ours, &[("DCOS_API", api.as_str())], &["workloads", "-o", "json"]);
     assert_eq!(out.status.code(), Some(1), "{}", stderr(&out));
@@ -195,4 +180,115 @@ fn a_middlecon_of_another_fleet_is_a_tls_error() {
         "{}",
         stderr(&out)
     );
+}
+
+/// `(host, status)` of each workload named `name` in a `dcos workloads -o json` document.
+fn placed(doc: &Value, name: &str) -> Vec<(String, String)> {
+    doc["workloads"]
+        .as_array()
+        .expect("workloads")
+        .iter()
+        .filter(|w| w["name"] == name)
+        .map(|w| (w["host"].as_str().unwrap().to_string(), w["status"].as_str().unwrap().to_string()))
+        .collect()
+}
+
+#[test]
+fn a_workload_runs_moves_to_another_host_and_stops_through_the_cli() {
+    let fleet = Fleet::new(2).expect("fleet");
+    let pki = Pki::new();
+    let seed = format!("{}:7441", fleet.host(0).addr);
+    let _daemons: Vec<_> = (0..2)
+        .map(|i| {
+            let other = fleet.host(1 - i);
+            let peer = format!("{}={}:7441", other.name, other.addr);
+            let tls = fleet.host(i).issue(&pki);
+            fleet.middlecon_on(i, &tls, &["--seed", &seed, "--peer", &peer]).expect("middlecon starts")
+        })
+        .collect();
+    let work = tempfile::Builder::new().prefix("dcos-workload-cli-").tempdir().unwrap();
+    let rootfs = dcos_tests::oci::busybox_rootfs(work.path()).expect("busybox rootfs");
+    let api0 = fleet.host(0).api_addr().to_string();
+    let json = |out: &Output| -> Value {
+        assert_eq!(out.status.code(), Some(0), "{}", stderr(out));
+        serde_json::from_slice(&out.stdout).expect("one JSON document")
+    };
+
+    // run on host-0 through its API; the shell exits at once on SIGTERM.
+    let script = "trap 'exit 0' TERM; sleep 3600 & wait";
+    let run = [
+        "run",
+        "--api",
+        &api0,
+        "--host",
+        "host-0",
+        "--name",
+        "web",
+        "--rootfs",
+        rootfs.to_str().unwrap(),
+        "--timeout",
+        "10s",
+        "-o",
+        "json",
+        "--",
+        "sh",
+        "-c",
+        script,
+    ];
+    let doc = json(&dcos(&pki, &[], &run).0);
+    let w = &doc["workloads"][0];
+    assert_eq!((&w["name"], &w["host"], &w["status"]), (&"web".into(), &"host-0".into(), &"running".into()));
+    assert!(w["pid"].as_u64().is_some_and(|p| p > 0), "{w}");
+
+    // The inventory names both hosts' APIs; dcos workloads asks both.
+    let mut inventory = tempfile::NamedTempFile::new().unwrap();
+    for i in 0..2 {
+        let h = fleet.host(i);
+        write!(
+            inventory,
+            "[[host]]\nname = \"{}\"\nk2i = \"{}\"\napi = \"{}\"\n\n",
+            h.name,
+            h.addr,
+            h.api_addr()
+        )
+        .unwrap();
+    }
+    let env = [("DCOS_INVENTORY", inventory.path().to_str().unwrap())];
+    let doc = json(&dcos(&pki, &env, &["workloads", "-o", "json"]).0);
+    let hosts: Vec<&str> =
+        doc["hosts"].as_array().unwrap().iter().map(|h| h["status"].as_str().unwrap()).collect();
+    assert_eq!(hosts, ["ok", "ok"], "{doc}");
+    assert_eq!(placed(&doc, "web"), [("host-0".to_string(), "running".to_string())]);
+
+    // migrate finds web on host-0 and moves it, cold, to host-1.
+    let doc = json(&dcos(&pki, &env, &["migrate", "web", "--to", "host-1", "-o", "json"]).0);
+    let m = &doc["migration"];
+    assert_eq!(
+        (&m["status"], &m["from"], &m["to"], &m["epoch"]),
+        (&"done".into(), &"host-0".into(), &"host-1".into(), &1.into()),
+        "{m}"
+    );
+    assert!(m["bytes_sent"].as_u64().is_some_and(|b| b > 0), "{m}");
+    assert!(m["downtime_ms"].as_u64().is_some_and(|d| d > 0), "{m}");
+
+    // Listed through --seed: the hosts are the members host-0 lists (each one's `api`), once
+    // membership has both.
+    let listed = || json(&dcos(&pki, &[], &["--seed", &api0, "workloads", "-o", "json"]).0);
+    let until = Instant::now() + Duration::from_secs(10);
+    let mut doc = listed();
+    while doc["hosts"].as_array().unwrap().len() < 2 && Instant::now() < until {
+        std::thread::sleep(Duration::from_millis(100));
+        doc = listed();
+    }
+    let hosts: Vec<&str> =
+        doc["hosts"].as_array().unwrap().iter().map(|h| h["host"].as_str().unwrap()).collect();
+    assert_eq!(hosts, ["host-0", "host-1"], "{doc}");
+    assert_eq!(placed(&doc, "web"), [("host-1".to_string(), "running".to_string())], "{doc}");
+
+    // stop finds it on host-1 and stops it; nothing is left.
+    let doc = json(&dcos(&pki, &env, &["stop", "web", "--timeout", "10s", "-o", "json"]).0);
+    let w = &doc["workloads"][0];
+    assert_eq!((&w["host"], &w["status"]), (&"host-1".into(), &"stopped".into()), "{w}");
+    let doc = json(&dcos(&pki, &env, &["workloads", "-o", "json"]).0);
+    assert_eq!(placed(&doc, "web"), [], "{doc}");
 }
