@@ -32,6 +32,12 @@ impl WorkloadsApi {
     }
 }
 
+/// Runs `work` to its end in a task of its own, so that a caller who goes away halfway
+/// never leaves a workload between two states (a half-made bundle, a claimed name).
+async fn detached<T: Send + 'static>(work: impl std::future::Future<Output = T> + Send + 'static) -> T {
+    tokio::spawn(work).await.expect("workload tasks do not panic")
+}
+
 fn admit(caller: &Caller, what: &str) -> Result<(), Status> {
     match caller.role {
         None | Some(Role::Admin) => Ok(()),
@@ -49,13 +55,17 @@ type ProgressStream = ReceiverStream<Result<pb::MigrateProgress, Status>>;
 impl pb::workloads_server::Workloads for WorkloadsApi {
     async fn run(&self, request: Request<pb::RunRequest>) -> Result<Response<pb::RunReply>, Status> {
         admit(&caller_of(&request), "run")?;
-        let w = self.mover.workloads.run(request.into_inner()).await.map_err(|e| e.status())?;
+        let workloads = self.mover.workloads.clone();
+        let req = request.into_inner();
+        let w = detached(async move { workloads.run(req).await }).await.map_err(|e| e.status())?;
         Ok(Response::new(pb::RunReply { workload: Some(w) }))
     }
 
     async fn stop(&self, request: Request<pb::StopRequest>) -> Result<Response<pb::StopReply>, Status> {
         admit(&caller_of(&request), "stop")?;
-        let w = self.mover.workloads.stop(&request.into_inner().name).await.map_err(|e| e.status())?;
+        let workloads = self.mover.workloads.clone();
+        let name = request.into_inner().name;
+        let w = detached(async move { workloads.stop(&name).await }).await.map_err(|e| e.status())?;
         Ok(Response::new(pb::StopReply { workload: Some(w) }))
     }
 
@@ -72,15 +82,25 @@ impl pb::workloads_server::Workloads for WorkloadsApi {
     ) -> Result<Response<ProgressStream>, Status> {
         admit(&caller_of(&request), "migrate")?;
         let req = request.into_inner();
-        let prepared = self.mover.prepare(&req).await.map_err(|e| e.status())?;
         let (tx, rx) = mpsc::channel(64);
+        let (ready_tx, ready) = tokio::sync::oneshot::channel();
         let mover = self.mover.clone();
-        // The migration goes on if the caller goes away: stopping it halfway helps nobody.
+        // The whole migration runs in its own task: it goes on if the caller goes away
+        // (stopping it halfway helps nobody), and a refusal comes back as a status.
         tokio::spawn(async move {
+            let prepared = match mover.prepare(&req).await {
+                Ok(p) => p,
+                Err(e) => {
+                    let _ = ready_tx.send(Err(e.status()));
+                    return;
+                }
+            };
+            let _ = ready_tx.send(Ok(()));
             let progress = Progress::new(tx, &req.name, &mover.workloads.host, &req.to);
             let result = mover.execute(prepared, &progress).await;
             progress.finish(&result).await;
         });
+        ready.await.map_err(|_| Status::internal("the migration task ended early"))??;
         Ok(Response::new(ReceiverStream::new(rx)))
     }
 

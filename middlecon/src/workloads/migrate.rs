@@ -124,11 +124,26 @@ fn free_bytes(dir: &std::path::Path) -> Result<u64, WorkloadError> {
     Ok(s.blocks_available() as u64 * s.fragment_size() as u64)
 }
 
+/// `runc` or `crun` for a runtime named or given as a path by a peer.
+fn runtime_kind(named: &str) -> Result<String, WorkloadError> {
+    let kind = std::path::Path::new(named).file_name().and_then(|f| f.to_str()).unwrap_or("");
+    match kind {
+        "runc" | "crun" => Ok(kind.to_string()),
+        _ => Err(WorkloadError::Precondition(format!(
+            "runtime {named:?} is neither runc nor crun: this host will not run it for a peer"
+        ))),
+    }
+}
+
 async fn reserve(w: Arc<Workloads>, r: Request) -> Result<Response, WorkloadError> {
     let req: Reserve = parse(&r)?;
     let name = req.record.name.clone();
     super::check_name(&name)?;
-    w.runtime(&req.record.runtime)?;
+    let mut record = req.record;
+    // A peer names the runtime; this host decides which binary that is. Only the runtimes'
+    // names cross hosts, never a path to run.
+    record.runtime = runtime_kind(&record.runtime)?;
+    w.runtime(&record.runtime)?;
     let free = free_bytes(w.dir())?;
     if free < req.bytes + SPACE_MARGIN {
         return Err(WorkloadError::NoSpace(format!(
@@ -139,7 +154,6 @@ async fn reserve(w: Arc<Workloads>, r: Request) -> Result<Response, WorkloadErro
             req.bytes + SPACE_MARGIN
         )));
     }
-    let mut record = req.record;
     record.epoch = req.epoch;
     record.phase = Phase::Incoming { from: req.from.clone(), epoch: req.epoch, received: false };
     let host = w.host.clone();
