@@ -3,6 +3,7 @@
 //! - `daemon` (feature `daemon`): logging, runtime and signal handling for the daemons' `main`.
 //! - [`model`]: the JSON documents k2i serves and the CLI reads (processes, containers,
 //!   host summaries, error bodies).
+//! - [`names`]: names checked alike everywhere (workload names).
 //! - [`role`]: the three roles (`viewer`, `host`, `admin`) and what each may do.
 //! - [`pki`]: the fleet CA, issuing certificates that carry a name and a role.
 //! - [`tls`]: rustls server and client configurations built from those files, and the
@@ -14,6 +15,7 @@
 #[cfg(feature = "daemon")]
 pub mod daemon;
 pub mod model;
+pub mod names;
 pub mod pki;
 pub mod role;
 pub mod settings;

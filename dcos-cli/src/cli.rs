@@ -114,6 +114,25 @@ pub enum Command {
     Call(CallArgs),
     /// Ask every host serving SERVICE (scatter-gather); prints each reply as it comes.
     Query(QueryArgs),
+    /// Run an OCI workload on a host (needs the admin role).
+    Run(RunArgs),
+    /// Workloads across the fleet (every selected host's middlecon).
+    Workloads(WorkloadsArgs),
+    /// Stop a workload (found across the fleet unless --host is given).
+    Stop(StopArgs),
+    /// Move a workload to another host, showing its progress.
+    Migrate(MigrateArgs),
+    /// Move every workload off HOST to peers chosen by their load.
+    Evacuate(EvacuateArgs),
+}
+
+/// Where a middlecon's gRPC API is, when not found through `--seed` or the inventory.
+#[derive(Debug, Clone, Args)]
+pub struct ApiArgs {
+    /// A middlecon gRPC API address, IP[:PORT] (default port 7442) [default: --seed, else
+    /// the host's `api` in the inventory].
+    #[arg(long, env = "DCOS_API")]
+    pub api: Option<String>,
 }
 
 /// `dcos query SERVICE [DATA]`; `--dc` and `--label` choose the hosts asked, `--timeout`
@@ -124,10 +143,8 @@ pub struct QueryArgs {
     pub service: String,
     /// The request payload (text).
     pub data: Option<String>,
-    /// A middlecon gRPC API address, IP[:PORT] (default port 7442) [default: --seed, else
-    /// the first inventory host with an `api`].
-    #[arg(long, env = "DCOS_API")]
-    pub api: Option<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
     /// Stop after this many replies.
     #[arg(long)]
     pub max_replies: Option<u32>,
@@ -148,10 +165,176 @@ pub struct CallArgs {
     pub service: String,
     /// The request payload (text).
     pub data: Option<String>,
-    /// A middlecon gRPC API address, IP[:PORT] (default port 7442) [default: HOST's `api`
-    /// in the inventory].
-    #[arg(long, env = "DCOS_API")]
-    pub api: Option<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `dcos run --host H --name N --rootfs DIR [...] -- CMD ARGS...`.
+#[derive(Debug, Clone, Args)]
+pub struct RunArgs {
+    /// The host to run it on (its middlecon name).
+    #[arg(long)]
+    pub host: String,
+    /// The workload's name, unique on the host: [A-Za-z0-9][A-Za-z0-9_.-]{0,62}.
+    #[arg(long, value_parser = parse_workload_name)]
+    pub name: String,
+    /// The root filesystem: a directory on that host (made absolute here).
+    #[arg(long)]
+    pub rootfs: PathBuf,
+    /// runc, crun or a path to an OCI runtime [default: the daemon's --runtime].
+    #[arg(long)]
+    pub runtime: Option<String>,
+    /// Memory limit: bytes, or 64M, 1G, 512KiB, 2GB [default: none].
+    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
+    pub memory: Option<u64>,
+    /// CPU limit in cores, e.g. 0.5 [default: none].
+    #[arg(long, value_parser = parse_cpus)]
+    pub cpus: Option<f64>,
+    /// An environment variable K=V (repeat).
+    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
+    pub env: Vec<(String, String)>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The command and its arguments, inside the rootfs (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+/// `dcos workloads`.
+#[derive(Debug, Clone, Args)]
+pub struct WorkloadsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `dcos stop N [--host H]`.
+#[derive(Debug, Clone, Args)]
+pub struct StopArgs {
+    /// The workload's name.
+    #[arg(value_parser = parse_workload_name)]
+    pub name: String,
+    /// The host it runs on [default: the one selected host that has it].
+    #[arg(long)]
+    pub host: Option<String>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// How a workload moves.
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
+pub enum Mode {
+    /// Freeze, copy, start on the target, confirm, delete on the source.
+    Cold,
+    /// Checkpoint and restore with CRIU (where `criu check` passes on both hosts).
+    Live,
+}
+
+impl Mode {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Mode::Cold => "cold",
+            Mode::Live => "live",
+        }
+    }
+}
+
+/// What `migrate` and `evacuate` share.
+#[derive(Debug, Clone, Args)]
+pub struct MoveArgs {
+    /// cold or live.
+    #[arg(long, value_enum, default_value_t = Mode::Cold)]
+    pub mode: Mode,
+    /// Bandwidth limit in bytes per second: 10M, 10MB/s, 10MiB/s, 500000 [default: none].
+    #[arg(long, value_name = "RATE", value_parser = parse_rate)]
+    pub bwlimit: Option<u64>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// `dcos migrate N --to HOST [--from H]`.
+#[derive(Debug, Clone, Args)]
+pub struct MigrateArgs {
+    /// The workload's name.
+    #[arg(value_parser = parse_workload_name)]
+    pub name: String,
+    /// The target host's name.
+    #[arg(long)]
+    pub to: String,
+    /// The source host [default: the one selected host that has it].
+    #[arg(long)]
+    pub from: Option<String>,
+    #[command(flatten)]
+    pub moving: MoveArgs,
+}
+
+/// `dcos evacuate HOST`.
+#[derive(Debug, Clone, Args)]
+pub struct EvacuateArgs {
+    /// The host to empty.
+    pub host: String,
+    /// How many migrations run at once [default: the host's, 2].
+    #[arg(long, value_parser = clap::value_parser!(u32).range(1..))]
+    pub parallel: Option<u32>,
+    /// Only these hosts may take workloads, comma-separated [default: every live member].
+    #[arg(long, value_delimiter = ',', value_name = "HOST,...")]
+    pub to: Vec<String>,
+    #[command(flatten)]
+    pub moving: MoveArgs,
+}
+
+/// A workload name as SPEC section 5 allows it.
+pub fn parse_workload_name(s: &str) -> Result<String, String> {
+    dcos_core::names::check_workload_name(s).map(|()| s.to_string())
+}
+
+/// A size in bytes: `4096`, `512B`, `64M`, `1.5G`, `512KiB` (powers of 1024), `2GB` (of 1000).
+pub fn parse_size(s: &str) -> Result<u64, String> {
+    let text = s.trim();
+    let split = text.find(|c: char| !(c.is_ascii_digit() || c == '.')).unwrap_or(text.len());
+    let (number, suffix) = text.split_at(split);
+    let bad = || format!("{s:?} is not a size like 4096, 64M, 1G or 2GB");
+    let value: f64 = number.parse().map_err(|_| bad())?;
+    let factor = if suffix.eq_ignore_ascii_case("b") {
+        1.0
+    } else {
+        dcos_query::size_multiplier(suffix).ok_or_else(bad)?
+    };
+    if factor == 1.0 && value.fract() != 0.0 {
+        return Err(format!("{s:?}: a number of bytes is whole"));
+    }
+    let bytes = (value * factor).round();
+    if !bytes.is_finite() || bytes >= u64::MAX as f64 {
+        return Err(format!("{s:?} is too large"));
+    }
+    Ok(bytes as u64)
+}
+
+/// A rate in bytes per second: a size, optionally followed by `/s` (`10M`, `10MB/s`, `10MiB/s`).
+pub fn parse_rate(s: &str) -> Result<u64, String> {
+    let text = s.trim();
+    let size = text.strip_suffix("/s").or_else(|| text.strip_suffix("/S")).unwrap_or(text);
+    parse_size(size)
+        .map_err(|_| format!("{s:?} is not a rate like 10M, 10MB/s or 10MiB/s (bytes per second)"))
+}
+
+/// CPU cores: a number, 0 or more.
+pub fn parse_cpus(s: &str) -> Result<f64, String> {
+    match s.trim().parse::<f64>() {
+        Ok(v) if v.is_finite() && v >= 0.0 => Ok(v),
+        _ => Err(format!("{s:?} is not a number of cores like 0.5 or 2")),
+    }
+}
+
+/// An environment variable `K=V`: K is not empty and has no `=`, NUL or white space.
+pub fn parse_env(s: &str) -> Result<(String, String), String> {
+    let (k, v) = s.split_once('=').ok_or_else(|| format!("{s:?} is not K=V"))?;
+    if k.is_empty() || k.contains(|c: char| c == '\0' || c.is_whitespace()) {
+        return Err(format!("{k:?} is not a variable name"));
+    }
+    if v.contains('\0') {
+        return Err(format!("the value of {k} has a NUL byte"));
+    }
+    Ok((k.to_string(), v.to_string()))
 }
 
 #[derive(Debug, Subcommand)]
@@ -288,6 +471,20 @@ mod tests {
     }
 
     #[test]
+    fn man_page_and_completions_cover_the_workload_commands() {
+        let mut man = Vec::new();
+        clap_mangen::Man::new(Cli::command()).render(&mut man).unwrap();
+        let mut bash = Vec::new();
+        clap_complete::generate(clap_complete::Shell::Bash, &mut Cli::command(), "dcos", &mut bash);
+        let (man, bash) = (String::from_utf8(man).unwrap(), String::from_utf8(bash).unwrap());
+        for command in ["run", "workloads", "stop", "migrate", "evacuate"] {
+            assert!(man.contains(&format!("dcos\\-{command}")), "man page lacks {command}");
+            assert!(bash.contains(&format!("dcos__subcmd__{command}\"")), "completions lack {command}");
+        }
+        assert!(bash.contains("--bwlimit") && bash.contains("--rootfs"));
+    }
+
+    #[test]
     fn global_fleet_options_work_after_the_subcommand() {
         let cli = Cli::try_parse_from([
             "dcos",
@@ -315,6 +512,101 @@ mod tests {
             &["dcos", "query", "dcos.ping", "--max-replies", "2", "--stall", "200ms", "--dc", "eu"][..],
         ] {
             Cli::try_parse_from(argv).unwrap_or_else(|e| panic!("{argv:?}: {e}"));
+        }
+    }
+
+    #[test]
+    fn sizes_take_bytes_and_suffixes() {
+        for (text, want) in [
+            ("4096", 4096),
+            ("512B", 512),
+            ("64M", 64 << 20),
+            ("64m", 64 << 20),
+            ("1G", 1 << 30),
+            ("1.5G", 3 << 29),
+            ("512KiB", 512 << 10),
+            ("2GB", 2_000_000_000),
+            ("0", 0),
+        ] {
+            assert_eq!(parse_size(text), Ok(want), "{text}");
+        }
+        for bad in ["", "M", "lots", "-1", "1.5", "10X", "1e3", "99999999999T"] {
+            assert!(parse_size(bad).is_err(), "{bad}");
+        }
+    }
+
+    #[test]
+    fn rates_are_bytes_per_second() {
+        for (text, want) in
+            [("10M", 10 << 20), ("10MB/s", 10_000_000), ("10MiB/s", 10 << 20), ("500000", 500_000)]
+        {
+            assert_eq!(parse_rate(text), Ok(want), "{text}");
+        }
+        let e = parse_rate("fast").unwrap_err();
+        assert!(e.contains("not a rate like 10M"), "{e}");
+        assert!(parse_rate("10M/h").is_err());
+    }
+
+    #[test]
+    fn env_cpus_and_names() {
+        assert_eq!(parse_env("A=b=c"), Ok(("A".into(), "b=c".into())));
+        assert_eq!(parse_env("EMPTY="), Ok(("EMPTY".into(), String::new())));
+        for bad in ["A", "=v", "A B=1", "A\0=1"] {
+            assert!(parse_env(bad).is_err(), "{bad}");
+        }
+        assert_eq!(parse_cpus("0.5"), Ok(0.5));
+        for bad in ["-1", "nan", "inf", "half"] {
+            assert!(parse_cpus(bad).is_err(), "{bad}");
+        }
+        assert!(parse_workload_name("web-1").is_ok());
+        assert!(parse_workload_name("web/1").is_err());
+    }
+
+    #[test]
+    fn workload_commands_parse() {
+        let cli = Cli::try_parse_from([
+            "dcos",
+            "migrate",
+            "web",
+            "--to",
+            "h1",
+            "--from",
+            "h0",
+            "--mode",
+            "live",
+            "--bwlimit",
+            "10MB/s",
+            "--api",
+            "10.0.0.1",
+        ])
+        .unwrap();
+        let Command::Migrate(m) = cli.command else { panic!("not migrate") };
+        assert_eq!((m.name.as_str(), m.to.as_str(), m.from.as_deref()), ("web", "h1", Some("h0")));
+        assert_eq!((m.moving.mode, m.moving.bwlimit), (Mode::Live, Some(10_000_000)));
+        assert_eq!(m.moving.api.api.as_deref(), Some("10.0.0.1"));
+        let cli = Cli::try_parse_from(["dcos", "migrate", "web", "--to", "h1"]).unwrap();
+        let Command::Migrate(m) = cli.command else { panic!("not migrate") };
+        assert_eq!((m.moving.mode, m.moving.bwlimit, m.from), (Mode::Cold, None, None));
+        let cli =
+            Cli::try_parse_from(["dcos", "evacuate", "h0", "--parallel", "4", "--to", "h1,h2"]).unwrap();
+        let Command::Evacuate(e) = cli.command else { panic!("not evacuate") };
+        assert_eq!((e.host.as_str(), e.parallel, e.to), ("h0", Some(4), vec!["h1".to_string(), "h2".into()]));
+        let cli = Cli::try_parse_from(["dcos", "stop", "web", "--timeout", "10s", "-o", "json"]).unwrap();
+        assert_eq!(cli.fleet.timeout, std::time::Duration::from_secs(10));
+        let Command::Stop(s) = cli.command else { panic!("not stop") };
+        assert_eq!((s.name.as_str(), s.host), ("web", None));
+        for bad in [
+            &["dcos", "migrate", "web"][..],
+            &["dcos", "migrate", "web", "--to", "h1", "--mode", "warm"][..],
+            &["dcos", "migrate", "web", "--to", "h1", "--bwlimit", "fast"][..],
+            &["dcos", "migrate", "we b", "--to", "h1"][..],
+            &["dcos", "evacuate", "h0", "--parallel", "0"][..],
+            &["dcos", "evacuate"][..],
+            &["dcos", "stop"][..],
+            &["dcos", "stop", "-x"][..],
+        ] {
+            let e = Cli::try_parse_from(bad).unwrap_err();
+            assert!(e.use_stderr(), "{bad:?} must be a usage error");
         }
     }
 }

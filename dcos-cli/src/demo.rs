@@ -4,7 +4,7 @@
 //! with the fleet found through the first middlecon's membership (`--seed`), the members,
 //! the busiest processes, a cross-host `dcos call` and a `dcos query` are shown.
 
-use crate::cli::{CallArgs, DemoArgs, FleetArgs, Format, PsArgs, QueryArgs, TlsArgs, TopArgs};
+use crate::cli::{ApiArgs, CallArgs, DemoArgs, FleetArgs, Format, PsArgs, QueryArgs, TlsArgs, TopArgs};
 use crate::commands::{self, Context};
 use anyhow::{bail, Context as _, Result};
 use dcos_core::pki::{self, LeafSpec};
@@ -276,14 +276,19 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             "\n$ dcos call {last} dcos.ping      # through {}'s middlecon, over QUIC to {last}",
             names[0]
         );
-        let call = CallArgs { host: last.clone(), service: "dcos.ping".into(), data: None, api: None };
+        let call = CallArgs {
+            host: last.clone(),
+            service: "dcos.ping".into(),
+            data: None,
+            api: ApiArgs { api: None },
+        };
         worst = worst.max(commands::call::run(&tls, &fleet, &call).await);
     }
     println!("\n$ dcos query dcos.ping      # every host answers, each reply as it comes");
     let query = QueryArgs {
         service: "dcos.ping".into(),
         data: None,
-        api: None,
+        api: ApiArgs { api: None },
         max_replies: None,
         max_wait: None,
         stall: None,

@@ -149,15 +149,22 @@ pub fn parse_labels(labels: &[String]) -> Result<Vec<(String, String)>, FleetErr
         .collect()
 }
 
+/// Whether a host in datacenter `dc` carrying `labels` is selected by `--dc` (`want_dc`)
+/// and the `--label` pairs ([`parse_labels`]).
+pub fn selected(
+    dc: &str,
+    labels: &BTreeMap<String, String>,
+    want_dc: Option<&str>,
+    wanted: &[(String, String)],
+) -> bool {
+    want_dc.is_none_or(|d| dc == d) && wanted.iter().all(|(k, v)| labels.get(k) == Some(v))
+}
+
 /// Keeps the targets in `dc` (if given) carrying every `labels` pair.
 pub fn narrow(targets: Vec<Target>, dc: Option<&str>, labels: &[String]) -> Result<Vec<Target>, FleetError> {
     let wanted = parse_labels(labels)?;
     let before = targets.len();
-    let kept: Vec<Target> = targets
-        .into_iter()
-        .filter(|t| dc.is_none_or(|d| t.dc == d))
-        .filter(|t| wanted.iter().all(|(k, v)| t.labels.get(k) == Some(v)))
-        .collect();
+    let kept: Vec<Target> = targets.into_iter().filter(|t| selected(&t.dc, &t.labels, dc, &wanted)).collect();
     if kept.is_empty() && before > 0 {
         return Err(FleetError::NothingMatches(before));
     }

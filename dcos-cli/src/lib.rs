@@ -6,12 +6,17 @@
 //!   `--label`).
 //! - [`client`]: an HTTPS client for k2i that presents the operator's certificate.
 //! - [`fanout`]: asking every host at once, one deadline, one status per host.
-//! - [`commands`]: `hosts`, `ps`, `top`, `containers`, `sysctl`, and `call`, `query`
-//!   through a middlecon's gRPC API.
+//! - [`commands`]: `hosts`, `ps`, `top`, `containers`, `sysctl`; `call`, `query` and the
+//!   workload commands `run`, `workloads`, `stop`, `migrate`, `evacuate` through middlecon.
+//! - [`api`]: finding and reaching a middlecon's gRPC API (`--api`, `--seed`, the inventory's
+//!   `api`), with connection failures sorted into per-host statuses.
+//! - [`workload`]: what the workload commands share (unary calls, fleet-wide `List`, rows).
+//! - [`migration`]: following a migration's progress stream, bars, summaries.
 //! - [`output`], [`table`]: JSON documents, NDJSON lines, `ps`-like tables, exit statuses.
 //! - [`demo`]: `dcos demo`, a throwaway local fleet.
 #![forbid(unsafe_code)]
 
+pub mod api;
 pub mod certs;
 pub mod cli;
 pub mod client;
@@ -19,8 +24,10 @@ pub mod commands;
 pub mod demo;
 pub mod fanout;
 pub mod fleet;
+pub mod migration;
 pub mod output;
 pub mod table;
+pub mod workload;
 
 /// Exit statuses of SPEC section 6.
 pub mod exit {

@@ -43,20 +43,33 @@ fn main() -> ExitCode {
 
 /// Runs a command that talks to middlecon or to the fleet's k2i.
 async fn run_online(tls: &TlsArgs, fleet: &FleetArgs, command: Command) -> u8 {
-    match &command {
+    let workload = match &command {
         Command::Call(args) => return commands::call::run(tls, fleet, args).await,
         Command::Query(args) => return commands::query::run(tls, fleet, args).await,
-        _ => {}
-    }
+        Command::Run(args) => commands::run::run(tls, fleet, args).await,
+        Command::Workloads(args) => commands::workloads::run(tls, fleet, args).await,
+        Command::Stop(args) => commands::stop::run(tls, fleet, args).await,
+        Command::Migrate(args) => commands::migrate::run(tls, fleet, args).await,
+        Command::Evacuate(args) => commands::evacuate::run(tls, fleet, args).await,
+        _ => return run_fleet(tls, fleet, &command).await,
+    };
+    workload.unwrap_or_else(|e| {
+        eprintln!("dcos: {e}");
+        e.exit_status()
+    })
+}
+
+/// Runs a fleet command: each selected host's k2i, or `dcos hosts --seed`'s member list.
+async fn run_fleet(tls: &TlsArgs, fleet: &FleetArgs, command: &Command) -> u8 {
     let result = async {
         // `dcos hosts --seed` lists membership's view; other fleet commands ask each k2i.
         if let (Command::Hosts, Some(seed), None, None) =
-            (&command, &fleet.seed, &fleet.inventory, &fleet.hosts)
+            (command, &fleet.seed, &fleet.inventory, &fleet.hosts)
         {
             return commands::hosts::run_seed(tls, fleet, seed).await;
         }
         let ctx = Context::new(tls, fleet).await?;
-        match &command {
+        match command {
             Command::Hosts => commands::hosts::run(&ctx).await,
             Command::Ps(args) => commands::ps::run(&ctx, args).await,
             Command::Top(args) => commands::top::run(&ctx, args).await,
@@ -68,13 +81,10 @@ async fn run_online(tls: &TlsArgs, fleet: &FleetArgs, command: Command) -> u8 {
             _ => unreachable!("not a fleet command"),
         }
     };
-    match result.await {
-        Ok(status) => status,
-        Err(e) => {
-            eprintln!("dcos: {e}");
-            e.exit_status()
-        }
-    }
+    result.await.unwrap_or_else(|e| {
+        eprintln!("dcos: {e}");
+        e.exit_status()
+    })
 }
 
 fn report(result: anyhow::Result<()>) -> u8 {

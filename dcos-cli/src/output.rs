@@ -63,6 +63,12 @@ pub fn host_status_line(report: &HostReport) -> Value {
     serde_json::json!({ "host_status": report })
 }
 
+/// `-o ndjson` of a whole answer: the items, then one `host_status` line per host.
+pub fn print_ndjson<T: Serialize>(items: &[T], reports: &[HostReport]) {
+    items.iter().for_each(print_line);
+    reports.iter().for_each(|r| print_line(&host_status_line(r)));
+}
+
 /// Names each host that did not answer on stderr and returns the exit status: 0 all
 /// answered, 3 some did, 1 none did.
 pub fn finish(reports: &[HostReport]) -> u8 {

@@ -354,7 +354,9 @@ impl<'s> Lexer<'s> {
     }
 }
 
-fn size_multiplier(suffix: &str) -> Option<f64> {
+/// The factor of a size suffix (`""`, `K`/`KiB`, `M`/`MiB`, ... powers of 1024, `KB`, `MB`, ...
+/// powers of 1000; any case), `None` for an unknown one. Shared with the CLI's `--memory`.
+pub fn size_multiplier(suffix: &str) -> Option<f64> {
     const KI: f64 = 1024.0;
     let m = match suffix.to_ascii_lowercase().as_str() {
         "" => 1.0,

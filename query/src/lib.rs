@@ -17,6 +17,7 @@ mod sort;
 mod testutil;
 
 pub use error::QueryError;
+pub use expr::size_multiplier;
 pub use field::Field;
 pub use sort::{compare, parse_sort, SortKey};
 

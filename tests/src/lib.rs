@@ -34,6 +34,14 @@ pub fn bin(name: &str) -> PathBuf {
     path
 }
 
+/// `--cert F --key F --ca F`: the flags that give a daemon (or `dcos`) `tls`.
+pub fn tls_args(tls: &TlsFiles) -> [&str; 6] {
+    fn s(p: &Path) -> &str {
+        p.to_str().expect("temporary paths are UTF-8")
+    }
+    ["--cert", s(&tls.cert), "--key", s(&tls.key), "--ca", s(&tls.ca)]
+}
+
 /// A fleet CA in a temporary directory, with certificates issued on demand.
 pub struct Pki {
     pub dir: tempfile::TempDir,

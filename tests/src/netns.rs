@@ -440,6 +440,18 @@ impl Fleet {
     /// (`--dc`, `--peer`, `--seed`, ...); waits for its announce. `tls` must be valid for
     /// the host's address ([`Host::issue`]).
     pub fn middlecon(&self, i: usize, tls: &TlsFiles, extra_args: &[&str]) -> Result<HostProcess> {
+        let args = self.middlecon_args(i, tls, extra_args)?;
+        self.spawn_daemon(i, crate::bin("middlecon"), &args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    /// As [`Fleet::middlecon`], inside host `i` ([`Fleet::spawn_daemon_on`]): it sees the
+    /// cgroup mounts, so it can run workloads.
+    pub fn middlecon_on(&self, i: usize, tls: &TlsFiles, extra_args: &[&str]) -> Result<HostProcess> {
+        let args = self.middlecon_args(i, tls, extra_args)?;
+        self.spawn_daemon_on(i, crate::bin("middlecon"), &args.iter().map(String::as_str).collect::<Vec<_>>())
+    }
+
+    fn middlecon_args(&self, i: usize, tls: &TlsFiles, extra_args: &[&str]) -> Result<Vec<String>> {
         let host = &self.hosts[i];
         let listen = format!("{}:{MIDDLECON_PORT}", host.addr);
         let api = host.api_addr().to_string();
@@ -450,7 +462,7 @@ impl Fleet {
         args.extend(["--state-dir", path_str(&state)?, "--socket", path_str(&socket)?]);
         args.extend(["--cert", cert, "--key", key, "--ca", ca]);
         args.extend_from_slice(extra_args);
-        self.spawn_daemon(i, crate::bin("middlecon"), &args)
+        Ok(args.into_iter().map(String::from).collect())
     }
 
     /// The local API socket of host `i`'s [`Fleet::middlecon`].

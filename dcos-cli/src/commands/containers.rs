@@ -39,10 +39,7 @@ pub async fn run(ctx: &Context) -> Result<u8, SetupError> {
     }
     match ctx.format {
         Format::Json => output::print_document("containers", &reports, &items),
-        Format::Ndjson => {
-            items.iter().for_each(output::print_line);
-            reports.iter().for_each(|r| output::print_line(&output::host_status_line(r)));
-        }
+        Format::Ndjson => output::print_ndjson(&items, &reports),
         Format::Table => print!(
             "{}",
             table::render(&["HOST", "ID", "NAME", "RUNTIME", "STATUS", "PID", "PROCS", "%CPU", "MEM"], &rows)

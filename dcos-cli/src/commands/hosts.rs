@@ -89,13 +89,12 @@ pub async fn run(ctx: &Context) -> Result<u8, SetupError> {
 /// and `--label`. Exit 0 once the seed answered (the STATE column tells who is dead).
 pub async fn run_seed(tls: &TlsArgs, fleet: &FleetArgs, seed: &str) -> Result<u8, SetupError> {
     let started = std::time::Instant::now();
-    let (addr, reply) = super::seed_members(tls, fleet, seed).await?;
+    let (addr, reply) = crate::api::members(tls, fleet, seed).await?;
     let wanted = crate::fleet::parse_labels(&fleet.labels)?;
     let members: Vec<&pb::Member> = reply
         .members
         .iter()
-        .filter(|m| fleet.dc.as_deref().is_none_or(|d| m.dc == d))
-        .filter(|m| wanted.iter().all(|(k, v)| m.labels.get(k) == Some(v)))
+        .filter(|m| crate::fleet::selected(&m.dc, &m.labels, fleet.dc.as_deref(), &wanted))
         .collect();
     let state = |m: &pb::Member| match m.state() {
         pb::MemberState::Alive => "alive",

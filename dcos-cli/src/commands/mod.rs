@@ -1,20 +1,27 @@
-//! The fleet commands: each asks the selected hosts through [`crate::fanout`] and prints
-//! through [`crate::output`]. [`Context`] is what every command starts from.
+//! The commands that talk to hosts. The k2i ones (`hosts`, `ps`, `top`, `containers`,
+//! `sysctl`) ask the selected hosts through [`crate::fanout`] and print through
+//! [`crate::output`], starting from a [`Context`]; `call`, `query` and the workload commands
+//! (`run`, `workloads`, `stop`, `migrate`, `evacuate`, on [`crate::workload`]) talk to
+//! middlecon's gRPC API, found and reached through [`crate::api`].
 
 pub mod call;
 pub mod containers;
+pub mod evacuate;
 pub mod hosts;
+pub mod migrate;
 pub mod ps;
 pub mod query;
+pub mod run;
+pub mod stop;
 pub mod sysctl;
 pub mod top;
+pub mod workloads;
 
 use crate::cli::{FleetArgs, Format, TlsArgs};
 use crate::client::K2iClient;
 use crate::fanout::FanOut;
 use crate::fleet::{self, FleetError, Target};
 use dcos_core::tls::{Identity, TlsFiles};
-use dcos_proto::v1 as pb;
 
 /// A failure before any host was asked: bad usage (exit 2) or a broken setup (exit 1).
 #[derive(Debug, thiserror::Error)]
@@ -25,15 +32,15 @@ pub enum SetupError {
     Usage(String),
     #[error("{0}")]
     Tls(String),
-    /// The seed's middlecon API did not answer.
-    #[error("unreachable: cannot ask the seed's middlecon API for members: {0}")]
-    Unreachable(String),
+    /// The seed's middlecon API did not answer; `status` as in SPEC section 6.
+    #[error("{status}: cannot ask the seed's middlecon API for members: {message}")]
+    Unreachable { status: &'static str, message: String },
 }
 
 impl SetupError {
     pub fn exit_status(&self) -> u8 {
         match self {
-            SetupError::Tls(_) | SetupError::Unreachable(_) => crate::exit::FAILED,
+            SetupError::Tls(_) | SetupError::Unreachable { .. } => crate::exit::FAILED,
             _ => crate::exit::USAGE,
         }
     }
@@ -55,7 +62,7 @@ pub async fn select_targets(tls: &TlsArgs, args: &FleetArgs) -> Result<Vec<Targe
     } else if let Some(list) = &args.hosts {
         fleet::from_hosts_list(list)?
     } else if let Some(seed) = &args.seed {
-        let (_, reply) = seed_members(tls, args, seed).await?;
+        let (_, reply) = crate::api::members(tls, args, seed).await?;
         fleet::from_members(&reply.members)?
     } else {
         return Err(FleetError::NoFleet.into());
@@ -64,29 +71,6 @@ pub async fn select_targets(tls: &TlsArgs, args: &FleetArgs) -> Result<Vec<Targe
         return Err(FleetError::NoFleet.into());
     }
     Ok(fleet::narrow(targets, args.dc.as_deref(), &args.labels)?)
-}
-
-/// Asks the middlecon API at `seed` for its member list (`Membership.Members`) within
-/// `--timeout`; returns the API address asked and the reply.
-pub async fn seed_members(
-    tls: &TlsArgs,
-    args: &FleetArgs,
-    seed: &str,
-) -> Result<(std::net::SocketAddr, pb::MembersReply), SetupError> {
-    let addr = call::parse_api(seed, "--seed")?;
-    let id = identity(tls)?;
-    let ask = async {
-        let channel = middlecon::api::connect(addr, &id).await.map_err(SetupError::Unreachable)?;
-        let reply = pb::membership_client::MembershipClient::new(channel)
-            .members(pb::MembersRequest {})
-            .await
-            .map_err(|s| SetupError::Unreachable(format!("{addr}: {}: {}", s.code(), s.message())))?;
-        Ok(reply.into_inner())
-    };
-    match tokio::time::timeout(args.timeout, ask).await {
-        Ok(r) => r.map(|reply| (addr, reply)),
-        Err(_) => Err(SetupError::Unreachable(format!("{addr}: no answer within {:?}", args.timeout))),
-    }
 }
 
 /// Loads the operator's certificate (`--cert --key --ca` or `DCOS_*`).

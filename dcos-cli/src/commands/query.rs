@@ -2,7 +2,7 @@
 //! (`Messaging.Query`): every live host serving SERVICE (narrowed by `--dc` and `--label`)
 //! is asked at once and each reply is printed as it comes.
 //!
-//! - The API is chosen as for `dcos call` ([`super::call::api_address`]); the deadline is
+//! - The API is chosen as for `dcos call` ([`crate::api::entry`]); the deadline is
 //!   `--timeout` from now; `--max-replies`, `--max-wait` and `--stall` end it earlier.
 //! - Table: `HOST OUTCOME PAYLOAD` (the message instead of the payload for an outcome other
 //!   than `ok`). `-o json`: `{"hosts": [...], "replies": [...]}`, one `hosts` entry per
@@ -13,7 +13,8 @@
 //! - Exit 0 when every reply is `ok`, 3 when some are not, 1 when none is or nobody
 //!   answered (`no_responders` on stderr), 2 for bad usage.
 
-use super::call::{answer, open, outcome_name, GRACE};
+use super::call::outcome_name;
+use crate::api::{answer, open, GRACE};
 use crate::cli::{FleetArgs, Format, QueryArgs, TlsArgs};
 use crate::exit;
 use crate::fanout::HostReport;
@@ -57,7 +58,7 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &QueryArgs) -> u8 {
             return exit::USAGE;
         }
     };
-    let (addr, channel) = match open(tls, fleet, args.api.as_deref(), None).await {
+    let (addr, channel) = match open(tls, fleet, &args.api, None).await {
         Ok(c) => c,
         Err(status) => return status,
     };

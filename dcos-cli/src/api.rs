@@ -1,0 +1,355 @@
+//! Finding and reaching a middlecon's gRPC API: the one place the CLI does it, for `call`,
+//! `query`, `hosts --seed`/`ps --seed` and the workload commands.
+//!
+//! - Where to enter ([`entry`]: `call`, `query`, whose calls middlecon routes itself):
+//!   `--api ADDR` (or `DCOS_API`), else `--seed ADDR` (or `DCOS_SEED`), else the inventory's
+//!   `api` of the host named (or of its first host with one).
+//! - A given host's own API ([`host`], [`hosts`]: the workload commands, which act on the
+//!   host whose API answers): the one `--api`, else the `api` of the members the `--seed`
+//!   lists ([`members`]), else the inventory's `api` fields; [`hosts`] keeps those not dead
+//!   and narrows them by `--dc` and `--label`.
+//! - A channel presenting the operator's certificate ([`connect`]), its failures sorted into
+//!   the per-host statuses of SPEC section 6 (`refused`, `tls_error`, `unreachable`,
+//!   `timeout`); [`open`] and [`answer`] print them for `call` and `query`.
+
+use crate::cli::{ApiArgs, FleetArgs, TlsArgs};
+use crate::commands::{identity, SetupError};
+use crate::exit;
+use dcos_core::tls::Identity;
+use dcos_proto::v1 as pb;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::time::Duration;
+use tonic::transport::Channel;
+
+/// The default port of the gRPC API.
+pub const DEFAULT_PORT: u16 = middlecon::config::DEFAULT_API_PORT;
+
+/// How long past the deadline `call` and `query` wait for the API's answer (the way back).
+pub const GRACE: Duration = Duration::from_millis(500);
+
+/// One middlecon to ask.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ApiHost {
+    /// The host's name: as selected until it answers with its own.
+    pub name: String,
+    pub addr: SocketAddr,
+}
+
+/// `IP[:PORT]` (default port 7442); `what` names where the text came from.
+pub fn parse_addr(text: &str, what: &str) -> Result<SocketAddr, SetupError> {
+    let text = text.trim();
+    if let Ok(a) = text.parse() {
+        return Ok(a);
+    }
+    text.trim_start_matches('[')
+        .trim_end_matches(']')
+        .parse::<std::net::IpAddr>()
+        .map(|ip| SocketAddr::new(ip, DEFAULT_PORT))
+        .map_err(|_| SetupError::Usage(format!("{what}: {text:?} is not an address like 10.0.0.5:7442")))
+}
+
+/// The `api` of `name` in the inventory at `path`.
+fn inventory_api(path: &Path, name: &str) -> Result<SocketAddr, SetupError> {
+    let hosts = crate::fleet::load_inventory(path)?;
+    let host = hosts
+        .iter()
+        .find(|t| t.name == name)
+        .ok_or_else(|| SetupError::Usage(format!("{name} is not in {}; give --api ADDR", path.display())))?;
+    let text = host.api.as_deref().ok_or_else(|| {
+        SetupError::Usage(format!("{name} has no api address in {}; give --api ADDR", path.display()))
+    })?;
+    parse_addr(text, &format!("{}: {name}: api", path.display()))
+}
+
+/// The API to enter the fleet by: `--api`, else `--seed`, else the inventory's `api` of
+/// `host` (or of its first host with one when `host` is `None`).
+pub fn entry(api: &ApiArgs, fleet: &FleetArgs, host: Option<&str>) -> Result<SocketAddr, SetupError> {
+    if let Some(a) = &api.api {
+        return parse_addr(a, "--api");
+    }
+    if let Some(seed) = &fleet.seed {
+        return parse_addr(seed, "--seed");
+    }
+    let Some(path) = &fleet.inventory else {
+        return Err(SetupError::Usage(
+            "which middlecon? give --api ADDR (or DCOS_API), --seed ADDR, or --inventory with an api field"
+                .into(),
+        ));
+    };
+    if let Some(name) = host {
+        return inventory_api(path, name);
+    }
+    let first = crate::fleet::load_inventory(path)?.into_iter().find_map(|t| t.api).ok_or_else(|| {
+        SetupError::Usage(format!("no host has an api address in {}; give --api ADDR", path.display()))
+    })?;
+    parse_addr(&first, &format!("{}: api", path.display()))
+}
+
+/// The API of the host named `name`: `--api` if given, else its `api` among the members
+/// `--seed` lists, else its `api` in the inventory.
+pub async fn host(
+    tls: &TlsArgs,
+    fleet: &FleetArgs,
+    api: &ApiArgs,
+    name: &str,
+) -> Result<ApiHost, SetupError> {
+    let addr = if let Some(a) = &api.api {
+        parse_addr(a, "--api")?
+    } else if let Some(seed) = &fleet.seed {
+        let (_, reply) = members(tls, fleet, seed).await?;
+        let member = reply.members.iter().find(|m| m.name == name).ok_or_else(|| {
+            SetupError::Usage(format!("{name} is not a member the seed {seed} lists; give --api ADDR"))
+        })?;
+        if member.api.is_empty() {
+            return Err(SetupError::Usage(format!("member {name} has no api address; give --api ADDR")));
+        }
+        parse_addr(&member.api, &format!("member {name}: api"))?
+    } else if let Some(path) = &fleet.inventory {
+        inventory_api(path, name)?
+    } else {
+        return Err(SetupError::Usage(
+            "which middlecon? give --api ADDR (or DCOS_API), --seed ADDR, or --inventory with an api field"
+                .into(),
+        ));
+    };
+    Ok(ApiHost { name: name.to_string(), addr })
+}
+
+/// Every selected host's API: the one `--api`; else the members `--seed` lists that are
+/// not dead and have an `api`; else the inventory's hosts that have one; narrowed by
+/// `--dc` and `--label`.
+pub async fn hosts(tls: &TlsArgs, fleet: &FleetArgs, api: &ApiArgs) -> Result<Vec<ApiHost>, SetupError> {
+    if let Some(a) = &api.api {
+        let addr = parse_addr(a, "--api")?;
+        return Ok(vec![ApiHost { name: addr.to_string(), addr }]);
+    }
+    let (listed, source) = if let Some(seed) = &fleet.seed {
+        let (_, reply) = members(tls, fleet, seed).await?;
+        let wanted = crate::fleet::parse_labels(&fleet.labels)?;
+        let live = reply
+            .members
+            .into_iter()
+            .filter(|m| m.state() != pb::MemberState::Dead)
+            .filter(|m| crate::fleet::selected(&m.dc, &m.labels, fleet.dc.as_deref(), &wanted))
+            .map(|m| (m.name, (!m.api.is_empty()).then_some(m.api)));
+        (live.collect::<Vec<_>>(), format!("members the seed {seed} lists (live, matching --dc/--label)"))
+    } else if let Some(path) = &fleet.inventory {
+        let targets = crate::fleet::load_inventory(path)?;
+        let targets = crate::fleet::narrow(targets, fleet.dc.as_deref(), &fleet.labels)?;
+        (
+            targets.into_iter().map(|t| (t.name, t.api)).collect(),
+            format!("selected hosts in {}", path.display()),
+        )
+    } else {
+        return Err(SetupError::Usage(
+            "which middlecons? give --inventory FILE with api fields, --seed ADDR, or --api ADDR (or DCOS_API) \
+             for one"
+                .into(),
+        ));
+    };
+    let selected = listed.len();
+    let hosts: Vec<ApiHost> = listed
+        .into_iter()
+        .filter_map(|(name, a)| a.map(|a| (name, a)))
+        .map(|(name, a)| parse_addr(&a, &format!("host {name}: api")).map(|addr| ApiHost { name, addr }))
+        .collect::<Result<_, _>>()?;
+    if hosts.is_empty() {
+        return Err(SetupError::Usage(format!(
+            "none of the {selected} {source} has an api address; give --api ADDR"
+        )));
+    }
+    Ok(hosts)
+}
+
+/// Asks the middlecon API at `seed` for its member list (`Membership.Members`) within
+/// `--timeout`; returns the API address asked and the reply.
+pub async fn members(
+    tls: &TlsArgs,
+    fleet: &FleetArgs,
+    seed: &str,
+) -> Result<(SocketAddr, pb::MembersReply), SetupError> {
+    let addr = parse_addr(seed, "--seed")?;
+    let id = identity(tls)?;
+    let failed = |status, message| SetupError::Unreachable { status, message };
+    let ask = async {
+        let channel = connect(addr, &id).await.map_err(|e| failed(e.status, e.message))?;
+        let reply = pb::membership_client::MembershipClient::new(channel)
+            .members(pb::MembersRequest {})
+            .await
+            .map_err(|s| failed("http_error", format!("{addr}: {}: {}", s.code(), s.message())))?;
+        Ok(reply.into_inner())
+    };
+    match tokio::time::timeout(fleet.timeout, ask).await {
+        Ok(r) => r.map(|reply| (addr, reply)),
+        Err(_) => Err(failed("timeout", format!("{addr}: no answer within {:?}", fleet.timeout))),
+    }
+}
+
+/// Why no channel could be opened.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ConnectError {
+    /// `refused`, `tls_error`, `timeout` or `unreachable`.
+    pub status: &'static str,
+    pub message: String,
+}
+
+/// A channel to the API at `addr` with the operator's certificate.
+pub async fn connect(addr: SocketAddr, identity: &Identity) -> Result<Channel, ConnectError> {
+    middlecon::api::connect(addr, identity).await.map_err(|e| ConnectError {
+        status: connect_status(&e),
+        message: format!("cannot reach the middlecon API at {e}"),
+    })
+}
+
+/// Sorts a connection failure's text (its whole chain of causes) into a per-host status.
+pub fn connect_status(error: &str) -> &'static str {
+    let e = error.to_ascii_lowercase();
+    if e.contains("connection refused") {
+        "refused"
+    } else if ["certificate", "alert", "tls", "handshake"].iter().any(|w| e.contains(w)) {
+        "tls_error"
+    } else if e.contains("timed out") || e.contains("elapsed") {
+        "timeout"
+    } else {
+        "unreachable"
+    }
+}
+
+/// For `call` and `query`: chooses the API ([`entry`]), loads the operator's certificate
+/// and connects within `--timeout`. A failure is printed and becomes the exit status: 2 for
+/// bad usage, 1 when the certificate does not load or the API cannot be reached (named
+/// with its status: `refused`, `tls_error`, `timeout`, `unreachable`).
+pub async fn open(
+    tls: &TlsArgs,
+    fleet: &FleetArgs,
+    api: &ApiArgs,
+    host: Option<&str>,
+) -> Result<(SocketAddr, Channel), u8> {
+    let setup = (|| Ok::<_, SetupError>((entry(api, fleet, host)?, identity(tls)?)))();
+    let (addr, id) = setup.map_err(|e| {
+        eprintln!("dcos: {e}");
+        e.exit_status()
+    })?;
+    let connected = tokio::time::timeout(fleet.timeout, connect(addr, &id)).await.unwrap_or_else(|_| {
+        Err(ConnectError {
+            status: "timeout",
+            message: format!("cannot reach the middlecon API at {addr} within {:?}", fleet.timeout),
+        })
+    });
+    let channel = connected.map_err(|e| {
+        eprintln!("dcos: {}: {}", e.status, e.message);
+        exit::FAILED
+    })?;
+    Ok((addr, channel))
+}
+
+/// The API's answer to `call` by `give_up`; a gRPC failure or no answer is printed and
+/// becomes exit status 1.
+pub async fn answer<T>(
+    addr: SocketAddr,
+    fleet: &FleetArgs,
+    give_up: tokio::time::Instant,
+    call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+) -> Result<T, u8> {
+    match tokio::time::timeout_at(give_up, call).await {
+        Ok(Ok(r)) => Ok(r.into_inner()),
+        Ok(Err(status)) => {
+            eprintln!("dcos: {addr}: {}: {}", status.code(), status.message());
+            Err(exit::FAILED)
+        }
+        Err(_) => {
+            eprintln!("dcos: deadline_exceeded: no answer from {addr} within {:?}", fleet.timeout);
+            Err(exit::FAILED)
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use std::io::Write;
+
+    fn fleet(inventory: Option<&Path>, seed: Option<&str>) -> FleetArgs {
+        use clap::Parser;
+        let mut cli = crate::cli::Cli::try_parse_from(["dcos", "hosts"]).unwrap();
+        cli.fleet.inventory = inventory.map(Into::into);
+        cli.fleet.seed = seed.map(Into::into);
+        cli.fleet
+    }
+
+    fn tls() -> TlsArgs {
+        TlsArgs { cert: None, key: None, ca: None }
+    }
+
+    #[test]
+    fn addresses_take_the_default_port() {
+        assert_eq!(parse_addr("10.0.0.5", "--api").unwrap(), "10.0.0.5:7442".parse().unwrap());
+        assert_eq!(parse_addr(" 10.0.0.5:9", "--api").unwrap(), "10.0.0.5:9".parse().unwrap());
+        assert_eq!(parse_addr("[::1]", "--api").unwrap(), "[::1]:7442".parse().unwrap());
+        let e = parse_addr("web-1", "--seed").unwrap_err().to_string();
+        assert!(e.starts_with("--seed: \"web-1\" is not an address"), "{e}");
+    }
+
+    fn inventory() -> tempfile::NamedTempFile {
+        let mut f = tempfile::NamedTempFile::new().unwrap();
+        writeln!(
+            f,
+            "[[host]]\nname=\"a\"\nk2i=\"10.0.0.1\"\napi=\"10.0.0.1\"\n\
+             [[host]]\nname=\"b\"\nk2i=\"10.0.0.2\"\n\
+             [[host]]\nname=\"c\"\nk2i=\"10.0.0.3\"\napi=\"10.0.0.3:9000\"\n"
+        )
+        .unwrap();
+        f
+    }
+
+    #[test]
+    fn the_entry_is_api_then_seed_then_the_inventory() {
+        let f = inventory();
+        let none = ApiArgs { api: None };
+        let one = ApiArgs { api: Some("127.0.0.1:1".into()) };
+        let inv = fleet(Some(f.path()), None);
+        assert_eq!(entry(&none, &inv, Some("c")).unwrap().port(), 9000);
+        assert_eq!(entry(&none, &inv, None).unwrap(), "10.0.0.1:7442".parse().unwrap());
+        assert!(entry(&none, &inv, Some("b")).unwrap_err().to_string().contains("no api address"));
+        assert!(entry(&none, &inv, Some("z")).unwrap_err().to_string().contains("not in"));
+        let seeded = fleet(Some(f.path()), Some("10.9.9.9"));
+        assert_eq!(entry(&none, &seeded, Some("z")).unwrap(), "10.9.9.9:7442".parse().unwrap());
+        assert_eq!(entry(&one, &seeded, Some("a")).unwrap().port(), 1);
+        let e = entry(&none, &fleet(None, None), None).unwrap_err();
+        assert_eq!(e.exit_status(), crate::exit::USAGE);
+        assert!(e.to_string().contains("--api") && e.to_string().contains("--seed"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn hosts_come_from_api_or_the_inventory() {
+        let f = inventory();
+        let inv = fleet(Some(f.path()), None);
+        let none = ApiArgs { api: None };
+        let all = hosts(&tls(), &inv, &none).await.unwrap();
+        assert_eq!(all.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["a", "c"]);
+        assert_eq!(all[1].addr.port(), 9000);
+        assert_eq!(host(&tls(), &inv, &none, "a").await.unwrap().addr.port(), DEFAULT_PORT);
+        let e = host(&tls(), &inv, &none, "b").await.unwrap_err().to_string();
+        assert!(e.contains("no api address"), "{e}");
+        let e = host(&tls(), &inv, &none, "z").await.unwrap_err().to_string();
+        assert!(e.contains("not in"), "{e}");
+        let one = ApiArgs { api: Some("127.0.0.1:1".into()) };
+        assert_eq!(hosts(&tls(), &inv, &one).await.unwrap()[0].addr.port(), 1);
+        assert_eq!(host(&tls(), &fleet(None, None), &one, "z").await.unwrap().name, "z");
+        let e = hosts(&tls(), &fleet(None, None), &none).await.unwrap_err().to_string();
+        assert!(e.contains("--inventory") && e.contains("--seed"), "{e}");
+    }
+
+    #[test]
+    fn connection_failures_are_sorted() {
+        assert_eq!(
+            connect_status("1.2.3.4:7442: transport error: Connection refused (os error 111)"),
+            "refused"
+        );
+        assert_eq!(connect_status("x: invalid peer certificate: UnknownIssuer"), "tls_error");
+        assert_eq!(connect_status("x: received fatal alert: UnknownCA"), "tls_error");
+        assert_eq!(connect_status("x: transport error: timed out"), "timeout");
+        assert_eq!(connect_status("x: No route to host"), "unreachable");
+    }
+}

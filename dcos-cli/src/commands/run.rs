@@ -1,0 +1,148 @@
+//! `dcos run --host H --name N --rootfs DIR [...] -- CMD ARGS...`: `Workloads.Run` on H's
+//! API. The name, the command and the environment are checked here before any network;
+//! `--rootfs` is made absolute (it names a directory on H).
+
+use crate::cli::{FleetArgs, RunArgs, TlsArgs};
+use crate::commands::SetupError;
+use crate::workload::{print_acted_on, Session, WorkloadError, WorkloadItem};
+use dcos_proto::v1 as pb;
+use std::collections::BTreeMap;
+
+/// The request `args` describe, or why it is bad usage.
+pub fn request(args: &RunArgs) -> Result<pb::RunRequest, SetupError> {
+    let usage = |m: String| SetupError::Usage(m);
+    if args.command.first().is_none_or(|c| c.is_empty()) {
+        return Err(usage("give the command to run after --: dcos run ... -- CMD ARGS...".into()));
+    }
+    if args.rootfs.as_os_str().is_empty() {
+        return Err(usage("--rootfs: give the directory of the root filesystem".into()));
+    }
+    let rootfs = std::path::absolute(&args.rootfs)
+        .map_err(|e| usage(format!("--rootfs {}: {e}", args.rootfs.display())))?;
+    let rootfs = rootfs
+        .to_str()
+        .ok_or_else(|| usage(format!("--rootfs {}: not UTF-8", rootfs.display())))?
+        .to_string();
+    let mut env = BTreeMap::new();
+    for (k, v) in &args.env {
+        if env.insert(k.clone(), v.clone()).is_some() {
+            return Err(usage(format!("--env {k} is given twice")));
+        }
+    }
+    Ok(pb::RunRequest {
+        name: args.name.clone(),
+        rootfs,
+        runtime: args.runtime.clone().unwrap_or_default(),
+        memory_bytes: args.memory.unwrap_or(0),
+        cpus: args.cpus.unwrap_or(0.0),
+        env,
+        command: args.command.clone(),
+    })
+}
+
+pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &RunArgs) -> Result<u8, WorkloadError> {
+    let request = request(args)?;
+    let host = crate::api::host(tls, fleet, &args.api, &args.host).await?;
+    let session = Session::new(tls, fleet)?;
+    let reply = session
+        .unary(&host, request, |mut c, r| async move { c.run(r).await })
+        .await
+        .map_err(|f| f.into_error(&host))?;
+    let workload = reply.workload.ok_or_else(|| WorkloadError::Failed {
+        code: "internal",
+        message: format!("{} ({}) answered without the workload", host.name, host.addr),
+    })?;
+    print_acted_on(session.format, &[WorkloadItem::new(&workload, &host.name)]);
+    Ok(crate::exit::OK)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::cli::{Cli, Command};
+    use clap::Parser;
+
+    fn parse(argv: &[&str]) -> Result<RunArgs, String> {
+        let mut all = vec!["dcos", "run"];
+        all.extend_from_slice(argv);
+        match Cli::try_parse_from(all).map_err(|e| e.to_string())?.command {
+            Command::Run(a) => Ok(a),
+            _ => unreachable!(),
+        }
+    }
+
+    #[test]
+    fn a_full_command_line_becomes_the_request() {
+        let a = parse(&[
+            "--host",
+            "h0",
+            "--name",
+            "web",
+            "--rootfs",
+            "rootfs",
+            "--memory",
+            "64M",
+            "--cpus",
+            "0.5",
+            "--env",
+            "A=1",
+            "--env",
+            "B=x=y",
+            "--runtime",
+            "crun",
+            "--",
+            "sleep",
+            "--1000",
+        ])
+        .unwrap();
+        let r = request(&a).unwrap();
+        assert_eq!(r.memory_bytes, 64 << 20);
+        assert_eq!(r.cpus, 0.5);
+        assert_eq!(r.env.get("B").map(String::as_str), Some("x=y"));
+        assert_eq!(r.command, ["sleep", "--1000"]);
+        assert_eq!(r.runtime, "crun");
+        assert!(r.rootfs.starts_with('/') && r.rootfs.ends_with("/rootfs"), "{}", r.rootfs);
+        let bare = request(&parse(&["--host", "h", "--name", "w", "--rootfs", "/r", "--", "true"]).unwrap())
+            .unwrap();
+        assert_eq!(
+            (bare.rootfs.as_str(), bare.memory_bytes, bare.cpus, bare.runtime.as_str()),
+            ("/r", 0, 0.0, "")
+        );
+    }
+
+    #[test]
+    fn bad_usage_is_refused_before_any_network() {
+        for (argv, why) in [
+            (&["--host", "h", "--name=-bad", "--rootfs", "/r", "--", "x"][..], "start with"),
+            (&["--host", "h", "--name", "a b", "--rootfs", "/r", "--", "x"][..], "' '"),
+            (
+                &["--host", "h", "--name", "w", "--rootfs", "/r", "--memory", "lots", "--", "x"][..],
+                "not a size",
+            ),
+            (&["--host", "h", "--name", "w", "--rootfs", "/r", "--cpus=-1", "--", "x"][..], "cores"),
+            (&["--host", "h", "--name", "w", "--rootfs", "/r", "--env", "NOVALUE", "--", "x"][..], "K=V"),
+            (
+                &["--host", "h", "--name", "w", "--rootfs", "/r", "--env", "=v", "--", "x"][..],
+                "variable name",
+            ),
+            (&["--name", "w", "--rootfs", "/r", "--", "x"][..], "--host"),
+            (&["--host", "h", "--name", "w", "--rootfs", "", "--", "x"][..], "--rootfs"),
+        ] {
+            let e = parse(argv).unwrap_err();
+            assert!(e.contains(why), "{argv:?}: {e}");
+        }
+        for (argv, why) in [
+            (&["--host", "h", "--name", "w", "--rootfs", "/r"][..], "after --"),
+            (&["--host", "h", "--name", "w", "--rootfs", "/r", "--", ""][..], "after --"),
+            (
+                &["--host", "h", "--name", "w", "--rootfs", "/r", "--env", "A=1", "--env", "A=2", "--", "x"]
+                    [..],
+                "twice",
+            ),
+        ] {
+            let e = request(&parse(argv).unwrap()).unwrap_err();
+            assert_eq!(e.exit_status(), crate::exit::USAGE);
+            assert!(e.to_string().contains(why), "{argv:?}: {e}");
+        }
+    }
+}
