@@ -2,9 +2,14 @@
 //! directory, one certificate per host, and per host on loopback a k2i (in a PID namespace
 //! of its own, as root) and a middlecon beside it, all seeded with the first host's. Then,
 //! with the fleet found through the first middlecon's membership (`--seed`), the members,
-//! the busiest processes, a cross-host `dcos call` and a `dcos query` are shown.
+//! the busiest processes, a cross-host `dcos call` and a `dcos query` are shown; then (as
+//! root, with runc and busybox) a busybox container runs on the first host and is migrated
+//! to the second.
 
-use crate::cli::{ApiArgs, CallArgs, DemoArgs, FleetArgs, Format, PsArgs, QueryArgs, TlsArgs, TopArgs};
+use crate::cli::{
+    ApiArgs, CallArgs, DemoArgs, FleetArgs, Format, MigrateArgs, Mode, MoveArgs, PsArgs, QueryArgs, RunArgs,
+    StopArgs, TlsArgs, TopArgs, WorkloadsArgs,
+};
 use crate::commands::{self, Context};
 use anyhow::{bail, Context as _, Result};
 use dcos_core::pki::{self, LeafSpec};
@@ -165,6 +170,106 @@ async fn start_daemon(
     Ok((child, line))
 }
 
+/// Builds `dir/rootfs`: Debian's static busybox and its common applets, enough for a
+/// small container (used by the demo and by the tests).
+pub fn busybox_rootfs(dir: &Path) -> Result<PathBuf> {
+    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
+        .iter()
+        .map(PathBuf::from)
+        .find(|p| p.is_file())
+        .context("busybox not found: install busybox-static (scripts/setup.sh does)")?;
+    let rootfs = dir.join("rootfs");
+    let bin = rootfs.join("bin");
+    std::fs::create_dir_all(&bin)?;
+    for d in ["proc", "sys", "dev", "tmp", "etc"] {
+        std::fs::create_dir_all(rootfs.join(d))?;
+    }
+    std::fs::copy(busybox, bin.join("busybox"))?;
+    for applet in ["sh", "sleep", "cat", "echo", "ls", "true", "date", "dd", "env"] {
+        let link = bin.join(applet);
+        if !link.exists() {
+            std::os::unix::fs::symlink("busybox", &link)?;
+        }
+    }
+    Ok(rootfs)
+}
+
+/// Runs a busybox container on `from`, migrates it to `to` and stops it, through the same
+/// commands an operator types. Returns the worst exit status.
+async fn show_workloads(tls: &TlsArgs, fleet: &FleetArgs, dir: &Path, from: &str, to: &str) -> u8 {
+    let missing = if !nix::unistd::geteuid().is_root() {
+        Some("root")
+    } else if middlecon::workloads::runtime::locate("runc").is_err() {
+        Some("runc")
+    } else {
+        None
+    };
+    let rootfs = match missing {
+        Some(what) => Err(anyhow::anyhow!("needs {what}")),
+        None => busybox_rootfs(dir),
+    };
+    let rootfs = match rootfs {
+        Ok(r) => r,
+        Err(e) => {
+            println!(
+                "
+(no container part: {e:#}; scripts/setup.sh installs runc and busybox, run as root)"
+            );
+            return crate::exit::OK;
+        }
+    };
+    let api = ApiArgs { api: None };
+    let shown = |e: crate::workload::WorkloadError| {
+        eprintln!("dcos: {e}");
+        e.exit_status()
+    };
+    let script = "trap \"exit 0\" TERM; date > /started; while :; do date > /now; sleep 1; done";
+    println!(
+        "
+$ dcos run --host {from} --name hello --rootfs {} --memory 64M -- sh -c '{script}'",
+        rootfs.display()
+    );
+    let run = RunArgs {
+        host: from.to_string(),
+        name: "hello".into(),
+        rootfs,
+        runtime: None,
+        memory: Some(64 << 20),
+        cpus: None,
+        env: Vec::new(),
+        api: api.clone(),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+    };
+    let mut worst = commands::run::run(tls, fleet, &run).await.unwrap_or_else(shown);
+    if worst != crate::exit::OK {
+        return worst;
+    }
+    let list = WorkloadsArgs { api: api.clone() };
+    println!(
+        "
+$ dcos workloads"
+    );
+    worst = worst.max(commands::workloads::run(tls, fleet, &list).await.unwrap_or_else(shown));
+    println!(
+        "
+$ dcos migrate hello --to {to}      # {from} and {to} negotiate it between them"
+    );
+    let moving = MoveArgs { mode: Mode::Cold, bwlimit: None, api: api.clone() };
+    let migrate = MigrateArgs { name: "hello".into(), to: to.to_string(), from: None, moving };
+    worst = worst.max(commands::migrate::run(tls, fleet, &migrate).await.unwrap_or_else(shown));
+    println!(
+        "
+$ dcos workloads                  # now on {to}, with its files"
+    );
+    worst = worst.max(commands::workloads::run(tls, fleet, &list).await.unwrap_or_else(shown));
+    println!(
+        "
+$ dcos stop hello"
+    );
+    let stop = StopArgs { name: "hello".into(), host: None, api };
+    worst.max(commands::stop::run(tls, fleet, &stop).await.unwrap_or_else(shown))
+}
+
 /// Whether demo hosts can have their own PID namespaces (root and `unshare` present).
 fn own_pid_namespaces() -> bool {
     nix::unistd::geteuid().is_root()
@@ -294,6 +399,9 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         stall: None,
     };
     worst = worst.max(commands::query::run(&tls, &fleet, &query).await);
+    if names.len() > 1 {
+        worst = worst.max(show_workloads(&tls, &fleet, &dir, &names[0], &names[1]).await);
+    }
 
     if args.keep {
         println!(

@@ -6,7 +6,7 @@
 
 use crate::cli::Mode;
 use crate::table;
-use crate::workload::code_word;
+use crate::workload::status_parts;
 use dcos_proto::v1 as pb;
 use futures::{Stream, StreamExt};
 use indicatif::{MultiProgress, ProgressBar, ProgressStyle};
@@ -189,9 +189,13 @@ impl Tracker {
                     m.fail("interrupted", format!("the stream ended before the migration finished{last}"))
                 }
                 End::Stalled(d) => m.fail("stalled", format!("no progress for {}s{last}", d.as_secs())),
-                End::Status(s) if !m.heard => m.fail(code_word(s.code()), s.message().to_string()),
+                End::Status(s) if !m.heard => {
+                    let (code, message) = status_parts(s);
+                    m.fail(code, message.to_string())
+                }
                 End::Status(s) => {
-                    m.fail("interrupted", format!("{}: {}{last}", code_word(s.code()), s.message()))
+                    let (code, message) = status_parts(s);
+                    m.fail("interrupted", format!("{code}: {message}{last}"))
                 }
             }
             if m.heard {

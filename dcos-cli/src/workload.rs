@@ -56,6 +56,36 @@ pub fn code_word(code: tonic::Code) -> &'static str {
     }
 }
 
+/// The code words middlecon puts before its messages (`no_space: ...`): more precise than
+/// the gRPC code (`no_runtime` and `precondition` are both FAILED_PRECONDITION).
+const DAEMON_WORDS: [&str; 13] = [
+    "invalid",
+    "not_found",
+    "exists",
+    "conflict",
+    "no_space",
+    "no_runtime",
+    "runtime",
+    "io",
+    "unreachable",
+    "transfer",
+    "precondition",
+    "permission_denied",
+    "in_doubt",
+];
+
+/// A `Workloads` status as a code word and the message without it: the daemon's own word
+/// when its message starts with one, else the gRPC code's ([`code_word`]).
+pub fn status_parts(s: &tonic::Status) -> (&'static str, &str) {
+    let m = s.message();
+    if let Some((word, rest)) = m.split_once(": ") {
+        if let Some(w) = DAEMON_WORDS.iter().find(|w| **w == word) {
+            return (w, rest);
+        }
+    }
+    (code_word(s.code()), m)
+}
+
 /// Why one call to one host got no answer.
 #[derive(Debug)]
 pub enum Fault {
@@ -81,7 +111,10 @@ impl Fault {
     fn message(&self) -> String {
         match self {
             Fault::Connect(c) => c.message.clone(),
-            Fault::Status(s) => format!("{}: {}", code_word(s.code()), s.message()),
+            Fault::Status(s) => {
+                let (code, message) = status_parts(s);
+                format!("{code}: {message}")
+            }
             Fault::Timeout(t) => format!("no answer within {t:?}"),
         }
     }
@@ -91,7 +124,8 @@ impl Fault {
         let (code, message) = match &self {
             Fault::Connect(c) => (c.status, c.message.clone()),
             Fault::Status(s) => {
-                (code_word(s.code()), format!("{} ({}): {}", host.name, host.addr, s.message()))
+                let (code, message) = status_parts(s);
+                (code, format!("{} ({}): {message}", host.name, host.addr))
             }
             Fault::Timeout(t) => {
                 ("timeout", format!("no answer from {} ({}) within {t:?}", host.name, host.addr))
@@ -139,7 +173,37 @@ impl Session {
         F: FnOnce(WorkloadsClient<Channel>, tonic::Request<Q>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let deadline = Instant::now() + self.timeout;
+        self.unary_for(self.timeout, host, message, call).await
+    }
+
+    /// As [`Session::unary`], for calls whose work takes longer than an answer (`Run` copies
+    /// a root filesystem, `Stop` gives the container a grace period): `--timeout` plus `more`.
+    pub async fn unary_longer<Q, T, F, Fut>(
+        &self,
+        more: Duration,
+        host: &ApiHost,
+        message: Q,
+        call: F,
+    ) -> Result<T, Fault>
+    where
+        F: FnOnce(WorkloadsClient<Channel>, tonic::Request<Q>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        self.unary_for(self.timeout + more, host, message, call).await
+    }
+
+    async fn unary_for<Q, T, F, Fut>(
+        &self,
+        budget: Duration,
+        host: &ApiHost,
+        message: Q,
+        call: F,
+    ) -> Result<T, Fault>
+    where
+        F: FnOnce(WorkloadsClient<Channel>, tonic::Request<Q>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let deadline = Instant::now() + budget;
         let work = async {
             let client = self.client(host, deadline).await?;
             let mut request = tonic::Request::new(message);
@@ -148,7 +212,7 @@ impl Session {
             );
             call(client, request).await.map(tonic::Response::into_inner).map_err(Fault::Status)
         };
-        tokio::time::timeout(self.timeout, work).await.unwrap_or(Err(Fault::Timeout(self.timeout)))
+        tokio::time::timeout(budget, work).await.unwrap_or(Err(Fault::Timeout(budget)))
     }
 
     /// `List` on every host at once; one [`Listed`] per host, in the order given.
@@ -382,6 +446,11 @@ mod tests {
         for (code, word) in cases {
             assert_eq!(code_word(code), word, "{code:?}");
         }
+        let s = tonic::Status::failed_precondition("no_runtime: OCI runtime \"x\" not found");
+        assert_eq!(status_parts(&s), ("no_runtime", "OCI runtime \"x\" not found"));
+        let s = tonic::Status::aborted("some: thing");
+        assert_eq!(status_parts(&s), ("conflict", "some: thing"));
+        {}
         let f = Fault::Status(tonic::Status::not_found("no workload web"));
         assert_eq!(f.host_status(), "http_error");
         let host = ApiHost { name: "h0".into(), addr: "10.0.0.1:7442".parse().unwrap() };

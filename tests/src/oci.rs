@@ -17,30 +17,9 @@ pub fn runtime_binary(name: &str) -> Option<PathBuf> {
         .find(|p| p.is_file())
 }
 
-fn busybox() -> Result<PathBuf> {
-    ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .context("busybox not found: install busybox-static (scripts/setup.sh does)")
-}
-
-/// Builds `dir/rootfs` with busybox and its applets `sh`, `sleep`, `cat`, `echo`, `ls`.
+/// Builds `dir/rootfs` with busybox and its common applets (the demo's builder).
 pub fn busybox_rootfs(dir: &Path) -> Result<PathBuf> {
-    let rootfs = dir.join("rootfs");
-    let bin = rootfs.join("bin");
-    std::fs::create_dir_all(&bin)?;
-    for d in ["proc", "sys", "dev", "tmp", "etc"] {
-        std::fs::create_dir_all(rootfs.join(d))?;
-    }
-    std::fs::copy(busybox()?, bin.join("busybox"))?;
-    for applet in ["sh", "sleep", "cat", "echo", "ls", "true"] {
-        let link = bin.join(applet);
-        if !link.exists() {
-            std::os::unix::fs::symlink("busybox", &link)?;
-        }
-    }
-    Ok(rootfs)
+    dcos_cli::demo::busybox_rootfs(dir)
 }
 
 /// A container run detached by an OCI runtime; `delete -f`d when dropped.

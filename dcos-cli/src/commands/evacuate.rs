@@ -7,7 +7,7 @@ use crate::cli::{EvacuateArgs, FleetArgs, Format, TlsArgs};
 use crate::commands::SetupError;
 use crate::migration::{self, evacuation_table, follow, open, Display, End, Tracker, STALL};
 use crate::output;
-use crate::workload::{code_word, Session, WorkloadError};
+use crate::workload::{Session, WorkloadError};
 use dcos_proto::v1 as pb;
 use std::time::Instant;
 
@@ -38,8 +38,9 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &EvacuateArgs) -> Resul
                 return Err(WorkloadError::Failed { code: "stalled", message });
             }
             End::Status(s) => {
-                let message = format!("{} ({}): {}", host.name, host.addr, s.message());
-                return Err(WorkloadError::Failed { code: code_word(s.code()), message });
+                let (code, message) = crate::workload::status_parts(&s);
+                let message = format!("{} ({}): {message}", host.name, host.addr);
+                return Err(WorkloadError::Failed { code, message });
             }
         }
     }

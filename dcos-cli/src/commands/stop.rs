@@ -10,7 +10,10 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &StopArgs) -> Result<u8
     let host = session.find(tls, fleet, &args.api, &args.name, args.host.as_deref(), "--host").await?;
     let request = pb::StopRequest { name: args.name.clone() };
     let reply = session
-        .unary(&host, request, |mut c, r| async move { c.stop(r).await })
+        // The daemon gives the container 5 s to end after SIGTERM before SIGKILL.
+        .unary_longer(std::time::Duration::from_secs(10), &host, request, |mut c, r| async move {
+            c.stop(r).await
+        })
         .await
         .map_err(|f| f.into_error(&host))?;
     let workload = reply.workload.unwrap_or_else(|| pb::Workload {
