@@ -1,16 +1,18 @@
 //! Real `middlecon` daemons for the middlecon benchmarks: a throwaway fleet CA issuing one
 //! `host` certificate per daemon for its own loopback address ([`Ca`]), and a daemon
 //! process started from the release binary with its own `--state-dir`, `--socket` and
-//! ports, killed when dropped ([`Daemon`]).
+//! ports, killed when dropped ([`Daemon`]); and the `main` both benchmarks share
+//! ([`run_report`]).
 
 use anyhow::{bail, Context, Result};
 use dcos_core::pki::{self, LeafSpec};
 use dcos_core::tls::TlsFiles;
 use dcos_core::Role;
+use std::future::Future;
 use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
-use std::process::{Child, Command, Stdio};
+use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::Duration;
 
 /// A fleet CA in a temporary directory; daemons' state directories go there too.
@@ -176,4 +178,29 @@ pub fn binary(given: Option<&Path>) -> Result<PathBuf> {
         );
     }
     Ok(path)
+}
+
+/// Runs `report` on a 2-worker tokio runtime and prints the Markdown it returns (also to
+/// `out`, if given); errors go to stderr as `tool: ...` with exit status 1.
+pub fn run_report(tool: &str, out: Option<&Path>, report: impl Future<Output = Result<String>>) -> ExitCode {
+    let result = tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("starting the runtime")
+        .and_then(|rt| rt.block_on(report));
+    let written = result.and_then(|text| {
+        println!("{text}");
+        match out {
+            Some(path) => std::fs::write(path, &text).with_context(|| format!("writing {}", path.display())),
+            None => Ok(()),
+        }
+    });
+    match written {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{tool}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
 }

@@ -21,7 +21,7 @@
 
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
-use dcos_bench::middlecon::{binary, Ca, Daemon, Spec};
+use dcos_bench::middlecon::{binary, run_report, Ca, Daemon, Spec};
 use dcos_bench::probe;
 use dcos_bench::stats::{percentile, summarize};
 use dcos_proto::v1 as pb;
@@ -92,29 +92,7 @@ struct Args {
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build() {
-        Ok(r) => r,
-        Err(e) => {
-            eprintln!("middlecon-bench: cannot start the runtime: {e}");
-            return ExitCode::FAILURE;
-        }
-    };
-    match runtime.block_on(run(&args)) {
-        Ok(report) => {
-            println!("{report}");
-            if let Some(path) = &args.out {
-                if let Err(e) = std::fs::write(path, &report) {
-                    eprintln!("middlecon-bench: writing {}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
-            }
-            ExitCode::SUCCESS
-        }
-        Err(e) => {
-            eprintln!("middlecon-bench: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    run_report("middlecon-bench", args.out.as_deref(), run(&args))
 }
 
 fn progress(msg: impl AsRef<str>) {
