@@ -12,8 +12,10 @@
 //!   in ms, +1 on each renewal) so a restarted daemon on the same address wins over its
 //!   dead predecessor.
 //! - **Load.** The 1-minute load average from `/proc/loadavg` changes, so it is not in the
-//!   identity: every [`LOAD_EVERY`] each member disseminates `{addr, seq, load}` with
-//!   foca's custom broadcasts; a newer `seq` replaces an older one.
+//!   identity: every [`LOAD_EVERY`] (`MIDDLECON_LOAD_EVERY_MS` overrides it) each member
+//!   disseminates `{addr, seq, load}` with foca's custom broadcasts; a newer `seq` replaces
+//!   an older one. While any broadcast is pending, foca gossips every 200 ms, so with many
+//!   members this keeps gossip going all the time.
 //! - **Join.** While it knows no other member, a daemon announces itself to every seed
 //!   (and every member it still lists as dead) once a second; members it lists as dead are
 //!   also sent an announce every 5 s, so the two sides of a healed partition merge.
@@ -145,6 +147,13 @@ pub struct Settings {
     pub api: String,
     pub seeds: Vec<SocketAddr>,
     pub forget_dead_after: Duration,
+    /// How often this host spreads its load figure.
+    pub load_every: Duration,
+}
+
+/// A duration in milliseconds from the environment variable `name`, else `default`.
+fn env_ms(name: &str, default: Duration) -> Duration {
+    std::env::var(name).ok().and_then(|v| v.parse::<u64>().ok()).map(Duration::from_millis).unwrap_or(default)
 }
 
 impl Settings {
@@ -169,11 +178,6 @@ impl Settings {
             }
             a.to_string()
         });
-        let forget_dead_after = std::env::var("MIDDLECON_FORGET_DEAD_AFTER_MS")
-            .ok()
-            .and_then(|v| v.parse().ok())
-            .map(Duration::from_millis)
-            .unwrap_or(FORGET_DEAD_AFTER);
         Settings {
             addr,
             name: config.name.clone(),
@@ -182,7 +186,9 @@ impl Settings {
             k2i: config.k2i.clone(),
             api: api.unwrap_or_default(),
             seeds: config.seeds.clone(),
-            forget_dead_after,
+            forget_dead_after: env_ms("MIDDLECON_FORGET_DEAD_AFTER_MS", FORGET_DEAD_AFTER),
+            // A tokio interval may not be zero.
+            load_every: env_ms("MIDDLECON_LOAD_EVERY_MS", LOAD_EVERY).max(Duration::from_millis(1)),
         }
     }
 }
@@ -339,6 +345,7 @@ pub fn start(settings: Settings, endpoint: quinn::Endpoint) -> Handle {
         input: tx,
         members: handle.members.clone(),
         seeds: settings.seeds,
+        load_every: settings.load_every,
     };
     tokio::spawn(task.run(rx));
     handle
@@ -352,12 +359,13 @@ struct Task {
     input: mpsc::Sender<Input>,
     members: Arc<Mutex<Vec<Member>>>,
     seeds: Vec<SocketAddr>,
+    load_every: Duration,
 }
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
         let mut join = tokio::time::interval(JOIN_EVERY);
-        let mut load = tokio::time::interval(LOAD_EVERY);
+        let mut load = tokio::time::interval(self.load_every);
         join.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         load.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
