@@ -16,7 +16,13 @@ pub fn init_logging() {
 
 /// The daemons' runtime: two worker threads, timers and I/O.
 pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build()
+    // DCOS_WORKER_THREADS: how many (0: one thread for everything, tokio's current-thread
+    // scheduler). For measuring; the default suits this machine size.
+    match std::env::var("DCOS_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
+        Some(0) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
+        None => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build(),
+    }
 }
 
 /// Resolves on SIGTERM or SIGINT; the handlers are installed when this is called. Call it
