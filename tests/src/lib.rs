@@ -20,12 +20,17 @@ use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
-/// A built binary of the workspace (`k2i`, `dcos`, `middlecon`).
+/// A built binary of the workspace (`k2i`, `dcos`, `middlecon`, `host-init`): next to the
+/// running executable (a benchmark in `target/<profile>/`), else one directory up (a test in
+/// `target/<profile>/deps/`).
 pub fn bin(name: &str) -> PathBuf {
     let exe = std::env::current_exe().expect("test executable path");
-    // target/<profile>/deps/<test> -> target/<profile>/<name>
-    let dir = exe.parent().and_then(Path::parent).expect("target directory");
-    let path = dir.join(name);
+    let dir = exe.parent().expect("target directory");
+    let beside = dir.join(name);
+    if beside.is_file() {
+        return beside;
+    }
+    let path = dir.parent().expect("target directory").join(name);
     assert!(
         path.is_file(),
         "{} is not built; run `cargo build --workspace --bins` first (scripts/test does)",

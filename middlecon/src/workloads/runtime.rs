@@ -13,6 +13,8 @@ use tokio::process::Command;
 
 /// How long one runtime command may take.
 const COMMAND_TIMEOUT: Duration = Duration::from_secs(30);
+/// How long [`OciRuntime::delete`] waits for a killed container to stop.
+const KILL_WAIT: Duration = Duration::from_secs(2);
 /// Where runtime binaries are looked for when given by name.
 const SEARCH_PATH: [&str; 6] =
     ["/usr/local/sbin", "/usr/local/bin", "/usr/sbin", "/usr/bin", "/sbin", "/bin"];
@@ -174,6 +176,26 @@ impl OciRuntime {
     /// Deletes the container, killing what still runs in it. Deleting a container the
     /// runtime does not know is not an error.
     pub async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+        // Both runtimes keep a container's state in `<root>/<id>/`: without it there is
+        // nothing to delete, and no runtime process to start (a start's usual case).
+        if !self.root.join(id).exists() {
+            return Ok(());
+        }
+        // `runc delete --force` of a running or frozen container signals it, then sleeps
+        // 100 ms before it looks again. SIGKILL first (runc thaws a frozen one for it) and
+        // wait here until it has stopped: then `delete` removes it at once. A kill that fails
+        // (already stopped) changes nothing; one that does not take is left to `--force`.
+        if self.kill(id, "KILL").await.is_ok() {
+            let until = tokio::time::Instant::now() + KILL_WAIT;
+            while tokio::time::Instant::now() < until {
+                match self.state(id).await {
+                    Ok(Some(s)) if s.status != "stopped" => {
+                        tokio::time::sleep(Duration::from_millis(5)).await
+                    }
+                    _ => break,
+                }
+            }
+        }
         let mut cmd = self.command();
         cmd.args(["delete", "--force", id]);
         match self.exec("delete", id, cmd).await {
@@ -202,6 +224,21 @@ fn tail(log: &Path) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[tokio::test]
+    async fn deleting_a_container_the_runtime_never_had_starts_no_runtime_process() {
+        let state = tempfile::tempdir().unwrap();
+        // A "runtime" that fails whatever it is asked: only a call that is never made passes.
+        let rt = OciRuntime {
+            name: "false".into(),
+            binary: PathBuf::from("/bin/false"),
+            root: state.path().join("runtime/false"),
+        };
+        rt.delete("web").await.expect("nothing to delete, nothing run");
+        std::fs::create_dir_all(rt.root.join("web")).unwrap();
+        let err = rt.delete("web").await.expect_err("a container the runtime keeps state for is asked for");
+        assert!(matches!(err, RuntimeError::Failed { verb: "delete", .. }), "{err}");
+    }
 
     #[test]
     fn runtimes_are_found_by_name_or_path_and_missing_ones_are_named() {

@@ -1,0 +1,998 @@
+//! The workloads benchmark (issue 5): middlecon's cold migration and `Run`, side by side in
+//! the same run with what a user would do without dcos.
+//!
+//! Modes of one binary:
+//!
+//! - `workload-bench run`: the driver (as root). It builds a two-host fleet of network
+//!   namespaces on a bridge (`dcos_tests::netns::Fleet`, the harness of the end-to-end
+//!   tests: `10.241.F.1` and `.2`, removed at the end and by the next fleet if this process
+//!   is killed), boots each host (its own PID and mount namespaces, as in the workload
+//!   tests), starts the release `middlecon` on each with a throwaway CA, and times,
+//!   interleaved run by run:
+//!   - a plain `runc run --detach` (and `crun run --detach`, where crun works here) of a
+//!     bundle made with middlecon's own `config.json` writer: the time until the process runs
+//!     (the runtime returns once the container's process has been started);
+//!   - `dcos run` (the real CLI) until the workload runs, if the given `dcos` has the `run`
+//!     subcommand; otherwise `Workloads.Run` over a fresh mTLS gRPC connection, as the CLI
+//!     would make it;
+//!   - for each state size, a plain copy of the same bytes from host 0 to host 1 over TCP and
+//!     over QUIC (quinn with mTLS, default transport settings), then the cold migration of a
+//!     workload carrying that state: the `Migrate` call's elapsed time and what the last
+//!     progress message says (downtime, time per phase, bytes sent).
+//! - `workload-bench copy-recv` / `copy-send`: the plain copy's two ends, started by the
+//!   driver inside the hosts' namespaces.
+//!
+//! Run it through `scripts/bench-workloads.sh`, which builds everything in release mode.
+//! The method and the results are in `docs/benchmarks.md`.
+
+#![forbid(unsafe_code)]
+
+use anyhow::{bail, ensure, Context, Result};
+use clap::{Args, Parser, Subcommand, ValueEnum};
+use dcos_bench::probe;
+use dcos_bench::stats::{ms, summarize, Summary};
+use dcos_core::tls::{Identity, TlsFiles};
+use dcos_proto::v1 as pb;
+use dcos_proto::v1::workloads_client::WorkloadsClient;
+use dcos_tests::netns::{Fleet, HostProcess, API_PORT, MIDDLECON_PORT};
+use dcos_tests::Pki;
+use middlecon::workloads::{bundle, runtime, Phase, Record};
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::io::{Read, Write};
+use std::net::SocketAddr;
+use std::path::{Path, PathBuf};
+use std::process::{Command, ExitCode, Stdio};
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+use tonic::transport::Channel;
+
+/// Ports of the plain copy's receivers on host 1.
+const TCP_COPY_PORT: u16 = 7450;
+const QUIC_COPY_PORT: u16 = 7451;
+const COPY_ALPN: &[u8] = b"workload-bench-copy";
+/// What every workload runs: a shell that exits at once on SIGTERM (a pid 1 without a
+/// handler would ignore it, and `Stop` would wait its 5 s grace period).
+const SCRIPT: &str = "trap 'exit 0' TERM; sleep 3600 & wait";
+/// Bytes per write of the plain QUIC copy (middlecon's transfer chunk is 256 KiB too).
+const COPY_CHUNK: usize = 256 * 1024;
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "workload-bench",
+    about = "middlecon's workloads and cold migration, side by side with runc and plain copies."
+)]
+struct Cli {
+    #[command(subcommand)]
+    mode: Mode,
+}
+
+#[derive(Debug, Subcommand)]
+enum Mode {
+    /// Run the benchmark and print the report (as root).
+    Run(RunArgs),
+    /// Receive plain copies (the driver starts it on host 1).
+    CopyRecv(RecvArgs),
+    /// Send one plain copy and print `{"bytes": N, "ms": T}` (the driver runs it on host 0).
+    CopySend(SendArgs),
+}
+
+#[derive(Debug, Clone, Args)]
+struct RunArgs {
+    /// Repetitions of every measurement, interleaved (after one untimed warm-up round).
+    #[arg(long, default_value_t = 5)]
+    runs: usize,
+    /// Sizes of the workload's writable state, in MiB (a file of random bytes in its rootfs).
+    #[arg(long, value_delimiter = ',', default_values_t = [1, 10, 100])]
+    sizes: Vec<u64>,
+    /// The state size (MiB) whose downtime is held against `runc run` + 100 ms.
+    #[arg(long, default_value_t = 10)]
+    downtime_size: u64,
+    /// The middlecon binary [default: `middlecon` next to this executable].
+    #[arg(long)]
+    middlecon: Option<PathBuf>,
+    /// The dcos binary [default: `dcos` next to this executable]; used for `dcos run` if it
+    /// has that subcommand, else `Workloads.Run` is called over gRPC.
+    #[arg(long)]
+    dcos: Option<PathBuf>,
+    /// Also write the report (Markdown) to this file.
+    #[arg(long)]
+    out: Option<PathBuf>,
+    /// A line for the report's header, e.g. which commit was measured.
+    #[arg(long)]
+    note: Option<String>,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+enum Proto {
+    Tcp,
+    Quic,
+}
+
+/// A certificate, its key and the fleet CA, for the QUIC copy.
+#[derive(Debug, Clone, Args)]
+struct TlsFlags {
+    #[arg(long)]
+    cert: Option<PathBuf>,
+    #[arg(long)]
+    key: Option<PathBuf>,
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
+impl TlsFlags {
+    fn identity(&self) -> Result<Identity> {
+        let (Some(cert), Some(key), Some(ca)) = (&self.cert, &self.key, &self.ca) else {
+            bail!("--proto quic needs --cert, --key and --ca");
+        };
+        let files = TlsFiles { cert: cert.clone(), key: key.clone(), ca: ca.clone() };
+        Identity::load(&files).with_context(|| format!("loading {}", cert.display()))
+    }
+}
+
+#[derive(Debug, Clone, Args)]
+struct RecvArgs {
+    #[arg(long, value_enum)]
+    proto: Proto,
+    #[arg(long)]
+    listen: SocketAddr,
+    /// Where each received copy is written (and removed once acknowledged).
+    #[arg(long)]
+    dir: PathBuf,
+    #[command(flatten)]
+    tls: TlsFlags,
+}
+
+#[derive(Debug, Clone, Args)]
+struct SendArgs {
+    #[arg(long, value_enum)]
+    proto: Proto,
+    #[arg(long)]
+    to: SocketAddr,
+    #[arg(long)]
+    file: PathBuf,
+    #[command(flatten)]
+    tls: TlsFlags,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let (what, result) = match cli.mode {
+        Mode::Run(args) => ("workload-bench", run_and_report(&args)),
+        Mode::CopyRecv(args) => ("workload-bench copy-recv", copy_recv(&args)),
+        Mode::CopySend(args) => ("workload-bench copy-send", copy_send(&args)),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{what}: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+fn progress(msg: impl AsRef<str>) {
+    eprintln!("[workload-bench] {}", msg.as_ref());
+}
+
+fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
+    tokio::runtime::Builder::new_multi_thread()
+        .worker_threads(2)
+        .enable_all()
+        .build()
+        .context("tokio runtime")
+}
+
+// ---------------------------------------------------------------------------------------
+// The plain copy: `[u64 BE length][bytes]`, answered with the u64 count received, once the
+// bytes are in a file on the receiver (written, not fsynced: middlecon's unpacker does not
+// fsync the files it writes either).
+
+fn copy_recv(args: &RecvArgs) -> Result<()> {
+    std::fs::create_dir_all(&args.dir).with_context(|| format!("creating {}", args.dir.display()))?;
+    let dest = args.dir.join("copy.bin");
+    match args.proto {
+        Proto::Tcp => {
+            let listener = std::net::TcpListener::bind(args.listen)
+                .with_context(|| format!("binding {}", args.listen))?;
+            println!("ready");
+            loop {
+                let (mut stream, _) = listener.accept().context("accepting")?;
+                let mut len = [0u8; 8];
+                stream.read_exact(&mut len).context("reading the length")?;
+                let len = u64::from_be_bytes(len);
+                let mut file = std::fs::File::create(&dest)?;
+                let got = std::io::copy(&mut (&mut stream).take(len), &mut file)?;
+                drop(file);
+                stream.write_all(&got.to_be_bytes())?;
+                std::fs::remove_file(&dest)?;
+            }
+        }
+        Proto::Quic => {
+            let identity = args.tls.identity()?;
+            tokio_runtime()?.block_on(async move {
+                let tls = identity.server_config_require_client_auth(&[COPY_ALPN])?;
+                let quic = quinn::crypto::rustls::QuicServerConfig::try_from(tls)?;
+                let endpoint =
+                    quinn::Endpoint::server(quinn::ServerConfig::with_crypto(Arc::new(quic)), args.listen)
+                        .with_context(|| format!("binding {}", args.listen))?;
+                println!("ready");
+                while let Some(incoming) = endpoint.accept().await {
+                    let conn = incoming.await.context("QUIC handshake")?;
+                    let (mut send, mut recv) = conn.accept_bi().await?;
+                    let mut len = [0u8; 8];
+                    recv.read_exact(&mut len).await?;
+                    let len = u64::from_be_bytes(len);
+                    let mut file = std::fs::File::create(&dest)?;
+                    let mut got = 0u64;
+                    while got < len {
+                        let Some(chunk) = recv.read_chunk(usize::MAX, true).await? else { break };
+                        file.write_all(&chunk.bytes)?;
+                        got += chunk.bytes.len() as u64;
+                    }
+                    drop(file);
+                    send.write_all(&got.to_be_bytes()).await?;
+                    send.finish()?;
+                    conn.closed().await;
+                    std::fs::remove_file(&dest)?;
+                }
+                Ok(())
+            })
+        }
+    }
+}
+
+fn copy_send(args: &SendArgs) -> Result<()> {
+    let len = std::fs::metadata(&args.file).with_context(|| format!("{}", args.file.display()))?.len();
+    let mut file = std::fs::File::open(&args.file)?;
+    let (got, elapsed) = match args.proto {
+        Proto::Tcp => {
+            let start = Instant::now();
+            let mut stream = std::net::TcpStream::connect(args.to)
+                .with_context(|| format!("connecting to {}", args.to))?;
+            stream.set_nodelay(true)?;
+            stream.write_all(&len.to_be_bytes())?;
+            std::io::copy(&mut file, &mut stream)?;
+            let mut ack = [0u8; 8];
+            stream.read_exact(&mut ack).context("reading the acknowledgement")?;
+            (u64::from_be_bytes(ack), start.elapsed())
+        }
+        Proto::Quic => {
+            let identity = args.tls.identity()?;
+            tokio_runtime()?.block_on(async move {
+                let tls = identity.client_config(&[COPY_ALPN])?;
+                let quic = quinn::crypto::rustls::QuicClientConfig::try_from(tls)?;
+                let mut endpoint = quinn::Endpoint::client("0.0.0.0:0".parse()?)?;
+                endpoint.set_default_client_config(quinn::ClientConfig::new(Arc::new(quic)));
+                let start = Instant::now();
+                let conn =
+                    endpoint.connect(args.to, &args.to.ip().to_string())?.await.context("QUIC handshake")?;
+                let (mut send, mut recv) = conn.open_bi().await?;
+                send.write_all(&len.to_be_bytes()).await?;
+                let mut buf = vec![0u8; COPY_CHUNK];
+                loop {
+                    let n = file.read(&mut buf)?;
+                    if n == 0 {
+                        break;
+                    }
+                    send.write_all(&buf[..n]).await?;
+                }
+                send.finish()?;
+                let mut ack = [0u8; 8];
+                recv.read_exact(&mut ack).await.context("reading the acknowledgement")?;
+                let elapsed = start.elapsed();
+                conn.close(0u32.into(), b"done");
+                endpoint.wait_idle().await;
+                anyhow::Ok((u64::from_be_bytes(ack), elapsed))
+            })?
+        }
+    };
+    ensure!(got == len, "the receiver got {got} of {len} bytes");
+    println!("{}", serde_json::json!({ "bytes": got, "ms": ms(elapsed) }));
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The driver.
+
+fn run_and_report(args: &RunArgs) -> Result<()> {
+    ensure!(
+        nix::unistd::Uid::effective().is_root(),
+        "run as root: it builds network namespaces and runs containers"
+    );
+    ensure!(!args.sizes.is_empty() && args.runs > 0, "--sizes and --runs must not be empty");
+    ensure!(
+        args.sizes.contains(&args.downtime_size),
+        "--downtime-size {} is not one of --sizes",
+        args.downtime_size
+    );
+    let report = tokio_runtime()?.block_on(run(args))?;
+    println!("{report}");
+    if let Some(path) = &args.out {
+        std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
+    }
+    Ok(())
+}
+
+fn sibling(name: &str) -> Result<PathBuf> {
+    let exe = std::env::current_exe()?;
+    let path = exe.parent().context("the executable's directory")?.join(name);
+    ensure!(path.is_file(), "{} is not built (scripts/bench-workloads.sh builds it)", path.display());
+    Ok(path)
+}
+
+/// Everything one run measures; each vector has one entry per timed run.
+#[derive(Debug, Default)]
+struct Samples {
+    runc: Vec<f64>,
+    runc_state: Vec<f64>,
+    crun: Vec<f64>,
+    run: Vec<f64>,
+    per_size: BTreeMap<u64, SizeSamples>,
+}
+
+#[derive(Debug, Default)]
+struct SizeSamples {
+    tcp_ms: Vec<f64>,
+    quic_ms: Vec<f64>,
+    copied_bytes: u64,
+    total_ms: Vec<f64>,
+    downtime_ms: Vec<f64>,
+    bytes_sent: Vec<f64>,
+    phases: BTreeMap<String, Vec<f64>>,
+}
+
+/// The fleet, its daemons and what they run from.
+struct Bench {
+    fleet: Fleet,
+    pki: Pki,
+    work: tempfile::TempDir,
+    exe: PathBuf,
+    runc: PathBuf,
+    /// The busybox root filesystem, and one per state size with its state file.
+    base_rootfs: PathBuf,
+    rootfs: BTreeMap<u64, PathBuf>,
+    daemons: Vec<HostProcess>,
+    receivers: Vec<HostProcess>,
+    admin: Identity,
+    clients: Vec<WorkloadsClient<Channel>>,
+    /// `Some(path)` when that dcos has `run`.
+    dcos_run: Option<PathBuf>,
+}
+
+impl Bench {
+    fn state_dir(&self, i: usize) -> PathBuf {
+        self.work.path().join(format!("host-{i}"))
+    }
+
+    fn host_tls(&self, i: usize) -> TlsFiles {
+        self.fleet.host(i).issue(&self.pki)
+    }
+
+    fn start_middlecon(&self, i: usize, middlecon: &Path) -> Result<HostProcess> {
+        let host = self.fleet.host(i);
+        let other = self.fleet.host(1 - i);
+        let tls = self.host_tls(i);
+        let state = self.state_dir(i);
+        let listen = format!("{}:{MIDDLECON_PORT}", host.addr);
+        let api = format!("{}:{API_PORT}", host.addr);
+        let peer = format!("{}={}:{MIDDLECON_PORT}", other.name, other.addr);
+        let seed = format!("{}:{MIDDLECON_PORT}", self.fleet.host(0).addr);
+        let sock = state.join("api.sock");
+        let args = [
+            "--listen",
+            &listen,
+            "--api",
+            &api,
+            "--name",
+            &host.name,
+            "--peer",
+            &peer,
+            "--seed",
+            &seed,
+            "--state-dir",
+            path_str(&state)?,
+            "--socket",
+            path_str(&sock)?,
+            "--cert",
+            path_str(&tls.cert)?,
+            "--key",
+            path_str(&tls.key)?,
+            "--ca",
+            path_str(&tls.ca)?,
+        ];
+        self.fleet
+            .spawn_daemon_on(i, middlecon, &args)
+            .with_context(|| format!("starting middlecon on {}", host.name))
+    }
+
+    fn start_receiver(&self, proto: Proto, port: u16) -> Result<HostProcess> {
+        let tls = self.host_tls(1);
+        let listen = format!("{}:{port}", self.fleet.host(1).addr);
+        let dir = self.work.path().join(format!("copy-{port}"));
+        let proto = if proto == Proto::Tcp { "tcp" } else { "quic" };
+        let args = [
+            "copy-recv",
+            "--proto",
+            proto,
+            "--listen",
+            &listen,
+            "--dir",
+            path_str(&dir)?,
+            "--cert",
+            path_str(&tls.cert)?,
+            "--key",
+            path_str(&tls.key)?,
+            "--ca",
+            path_str(&tls.ca)?,
+        ];
+        let mut p = self.fleet.spawn(1, &self.exe, &args)?;
+        if p.line(Duration::from_secs(10)).as_deref() != Some("ready") {
+            bail!("the {proto} copy receiver did not start: {}", p.stderr());
+        }
+        Ok(p)
+    }
+
+    /// One plain copy of `file` from host 0 to host 1; its elapsed milliseconds.
+    fn plain_copy(&self, proto: Proto, file: &Path) -> Result<(u64, f64)> {
+        let tls = self.host_tls(0);
+        let (name, port) =
+            if proto == Proto::Tcp { ("tcp", TCP_COPY_PORT) } else { ("quic", QUIC_COPY_PORT) };
+        let to = format!("{}:{port}", self.fleet.host(1).addr);
+        let args = [
+            "copy-send",
+            "--proto",
+            name,
+            "--to",
+            &to,
+            "--file",
+            path_str(file)?,
+            "--cert",
+            path_str(&tls.cert)?,
+            "--key",
+            path_str(&tls.key)?,
+            "--ca",
+            path_str(&tls.ca)?,
+        ];
+        let out = self.fleet.exec(0, path_str(&self.exe)?, &args)?;
+        ensure!(out.status.success(), "{name} copy: {}", String::from_utf8_lossy(&out.stderr).trim());
+        let v: serde_json::Value = serde_json::from_slice(&out.stdout).context("the copy's report")?;
+        let bytes = v["bytes"].as_u64().context("bytes")?;
+        Ok((bytes, v["ms"].as_f64().context("ms")?))
+    }
+
+    fn run_request(&self, name: &str, rootfs: &Path) -> pb::RunRequest {
+        pb::RunRequest {
+            name: name.into(),
+            rootfs: rootfs.display().to_string(),
+            command: ["sh", "-c", SCRIPT].map(String::from).to_vec(),
+            ..Default::default()
+        }
+    }
+
+    async fn run_workload(&self, i: usize, name: &str, rootfs: &Path) -> Result<()> {
+        let w = self.clients[i].clone().run(self.run_request(name, rootfs)).await.with_context(|| {
+            format!("Run {name} on host-{i}; middlecon's log: {}", self.daemons[i].stderr())
+        })?;
+        let status = w.into_inner().workload.map(|w| w.status).unwrap_or_default();
+        ensure!(status == "running", "{name} is {status:?} after Run");
+        Ok(())
+    }
+
+    /// The timed `dcos run` (or `Workloads.Run` on a fresh connection) of `name` on host 0.
+    async fn timed_run(&self, name: &str) -> Result<f64> {
+        let host = self.fleet.host(0);
+        if let Some(dcos) = &self.dcos_run {
+            let files = self.pki.files("admin");
+            let api = host.api_addr().to_string();
+            let mut cmd = Command::new(dcos);
+            cmd.arg("--cert").arg(&files.cert).arg("--key").arg(&files.key).arg("--ca").arg(&files.ca);
+            cmd.args(["run", "--api", &api, "--host", &host.name, "--name", name, "--rootfs"]);
+            cmd.arg(&self.base_rootfs).args(["--timeout", "30s", "--", "sh", "-c", SCRIPT]);
+            let (out, elapsed) = timed(&mut cmd)?;
+            ensure!(out.status.success(), "dcos run: {}", String::from_utf8_lossy(&out.stderr).trim());
+            return Ok(elapsed);
+        }
+        let start = Instant::now();
+        let channel =
+            middlecon::api::connect(host.api_addr(), &self.admin).await.map_err(anyhow::Error::msg)?;
+        let reply = WorkloadsClient::new(channel).run(self.run_request(name, &self.base_rootfs)).await;
+        let elapsed = ms(start.elapsed());
+        let status =
+            reply.context("Workloads.Run")?.into_inner().workload.map(|w| w.status).unwrap_or_default();
+        ensure!(status == "running", "{name} is {status:?} after Run");
+        Ok(elapsed)
+    }
+
+    async fn stop(&self, i: usize, name: &str) -> Result<()> {
+        self.clients[i]
+            .clone()
+            .stop(pb::StopRequest { name: name.into() })
+            .await
+            .with_context(|| format!("Stop {name} on host-{i}"))?;
+        Ok(())
+    }
+
+    /// Migrates `name` from host 0 to host 1: the call's elapsed ms and its last message.
+    async fn migrate(&self, name: &str) -> Result<(f64, pb::MigrateProgress)> {
+        let req = pb::MigrateRequest {
+            name: name.into(),
+            to: self.fleet.host(1).name.clone(),
+            mode: pb::MigrateMode::Cold as i32,
+            bwlimit: 0,
+        };
+        let start = Instant::now();
+        let mut stream = self.clients[0].clone().migrate(req).await.context("Migrate")?.into_inner();
+        loop {
+            let m = tokio::time::timeout(Duration::from_secs(120), stream.message())
+                .await
+                .context("no progress for 120 s")?
+                .context("the progress stream")?
+                .context("the progress stream ended before the last message")?;
+            if m.done {
+                let elapsed = ms(start.elapsed());
+                ensure!(
+                    m.error.is_empty(),
+                    "migrating {name}: {}: {}; source log: {}; target log: {}",
+                    m.error_code,
+                    m.error,
+                    self.daemons[0].stderr(),
+                    self.daemons[1].stderr()
+                );
+                return Ok((elapsed, m));
+            }
+        }
+    }
+
+    /// Stops whatever is left on both hosts (after an error), so no cgroup is left behind.
+    async fn stop_all(&self) {
+        for i in 0..self.clients.len() {
+            let Ok(list) = self.clients[i].clone().list(pb::ListRequest {}).await else { continue };
+            for w in list.into_inner().workloads {
+                let _ = self.stop(i, &w.name).await;
+            }
+        }
+    }
+}
+
+fn path_str(p: &Path) -> Result<&str> {
+    p.to_str().with_context(|| format!("{} is not UTF-8", p.display()))
+}
+
+/// Runs `cmd` to completion (stdin null, stdout dropped): its output and elapsed ms.
+fn timed(cmd: &mut Command) -> Result<(std::process::Output, f64)> {
+    let start = Instant::now();
+    let out = cmd.stdin(Stdio::null()).output().context("spawning")?;
+    Ok((out, ms(start.elapsed())))
+}
+
+/// Writes `mib` MiB from `/dev/urandom` to `path`.
+fn random_file(path: &Path, mib: u64) -> Result<()> {
+    let mut src = std::fs::File::open("/dev/urandom")?.take(mib << 20);
+    let mut dst = std::fs::File::create(path).with_context(|| format!("creating {}", path.display()))?;
+    std::io::copy(&mut src, &mut dst)?;
+    Ok(())
+}
+
+/// A bundle run by a runtime directly, with middlecon's `config.json` for the same command.
+struct RefBundle {
+    bundle: PathBuf,
+    root: PathBuf,
+}
+
+impl RefBundle {
+    fn new(dir: &Path, rootfs: &Path) -> Result<RefBundle> {
+        let bundle = dir.join("bundle");
+        std::fs::create_dir_all(&bundle)?;
+        bundle::copy_tree(rootfs, &bundle.join("rootfs"))?;
+        let record = Record {
+            name: "ref".into(),
+            runtime: "runc".into(),
+            command: ["sh", "-c", SCRIPT].map(String::from).to_vec(),
+            env: BTreeMap::new(),
+            memory_bytes: 0,
+            cpus: 0.0,
+            epoch: 0,
+            started_unix_ms: 0,
+            phase: Phase::Owned,
+        };
+        bundle::write_config(&bundle, &record, "workload-bench")?;
+        Ok(RefBundle { bundle, root: dir.join("runtime") })
+    }
+
+    /// `runtime run --detach` of the bundle as `id`: the elapsed ms, then the container is
+    /// deleted (untimed). The runtime's stdout and stderr go to a file, as middlecon does.
+    fn run(&self, runtime: &Path, id: &str) -> Result<f64> {
+        let root = self.root.join(runtime.file_name().unwrap_or_default());
+        std::fs::create_dir_all(&root)?;
+        let log = self.bundle.join(format!("{id}.log"));
+        let file = std::fs::File::create(&log)?;
+        let mut cmd = Command::new(runtime);
+        cmd.arg("--root").arg(&root).args(["run", "--detach", "--bundle"]).arg(&self.bundle).arg(id);
+        cmd.stdout(file.try_clone()?).stderr(file);
+        let start = Instant::now();
+        let status = cmd.stdin(Stdio::null()).status()?;
+        let elapsed = ms(start.elapsed());
+        let deleted = Command::new(runtime)
+            .arg("--root")
+            .arg(&root)
+            .args(["delete", "--force", id])
+            .stdin(Stdio::null())
+            .output()?;
+        let text = std::fs::read_to_string(&log).unwrap_or_default();
+        ensure!(status.success(), "{} run: {status}: {}", runtime.display(), text.trim());
+        ensure!(
+            deleted.status.success(),
+            "{} delete: {}",
+            runtime.display(),
+            String::from_utf8_lossy(&deleted.stderr)
+        );
+        Ok(elapsed)
+    }
+}
+
+/// The version line of `binary --version`.
+fn version(binary: &Path) -> String {
+    Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown version".into())
+}
+
+async fn run(args: &RunArgs) -> Result<String> {
+    let started = Instant::now();
+    let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
+    let load_start = probe::loadavg();
+    let middlecon = match &args.middlecon {
+        Some(p) => p.clone(),
+        None => sibling("middlecon")?,
+    };
+    let dcos = match &args.dcos {
+        Some(p) => Some(p.clone()),
+        None => sibling("dcos").ok(),
+    };
+    let dcos_run = dcos.filter(|d| {
+        Command::new(d)
+            .args(["run", "--help"])
+            .stdout(Stdio::null())
+            .stderr(Stdio::null())
+            .status()
+            .is_ok_and(|s| s.success())
+    });
+    // The hosts' init (`Fleet::boot`), which `dcos_tests::bin` finds next to this executable.
+    sibling(dcos_tests::netns::HOST_INIT)?;
+    let runc = runtime::locate("runc").context("runc is needed (scripts/setup.sh installs it)")?;
+    let crun = runtime::locate("crun").ok();
+
+    progress("building the fleet (2 network namespaces on a bridge) and the root filesystems");
+    let fleet = Fleet::new(2)?;
+    let pki = Pki::new();
+    let work = tempfile::Builder::new().prefix("workload-bench-").tempdir_in("/var/tmp")?;
+    let base_rootfs = dcos_tests::oci::busybox_rootfs(&work.path().join("base"))?;
+    let mut rootfs = BTreeMap::new();
+    for &mib in &args.sizes {
+        let dir = work.path().join(format!("state-{mib}"));
+        std::fs::create_dir_all(&dir)?;
+        let r = dir.join("rootfs");
+        bundle::copy_tree(&base_rootfs, &r)?;
+        random_file(&r.join("state.bin"), mib)?;
+        rootfs.insert(mib, r);
+    }
+    let admin = Identity::load(&pki.files("admin"))?;
+    let mut b = Bench {
+        fleet,
+        pki,
+        work,
+        exe: std::env::current_exe()?,
+        runc: runc.clone(),
+        base_rootfs,
+        rootfs,
+        daemons: Vec::new(),
+        receivers: Vec::new(),
+        admin,
+        clients: Vec::new(),
+        dcos_run,
+    };
+    for i in 0..2 {
+        let d = b.start_middlecon(i, &middlecon)?;
+        b.daemons.push(d);
+    }
+    for i in 0..2 {
+        let ch = middlecon::api::connect(b.fleet.host(i).api_addr(), &b.admin)
+            .await
+            .map_err(anyhow::Error::msg)?;
+        b.clients.push(WorkloadsClient::new(ch));
+    }
+    b.receivers.push(b.start_receiver(Proto::Tcp, TCP_COPY_PORT)?);
+    b.receivers.push(b.start_receiver(Proto::Quic, QUIC_COPY_PORT)?);
+    let result = measure(&b, args, crun.as_deref()).await;
+    b.stop_all().await;
+    let (samples, crun_note) = result?;
+    let header = Header {
+        date,
+        load_start,
+        seconds: started.elapsed().as_secs_f64(),
+        runc: version(&b.runc),
+        crun: crun_note,
+        cli: b.dcos_run.as_ref().map(|p| p.display().to_string()),
+        middlecon: middlecon.display().to_string(),
+        gateway: b.fleet.gateway.to_string(),
+        hosts: [b.fleet.host(0).addr.to_string(), b.fleet.host(1).addr.to_string()],
+        base_bytes: bundle::tree_size(&b.base_rootfs).0,
+    };
+    Ok(render(&samples, args, &header))
+}
+
+/// The timed rounds (after an untimed warm-up); the crun note says what crun did.
+async fn measure(b: &Bench, args: &RunArgs, crun: Option<&Path>) -> Result<(Samples, String)> {
+    let refs = b.work.path().join("ref");
+    let plain = RefBundle::new(&refs.join("busybox"), &b.base_rootfs)?;
+    let stateful = RefBundle::new(&refs.join("state"), &b.rootfs[&args.downtime_size])?;
+    let (crun, note) = match crun {
+        None => (None, "crun is not installed".to_string()),
+        Some(c) => match plain.run(c, "crun-probe") {
+            Ok(_) => (Some(c), format!("{} runs the bundle", version(c))),
+            Err(e) => {
+                progress(format!("crun refuses to run the bundle: {e:#}"));
+                (None, crun_refusal(c, &e))
+            }
+        },
+    };
+    Ok((measure_with(b, args, &plain, &stateful, crun).await?, note))
+}
+
+fn crun_refusal(crun: &Path, e: &anyhow::Error) -> String {
+    let msg = format!("{e:#}");
+    let last = msg.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
+    format!("{} refuses the bundle on this machine: `{last}`", version(crun))
+}
+
+async fn measure_with(
+    b: &Bench,
+    args: &RunArgs,
+    plain: &RefBundle,
+    stateful: &RefBundle,
+    crun: Option<&Path>,
+) -> Result<Samples> {
+    let mut s = Samples::default();
+    for round in 0..=args.runs {
+        let warm = round == 0;
+        let label = if warm { "warm-up".to_string() } else { format!("run {round}/{}", args.runs) };
+        progress(format!("{label}: runc, crun, run"));
+        let runc = plain.run(&b.runc, &format!("runc-{round}"))?;
+        let runc_state = stateful.run(&b.runc, &format!("runc-state-{round}"))?;
+        let crun_ms = crun.map(|c| plain.run(c, &format!("crun-{round}"))).transpose()?;
+        let name = format!("run-{round}");
+        let run = b.timed_run(&name).await?;
+        b.stop(0, &name).await?;
+        if !warm {
+            s.runc.push(runc);
+            s.runc_state.push(runc_state);
+            s.crun.extend(crun_ms);
+            s.run.push(run);
+        }
+        for &mib in &args.sizes {
+            progress(format!("{label}: {mib} MiB: plain copies and migration"));
+            let file = b.rootfs[&mib].join("state.bin");
+            let (copied, tcp) = b.plain_copy(Proto::Tcp, &file)?;
+            let (_, quic) = b.plain_copy(Proto::Quic, &file)?;
+            let name = format!("m{mib}-{round}");
+            b.run_workload(0, &name, &b.rootfs[&mib]).await?;
+            let (total, last) = b.migrate(&name).await?;
+            b.stop(1, &name).await?;
+            if warm {
+                continue;
+            }
+            let e = s.per_size.entry(mib).or_default();
+            e.copied_bytes = copied;
+            e.tcp_ms.push(tcp);
+            e.quic_ms.push(quic);
+            e.total_ms.push(total);
+            e.downtime_ms.push(last.downtime_ms as f64);
+            e.bytes_sent.push(last.bytes_sent as f64);
+            for (phase, v) in &last.phase_ms {
+                e.phases.entry(phase.clone()).or_default().push(*v as f64);
+            }
+        }
+    }
+    Ok(s)
+}
+
+// ---------------------------------------------------------------------------------------
+// The report.
+
+struct Header {
+    date: String,
+    load_start: String,
+    seconds: f64,
+    runc: String,
+    crun: String,
+    cli: Option<String>,
+    middlecon: String,
+    gateway: String,
+    hosts: [String; 2],
+    base_bytes: u64,
+}
+
+fn f_ms(v: f64) -> String {
+    if v.is_nan() {
+        "—".into()
+    } else if v < 10.0 {
+        format!("{v:.1} ms")
+    } else {
+        format!("{v:.0} ms")
+    }
+}
+
+fn pass(ok: bool) -> &'static str {
+    if ok {
+        "PASS"
+    } else {
+        "FAIL"
+    }
+}
+
+/// `| measure | median | min | max | target | ratio | result |`
+fn row(out: &mut String, what: &str, s: &Summary, target: &str, ratio: &str, result: &str) {
+    let _ = writeln!(
+        out,
+        "| {what} | {} | {} | {} | {target} | {ratio} | {result} |",
+        f_ms(s.median),
+        f_ms(s.min),
+        f_ms(s.max)
+    );
+}
+
+/// MB/s (10^6 bytes per second) of `bytes` in `ms`.
+fn mbps(bytes: f64, ms: f64) -> f64 {
+    bytes / 1e3 / ms
+}
+
+const PHASES: [&str; 5] = ["reserve", "freeze", "copy", "start", "delete"];
+
+fn render(s: &Samples, args: &RunArgs, h: &Header) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "### Results: one run, {}\n", h.date);
+    let _ = writeln!(out, "- machine: {}", probe::machine());
+    if let Some(note) = &args.note {
+        let _ = writeln!(out, "- {note}");
+    }
+    let _ = writeln!(
+        out,
+        "- two hosts: network namespaces `{}` and `{}` on a bridge (`{}`, veth pairs, MTU 1500), each running the release middlecon ({}) in a PID namespace of its own; the benchmark runs in the root namespace and reaches their APIs over the bridge",
+        h.hosts[0], h.hosts[1], h.gateway, h.middlecon
+    );
+    let _ = writeln!(out, "- {}; {}", h.runc, h.crun);
+    let _ = writeln!(
+        out,
+        "- `run` measured with {}",
+        match &h.cli {
+            Some(p) => format!("the real CLI: `{p} run --api ... --host host-0 ...` from spawn to exit"),
+            None => "`Workloads.Run` over gRPC from the benchmark (this `dcos` has no `run` subcommand yet): a fresh mTLS connection to host-0's API plus the call, as the CLI would make them".into(),
+        }
+    );
+    let _ = writeln!(
+        out,
+        "- busybox root filesystem {:.1} MB; state: a file of random bytes in it; medians, minimums and maximums of {} run(s) after one warm-up, interleaved",
+        h.base_bytes as f64 / 1e6,
+        args.runs
+    );
+    let _ = writeln!(
+        out,
+        "- load average at the start: {}; at the end: {}; {:.0} s in all",
+        h.load_start,
+        probe::loadavg(),
+        h.seconds
+    );
+    let _ = writeln!(out, "- command: `{}`\n", std::env::args().collect::<Vec<_>>().join(" "));
+
+    let _ = writeln!(out, "| measure | median | min | max | target | ratio | result |");
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | --- | ---: | --- |");
+    let runc = summarize(&s.runc);
+    let runc_state = summarize(&s.runc_state);
+    row(
+        &mut out,
+        "`runc run --detach`, busybox bundle (until runc returns: the process runs)",
+        &runc,
+        "reference",
+        "1.00 × runc",
+        "",
+    );
+    row(
+        &mut out,
+        &format!("`runc run --detach`, busybox + {} MiB state bundle", args.downtime_size),
+        &runc_state,
+        "reference",
+        &format!("{:.2} × runc", runc_state.median / runc.median),
+        "",
+    );
+    if !s.crun.is_empty() {
+        let c = summarize(&s.crun);
+        row(
+            &mut out,
+            "`crun run --detach`, busybox bundle",
+            &c,
+            "reference",
+            &format!("{:.2} × runc", c.median / runc.median),
+            "",
+        );
+    }
+    let run = summarize(&s.run);
+    let what = if h.cli.is_some() {
+        "`dcos run` until running (copies the rootfs)"
+    } else {
+        "`Workloads.Run` over gRPC until running (fresh connection; copies the rootfs)"
+    };
+    let ratio = run.median / runc.median;
+    row(&mut out, what, &run, "≤ 1.20 × runc", &format!("{ratio:.2} × runc"), pass(ratio <= 1.2));
+    for (mib, z) in &s.per_size {
+        let tcp = summarize(&z.tcp_ms);
+        let quic = summarize(&z.quic_ms);
+        let bytes = summarize(&z.bytes_sent).median;
+        let tput = mbps(z.copied_bytes as f64, tcp.median);
+        let _ = writeln!(
+            out,
+            "| {mib} MiB: plain TCP copy (connect, send, written on host-1, ack) | {} | {} | {} | reference | {tput:.0} MB/s | |",
+            f_ms(tcp.median),
+            f_ms(tcp.min),
+            f_ms(tcp.max)
+        );
+        row(
+            &mut out,
+            &format!("{mib} MiB: plain quinn copy (mTLS, default transport)"),
+            &quic,
+            "",
+            &format!("{:.0} MB/s", mbps(z.copied_bytes as f64, quic.median)),
+            "",
+        );
+        let total = summarize(&z.total_ms);
+        let allowed = 1.25 * bytes / (tput * 1e3) + 100.0;
+        row(
+            &mut out,
+            &format!("{mib} MiB: migration, whole `Migrate` call ({:.1} MB sent)", bytes / 1e6),
+            &total,
+            &format!("≤ 1.25 × bytes/TCP + 100 ms = {}", f_ms(allowed)),
+            &format!("{:.2} × target", total.median / allowed),
+            pass(total.median <= allowed),
+        );
+        let down = summarize(&z.downtime_ms);
+        if *mib == args.downtime_size {
+            let allowed = runc_state.median + 100.0;
+            row(
+                &mut out,
+                &format!("{mib} MiB: migration downtime (freeze to started on host-1)"),
+                &down,
+                &format!("≤ runc + 100 ms = {}", f_ms(allowed)),
+                &format!("{:.2} × target", down.median / allowed),
+                pass(down.median <= allowed),
+            );
+        } else {
+            row(&mut out, &format!("{mib} MiB: migration downtime"), &down, "", "", "");
+        }
+    }
+
+    let _ = writeln!(out, "\nMigration phases (medians, ms; from the last progress message):\n");
+    let _ =
+        writeln!(out, "| state | {} | downtime | total | bytes sent | copy throughput |", PHASES.join(" | "));
+    let _ = writeln!(out, "| --- |{} ---: | ---: | ---: | ---: |", " ---: |".repeat(PHASES.len()));
+    for (mib, z) in &s.per_size {
+        let mut line = format!("| {mib} MiB |");
+        for p in PHASES {
+            let v = z.phases.get(p).map(|v| summarize(v).median).unwrap_or(f64::NAN);
+            let _ = write!(line, " {v:.0} |");
+        }
+        let copy = z.phases.get("copy").map(|v| summarize(v).median).unwrap_or(f64::NAN);
+        let bytes = summarize(&z.bytes_sent).median;
+        let _ = writeln!(
+            out,
+            "{line} {:.0} | {:.0} | {:.1} MB | {:.0} MB/s |",
+            summarize(&z.downtime_ms).median,
+            summarize(&z.total_ms).median,
+            bytes / 1e6,
+            mbps(bytes, copy)
+        );
+    }
+    out
+}

@@ -1,0 +1,25 @@
+#!/usr/bin/env bash
+# The workloads and migration benchmark (issue 5): builds middlecon, dcos and the benchmark in
+# release mode, then, on two network-namespace hosts of its own (removed at the end), times
+# middlecon's cold migration with 1, 10 and 100 MiB of state and `dcos run` side by side with
+# `runc run --detach` (and crun where it works) and plain TCP and QUIC copies of the same
+# bytes. Arguments go to the benchmark (see `workload-bench run --help`), e.g.:
+#   scripts/bench-workloads.sh --runs 5 --out /tmp/workload-bench.md
+# Run as root: it creates network namespaces, a bridge and containers.
+set -euo pipefail
+cd "$(dirname "$0")/.."
+target="${CARGO_TARGET_DIR:-$PWD/target}"
+if [[ "$(id -u)" != 0 ]]; then
+  echo "bench-workloads: run as root: it needs network namespaces and runc" >&2
+  exit 1
+fi
+for tool in ip nsenter unshare runc busybox; do
+  command -v "$tool" >/dev/null || { echo "bench-workloads: $tool is missing; scripts/setup.sh installs it" >&2; exit 1; }
+done
+CARGO_TARGET_DIR="$target" cargo build --release -p middlecon -p dcos-cli -p dcos-bench -p dcos-tests \
+  --bin middlecon --bin dcos --bin workload-bench --bin host-init
+rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
+if ! git diff --quiet HEAD -- middlecon core proto dcos-cli 2>/dev/null; then
+  rev="$rev with uncommitted changes in middlecon/, core/, proto/ or dcos-cli/"
+fi
+exec "$target/release/workload-bench" run --note "middlecon and dcos built from $rev" "$@"
