@@ -270,6 +270,22 @@ $ dcos stop hello"
     worst.max(commands::stop::run(tls, fleet, &stop).await.unwrap_or_else(shown))
 }
 
+/// Deletes any container a demo middlecon still has (a demo interrupted before its `stop`):
+/// containers outlive their daemon by design, but not the demo's temporary directory.
+async fn remove_leftover_containers(dir: &Path, names: &[String]) {
+    for name in names {
+        let state = dir.join(format!("{name}-state"));
+        let Ok(rt) = middlecon::workloads::runtime::OciRuntime::new("runc", &state) else { continue };
+        let Ok(entries) = std::fs::read_dir(&rt.root) else { continue };
+        for e in entries.flatten() {
+            let id = e.file_name().to_string_lossy().into_owned();
+            if let Err(err) = rt.delete(&id).await {
+                eprintln!("dcos demo: removing container {id} of {name}: {err}");
+            }
+        }
+    }
+}
+
 /// Whether demo hosts can have their own PID namespaces (root and `unshare` present).
 fn own_pid_namespaces() -> bool {
     nix::unistd::geteuid().is_root()
@@ -416,6 +432,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     for m in meshes {
         m.host.stop().await;
     }
+    remove_leftover_containers(&dir, &names).await;
     for h in hosts {
         h.stop().await;
     }

@@ -243,9 +243,9 @@ async fn a_flooded_responder_says_resource_exhausted_and_memory_stays_bounded() 
     }
     let before = mesh::rss_bytes(pid).unwrap();
     let n = 1_500;
-    let first = flood(&channels, n, 2_000).await;
+    let first = flood(&channels, n, 4_000).await;
     let after_first = mesh::rss_bytes(pid).unwrap();
-    let second = flood(&channels, n, 2_000).await;
+    let second = flood(&channels, n, 4_000).await;
     let after_second = mesh::rss_bytes(pid).unwrap();
     let mb = |b: u64| b as f64 / 1e6;
     eprintln!(
