@@ -514,6 +514,9 @@ fn read_error(addr: SocketAddr, e: FrameError) -> CallError {
 pub struct Client {
     endpoint: Endpoint,
     connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
+    /// One dial at a time per address: calls arriving together while there is no
+    /// connection wait for the one handshake instead of each starting its own.
+    dialing: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
 }
 
 impl Client {
@@ -525,7 +528,7 @@ impl Client {
     /// A client dialling from `endpoint` (which must have a default client config, as
     /// [`endpoint`] and [`client_endpoint`] give).
     pub fn with_endpoint(endpoint: Endpoint) -> Client {
-        Client { endpoint, connections: Mutex::default() }
+        Client { endpoint, connections: Mutex::default(), dialing: Mutex::default() }
     }
 
     /// Calls `service` on the middlecon at `addr` with `payload`, to be answered by
@@ -585,6 +588,19 @@ impl Client {
         Ok(BulkCall { addr, conn, send, recv })
     }
 
+    /// The cached connection to `addr` if it is still open (a closed one is dropped).
+    fn open_connection(&self, addr: SocketAddr) -> Option<quinn::Connection> {
+        let mut conns = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        match conns.get(&addr) {
+            Some(c) if c.close_reason().is_none() => Some(c.clone()),
+            Some(_) => {
+                conns.remove(&addr);
+                None
+            }
+            None => None,
+        }
+    }
+
     /// Forgets the connection to `addr` (the next call dials again).
     pub fn forget(&self, addr: SocketAddr) {
         self.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&addr);
@@ -592,15 +608,14 @@ impl Client {
 
     /// The open connection to `addr`, dialled if there is none (or it has closed).
     async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, CallError> {
-        {
-            let mut conns = self.connections.lock().unwrap_or_else(|e| e.into_inner());
-            match conns.get(&addr) {
-                Some(c) if c.close_reason().is_none() => return Ok(c.clone()),
-                Some(_) => {
-                    conns.remove(&addr);
-                }
-                None => {}
-            }
+        if let Some(c) = self.open_connection(addr) {
+            return Ok(c);
+        }
+        let gate = self.dialing.lock().unwrap_or_else(|e| e.into_inner()).entry(addr).or_default().clone();
+        let _turn = gate.lock().await;
+        // Whoever dialled while we waited may have connected already.
+        if let Some(c) = self.open_connection(addr) {
+            return Ok(c);
         }
         let server_name = addr.ip().to_string();
         let connecting = self
