@@ -455,7 +455,7 @@ impl Fleet {
         let host = &self.hosts[i];
         let listen = format!("{}:{MIDDLECON_PORT}", host.addr);
         let api = host.api_addr().to_string();
-        let state = self.logs.path().join(format!("{}-middlecon", host.name));
+        let state = self.middlecon_state_dir(i);
         let socket = self.api_socket(i);
         let (cert, key, ca) = (path_str(&tls.cert)?, path_str(&tls.key)?, path_str(&tls.ca)?);
         let mut args: Vec<&str> = vec!["--listen", &listen, "--api", &api, "--name", &host.name];
@@ -467,7 +467,13 @@ impl Fleet {
 
     /// The local API socket of host `i`'s [`Fleet::middlecon`].
     pub fn api_socket(&self, i: usize) -> PathBuf {
-        self.logs.path().join(format!("{}-middlecon", self.hosts[i].name)).join("api.sock")
+        self.middlecon_state_dir(i).join("api.sock")
+    }
+
+    /// The `--state-dir` of host `i`'s [`Fleet::middlecon`] (in the fleet's temporary
+    /// directory: the hosts share a filesystem).
+    pub fn middlecon_state_dir(&self, i: usize) -> PathBuf {
+        self.logs.path().join(format!("{}-middlecon", self.hosts[i].name))
     }
 
     /// [`HostProcess::kill`]: SIGKILLs `p` (from [`Fleet::spawn`]: its whole PID namespace)

@@ -10,12 +10,10 @@ use dcos_proto::v1 as pb;
 use dcos_proto::v1::workloads_client::WorkloadsClient;
 use dcos_tests::netns::{Fleet, HostProcess};
 use dcos_tests::Pki;
-use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 use tonic::transport::Channel;
 
-const API_PORT: u16 = 7442;
 const T: Duration = Duration::from_secs(5);
 
 /// A fleet of hosts each running middlecon, and a busybox root filesystem to run.
@@ -23,10 +21,9 @@ struct Mesh {
     fleet: Fleet,
     pki: Pki,
     daemons: Vec<Option<HostProcess>>,
-    work: tempfile::TempDir,
+    /// Holds the root filesystem.
+    _work: tempfile::TempDir,
     rootfs: PathBuf,
-    /// Host index -> a state dir other than the default (e.g. on a small tmpfs).
-    state_dirs: std::collections::BTreeMap<usize, PathBuf>,
 }
 
 impl Mesh {
@@ -34,14 +31,14 @@ impl Mesh {
         Mesh::with(n, |_| {})
     }
 
-    /// A mesh whose hosts are booted and prepared by `before` before the daemons start.
-    fn with(n: usize, before: impl FnOnce(&mut Mesh)) -> Mesh {
+    /// A mesh prepared by `before` (e.g. a small tmpfs as a state dir) before the daemons start.
+    fn with(n: usize, before: impl FnOnce(&Mesh)) -> Mesh {
         let fleet = Fleet::new(n).expect("fleet");
         let pki = Pki::new();
         let work = tempfile::Builder::new().prefix("dcos-workloads-").tempdir().expect("tempdir");
         let rootfs = dcos_tests::oci::busybox_rootfs(work.path()).expect("busybox rootfs");
-        let mut mesh = Mesh { fleet, pki, daemons: Vec::new(), work, rootfs, state_dirs: Default::default() };
-        before(&mut mesh);
+        let mut mesh = Mesh { fleet, pki, daemons: Vec::new(), _work: work, rootfs };
+        before(&mesh);
         for i in 0..n {
             let d = mesh.start(i);
             mesh.daemons.push(Some(d));
@@ -50,7 +47,7 @@ impl Mesh {
     }
 
     fn state_dir(&self, i: usize) -> PathBuf {
-        self.state_dirs.get(&i).cloned().unwrap_or_else(|| self.work.path().join(format!("state-{i}")))
+        self.fleet.middlecon_state_dir(i)
     }
 
     /// Host `i`'s k2i, reading the OCI state of its middlecon's workloads.
@@ -60,44 +57,20 @@ impl Mesh {
         self.fleet.k2i_on(i, &self.fleet.host(i).issue(&self.pki), &args).expect("k2i starts")
     }
 
-    /// Starts (or restarts) middlecon on host `i`.
+    /// Starts (or restarts) middlecon inside host `i`, seeded with host 0 and knowing the
+    /// others' peer addresses.
     fn start(&self, i: usize) -> HostProcess {
-        let n = self.fleet.hosts().len();
-        let host = self.fleet.host(i);
-        let tls = host.issue(&self.pki);
-        let listen = format!("{}:7441", host.addr);
-        let api = format!("{}:{API_PORT}", host.addr);
-        let state = self.state_dir(i).to_str().unwrap().to_string();
-        let sock = format!("{state}/api.sock");
         let seed = format!("{}:7441", self.fleet.host(0).addr);
-        let peers: Vec<String> = (0..n)
+        let peers: Vec<String> = (0..self.fleet.hosts().len())
             .filter(|j| *j != i)
             .map(|j| format!("{}={}:7441", self.fleet.host(j).name, self.fleet.host(j).addr))
             .collect();
-        let mut args: Vec<&str> = vec![
-            "--listen",
-            &listen,
-            "--api",
-            &api,
-            "--socket",
-            &sock,
-            "--name",
-            &host.name,
-            "--state-dir",
-            &state,
-            "--seed",
-            &seed,
-            "--cert",
-            tls.cert.to_str().unwrap(),
-            "--key",
-            tls.key.to_str().unwrap(),
-            "--ca",
-            tls.ca.to_str().unwrap(),
-        ];
+        let mut args = vec!["--seed", seed.as_str()];
         for p in &peers {
-            args.extend(["--peer", p]);
+            args.extend(["--peer", p.as_str()]);
         }
-        self.fleet.spawn_daemon_on(i, dcos_tests::bin("middlecon"), &args).expect("middlecon starts")
+        let tls = self.fleet.host(i).issue(&self.pki);
+        self.fleet.middlecon_on(i, &tls, &args).expect("middlecon starts")
     }
 
     fn log(&self, i: usize) -> String {
@@ -106,7 +79,7 @@ impl Mesh {
 
     async fn client(&self, i: usize) -> WorkloadsClient<Channel> {
         let identity = Identity::load(&self.pki.files("admin")).expect("identity");
-        let addr = SocketAddr::new(self.fleet.host(i).addr.into(), API_PORT);
+        let addr = self.fleet.host(i).api_addr();
         let channel = middlecon::api::connect(addr, &identity).await.expect("connects to the API");
         WorkloadsClient::new(channel)
     }
@@ -382,10 +355,9 @@ async fn the_source_killed_after_the_freeze_and_restarted_runs_the_workload_exac
 async fn a_full_target_state_dir_is_a_clear_error_and_the_workload_stays_on_the_source() {
     let mut tmpfs = None;
     let mesh = Mesh::with(2, |m| {
-        let path = m.work.path().join("small-state-1");
+        let path = m.state_dir(1);
         std::fs::create_dir_all(&path).unwrap();
-        tmpfs = Some(m.fleet.tmpfs_on(1, &path, 8 << 20).expect("an 8 MiB tmpfs on host-1"));
-        m.state_dirs.insert(1, path);
+        tmpfs = Some(m.fleet.tmpfs_on(1, &path, 8 << 20).expect("an 8 MiB tmpfs as host-1's state dir"));
     });
     mesh.add_state(16);
     mesh.run(0, "big", "exec sleep 3600").await;
@@ -406,7 +378,7 @@ async fn evacuating_a_host_with_five_workloads_moves_all_of_them_to_two_peers() 
     // Everyone must see the others alive (and their load) before choosing targets.
     dcos_tests::eventually(Duration::from_secs(10), "membership formed", || async {
         let ch = middlecon::api::connect(
-            SocketAddr::new(mesh.fleet.host(0).addr.into(), API_PORT),
+            mesh.fleet.host(0).api_addr(),
             &Identity::load(&mesh.pki.files("admin")).unwrap(),
         )
         .await
@@ -548,9 +520,7 @@ async fn bad_requests_get_distinct_statuses_and_change_nothing() {
     assert!(running(&mesh.list(0).await, "web"), "still running after every refusal");
     // A viewer may list but not run.
     let viewer = Identity::load(&mesh.pki.issue("grafana", dcos_core::Role::Viewer)).unwrap();
-    let ch = middlecon::api::connect(SocketAddr::new(mesh.fleet.host(0).addr.into(), API_PORT), &viewer)
-        .await
-        .unwrap();
+    let ch = middlecon::api::connect(mesh.fleet.host(0).api_addr(), &viewer).await.unwrap();
     let mut v = WorkloadsClient::new(ch);
     assert_eq!(
         v.list(pb::ListRequest {}).await.expect("List").into_inner().workloads.len(),
