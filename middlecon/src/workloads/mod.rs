@@ -29,6 +29,8 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
+/// Where the runtime writes a workload's init pid, in its directory.
+const PID_FILE: &str = "init.pid";
 /// How long `Stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -297,7 +299,9 @@ impl Workloads {
             .map_err(|e| WorkloadError::Io(e.to_string()))?;
         // A container of that id left behind (killed daemon, failed start) is in the way.
         rt.delete(&record.name).await.map_err(WorkloadError::Runtime)?;
-        rt.run(&record.name, &bundle, &dir.join("output.log")).await.map_err(WorkloadError::Runtime)?;
+        rt.run(&record.name, &bundle, &dir.join("output.log"), &dir.join(PID_FILE))
+            .await
+            .map_err(WorkloadError::Runtime)?;
         Ok(crate::peer::unix_ms(SystemTime::now()))
     }
 
@@ -359,7 +363,14 @@ impl Workloads {
         let made = self.create(record.clone(), &rootfs).await;
         match made {
             Ok(r) => {
-                let w = self.describe(&r, &rt).await;
+                // The runtime has just said it started: its pid file saves asking it again.
+                let pid = std::fs::read_to_string(self.workload_dir(&r.name).join(PID_FILE))
+                    .ok()
+                    .and_then(|p| p.trim().parse::<u32>().ok());
+                let w = match pid {
+                    Some(pid) => self.to_pb(&r, "running", pid),
+                    None => self.describe(&r, &rt).await,
+                };
                 tracing::info!(workload = %r.name, runtime = %rt.kind(), pid = w.pid, "workload running");
                 Ok(w)
             }

@@ -100,9 +100,16 @@ impl OciRuntime {
         Ok(out.stdout)
     }
 
-    /// Creates and starts container `id` from `bundle`, detached. The container's stdout and
-    /// stderr go to `log` (a file: a pipe would tie the container to this process).
-    pub async fn run(&self, id: &str, bundle: &Path, log: &Path) -> Result<(), RuntimeError> {
+    /// Creates and starts container `id` from `bundle`, detached, writing its init pid to
+    /// `pid_file`. The container's stdout and stderr go to `log` (a file: a pipe would tie
+    /// the container to this process).
+    pub async fn run(
+        &self,
+        id: &str,
+        bundle: &Path,
+        log: &Path,
+        pid_file: &Path,
+    ) -> Result<(), RuntimeError> {
         std::fs::create_dir_all(&self.root)
             .map_err(|source| RuntimeError::Spawn { bin: self.binary.display().to_string(), source })?;
         let file = std::fs::OpenOptions::new()
@@ -114,7 +121,8 @@ impl OciRuntime {
             .try_clone()
             .map_err(|source| RuntimeError::Spawn { bin: self.binary.display().to_string(), source })?;
         let mut cmd = self.command();
-        cmd.args(["run", "--detach", "--bundle"]).arg(bundle).arg(id).stdout(file).stderr(err);
+        cmd.args(["run", "--detach", "--pid-file"]).arg(pid_file).arg("--bundle").arg(bundle).arg(id);
+        cmd.stdout(file).stderr(err);
         // Not `output()`: that would pipe stdout and stderr, which the container inherits,
         // and wait for the container to close them. The runtime's complaints are in the log.
         let bin = self.binary.display().to_string();
