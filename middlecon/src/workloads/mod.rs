@@ -191,6 +191,17 @@ impl Workloads {
             }
             let record = match Record::load(&path) {
                 Ok(r) => r,
+                Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                    // No record was ever made durable here: not a workload this host owns
+                    // (a Run or a reservation cut short by a crash).
+                    let name = entry.file_name().to_string_lossy().into_owned();
+                    tracing::warn!(dir = %path.display(), "workload directory without a record: removed");
+                    if let Ok(rt) = w.runtime("") {
+                        let _ = rt.delete(&name).await;
+                    }
+                    let _ = std::fs::remove_dir_all(&path);
+                    continue;
+                }
                 Err(e) => {
                     tracing::warn!(dir = %path.display(), "no readable workload record, left alone: {e}");
                     continue;
@@ -387,7 +398,11 @@ impl Workloads {
         // A directory left behind by an earlier failure is not ours to keep.
         let _ = std::fs::remove_dir_all(&dir);
         std::fs::create_dir_all(&bundle).map_err(io_err(bundle.display()))?;
-        self.save(&record)?;
+        // Only a marker for cleanup: lost in a crash, the directory has no record and is
+        // removed at the next start. The record written once the container runs is durable.
+        record
+            .save_unsynced(&self.workload_dir(&record.name))
+            .map_err(io_err(format!("saving {}", record.name)))?;
         let (from, to) = (rootfs.to_path_buf(), bundle.join("rootfs"));
         tokio::task::spawn_blocking(move || bundle::copy_tree(&from, &to))
             .await
@@ -523,6 +538,30 @@ mod tests {
             let e = check_name(bad).unwrap_err();
             assert_eq!(e.code(), "invalid", "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn a_directory_without_a_record_is_removed_at_start_and_a_record_is_kept() {
+        let state = tempfile::tempdir().unwrap();
+        let orphan = state.path().join("workloads/half-made/bundle");
+        std::fs::create_dir_all(&orphan).unwrap();
+        let kept = state.path().join("workloads/web");
+        std::fs::create_dir_all(&kept).unwrap();
+        let record = Record {
+            name: "web".into(),
+            runtime: "runc".into(),
+            command: vec!["sleep".into(), "1".into()],
+            env: Default::default(),
+            memory_bytes: 0,
+            cpus: 0.0,
+            epoch: 2,
+            started_unix_ms: 1,
+            phase: Phase::Owned,
+        };
+        record.save(&kept).unwrap();
+        let w = Workloads::open("h", state.path(), "runc").await.unwrap();
+        assert!(!state.path().join("workloads/half-made").exists(), "the recordless directory is gone");
+        assert_eq!(w.get("web").map(|r| r.epoch), Some(2), "the owned workload is adopted");
     }
 
     #[test]

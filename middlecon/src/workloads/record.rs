@@ -84,14 +84,30 @@ impl Record {
 
     /// Replaces the record in `dir` atomically and durably.
     pub fn save(&self, dir: &Path) -> std::io::Result<()> {
+        self.write(dir, true)
+    }
+
+    /// Replaces the record in `dir` atomically, without waiting for the disk: for a record
+    /// whose loss in a crash is harmless (a directory without a record is removed at the
+    /// next start, see `Workloads::open`).
+    pub fn save_unsynced(&self, dir: &Path) -> std::io::Result<()> {
+        self.write(dir, false)
+    }
+
+    fn write(&self, dir: &Path, durable: bool) -> std::io::Result<()> {
         let tmp = dir.join(format!(".{FILE}.tmp"));
         {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&serde_json::to_vec_pretty(self).expect("a record serializes"))?;
-            f.sync_all()?;
+            if durable {
+                f.sync_all()?;
+            }
         }
         std::fs::rename(&tmp, dir.join(FILE))?;
-        std::fs::File::open(dir)?.sync_all()
+        if durable {
+            std::fs::File::open(dir)?.sync_all()?;
+        }
+        Ok(())
     }
 }
 
