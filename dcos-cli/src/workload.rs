@@ -166,19 +166,11 @@ impl Session {
         }
     }
 
-    /// One unary call to `host`, connecting included, within `--timeout`. `call` gets the
-    /// client and a request carrying the time left (so the daemon knows the deadline too).
-    pub async fn unary<Q, T, F, Fut>(&self, host: &ApiHost, message: Q, call: F) -> Result<T, Fault>
-    where
-        F: FnOnce(WorkloadsClient<Channel>, tonic::Request<Q>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        self.unary_for(self.timeout, host, message, call).await
-    }
-
-    /// As [`Session::unary`], for calls whose work takes longer than an answer (`Run` copies
-    /// a root filesystem, `Stop` gives the container a grace period): `--timeout` plus `more`.
-    pub async fn unary_longer<Q, T, F, Fut>(
+    /// One unary call to `host`, connecting included, within `--timeout` plus `more` (zero
+    /// for an answer; `Run` copies a root filesystem, `Stop` gives the container a grace
+    /// period). `call` gets the client and a request carrying the time left (so the daemon
+    /// knows the deadline too).
+    pub async fn unary<Q, T, F, Fut>(
         &self,
         more: Duration,
         host: &ApiHost,
@@ -189,20 +181,7 @@ impl Session {
         F: FnOnce(WorkloadsClient<Channel>, tonic::Request<Q>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        self.unary_for(self.timeout + more, host, message, call).await
-    }
-
-    async fn unary_for<Q, T, F, Fut>(
-        &self,
-        budget: Duration,
-        host: &ApiHost,
-        message: Q,
-        call: F,
-    ) -> Result<T, Fault>
-    where
-        F: FnOnce(WorkloadsClient<Channel>, tonic::Request<Q>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
+        let budget = self.timeout + more;
         let deadline = Instant::now() + budget;
         let work = async {
             let client = self.client(host, deadline).await?;
@@ -219,7 +198,9 @@ impl Session {
     pub async fn list_all(&self, hosts: &[ApiHost]) -> Vec<Listed> {
         let asks = hosts.iter().map(|h| async move {
             let started = Instant::now();
-            let result = self.unary(h, pb::ListRequest {}, |mut c, r| async move { c.list(r).await }).await;
+            let result = self
+                .unary(Duration::ZERO, h, pb::ListRequest {}, |mut c, r| async move { c.list(r).await })
+                .await;
             let elapsed_ms = started.elapsed().as_millis() as u64;
             let mut host = h.clone();
             let (status, error, workloads) = match result {

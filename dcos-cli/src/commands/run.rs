@@ -44,14 +44,11 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &RunArgs) -> Result<u8,
     let request = request(args)?;
     let host = crate::api::host(tls, fleet, &args.api, &args.host).await?;
     let session = Session::new(tls, fleet)?;
-    let reply =
-        session
-            // Copying the root filesystem into the bundle takes as long as it takes.
-            .unary_longer(std::time::Duration::from_secs(60), &host, request, |mut c, r| async move {
-                c.run(r).await
-            })
-            .await
-            .map_err(|f| f.into_error(&host))?;
+    let reply = session
+        // Copying the root filesystem into the bundle takes as long as it takes.
+        .unary(std::time::Duration::from_secs(60), &host, request, |mut c, r| async move { c.run(r).await })
+        .await
+        .map_err(|f| f.into_error(&host))?;
     let workload = reply.workload.ok_or_else(|| WorkloadError::Failed {
         code: "internal",
         message: format!("{} ({}) answered without the workload", host.name, host.addr),

@@ -11,9 +11,7 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &StopArgs) -> Result<u8
     let request = pb::StopRequest { name: args.name.clone() };
     let reply = session
         // The daemon gives the container 5 s to end after SIGTERM before SIGKILL.
-        .unary_longer(std::time::Duration::from_secs(10), &host, request, |mut c, r| async move {
-            c.stop(r).await
-        })
+        .unary(std::time::Duration::from_secs(10), &host, request, |mut c, r| async move { c.stop(r).await })
         .await
         .map_err(|f| f.into_error(&host))?;
     let workload = reply.workload.unwrap_or_else(|| pb::Workload {

@@ -196,8 +196,10 @@ impl Workloads {
                     // (a Run or a reservation cut short by a crash).
                     let name = entry.file_name().to_string_lossy().into_owned();
                     tracing::warn!(dir = %path.display(), "workload directory without a record: removed");
-                    if let Ok(rt) = w.runtime("") {
-                        let _ = rt.delete(&name).await;
+                    for kind in ["runc", "crun"] {
+                        if let Ok(rt) = w.runtime(kind) {
+                            let _ = rt.delete(&name).await;
+                        }
                     }
                     let _ = std::fs::remove_dir_all(&path);
                     continue;
