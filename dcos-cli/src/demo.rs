@@ -270,8 +270,9 @@ $ dcos stop hello"
     worst.max(commands::stop::run(tls, fleet, &stop).await.unwrap_or_else(shown))
 }
 
-/// Deletes any container a demo middlecon still has (a demo interrupted before its `stop`):
-/// containers outlive their daemon by design, but not the demo's temporary directory.
+/// Deletes any container a demo middlecon still has (a demo interrupted before its `stop`)
+/// and unmounts its root filesystem: containers outlive their daemon by design, but not the
+/// demo's temporary directory.
 async fn remove_leftover_containers(dir: &Path, names: &[String]) {
     for name in names {
         let state = dir.join(format!("{name}-state"));
@@ -279,9 +280,13 @@ async fn remove_leftover_containers(dir: &Path, names: &[String]) {
         let Ok(entries) = std::fs::read_dir(&rt.root) else { continue };
         for e in entries.flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
-            if let Err(err) = rt.delete(&id).await {
+            if let Err(err) = rt.delete(&id, None).await {
                 eprintln!("dcos demo: removing container {id} of {name}: {err}");
             }
+        }
+        // Their overlays too, before the temporary directory is removed.
+        for e in std::fs::read_dir(state.join("workloads")).into_iter().flatten().flatten() {
+            middlecon::workloads::rootfs::release(&e.path());
         }
     }
 }

@@ -146,9 +146,13 @@ impl Mesh {
         }
     }
 
+    /// A file the workload wrote, from outside host `i`: in its copied root filesystem, or in
+    /// the upper layer of its overlay (mounted in the host's own mount namespace only).
     fn file_in(&self, i: usize, name: &str, path: &str) -> Option<String> {
-        let p = self.state_dir(i).join("workloads").join(name).join("bundle/rootfs").join(path);
-        std::fs::read_to_string(p).ok()
+        let dir = self.state_dir(i).join("workloads").join(name);
+        ["bundle/rootfs", "layers/upper"]
+            .iter()
+            .find_map(|d| std::fs::read_to_string(dir.join(d).join(path)).ok())
     }
 }
 
@@ -202,6 +206,10 @@ async fn a_workload_with_a_file_written_inside_moves_to_another_host() {
         mesh.file_in(0, "web", "state.txt")
     })
     .await;
+    // Run made an overlay over the image: the write is in the upper layer, not in the image.
+    let source = mesh.state_dir(0).join("workloads/web");
+    assert!(source.join("layers/upper/state.txt").is_file(), "the write lands in the upper layer");
+    assert!(!mesh.rootfs.join("state.txt").exists(), "the image is left as it was");
     let progress = mesh.migrate(0, "web", 1).await.expect("Migrate starts");
     let last = progress.last().expect("progress messages");
     assert!(last.done && last.error.is_empty(), "migration done: {last:?}");
@@ -212,7 +220,11 @@ async fn a_workload_with_a_file_written_inside_moves_to_another_host() {
     }
     assert_eq!(last.epoch, 1);
     // On the target: the file written on the source, and the process running.
-    assert_eq!(mesh.file_in(1, "web", "state.txt").as_deref(), Some("written-inside\n"));
+    // The merged view travelled: the target's root filesystem is a plain tree with the image's
+    // files and the workload's.
+    let target_root = mesh.state_dir(1).join("workloads/web/bundle/rootfs");
+    assert!(target_root.join("bin/busybox").is_file(), "the image's files moved too");
+    assert_eq!(std::fs::read_to_string(target_root.join("state.txt")).unwrap(), "written-inside\n");
     let on_target = mesh.list(1).await;
     assert!(running(&on_target, "web"), "{on_target:?}");
     // On the source: nothing left.

@@ -1,5 +1,5 @@
 //! A workload's OCI bundle: `config.json` built with the `oci-spec` types from the
-//! workload's [`Record`], and the root filesystem copied into the bundle.
+//! workload's [`Record`], and copying a tree (a root filesystem where no overlay can be made).
 //!
 //! The container shares the host's network namespace (middlecon sets up no container
 //! networking), gets its own PID, mount, IPC, UTS and cgroup namespaces, a writable root

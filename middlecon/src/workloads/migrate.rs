@@ -165,7 +165,7 @@ async fn reserve(w: Arc<Workloads>, r: Request) -> Result<Response, WorkloadErro
         None => Ok((Some(record.clone()), ())),
     })?;
     let dir = w.workload_dir(&name);
-    let _ = std::fs::remove_dir_all(&dir);
+    let _ = super::rootfs::remove(&dir);
     if let Err(e) = std::fs::create_dir_all(dir.join("bundle"))
         .map_err(|e| WorkloadError::Io(e.to_string()))
         .and_then(|_| w.save(&record))
@@ -481,6 +481,12 @@ impl Mover {
                         other.map_or("gone".to_string(), |s| s.status)
                     )))
                 }
+            }
+            if !super::rootfs::readable(&w.workload_dir(&name)) {
+                return Err(WorkloadError::Precondition(format!(
+                    "the root filesystem of {name} is an overlay this middlecon does not see mounted \
+                     (restarted in another mount namespace?): restart middlecon where the workload was started"
+                )));
             }
             let (bytes, entries) = bundle::tree_size(&w.rootfs(&name));
             let estimate = bytes + entries * 1024 + 1024;

@@ -1,7 +1,9 @@
 //! The host's OCI container workloads (SPEC section 5) and their migration between peers.
 //!
 //! - [`runtime`]: the OCI runtime binary (runc or crun, per workload) and its verbs.
-//! - [`bundle`]: `config.json` (oci-spec types) and the root filesystem of a bundle.
+//! - [`bundle`]: `config.json` (oci-spec types) and copying a tree.
+//! - [`rootfs`]: a workload's root filesystem: an overlay over the image it was run from
+//!   (its writes in `layers/`), or a copy where the kernel refuses the overlay.
 //! - [`record`]: what is kept on disk per workload, and the [`Phase`] guards.
 //! - [`transfer`]: the bundle's root filesystem as a checksummed tar stream on its own QUIC
 //!   stream, with a bandwidth limit.
@@ -11,13 +13,14 @@
 //! - [`grpc`]: the `Workloads` gRPC service.
 //!
 //! Layout under `--state-dir`: `workloads/<name>/{workload.json, bundle/config.json,
-//! bundle/rootfs/, output.log}` and the runtimes' own state in `runtime/<runc|crun>/`
+//! bundle/rootfs/, layers/{upper,work}/, init.pid, output.log}` and the runtimes' own state in `runtime/<runc|crun>/`
 //! (which k2i reads with `--oci-root runc=<state-dir>/runtime/runc`).
 
 pub mod bundle;
 pub mod grpc;
 pub mod migrate;
 pub mod record;
+pub mod rootfs;
 pub mod runtime;
 pub mod transfer;
 
@@ -31,6 +34,11 @@ use std::time::{Duration, SystemTime};
 
 /// Where the runtime writes a workload's init pid, in its directory.
 const PID_FILE: &str = "init.pid";
+
+/// The container's init pid as the runtime wrote it into workload directory `dir`.
+fn read_pid(dir: &Path) -> Option<u32> {
+    std::fs::read_to_string(dir.join(PID_FILE)).ok().and_then(|p| p.trim().parse().ok())
+}
 /// How long `Stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
@@ -198,10 +206,10 @@ impl Workloads {
                     tracing::warn!(dir = %path.display(), "workload directory without a record: removed");
                     for kind in ["runc", "crun"] {
                         if let Ok(rt) = w.runtime(kind) {
-                            let _ = rt.delete(&name).await;
+                            let _ = rt.delete(&name, read_pid(&path)).await;
                         }
                     }
-                    let _ = std::fs::remove_dir_all(&path);
+                    let _ = rootfs::remove(&path);
                     continue;
                 }
                 Err(e) => {
@@ -311,7 +319,7 @@ impl Workloads {
         bundle::write_config(&bundle, record, &self.daemon_id)
             .map_err(|e| WorkloadError::Io(e.to_string()))?;
         // A container of that id left behind (killed daemon, failed start) is in the way.
-        rt.delete(&record.name).await.map_err(WorkloadError::Runtime)?;
+        rt.delete(&record.name, read_pid(&dir)).await.map_err(WorkloadError::Runtime)?;
         rt.run(&record.name, &bundle, &dir.join("output.log"), &dir.join(PID_FILE))
             .await
             .map_err(WorkloadError::Runtime)?;
@@ -321,12 +329,13 @@ impl Workloads {
     /// Removes a workload's container and directory (best effort, logged) and its entry.
     pub(crate) async fn discard(&self, record: &Record) {
         if let Ok(rt) = self.runtime(&record.runtime) {
-            if let Err(e) = rt.delete(&record.name).await {
+            let pid = read_pid(&self.workload_dir(&record.name));
+            if let Err(e) = rt.delete(&record.name, pid).await {
                 tracing::warn!(workload = %record.name, "deleting the container: {e}");
             }
         }
         let dir = self.workload_dir(&record.name);
-        if let Err(e) = std::fs::remove_dir_all(&dir) {
+        if let Err(e) = rootfs::remove(&dir) {
             if e.kind() != std::io::ErrorKind::NotFound {
                 tracing::warn!(dir = %dir.display(), "removing: {e}");
             }
@@ -373,18 +382,24 @@ impl Workloads {
             Some(_) => Err(WorkloadError::Exists { name: record.name.clone(), host }),
             None => Ok((Some(record.clone()), ())),
         })?;
+        let begun = std::time::Instant::now();
         let made = self.create(record.clone(), &rootfs).await;
         match made {
-            Ok(r) => {
+            Ok((r, (made, took))) => {
                 // The runtime has just said it started: its pid file saves asking it again.
-                let pid = std::fs::read_to_string(self.workload_dir(&r.name).join(PID_FILE))
-                    .ok()
-                    .and_then(|p| p.trim().parse::<u32>().ok());
-                let w = match pid {
+                let w = match read_pid(&self.workload_dir(&r.name)) {
                     Some(pid) => self.to_pb(&r, "running", pid),
                     None => self.describe(&r, &rt).await,
                 };
-                tracing::info!(workload = %r.name, runtime = %rt.kind(), pid = w.pid, "workload running");
+                tracing::info!(
+                    workload = %r.name,
+                    runtime = %rt.kind(),
+                    pid = w.pid,
+                    rootfs = ?made,
+                    rootfs_ms = took.as_secs_f64() * 1e3,
+                    total_ms = begun.elapsed().as_secs_f64() * 1e3,
+                    "workload running"
+                );
                 Ok(w)
             }
             Err(e) => {
@@ -394,19 +409,26 @@ impl Workloads {
         }
     }
 
-    async fn create(&self, mut record: Record, rootfs: &Path) -> Result<Record, WorkloadError> {
+    /// Makes the bundle and starts it: the record, and how the root filesystem was made and
+    /// how long that took.
+    async fn create(
+        &self,
+        mut record: Record,
+        rootfs: &Path,
+    ) -> Result<(Record, (rootfs::Made, Duration)), WorkloadError> {
         let dir = self.workload_dir(&record.name);
         let bundle = dir.join("bundle");
         // A directory left behind by an earlier failure is not ours to keep.
-        let _ = std::fs::remove_dir_all(&dir);
+        let _ = rootfs::remove(&dir);
         std::fs::create_dir_all(&bundle).map_err(io_err(bundle.display()))?;
         // Only a marker for cleanup: lost in a crash, the directory has no record and is
         // removed at the next start. The record written once the container runs is durable.
         record
             .save_unsynced(&self.workload_dir(&record.name))
             .map_err(io_err(format!("saving {}", record.name)))?;
-        let (from, to) = (rootfs.to_path_buf(), bundle.join("rootfs"));
-        tokio::task::spawn_blocking(move || bundle::copy_tree(&from, &to))
+        let (image, into) = (rootfs.to_path_buf(), dir.clone());
+        let copying = std::time::Instant::now();
+        let made = tokio::task::spawn_blocking(move || rootfs::make(&image, &into))
             .await
             .map_err(|e| WorkloadError::Io(e.to_string()))?
             .map_err(|e| match e {
@@ -415,11 +437,12 @@ impl Workloads {
                 }
                 e => WorkloadError::Io(format!("copying the root filesystem: {e}")),
             })?;
+        let copied = (made, copying.elapsed());
         record.started_unix_ms = self.start_container(&record).await?;
         record.phase = Phase::Owned;
         self.save(&record)?;
         self.put(record.clone());
-        Ok(record)
+        Ok((record, copied))
     }
 
     /// Stops a workload (SIGTERM, SIGKILL after a grace period) and removes it from this
@@ -442,14 +465,17 @@ impl Workloads {
         let mut shown = self.describe(&record, &rt).await;
         let _ = rt.resume(name).await;
         if rt.kill(name, "TERM").await.is_ok() {
+            let pid = read_pid(&self.workload_dir(name));
             let until = tokio::time::Instant::now() + STOP_GRACE;
             while tokio::time::Instant::now() < until {
-                match rt.state(name).await {
-                    Ok(Some(s)) if s.status != "stopped" => {
-                        tokio::time::sleep(Duration::from_millis(50)).await
-                    }
-                    _ => break,
+                let running = match pid {
+                    Some(pid) => runtime::process_running(pid),
+                    None => matches!(rt.state(name).await, Ok(Some(s)) if s.status != "stopped"),
+                };
+                if !running {
+                    break;
                 }
+                tokio::time::sleep(Duration::from_millis(if pid.is_some() { 5 } else { 50 })).await;
             }
         }
         self.discard(&record).await;

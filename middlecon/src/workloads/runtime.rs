@@ -182,8 +182,10 @@ impl OciRuntime {
     }
 
     /// Deletes the container, killing what still runs in it. Deleting a container the
-    /// runtime does not know is not an error.
-    pub async fn delete(&self, id: &str) -> Result<(), RuntimeError> {
+    /// runtime does not know is not an error. `init_pid`, the container's init as its pid
+    /// file gave it, lets the wait for the kill watch `/proc` instead of asking the runtime
+    /// (each `state` is another runtime process, several milliseconds).
+    pub async fn delete(&self, id: &str, init_pid: Option<u32>) -> Result<(), RuntimeError> {
         // Both runtimes keep a container's state in `<root>/<id>/`: without it there is
         // nothing to delete, and no runtime process to start (a start's usual case).
         if !self.root.join(id).exists() {
@@ -196,12 +198,14 @@ impl OciRuntime {
         if self.kill(id, "KILL").await.is_ok() {
             let until = tokio::time::Instant::now() + KILL_WAIT;
             while tokio::time::Instant::now() < until {
-                match self.state(id).await {
-                    Ok(Some(s)) if s.status != "stopped" => {
-                        tokio::time::sleep(Duration::from_millis(5)).await
-                    }
-                    _ => break,
+                let running = match init_pid {
+                    Some(pid) => process_running(pid),
+                    None => matches!(self.state(id).await, Ok(Some(s)) if s.status != "stopped"),
+                };
+                if !running {
+                    break;
                 }
+                tokio::time::sleep(Duration::from_millis(if init_pid.is_some() { 1 } else { 5 })).await;
             }
         }
         let mut cmd = self.command();
@@ -214,6 +218,16 @@ impl OciRuntime {
             }
             other => other.map(|_| ()),
         }
+    }
+}
+
+/// Whether process `pid` still runs: not gone and not a zombie waiting for its reaper
+/// (the runtime counts a container whose init is a zombie as stopped).
+pub(crate) fn process_running(pid: u32) -> bool {
+    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
+        // `pid (comm) S ...`: the state follows the last `)`, as comm may hold one.
+        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with(['Z', 'X'])),
+        Err(_) => false,
     }
 }
 
@@ -242,10 +256,29 @@ mod tests {
             binary: PathBuf::from("/bin/false"),
             root: state.path().join("runtime/false"),
         };
-        rt.delete("web").await.expect("nothing to delete, nothing run");
+        rt.delete("web", None).await.expect("nothing to delete, nothing run");
         std::fs::create_dir_all(rt.root.join("web")).unwrap();
-        let err = rt.delete("web").await.expect_err("a container the runtime keeps state for is asked for");
+        let err =
+            rt.delete("web", None).await.expect_err("a container the runtime keeps state for is asked for");
         assert!(matches!(err, RuntimeError::Failed { verb: "delete", .. }), "{err}");
+    }
+
+    #[test]
+    fn a_zombie_or_a_missing_process_is_not_running() {
+        let mut sleeper = std::process::Command::new("sleep").arg("10").spawn().unwrap();
+        assert!(process_running(sleeper.id()));
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(!process_running(sleeper.id()), "a reaped process is gone");
+        let mut child = std::process::Command::new("true").spawn().unwrap();
+        let pid = child.id();
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while process_running(pid) {
+            assert!(std::time::Instant::now() < until, "`true` never ended");
+            std::thread::sleep(Duration::from_millis(1));
+        }
+        assert!(Path::new(&format!("/proc/{pid}")).exists(), "not reaped yet: a zombie, not running");
+        child.wait().unwrap();
     }
 
     #[test]
