@@ -921,9 +921,9 @@ fn render(s: &Samples, args: &RunArgs, h: &Header) -> String {
     }
     let run = summarize(&s.run);
     let what = if h.cli.is_some() {
-        "`dcos run` until running (copies the rootfs)"
+        "`dcos run` until running (overlay over the image)"
     } else {
-        "`Workloads.Run` over gRPC until running (fresh connection; copies the rootfs)"
+        "`Workloads.Run` over gRPC until running (fresh connection; overlay over the image)"
     };
     let ratio = run.median / runc.median;
     row(&mut out, what, &run, "≤ 1.20 × runc", &format!("{ratio:.2} × runc"), pass(ratio <= 1.2));

@@ -34,6 +34,8 @@ use std::time::{Duration, SystemTime};
 
 /// Where the runtime writes a workload's init pid, in its directory.
 const PID_FILE: &str = "init.pid";
+/// Prefix of a workload directory being removed (no workload name starts with a dot).
+const REMOVING: &str = ".removing-";
 
 /// The container's init pid as the runtime wrote it into workload directory `dir`.
 fn read_pid(dir: &Path) -> Option<u32> {
@@ -197,6 +199,11 @@ impl Workloads {
             if !path.is_dir() {
                 continue;
             }
+            if entry.file_name().to_string_lossy().starts_with(REMOVING) {
+                // Its removal was cut short by a crash.
+                let _ = rootfs::remove(&path);
+                continue;
+            }
             let record = match Record::load(&path) {
                 Ok(r) => r,
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
@@ -334,13 +341,31 @@ impl Workloads {
                 tracing::warn!(workload = %record.name, "deleting the container: {e}");
             }
         }
-        let dir = self.workload_dir(&record.name);
-        if let Err(e) = rootfs::remove(&dir) {
-            if e.kind() != std::io::ErrorKind::NotFound {
-                tracing::warn!(dir = %dir.display(), "removing: {e}");
-            }
-        }
+        self.remove_dir(&record.name);
         self.table.lock().unwrap_or_else(|e| e.into_inner()).remove(&record.name);
+    }
+
+    /// Removes workload directory `name` from sight at once (renamed to a `.removing-` name,
+    /// which `open` sweeps after a crash) and from the disk in the background: unmounting an
+    /// overlay syncs the whole filesystem under it, which can take longer than the rest of a
+    /// migration.
+    fn remove_dir(&self, name: &str) {
+        let dir = self.workload_dir(name);
+        let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
+        let doomed = self.dir.join(format!("{REMOVING}{name}-{nanos}"));
+        let gone = match std::fs::rename(&dir, &doomed) {
+            Ok(()) => doomed,
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+            Err(e) => {
+                tracing::debug!(dir = %dir.display(), "renaming before removal: {e}");
+                dir
+            }
+        };
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = rootfs::remove(&gone) {
+                tracing::warn!(dir = %gone.display(), "removing: {e}");
+            }
+        });
     }
 
     /// Runs a new workload: checks the request, copies the root filesystem into a bundle
@@ -587,9 +612,28 @@ mod tests {
             phase: Phase::Owned,
         };
         record.save(&kept).unwrap();
+        // A removal cut short: the record is still in it, but it is no workload any more.
+        let removing = state.path().join(format!("workloads/{REMOVING}web-1"));
+        std::fs::create_dir_all(&removing).unwrap();
+        Record { epoch: 1, ..record.clone() }.save(&removing).unwrap();
         let w = Workloads::open("h", state.path(), "runc").await.unwrap();
         assert!(!state.path().join("workloads/half-made").exists(), "the recordless directory is gone");
+        assert!(!removing.exists(), "an interrupted removal is finished");
         assert_eq!(w.get("web").map(|r| r.epoch), Some(2), "the owned workload is adopted");
+        // Discarding it takes it out of sight at once; the disk follows in the background.
+        w.discard(&record).await;
+        assert!(w.get("web").is_none() && !kept.exists());
+        let workloads = state.path().join("workloads");
+        wait_until(|| std::fs::read_dir(&workloads).unwrap().next().is_none()).await;
+    }
+
+    /// Waits (at most 5 s) until `done` holds.
+    async fn wait_until(done: impl Fn() -> bool) {
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while !done() {
+            assert!(std::time::Instant::now() < until, "not done within 5 s");
+            tokio::time::sleep(Duration::from_millis(10)).await;
+        }
     }
 
     #[test]
