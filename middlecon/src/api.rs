@@ -180,6 +180,8 @@ pub struct Api {
     pub labels: BTreeMap<String, String>,
     /// The fleet as membership sees it; names are looked up here before `peers`.
     pub members: Option<crate::membership::Handle>,
+    /// Turns true when the daemon stops: `Serve` streams then end with OK.
+    pub stopping: tokio::sync::watch::Receiver<bool>,
 }
 
 pub(crate) fn caller_of<T>(request: &Request<T>) -> Caller {
@@ -436,12 +438,16 @@ impl pb::messaging_server::Messaging for Api {
         let (tx, rx) = mpsc::channel(crate::routing::STREAM_CAPACITY);
         let responder = Responder::new(caller.describe(), tx.clone());
         let registry = self.registry.clone();
+        let mut stopping = self.stopping.clone();
         tokio::spawn(async move {
             loop {
                 let msg = tokio::select! {
                     m = inbound.message() => m,
                     // The runtime dropped its receiving side: the stream is over.
                     _ = tx.closed() => break,
+                    // The daemon stops: the stream ends with OK once its senders are gone
+                    // (the runtime reconnects to the next daemon), not with a broken connection.
+                    _ = stopping.wait_for(|s| *s) => break,
                 };
                 match msg {
                     Ok(Some(pb::ServeMessage { msg: Some(pb::serve_message::Msg::Register(r)) })) => {
@@ -678,6 +684,7 @@ pub fn spawn(
     members: Option<crate::membership::Handle>,
     workloads: Option<Arc<crate::workloads::Workloads>>,
 ) -> Running {
+    let (stop, rx) = tokio::sync::watch::channel(false);
     let api = Api {
         name: config.name.clone(),
         dc: config.dc.clone(),
@@ -688,13 +695,13 @@ pub fn spawn(
         peers: Arc::new(config.peers.clone()),
         labels: config.labels.clone(),
         members,
+        stopping: rx.clone(),
     };
     let workloads = workloads.map(|w| WorkloadsApi::new(api.clone(), w));
     if let Some(w) = &workloads {
         crate::workloads::migrate::recover(w.mover());
     }
     let identity = config.identity.clone();
-    let (stop, rx) = tokio::sync::watch::channel(false);
     let task = tokio::spawn(async move {
         if let Err(e) = serve(listeners, &identity, api, workloads, rx).await {
             tracing::error!("gRPC API stopped: {e}");

@@ -318,3 +318,29 @@ async fn host_names_resolve_through_membership() {
     }
     assert_eq!(n, 1, "max_replies 1");
 }
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_stopping_daemon_ends_serve_streams_with_ok() {
+    let fleet = Fleet::new(1).expect("fleet");
+    let pki = Pki::new();
+    let mut daemons = middlecons(&fleet, &pki, true);
+    let channel = middlecon::api::connect_unix(&socket(&fleet, 0)).await.expect("the local socket answers");
+    let (out_tx, out_rx) = mpsc::channel::<pb::ServeMessage>(4);
+    let register = pb::Register { services: vec!["demo.echo".into()] };
+    out_tx.send(pb::ServeMessage { msg: Some(pb::serve_message::Msg::Register(register)) }).await.unwrap();
+    let mut deliveries = MessagingClient::new(channel)
+        .serve(tokio_stream::wrappers::ReceiverStream::new(out_rx))
+        .await
+        .expect("Serve")
+        .into_inner();
+    deliveries.message().await.expect("registered").expect("stream open");
+    let pid = daemons[0].init_pid().expect("middlecon runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    let end = tokio::time::timeout(Duration::from_secs(5), deliveries.message())
+        .await
+        .expect("the stream ends within 5 s of SIGTERM");
+    assert!(matches!(end, Ok(None)), "ended with OK, not a broken stream: {end:?}");
+    let status = daemons[0].wait(Duration::from_secs(5)).expect("middlecon exits");
+    assert!(status.success(), "{status}");
+}

@@ -196,22 +196,30 @@ async fn expire(w: Arc<Workloads>, name: String, epoch: u64) {
     }
 }
 
+/// The target's record of `a` if its phase allows `verb` (`allows`), else the conflict.
+fn reserved(
+    w: &Workloads,
+    a: &Attempt,
+    verb: &str,
+    allows: impl Fn(&Phase) -> bool,
+) -> Result<Record, WorkloadError> {
+    match w.get(&a.name) {
+        Some(rec) if allows(&rec.phase) => Ok(rec),
+        other => Err(WorkloadError::Conflict(format!(
+            "{} cannot {verb} {} for epoch {} ({})",
+            w.host,
+            a.name,
+            a.epoch,
+            other.map_or("no reservation", |o| super::status_word(&o.phase))
+        ))),
+    }
+}
+
 async fn receive(w: Arc<Workloads>, r: Request, body: quinn::RecvStream) -> Result<Response, WorkloadError> {
     let a: Attempt = parse(&r)?;
     let lock = w.name_lock(&a.name);
     let _guard = lock.lock().await;
-    let record = match w.get(&a.name) {
-        Some(rec) if rec.phase.can_receive(a.epoch) => rec,
-        other => {
-            return Err(WorkloadError::Conflict(format!(
-                "{} holds no reservation of {} for epoch {} ({})",
-                w.host,
-                a.name,
-                a.epoch,
-                other.map_or("none", |o| super::status_word(&o.phase))
-            )))
-        }
-    };
+    let record = reserved(&w, &a, "receive", |p| p.can_receive(a.epoch))?;
     let dest = w.rootfs(&a.name);
     let _ = std::fs::remove_dir_all(&dest);
     match transfer::receive_tree(body, dest, STALL).await {
@@ -237,18 +245,7 @@ async fn start(w: Arc<Workloads>, r: Request) -> Result<Response, WorkloadError>
     let a: Attempt = parse(&r)?;
     let lock = w.name_lock(&a.name);
     let _guard = lock.lock().await;
-    let mut record = match w.get(&a.name) {
-        Some(rec) if rec.phase.can_start_incoming(a.epoch) => rec,
-        other => {
-            return Err(WorkloadError::Conflict(format!(
-                "{} cannot start {} for epoch {} ({})",
-                w.host,
-                a.name,
-                a.epoch,
-                other.map_or("no reservation", |o| super::status_word(&o.phase))
-            )))
-        }
-    };
+    let mut record = reserved(&w, &a, "start", |p| p.can_start_incoming(a.epoch))?;
     let started = match w.start_container(&record).await {
         Ok(t) => t,
         Err(e) => {
