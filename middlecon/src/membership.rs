@@ -13,9 +13,14 @@
 //!   dead predecessor.
 //! - **Load.** The 1-minute load average from `/proc/loadavg` changes, so it is not in the
 //!   identity: every [`LOAD_EVERY`] (`MIDDLECON_LOAD_EVERY_MS` overrides it) each member
-//!   disseminates `{addr, seq, load}` with foca's custom broadcasts; a newer `seq` replaces
-//!   an older one. While any broadcast is pending, foca gossips every 200 ms, so with many
-//!   members this keeps gossip going all the time.
+//!   reads it and disseminates `{addr, seq, load}` with foca's custom broadcasts (a newer
+//!   `seq` replaces an older one), but only when it moved noticeably (by 0.25 and 10 %),
+//!   when a member came up since the last one (broadcasts reach only those present), or
+//!   when the last one is a minute old: while any broadcast is pending foca gossips every
+//!   200 ms, so spreading it every time kept a large fleet's gossip busy all the time.
+//! - **Member list.** Rebuilt (sorted, with the load figures) only when foca reports a
+//!   member change, a load figure arrives, or every 500 ms (foca does not report
+//!   suspicions), not after every packet.
 //! - **Join.** While it knows no other member, a daemon announces itself to every seed
 //!   (and every member it still lists as dead) once a second; members it lists as dead are
 //!   also sent an announce every 5 s, so the two sides of a healed partition merge.
@@ -35,7 +40,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, SystemTime};
+use std::time::{Duration, Instant, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
 /// The built-in service that carries SWIM packets between middlecons.
@@ -50,6 +55,14 @@ const PROBE_PERIOD: Duration = Duration::from_millis(500);
 const PROBE_RTT: Duration = Duration::from_millis(200);
 const SUSPECT_TO_DEAD: Duration = Duration::from_secs(2);
 const JOIN_EVERY: Duration = Duration::from_secs(1);
+/// How often the member list is rebuilt even without a reported change (suspicions).
+const REFRESH_EVERY: Duration = Duration::from_millis(500);
+/// A load figure is spread again when it moved by this much (absolute) ...
+const LOAD_STEP: f64 = 0.25;
+/// ... and by this fraction of the last one spread,
+const LOAD_STEP_FRACTION: f64 = 0.1;
+/// or when the last one spread is this old.
+const LOAD_RESPREAD_AFTER: Duration = Duration::from_secs(60);
 /// Largest SWIM packet: streams have no datagram limit, so a join reply carries many members.
 const MAX_PACKET: usize = 32 * 1024;
 /// How long one SWIM packet may take to be delivered.
@@ -223,7 +236,15 @@ impl Invalidates for LoadKey {
     }
 }
 
-type Loads = Arc<Mutex<HashMap<SocketAddr, (u64, f64)>>>;
+/// Every member's latest load figure (`seq`, load), and whether one arrived since the
+/// member list was last rebuilt.
+#[derive(Default)]
+struct LoadTable {
+    figures: HashMap<SocketAddr, (u64, f64)>,
+    changed: bool,
+}
+
+type Loads = Arc<Mutex<LoadTable>>;
 
 struct LoadHandler(Loads);
 
@@ -234,10 +255,11 @@ impl BroadcastHandler<Node> for LoadHandler {
     fn receive_item(&mut self, data: &[u8], _sender: Option<&Node>) -> Result<Option<LoadKey>, Self::Error> {
         let u: LoadUpdate = serde_json::from_slice(data)?;
         let mut loads = lock(&self.0);
-        match loads.get(&u.addr) {
+        match loads.figures.get(&u.addr) {
             Some(&(seq, _)) if seq >= u.seq => Ok(None),
             _ => {
-                loads.insert(u.addr, (u.seq, u.load));
+                loads.figures.insert(u.addr, (u.seq, u.load));
+                loads.changed = true;
                 Ok(Some(LoadKey { addr: u.addr, seq: u.seq }))
             }
         }
@@ -344,8 +366,11 @@ pub fn start(settings: Settings, endpoint: quinn::Endpoint) -> Handle {
         sender: Sender { endpoint, clients: Arc::default() },
         input: tx,
         members: handle.members.clone(),
+        changed: true,
         seeds: settings.seeds,
         load_every: settings.load_every,
+        load_sent: None,
+        newcomer: false,
     };
     tokio::spawn(task.run(rx));
     handle
@@ -358,17 +383,26 @@ struct Task {
     sender: Sender,
     input: mpsc::Sender<Input>,
     members: Arc<Mutex<Vec<Member>>>,
+    /// foca reported a member change since the list was last rebuilt.
+    changed: bool,
     seeds: Vec<SocketAddr>,
     load_every: Duration,
+    /// When this host last spread its load figure, and which.
+    load_sent: Option<(Instant, f64)>,
+    /// A member came up since then: it has not heard this host's load figure yet.
+    newcomer: bool,
 }
 
 impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
         let mut join = tokio::time::interval(JOIN_EVERY);
         let mut load = tokio::time::interval(self.load_every);
+        let mut refresh = tokio::time::interval(REFRESH_EVERY);
         join.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         load.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let mut refreshing = false;
             let result = tokio::select! {
                 input = rx.recv() => match input {
                     None => return,
@@ -397,12 +431,16 @@ impl Task {
                     }
                 }
                 _ = load.tick() => self.refresh_load(),
+                _ = refresh.tick() => {
+                    refreshing = true;
+                    Ok(())
+                }
             };
             if let Err(e) = result {
                 tracing::debug!("swim: {e}");
             }
             self.flush();
-            self.snapshot();
+            self.snapshot(refreshing);
         }
     }
 
@@ -420,8 +458,23 @@ impl Task {
         Ok(())
     }
 
+    /// Spreads this host's load figure if it moved noticeably, a member came up since it
+    /// was last spread (custom broadcasts reach only those present), or it is old.
     fn refresh_load(&mut self) -> Result<(), foca::Error> {
         let Some(load) = load_average() else { return Ok(()) };
+        let due = match self.load_sent {
+            None => true,
+            Some((at, sent)) => {
+                self.newcomer
+                    || at.elapsed() >= LOAD_RESPREAD_AFTER
+                    || (load - sent).abs() >= LOAD_STEP.max(sent * LOAD_STEP_FRACTION)
+            }
+        };
+        if !due {
+            return Ok(());
+        }
+        self.load_sent = Some((Instant::now(), load));
+        self.newcomer = false;
         let update = LoadUpdate { addr: self.foca.identity().addr, seq: now_ms(), load };
         let data = serde_json::to_vec(&update).expect("a plain struct serializes");
         self.foca.add_broadcast(&data).map(|_| ())
@@ -444,12 +497,17 @@ impl Task {
         while let Some(n) = self.runtime.to_notify() {
             match n {
                 foca::OwnedNotification::MemberUp(m) => {
+                    self.changed = true;
+                    self.newcomer = true;
                     tracing::info!(member = %m.name, addr = %m.addr, "member up")
                 }
                 foca::OwnedNotification::MemberDown(m) => {
+                    self.changed = true;
                     tracing::info!(member = %m.name, addr = %m.addr, "member down")
                 }
+                foca::OwnedNotification::Rename(..) => self.changed = true,
                 foca::OwnedNotification::Rejoin(m) => {
+                    self.changed = true;
                     tracing::info!(bump = m.bump, "declared down by the others; rejoined")
                 }
                 other => tracing::debug!("swim: {other:?}"),
@@ -458,8 +516,15 @@ impl Task {
         sends
     }
 
-    fn snapshot(&self) {
-        let loads = lock(&self.loads);
+    /// Rebuilds the member list if foca reported a change, a load figure arrived or
+    /// `refresh` asks for it (foca does not report suspicions).
+    fn snapshot(&mut self, refresh: bool) {
+        let mut loads = lock(&self.loads);
+        if !(refresh || self.changed || loads.changed) {
+            return;
+        }
+        self.changed = false;
+        loads.changed = false;
         let member = |n: &Node, state: State| Member {
             name: n.name.clone(),
             dc: n.dc.clone(),
@@ -468,7 +533,7 @@ impl Task {
             api: n.api.clone(),
             addr: n.addr,
             state,
-            load: loads.get(&n.addr).map(|&(_, l)| l),
+            load: loads.figures.get(&n.addr).map(|&(_, l)| l),
             version: n.version.clone(),
         };
         let mut others: Vec<Member> = self
