@@ -363,7 +363,7 @@ pub fn start(settings: Settings, endpoint: quinn::Endpoint) -> Handle {
         foca,
         loads,
         runtime: AccumulatingRuntime::new(),
-        sender: Sender { endpoint, clients: Arc::default() },
+        sender: Sender { client: Arc::new(Client::with_endpoint(endpoint)) },
         input: tx,
         members: handle.members.clone(),
         changed: true,
@@ -556,19 +556,14 @@ impl Task {
     }
 }
 
-/// Sends SWIM packets as `dcos.swim` calls, one cached connection per peer.
+/// Sends SWIM packets as `dcos.swim` calls, on one cached connection per peer.
 struct Sender {
-    endpoint: quinn::Endpoint,
-    clients: Arc<Mutex<HashMap<SocketAddr, Arc<Client>>>>,
+    client: Arc<Client>,
 }
 
 impl Sender {
     fn send(&self, to: SocketAddr, data: Vec<u8>) -> tokio::task::JoinHandle<()> {
-        let client = lock(&self.clients)
-            .entry(to)
-            .or_insert_with(|| Arc::new(Client::with_endpoint(self.endpoint.clone())))
-            .clone();
-        let clients = self.clients.clone();
+        let client = self.client.clone();
         tokio::spawn(async move {
             let deadline = SystemTime::now() + SEND_DEADLINE;
             match client.call(to, SWIM_SERVICE, data, deadline).await {
@@ -580,10 +575,7 @@ impl Sender {
                     tracing::debug!(%to, "swim packet lost: {e}");
                     // Forget the connection: the next packet dials afresh (a restarted peer
                     // does not know the old connection).
-                    let mut clients = lock(&clients);
-                    if clients.get(&to).is_some_and(|c| Arc::ptr_eq(c, &client)) {
-                        clients.remove(&to);
-                    }
+                    client.forget(to);
                 }
             }
         })
