@@ -31,8 +31,8 @@
 //! [`Handle::members`] lists every member (this host first); the built-in service
 //! [`SERVICE`] (`dcos.members`) answers the same list as JSON.
 
-use crate::peer::{Client, Request, Response, Service, ServiceFuture};
-use foca::{AccumulatingRuntime, BroadcastHandler, Foca, Invalidates, PostcardCodec, Timer};
+use crate::peer::{Client, PeerRequest, Request, Response, Service, ServiceFuture};
+use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, PostcardCodec, Timer};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -40,7 +40,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::net::{IpAddr, SocketAddr, UdpSocket};
 use std::num::{NonZeroU32, NonZeroUsize};
 use std::sync::{Arc, Mutex};
-use std::time::{Duration, Instant, SystemTime};
+use std::time::{Duration, SystemTime};
 use tokio::sync::{mpsc, oneshot};
 
 /// The built-in service that carries SWIM packets between middlecons.
@@ -57,12 +57,6 @@ const SUSPECT_TO_DEAD: Duration = Duration::from_secs(2);
 const JOIN_EVERY: Duration = Duration::from_secs(1);
 /// How often the member list is rebuilt even without a reported change (suspicions).
 const REFRESH_EVERY: Duration = Duration::from_millis(500);
-/// A load figure is spread again when it moved by this much (absolute) ...
-const LOAD_STEP: f64 = 0.25;
-/// ... and by this fraction of the last one spread,
-const LOAD_STEP_FRACTION: f64 = 0.1;
-/// or when the last one spread is this old.
-const LOAD_RESPREAD_AFTER: Duration = Duration::from_secs(60);
 /// Largest SWIM packet: streams have no datagram limit, so a join reply carries many members.
 const MAX_PACKET: usize = 32 * 1024;
 /// How long one SWIM packet may take to be delivered.
@@ -216,55 +210,43 @@ fn route_to(seed: Option<&SocketAddr>) -> Option<IpAddr> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Load figures, disseminated as foca custom broadcasts
+// Load figures, carried in the headers of every SWIM packet
 
-#[derive(Debug, Serialize, Deserialize)]
-struct LoadUpdate {
-    addr: SocketAddr,
-    seq: u64,
-    load: f64,
-}
+/// Header of a `dcos.swim` call: the sender's peer address (as SWIM knows it).
+const FROM_HEADER: &str = "swim-from";
+/// Header of a `dcos.swim` call: the sender's 1-minute load average.
+const LOAD_HEADER: &str = "swim-load";
 
-struct LoadKey {
-    addr: SocketAddr,
-    seq: u64,
-}
-
-impl Invalidates for LoadKey {
-    fn invalidates(&self, other: &Self) -> bool {
-        self.addr == other.addr && self.seq >= other.seq
-    }
-}
-
-/// Every member's latest load figure (`seq`, load), and whether one arrived since the
-/// member list was last rebuilt.
+/// This host's load figure and every member's latest one heard, and whether a member's
+/// first figure arrived since the member list was last rebuilt (later ones wait for the
+/// periodic rebuild).
 #[derive(Default)]
 struct LoadTable {
-    figures: HashMap<SocketAddr, (u64, f64)>,
+    mine: Option<f64>,
+    figures: HashMap<SocketAddr, f64>,
     changed: bool,
 }
 
-type Loads = Arc<Mutex<LoadTable>>;
-
-struct LoadHandler(Loads);
-
-impl BroadcastHandler<Node> for LoadHandler {
-    type Key = LoadKey;
-    type Error = serde_json::Error;
-
-    fn receive_item(&mut self, data: &[u8], _sender: Option<&Node>) -> Result<Option<LoadKey>, Self::Error> {
-        let u: LoadUpdate = serde_json::from_slice(data)?;
-        let mut loads = lock(&self.0);
-        match loads.figures.get(&u.addr) {
-            Some(&(seq, _)) if seq >= u.seq => Ok(None),
-            _ => {
-                loads.figures.insert(u.addr, (u.seq, u.load));
-                loads.changed = true;
-                Ok(Some(LoadKey { addr: u.addr, seq: u.seq }))
-            }
+impl LoadTable {
+    fn record(&mut self, addr: SocketAddr, load: f64) {
+        if self.figures.insert(addr, load).is_none() {
+            self.changed = true;
         }
     }
+
+    /// Records what a `dcos.swim` call's headers say; returns the sender's address.
+    fn heard(&mut self, headers: &BTreeMap<String, String>) -> Option<SocketAddr> {
+        let from: SocketAddr = headers.get(FROM_HEADER)?.parse().ok()?;
+        if let Some(load) = headers.get(LOAD_HEADER).and_then(|l| l.parse::<f64>().ok()) {
+            if load.is_finite() && load >= 0.0 {
+                self.record(from, load);
+            }
+        }
+        Some(from)
+    }
 }
+
+type Loads = Arc<Mutex<LoadTable>>;
 
 /// The 1-minute load average, from `/proc/loadavg`.
 pub fn load_average() -> Option<f64> {
@@ -283,7 +265,9 @@ fn now_ms() -> u64 {
 // The membership task
 
 enum Input {
-    Data(Vec<u8>),
+    /// A SWIM packet. `back`: it came in a call from that peer address whose reply waits
+    /// for the packets SWIM answers it with (an ack, a join's member list).
+    Data { data: Vec<u8>, back: Option<(SocketAddr, oneshot::Sender<Vec<u8>>)> },
     Timer(Timer<Node>),
     Leave(oneshot::Sender<()>),
 }
@@ -293,6 +277,7 @@ enum Input {
 pub struct Handle {
     members: Arc<Mutex<Vec<Member>>>,
     input: mpsc::Sender<Input>,
+    loads: Loads,
 }
 
 impl Handle {
@@ -311,7 +296,7 @@ impl Handle {
 
     /// The `dcos.swim` service, feeding received packets to SWIM.
     pub fn swim_service(&self) -> SwimService {
-        SwimService { input: self.input.clone() }
+        SwimService { input: self.input.clone(), loads: self.loads.clone() }
     }
 
     /// The `dcos.members` service.
@@ -320,7 +305,7 @@ impl Handle {
     }
 }
 
-type Swim = Foca<Node, PostcardCodec, SmallRng, LoadHandler>;
+type Swim = Foca<Node, PostcardCodec, SmallRng, NoCustomBroadcast>;
 
 fn swim_config(forget_dead_after: Duration) -> foca::Config {
     let mut c = foca::Config::new_lan(NonZeroU32::new(100).expect("nonzero"));
@@ -350,27 +335,25 @@ pub fn start(settings: Settings, endpoint: quinn::Endpoint) -> Handle {
     };
     let loads: Loads = Arc::default();
     let seed = now_ms() ^ (u64::from(std::process::id()) << 32);
-    let foca = Swim::with_custom_broadcast(
-        me,
-        swim_config(settings.forget_dead_after),
-        SmallRng::seed_from_u64(seed),
-        PostcardCodec,
-        LoadHandler(loads.clone()),
-    );
+    let addr = me.addr;
+    let foca = Swim::new(me, swim_config(settings.forget_dead_after), SmallRng::seed_from_u64(seed), PostcardCodec);
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-    let handle = Handle { members: Arc::default(), input: tx.clone() };
+    let handle = Handle { members: Arc::default(), input: tx.clone(), loads: loads.clone() };
     let task = Task {
         foca,
-        loads,
+        loads: loads.clone(),
         runtime: AccumulatingRuntime::new(),
-        sender: Sender { client: Arc::new(Client::with_endpoint(endpoint)) },
+        sender: Sender {
+            client: Arc::new(Client::with_endpoint(endpoint)),
+            me: addr,
+            loads: loads.clone(),
+            input: tx.clone(),
+        },
         input: tx,
         members: handle.members.clone(),
         changed: true,
         seeds: settings.seeds,
         load_every: settings.load_every,
-        load_sent: None,
-        newcomer: false,
     };
     tokio::spawn(task.run(rx));
     handle
@@ -387,10 +370,6 @@ struct Task {
     changed: bool,
     seeds: Vec<SocketAddr>,
     load_every: Duration,
-    /// When this host last spread its load figure, and which.
-    load_sent: Option<(Instant, f64)>,
-    /// A member came up since then: it has not heard this host's load figure yet.
-    newcomer: bool,
 }
 
 impl Task {
@@ -406,7 +385,13 @@ impl Task {
             let result = tokio::select! {
                 input = rx.recv() => match input {
                     None => return,
-                    Some(Input::Data(data)) => self.foca.handle_data(&data, &mut self.runtime),
+                    Some(Input::Data { data, back }) => {
+                        let r = self.foca.handle_data(&data, &mut self.runtime);
+                        if let Some((from, reply)) = back {
+                            let _ = reply.send(self.answers_to(from));
+                        }
+                        r
+                    }
                     Some(Input::Timer(t)) => self.foca.handle_timer(t, &mut self.runtime),
                     Some(Input::Leave(done)) => {
                         let r = self.foca.leave_cluster(&mut self.runtime);
@@ -458,26 +443,30 @@ impl Task {
         Ok(())
     }
 
-    /// Spreads this host's load figure if it moved noticeably, a member came up since it
-    /// was last spread (custom broadcasts reach only those present), or it is old.
+    /// Reads this host's load figure, which every SWIM packet it sends then carries.
     fn refresh_load(&mut self) -> Result<(), foca::Error> {
-        let Some(load) = load_average() else { return Ok(()) };
-        let due = match self.load_sent {
-            None => true,
-            Some((at, sent)) => {
-                self.newcomer
-                    || at.elapsed() >= LOAD_RESPREAD_AFTER
-                    || (load - sent).abs() >= LOAD_STEP.max(sent * LOAD_STEP_FRACTION)
-            }
-        };
-        if !due {
-            return Ok(());
+        if let Some(load) = load_average() {
+            let me = self.foca.identity().addr;
+            let mut loads = lock(&self.loads);
+            loads.mine = Some(load);
+            loads.record(me, load);
         }
-        self.load_sent = Some((Instant::now(), load));
-        self.newcomer = false;
-        let update = LoadUpdate { addr: self.foca.identity().addr, seq: now_ms(), load };
-        let data = serde_json::to_vec(&update).expect("a plain struct serializes");
-        self.foca.add_broadcast(&data).map(|_| ())
+        Ok(())
+    }
+
+    /// Takes the packets foca produced for `from` (framed, for the reply of the call that
+    /// brought its packet), and sends the others.
+    fn answers_to(&mut self, from: SocketAddr) -> Vec<u8> {
+        let mut back = Vec::new();
+        while let Some((to, data)) = self.runtime.to_send() {
+            if to.addr == from && back.len() + 4 + data.len() <= MAX_PACKET {
+                back.extend_from_slice(&(data.len() as u32).to_be_bytes());
+                back.extend_from_slice(&data);
+            } else {
+                self.sender.send(to.addr, data.to_vec());
+            }
+        }
+        back
     }
 
     /// Sends what foca produced, schedules its timers, logs its notifications. Returns the
@@ -498,7 +487,6 @@ impl Task {
             match n {
                 foca::OwnedNotification::MemberUp(m) => {
                     self.changed = true;
-                    self.newcomer = true;
                     tracing::info!(member = %m.name, addr = %m.addr, "member up")
                 }
                 foca::OwnedNotification::MemberDown(m) => {
@@ -533,7 +521,7 @@ impl Task {
             api: n.api.clone(),
             addr: n.addr,
             state,
-            load: loads.figures.get(&n.addr).map(|&(_, l)| l),
+            load: loads.figures.get(&n.addr).copied(),
             version: n.version.clone(),
         };
         let mut others: Vec<Member> = self
@@ -559,15 +547,34 @@ impl Task {
 /// Sends SWIM packets as `dcos.swim` calls, on one cached connection per peer.
 struct Sender {
     client: Arc<Client>,
+    /// This host's peer address and load figure, sent along in headers.
+    me: SocketAddr,
+    loads: Loads,
+    /// Where the packets in a call's reply go.
+    input: mpsc::Sender<Input>,
 }
 
 impl Sender {
     fn send(&self, to: SocketAddr, data: Vec<u8>) -> tokio::task::JoinHandle<()> {
         let client = self.client.clone();
+        let mut headers = BTreeMap::from([(FROM_HEADER.to_string(), self.me.to_string())]);
+        if let Some(load) = lock(&self.loads).mine {
+            headers.insert(LOAD_HEADER.to_string(), load.to_string());
+        }
+        let req = PeerRequest {
+            service: SWIM_SERVICE.to_string(),
+            deadline_unix_ms: crate::peer::unix_ms(SystemTime::now() + SEND_DEADLINE),
+            headers,
+            payload: data,
+        };
+        let input = self.input.clone();
         tokio::spawn(async move {
-            let deadline = SystemTime::now() + SEND_DEADLINE;
-            match client.call(to, SWIM_SERVICE, data, deadline).await {
-                Ok(reply) if reply.outcome() == crate::peer::Outcome::Ok => {}
+            match client.request(to, req).await {
+                Ok(reply) if reply.outcome() == crate::peer::Outcome::Ok => {
+                    for data in unframe(&reply.payload) {
+                        let _ = input.send(Input::Data { data, back: None }).await;
+                    }
+                }
                 Ok(reply) => {
                     tracing::debug!(%to, "swim packet refused: {:?} {}", reply.outcome(), reply.message)
                 }
@@ -582,25 +589,56 @@ impl Sender {
     }
 }
 
+/// The packets in a `dcos.swim` reply: each a 4-byte big-endian length and its bytes (a
+/// truncated tail is dropped).
+fn unframe(mut payload: &[u8]) -> Vec<Vec<u8>> {
+    let mut packets = Vec::new();
+    while let Some((len, rest)) = payload.split_first_chunk::<4>() {
+        let len = u32::from_be_bytes(*len) as usize;
+        if len > rest.len() {
+            break;
+        }
+        packets.push(rest[..len].to_vec());
+        payload = &rest[len..];
+    }
+    packets
+}
+
 // ---------------------------------------------------------------------------------------
 // Services
 
 /// `dcos.swim`: a SWIM packet from a verified `host` peer.
 pub struct SwimService {
     input: mpsc::Sender<Input>,
+    loads: Loads,
 }
 
 impl Service for SwimService {
     fn call(&self, request: Request) -> ServiceFuture {
-        let r = if request.payload.len() > MAX_PACKET {
-            Err(format!("SWIM packet of {} bytes is over {MAX_PACKET}", request.payload.len()))
-        } else {
-            match self.input.try_send(Input::Data(request.payload)) {
-                Ok(()) => Ok(Response::default()),
-                Err(_) => Err("membership is busy or stopped".to_string()),
+        if request.payload.len() > MAX_PACKET {
+            let e = format!("SWIM packet of {} bytes is over {MAX_PACKET}", request.payload.len());
+            return Box::pin(async move { Err(e) });
+        }
+        // A sender that names its address gets SWIM's answers in the reply (no call back,
+        // so no connection dialled back just for an ack).
+        let from = lock(&self.loads).heard(&request.headers);
+        let (back, answers) = match from {
+            Some(from) => {
+                let (tx, rx) = oneshot::channel();
+                (Some((from, tx)), Some(rx))
             }
+            None => (None, None),
         };
-        Box::pin(async move { r })
+        if self.input.try_send(Input::Data { data: request.payload, back }).is_err() {
+            return Box::pin(async { Err("membership is busy or stopped".to_string()) });
+        }
+        Box::pin(async move {
+            let payload = match answers {
+                Some(rx) => rx.await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            Ok(Response { payload, ..Response::default() })
+        })
     }
 }
 

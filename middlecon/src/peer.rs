@@ -58,6 +58,11 @@ const INITIAL_STREAMS: u32 = 128;
 /// 300 KB per connection (75 MB per member in a 100-member fleet).
 const MAX_STREAMS: u32 = 4096;
 
+/// The peer socket's receive and send buffers: a daemon busy with handshakes (or starved
+/// of CPU) should not have the kernel drop the datagrams of a hundred peers at once (the
+/// default, about 200 KiB, holds some 90); capped by `net.core.rmem_max`/`wmem_max`.
+const SOCKET_BUFFER: usize = 2 * 1024 * 1024;
+
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms(t: SystemTime) -> i64 {
     match t.duration_since(UNIX_EPOCH) {
@@ -106,10 +111,23 @@ fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, PeerError> 
     Ok(cfg)
 }
 
-/// A daemon's endpoint on `listen`: accepts peers and dials them, on one UDP socket.
+/// A daemon's endpoint on `listen`: accepts peers and dials them, on one UDP socket whose
+/// buffers are [`SOCKET_BUFFER`] (as far as the kernel allows).
 pub fn endpoint(identity: &Identity, listen: SocketAddr) -> Result<Endpoint, PeerError> {
-    let mut ep = Endpoint::server(server_config(identity)?, listen)
-        .map_err(|source| PeerError::Bind { addr: listen, source })?;
+    let bind = |source| PeerError::Bind { addr: listen, source };
+    let socket = std::net::UdpSocket::bind(listen).map_err(bind)?;
+    for (what, set) in [
+        ("receive", nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &SOCKET_BUFFER)),
+        ("send", nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::SndBuf, &SOCKET_BUFFER)),
+    ] {
+        if let Err(e) = set {
+            tracing::debug!("peer socket {what} buffer stays at the default: {e}");
+        }
+    }
+    let runtime = Arc::new(quinn::TokioRuntime);
+    let mut ep =
+        Endpoint::new(quinn::EndpointConfig::default(), Some(server_config(identity)?), socket, runtime)
+            .map_err(bind)?;
     ep.set_default_client_config(client_config(identity)?);
     Ok(ep)
 }
