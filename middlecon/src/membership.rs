@@ -4,28 +4,34 @@
 //!   and hands back packets to send. Every packet travels as one ordinary peer call to the
 //!   built-in service [`SWIM_SERVICE`] (`dcos.swim`) over the authenticated QUIC
 //!   connections of [`crate::peer`] (mTLS, `host` role), never over a socket of its own.
-//!   The reply is empty; SWIM's own acks are separate packets. A call that fails drops
-//!   that peer's cached connection, so a restarted peer is re-dialled at once instead of
-//!   waiting for the old connection's idle timeout.
+//!   The call's headers name the sender's peer address (`swim-from`) and its load
+//!   (`swim-load`); the reply carries what SWIM answers that packet with for its sender
+//!   (an ack, a join's member list), framed like peer frames (4-byte length, bytes), with
+//!   the same two headers for the answering host, so an ack needs no call (nor
+//!   connection) back. Other packets are calls of their own. A
+//!   call that fails drops that peer's cached connection, so a restarted peer is
+//!   re-dialled at once instead of waiting for the old connection's idle timeout.
 //! - **Identity.** foca's identity type is [`Node`]: the peer address plus the static
 //!   metadata (name, dc, labels, k2i URL, API address, version) and a `bump` (start time
 //!   in ms, +1 on each renewal) so a restarted daemon on the same address wins over its
 //!   dead predecessor.
 //! - **Load.** The 1-minute load average from `/proc/loadavg` changes, so it is not in the
 //!   identity: every [`LOAD_EVERY`] (`MIDDLECON_LOAD_EVERY_MS` overrides it) each member
-//!   reads it and disseminates `{addr, seq, load}` with foca's custom broadcasts (a newer
-//!   `seq` replaces an older one), but only when it moved noticeably (by 0.25 and 10 %),
-//!   when a member came up since the last one (broadcasts reach only those present), or
-//!   when the last one is a minute old: while any broadcast is pending foca gossips every
-//!   200 ms, so spreading it every time kept a large fleet's gossip busy all the time.
+//!   reads it, and every SWIM packet it sends or answers carries it; a member keeps the
+//!   latest figure heard from each. Probes and their acks alone bring a member's figure to
+//!   every other one twice per probe round (one probe a second: with 100 members, about
+//!   every 50 s; gossip more often while there is news). It used to be a foca
+//!   custom broadcast, and foca gossips every 200 ms while any broadcast is pending, which
+//!   kept a large fleet's gossip (and CPU) busy all the time.
 //! - **Member list.** Rebuilt (sorted, with the load figures) only when foca reports a
-//!   member change, a load figure arrives, or every 500 ms (foca does not report
-//!   suspicions), not after every packet.
+//!   member change, a member's first load figure arrives, or every 500 ms (foca does not
+//!   report suspicions; newer load figures wait for it), not after every packet.
 //! - **Join.** While it knows no other member, a daemon announces itself to every seed
 //!   (and every member it still lists as dead) once a second; members it lists as dead are
 //!   also sent an announce every 5 s, so the two sides of a healed partition merge.
-//! - **Timings** (LAN): probe every 500 ms with a 200 ms round trip, suspects declared dead
-//!   after 2 s, gossip every 200 ms to 3 members, dead members forgotten after 60 s
+//! - **Timings** (LAN): probe every second with a 500 ms round trip before 3 indirect
+//!   probes (foca's LAN defaults: 500/200 ms gave a saturated host false suspicions),
+//!   suspects declared dead after 2 s, gossip every 200 ms to 3 members, dead members forgotten after 60 s
 //!   (`MIDDLECON_FORGET_DEAD_AFTER_MS` overrides it).
 //!
 //! [`Handle::members`] lists every member (this host first); the built-in service
@@ -51,8 +57,8 @@ pub const SERVICE: &str = "dcos.members";
 pub const LOAD_EVERY: Duration = Duration::from_secs(3);
 /// How long dead members stay listed by default.
 pub const FORGET_DEAD_AFTER: Duration = Duration::from_secs(60);
-const PROBE_PERIOD: Duration = Duration::from_millis(500);
-const PROBE_RTT: Duration = Duration::from_millis(200);
+const PROBE_PERIOD: Duration = Duration::from_millis(1000);
+const PROBE_RTT: Duration = Duration::from_millis(500);
 const SUSPECT_TO_DEAD: Duration = Duration::from_secs(2);
 const JOIN_EVERY: Duration = Duration::from_secs(1);
 /// How often the member list is rebuilt even without a reported change (suspicions).
@@ -234,7 +240,16 @@ impl LoadTable {
         }
     }
 
-    /// Records what a `dcos.swim` call's headers say; returns the sender's address.
+    /// The headers that name this host (`me`) and its load, for a call or a reply.
+    fn headers(&self, me: SocketAddr) -> BTreeMap<String, String> {
+        let mut headers = BTreeMap::from([(FROM_HEADER.to_string(), me.to_string())]);
+        if let Some(load) = self.mine {
+            headers.insert(LOAD_HEADER.to_string(), load.to_string());
+        }
+        headers
+    }
+
+    /// Records what a `dcos.swim` call's (or reply's) headers say; returns the sender's address.
     fn heard(&mut self, headers: &BTreeMap<String, String>) -> Option<SocketAddr> {
         let from: SocketAddr = headers.get(FROM_HEADER)?.parse().ok()?;
         if let Some(load) = headers.get(LOAD_HEADER).and_then(|l| l.parse::<f64>().ok()) {
@@ -267,7 +282,10 @@ fn now_ms() -> u64 {
 enum Input {
     /// A SWIM packet. `back`: it came in a call from that peer address whose reply waits
     /// for the packets SWIM answers it with (an ack, a join's member list).
-    Data { data: Vec<u8>, back: Option<(SocketAddr, oneshot::Sender<Vec<u8>>)> },
+    Data {
+        data: Vec<u8>,
+        back: Option<(SocketAddr, oneshot::Sender<Vec<u8>>)>,
+    },
     Timer(Timer<Node>),
     Leave(oneshot::Sender<()>),
 }
@@ -278,6 +296,7 @@ pub struct Handle {
     members: Arc<Mutex<Vec<Member>>>,
     input: mpsc::Sender<Input>,
     loads: Loads,
+    me: SocketAddr,
 }
 
 impl Handle {
@@ -296,7 +315,7 @@ impl Handle {
 
     /// The `dcos.swim` service, feeding received packets to SWIM.
     pub fn swim_service(&self) -> SwimService {
-        SwimService { input: self.input.clone(), loads: self.loads.clone() }
+        SwimService { input: self.input.clone(), loads: self.loads.clone(), me: self.me }
     }
 
     /// The `dcos.members` service.
@@ -336,9 +355,10 @@ pub fn start(settings: Settings, endpoint: quinn::Endpoint) -> Handle {
     let loads: Loads = Arc::default();
     let seed = now_ms() ^ (u64::from(std::process::id()) << 32);
     let addr = me.addr;
-    let foca = Swim::new(me, swim_config(settings.forget_dead_after), SmallRng::seed_from_u64(seed), PostcardCodec);
+    let foca =
+        Swim::new(me, swim_config(settings.forget_dead_after), SmallRng::seed_from_u64(seed), PostcardCodec);
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-    let handle = Handle { members: Arc::default(), input: tx.clone(), loads: loads.clone() };
+    let handle = Handle { members: Arc::default(), input: tx.clone(), loads: loads.clone(), me: addr };
     let task = Task {
         foca,
         loads: loads.clone(),
@@ -557,20 +577,18 @@ struct Sender {
 impl Sender {
     fn send(&self, to: SocketAddr, data: Vec<u8>) -> tokio::task::JoinHandle<()> {
         let client = self.client.clone();
-        let mut headers = BTreeMap::from([(FROM_HEADER.to_string(), self.me.to_string())]);
-        if let Some(load) = lock(&self.loads).mine {
-            headers.insert(LOAD_HEADER.to_string(), load.to_string());
-        }
+        let loads = self.loads.clone();
         let req = PeerRequest {
             service: SWIM_SERVICE.to_string(),
             deadline_unix_ms: crate::peer::unix_ms(SystemTime::now() + SEND_DEADLINE),
-            headers,
+            headers: lock(&self.loads).headers(self.me),
             payload: data,
         };
         let input = self.input.clone();
         tokio::spawn(async move {
             match client.request(to, req).await {
                 Ok(reply) if reply.outcome() == crate::peer::Outcome::Ok => {
+                    lock(&loads).heard(&reply.headers);
                     for data in unframe(&reply.payload) {
                         let _ = input.send(Input::Data { data, back: None }).await;
                     }
@@ -611,6 +629,8 @@ fn unframe(mut payload: &[u8]) -> Vec<Vec<u8>> {
 pub struct SwimService {
     input: mpsc::Sender<Input>,
     loads: Loads,
+    /// This host's peer address, named in the reply with its load.
+    me: SocketAddr,
 }
 
 impl Service for SwimService {
@@ -621,7 +641,10 @@ impl Service for SwimService {
         }
         // A sender that names its address gets SWIM's answers in the reply (no call back,
         // so no connection dialled back just for an ack).
-        let from = lock(&self.loads).heard(&request.headers);
+        let (from, headers) = {
+            let mut loads = lock(&self.loads);
+            (loads.heard(&request.headers), loads.headers(self.me))
+        };
         let (back, answers) = match from {
             Some(from) => {
                 let (tx, rx) = oneshot::channel();
@@ -637,7 +660,7 @@ impl Service for SwimService {
                 Some(rx) => rx.await.unwrap_or_default(),
                 None => Vec::new(),
             };
-            Ok(Response { payload, ..Response::default() })
+            Ok(Response { payload, headers })
         })
     }
 }
@@ -654,5 +677,51 @@ impl Service for MembersService {
             let payload = serde_json::to_vec(&reply).map_err(|e| e.to_string())?;
             Ok(Response { payload, ..Response::default() })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_is_split_into_its_packets_and_a_truncated_tail_is_dropped() {
+        let mut payload = Vec::new();
+        for p in [&b"ack"[..], &b""[..], &[7u8; 300][..]] {
+            payload.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            payload.extend_from_slice(p);
+        }
+        let whole = unframe(&payload);
+        assert_eq!(whole, vec![b"ack".to_vec(), Vec::new(), vec![7u8; 300]]);
+        assert_eq!(unframe(&payload[..payload.len() - 1]), whole[..2].to_vec(), "cut inside the last packet");
+        assert!(unframe(&[0, 0]).is_empty(), "cut inside a length");
+        assert!(unframe(&[]).is_empty());
+    }
+
+    #[test]
+    fn load_headers_name_the_sender_and_only_sane_figures_are_kept() {
+        let me: SocketAddr = "10.0.0.1:7441".parse().unwrap();
+        let mut mine = LoadTable::default();
+        assert_eq!(mine.headers(me).get(FROM_HEADER).map(String::as_str), Some("10.0.0.1:7441"));
+        assert!(!mine.headers(me).contains_key(LOAD_HEADER), "no figure read yet");
+        mine.mine = Some(1.5);
+
+        let mut theirs = LoadTable::default();
+        assert_eq!(theirs.heard(&mine.headers(me)), Some(me));
+        assert_eq!(theirs.figures.get(&me), Some(&1.5));
+        assert!(theirs.changed, "a member's first figure rebuilds the list");
+        theirs.changed = false;
+        mine.mine = Some(2.0);
+        theirs.heard(&mine.headers(me));
+        assert_eq!(theirs.figures.get(&me), Some(&2.0));
+        assert!(!theirs.changed, "later figures wait for the periodic rebuild");
+
+        for bad in ["-1", "NaN", "inf", "high"] {
+            let mut h = mine.headers(me);
+            h.insert(LOAD_HEADER.to_string(), bad.to_string());
+            theirs.heard(&h);
+            assert_eq!(theirs.figures.get(&me), Some(&2.0), "{bad} is ignored");
+        }
+        assert_eq!(theirs.heard(&BTreeMap::new()), None, "an older sender names nobody");
     }
 }

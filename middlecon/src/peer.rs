@@ -3,7 +3,10 @@
 //!
 //! - One UDP socket per daemon carries both directions: [`endpoint`] builds a quinn
 //!   endpoint that accepts peers (a client certificate is required by the TLS layer) and
-//!   dials them with the same identity.
+//!   dials them with the same identity. Calls go only on dialled connections and are
+//!   answered only on accepted ones; a peer may open 128 streams (calls) at once at first,
+//!   doubled while half are in use, up to 4096. The dialling side keeps an idle connection
+//!   alive (a ping every 10 s; idle timeout 30 s).
 //! - After the handshake the server reads the peer's role from its certificate; anything
 //!   but `host` is closed with [`CLOSE_PERMISSION_DENIED`] and a reason.
 //! - One bidirectional stream per call: the caller writes one frame holding a
