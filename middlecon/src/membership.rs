@@ -19,8 +19,8 @@
 //!   identity: every [`LOAD_EVERY`] (`MIDDLECON_LOAD_EVERY_MS` overrides it) each member
 //!   reads it, and every SWIM packet it sends or answers carries it; a member keeps the
 //!   latest figure heard from each. Probes and their acks alone bring a member's figure to
-//!   every other one twice per probe round (one probe a second: with 100 members, about
-//!   every 50 s; gossip more often while there is news). It used to be a foca
+//!   every other one twice per probe round (a probe every 500 ms: with 100 members, about
+//!   every 25 s; gossip more often while there is news). It used to be a foca
 //!   custom broadcast, and foca gossips every 200 ms while any broadcast is pending, which
 //!   kept a large fleet's gossip (and CPU) busy all the time.
 //! - **Member list.** Rebuilt (sorted, with the load figures) only when foca reports a
@@ -29,9 +29,9 @@
 //! - **Join.** While it knows no other member, a daemon announces itself to every seed
 //!   (and every member it still lists as dead) once a second; members it lists as dead are
 //!   also sent an announce every 5 s, so the two sides of a healed partition merge.
-//! - **Timings** (LAN): probe every second with a 500 ms round trip before 3 indirect
-//!   probes (foca's LAN defaults: 500/200 ms gave a saturated host false suspicions),
-//!   suspects declared dead after 2 s, gossip every 200 ms to 3 members, dead members forgotten after 60 s
+//! - **Timings** (LAN): probe every 500 ms with a 200 ms round trip before 3 indirect
+//!   probes, suspects declared dead after 2 s (foca's LAN defaults, 1 s and 500 ms, made
+//!   a killed member take over 5 s to be seen dead by all), gossip every 200 ms to 3 members, dead members forgotten after 60 s
 //!   (`MIDDLECON_FORGET_DEAD_AFTER_MS` overrides it).
 //!
 //! [`Handle::members`] lists every member (this host first); the built-in service
@@ -57,8 +57,8 @@ pub const SERVICE: &str = "dcos.members";
 pub const LOAD_EVERY: Duration = Duration::from_secs(3);
 /// How long dead members stay listed by default.
 pub const FORGET_DEAD_AFTER: Duration = Duration::from_secs(60);
-const PROBE_PERIOD: Duration = Duration::from_millis(1000);
-const PROBE_RTT: Duration = Duration::from_millis(500);
+const PROBE_PERIOD: Duration = Duration::from_millis(500);
+const PROBE_RTT: Duration = Duration::from_millis(200);
 const SUSPECT_TO_DEAD: Duration = Duration::from_secs(2);
 const JOIN_EVERY: Duration = Duration::from_secs(1);
 /// How often the member list is rebuilt even without a reported change (suspicions).
