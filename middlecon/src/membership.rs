@@ -4,30 +4,41 @@
 //!   and hands back packets to send. Every packet travels as one ordinary peer call to the
 //!   built-in service [`SWIM_SERVICE`] (`dcos.swim`) over the authenticated QUIC
 //!   connections of [`crate::peer`] (mTLS, `host` role), never over a socket of its own.
-//!   The reply is empty; SWIM's own acks are separate packets. A call that fails drops
-//!   that peer's cached connection, so a restarted peer is re-dialled at once instead of
-//!   waiting for the old connection's idle timeout.
+//!   The call's headers name the sender's peer address (`swim-from`) and its load
+//!   (`swim-load`); the reply carries what SWIM answers that packet with for its sender
+//!   (an ack, a join's member list), framed like peer frames (4-byte length, bytes), with
+//!   the same two headers for the answering host, so an ack needs no call (nor
+//!   connection) back. Other packets are calls of their own. A
+//!   call that fails drops that peer's cached connection, so a restarted peer is
+//!   re-dialled at once instead of waiting for the old connection's idle timeout.
 //! - **Identity.** foca's identity type is [`Node`]: the peer address plus the static
 //!   metadata (name, dc, labels, k2i URL, API address, version) and a `bump` (start time
 //!   in ms, +1 on each renewal) so a restarted daemon on the same address wins over its
 //!   dead predecessor.
 //! - **Load.** The 1-minute load average from `/proc/loadavg` changes, so it is not in the
 //!   identity: every [`LOAD_EVERY`] (`MIDDLECON_LOAD_EVERY_MS` overrides it) each member
-//!   disseminates `{addr, seq, load}` with foca's custom broadcasts; a newer `seq` replaces
-//!   an older one. While any broadcast is pending, foca gossips every 200 ms, so with many
-//!   members this keeps gossip going all the time.
+//!   reads it, and every SWIM packet it sends or answers carries it; a member keeps the
+//!   latest figure heard from each. Probes and their acks alone bring a member's figure to
+//!   every other one twice per probe round (a probe every 500 ms: with 100 members, about
+//!   every 25 s; gossip more often while there is news). It used to be a foca
+//!   custom broadcast, and foca gossips every 200 ms while any broadcast is pending, which
+//!   kept a large fleet's gossip (and CPU) busy all the time.
+//! - **Member list.** Rebuilt (sorted, with the load figures) only when foca reports a
+//!   member change, a member's first load figure arrives, or every 500 ms (foca does not
+//!   report suspicions; newer load figures wait for it), not after every packet.
 //! - **Join.** While it knows no other member, a daemon announces itself to every seed
 //!   (and every member it still lists as dead) once a second; members it lists as dead are
 //!   also sent an announce every 5 s, so the two sides of a healed partition merge.
-//! - **Timings** (LAN): probe every 500 ms with a 200 ms round trip, suspects declared dead
-//!   after 2 s, gossip every 200 ms to 3 members, dead members forgotten after 60 s
+//! - **Timings** (LAN): probe every 500 ms with a 200 ms round trip before 3 indirect
+//!   probes, suspects declared dead after 2 s (foca's LAN defaults, 1 s and 500 ms, made
+//!   a killed member take over 5 s to be seen dead by all), gossip every 200 ms to 3 members, dead members forgotten after 60 s
 //!   (`MIDDLECON_FORGET_DEAD_AFTER_MS` overrides it).
 //!
 //! [`Handle::members`] lists every member (this host first); the built-in service
 //! [`SERVICE`] (`dcos.members`) answers the same list as JSON.
 
-use crate::peer::{Client, Request, Response, Service, ServiceFuture};
-use foca::{AccumulatingRuntime, BroadcastHandler, Foca, Invalidates, PostcardCodec, Timer};
+use crate::peer::{Client, PeerRequest, Request, Response, Service, ServiceFuture};
+use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, PostcardCodec, Timer};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
 use serde::{Deserialize, Serialize};
@@ -50,6 +61,8 @@ const PROBE_PERIOD: Duration = Duration::from_millis(500);
 const PROBE_RTT: Duration = Duration::from_millis(200);
 const SUSPECT_TO_DEAD: Duration = Duration::from_secs(2);
 const JOIN_EVERY: Duration = Duration::from_secs(1);
+/// How often the member list is rebuilt even without a reported change (suspicions).
+const REFRESH_EVERY: Duration = Duration::from_millis(500);
 /// Largest SWIM packet: streams have no datagram limit, so a join reply carries many members.
 const MAX_PACKET: usize = 32 * 1024;
 /// How long one SWIM packet may take to be delivered.
@@ -203,46 +216,52 @@ fn route_to(seed: Option<&SocketAddr>) -> Option<IpAddr> {
 }
 
 // ---------------------------------------------------------------------------------------
-// Load figures, disseminated as foca custom broadcasts
+// Load figures, carried in the headers of every SWIM packet
 
-#[derive(Debug, Serialize, Deserialize)]
-struct LoadUpdate {
-    addr: SocketAddr,
-    seq: u64,
-    load: f64,
+/// Header of a `dcos.swim` call: the sender's peer address (as SWIM knows it).
+const FROM_HEADER: &str = "swim-from";
+/// Header of a `dcos.swim` call: the sender's 1-minute load average.
+const LOAD_HEADER: &str = "swim-load";
+
+/// This host's load figure and every member's latest one heard, and whether a member's
+/// first figure arrived since the member list was last rebuilt (later ones wait for the
+/// periodic rebuild).
+#[derive(Default)]
+struct LoadTable {
+    mine: Option<f64>,
+    figures: HashMap<SocketAddr, f64>,
+    changed: bool,
 }
 
-struct LoadKey {
-    addr: SocketAddr,
-    seq: u64,
-}
-
-impl Invalidates for LoadKey {
-    fn invalidates(&self, other: &Self) -> bool {
-        self.addr == other.addr && self.seq >= other.seq
-    }
-}
-
-type Loads = Arc<Mutex<HashMap<SocketAddr, (u64, f64)>>>;
-
-struct LoadHandler(Loads);
-
-impl BroadcastHandler<Node> for LoadHandler {
-    type Key = LoadKey;
-    type Error = serde_json::Error;
-
-    fn receive_item(&mut self, data: &[u8], _sender: Option<&Node>) -> Result<Option<LoadKey>, Self::Error> {
-        let u: LoadUpdate = serde_json::from_slice(data)?;
-        let mut loads = lock(&self.0);
-        match loads.get(&u.addr) {
-            Some(&(seq, _)) if seq >= u.seq => Ok(None),
-            _ => {
-                loads.insert(u.addr, (u.seq, u.load));
-                Ok(Some(LoadKey { addr: u.addr, seq: u.seq }))
-            }
+impl LoadTable {
+    fn record(&mut self, addr: SocketAddr, load: f64) {
+        if self.figures.insert(addr, load).is_none() {
+            self.changed = true;
         }
     }
+
+    /// The headers that name this host (`me`) and its load, for a call or a reply.
+    fn headers(&self, me: SocketAddr) -> BTreeMap<String, String> {
+        let mut headers = BTreeMap::from([(FROM_HEADER.to_string(), me.to_string())]);
+        if let Some(load) = self.mine {
+            headers.insert(LOAD_HEADER.to_string(), load.to_string());
+        }
+        headers
+    }
+
+    /// Records what a `dcos.swim` call's (or reply's) headers say; returns the sender's address.
+    fn heard(&mut self, headers: &BTreeMap<String, String>) -> Option<SocketAddr> {
+        let from: SocketAddr = headers.get(FROM_HEADER)?.parse().ok()?;
+        if let Some(load) = headers.get(LOAD_HEADER).and_then(|l| l.parse::<f64>().ok()) {
+            if load.is_finite() && load >= 0.0 {
+                self.record(from, load);
+            }
+        }
+        Some(from)
+    }
 }
+
+type Loads = Arc<Mutex<LoadTable>>;
 
 /// The 1-minute load average, from `/proc/loadavg`.
 pub fn load_average() -> Option<f64> {
@@ -261,7 +280,12 @@ fn now_ms() -> u64 {
 // The membership task
 
 enum Input {
-    Data(Vec<u8>),
+    /// A SWIM packet. `back`: it came in a call from that peer address whose reply waits
+    /// for the packets SWIM answers it with (an ack, a join's member list).
+    Data {
+        data: Vec<u8>,
+        back: Option<(SocketAddr, oneshot::Sender<Vec<u8>>)>,
+    },
     Timer(Timer<Node>),
     Leave(oneshot::Sender<()>),
 }
@@ -271,6 +295,8 @@ enum Input {
 pub struct Handle {
     members: Arc<Mutex<Vec<Member>>>,
     input: mpsc::Sender<Input>,
+    loads: Loads,
+    me: SocketAddr,
 }
 
 impl Handle {
@@ -289,7 +315,7 @@ impl Handle {
 
     /// The `dcos.swim` service, feeding received packets to SWIM.
     pub fn swim_service(&self) -> SwimService {
-        SwimService { input: self.input.clone() }
+        SwimService { input: self.input.clone(), loads: self.loads.clone(), me: self.me }
     }
 
     /// The `dcos.members` service.
@@ -298,7 +324,7 @@ impl Handle {
     }
 }
 
-type Swim = Foca<Node, PostcardCodec, SmallRng, LoadHandler>;
+type Swim = Foca<Node, PostcardCodec, SmallRng, NoCustomBroadcast>;
 
 fn swim_config(forget_dead_after: Duration) -> foca::Config {
     let mut c = foca::Config::new_lan(NonZeroU32::new(100).expect("nonzero"));
@@ -328,22 +354,24 @@ pub fn start(settings: Settings, endpoint: quinn::Endpoint) -> Handle {
     };
     let loads: Loads = Arc::default();
     let seed = now_ms() ^ (u64::from(std::process::id()) << 32);
-    let foca = Swim::with_custom_broadcast(
-        me,
-        swim_config(settings.forget_dead_after),
-        SmallRng::seed_from_u64(seed),
-        PostcardCodec,
-        LoadHandler(loads.clone()),
-    );
+    let addr = me.addr;
+    let foca =
+        Swim::new(me, swim_config(settings.forget_dead_after), SmallRng::seed_from_u64(seed), PostcardCodec);
     let (tx, rx) = mpsc::channel(INPUT_QUEUE);
-    let handle = Handle { members: Arc::default(), input: tx.clone() };
+    let handle = Handle { members: Arc::default(), input: tx.clone(), loads: loads.clone(), me: addr };
     let task = Task {
         foca,
-        loads,
+        loads: loads.clone(),
         runtime: AccumulatingRuntime::new(),
-        sender: Sender { endpoint, clients: Arc::default() },
+        sender: Sender {
+            client: Arc::new(Client::with_endpoint(endpoint)),
+            me: addr,
+            loads: loads.clone(),
+            input: tx.clone(),
+        },
         input: tx,
         members: handle.members.clone(),
+        changed: true,
         seeds: settings.seeds,
         load_every: settings.load_every,
     };
@@ -358,6 +386,8 @@ struct Task {
     sender: Sender,
     input: mpsc::Sender<Input>,
     members: Arc<Mutex<Vec<Member>>>,
+    /// foca reported a member change since the list was last rebuilt.
+    changed: bool,
     seeds: Vec<SocketAddr>,
     load_every: Duration,
 }
@@ -366,13 +396,22 @@ impl Task {
     async fn run(mut self, mut rx: mpsc::Receiver<Input>) {
         let mut join = tokio::time::interval(JOIN_EVERY);
         let mut load = tokio::time::interval(self.load_every);
+        let mut refresh = tokio::time::interval(REFRESH_EVERY);
         join.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         load.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
+        refresh.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Delay);
         loop {
+            let mut refreshing = false;
             let result = tokio::select! {
                 input = rx.recv() => match input {
                     None => return,
-                    Some(Input::Data(data)) => self.foca.handle_data(&data, &mut self.runtime),
+                    Some(Input::Data { data, back }) => {
+                        let r = self.foca.handle_data(&data, &mut self.runtime);
+                        if let Some((from, reply)) = back {
+                            let _ = reply.send(self.answers_to(from));
+                        }
+                        r
+                    }
                     Some(Input::Timer(t)) => self.foca.handle_timer(t, &mut self.runtime),
                     Some(Input::Leave(done)) => {
                         let r = self.foca.leave_cluster(&mut self.runtime);
@@ -397,12 +436,16 @@ impl Task {
                     }
                 }
                 _ = load.tick() => self.refresh_load(),
+                _ = refresh.tick() => {
+                    refreshing = true;
+                    Ok(())
+                }
             };
             if let Err(e) = result {
                 tracing::debug!("swim: {e}");
             }
             self.flush();
-            self.snapshot();
+            self.snapshot(refreshing);
         }
     }
 
@@ -420,11 +463,30 @@ impl Task {
         Ok(())
     }
 
+    /// Reads this host's load figure, which every SWIM packet it sends then carries.
     fn refresh_load(&mut self) -> Result<(), foca::Error> {
-        let Some(load) = load_average() else { return Ok(()) };
-        let update = LoadUpdate { addr: self.foca.identity().addr, seq: now_ms(), load };
-        let data = serde_json::to_vec(&update).expect("a plain struct serializes");
-        self.foca.add_broadcast(&data).map(|_| ())
+        if let Some(load) = load_average() {
+            let me = self.foca.identity().addr;
+            let mut loads = lock(&self.loads);
+            loads.mine = Some(load);
+            loads.record(me, load);
+        }
+        Ok(())
+    }
+
+    /// Takes the packets foca produced for `from` (framed, for the reply of the call that
+    /// brought its packet), and sends the others.
+    fn answers_to(&mut self, from: SocketAddr) -> Vec<u8> {
+        let mut back = Vec::new();
+        while let Some((to, data)) = self.runtime.to_send() {
+            if to.addr == from && back.len() + 4 + data.len() <= MAX_PACKET {
+                back.extend_from_slice(&(data.len() as u32).to_be_bytes());
+                back.extend_from_slice(&data);
+            } else {
+                self.sender.send(to.addr, data.to_vec());
+            }
+        }
+        back
     }
 
     /// Sends what foca produced, schedules its timers, logs its notifications. Returns the
@@ -444,12 +506,16 @@ impl Task {
         while let Some(n) = self.runtime.to_notify() {
             match n {
                 foca::OwnedNotification::MemberUp(m) => {
+                    self.changed = true;
                     tracing::info!(member = %m.name, addr = %m.addr, "member up")
                 }
                 foca::OwnedNotification::MemberDown(m) => {
+                    self.changed = true;
                     tracing::info!(member = %m.name, addr = %m.addr, "member down")
                 }
+                foca::OwnedNotification::Rename(..) => self.changed = true,
                 foca::OwnedNotification::Rejoin(m) => {
+                    self.changed = true;
                     tracing::info!(bump = m.bump, "declared down by the others; rejoined")
                 }
                 other => tracing::debug!("swim: {other:?}"),
@@ -458,8 +524,15 @@ impl Task {
         sends
     }
 
-    fn snapshot(&self) {
-        let loads = lock(&self.loads);
+    /// Rebuilds the member list if foca reported a change, a load figure arrived or
+    /// `refresh` asks for it (foca does not report suspicions).
+    fn snapshot(&mut self, refresh: bool) {
+        let mut loads = lock(&self.loads);
+        if !(refresh || self.changed || loads.changed) {
+            return;
+        }
+        self.changed = false;
+        loads.changed = false;
         let member = |n: &Node, state: State| Member {
             name: n.name.clone(),
             dc: n.dc.clone(),
@@ -468,7 +541,7 @@ impl Task {
             api: n.api.clone(),
             addr: n.addr,
             state,
-            load: loads.get(&n.addr).map(|&(_, l)| l),
+            load: loads.figures.get(&n.addr).copied(),
             version: n.version.clone(),
         };
         let mut others: Vec<Member> = self
@@ -491,23 +564,35 @@ impl Task {
     }
 }
 
-/// Sends SWIM packets as `dcos.swim` calls, one cached connection per peer.
+/// Sends SWIM packets as `dcos.swim` calls, on one cached connection per peer.
 struct Sender {
-    endpoint: quinn::Endpoint,
-    clients: Arc<Mutex<HashMap<SocketAddr, Arc<Client>>>>,
+    client: Arc<Client>,
+    /// This host's peer address and load figure, sent along in headers.
+    me: SocketAddr,
+    loads: Loads,
+    /// Where the packets in a call's reply go.
+    input: mpsc::Sender<Input>,
 }
 
 impl Sender {
     fn send(&self, to: SocketAddr, data: Vec<u8>) -> tokio::task::JoinHandle<()> {
-        let client = lock(&self.clients)
-            .entry(to)
-            .or_insert_with(|| Arc::new(Client::with_endpoint(self.endpoint.clone())))
-            .clone();
-        let clients = self.clients.clone();
+        let client = self.client.clone();
+        let loads = self.loads.clone();
+        let req = PeerRequest {
+            service: SWIM_SERVICE.to_string(),
+            deadline_unix_ms: crate::peer::unix_ms(SystemTime::now() + SEND_DEADLINE),
+            headers: lock(&self.loads).headers(self.me),
+            payload: data,
+        };
+        let input = self.input.clone();
         tokio::spawn(async move {
-            let deadline = SystemTime::now() + SEND_DEADLINE;
-            match client.call(to, SWIM_SERVICE, data, deadline).await {
-                Ok(reply) if reply.outcome() == crate::peer::Outcome::Ok => {}
+            match client.request(to, req).await {
+                Ok(reply) if reply.outcome() == crate::peer::Outcome::Ok => {
+                    lock(&loads).heard(&reply.headers);
+                    for data in unframe(&reply.payload) {
+                        let _ = input.send(Input::Data { data, back: None }).await;
+                    }
+                }
                 Ok(reply) => {
                     tracing::debug!(%to, "swim packet refused: {:?} {}", reply.outcome(), reply.message)
                 }
@@ -515,14 +600,26 @@ impl Sender {
                     tracing::debug!(%to, "swim packet lost: {e}");
                     // Forget the connection: the next packet dials afresh (a restarted peer
                     // does not know the old connection).
-                    let mut clients = lock(&clients);
-                    if clients.get(&to).is_some_and(|c| Arc::ptr_eq(c, &client)) {
-                        clients.remove(&to);
-                    }
+                    client.forget(to);
                 }
             }
         })
     }
+}
+
+/// The packets in a `dcos.swim` reply: each a 4-byte big-endian length and its bytes (a
+/// truncated tail is dropped).
+fn unframe(mut payload: &[u8]) -> Vec<Vec<u8>> {
+    let mut packets = Vec::new();
+    while let Some((len, rest)) = payload.split_first_chunk::<4>() {
+        let len = u32::from_be_bytes(*len) as usize;
+        if len > rest.len() {
+            break;
+        }
+        packets.push(rest[..len].to_vec());
+        payload = &rest[len..];
+    }
+    packets
 }
 
 // ---------------------------------------------------------------------------------------
@@ -531,19 +628,40 @@ impl Sender {
 /// `dcos.swim`: a SWIM packet from a verified `host` peer.
 pub struct SwimService {
     input: mpsc::Sender<Input>,
+    loads: Loads,
+    /// This host's peer address, named in the reply with its load.
+    me: SocketAddr,
 }
 
 impl Service for SwimService {
     fn call(&self, request: Request) -> ServiceFuture {
-        let r = if request.payload.len() > MAX_PACKET {
-            Err(format!("SWIM packet of {} bytes is over {MAX_PACKET}", request.payload.len()))
-        } else {
-            match self.input.try_send(Input::Data(request.payload)) {
-                Ok(()) => Ok(Response::default()),
-                Err(_) => Err("membership is busy or stopped".to_string()),
-            }
+        if request.payload.len() > MAX_PACKET {
+            let e = format!("SWIM packet of {} bytes is over {MAX_PACKET}", request.payload.len());
+            return Box::pin(async move { Err(e) });
+        }
+        // A sender that names its address gets SWIM's answers in the reply (no call back,
+        // so no connection dialled back just for an ack).
+        let (from, headers) = {
+            let mut loads = lock(&self.loads);
+            (loads.heard(&request.headers), loads.headers(self.me))
         };
-        Box::pin(async move { r })
+        let (back, answers) = match from {
+            Some(from) => {
+                let (tx, rx) = oneshot::channel();
+                (Some((from, tx)), Some(rx))
+            }
+            None => (None, None),
+        };
+        if self.input.try_send(Input::Data { data: request.payload, back }).is_err() {
+            return Box::pin(async { Err("membership is busy or stopped".to_string()) });
+        }
+        Box::pin(async move {
+            let payload = match answers {
+                Some(rx) => rx.await.unwrap_or_default(),
+                None => Vec::new(),
+            };
+            Ok(Response { payload, headers })
+        })
     }
 }
 
@@ -559,5 +677,51 @@ impl Service for MembersService {
             let payload = serde_json::to_vec(&reply).map_err(|e| e.to_string())?;
             Ok(Response { payload, ..Response::default() })
         })
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn a_reply_is_split_into_its_packets_and_a_truncated_tail_is_dropped() {
+        let mut payload = Vec::new();
+        for p in [&b"ack"[..], &b""[..], &[7u8; 300][..]] {
+            payload.extend_from_slice(&(p.len() as u32).to_be_bytes());
+            payload.extend_from_slice(p);
+        }
+        let whole = unframe(&payload);
+        assert_eq!(whole, vec![b"ack".to_vec(), Vec::new(), vec![7u8; 300]]);
+        assert_eq!(unframe(&payload[..payload.len() - 1]), whole[..2].to_vec(), "cut inside the last packet");
+        assert!(unframe(&[0, 0]).is_empty(), "cut inside a length");
+        assert!(unframe(&[]).is_empty());
+    }
+
+    #[test]
+    fn load_headers_name_the_sender_and_only_sane_figures_are_kept() {
+        let me: SocketAddr = "10.0.0.1:7441".parse().unwrap();
+        let mut mine = LoadTable::default();
+        assert_eq!(mine.headers(me).get(FROM_HEADER).map(String::as_str), Some("10.0.0.1:7441"));
+        assert!(!mine.headers(me).contains_key(LOAD_HEADER), "no figure read yet");
+        mine.mine = Some(1.5);
+
+        let mut theirs = LoadTable::default();
+        assert_eq!(theirs.heard(&mine.headers(me)), Some(me));
+        assert_eq!(theirs.figures.get(&me), Some(&1.5));
+        assert!(theirs.changed, "a member's first figure rebuilds the list");
+        theirs.changed = false;
+        mine.mine = Some(2.0);
+        theirs.heard(&mine.headers(me));
+        assert_eq!(theirs.figures.get(&me), Some(&2.0));
+        assert!(!theirs.changed, "later figures wait for the periodic rebuild");
+
+        for bad in ["-1", "NaN", "inf", "high"] {
+            let mut h = mine.headers(me);
+            h.insert(LOAD_HEADER.to_string(), bad.to_string());
+            theirs.heard(&h);
+            assert_eq!(theirs.figures.get(&me), Some(&2.0), "{bad} is ignored");
+        }
+        assert_eq!(theirs.heard(&BTreeMap::new()), None, "an older sender names nobody");
     }
 }

@@ -3,7 +3,10 @@
 //!
 //! - One UDP socket per daemon carries both directions: [`endpoint`] builds a quinn
 //!   endpoint that accepts peers (a client certificate is required by the TLS layer) and
-//!   dials them with the same identity.
+//!   dials them with the same identity. Calls go only on dialled connections and are
+//!   answered only on accepted ones; a peer may open 128 streams (calls) at once at first,
+//!   doubled while half are in use, up to 4096. The dialling side keeps an idle connection
+//!   alive (a ping every 10 s; idle timeout 30 s).
 //! - After the handshake the server reads the peer's role from its certificate; anything
 //!   but `host` is closed with [`CLOSE_PERMISSION_DENIED`] and a reason.
 //! - One bidirectional stream per call: the caller writes one frame holding a
@@ -28,6 +31,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::future::Future;
 use std::net::SocketAddr;
 use std::pin::Pin;
+use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
@@ -45,10 +49,22 @@ pub const CLOSE_SHUTDOWN: u32 = 0;
 pub const CLOSE_PERMISSION_DENIED: u32 = 1;
 /// How long a caller waits past its deadline for the responder's own verdict.
 const REPLY_GRACE: Duration = Duration::from_millis(100);
-const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
-const KEEP_ALIVE: Duration = Duration::from_secs(4);
-/// Calls in flight at once on one peer connection.
+/// A connection with no packets for this long is closed (the shorter of both sides' wins).
+const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+/// The dialling side pings an otherwise idle connection this often, so it outlives the
+/// idle timeout; the accepting side does not (one ping per connection, not two).
+const KEEP_ALIVE: Duration = Duration::from_secs(10);
+/// Calls a peer may have in flight at once on a connection we accepted, at first ...
+const INITIAL_STREAMS: u32 = 128;
+/// ... raised (doubling) while at least half of them are in use, up to this. quinn keeps
+/// state for every stream it allows, so allowing the maximum from the start cost about
+/// 300 KB per connection (75 MB per member in a 100-member fleet).
 const MAX_STREAMS: u32 = 4096;
+
+/// The peer socket's receive and send buffers: a daemon busy with handshakes (or starved
+/// of CPU) should not have the kernel drop the datagrams of a hundred peers at once (the
+/// default, about 200 KiB, holds some 90); capped by `net.core.rmem_max`/`wmem_max`.
+const SOCKET_BUFFER: usize = 2 * 1024 * 1024;
 
 /// Milliseconds since the Unix epoch.
 pub fn unix_ms(t: SystemTime) -> i64 {
@@ -69,13 +85,14 @@ pub enum PeerError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
-fn transport() -> Arc<quinn::TransportConfig> {
+/// Dialled connections carry only our calls (streams are accepted only on connections we
+/// accepted) and keep themselves alive; accepted ones allow [`INITIAL_STREAMS`] calls.
+fn transport(dialling: bool) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("idle timeout fits a VarInt")));
-    t.keep_alive_interval(Some(KEEP_ALIVE));
-    // Calls each take a stream: room for more than a Serve stream holds in flight, so a
-    // flood meets `resource_exhausted` from the registry instead of waiting for credit.
-    t.max_concurrent_bidi_streams(VarInt::from_u32(MAX_STREAMS));
+    t.keep_alive_interval(dialling.then_some(KEEP_ALIVE));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(if dialling { 0 } else { INITIAL_STREAMS }));
+    t.max_concurrent_uni_streams(VarInt::from_u32(0));
     Arc::new(t)
 }
 
@@ -84,7 +101,7 @@ fn client_config(identity: &Identity) -> Result<quinn::ClientConfig, PeerError> 
     let quic =
         quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|_| PeerError::NoInitialSuite)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    cfg.transport_config(transport());
+    cfg.transport_config(transport(true));
     Ok(cfg)
 }
 
@@ -93,14 +110,27 @@ fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, PeerError> 
     let quic =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|_| PeerError::NoInitialSuite)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    cfg.transport_config(transport());
+    cfg.transport_config(transport(false));
     Ok(cfg)
 }
 
-/// A daemon's endpoint on `listen`: accepts peers and dials them, on one UDP socket.
+/// A daemon's endpoint on `listen`: accepts peers and dials them, on one UDP socket whose
+/// buffers are [`SOCKET_BUFFER`] (as far as the kernel allows).
 pub fn endpoint(identity: &Identity, listen: SocketAddr) -> Result<Endpoint, PeerError> {
-    let mut ep = Endpoint::server(server_config(identity)?, listen)
-        .map_err(|source| PeerError::Bind { addr: listen, source })?;
+    let bind = |source| PeerError::Bind { addr: listen, source };
+    let socket = std::net::UdpSocket::bind(listen).map_err(bind)?;
+    for (what, set) in [
+        ("receive", nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::RcvBuf, &SOCKET_BUFFER)),
+        ("send", nix::sys::socket::setsockopt(&socket, nix::sys::socket::sockopt::SndBuf, &SOCKET_BUFFER)),
+    ] {
+        if let Err(e) = set {
+            tracing::debug!("peer socket {what} buffer stays at the default: {e}");
+        }
+    }
+    let runtime = Arc::new(quinn::TokioRuntime);
+    let mut ep =
+        Endpoint::new(quinn::EndpointConfig::default(), Some(server_config(identity)?), socket, runtime)
+            .map_err(bind)?;
     ep.set_default_client_config(client_config(identity)?);
     Ok(ep)
 }
@@ -300,10 +330,23 @@ async fn connection(incoming: quinn::Incoming, services: Arc<Services>) {
         }
     };
     tracing::debug!(%remote, peer = %caller.name, "peer connected");
+    let in_flight = Arc::new(AtomicU32::new(0));
+    let mut allowed = INITIAL_STREAMS;
     loop {
         match conn.accept_bi().await {
             Ok((send, recv)) => {
-                tokio::spawn(stream(send, recv, services.clone(), caller.clone()));
+                let busy = in_flight.fetch_add(1, Ordering::Relaxed) + 1;
+                if busy * 2 >= allowed && allowed < MAX_STREAMS {
+                    allowed = (allowed * 2).min(MAX_STREAMS);
+                    conn.set_max_concurrent_bi_streams(VarInt::from_u32(allowed));
+                }
+                let in_flight = in_flight.clone();
+                let services = services.clone();
+                let caller = caller.clone();
+                tokio::spawn(async move {
+                    stream(send, recv, services, caller).await;
+                    in_flight.fetch_sub(1, Ordering::Relaxed);
+                });
             }
             Err(e) => {
                 tracing::debug!(%remote, peer = %caller.name, "peer connection ended: {e}");

@@ -94,6 +94,33 @@ async fn poll(members: &[Member]) -> Vec<Option<Vec<(String, pb::MemberState)>>>
     futures::future::join_all(asks).await
 }
 
+/// For each member not seeing all `n` alive: what it lists otherwise (for the progress log).
+fn missing(members: &[Member], views: &[Option<Vec<(String, pb::MemberState)>>], n: usize) -> Vec<String> {
+    let mut lines = Vec::new();
+    for (m, view) in members.iter().zip(views) {
+        let Some(list) = view else {
+            lines.push(format!("{} did not answer", m.daemon.name));
+            continue;
+        };
+        let alive = list.iter().filter(|(_, s)| *s == pb::MemberState::Alive).count();
+        if alive == n {
+            continue;
+        }
+        let others: Vec<String> = list
+            .iter()
+            .filter(|(_, s)| *s != pb::MemberState::Alive)
+            .map(|(name, s)| format!("{name} {s:?}"))
+            .collect();
+        lines.push(format!(
+            "{} lists {} members, {alive} alive; not alive: {}",
+            m.daemon.name,
+            list.len(),
+            others.join(", ")
+        ));
+    }
+    lines
+}
+
 /// What one run measured.
 #[derive(Debug, Default)]
 struct Run {
@@ -186,7 +213,10 @@ async fn one_run(
             d.as_secs_f64()
         )),
         None => {
-            progress(format!("run {run}: only {} of {n} see all alive after {limit:?}", r.converged_members))
+            progress(format!("run {run}: only {} of {n} see all alive after {limit:?}", r.converged_members));
+            for line in missing(&members, &poll(&members).await, n).iter().take(5) {
+                progress(format!("run {run}: {line}"));
+            }
         }
     }
 
