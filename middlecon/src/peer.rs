@@ -50,10 +50,10 @@ pub const CLOSE_PERMISSION_DENIED: u32 = 1;
 /// How long a caller waits past its deadline for the responder's own verdict.
 const REPLY_GRACE: Duration = Duration::from_millis(100);
 /// A connection with no packets for this long is closed (the shorter of both sides' wins).
-const IDLE_TIMEOUT: Duration = Duration::from_secs(30);
+const IDLE_TIMEOUT: Duration = Duration::from_secs(15);
 /// The dialling side pings an otherwise idle connection this often, so it outlives the
 /// idle timeout; the accepting side does not (one ping per connection, not two).
-const KEEP_ALIVE: Duration = Duration::from_secs(10);
+const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// Calls a peer may have in flight at once on a connection we accepted, at first ...
 const INITIAL_STREAMS: u32 = 128;
 /// ... raised (doubling) while at least half of them are in use, up to this. quinn keeps
