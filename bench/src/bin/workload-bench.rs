@@ -867,6 +867,12 @@ fn pass(ok: bool) -> &'static str {
 }
 
 /// `| measure | median | min | max | target | ratio | result |`
+/// A row whose median is held against `allowed` ms, the value of `rule`.
+fn held(out: &mut String, what: &str, s: &Summary, rule: &str, allowed: f64) {
+    let target = format!("≤ {rule} = {}", f_ms(allowed));
+    row(out, what, s, &target, &format!("{:.2} × target", s.median / allowed), pass(s.median <= allowed));
+}
+
 fn row(out: &mut String, what: &str, s: &Summary, target: &str, ratio: &str, result: &str) {
     let _ = writeln!(
         out,
@@ -992,34 +998,31 @@ fn render(s: &Samples, args: &RunArgs, h: &Header) -> String {
         );
         let total = summarize(&z.total_ms);
         let allowed = 1.25 * bytes / (tput * 1e3) + 100.0;
-        row(
+        held(
             &mut out,
             &format!("{mib} MiB: migration, whole `Migrate` call ({:.1} MB sent)", bytes / 1e6),
             &total,
-            &format!("≤ 1.25 × bytes/TCP + 100 ms = {}", f_ms(allowed)),
-            &format!("{:.2} × target", total.median / allowed),
-            pass(total.median <= allowed),
+            "1.25 × bytes/TCP + 100 ms",
+            allowed,
         );
         // The other reference: a plain QUIC copy, the transport middlecon uses.
         let allowed_quic = 1.25 * bytes / (mbps(z.copied_bytes as f64, quic.median) * 1e3) + 100.0;
-        row(
+        held(
             &mut out,
             &format!("{mib} MiB: the same call against the plain quinn copy"),
             &total,
-            &format!("≤ 1.25 × bytes/QUIC + 100 ms = {}", f_ms(allowed_quic)),
-            &format!("{:.2} × target", total.median / allowed_quic),
-            pass(total.median <= allowed_quic),
+            "1.25 × bytes/QUIC + 100 ms",
+            allowed_quic,
         );
         let down = summarize(&z.downtime_ms);
         if *mib == args.downtime_size {
             let allowed = runc_state.median + 100.0;
-            row(
+            held(
                 &mut out,
                 &format!("{mib} MiB: migration downtime (freeze to started on host-1)"),
                 &down,
-                &format!("≤ runc + 100 ms = {}", f_ms(allowed)),
-                &format!("{:.2} × target", down.median / allowed),
-                pass(down.median <= allowed),
+                "runc + 100 ms",
+                allowed,
             );
         } else {
             row(&mut out, &format!("{mib} MiB: migration downtime"), &down, "", "", "");

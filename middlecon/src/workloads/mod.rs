@@ -13,8 +13,8 @@
 //! - [`grpc`]: the `Workloads` gRPC service.
 //!
 //! Layout under `--state-dir`: `workloads/<name>/{workload.json, bundle/config.json,
-//! bundle/rootfs/, layers/{upper,work}/, init.pid, output.log}` and the runtimes' own state in `runtime/<runc|crun>/`
-//! (which k2i reads with `--oci-root runc=<state-dir>/runtime/runc`).
+//! bundle/rootfs/, layers/{upper,work}/, init.pid, output.log}` and the runtimes' own state
+//! in `runtime/<runc|crun>/` (which k2i reads with `--oci-root runc=<state-dir>/runtime/runc`).
 
 pub mod bundle;
 pub mod grpc;
@@ -36,13 +36,13 @@ use std::time::{Duration, SystemTime};
 const PID_FILE: &str = "init.pid";
 /// Prefix of a workload directory being removed (no workload name starts with a dot).
 const REMOVING: &str = ".removing-";
+/// How long `Stop` waits after SIGTERM before SIGKILL.
+const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// The container's init pid as the runtime wrote it into workload directory `dir`.
 fn read_pid(dir: &Path) -> Option<u32> {
     std::fs::read_to_string(dir.join(PID_FILE)).ok().and_then(|p| p.trim().parse().ok())
 }
-/// How long `Stop` waits after SIGTERM before SIGKILL.
-const STOP_GRACE: Duration = Duration::from_secs(5);
 
 /// Why a workload operation failed. [`WorkloadError::code`] is the word users and scripts
 /// see (`dcos: conflict: ...`), [`WorkloadError::status`] the gRPC status.
@@ -353,23 +353,28 @@ impl Workloads {
         let dir = self.workload_dir(name);
         let nanos = SystemTime::now().duration_since(SystemTime::UNIX_EPOCH).unwrap_or_default().as_nanos();
         let doomed = self.dir.join(format!("{REMOVING}{name}-{nanos}"));
-        let gone = match std::fs::rename(&dir, &doomed) {
-            Ok(()) => doomed,
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => return,
+        match std::fs::rename(&dir, &doomed) {
+            Ok(()) => {
+                tokio::task::spawn_blocking(move || {
+                    if let Err(e) = rootfs::remove(&doomed) {
+                        tracing::warn!(dir = %doomed.display(), "removing: {e}");
+                    }
+                });
+            }
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {}
+            // Not renamed: removed here and now, so the name is free when this returns.
             Err(e) => {
                 tracing::debug!(dir = %dir.display(), "renaming before removal: {e}");
-                dir
+                if let Err(e) = rootfs::remove(&dir) {
+                    tracing::warn!(dir = %dir.display(), "removing: {e}");
+                }
             }
-        };
-        tokio::task::spawn_blocking(move || {
-            if let Err(e) = rootfs::remove(&gone) {
-                tracing::warn!(dir = %gone.display(), "removing: {e}");
-            }
-        });
+        }
     }
 
-    /// Runs a new workload: checks the request, copies the root filesystem into a bundle
-    /// under the state dir, writes `config.json` and starts it detached.
+    /// Runs a new workload: checks the request, makes its root filesystem under the state
+    /// dir (an overlay over `rootfs`, see [`rootfs`]), writes `config.json` and starts it
+    /// detached.
     pub async fn run(&self, req: pb::RunRequest) -> Result<pb::Workload, WorkloadError> {
         check_name(&req.name)?;
         if req.command.is_empty() || req.command[0].is_empty() {
@@ -439,7 +444,7 @@ impl Workloads {
     async fn create(
         &self,
         mut record: Record,
-        rootfs: &Path,
+        image: &Path,
     ) -> Result<(Record, (rootfs::Made, Duration)), WorkloadError> {
         let dir = self.workload_dir(&record.name);
         let bundle = dir.join("bundle");
@@ -451,8 +456,8 @@ impl Workloads {
         record
             .save_unsynced(&self.workload_dir(&record.name))
             .map_err(io_err(format!("saving {}", record.name)))?;
-        let (image, into) = (rootfs.to_path_buf(), dir.clone());
-        let copying = std::time::Instant::now();
+        let (image, into) = (image.to_path_buf(), dir.clone());
+        let making = std::time::Instant::now();
         let made = tokio::task::spawn_blocking(move || rootfs::make(&image, &into))
             .await
             .map_err(|e| WorkloadError::Io(e.to_string()))?
@@ -462,12 +467,12 @@ impl Workloads {
                 }
                 e => WorkloadError::Io(format!("copying the root filesystem: {e}")),
             })?;
-        let copied = (made, copying.elapsed());
+        let made = (made, making.elapsed());
         record.started_unix_ms = self.start_container(&record).await?;
         record.phase = Phase::Owned;
         self.save(&record)?;
         self.put(record.clone());
-        Ok((record, copied))
+        Ok((record, made))
     }
 
     /// Stops a workload (SIGTERM, SIGKILL after a grace period) and removes it from this
