@@ -64,7 +64,8 @@ async fn spawned_processes_match_what_ps_reports() {
     let b = Spawned::new("sh", &["-c", "sleep 3600.5; echo done", "dcos-marker"]);
     for child in [&a, &b] {
         let pid = child.pid();
-        // k2i may have sampled the child between fork and exec (as the test binary); wait
+        // k2i may have sampled the child between fork and exec (as the test binary), or in
+        // the middle of its exec (the new program named, its memory not mapped yet); wait
         // for the sample that shows it after the exec, as `ps` does now.
         let comm = ps(pid, "comm");
         let list = eventually(T, "the child in the table, after its exec", || {
@@ -73,7 +74,9 @@ async fn spawned_processes_match_what_ps_reports() {
             let comm = comm.clone();
             async move {
                 let l: ProcList = c.get_json(&url, &format!("/v1/proc?pid={pid}"), T).await.ok()?;
-                (l.total == 1 && *l.processes[0].cmd == *comm).then_some(l)
+                let after_exec =
+                    l.total == 1 && *l.processes[0].cmd == *comm && l.processes[0].mem_rss_bytes > 0;
+                after_exec.then_some(l)
             }
         })
         .await;
