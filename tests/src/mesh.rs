@@ -1,9 +1,9 @@
-//! middlecon on a [`Fleet`]: one daemon per host with its API on `<addr>:7442`, its Unix
-//! socket and state under its own directory, seeded with host 0; a runtime process
+//! middlecon on a [`Fleet`] ([`Fleet::middlecon`]): one daemon per host with its API on
+//! `<addr>:7442`, its Unix socket and state under its own directory, seeded with host 0; a runtime process
 //! serving services on a host's socket ([`runtime`], the `test-runtime` binary); and
 //! clients of a host's TCP API with a certificate of a given role.
 
-use crate::netns::{Fleet, HostProcess};
+use crate::netns::{Fleet, HostProcess, MIDDLECON_PORT};
 use crate::Pki;
 use dcos_core::tls::Identity;
 use dcos_core::Role;
@@ -13,20 +13,13 @@ use std::path::PathBuf;
 use std::time::{Duration, Instant, SystemTime};
 use tonic::transport::Channel;
 
-pub const PEER_PORT: u16 = 7441;
-pub const API_PORT: u16 = 7442;
-
-/// Host `i`'s state directory (its socket lives there too: the hosts share a filesystem).
-pub fn state_dir(fleet: &Fleet, i: usize) -> PathBuf {
-    PathBuf::from(format!("/tmp/dcos-mesh-{}-{}-{i}", std::process::id(), fleet.index))
-}
-
+/// Host `i`'s local API socket (under its state directory, [`Fleet::middlecon_state_dir`]).
 pub fn socket(fleet: &Fleet, i: usize) -> PathBuf {
-    state_dir(fleet, i).join("api.sock")
+    fleet.api_socket(i)
 }
 
 pub fn api_addr(fleet: &Fleet, i: usize) -> SocketAddr {
-    SocketAddr::new(fleet.host(i).addr.into(), API_PORT)
+    fleet.host(i).api_addr()
 }
 
 /// Starts middlecon on host `i` as `host-<i>` in dc `dc-a`, seeded with host 0, with
@@ -38,38 +31,14 @@ pub fn start(fleet: &Fleet, pki: &Pki, i: usize, extra: &[&str]) -> HostProcess 
 /// As [`start`]; without `seeded`, no `--seed` (the host knows others only from `extra`,
 /// e.g. `--peer NAME=ADDR`).
 pub fn start_with(fleet: &Fleet, pki: &Pki, i: usize, seeded: bool, extra: &[&str]) -> HostProcess {
-    let host = fleet.host(i);
-    let tls = host.issue(pki);
-    let listen = format!("{}:{PEER_PORT}", host.addr);
-    let api = api_addr(fleet, i).to_string();
-    let seed = format!("{}:{PEER_PORT}", fleet.host(0).addr);
-    let state = state_dir(fleet, i);
-    let sock = socket(fleet, i);
-    let mut args = vec![
-        "--listen",
-        &listen,
-        "--api",
-        &api,
-        "--socket",
-        sock.to_str().unwrap(),
-        "--state-dir",
-        state.to_str().unwrap(),
-        "--name",
-        &host.name,
-        "--dc",
-        "dc-a",
-        "--cert",
-        tls.cert.to_str().unwrap(),
-        "--key",
-        tls.key.to_str().unwrap(),
-        "--ca",
-        tls.ca.to_str().unwrap(),
-    ];
+    let tls = fleet.host(i).issue(pki);
+    let seed = format!("{}:{MIDDLECON_PORT}", fleet.host(0).addr);
+    let mut args = vec!["--dc", "dc-a"];
     if seeded {
         args.extend(["--seed", &seed]);
     }
     args.extend_from_slice(extra);
-    fleet.spawn_daemon(i, crate::bin("middlecon"), &args).expect("middlecon starts")
+    fleet.middlecon(i, &tls, &args).expect("middlecon starts")
 }
 
 /// A channel to host `i`'s TCP API presenting `name`'s certificate (issued with `role`;

@@ -25,37 +25,11 @@ fn dc_of(i: usize) -> &'static str {
 /// Starts middlecon on host `i` as `host-<i>` (dc-a, host 2 in dc-b, label `rack=r<i>`),
 /// seeded with host 0, with a certificate from `pki`.
 fn middlecon(fleet: &Fleet, pki: &Pki, i: usize) -> HostProcess {
-    let host = fleet.host(i);
-    let tls = host.issue(pki);
-    let listen = format!("{}:{PORT}", host.addr);
+    let tls = fleet.host(i).issue(pki);
     let seed = format!("{}:{PORT}", fleet.host(0).addr);
-    let state = format!("/tmp/middlecon-members-test-{}-{}-{i}", std::process::id(), fleet.index);
     let rack = format!("rack=r{i}");
-    let args = [
-        "--listen",
-        &listen,
-        "--name",
-        &host.name,
-        "--dc",
-        dc_of(i),
-        "--label",
-        &rack,
-        "--seed",
-        &seed,
-        "--state-dir",
-        &state,
-        "--cert",
-        tls.cert.to_str().unwrap(),
-        "--key",
-        tls.key.to_str().unwrap(),
-        "--ca",
-        tls.ca.to_str().unwrap(),
-    ];
-    let socket = format!("{state}.sock");
-    let mut args: Vec<&str> = args.to_vec();
-    // One local API socket per daemon: the hosts share a filesystem.
-    args.extend(["--socket", &socket]);
-    fleet.spawn_daemon(i, dcos_tests::bin("middlecon"), &args).expect("middlecon starts on its host")
+    let args = ["--dc", dc_of(i), "--label", &rack, "--seed", &seed];
+    fleet.middlecon(i, &tls, &args).expect("middlecon starts on its host")
 }
 
 fn peer_addr(fleet: &Fleet, i: usize) -> SocketAddr {

@@ -16,31 +16,13 @@ const PORT: u16 = 7441;
 
 /// Starts middlecon on host `i`, listening on `<addr>:7441` as `host-<i>`.
 fn middlecon(fleet: &Fleet, pki: &Pki, i: usize) -> HostProcess {
-    let host = fleet.host(i);
-    let tls = host.issue(pki);
-    let listen = format!("{}:{PORT}", host.addr);
-    let state = format!("/tmp/middlecon-test-{}-{i}", std::process::id());
-    let socket = format!("/tmp/middlecon-test-{}-{}-{i}.sock", std::process::id(), fleet.index);
-    let args = [
-        "--socket",
-        &socket,
-        "--listen",
-        &listen,
-        "--name",
-        &host.name,
-        "--dc",
-        "dc-a",
-        "--state-dir",
-        &state,
-        "--cert",
-        tls.cert.to_str().unwrap(),
-        "--key",
-        tls.key.to_str().unwrap(),
-        "--ca",
-        tls.ca.to_str().unwrap(),
-    ];
-    let p = fleet.spawn_daemon(i, dcos_tests::bin("middlecon"), &args).expect("middlecon starts on its host");
-    assert_eq!(p.url(), format!("quic://{listen}"), "middlecon announces its peer address");
+    let tls = fleet.host(i).issue(pki);
+    let p = fleet.middlecon(i, &tls, &["--dc", "dc-a"]).expect("middlecon starts on its host");
+    assert_eq!(
+        p.url(),
+        format!("quic://{}:{PORT}", fleet.host(i).addr),
+        "middlecon announces its peer address"
+    );
     p
 }
 
