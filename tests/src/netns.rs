@@ -447,8 +447,19 @@ impl Fleet {
     /// As [`Fleet::middlecon`], inside host `i` ([`Fleet::spawn_daemon_on`]): it sees the
     /// cgroup mounts, so it can run workloads.
     pub fn middlecon_on(&self, i: usize, tls: &TlsFiles, extra_args: &[&str]) -> Result<HostProcess> {
+        self.middlecon_binary_on(i, &crate::bin("middlecon"), tls, extra_args)
+    }
+
+    /// As [`Fleet::middlecon_on`], with another middlecon binary (a benchmark's release build).
+    pub fn middlecon_binary_on(
+        &self,
+        i: usize,
+        binary: &Path,
+        tls: &TlsFiles,
+        extra_args: &[&str],
+    ) -> Result<HostProcess> {
         let args = self.middlecon_args(i, tls, extra_args)?;
-        self.spawn_daemon_on(i, crate::bin("middlecon"), &args.iter().map(String::as_str).collect::<Vec<_>>())
+        self.spawn_daemon_on(i, binary, &args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
     fn middlecon_args(&self, i: usize, tls: &TlsFiles, extra_args: &[&str]) -> Result<Vec<String>> {

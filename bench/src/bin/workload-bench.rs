@@ -34,7 +34,7 @@ use dcos_bench::stats::{ms, summarize, Summary};
 use dcos_core::tls::{Identity, TlsFiles};
 use dcos_proto::v1 as pb;
 use dcos_proto::v1::workloads_client::WorkloadsClient;
-use dcos_tests::netns::{Fleet, HostProcess, API_PORT, MIDDLECON_PORT};
+use dcos_tests::netns::{Fleet, HostProcess, MIDDLECON_PORT};
 use dcos_tests::Pki;
 use middlecon::workloads::{bundle, runtime, Phase, Record};
 use std::collections::BTreeMap;
@@ -363,49 +363,17 @@ struct Bench {
 }
 
 impl Bench {
-    fn state_dir(&self, i: usize) -> PathBuf {
-        self.work.path().join(format!("host-{i}"))
-    }
-
     fn host_tls(&self, i: usize) -> TlsFiles {
         self.fleet.host(i).issue(&self.pki)
     }
 
     fn start_middlecon(&self, i: usize, middlecon: &Path) -> Result<HostProcess> {
-        let host = self.fleet.host(i);
         let other = self.fleet.host(1 - i);
-        let tls = self.host_tls(i);
-        let state = self.state_dir(i);
-        let listen = format!("{}:{MIDDLECON_PORT}", host.addr);
-        let api = format!("{}:{API_PORT}", host.addr);
         let peer = format!("{}={}:{MIDDLECON_PORT}", other.name, other.addr);
         let seed = format!("{}:{MIDDLECON_PORT}", self.fleet.host(0).addr);
-        let sock = state.join("api.sock");
-        let args = [
-            "--listen",
-            &listen,
-            "--api",
-            &api,
-            "--name",
-            &host.name,
-            "--peer",
-            &peer,
-            "--seed",
-            &seed,
-            "--state-dir",
-            path_str(&state)?,
-            "--socket",
-            path_str(&sock)?,
-            "--cert",
-            path_str(&tls.cert)?,
-            "--key",
-            path_str(&tls.key)?,
-            "--ca",
-            path_str(&tls.ca)?,
-        ];
         self.fleet
-            .spawn_daemon_on(i, middlecon, &args)
-            .with_context(|| format!("starting middlecon on {}", host.name))
+            .middlecon_binary_on(i, middlecon, &self.host_tls(i), &["--peer", &peer, "--seed", &seed])
+            .with_context(|| format!("starting middlecon on {}", self.fleet.host(i).name))
     }
 
     fn start_receiver(&self, proto: Proto, port: u16) -> Result<HostProcess> {
@@ -677,7 +645,8 @@ async fn run(args: &RunArgs) -> Result<String> {
     let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
     let load_start = probe::loadavg();
     let middlecon = match &args.middlecon {
-        Some(p) => p.clone(),
+        // Absolute: the daemons are started from inside the hosts, in another directory.
+        Some(p) => std::fs::canonicalize(p).with_context(|| format!("--middlecon {}", p.display()))?,
         None => sibling("middlecon")?,
     };
     let dcos = match &args.dcos {
