@@ -121,6 +121,18 @@ impl Identity {
         Ok(Identity { chain, key, roots, peer })
     }
 
+    /// A 32-byte secret for `purpose`, derived from the private key (HMAC-SHA256 keyed
+    /// with it): the same for every process holding this key, unknown to anyone else, and
+    /// different for each purpose. middlecon's QUIC stateless-reset key is one, so a
+    /// restarted daemon can end the connections its predecessor left behind.
+    pub fn derive_secret(&self, purpose: &str) -> [u8; 32] {
+        let key = ring::hmac::Key::new(ring::hmac::HMAC_SHA256, self.key.secret_der());
+        let tag = ring::hmac::sign(&key, purpose.as_bytes());
+        let mut secret = [0u8; 32];
+        secret.copy_from_slice(tag.as_ref());
+        secret
+    }
+
     /// A server configuration: TLS 1.3 only; client certificates optional at the TLS layer
     /// but verified against the fleet CA whenever presented.
     pub fn server_config(&self, alpn: &[&[u8]]) -> Result<Arc<ServerConfig>, TlsError> {
@@ -231,6 +243,24 @@ mod tests {
         let err = Identity::load(&files("old")).unwrap_err();
         assert!(matches!(err, TlsError::Expired { .. }), "{err}");
         assert!(err.to_string().contains("old.crt"), "{err}");
+    }
+
+    #[test]
+    fn derived_secrets_follow_the_key_and_the_purpose() {
+        let dir = tempfile::tempdir().unwrap();
+        pki::init_dir(dir.path()).unwrap();
+        let files = |n: &str| TlsFiles {
+            cert: dir.path().join(format!("{n}.crt")),
+            key: dir.path().join(format!("{n}.key")),
+            ca: dir.path().join("ca.crt"),
+        };
+        let once = Identity::load(&files("admin")).unwrap();
+        let again = Identity::load(&files("admin")).unwrap();
+        assert_eq!(once.derive_secret("reset"), again.derive_secret("reset"), "same key, same secret");
+        assert_ne!(once.derive_secret("reset"), once.derive_secret("other"), "one secret per purpose");
+        pki::issue_into_dir(dir.path(), &LeafSpec::new("other", Role::Host)).unwrap();
+        let other = Identity::load(&files("other")).unwrap();
+        assert_ne!(once.derive_secret("reset"), other.derive_secret("reset"), "another key, another secret");
     }
 
     #[test]

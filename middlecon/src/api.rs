@@ -173,7 +173,7 @@ pub struct Api {
     pub identity: PeerIdentity,
     pub services: Services,
     pub registry: Arc<Registry>,
-    pub client: Arc<peer::Client>,
+    pub client: peer::Client,
     /// Other hosts by name: their peer (QUIC) addresses (`--peer`).
     pub peers: Arc<BTreeMap<String, SocketAddr>>,
     /// This host's labels (Query filters).
@@ -672,13 +672,13 @@ impl Running {
 }
 
 /// Serves the API on `listeners` in the background: calls to this host go to `services`
-/// (which must dispatch to `registry`), calls to other hosts through a peer client on
-/// `endpoint`; `Workloads` over `workloads` when given (and migrations a previous run left
+/// (which must dispatch to `registry`), calls to other hosts through the daemon's peer
+/// `client`; `Workloads` over `workloads` when given (and migrations a previous run left
 /// in doubt are settled).
 pub fn spawn(
     listeners: Listeners,
     config: &crate::config::Config,
-    endpoint: quinn::Endpoint,
+    client: peer::Client,
     services: Services,
     registry: Arc<Registry>,
     members: Option<crate::membership::Handle>,
@@ -691,7 +691,7 @@ pub fn spawn(
         identity: config.identity.peer.clone(),
         services,
         registry,
-        client: Arc::new(peer::Client::with_endpoint(endpoint)),
+        client,
         peers: Arc::new(config.peers.clone()),
         labels: config.labels.clone(),
         members,

@@ -54,7 +54,8 @@ pub async fn run(
     let bound = endpoint.local_addr().unwrap_or(config.listen);
     let api_addr = api.as_ref().and_then(|l| l.tcp.local_addr().ok());
     let settings = membership::Settings::from_config(&config, bound, api_addr);
-    let members = membership::start(settings, endpoint.clone());
+    let client = peer::Client::with_endpoint(endpoint);
+    let members = membership::start(settings, client.clone());
     let services = builtin_services(&config)
         .with(membership::SWIM_SERVICE, members.swim_service())
         .with(membership::SERVICE, members.members_service());
@@ -68,10 +69,9 @@ pub async fn run(
     if let Some(w) = &workloads {
         services = workloads::migrate::TargetServices::new(w.clone()).install(services);
     }
-    let api = api.map(|l| {
-        api::spawn(l, &config, endpoint.clone(), services.clone(), registry, Some(handle), workloads)
-    });
-    peer::serve(endpoint, services, shutdown).await;
+    let api = api
+        .map(|l| api::spawn(l, &config, client.clone(), services.clone(), registry, Some(handle), workloads));
+    peer::serve(client, services, shutdown).await;
     if let Some(api) = api {
         api.stop().await;
     }

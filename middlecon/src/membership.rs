@@ -8,9 +8,9 @@
 //!   (`swim-load`); the reply carries what SWIM answers that packet with for its sender
 //!   (an ack, a join's member list), framed like peer frames (4-byte length, bytes), with
 //!   the same two headers for the answering host, so an ack needs no call (nor
-//!   connection) back. Other packets are calls of their own. A
-//!   call that fails drops that peer's cached connection, so a restarted peer is
-//!   re-dialled at once instead of waiting for the old connection's idle timeout.
+//!   connection) back. Other packets are calls of their own, on the one connection the
+//!   two daemons share (whoever dialled it; a restarted peer resets the old one at once,
+//!   see [`crate::peer`]).
 //! - **Identity.** foca's identity type is [`Node`]: the peer address plus the static
 //!   metadata (name, dc, labels, k2i URL, API address, version) and a `bump` (start time
 //!   in ms, +1 on each renewal) so a restarted daemon on the same address wins over its
@@ -340,8 +340,8 @@ fn swim_config(forget_dead_after: Duration) -> foca::Config {
     c
 }
 
-/// Starts membership on `endpoint` (the daemon's peer endpoint, used to dial peers).
-pub fn start(settings: Settings, endpoint: quinn::Endpoint) -> Handle {
+/// Starts membership, sending SWIM packets through the daemon's peer `client`.
+pub fn start(settings: Settings, client: Client) -> Handle {
     let me = Node {
         addr: settings.addr,
         bump: now_ms(),
@@ -363,12 +363,7 @@ pub fn start(settings: Settings, endpoint: quinn::Endpoint) -> Handle {
         foca,
         loads: loads.clone(),
         runtime: AccumulatingRuntime::new(),
-        sender: Sender {
-            client: Arc::new(Client::with_endpoint(endpoint)),
-            me: addr,
-            loads: loads.clone(),
-            input: tx.clone(),
-        },
+        sender: Sender { client, me: addr, loads: loads.clone(), input: tx.clone() },
         input: tx,
         members: handle.members.clone(),
         changed: true,
@@ -564,9 +559,9 @@ impl Task {
     }
 }
 
-/// Sends SWIM packets as `dcos.swim` calls, on one cached connection per peer.
+/// Sends SWIM packets as `dcos.swim` calls, on the daemon's connection to each peer.
 struct Sender {
-    client: Arc<Client>,
+    client: Client,
     /// This host's peer address and load figure, sent along in headers.
     me: SocketAddr,
     loads: Loads,
@@ -596,12 +591,8 @@ impl Sender {
                 Ok(reply) => {
                     tracing::debug!(%to, "swim packet refused: {:?} {}", reply.outcome(), reply.message)
                 }
-                Err(e) => {
-                    tracing::debug!(%to, "swim packet lost: {e}");
-                    // Forget the connection: the next packet dials afresh (a restarted peer
-                    // does not know the old connection).
-                    client.forget(to);
-                }
+                // A restarted peer resets the old connection (the next packet dials afresh).
+                Err(e) => tracing::debug!(%to, "swim packet lost: {e}"),
             }
         })
     }

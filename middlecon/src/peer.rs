@@ -3,12 +3,19 @@
 //!
 //! - One UDP socket per daemon carries both directions: [`endpoint`] builds a quinn
 //!   endpoint that accepts peers (a client certificate is required by the TLS layer) and
-//!   dials them with the same identity. Calls go only on dialled connections and are
-//!   answered only on accepted ones; a peer may open 128 streams (calls) at once at first,
-//!   doubled while half are in use, up to 4096. The dialling side keeps an idle connection
-//!   alive (a ping every 10 s; idle timeout 30 s).
+//!   dials them with the same identity. Two daemons share one connection: calls go both
+//!   ways on it, whoever dialled ([`Client`] adopts the connections [`serve`] accepts).
+//!   A peer may open 128 streams (calls) at once at first, doubled while half are in use,
+//!   up to 4096. The dialling side keeps an idle connection alive (a ping every 5 s; idle
+//!   timeout 15 s).
+//! - The stateless-reset key is derived from the host's private key, so a daemon restarted
+//!   with the same key resets the connections its predecessor left behind at the first
+//!   packet, and a call that meets such a reset on a cached connection is sent once more
+//!   on a new one (the reset proves no live process holds the old connection).
 //! - After the handshake the server reads the peer's role from its certificate; anything
-//!   but `host` is closed with [`CLOSE_PERMISSION_DENIED`] and a reason.
+//!   but `host` is closed with [`CLOSE_PERMISSION_DENIED`] and a reason. Calls arriving on
+//!   a connection this daemon dialled are answered only if the server's certificate is a
+//!   `host` one too.
 //! - One bidirectional stream per call: the caller writes one frame holding a
 //!   [`PeerRequest`] and finishes; the responder writes one frame holding a [`PeerReply`].
 //!   A frame is a 4-byte big-endian length and that many bytes of protobuf
@@ -17,7 +24,8 @@
 //!   a forwarded call is checked with the role its entry host relays) before running
 //!   anything, answers `no_responders` at once for a service it does not serve, bounds
 //!   the service by the deadline, and drops (cancels) it if the caller resets the stream.
-//! - [`Client`] keeps one connection per peer address and re-dials a closed one.
+//! - [`Client`] keeps one connection per peer address (dialled, or adopted from [`serve`])
+//!   and re-dials a closed one.
 //! - Bulk transfers (a migrating workload's files) use a stream of their own: the request
 //!   frame is followed by data that a [`BulkService`] reads itself ([`Client::open_bulk`]).
 
@@ -85,23 +93,23 @@ pub enum PeerError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
-/// Dialled connections carry only our calls (streams are accepted only on connections we
-/// accepted) and keep themselves alive; accepted ones allow [`INITIAL_STREAMS`] calls.
-fn transport(dialling: bool) -> Arc<quinn::TransportConfig> {
+/// Dialled connections keep themselves alive. A daemon's connections (`serving`), dialled
+/// or accepted, allow [`INITIAL_STREAMS`] calls from the peer; a tool's allow none.
+fn transport(dialling: bool, serving: bool) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("idle timeout fits a VarInt")));
     t.keep_alive_interval(dialling.then_some(KEEP_ALIVE));
-    t.max_concurrent_bidi_streams(VarInt::from_u32(if dialling { 0 } else { INITIAL_STREAMS }));
+    t.max_concurrent_bidi_streams(VarInt::from_u32(if serving { INITIAL_STREAMS } else { 0 }));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
     Arc::new(t)
 }
 
-fn client_config(identity: &Identity) -> Result<quinn::ClientConfig, PeerError> {
+fn client_config(identity: &Identity, serving: bool) -> Result<quinn::ClientConfig, PeerError> {
     let tls = identity.client_config(&[ALPN])?;
     let quic =
         quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|_| PeerError::NoInitialSuite)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    cfg.transport_config(transport(true));
+    cfg.transport_config(transport(true, serving));
     Ok(cfg)
 }
 
@@ -110,8 +118,27 @@ fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, PeerError> 
     let quic =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|_| PeerError::NoInitialSuite)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    cfg.transport_config(transport(false));
+    cfg.transport_config(transport(false, true));
     Ok(cfg)
+}
+
+/// What the stateless-reset key is derived from (see [`Identity::derive_secret`]).
+const RESET_KEY_PURPOSE: &str = "middlecon/1 QUIC stateless reset key";
+/// What the connection-ID key is derived from.
+const CID_KEY_PURPOSE: &str = "middlecon/1 QUIC connection ID key";
+
+/// The endpoint settings: a stateless-reset key and a connection-ID key derived from the
+/// host key, so that a restarted daemon recognises its predecessor's connection IDs as
+/// its own (a packet on an ID it did not make is dropped without a reset) and resets them
+/// with tokens its predecessor's peers accept.
+fn endpoint_config(identity: &Identity) -> quinn::EndpointConfig {
+    let secret = identity.derive_secret(RESET_KEY_PURPOSE);
+    let mut cfg =
+        quinn::EndpointConfig::new(Arc::new(ring::hmac::Key::new(ring::hmac::HMAC_SHA256, &secret)));
+    let cid = identity.derive_secret(CID_KEY_PURPOSE);
+    let cid_key = u64::from_le_bytes(cid[..8].try_into().expect("8 of 32 bytes"));
+    cfg.cid_generator(move || Box::new(quinn_proto::HashedConnectionIdGenerator::from_key(cid_key)));
+    cfg
 }
 
 /// A daemon's endpoint on `listen`: accepts peers and dials them, on one UDP socket whose
@@ -128,10 +155,9 @@ pub fn endpoint(identity: &Identity, listen: SocketAddr) -> Result<Endpoint, Pee
         }
     }
     let runtime = Arc::new(quinn::TokioRuntime);
-    let mut ep =
-        Endpoint::new(quinn::EndpointConfig::default(), Some(server_config(identity)?), socket, runtime)
-            .map_err(bind)?;
-    ep.set_default_client_config(client_config(identity)?);
+    let mut ep = Endpoint::new(endpoint_config(identity), Some(server_config(identity)?), socket, runtime)
+        .map_err(bind)?;
+    ep.set_default_client_config(client_config(identity, true)?);
     Ok(ep)
 }
 
@@ -139,7 +165,7 @@ pub fn endpoint(identity: &Identity, listen: SocketAddr) -> Result<Endpoint, Pee
 pub fn client_endpoint(identity: &Identity) -> Result<Endpoint, PeerError> {
     let any: SocketAddr = "0.0.0.0:0".parse().expect("literal address");
     let mut ep = Endpoint::client(any).map_err(|source| PeerError::Bind { addr: any, source })?;
-    ep.set_default_client_config(client_config(identity)?);
+    ep.set_default_client_config(client_config(identity, false)?);
     Ok(ep)
 }
 
@@ -281,16 +307,22 @@ fn reply(outcome: Outcome, message: impl Into<String>) -> PeerReply {
 // ---------------------------------------------------------------------------------------
 // Server
 
-/// Accepts peers on `endpoint` and answers their calls from `services` until `shutdown`
-/// resolves; then closes every connection and waits (briefly) for the closes to be sent.
-pub async fn serve(endpoint: Endpoint, services: Services, shutdown: impl Future<Output = ()>) {
+/// Accepts peers on `client`'s endpoint and answers their calls from `services` until
+/// `shutdown` resolves, on accepted connections and on those `client` dials (it adopts the
+/// accepted ones for its own calls); then closes every connection and waits (briefly) for
+/// the closes to be sent.
+pub async fn serve(client: Client, services: Services, shutdown: impl Future<Output = ()>) {
     let services = Arc::new(services);
+    if let Some(answering) = &client.shared.answering {
+        answering.send_replace(Some(services.clone()));
+    }
+    let endpoint = client.shared.endpoint.clone();
     tokio::pin!(shutdown);
     loop {
         tokio::select! {
             incoming = endpoint.accept() => {
                 let Some(incoming) = incoming else { break };
-                tokio::spawn(connection(incoming, services.clone()));
+                tokio::spawn(accepted(incoming, client.clone(), services.clone()));
             }
             _ = &mut shutdown => break,
         }
@@ -305,7 +337,7 @@ fn identity_of(conn: &quinn::Connection) -> Option<PeerIdentity> {
     peer_identity(certs.first()?).ok()
 }
 
-async fn connection(incoming: quinn::Incoming, services: Arc<Services>) {
+async fn accepted(incoming: quinn::Incoming, client: Client, services: Arc<Services>) {
     let remote = incoming.remote_address();
     let conn = match incoming.await {
         Ok(c) => c,
@@ -330,6 +362,42 @@ async fn connection(incoming: quinn::Incoming, services: Arc<Services>) {
         }
     };
     tracing::debug!(%remote, peer = %caller.name, "peer connected");
+    // A peer dials from its own peer port, so calls to `remote` can use this connection.
+    client.adopt(remote, &conn);
+    answer_calls(conn, remote, caller, services).await;
+}
+
+/// Answers calls on a connection this daemon dialled once [`serve`] has set the services,
+/// if the server's certificate is a `host` one.
+async fn answer_dialled(
+    conn: quinn::Connection,
+    remote: SocketAddr,
+    mut answering: tokio::sync::watch::Receiver<Option<Arc<Services>>>,
+) {
+    let services = tokio::select! {
+        s = answering.wait_for(Option::is_some) => match s {
+            Ok(s) => s.clone().expect("waited for Some"),
+            Err(_) => return,
+        },
+        _ = conn.closed() => return,
+    };
+    match identity_of(&conn) {
+        Some(id) if id.role == Role::Host => answer_calls(conn, remote, id, services).await,
+        other => tracing::warn!(
+            %remote,
+            "calls from this peer are not answered: its certificate ({}) is not a host one",
+            other.map(|id| format!("{} with role {}", id.name, id.role)).unwrap_or_else(|| "no dcos identity".into())
+        ),
+    }
+}
+
+/// Answers the calls `caller` opens on `conn` until the connection ends.
+async fn answer_calls(
+    conn: quinn::Connection,
+    remote: SocketAddr,
+    caller: PeerIdentity,
+    services: Arc<Services>,
+) {
     let in_flight = Arc::new(AtomicU32::new(0));
     let mut allowed = INITIAL_STREAMS;
     loop {
@@ -553,25 +621,59 @@ fn read_error(addr: SocketAddr, e: FrameError) -> CallError {
     }
 }
 
-/// Calls services on peers, one reused connection per peer address.
+/// Calls services on peers, one reused connection per peer address. Clones share the
+/// connections: a daemon has one client, for membership, the API and migrations, which
+/// [`serve`] also gives the connections peers dial (so a call back needs no handshake).
+#[derive(Clone)]
 pub struct Client {
+    shared: Arc<Shared>,
+}
+
+struct Shared {
     endpoint: Endpoint,
     connections: Mutex<HashMap<SocketAddr, quinn::Connection>>,
     /// One dial at a time per address: calls arriving together while there is no
     /// connection wait for the one handshake instead of each starting its own.
     dialing: Mutex<HashMap<SocketAddr, Arc<tokio::sync::Mutex<()>>>>,
+    /// A daemon's client: the services [`serve`] answers with, also on the connections
+    /// this client dials (`None` until it runs). A tool's client has none.
+    answering: Option<tokio::sync::watch::Sender<Option<Arc<Services>>>>,
 }
 
 impl Client {
-    /// A client on its own ephemeral UDP port, presenting `identity`.
+    /// A tool's client on its own ephemeral UDP port, presenting `identity`: it calls and
+    /// answers nothing.
     pub fn new(identity: &Identity) -> Result<Client, PeerError> {
-        Ok(Client::with_endpoint(client_endpoint(identity)?))
+        Ok(Client::build(client_endpoint(identity)?, false))
     }
 
-    /// A client dialling from `endpoint` (which must have a default client config, as
-    /// [`endpoint`] and [`client_endpoint`] give).
+    /// A daemon's client dialling from `endpoint` (from [`endpoint`]); give it to [`serve`].
     pub fn with_endpoint(endpoint: Endpoint) -> Client {
-        Client { endpoint, connections: Mutex::default(), dialing: Mutex::default() }
+        Client::build(endpoint, true)
+    }
+
+    fn build(endpoint: Endpoint, daemon: bool) -> Client {
+        let shared = Shared {
+            endpoint,
+            connections: Mutex::default(),
+            dialing: Mutex::default(),
+            answering: daemon.then(|| tokio::sync::watch::channel(None).0),
+        };
+        Client { shared: Arc::new(shared) }
+    }
+
+    /// The endpoint this client dials from.
+    pub fn endpoint(&self) -> &Endpoint {
+        &self.shared.endpoint
+    }
+
+    /// Uses `conn`, which the peer at `addr` dialled, for calls to `addr` unless an open
+    /// connection is there already.
+    fn adopt(&self, addr: SocketAddr, conn: &quinn::Connection) {
+        let mut conns = self.shared.connections.lock().unwrap_or_else(|e| e.into_inner());
+        if conns.get(&addr).is_none_or(|c| c.close_reason().is_some()) {
+            conns.insert(addr, conn.clone());
+        }
     }
 
     /// Calls `service` on the middlecon at `addr` with `payload`, to be answered by
@@ -603,29 +705,39 @@ impl Client {
         // The responder judges the deadline; we wait a little longer for its verdict.
         let left = deadline.duration_since(SystemTime::now()).unwrap_or_default();
         let give_up = tokio::time::Instant::now() + left + REPLY_GRACE;
-        let conn = match tokio::time::timeout_at(give_up, self.connection(addr)).await {
-            Ok(c) => c?,
-            Err(_) => {
-                return Err(CallError::Unreachable {
-                    addr,
-                    reason: "no QUIC handshake completed before the deadline".into(),
-                })
-            }
+        let no_handshake = || CallError::Unreachable {
+            addr,
+            reason: "no QUIC handshake completed before the deadline".into(),
         };
-        match tokio::time::timeout_at(give_up, exchange(addr, &conn, &req)).await {
-            Ok(r) => r,
-            Err(_) => Err(CallError::DeadlineExceeded { addr }),
-        }
+        let (conn, dialled) =
+            tokio::time::timeout_at(give_up, self.connection(addr)).await.map_err(|_| no_handshake())??;
+        let first = tokio::time::timeout_at(give_up, exchange(addr, &conn, &req)).await;
+        // A stateless reset on a connection from before: the peer restarted and no process
+        // holds that connection any more. Once more, on a new one.
+        let first = match first {
+            Ok(Err(_)) if !dialled && matches!(conn.close_reason(), Some(ConnectionError::Reset)) => {
+                tracing::debug!(%addr, "cached connection reset by the peer (restarted); calling again");
+                let (conn, _) = tokio::time::timeout_at(give_up, self.connection(addr))
+                    .await
+                    .map_err(|_| no_handshake())??;
+                tokio::time::timeout_at(give_up, exchange(addr, &conn, &req)).await
+            }
+            other => other,
+        };
+        first.unwrap_or(Err(CallError::DeadlineExceeded { addr }))
     }
 
     /// Opens a bulk transfer to the [`BulkService`] `req.service` at `addr`: sends the
     /// request; the caller then writes the body ([`BulkCall::write`]) and reads the reply
     /// ([`BulkCall::finish`]).
     pub async fn open_bulk(&self, addr: SocketAddr, req: PeerRequest) -> Result<BulkCall, CallError> {
-        let conn =
-            tokio::time::timeout(Duration::from_secs(10), self.connection(addr)).await.map_err(|_| {
-                CallError::Unreachable { addr, reason: "no QUIC handshake completed within 10 s".into() }
-            })??;
+        let conn = tokio::time::timeout(Duration::from_secs(10), self.connection(addr))
+            .await
+            .map_err(|_| CallError::Unreachable {
+                addr,
+                reason: "no QUIC handshake completed within 10 s".into(),
+            })??
+            .0;
         let (mut send, recv) = conn.open_bi().await.map_err(|e| connection_error(addr, e))?;
         send.write_all(&encode_frame(&req)).await.map_err(|e| write_error(addr, &conn, e))?;
         Ok(BulkCall { addr, conn, send, recv })
@@ -633,7 +745,7 @@ impl Client {
 
     /// The cached connection to `addr` if it is still open (a closed one is dropped).
     fn open_connection(&self, addr: SocketAddr) -> Option<quinn::Connection> {
-        let mut conns = self.connections.lock().unwrap_or_else(|e| e.into_inner());
+        let mut conns = self.shared.connections.lock().unwrap_or_else(|e| e.into_inner());
         match conns.get(&addr) {
             Some(c) if c.close_reason().is_none() => Some(c.clone()),
             Some(_) => {
@@ -644,30 +756,31 @@ impl Client {
         }
     }
 
-    /// Forgets the connection to `addr` (the next call dials again).
-    pub fn forget(&self, addr: SocketAddr) {
-        self.connections.lock().unwrap_or_else(|e| e.into_inner()).remove(&addr);
-    }
-
-    /// The open connection to `addr`, dialled if there is none (or it has closed).
-    async fn connection(&self, addr: SocketAddr) -> Result<quinn::Connection, CallError> {
+    /// The open connection to `addr`, dialled if there is none (or it has closed); `true`
+    /// if it was dialled just now.
+    async fn connection(&self, addr: SocketAddr) -> Result<(quinn::Connection, bool), CallError> {
         if let Some(c) = self.open_connection(addr) {
-            return Ok(c);
+            return Ok((c, false));
         }
-        let gate = self.dialing.lock().unwrap_or_else(|e| e.into_inner()).entry(addr).or_default().clone();
+        let gate =
+            self.shared.dialing.lock().unwrap_or_else(|e| e.into_inner()).entry(addr).or_default().clone();
         let _turn = gate.lock().await;
-        // Whoever dialled while we waited may have connected already.
+        // Whoever dialled while we waited (or the peer, dialling us) may have connected already.
         if let Some(c) = self.open_connection(addr) {
-            return Ok(c);
+            return Ok((c, false));
         }
         let server_name = addr.ip().to_string();
         let connecting = self
+            .shared
             .endpoint
             .connect(addr, &server_name)
             .map_err(|e| CallError::Protocol { addr, reason: format!("cannot dial: {e}") })?;
         let conn = connecting.await.map_err(|e| connection_error(addr, e))?;
-        self.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(addr, conn.clone());
-        Ok(conn)
+        if let Some(answering) = &self.shared.answering {
+            tokio::spawn(answer_dialled(conn.clone(), addr, answering.subscribe()));
+        }
+        self.shared.connections.lock().unwrap_or_else(|e| e.into_inner()).insert(addr, conn.clone());
+        Ok((conn, true))
     }
 }
 

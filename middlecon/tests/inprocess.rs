@@ -69,7 +69,7 @@ async fn the_responder_checks_deadlines_reports_app_errors_and_cancels() {
     let ep = peer::endpoint(&server, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = ep.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
-    let serving = tokio::spawn(peer::serve(ep, services, async {
+    let serving = tokio::spawn(peer::serve(Client::with_endpoint(ep), services, async {
         let _ = stopped.await;
     }));
     let c = Client::new(&identity(dir.path(), "caller")).unwrap();
@@ -107,4 +107,50 @@ async fn the_responder_checks_deadlines_reports_app_errors_and_cancels() {
 
     stop.send(()).unwrap();
     tokio::time::timeout(Duration::from_secs(3), serving).await.expect("serve returns on shutdown").unwrap();
+}
+
+/// A daemon's endpoint on 127.0.0.1 serving `count`, with the client it shares the
+/// endpoint with, and the sender that stops it.
+fn daemon(
+    dir: &std::path::Path,
+    name: &str,
+) -> (Client, std::net::SocketAddr, Arc<AtomicUsize>, tokio::sync::oneshot::Sender<()>) {
+    let ep = peer::endpoint(&identity(dir, name), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let addr = ep.local_addr().unwrap();
+    let calls = Arc::new(AtomicUsize::new(0));
+    let client = Client::with_endpoint(ep);
+    let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
+    let services = Services::new().with("count", Counting(calls.clone()));
+    tokio::spawn(peer::serve(client.clone(), services, async {
+        let _ = stopped.await;
+    }));
+    (client, addr, calls, stop)
+}
+
+#[tokio::test]
+async fn two_daemons_call_each_other_over_the_one_connection_either_dialled() {
+    let dir = tempfile::tempdir().unwrap();
+    pki::init_dir(dir.path()).unwrap();
+    let (a, a_addr, a_calls, _stop_a) = daemon(dir.path(), "a");
+    let (b, b_addr, b_calls, _stop_b) = daemon(dir.path(), "b");
+    let soon = || SystemTime::now() + Duration::from_secs(5);
+
+    let r = a.call(b_addr, "count", vec![], soon()).await.unwrap();
+    assert_eq!((r.outcome(), r.payload.as_slice()), (Outcome::Ok, &b"a"[..]), "{r:?}");
+    // b answers a on the connection a dialled, and calls a back on it: no second handshake.
+    let r = b.call(a_addr, "count", vec![], soon()).await.unwrap();
+    assert_eq!(
+        (r.outcome(), r.payload.as_slice()),
+        (Outcome::Ok, &b"b"[..]),
+        "a sees b's certificate: {r:?}"
+    );
+    assert_eq!((a_calls.load(Ordering::SeqCst), b_calls.load(Ordering::SeqCst)), (1, 1));
+    assert_eq!(a.endpoint().open_connections(), 1, "a holds the one connection it dialled");
+    assert_eq!(b.endpoint().open_connections(), 1, "b called a back on the connection a dialled");
+    for _ in 0..3 {
+        assert_eq!(a.call(b_addr, "count", vec![], soon()).await.unwrap().outcome(), Outcome::Ok);
+        assert_eq!(b.call(a_addr, "count", vec![], soon()).await.unwrap().outcome(), Outcome::Ok);
+    }
+    assert_eq!((a.endpoint().open_connections(), b.endpoint().open_connections()), (1, 1));
+    assert_eq!((a_calls.load(Ordering::SeqCst), b_calls.load(Ordering::SeqCst)), (4, 4));
 }

@@ -169,6 +169,27 @@ async fn a_black_holed_host_fails_within_the_deadline() {
     assert_eq!(pong(&reply).name, "host-1");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_restarted_after_a_kill_answers_the_next_call_at_once() {
+    let fleet = Fleet::new(1).expect("fleet");
+    let pki = Pki::new();
+    let tls = fleet.host(0).issue(&pki);
+    let mut first = fleet.middlecon(0, &tls, &["--dc", "dc-a"]).expect("middlecon starts");
+    let c = client(&pki, "tester", Role::Host);
+    let addr = peer_addr(&fleet, 0);
+    pong(&c.call(addr, "dcos.ping", Vec::new(), in_secs(5)).await.expect("ping"));
+    // SIGKILL: no close reaches us; our connection now points at a process that is gone.
+    fleet.kill(&mut first);
+    let _second = fleet.middlecon(0, &tls, &["--dc", "dc-a"]).expect("middlecon starts again");
+    // The new process resets the old connection with the key both derive from the host
+    // key, and the call goes again on a new connection, well within its deadline (with a
+    // random reset key it would wait for the deadline, then for the 15 s idle timeout).
+    let started = Instant::now();
+    let reply = c.call(addr, "dcos.ping", Vec::new(), in_secs(3)).await.expect("the restarted host answers");
+    assert_eq!(pong(&reply).name, "host-0");
+    assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
+}
+
 #[test]
 fn bad_settings_exit_2_naming_the_setting() {
     let pki = Pki::new();

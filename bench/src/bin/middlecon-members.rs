@@ -51,6 +51,10 @@ struct Args {
     /// The middlecon binary [default: `middlecon` next to this executable].
     #[arg(long)]
     middlecon: Option<PathBuf>,
+    /// Print, for every polling round until convergence, how many members see all alive and
+    /// what the others lack (listed too few, or list some suspect or dead).
+    #[arg(long)]
+    trace: bool,
     /// Also write the report (Markdown) to this file.
     #[arg(long)]
     out: Option<PathBuf>,
@@ -92,6 +96,27 @@ async fn poll(members: &[Member]) -> Vec<Option<Vec<(String, pb::MemberState)>>>
         }
     });
     futures::future::join_all(asks).await
+}
+
+/// One polling round in a line: members seeing all `n` alive, members listing fewer than
+/// `n`, and the suspect and dead entries over all lists.
+fn round_summary(views: &[Option<Vec<(String, pb::MemberState)>>], n: usize) -> String {
+    let (mut all, mut short, mut silent, mut suspect, mut dead) = (0, 0, 0, 0, 0);
+    for view in views {
+        let Some(list) = view else {
+            silent += 1;
+            continue;
+        };
+        let alive = list.iter().filter(|(_, s)| *s == pb::MemberState::Alive).count();
+        all += usize::from(alive == n);
+        short += usize::from(list.len() < n);
+        suspect += list.iter().filter(|(_, s)| *s == pb::MemberState::Suspect).count();
+        dead += list.iter().filter(|(_, s)| *s == pb::MemberState::Dead).count();
+    }
+    format!(
+        "{all} see all alive; {short} list fewer than {n}; {suspect} suspect and {dead} dead entries; \
+         {silent} did not answer"
+    )
 }
 
 /// For each member not seeing all `n` alive: what it lists otherwise (for the progress log).
@@ -193,6 +218,13 @@ async fn one_run(
         };
         r.converged_members = views.iter().filter(|v| seen_all(v)).count();
         let now = Instant::now();
+        if args.trace {
+            progress(format!(
+                "run {run}: +{:.2} s: {}",
+                (now - last_start).as_secs_f64(),
+                round_summary(&views, n)
+            ));
+        }
         if r.converged_at_2s.is_none() && now - last_start >= Duration::from_secs(2) {
             r.converged_at_2s = Some(r.converged_members);
         }

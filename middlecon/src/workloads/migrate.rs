@@ -402,10 +402,7 @@ impl Mover {
             Ok(r) => {
                 Err(WorkloadError::Unreachable(format!("{to}: {}: {}", r.outcome().as_str_name(), r.message)))
             }
-            Err(e) => {
-                self.api.client.forget(addr);
-                Err(WorkloadError::Unreachable(format!("{to}: {e}")))
-            }
+            Err(e) => Err(WorkloadError::Unreachable(format!("{to}: {e}"))),
         }
     }
 
