@@ -339,7 +339,8 @@ fn swim_config(forget_dead_after: Duration) -> foca::Config {
     c.suspect_to_down_after = SUSPECT_TO_DEAD;
     c.remove_down_after = Some(forget_dead_after);
     c.max_packet_size = NonZeroUsize::new(MAX_PACKET).expect("nonzero");
-    c.periodic_announce = Some(foca::PeriodicParams { frequency: SYNC_EVERY, num_members: NonZeroUsize::MIN });
+    c.periodic_announce =
+        Some(foca::PeriodicParams { frequency: SYNC_EVERY, num_members: NonZeroUsize::MIN });
     c.periodic_announce_to_down_members =
         Some(foca::PeriodicParams { frequency: Duration::from_secs(5), num_members: NonZeroUsize::MIN });
     c

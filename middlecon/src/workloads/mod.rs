@@ -415,7 +415,7 @@ impl Workloads {
         let begun = std::time::Instant::now();
         let made = self.create(record.clone(), &rootfs).await;
         match made {
-            Ok((r, (made, took))) => {
+            Ok((r, times)) => {
                 // The runtime has just said it started: its pid file saves asking it again.
                 let w = match read_pid(&self.workload_dir(&r.name)) {
                     Some(pid) => self.to_pb(&r, "running", pid),
@@ -425,8 +425,9 @@ impl Workloads {
                     workload = %r.name,
                     runtime = %rt.kind(),
                     pid = w.pid,
-                    rootfs = ?made,
-                    rootfs_ms = took.as_secs_f64() * 1e3,
+                    rootfs = ?times.made,
+                    rootfs_ms = times.rootfs.as_secs_f64() * 1e3,
+                    runtime_ms = times.runtime.as_secs_f64() * 1e3,
                     total_ms = begun.elapsed().as_secs_f64() * 1e3,
                     "workload running"
                 );
@@ -439,13 +440,9 @@ impl Workloads {
         }
     }
 
-    /// Makes the bundle and starts it: the record, and how the root filesystem was made and
-    /// how long that took.
-    async fn create(
-        &self,
-        mut record: Record,
-        image: &Path,
-    ) -> Result<(Record, (rootfs::Made, Duration)), WorkloadError> {
+    /// Makes the bundle and starts it: the record, how the root filesystem was made, and
+    /// how long that and the runtime took.
+    async fn create(&self, mut record: Record, image: &Path) -> Result<(Record, RunTimes), WorkloadError> {
         let dir = self.workload_dir(&record.name);
         let bundle = dir.join("bundle");
         // A directory left behind by an earlier failure is not ours to keep.
@@ -467,12 +464,14 @@ impl Workloads {
                 }
                 e => WorkloadError::Io(format!("copying the root filesystem: {e}")),
             })?;
-        let made = (made, making.elapsed());
+        let rootfs = making.elapsed();
+        let starting = std::time::Instant::now();
         record.started_unix_ms = self.start_container(&record).await?;
+        let times = RunTimes { made, rootfs, runtime: starting.elapsed() };
         record.phase = Phase::Owned;
         self.save(&record)?;
         self.put(record.clone());
-        Ok((record, made))
+        Ok((record, times))
     }
 
     /// Stops a workload (SIGTERM, SIGKILL after a grace period) and removes it from this
@@ -571,6 +570,16 @@ impl Workloads {
             epoch: r.epoch,
         }
     }
+}
+
+/// Where a `Run` spent its time (logged with `workload running`).
+struct RunTimes {
+    /// How the root filesystem was made (overlay or copy) ...
+    made: rootfs::Made,
+    /// ... and how long that took.
+    rootfs: Duration,
+    /// `config.json` written and the runtime's `run` until it returned.
+    runtime: Duration,
 }
 
 /// The status word of a phase that is not simply "owned".
