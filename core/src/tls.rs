@@ -221,15 +221,20 @@ mod tests {
     use super::*;
     use crate::pki::{self, LeafSpec};
 
+    /// The files `pki::init_dir` and `pki::issue_into_dir` write for `name` in `dir`.
+    fn files_in(dir: &Path, name: &str) -> TlsFiles {
+        TlsFiles {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+            ca: dir.join("ca.crt"),
+        }
+    }
+
     #[test]
     fn identity_carries_name_and_role_and_expired_certificates_are_refused() {
         let dir = tempfile::tempdir().unwrap();
         pki::init_dir(dir.path()).unwrap();
-        let files = |n: &str| TlsFiles {
-            cert: dir.path().join(format!("{n}.crt")),
-            key: dir.path().join(format!("{n}.key")),
-            ca: dir.path().join("ca.crt"),
-        };
+        let files = |n: &str| files_in(dir.path(), n);
         let admin = Identity::load(&files("admin")).unwrap();
         assert_eq!(admin.peer.name, "admin");
         assert_eq!(admin.peer.role, Role::Admin);
@@ -249,11 +254,7 @@ mod tests {
     fn derived_secrets_follow_the_key_and_the_purpose() {
         let dir = tempfile::tempdir().unwrap();
         pki::init_dir(dir.path()).unwrap();
-        let files = |n: &str| TlsFiles {
-            cert: dir.path().join(format!("{n}.crt")),
-            key: dir.path().join(format!("{n}.key")),
-            ca: dir.path().join("ca.crt"),
-        };
+        let files = |n: &str| files_in(dir.path(), n);
         let once = Identity::load(&files("admin")).unwrap();
         let again = Identity::load(&files("admin")).unwrap();
         assert_eq!(once.derive_secret("reset"), again.derive_secret("reset"), "same key, same secret");

@@ -153,4 +153,16 @@ async fn two_daemons_call_each_other_over_the_one_connection_either_dialled() {
     }
     assert_eq!((a.endpoint().open_connections(), b.endpoint().open_connections()), (1, 1));
     assert_eq!((a_calls.load(Ordering::SeqCst), b_calls.load(Ordering::SeqCst)), (4, 4));
+
+    // A connection that ends is forgotten: a tool's, from a port nobody calls back.
+    let tool = Client::new(&identity(dir.path(), "tool")).unwrap();
+    assert_eq!(tool.call(a_addr, "count", vec![], soon()).await.unwrap().outcome(), Outcome::Ok);
+    assert_eq!(a.connections(), 2, "a holds b's connection and the tool's");
+    tool.endpoint().close(0u32.into(), b"done");
+    let until = Instant::now() + Duration::from_secs(3);
+    while a.connections() > 1 && Instant::now() < until {
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    assert_eq!(a.connections(), 1, "the tool's closed connection is not kept");
+    assert_eq!(a.call(b_addr, "count", vec![], soon()).await.unwrap().outcome(), Outcome::Ok);
 }

@@ -1014,27 +1014,14 @@ fn render(s: &Samples, args: &RunArgs, h: &Header) -> String {
         &format!("{ratio:.2} × runc on host-0 ({:.2} × runc)", run.median / runc.median),
         pass(ratio <= 1.2),
     );
-    if !s.run_daemon.is_empty() {
-        let own = summarize(&s.run_daemon);
-        row(
-            &mut out,
-            "… of which middlecon's own `Run` (its log: overlay, runtime, record)",
-            &own,
-            "",
-            &format!("{:.2} × runc on host-0", own.median / runc_host.median),
-            "",
-        );
-    }
-    if !s.run_runtime.is_empty() {
-        let rt = summarize(&s.run_runtime);
-        row(
-            &mut out,
-            "… of which the runtime's `run` that middlecon started on host-0",
-            &rt,
-            "",
-            &format!("{:.2} × runc on host-0", rt.median / runc_host.median),
-            "",
-        );
+    let parts = [
+        ("… of which middlecon's own `Run` (its log: overlay, runtime, record)", &s.run_daemon),
+        ("… of which the runtime's `run` that middlecon started on host-0", &s.run_runtime),
+    ];
+    for (what, values) in parts.into_iter().filter(|(_, v)| !v.is_empty()) {
+        let part = summarize(values);
+        let ratio = format!("{:.2} × runc on host-0", part.median / runc_host.median);
+        row(&mut out, what, &part, "", &ratio, "");
     }
     for (mib, z) in &s.per_size {
         let tcp = summarize(&z.tcp_ms);
