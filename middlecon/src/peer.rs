@@ -642,8 +642,8 @@ struct Shared {
 }
 
 impl Client {
-    /// A tool's client on its own ephemeral UDP port, presenting `identity`: it calls and
-    /// answers nothing.
+    /// A tool's client on its own ephemeral UDP port, presenting `identity`: it calls
+    /// peers and answers no calls from them.
     pub fn new(identity: &Identity) -> Result<Client, PeerError> {
         Ok(Client::build(client_endpoint(identity)?, false))
     }
