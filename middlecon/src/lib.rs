@@ -12,7 +12,8 @@
 //! - [`peer`]: the QUIC endpoint (server and client on one UDP socket, ALPN `middlecon/1`,
 //!   mTLS with `host` certificates), the frames of `proto/middlecon/v1/peer.proto`, the
 //!   responder ([`peer::serve`], given its endpoint and shutdown signal so tests run it
-//!   in-process) and the caller ([`peer::Client`], one reused connection per peer).
+//!   in-process) and the caller ([`peer::Client`]: one per daemon, shared by membership,
+//!   the API and migrations, with one connection per peer, used both ways).
 //! - [`ping`]: the built-in `dcos.ping` service.
 //! - [`api`]: the gRPC API (`middlecon.v1`) on the Unix socket and on TCP with mTLS;
 //!   [`routing`]: services registered by `Messaging.Serve` streams.
