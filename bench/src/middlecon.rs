@@ -181,21 +181,19 @@ pub fn binary(given: Option<&Path>) -> Result<PathBuf> {
 }
 
 /// Runs `report` on a 2-worker tokio runtime and prints the Markdown it returns (also to
-/// `out`, if given); errors go to stderr as `tool: ...` with exit status 1.
-pub fn run_report(tool: &str, out: Option<&Path>, report: impl Future<Output = Result<String>>) -> ExitCode {
+/// `--out`, if given); errors go to stderr as `tool: ...` with exit status 1.
+pub fn run_report(
+    tool: &str,
+    args: &crate::report::ReportArgs,
+    report: impl Future<Output = Result<String>>,
+) -> ExitCode {
     let result = tokio::runtime::Builder::new_multi_thread()
         .worker_threads(2)
         .enable_all()
         .build()
         .context("starting the runtime")
         .and_then(|rt| rt.block_on(report));
-    let written = result.and_then(|text| {
-        println!("{text}");
-        match out {
-            Some(path) => std::fs::write(path, &text).with_context(|| format!("writing {}", path.display())),
-            None => Ok(()),
-        }
-    });
+    let written = result.and_then(|text| args.emit(&text));
     match written {
         Ok(()) => ExitCode::SUCCESS,
         Err(e) => {

@@ -109,12 +109,8 @@ struct RunArgs {
     /// The dcos binary [default: `dcos` next to this executable].
     #[arg(long)]
     dcos: Option<PathBuf>,
-    /// Also write the report (Markdown) to this file.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// A line for the report's header, e.g. which commit was measured.
-    #[arg(long)]
-    note: Option<String>,
+    #[command(flatten)]
+    report: dcos_bench::report::ReportArgs,
 }
 
 fn main() -> ExitCode {
@@ -139,16 +135,13 @@ fn main() -> ExitCode {
                 };
             }
             match run(&args) {
-                Ok(report) => {
-                    println!("{report}");
-                    if let Some(path) = &args.out {
-                        if let Err(e) = std::fs::write(path, &report) {
-                            eprintln!("fleet-bench: writing {}: {e}", path.display());
-                            return ExitCode::FAILURE;
-                        }
+                Ok(report) => match args.report.emit(&report) {
+                    Ok(()) => ExitCode::SUCCESS,
+                    Err(e) => {
+                        eprintln!("fleet-bench: {e:#}");
+                        ExitCode::FAILURE
                     }
-                    ExitCode::SUCCESS
-                }
+                },
                 Err(e) => {
                     eprintln!("fleet-bench: {e:#}");
                     ExitCode::FAILURE
@@ -159,7 +152,7 @@ fn main() -> ExitCode {
 }
 
 fn progress(msg: impl AsRef<str>) {
-    eprintln!("[fleet-bench] {}", msg.as_ref());
+    dcos_bench::report::progress("fleet-bench", msg.as_ref());
 }
 
 /// Raises the open-files limit to its hard maximum: a thousand listeners, or sockets.
@@ -1070,7 +1063,7 @@ fn render(r: &Results, args: &RunArgs, h: &Header) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### Fleet fan-out benchmark, {}\n", h.date);
     let _ = writeln!(out, "- machine: {}", probe::machine());
-    if let Some(note) = &args.note {
+    if let Some(note) = &args.report.note {
         let _ = writeln!(out, "- {note}");
     }
     let _ = writeln!(

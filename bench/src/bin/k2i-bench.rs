@@ -39,9 +39,8 @@ struct Args {
     /// Repetitions of every timed measurement; medians and minimums are reported.
     #[arg(long, default_value_t = 7)]
     runs: usize,
-    /// Also write the report (Markdown) to this file.
-    #[arg(long)]
-    out: Option<PathBuf>,
+    #[command(flatten)]
+    report: dcos_bench::report::ReportArgs,
     /// The k2i binary [default: `k2i` next to this executable].
     #[arg(long)]
     k2i: Option<PathBuf>,
@@ -65,9 +64,6 @@ struct Args {
     /// has slowed to --idle-interval 30s; 0 skips it.
     #[arg(long, default_value_t = 60)]
     idle_long: u64,
-    /// A line for the report's header, e.g. which commit of k2i was measured.
-    #[arg(long)]
-    note: Option<String>,
     /// Helper processes that fork the sleeping processes.
     #[arg(long, default_value_t = 4)]
     helpers: usize,
@@ -77,16 +73,13 @@ fn main() -> ExitCode {
     sleepers::run_helper_if_requested();
     let args = Args::parse();
     match run(&args) {
-        Ok(report) => {
-            println!("{report}");
-            if let Some(path) = &args.out {
-                if let Err(e) = std::fs::write(path, &report) {
-                    eprintln!("k2i-bench: writing {}: {e}", path.display());
-                    return ExitCode::FAILURE;
-                }
+        Ok(report) => match args.report.emit(&report) {
+            Ok(()) => ExitCode::SUCCESS,
+            Err(e) => {
+                eprintln!("k2i-bench: {e:#}");
+                ExitCode::FAILURE
             }
-            ExitCode::SUCCESS
-        }
+        },
         Err(e) => {
             eprintln!("k2i-bench: {e:#}");
             ExitCode::FAILURE
@@ -95,7 +88,7 @@ fn main() -> ExitCode {
 }
 
 fn progress(msg: impl AsRef<str>) {
-    eprintln!("[k2i-bench] {}", msg.as_ref());
+    dcos_bench::report::progress("k2i-bench", msg.as_ref());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -712,7 +705,7 @@ fn render(r: &Results, args: &Args) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### k2i benchmark, {}\n", r.date);
     let _ = writeln!(out, "- machine: {}", probe::machine());
-    if let Some(note) = &args.note {
+    if let Some(note) = &args.report.note {
         let _ = writeln!(out, "- {note}");
     }
     let _ = writeln!(

@@ -82,21 +82,17 @@ struct Args {
     /// The NATS server binary.
     #[arg(long, default_value = "nats-server")]
     nats_server: PathBuf,
-    /// Also write the report (Markdown) to this file.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// A line for the report's header, e.g. which commit was measured.
-    #[arg(long)]
-    note: Option<String>,
+    #[command(flatten)]
+    report: dcos_bench::report::ReportArgs,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    run_report("middlecon-bench", args.out.as_deref(), run(&args))
+    run_report("middlecon-bench", &args.report, run(&args))
 }
 
 fn progress(msg: impl AsRef<str>) {
-    eprintln!("[middlecon-bench] {}", msg.as_ref());
+    dcos_bench::report::progress("middlecon-bench", msg.as_ref());
 }
 
 // ---------------------------------------------------------------------------------------
@@ -630,7 +626,7 @@ fn render(r: &Results, args: &Args, h: &Header) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### middlecon request/reply benchmark, {}\n", h.date);
     let _ = writeln!(out, "- machine: {}", probe::machine());
-    if let Some(note) = &args.note {
+    if let Some(note) = &args.report.note {
         let _ = writeln!(out, "- {note}");
     }
     let _ = writeln!(

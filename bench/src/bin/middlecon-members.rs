@@ -55,21 +55,17 @@ struct Args {
     /// what the others lack (listed too few, or list some suspect or dead).
     #[arg(long)]
     trace: bool,
-    /// Also write the report (Markdown) to this file.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// A line for the report's header, e.g. which commit was measured.
-    #[arg(long)]
-    note: Option<String>,
+    #[command(flatten)]
+    report: dcos_bench::report::ReportArgs,
 }
 
 fn main() -> ExitCode {
     let args = Args::parse();
-    run_report("middlecon-members", args.out.as_deref(), run(&args))
+    run_report("middlecon-members", &args.report, run(&args))
 }
 
 fn progress(msg: impl AsRef<str>) {
-    eprintln!("[middlecon-members] {}", msg.as_ref());
+    dcos_bench::report::progress("middlecon-members", msg.as_ref());
 }
 
 fn ip_of(i: usize) -> IpAddr {
@@ -356,7 +352,7 @@ fn render(runs: &[Run], args: &Args, date: &str, load_start: &str) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### middlecon membership benchmark, {date}\n");
     let _ = writeln!(out, "- machine: {}", probe::machine());
-    if let Some(note) = &args.note {
+    if let Some(note) = &args.report.note {
         let _ = writeln!(out, "- {note}");
     }
     let _ = writeln!(

@@ -113,12 +113,8 @@ struct RunArgs {
     /// has that subcommand, else `Workloads.Run` is called over gRPC.
     #[arg(long)]
     dcos: Option<PathBuf>,
-    /// Also write the report (Markdown) to this file.
-    #[arg(long)]
-    out: Option<PathBuf>,
-    /// A line for the report's header, e.g. which commit was measured.
-    #[arg(long)]
-    note: Option<String>,
+    #[command(flatten)]
+    report: dcos_bench::report::ReportArgs,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -191,7 +187,7 @@ fn main() -> ExitCode {
 }
 
 fn progress(msg: impl AsRef<str>) {
-    eprintln!("[workload-bench] {}", msg.as_ref());
+    dcos_bench::report::progress("workload-bench", msg.as_ref());
 }
 
 fn tokio_runtime() -> Result<tokio::runtime::Runtime> {
@@ -326,11 +322,7 @@ fn run_and_report(args: &RunArgs) -> Result<()> {
         args.downtime_size
     );
     let report = tokio_runtime()?.block_on(run(args))?;
-    println!("{report}");
-    if let Some(path) = &args.out {
-        std::fs::write(path, &report).with_context(|| format!("writing {}", path.display()))?;
-    }
-    Ok(())
+    args.report.emit(&report)
 }
 
 fn sibling(name: &str) -> Result<PathBuf> {
@@ -926,7 +918,7 @@ fn render(s: &Samples, args: &RunArgs, h: &Header) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### Results: one run, {}\n", h.date);
     let _ = writeln!(out, "- machine: {}", probe::machine());
-    if let Some(note) = &args.note {
+    if let Some(note) = &args.report.note {
         let _ = writeln!(out, "- {note}");
     }
     let _ = writeln!(
