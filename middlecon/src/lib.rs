@@ -11,8 +11,8 @@
 //!   enters and on the host that answers it.
 //! - [`peer`]: the QUIC endpoint (server and client on one UDP socket, ALPN `middlecon/1`,
 //!   mTLS with `host` certificates), the frames of `proto/middlecon/v1/peer.proto`, the
-//!   responder ([`peer::serve`], given its endpoint and shutdown signal so tests run it
-//!   in-process) and the caller ([`peer::Client`]: one per daemon, shared by membership,
+//!   responder ([`peer::serve`], given the daemon's client and a shutdown signal so tests
+//!   run it in-process) and the caller ([`peer::Client`]: one per daemon, shared by membership,
 //!   the API and migrations, with one connection per peer, used both ways).
 //! - [`ping`]: the built-in `dcos.ping` service.
 //! - [`api`]: the gRPC API (`middlecon.v1`) on the Unix socket and on TCP with mTLS;

@@ -31,7 +31,7 @@
 //!   also sent an announce every 5 s, so the two sides of a healed partition merge. Every
 //!   [`SYNC_EVERY`] a member also announces itself to one random member, whose answer lists
 //!   every member it knows: gossip tells each update to a few members a few times, and a
-//!   member it missed (one in a few hundred joins at 100 members) learns it here instead of
+//!   member it missed (now and then, in a 100-member fleet) learns it here instead of
 //!   only when the two probe each other.
 //! - **Timings** (LAN): probe every 500 ms with a 200 ms round trip before 3 indirect
 //!   probes, suspects declared dead after 2 s (foca's LAN defaults, 1 s and 500 ms, made
