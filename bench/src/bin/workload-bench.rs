@@ -12,8 +12,10 @@
 //!   - a plain `runc run --detach` (and `crun run --detach`, where crun works here) of a
 //!     bundle made with middlecon's own `config.json` writer: the time until the process runs
 //!     (the runtime returns once the container's process has been started), once from this
-//!     process and once inside host 0 (`runtime-run`, in the host's PID, mount and network
-//!     namespaces, where middlecon runs its runtime: `dcos run` is held against that one);
+//!     process and twice inside host 0 (`runtime-run`, in the host's PID, mount and network
+//!     namespaces, where middlecon runs its runtime): of the reused bundle, and of a fresh
+//!     one (a new overlay over the image, as every `Run` makes), which `dcos run` is held
+//!     against;
 //!   - `dcos run` (the real CLI) until the workload runs, if the given `dcos` has the `run`
 //!     subcommand; otherwise `Workloads.Run` over a fresh mTLS gRPC connection, as the CLI
 //!     would make it;
