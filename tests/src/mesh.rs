@@ -49,18 +49,22 @@ pub async fn channel(fleet: &Fleet, pki: &Pki, i: usize, name: &str, role: Role)
     middlecon::api::connect(api_addr(fleet, i), &identity).await.expect("connects to the API")
 }
 
-/// Waits until host 0 lists `n` members alive (at most 10 s).
+/// Waits until each of hosts 0..n lists all `n` members alive (at most 10 s): a test that
+/// asks any host about the fleet (`dcos hosts --seed`) finds it formed there too.
 pub async fn wait_formed(fleet: &Fleet, pki: &Pki, n: usize) {
-    let ch = channel(fleet, pki, 0, "admin", Role::Admin).await;
-    crate::eventually(Duration::from_secs(10), "every member alive on host 0", || {
-        let mut m = pb::membership_client::MembershipClient::new(ch.clone());
-        async move {
-            let r = m.members(pb::MembersRequest {}).await.ok()?.into_inner();
-            let alive = r.members.iter().filter(|m| m.state() == pb::MemberState::Alive).count();
-            (alive == n).then_some(())
-        }
-    })
-    .await
+    for i in 0..n {
+        let ch = channel(fleet, pki, i, "admin", Role::Admin).await;
+        let what = format!("every member alive on host {i}");
+        crate::eventually(Duration::from_secs(10), &what, || {
+            let mut m = pb::membership_client::MembershipClient::new(ch.clone());
+            async move {
+                let r = m.members(pb::MembersRequest {}).await.ok()?.into_inner();
+                let alive = r.members.iter().filter(|m| m.state() == pb::MemberState::Alive).count();
+                (alive == n).then_some(())
+            }
+        })
+        .await
+    }
 }
 
 /// A `test-runtime` process on host `i` serving `services` on its socket, once it has
