@@ -587,7 +587,7 @@ impl Sender {
         };
         let input = self.input.clone();
         tokio::spawn(async move {
-            match client.request(to, req).await {
+            match client.request_idempotent(to, req).await {
                 Ok(reply) if reply.outcome() == crate::peer::Outcome::Ok => {
                     lock(&loads).heard(&reply.headers);
                     for data in unframe(&reply.payload) {

@@ -10,8 +10,9 @@
 //!   timeout 15 s).
 //! - The stateless-reset key is derived from the host's private key, so a daemon restarted
 //!   with the same key resets the connections its predecessor left behind at the first
-//!   packet, and a call that meets such a reset on a cached connection is sent once more
-//!   on a new one (the reset proves no live process holds the old connection).
+//!   packet. A call that meets such a reset fails at once with `ConnectionLost` (the old
+//!   process may have run it before it died); only [`Client::request_idempotent`] (SWIM
+//!   packets) sends it once more on a new connection.
 //! - After the handshake the server reads the peer's role from its certificate; anything
 //!   but `host` is closed with [`CLOSE_PERMISSION_DENIED`] and a reason. Calls arriving on
 //!   a connection this daemon dialled are answered only if the server's certificate is a
@@ -611,6 +612,10 @@ fn connection_error(addr: SocketAddr, e: ConnectionError) -> CallError {
             CallError::PermissionDenied { addr, reason: String::from_utf8_lossy(&c.reason).into_owned() }
         }
         ConnectionError::TimedOut => CallError::Unreachable { addr, reason: "timed out".into() },
+        ConnectionError::Reset => CallError::ConnectionLost {
+            addr,
+            reason: "reset by the peer: it restarted (the call may have run there before)".into(),
+        },
         other => CallError::ConnectionLost { addr, reason: other.to_string() },
     }
 }
@@ -712,8 +717,29 @@ impl Client {
         self.request(addr, req).await
     }
 
-    /// As [`Client::call`], with headers.
+    /// As [`Client::call`], with headers. At most once: a call that meets a stateless reset
+    /// (the peer restarted) fails with [`CallError::ConnectionLost`] at once, since the old
+    /// process may have run it before it died; the next call goes on a new connection.
     pub async fn request(&self, addr: SocketAddr, req: PeerRequest) -> Result<PeerReply, CallError> {
+        self.send(addr, req, false).await
+    }
+
+    /// As [`Client::request`], for a request that may run twice (a SWIM packet): one that
+    /// meets a stateless reset on a connection from before is sent once more on a new one.
+    pub async fn request_idempotent(
+        &self,
+        addr: SocketAddr,
+        req: PeerRequest,
+    ) -> Result<PeerReply, CallError> {
+        self.send(addr, req, true).await
+    }
+
+    async fn send(
+        &self,
+        addr: SocketAddr,
+        req: PeerRequest,
+        again_on_reset: bool,
+    ) -> Result<PeerReply, CallError> {
         if req.payload.len() > MAX_PAYLOAD {
             return Err(CallError::TooLarge { size: req.payload.len(), limit: MAX_PAYLOAD });
         }
@@ -729,9 +755,13 @@ impl Client {
             tokio::time::timeout_at(give_up, self.connection(addr)).await.map_err(|_| no_handshake())??;
         let first = tokio::time::timeout_at(give_up, exchange(addr, &conn, &req)).await;
         // A stateless reset on a connection from before: the peer restarted and no process
-        // holds that connection any more. Once more, on a new one.
+        // holds that connection any more. Once more, on a new one, if that is harmless.
         let first = match first {
-            Ok(Err(_)) if !dialled && matches!(conn.close_reason(), Some(ConnectionError::Reset)) => {
+            Ok(Err(_))
+                if again_on_reset
+                    && !dialled
+                    && matches!(conn.close_reason(), Some(ConnectionError::Reset)) =>
+            {
                 tracing::debug!(%addr, "cached connection reset by the peer (restarted); calling again");
                 let (conn, _) = tokio::time::timeout_at(give_up, self.connection(addr))
                     .await
