@@ -186,7 +186,8 @@ async fn a_host_restarted_after_a_kill_answers_the_next_call_at_once() {
     // connection for its 15 s idle timeout (as with a random key). It is not sent again by
     // itself (the old process might have run it), but the next call is answered.
     let started = Instant::now();
-    let err = c.call(addr, "dcos.ping", Vec::new(), in_secs(3)).await.expect_err("the old connection is reset");
+    let err =
+        c.call(addr, "dcos.ping", Vec::new(), in_secs(3)).await.expect_err("the old connection is reset");
     assert!(started.elapsed() < Duration::from_secs(1), "took {:?}", started.elapsed());
     assert!(matches!(err, CallError::ConnectionLost { .. }), "{err:?}");
     assert_eq!(err.outcome(), Outcome::Unreachable);
