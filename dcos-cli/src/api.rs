@@ -8,9 +8,12 @@
 //!   host whose API answers): the one `--api`, else the `api` of the members the `--seed`
 //!   lists ([`members`]), else the inventory's `api` fields; [`hosts`] keeps those not dead
 //!   and narrows them by `--dc` and `--label`.
-//! - A channel presenting the operator's certificate ([`connect`]), its failures sorted into
-//!   the per-host statuses of SPEC section 6 (`refused`, `tls_error`, `unreachable`,
-//!   `timeout`); [`open`] and [`answer`] print them for `call` and `query`.
+//! - `--socket PATH` (or `DCOS_SOCKET`) instead of all of these: the middlecon on this machine,
+//!   through its Unix socket, where no certificate is needed ([`Endpoint::Unix`]).
+//! - A channel presenting the operator's certificate, or to the local socket ([`connect`]),
+//!   its failures sorted into the per-host statuses of SPEC section 6 (`refused`,
+//!   `tls_error`, `unreachable`, `timeout`); [`open`] and [`answer`] print them for `call`
+//!   and `query`.
 
 use crate::cli::{ApiArgs, FleetArgs, TlsArgs};
 use crate::commands::{identity, SetupError};
@@ -18,7 +21,7 @@ use crate::exit;
 use dcos_core::tls::Identity;
 use dcos_proto::v1 as pb;
 use std::net::SocketAddr;
-use std::path::Path;
+use std::path::{Path, PathBuf};
 use std::time::Duration;
 use tonic::transport::Channel;
 
@@ -33,7 +36,49 @@ pub const GRACE: Duration = Duration::from_millis(500);
 pub struct ApiHost {
     /// The host's name: as selected until it answers with its own.
     pub name: String,
-    pub addr: SocketAddr,
+    pub addr: Endpoint,
+    /// The name is only the user's word for whatever answers at `--api` or `--socket` (not
+    /// looked up in membership or the inventory): check it before acting on the host
+    /// (`Session::confirm`).
+    pub assumed: bool,
+}
+
+impl ApiHost {
+    /// A host whose name was found for its address (or is the address itself).
+    pub fn new(name: impl Into<String>, addr: Endpoint) -> ApiHost {
+        ApiHost { name: name.into(), addr, assumed: false }
+    }
+}
+
+/// Where a middlecon's gRPC API is reached.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum Endpoint {
+    /// Its mTLS TCP port (`--api`): the operator's certificate is presented.
+    Tcp(SocketAddr),
+    /// Its Unix socket (`--socket`), on this machine: no certificate; the socket's file mode
+    /// decides who may connect, and middlecon counts those callers as `admin`.
+    Unix(PathBuf),
+}
+
+impl Endpoint {
+    /// Whether reaching it takes the operator's certificate.
+    pub fn needs_certificate(&self) -> bool {
+        matches!(self, Endpoint::Tcp(_))
+    }
+}
+
+impl std::fmt::Display for Endpoint {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            Endpoint::Tcp(a) => write!(f, "{a}"),
+            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
+        }
+    }
+}
+
+/// The local socket `--socket` names, if given.
+fn socket(api: &ApiArgs) -> Option<Endpoint> {
+    api.socket.clone().map(Endpoint::Unix)
 }
 
 /// `IP[:PORT]` (default port 7442); `what` names where the text came from.
@@ -62,14 +107,17 @@ fn inventory_api(path: &Path, name: &str) -> Result<SocketAddr, SetupError> {
     parse_addr(text, &format!("{}: {name}: api", path.display()))
 }
 
-/// The API to enter the fleet by: `--api`, else `--seed`, else the inventory's `api` of
-/// `host` (or of its first host with one when `host` is `None`).
-pub fn entry(api: &ApiArgs, fleet: &FleetArgs, host: Option<&str>) -> Result<SocketAddr, SetupError> {
+/// The API to enter the fleet by: `--socket`, else `--api`, else `--seed`, else the
+/// inventory's `api` of `host` (or of its first host with one when `host` is `None`).
+pub fn entry(api: &ApiArgs, fleet: &FleetArgs, host: Option<&str>) -> Result<Endpoint, SetupError> {
+    if let Some(local) = socket(api) {
+        return Ok(local);
+    }
     if let Some(a) = &api.api {
-        return parse_addr(a, "--api");
+        return parse_addr(a, "--api").map(Endpoint::Tcp);
     }
     if let Some(seed) = &fleet.seed {
-        return parse_addr(seed, "--seed");
+        return parse_addr(seed, "--seed").map(Endpoint::Tcp);
     }
     let Some(path) = &fleet.inventory else {
         return Err(SetupError::Usage(
@@ -78,25 +126,29 @@ pub fn entry(api: &ApiArgs, fleet: &FleetArgs, host: Option<&str>) -> Result<Soc
         ));
     };
     if let Some(name) = host {
-        return inventory_api(path, name);
+        return inventory_api(path, name).map(Endpoint::Tcp);
     }
     let first = crate::fleet::load_inventory(path)?.into_iter().find_map(|t| t.api).ok_or_else(|| {
         SetupError::Usage(format!("no host has an api address in {}; give --api ADDR", path.display()))
     })?;
-    parse_addr(&first, &format!("{}: api", path.display()))
+    parse_addr(&first, &format!("{}: api", path.display())).map(Endpoint::Tcp)
 }
 
-/// The API of the host named `name`: `--api` if given, else its `api` among the members
-/// `--seed` lists, else its `api` in the inventory.
+/// The API of the host named `name`: the local `--socket` or the `--api` if given, else its
+/// `api` among the members `--seed` lists, else its `api` in the inventory.
 pub async fn host(
     tls: &TlsArgs,
     fleet: &FleetArgs,
     api: &ApiArgs,
     name: &str,
 ) -> Result<ApiHost, SetupError> {
-    let addr = if let Some(a) = &api.api {
-        parse_addr(a, "--api")?
-    } else if let Some(seed) = &fleet.seed {
+    if let Some(local) = socket(api) {
+        return Ok(ApiHost { assumed: true, ..ApiHost::new(name, local) });
+    }
+    if let Some(a) = &api.api {
+        return Ok(ApiHost { assumed: true, ..ApiHost::new(name, Endpoint::Tcp(parse_addr(a, "--api")?)) });
+    }
+    let addr = if let Some(seed) = &fleet.seed {
         let (_, reply) = members(tls, fleet, seed).await?;
         let member = reply.members.iter().find(|m| m.name == name).ok_or_else(|| {
             SetupError::Usage(format!("{name} is not a member the seed {seed} lists; give --api ADDR"))
@@ -113,16 +165,19 @@ pub async fn host(
                 .into(),
         ));
     };
-    Ok(ApiHost { name: name.to_string(), addr })
+    Ok(ApiHost::new(name, Endpoint::Tcp(addr)))
 }
 
-/// Every selected host's API: the one `--api`; else the members `--seed` lists that are
-/// not dead and have an `api`; else the inventory's hosts that have one; narrowed by
-/// `--dc` and `--label`.
+/// Every selected host's API: the one `--socket` or `--api`; else the members `--seed`
+/// lists that are not dead and have an `api`; else the inventory's hosts that have one;
+/// narrowed by `--dc` and `--label`.
 pub async fn hosts(tls: &TlsArgs, fleet: &FleetArgs, api: &ApiArgs) -> Result<Vec<ApiHost>, SetupError> {
+    if let Some(local) = socket(api) {
+        return Ok(vec![ApiHost::new("local", local)]);
+    }
     if let Some(a) = &api.api {
         let addr = parse_addr(a, "--api")?;
-        return Ok(vec![ApiHost { name: addr.to_string(), addr }]);
+        return Ok(vec![ApiHost::new(addr.to_string(), Endpoint::Tcp(addr))]);
     }
     let (listed, source) = if let Some(seed) = &fleet.seed {
         let (_, reply) = members(tls, fleet, seed).await?;
@@ -152,7 +207,9 @@ pub async fn hosts(tls: &TlsArgs, fleet: &FleetArgs, api: &ApiArgs) -> Result<Ve
     let hosts: Vec<ApiHost> = listed
         .into_iter()
         .filter_map(|(name, a)| a.map(|a| (name, a)))
-        .map(|(name, a)| parse_addr(&a, &format!("host {name}: api")).map(|addr| ApiHost { name, addr }))
+        .map(|(name, a)| {
+            parse_addr(&a, &format!("host {name}: api")).map(|addr| ApiHost::new(name, Endpoint::Tcp(addr)))
+        })
         .collect::<Result<_, _>>()?;
     if hosts.is_empty() {
         return Err(SetupError::Usage(format!(
@@ -202,6 +259,31 @@ pub async fn connect(addr: SocketAddr, identity: &Identity) -> Result<Channel, C
     })
 }
 
+/// A channel to the API at `endpoint`: with `identity` over TCP (which must then be given),
+/// without one on the local socket.
+pub async fn connect_to(endpoint: &Endpoint, identity: Option<&Identity>) -> Result<Channel, ConnectError> {
+    match (endpoint, identity) {
+        (Endpoint::Tcp(addr), Some(id)) => connect(*addr, id).await,
+        (Endpoint::Tcp(addr), None) => Err(ConnectError {
+            status: "tls_error",
+            message: format!("{addr}: no certificate to present (give --cert, --key and --ca)"),
+        }),
+        (Endpoint::Unix(path), _) => middlecon::api::connect_unix(path).await.map_err(|e| ConnectError {
+            status: connect_status(&e),
+            message: format!("cannot reach the local middlecon socket {e}"),
+        }),
+    }
+}
+
+/// The operator's certificate if reaching `endpoint` takes one.
+pub fn identity_for(tls: &TlsArgs, endpoint: &Endpoint) -> Result<Option<Identity>, SetupError> {
+    if endpoint.needs_certificate() {
+        identity(tls).map(Some)
+    } else {
+        Ok(None)
+    }
+}
+
 /// Sorts a connection failure's text (its whole chain of causes) into a per-host status.
 pub fn connect_status(error: &str) -> &'static str {
     let e = error.to_ascii_lowercase();
@@ -225,18 +307,23 @@ pub async fn open(
     fleet: &FleetArgs,
     api: &ApiArgs,
     host: Option<&str>,
-) -> Result<(SocketAddr, Channel), u8> {
-    let setup = (|| Ok::<_, SetupError>((entry(api, fleet, host)?, identity(tls)?)))();
+) -> Result<(Endpoint, Channel), u8> {
+    let setup = (|| {
+        let addr = entry(api, fleet, host)?;
+        let id = identity_for(tls, &addr)?;
+        Ok::<_, SetupError>((addr, id))
+    })();
     let (addr, id) = setup.map_err(|e| {
         eprintln!("dcos: {e}");
         e.exit_status()
     })?;
-    let connected = tokio::time::timeout(fleet.timeout, connect(addr, &id)).await.unwrap_or_else(|_| {
-        Err(ConnectError {
-            status: "timeout",
-            message: format!("cannot reach the middlecon API at {addr} within {:?}", fleet.timeout),
-        })
-    });
+    let connected =
+        tokio::time::timeout(fleet.timeout, connect_to(&addr, id.as_ref())).await.unwrap_or_else(|_| {
+            Err(ConnectError {
+                status: "timeout",
+                message: format!("cannot reach the middlecon API at {addr} within {:?}", fleet.timeout),
+            })
+        });
     let channel = connected.map_err(|e| {
         eprintln!("dcos: {}: {}", e.status, e.message);
         exit::FAILED
@@ -247,7 +334,7 @@ pub async fn open(
 /// The API's answer to `call` by `give_up`; a gRPC failure or no answer is printed and
 /// becomes exit status 1.
 pub async fn answer<T>(
-    addr: SocketAddr,
+    addr: &Endpoint,
     fleet: &FleetArgs,
     give_up: tokio::time::Instant,
     call: impl std::future::Future<Output = Result<tonic::Response<T>, tonic::Status>>,
@@ -303,40 +390,73 @@ mod tests {
         f
     }
 
+    fn apis(api: Option<&str>, socket: Option<&str>) -> ApiArgs {
+        ApiArgs { api: api.map(Into::into), socket: socket.map(Into::into) }
+    }
+
+    fn port(e: &Endpoint) -> u16 {
+        match e {
+            Endpoint::Tcp(a) => a.port(),
+            Endpoint::Unix(p) => panic!("{} is a socket", p.display()),
+        }
+    }
+
+    fn tcp(a: &str) -> Endpoint {
+        Endpoint::Tcp(a.parse().unwrap())
+    }
+
     #[test]
-    fn the_entry_is_api_then_seed_then_the_inventory() {
+    fn the_entry_is_socket_then_api_then_seed_then_the_inventory() {
         let f = inventory();
-        let none = ApiArgs { api: None };
-        let one = ApiArgs { api: Some("127.0.0.1:1".into()) };
+        let none = apis(None, None);
+        let one = apis(Some("127.0.0.1:1"), None);
         let inv = fleet(Some(f.path()), None);
-        assert_eq!(entry(&none, &inv, Some("c")).unwrap().port(), 9000);
-        assert_eq!(entry(&none, &inv, None).unwrap(), "10.0.0.1:7442".parse().unwrap());
+        assert_eq!(port(&entry(&none, &inv, Some("c")).unwrap()), 9000);
+        assert_eq!(entry(&none, &inv, None).unwrap(), tcp("10.0.0.1:7442"));
         assert!(entry(&none, &inv, Some("b")).unwrap_err().to_string().contains("no api address"));
         assert!(entry(&none, &inv, Some("z")).unwrap_err().to_string().contains("not in"));
         let seeded = fleet(Some(f.path()), Some("10.9.9.9"));
-        assert_eq!(entry(&none, &seeded, Some("z")).unwrap(), "10.9.9.9:7442".parse().unwrap());
-        assert_eq!(entry(&one, &seeded, Some("a")).unwrap().port(), 1);
+        assert_eq!(entry(&none, &seeded, Some("z")).unwrap(), tcp("10.9.9.9:7442"));
+        assert_eq!(port(&entry(&one, &seeded, Some("a")).unwrap()), 1);
+        let local = entry(&apis(None, Some("/run/mc.sock")), &seeded, Some("a")).unwrap();
+        assert_eq!(local, Endpoint::Unix("/run/mc.sock".into()));
+        assert_eq!(local.to_string(), "unix:/run/mc.sock");
         let e = entry(&none, &fleet(None, None), None).unwrap_err();
         assert_eq!(e.exit_status(), crate::exit::USAGE);
         assert!(e.to_string().contains("--api") && e.to_string().contains("--seed"), "{e}");
     }
 
+    #[test]
+    fn only_tcp_takes_a_certificate() {
+        // No --cert, --key or --ca: the socket needs none, TCP says which flags to give.
+        assert!(identity_for(&tls(), &Endpoint::Unix("/run/mc.sock".into())).unwrap().is_none());
+        let e = identity_for(&tls(), &tcp("10.0.0.1:7442")).unwrap_err().to_string();
+        assert!(e.contains("--cert"), "{e}");
+    }
+
     #[tokio::test]
-    async fn hosts_come_from_api_or_the_inventory() {
+    async fn hosts_come_from_socket_api_or_the_inventory() {
         let f = inventory();
         let inv = fleet(Some(f.path()), None);
-        let none = ApiArgs { api: None };
+        let none = apis(None, None);
         let all = hosts(&tls(), &inv, &none).await.unwrap();
         assert_eq!(all.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["a", "c"]);
-        assert_eq!(all[1].addr.port(), 9000);
-        assert_eq!(host(&tls(), &inv, &none, "a").await.unwrap().addr.port(), DEFAULT_PORT);
+        assert_eq!(port(&all[1].addr), 9000);
+        assert_eq!(port(&host(&tls(), &inv, &none, "a").await.unwrap().addr), DEFAULT_PORT);
         let e = host(&tls(), &inv, &none, "b").await.unwrap_err().to_string();
         assert!(e.contains("no api address"), "{e}");
         let e = host(&tls(), &inv, &none, "z").await.unwrap_err().to_string();
         assert!(e.contains("not in"), "{e}");
-        let one = ApiArgs { api: Some("127.0.0.1:1".into()) };
-        assert_eq!(hosts(&tls(), &inv, &one).await.unwrap()[0].addr.port(), 1);
+        let one = apis(Some("127.0.0.1:1"), None);
+        assert_eq!(port(&hosts(&tls(), &inv, &one).await.unwrap()[0].addr), 1);
         assert_eq!(host(&tls(), &fleet(None, None), &one, "z").await.unwrap().name, "z");
+        let local = apis(None, Some("/run/mc.sock"));
+        let listed = hosts(&tls(), &inv, &local).await.unwrap();
+        assert_eq!(listed, [ApiHost::new("local", Endpoint::Unix("/run/mc.sock".into()))]);
+        let named = host(&tls(), &inv, &local, "b").await.unwrap();
+        assert_eq!((named.addr, named.assumed), (Endpoint::Unix("/run/mc.sock".into()), true));
+        assert!(host(&tls(), &inv, &one, "b").await.unwrap().assumed, "--api: whatever answers there");
+        assert!(!host(&tls(), &inv, &none, "a").await.unwrap().assumed, "found in the inventory");
         let e = hosts(&tls(), &fleet(None, None), &none).await.unwrap_err().to_string();
         assert!(e.contains("--inventory") && e.contains("--seed"), "{e}");
     }

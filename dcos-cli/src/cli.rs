@@ -131,8 +131,12 @@ pub enum Command {
 pub struct ApiArgs {
     /// A middlecon gRPC API address, IP[:PORT] (default port 7442) [default: --seed, else
     /// the host's `api` in the inventory].
-    #[arg(long, env = "DCOS_API")]
+    #[arg(long, env = "DCOS_API", conflicts_with = "socket")]
     pub api: Option<String>,
+    /// The middlecon on this machine, through its Unix socket (its --socket, e.g.
+    /// /run/middlecon/api.sock): no certificate needed, the socket's file mode decides.
+    #[arg(long, env = "DCOS_SOCKET")]
+    pub socket: Option<PathBuf>,
 }
 
 /// `dcos query SERVICE [DATA]`; `--dc` and `--label` choose the hosts asked, `--timeout`
@@ -172,9 +176,10 @@ pub struct CallArgs {
 /// `dcos run --host H --name N --rootfs DIR [...] -- CMD ARGS...`.
 #[derive(Debug, Clone, Args)]
 pub struct RunArgs {
-    /// The host to run it on (its middlecon name).
-    #[arg(long)]
-    pub host: String,
+    /// The host to run it on (its middlecon name). With --socket it may be left out: the
+    /// local host; if given, the local middlecon refuses the run unless it is that host.
+    #[arg(long, required_unless_present = "socket")]
+    pub host: Option<String>,
     /// The workload's name, unique on the host: [A-Za-z0-9][A-Za-z0-9_.-]{0,62}.
     #[arg(long, value_parser = parse_workload_name)]
     pub name: String,

@@ -218,7 +218,7 @@ async fn show_workloads(tls: &TlsArgs, fleet: &FleetArgs, dir: &Path, from: &str
             return crate::exit::OK;
         }
     };
-    let api = ApiArgs { api: None };
+    let api = ApiArgs { api: None, socket: None };
     let shown = |e: crate::workload::WorkloadError| {
         eprintln!("dcos: {e}");
         e.exit_status()
@@ -230,7 +230,7 @@ $ dcos run --host {from} --name hello --rootfs {} --memory 64M -- sh -c '{script
         rootfs.display()
     );
     let run = RunArgs {
-        host: from.to_string(),
+        host: Some(from.to_string()),
         name: "hello".into(),
         rootfs,
         runtime: None,
@@ -406,7 +406,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
             host: last.clone(),
             service: "dcos.ping".into(),
             data: None,
-            api: ApiArgs { api: None },
+            api: ApiArgs { api: None, socket: None },
         };
         worst = worst.max(commands::call::run(&tls, &fleet, &call).await);
     }
@@ -414,7 +414,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     let query = QueryArgs {
         service: "dcos.ping".into(),
         data: None,
-        api: ApiArgs { api: None },
+        api: ApiArgs { api: None, socket: None },
         max_replies: None,
         max_wait: None,
         stall: None,

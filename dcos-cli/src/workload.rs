@@ -137,7 +137,8 @@ impl Fault {
 
 /// What every workload command starts from.
 pub struct Session {
-    pub identity: Identity,
+    /// The operator's certificate; `None` when every host is reached on the local socket.
+    pub identity: Option<Identity>,
     /// Bounds each unary call (connecting included).
     pub timeout: Duration,
     pub format: Format,
@@ -152,14 +153,16 @@ pub struct Listed {
 }
 
 impl Session {
-    pub fn new(tls: &TlsArgs, fleet: &FleetArgs) -> Result<Session, SetupError> {
-        Ok(Session { identity: identity(tls)?, timeout: fleet.timeout, format: fleet.output })
+    /// With `--socket` every host is the local one, reached with no certificate.
+    pub fn new(tls: &TlsArgs, fleet: &FleetArgs, api: &ApiArgs) -> Result<Session, SetupError> {
+        let identity = if api.socket.is_some() { None } else { Some(identity(tls)?) };
+        Ok(Session { identity, timeout: fleet.timeout, format: fleet.output })
     }
 
     /// A client of `host`'s API, connected before `deadline`.
     pub async fn client(&self, host: &ApiHost, deadline: Instant) -> Result<WorkloadsClient<Channel>, Fault> {
         let left = deadline.saturating_duration_since(Instant::now());
-        match tokio::time::timeout(left, api::connect(host.addr, &self.identity)).await {
+        match tokio::time::timeout(left, api::connect_to(&host.addr, self.identity.as_ref())).await {
             Ok(Ok(channel)) => Ok(WorkloadsClient::new(channel)),
             Ok(Err(e)) => Err(Fault::Connect(e)),
             Err(_) => Err(Fault::Timeout(self.timeout)),
@@ -192,6 +195,30 @@ impl Session {
             call(client, request).await.map(tonic::Response::into_inner).map_err(Fault::Status)
         };
         tokio::time::timeout(budget, work).await.unwrap_or(Err(Fault::Timeout(budget)))
+    }
+
+    /// Checks that `host`, if its name was only [assumed](ApiHost::assumed), is the host
+    /// that answers there (its `List` names itself), before a command acts on it: a
+    /// `--host`, `--from` or `evacuate HOST` that is not the middlecon at `--api` or
+    /// `--socket` is refused (`invalid`) with nothing done.
+    pub async fn confirm(&self, host: &ApiHost) -> Result<(), WorkloadError> {
+        if !host.assumed {
+            return Ok(());
+        }
+        let reply = self
+            .unary(Duration::ZERO, host, pb::ListRequest {}, |mut c, r| async move { c.list(r).await })
+            .await
+            .map_err(|f| f.into_error(host))?;
+        if reply.host == host.name {
+            return Ok(());
+        }
+        Err(WorkloadError::Failed {
+            code: "invalid",
+            message: format!(
+                "the middlecon at {} is host {}, not {:?}: nothing was done",
+                host.addr, reply.host, host.name
+            ),
+        })
     }
 
     /// `List` on every host at once; one [`Listed`] per host, in the order given.
@@ -237,7 +264,11 @@ impl Session {
         flag: &str,
     ) -> Result<ApiHost, WorkloadError> {
         match given {
-            Some(h) => Ok(api::host(tls, fleet, apis, h).await?),
+            Some(h) => {
+                let host = api::host(tls, fleet, apis, h).await?;
+                self.confirm(&host).await?;
+                Ok(host)
+            }
             None => {
                 let hosts = api::hosts(tls, fleet, apis).await?;
                 Ok(self.locate(name, &hosts, flag).await?.0)
@@ -434,7 +465,7 @@ mod tests {
         {}
         let f = Fault::Status(tonic::Status::not_found("no workload web"));
         assert_eq!(f.host_status(), "http_error");
-        let host = ApiHost { name: "h0".into(), addr: "10.0.0.1:7442".parse().unwrap() };
+        let host = ApiHost::new("h0", crate::api::Endpoint::Tcp("10.0.0.1:7442".parse().unwrap()));
         let e = f.into_error(&host);
         assert_eq!(e.to_string(), "not_found: h0 (10.0.0.1:7442): no workload web");
         assert_eq!(e.exit_status(), crate::exit::FAILED);

@@ -647,11 +647,16 @@ pub async fn connect_unix(path: &Path) -> Result<tonic::transport::Channel, Stri
         .map_err(|e| format!("{shown}: {e}: {}", error_chain(&e)))
 }
 
+/// The causes of `e`, outermost first, each said once (hyper and the io error below it often
+/// print the same text).
 fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts = Vec::new();
+    let mut parts: Vec<String> = Vec::new();
     let mut cur = e.source();
     while let Some(s) = cur {
-        parts.push(s.to_string());
+        let text = s.to_string();
+        if parts.last() != Some(&text) && text != e.to_string() {
+            parts.push(text);
+        }
         cur = s.source();
     }
     parts.join(": ")
@@ -708,4 +713,37 @@ pub fn spawn(
         }
     });
     Running { stop, task }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::error_chain;
+
+    /// An error with a text and an optional cause.
+    #[derive(Debug)]
+    struct Layer(&'static str, Option<Box<Layer>>);
+
+    impl std::fmt::Display for Layer {
+        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+            f.write_str(self.0)
+        }
+    }
+
+    impl std::error::Error for Layer {
+        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
+            self.1.as_deref().map(|l| l as _)
+        }
+    }
+
+    #[test]
+    fn a_cause_that_repeats_the_text_above_it_is_said_once() {
+        // hyper's connect error and the io error under it print the same words.
+        let io = Layer("Connection refused (os error 111)", None);
+        let hyper = Layer("Connection refused (os error 111)", Some(Box::new(io)));
+        let top = Layer("transport error", Some(Box::new(hyper)));
+        assert_eq!(error_chain(&top), "Connection refused (os error 111)");
+        let tls = Layer("invalid peer certificate: Expired", None);
+        let top = Layer("tls handshake", Some(Box::new(tls)));
+        assert_eq!(error_chain(&top), "invalid peer certificate: Expired");
+    }
 }

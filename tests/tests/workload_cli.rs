@@ -1,6 +1,7 @@
 //! The `dcos` workload commands (`run`, `workloads`, `stop`, `migrate`, `evacuate`) as a
 //! user meets them: the happy path on two hosts running the real middlecon with a busybox
-//! container (run, list, migrate, list, stop); and when things go wrong: bad usage is
+//! container (run, list, migrate, list, stop, then run, list and stop again on host-0's own
+//! socket, with no certificate); and when things go wrong: bad usage is
 //! refused before any network, and a middlecon API that is silent, refuses, or belongs to
 //! another fleet's CA is named with its status while the command stays within its
 //! `--timeout`.
@@ -291,4 +292,54 @@ fn a_workload_runs_moves_to_another_host_and_stops_through_the_cli() {
     assert_eq!((&w["host"], &w["status"]), (&"host-1".into(), &"stopped".into()), "{w}");
     let doc = json(&dcos(&pki, &env, &["workloads", "-o", "json"]).0);
     assert_eq!(placed(&doc, "web"), [], "{doc}");
+
+    // On host-0 itself, through its socket: no certificate, no host name needed.
+    let socket = fleet.api_socket(0);
+    let socket = socket.to_str().unwrap();
+    let local = |args: &[&str]| {
+        let out = Command::new(dcos_tests::bin("dcos"))
+            .env_remove("DCOS_API")
+            .env_remove("DCOS_CERT")
+            .env_remove("DCOS_KEY")
+            .env_remove("DCOS_CA")
+            .arg(args[0])
+            .args(["--socket", socket])
+            .args(&args[1..])
+            .output()
+            .expect("dcos runs");
+        out
+    };
+    let rootfs = rootfs.to_str().unwrap();
+    let run_local = |extra: &[&str], name: &str| {
+        let mut args = vec!["run", "--name", name, "--rootfs", rootfs, "-o", "json"];
+        args.extend_from_slice(extra);
+        args.extend(["--", "sh", "-c", script]);
+        local(&args)
+    };
+    let doc = json(&run_local(&[], "local"));
+    let w = &doc["workloads"][0];
+    assert_eq!((&w["host"], &w["status"]), (&"host-0".into(), &"running".into()), "{w}");
+    // A --host the local middlecon is not: refused, and nothing runs.
+    let wrong = run_local(&["--host", "host-1"], "elsewhere");
+    assert_eq!(wrong.status.code(), Some(1), "{}", stderr(&wrong));
+    let e = stderr(&wrong);
+    assert!(
+        e.starts_with("dcos: invalid: ") && e.contains("this middlecon is host host-0, not \"host-1\""),
+        "{e}"
+    );
+    let doc = json(&local(&["workloads", "-o", "json"]));
+    assert_eq!(placed(&doc, "local"), [("host-0".to_string(), "running".to_string())], "{doc}");
+    assert_eq!(placed(&doc, "elsewhere"), [], "{doc}");
+    // So is a stop naming another host: the local middlecon is asked its name first.
+    let wrong = local(&["stop", "local", "--host", "host-1"]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", stderr(&wrong));
+    assert!(
+        stderr(&wrong).contains("is host host-0, not \"host-1\": nothing was done"),
+        "{}",
+        stderr(&wrong)
+    );
+    let doc = json(&local(&["workloads", "-o", "json"]));
+    assert_eq!(placed(&doc, "local"), [("host-0".to_string(), "running".to_string())], "{doc}");
+    let doc = json(&local(&["stop", "local", "--timeout", "10s", "-o", "json"]));
+    assert_eq!(doc["workloads"][0]["status"], "stopped", "{doc}");
 }

@@ -43,7 +43,7 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &CallArgs) -> u8 {
     };
     let mut client = pb::messaging_client::MessagingClient::new(channel);
     let give_up = tokio::time::Instant::now() + fleet.timeout + GRACE;
-    let reply = match answer(addr, fleet, give_up, client.call(request)).await {
+    let reply = match answer(&addr, fleet, give_up, client.call(request)).await {
         Ok(r) => r,
         Err(status) => return status,
     };

@@ -16,7 +16,8 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &EvacuateArgs) -> Resul
         return Err(SetupError::Usage("--to: an empty host name in the list".into()).into());
     }
     let host = crate::api::host(tls, fleet, &args.moving.api, &args.host).await?;
-    let session = Session::new(tls, fleet)?;
+    let session = Session::new(tls, fleet, &args.moving.api)?;
+    session.confirm(&host).await?;
     let mut client =
         session.client(&host, Instant::now() + session.timeout).await.map_err(|f| f.into_error(&host))?;
     let request = pb::EvacuateRequest {

@@ -15,10 +15,14 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &MigrateArgs) -> Result
     if args.to.trim().is_empty() {
         return Err(SetupError::Usage("--to: give the target host's name".into()).into());
     }
-    let session = Session::new(tls, fleet)?;
+    let already = || SetupError::Usage(format!("{} is already on {}", args.name, args.to));
+    if args.from.as_deref() == Some(args.to.as_str()) {
+        return Err(already().into());
+    }
+    let session = Session::new(tls, fleet, &args.moving.api)?;
     let from = session.find(tls, fleet, &args.moving.api, &args.name, args.from.as_deref(), "--from").await?;
     if from.name == args.to {
-        return Err(SetupError::Usage(format!("{} is already on {}", args.name, args.to)).into());
+        return Err(already().into());
     }
     let mut client =
         session.client(&from, Instant::now() + session.timeout).await.map_err(|f| f.into_error(&from))?;

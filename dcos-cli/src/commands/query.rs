@@ -76,7 +76,7 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &QueryArgs) -> u8 {
     let started = Instant::now();
     let give_up = tokio::time::Instant::now() + fleet.timeout + GRACE;
     let mut client = pb::messaging_client::MessagingClient::new(channel);
-    let mut stream = match answer(addr, fleet, give_up, client.query(request)).await {
+    let mut stream = match answer(&addr, fleet, give_up, client.query(request)).await {
         Ok(s) => s,
         Err(status) => return status,
     };

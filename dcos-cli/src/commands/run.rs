@@ -1,6 +1,7 @@
 //! `dcos run --host H --name N --rootfs DIR [...] -- CMD ARGS...`: `Workloads.Run` on H's
-//! API. The name, the command and the environment are checked here before any network;
-//! `--rootfs` is made absolute (it names a directory on H).
+//! API (or on the local middlecon's `--socket`, which refuses the run if it is not H). The
+//! name, the command and the environment are checked here before any network; `--rootfs` is
+//! made absolute (it names a directory on H).
 
 use crate::cli::{FleetArgs, RunArgs, TlsArgs};
 use crate::commands::SetupError;
@@ -30,6 +31,7 @@ pub fn request(args: &RunArgs) -> Result<pb::RunRequest, SetupError> {
         }
     }
     Ok(pb::RunRequest {
+        host: args.host.clone().unwrap_or_default(),
         name: args.name.clone(),
         rootfs,
         runtime: args.runtime.clone().unwrap_or_default(),
@@ -42,8 +44,9 @@ pub fn request(args: &RunArgs) -> Result<pb::RunRequest, SetupError> {
 
 pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &RunArgs) -> Result<u8, WorkloadError> {
     let request = request(args)?;
-    let host = crate::api::host(tls, fleet, &args.api, &args.host).await?;
-    let session = Session::new(tls, fleet)?;
+    let name = args.host.as_deref().unwrap_or("local");
+    let host = crate::api::host(tls, fleet, &args.api, name).await?;
+    let session = Session::new(tls, fleet, &args.api)?;
     let reply = session
         // Copying the root filesystem into the bundle takes as long as it takes.
         .unary(std::time::Duration::from_secs(60), &host, request, |mut c, r| async move { c.run(r).await })
@@ -53,7 +56,8 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &RunArgs) -> Result<u8,
         code: "internal",
         message: format!("{} ({}) answered without the workload", host.name, host.addr),
     })?;
-    print_acted_on(session.format, &[WorkloadItem::new(&workload, &host.name)]);
+    let shown = if workload.host.is_empty() { host.name.as_str() } else { workload.host.as_str() };
+    print_acted_on(session.format, &[WorkloadItem::new(&workload, shown)]);
     Ok(crate::exit::OK)
 }
 

@@ -6,7 +6,7 @@ use crate::workload::{print_acted_on, Session, WorkloadError, WorkloadItem};
 use dcos_proto::v1 as pb;
 
 pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &StopArgs) -> Result<u8, WorkloadError> {
-    let session = Session::new(tls, fleet)?;
+    let session = Session::new(tls, fleet, &args.api)?;
     let host = session.find(tls, fleet, &args.api, &args.name, args.host.as_deref(), "--host").await?;
     let request = pb::StopRequest { name: args.name.clone() };
     let reply = session

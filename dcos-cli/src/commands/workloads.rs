@@ -8,7 +8,7 @@ use crate::{output, table};
 
 pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &WorkloadsArgs) -> Result<u8, WorkloadError> {
     let hosts = crate::api::hosts(tls, fleet, &args.api).await?;
-    let session = Session::new(tls, fleet)?;
+    let session = Session::new(tls, fleet, &args.api)?;
     let listed = session.list_all(&hosts).await;
     let mut items = Vec::new();
     let mut reports = Vec::new();

@@ -13,7 +13,7 @@
 //! - [`grpc`]: the `Workloads` gRPC service.
 //!
 //! Layout under `--state-dir`: `workloads/<name>/{workload.json, bundle/config.json,
-//! bundle/rootfs/, layers/{upper,work}/, init.pid, output.log}` and the runtimes' own state
+//! bundle/rootfs/, layers/{upper,work}/, output.log}` and the runtimes' own state
 //! in `runtime/<runc|crun>/` (which k2i reads with `--oci-root runc=<state-dir>/runtime/runc`).
 
 pub mod bundle;
@@ -32,17 +32,10 @@ use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
-/// Where the runtime writes a workload's init pid, in its directory.
-const PID_FILE: &str = "init.pid";
 /// Prefix of a workload directory being removed (no workload name starts with a dot).
 const REMOVING: &str = ".removing-";
 /// How long `Stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
-
-/// The container's init pid as the runtime wrote it into workload directory `dir`.
-fn read_pid(dir: &Path) -> Option<u32> {
-    std::fs::read_to_string(dir.join(PID_FILE)).ok().and_then(|p| p.trim().parse().ok())
-}
 
 /// Why a workload operation failed. [`WorkloadError::code`] is the word users and scripts
 /// see (`dcos: conflict: ...`), [`WorkloadError::status`] the gRPC status.
@@ -213,7 +206,7 @@ impl Workloads {
                     tracing::warn!(dir = %path.display(), "workload directory without a record: removed");
                     for kind in ["runc", "crun"] {
                         if let Ok(rt) = w.runtime(kind) {
-                            let _ = rt.delete(&name, read_pid(&path)).await;
+                            let _ = rt.delete(&name, rt.init_pid(&name)).await;
                         }
                     }
                     let _ = rootfs::remove(&path);
@@ -326,18 +319,15 @@ impl Workloads {
         bundle::write_config(&bundle, record, &self.daemon_id)
             .map_err(|e| WorkloadError::Io(e.to_string()))?;
         // A container of that id left behind (killed daemon, failed start) is in the way.
-        rt.delete(&record.name, read_pid(&dir)).await.map_err(WorkloadError::Runtime)?;
-        rt.run(&record.name, &bundle, &dir.join("output.log"), &dir.join(PID_FILE))
-            .await
-            .map_err(WorkloadError::Runtime)?;
+        rt.delete(&record.name, rt.init_pid(&record.name)).await.map_err(WorkloadError::Runtime)?;
+        rt.run(&record.name, &bundle, &dir.join("output.log")).await.map_err(WorkloadError::Runtime)?;
         Ok(crate::peer::unix_ms(SystemTime::now()))
     }
 
     /// Removes a workload's container and directory (best effort, logged) and its entry.
     pub(crate) async fn discard(&self, record: &Record) {
         if let Ok(rt) = self.runtime(&record.runtime) {
-            let pid = read_pid(&self.workload_dir(&record.name));
-            if let Err(e) = rt.delete(&record.name, pid).await {
+            if let Err(e) = rt.delete(&record.name, rt.init_pid(&record.name)).await {
                 tracing::warn!(workload = %record.name, "deleting the container: {e}");
             }
         }
@@ -376,6 +366,12 @@ impl Workloads {
     /// dir (an overlay over `rootfs`, see [`rootfs`]), writes `config.json` and starts it
     /// detached.
     pub async fn run(&self, req: pb::RunRequest) -> Result<pb::Workload, WorkloadError> {
+        if !req.host.is_empty() && req.host != self.host {
+            return Err(WorkloadError::Invalid(format!(
+                "this middlecon is host {}, not {:?}: nothing was run",
+                self.host, req.host
+            )));
+        }
         check_name(&req.name)?;
         if req.command.is_empty() || req.command[0].is_empty() {
             return Err(WorkloadError::Invalid("a command is required (dcos run ... -- CMD ARGS...)".into()));
@@ -416,8 +412,8 @@ impl Workloads {
         let made = self.create(record.clone(), &rootfs).await;
         match made {
             Ok((r, times)) => {
-                // The runtime has just said it started: its pid file saves asking it again.
-                let w = match read_pid(&self.workload_dir(&r.name)) {
+                // The runtime has just said it started: its state file saves asking it again.
+                let w = match rt.init_pid(&r.name) {
                     Some(pid) => self.to_pb(&r, "running", pid),
                     None => self.describe(&r, &rt).await,
                 };
@@ -469,7 +465,19 @@ impl Workloads {
         record.started_unix_ms = self.start_container(&record).await?;
         let times = RunTimes { made, rootfs, runtime: starting.elapsed() };
         record.phase = Phase::Owned;
-        self.save(&record)?;
+        // Atomic now, durable a moment later, off the caller's clock: each fsync is a journal
+        // commit that waits for every dirty page of the filesystem (milliseconds on a busy
+        // disk). A process crash in between still finds the new record (the rename is in
+        // the page cache); only a machine crash in that moment loses it, and that ends the
+        // container too (the directory, the workload's writes included, is then removed at
+        // the next start as an unfinished Run). Migration records stay synced before use.
+        let dir = self.workload_dir(&record.name);
+        record.save_unsynced(&dir).map_err(io_err(format!("saving {}", record.name)))?;
+        tokio::task::spawn_blocking(move || {
+            if let Err(e) = Record::sync(&dir) {
+                tracing::debug!(dir = %dir.display(), "making the record durable: {e}");
+            }
+        });
         self.put(record.clone());
         Ok((record, times))
     }
@@ -494,7 +502,7 @@ impl Workloads {
         let mut shown = self.describe(&record, &rt).await;
         let _ = rt.resume(name).await;
         if rt.kill(name, "TERM").await.is_ok() {
-            let pid = read_pid(&self.workload_dir(name));
+            let pid = rt.init_pid(name);
             let until = tokio::time::Instant::now() + STOP_GRACE;
             while tokio::time::Instant::now() < until {
                 let running = match pid {

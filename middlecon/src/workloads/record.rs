@@ -94,6 +94,13 @@ impl Record {
         self.write(dir, false)
     }
 
+    /// Makes the record last written into `dir` durable (the file and its directory entry),
+    /// for one written by [`Record::save_unsynced`].
+    pub fn sync(dir: &Path) -> std::io::Result<()> {
+        std::fs::File::open(dir.join(FILE))?.sync_all()?;
+        std::fs::File::open(dir)?.sync_all()
+    }
+
     fn write(&self, dir: &Path, durable: bool) -> std::io::Result<()> {
         let tmp = dir.join(format!(".{FILE}.tmp"));
         {

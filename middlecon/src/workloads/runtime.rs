@@ -3,7 +3,10 @@
 //! middlecon needs (`run --detach`, `state`, `pause`, `resume`, `kill`, `delete`).
 //!
 //! Both runtimes take the same command line for these verbs. Every call is bounded: a
-//! runtime that hangs is killed and reported as [`RuntimeError::Timeout`].
+//! runtime that hangs is killed and reported as [`RuntimeError::Timeout`]. A container's
+//! init pid is read from the state file the runtime keeps under its root
+//! ([`OciRuntime::init_pid`]), not from a `--pid-file`: runc writes that with `O_SYNC`, a
+//! disk flush in the middle of every start.
 
 use serde::Deserialize;
 use std::path::{Path, PathBuf};
@@ -100,16 +103,10 @@ impl OciRuntime {
         Ok(out.stdout)
     }
 
-    /// Creates and starts container `id` from `bundle`, detached, writing its init pid to
-    /// `pid_file`. The container's stdout and stderr go to `log` (a file: a pipe would tie
-    /// the container to this process).
-    pub async fn run(
-        &self,
-        id: &str,
-        bundle: &Path,
-        log: &Path,
-        pid_file: &Path,
-    ) -> Result<(), RuntimeError> {
+    /// Creates and starts container `id` from `bundle`, detached ([`OciRuntime::init_pid`]
+    /// then tells its init). The container's stdout and stderr go to `log` (a file: a pipe
+    /// would tie the container to this process).
+    pub async fn run(&self, id: &str, bundle: &Path, log: &Path) -> Result<(), RuntimeError> {
         std::fs::create_dir_all(&self.root)
             .map_err(|source| RuntimeError::Spawn { bin: self.binary.display().to_string(), source })?;
         let file = std::fs::OpenOptions::new()
@@ -121,7 +118,7 @@ impl OciRuntime {
             .try_clone()
             .map_err(|source| RuntimeError::Spawn { bin: self.binary.display().to_string(), source })?;
         let mut cmd = self.command();
-        cmd.args(["run", "--detach", "--pid-file"]).arg(pid_file).arg("--bundle").arg(bundle).arg(id);
+        cmd.args(["run", "--detach", "--bundle"]).arg(bundle).arg(id);
         cmd.stdout(file).stderr(err);
         // Not `output()`: that would pipe stdout and stderr, which the container inherits,
         // and wait for the container to close them. The runtime's complaints are in the log.
@@ -140,6 +137,23 @@ impl OciRuntime {
             });
         }
         Ok(())
+    }
+
+    /// The init pid of container `id` as the runtime recorded it in its own state under
+    /// `--root` (runc: `<root>/<id>/state.json`, `init_process_pid`; crun: `<root>/<id>/status`,
+    /// `pid`), without starting a runtime process; `None` if there is no such state. The
+    /// process may have ended since: callers check `/proc` ([`process_running`]).
+    pub fn init_pid(&self, id: &str) -> Option<u32> {
+        #[derive(Deserialize)]
+        struct Recorded {
+            #[serde(alias = "init_process_pid")]
+            pid: Option<u32>,
+        }
+        let dir = self.root.join(id);
+        ["state.json", "status"].iter().find_map(|file| {
+            let bytes = std::fs::read(dir.join(file)).ok()?;
+            serde_json::from_slice::<Recorded>(&bytes).ok()?.pid.filter(|&p| p > 0)
+        })
     }
 
     /// The container's state, `None` if the runtime does not know it.
@@ -261,6 +275,27 @@ mod tests {
         let err =
             rt.delete("web", None).await.expect_err("a container the runtime keeps state for is asked for");
         assert!(matches!(err, RuntimeError::Failed { verb: "delete", .. }), "{err}");
+    }
+
+    #[test]
+    fn the_init_pid_is_read_from_either_runtimes_state() {
+        let state = tempfile::tempdir().unwrap();
+        let rt =
+            OciRuntime { name: "runc".into(), binary: "/usr/sbin/runc".into(), root: state.path().into() };
+        assert_eq!(rt.init_pid("web"), None, "no state: no pid");
+        std::fs::create_dir_all(state.path().join("web")).unwrap();
+        std::fs::write(
+            state.path().join("web/state.json"),
+            r#"{"id":"web","init_process_pid":4242,"created":"x"}"#,
+        )
+        .unwrap();
+        assert_eq!(rt.init_pid("web"), Some(4242), "runc's state.json");
+        std::fs::create_dir_all(state.path().join("db")).unwrap();
+        std::fs::write(state.path().join("db/status"), r#"{"pid":77,"bundle":"/b","rootfs":"/r"}"#).unwrap();
+        assert_eq!(rt.init_pid("db"), Some(77), "crun's status");
+        std::fs::create_dir_all(state.path().join("half")).unwrap();
+        std::fs::write(state.path().join("half/state.json"), "{\"init_process_pid\":").unwrap();
+        assert_eq!(rt.init_pid("half"), None, "a state file cut short is no pid");
     }
 
     #[test]
