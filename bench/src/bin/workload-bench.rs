@@ -535,13 +535,37 @@ impl Bench {
         Ok(elapsed)
     }
 
+    /// Stops `name` on host `i` and waits until both hosts have finished removing what
+    /// stopped or moved away: middlecon unmounts and deletes a workload directory in the
+    /// background, and that flush of the filesystem must not land in the next measurement.
     async fn stop(&self, i: usize, name: &str) -> Result<()> {
         self.clients[i]
             .clone()
             .stop(pb::StopRequest { name: name.into() })
             .await
             .with_context(|| format!("Stop {name} on host-{i}"))?;
-        Ok(())
+        self.settle().await
+    }
+
+    /// Waits (up to 30 s) until no workload directory is being removed on either host.
+    async fn settle(&self) -> Result<()> {
+        let dirs: Vec<PathBuf> =
+            (0..2).map(|i| self.fleet.middlecon_state_dir(i).join("workloads")).collect();
+        let until = Instant::now() + Duration::from_secs(30);
+        loop {
+            let busy = dirs.iter().any(|d| {
+                std::fs::read_dir(d).is_ok_and(|entries| {
+                    entries
+                        .flatten()
+                        .any(|e| e.file_name().to_string_lossy().starts_with(middlecon::workloads::REMOVING))
+                })
+            });
+            if !busy {
+                return Ok(());
+            }
+            ensure!(Instant::now() < until, "workload directories still being removed after 30 s");
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
     }
 
     /// Migrates `name` from host 0 to host 1: the call's elapsed ms and its last message.

@@ -33,7 +33,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime};
 
 /// Prefix of a workload directory being removed (no workload name starts with a dot).
-const REMOVING: &str = ".removing-";
+pub const REMOVING: &str = ".removing-";
 /// How long `Stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
