@@ -122,6 +122,13 @@ struct RunArgs {
     /// The state size (MiB) whose downtime is held against `runc run` + 100 ms.
     #[arg(long, default_value_t = 10)]
     downtime_size: u64,
+    /// The pause after each timed step and its cleanup, before the next (ms). 0 runs them
+    /// back to back: then a runtime started right after another container's teardown is
+    /// slower. A pause lets that teardown end, but an idle virtual CPU is slower to wake,
+    /// and that costs a lone `runc run` more than `dcos run`, whose CLI wakes it first
+    /// (docs/benchmarks.md: 1.23x at 0, 1.20x at 30, 1.08x at 200).
+    #[arg(long, default_value_t = 0)]
+    quiet_ms: u64,
     /// The middlecon binary [default: `middlecon` next to this executable].
     #[arg(long)]
     middlecon: Option<PathBuf>,
@@ -915,26 +922,41 @@ async fn measure_with(
         let warm = round == 0;
         let label = if warm { "warm-up".to_string() } else { format!("run {round}/{}", args.runs) };
         progress(format!("{label}: runc, crun, run"));
+        // Every timed step starts once the one before it has been cleaned up (its container
+        // deleted, its directory removed) and `--quiet-ms` have passed.
+        let quiet = || tokio::time::sleep(Duration::from_millis(args.quiet_ms));
         let runc = plain.run(&b.runc, &format!("runc-{round}"))?;
+        quiet().await;
         let runc_host = plain.run_on(b, 0, &b.runc, &format!("runc-host-{round}"), None)?;
+        quiet().await;
         let runc_state = stateful.run(&b.runc, &format!("runc-state-{round}"))?;
+        quiet().await;
         let crun_ms = crun.map(|c| plain.run(c, &format!("crun-{round}"))).transpose()?;
         let name = format!("run-{round}");
         let run = b.timed_run(&name).await?;
         b.stop(0, &name).await?;
+        quiet().await;
         // The local `dcos run` and its reference side by side, their order swapped every
-        // round: a runtime started right after a stop is slower than one started first in
-        // a round (by about 10 % here), and neither may get the better place every time.
+        // round, so that neither always follows the same step.
         let local_name = format!("local-{round}");
-        let fresh = || plain.run_on(b, 0, &b.runc, &format!("runc-fresh-{round}"), Some(&b.base_rootfs));
-        let (runc_fresh, run_local) = if round % 2 == 0 {
-            let f = fresh()?;
-            (f, b.timed_local_run(&local_name)?)
-        } else {
-            let l = b.timed_local_run(&local_name)?;
-            (fresh()?, l)
+        let fresh = || async {
+            let ms = plain.run_on(b, 0, &b.runc, &format!("runc-fresh-{round}"), Some(&b.base_rootfs))?;
+            quiet().await;
+            anyhow::Ok(ms)
         };
-        b.stop(0, &local_name).await?;
+        let local = || async {
+            let ms = b.timed_local_run(&local_name)?;
+            b.stop(0, &local_name).await?;
+            quiet().await;
+            anyhow::Ok(ms)
+        };
+        let (runc_fresh, run_local) = if round % 2 == 0 {
+            let f = fresh().await?;
+            (f, local().await?)
+        } else {
+            let l = local().await?;
+            (fresh().await?, l)
+        };
         if !warm {
             s.runc.push(runc);
             s.runc_host.push(runc_host);
