@@ -268,10 +268,23 @@ pub async fn connect_to(endpoint: &Endpoint, identity: Option<&Identity>) -> Res
             status: "tls_error",
             message: format!("{addr}: no certificate to present (give --cert, --key and --ca)"),
         }),
-        (Endpoint::Unix(path), _) => middlecon::api::connect_unix(path).await.map_err(|e| ConnectError {
-            status: connect_status(&e),
-            message: format!("cannot reach the local middlecon socket {e}"),
-        }),
+        (Endpoint::Unix(path), _) => {
+            use std::os::unix::fs::FileTypeExt;
+            // The kernel says only "connection refused" for a file that is not a socket.
+            if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_socket()) {
+                return Err(ConnectError {
+                    status: "unreachable",
+                    message: format!(
+                        "{} is not a Unix socket: give the middlecon's --socket (default /run/middlecon/api.sock)",
+                        path.display()
+                    ),
+                });
+            }
+            middlecon::api::connect_unix(path).await.map_err(|e| ConnectError {
+                status: connect_status(&e),
+                message: format!("cannot reach the local middlecon socket {e}"),
+            })
+        }
     }
 }
 
@@ -424,6 +437,16 @@ mod tests {
         let e = entry(&none, &fleet(None, None), None).unwrap_err();
         assert_eq!(e.exit_status(), crate::exit::USAGE);
         assert!(e.to_string().contains("--api") && e.to_string().contains("--seed"), "{e}");
+    }
+
+    #[tokio::test]
+    async fn a_file_that_is_not_a_socket_is_named_as_such() {
+        let file = tempfile::NamedTempFile::new().unwrap();
+        let e = connect_to(&Endpoint::Unix(file.path().into()), None).await.unwrap_err();
+        assert_eq!(e.status, "unreachable");
+        assert!(e.message.contains("is not a Unix socket"), "{}", e.message);
+        let e = connect_to(&Endpoint::Unix("/nonexistent/api.sock".into()), None).await.unwrap_err();
+        assert!(e.message.contains("No such file or directory"), "{}", e.message);
     }
 
     #[test]

@@ -1,6 +1,7 @@
 //! The command-line grammar of `dcos`.
 
-use clap::{Args, Parser, Subcommand};
+use clap::parser::ValueSource;
+use clap::{Args, CommandFactory, FromArgMatches, Parser, Subcommand};
 use std::net::IpAddr;
 use std::path::PathBuf;
 
@@ -17,6 +18,39 @@ pub struct Cli {
     pub fleet: FleetArgs,
     #[command(subcommand)]
     pub command: Command,
+}
+
+impl Cli {
+    /// Parses `argv` as [`Parser::try_parse_from`] does, then settles `--api` against
+    /// `--socket`: the one given on the command line wins over the other from the
+    /// environment (`DCOS_API`, `DCOS_SOCKET`), so an exported `DCOS_API` does not stand in
+    /// the way of `--socket`. Both on the command line, or both from the environment only,
+    /// is bad usage.
+    pub fn try_parse_settled<I, T>(argv: I) -> Result<Cli, clap::Error>
+    where
+        I: IntoIterator<Item = T>,
+        T: Into<std::ffi::OsString> + Clone,
+    {
+        let matches = Cli::command().try_get_matches_from(argv)?;
+        let mut cli = Cli::from_arg_matches(&matches)?;
+        let (Some((_, sub)), Some(api)) = (matches.subcommand(), cli.command.api_args_mut()) else {
+            return Ok(cli);
+        };
+        if api.api.is_some() && api.socket.is_some() {
+            let from_env = |id: &str| sub.value_source(id) == Some(ValueSource::EnvVariable);
+            match (from_env("api"), from_env("socket")) {
+                (true, false) => api.api = None,
+                (false, true) => api.socket = None,
+                _ => {
+                    return Err(Cli::command().error(
+                        clap::error::ErrorKind::ArgumentConflict,
+                        "--api (DCOS_API) and --socket (DCOS_SOCKET) name two middlecons: give one",
+                    ))
+                }
+            }
+        }
+        Ok(cli)
+    }
 }
 
 /// The operator's identity (SPEC section 2).
@@ -126,15 +160,32 @@ pub enum Command {
     Evacuate(EvacuateArgs),
 }
 
+impl Command {
+    /// The middlecon API options of a command that talks to middlecon.
+    pub fn api_args_mut(&mut self) -> Option<&mut ApiArgs> {
+        match self {
+            Command::Call(a) => Some(&mut a.api),
+            Command::Query(a) => Some(&mut a.api),
+            Command::Run(a) => Some(&mut a.api),
+            Command::Workloads(a) => Some(&mut a.api),
+            Command::Stop(a) => Some(&mut a.api),
+            Command::Migrate(a) => Some(&mut a.moving.api),
+            Command::Evacuate(a) => Some(&mut a.moving.api),
+            _ => None,
+        }
+    }
+}
+
 /// Where a middlecon's gRPC API is, when not found through `--seed` or the inventory.
 #[derive(Debug, Clone, Args)]
 pub struct ApiArgs {
     /// A middlecon gRPC API address, IP[:PORT] (default port 7442) [default: --seed, else
     /// the host's `api` in the inventory].
-    #[arg(long, env = "DCOS_API", conflicts_with = "socket")]
+    #[arg(long, env = "DCOS_API")]
     pub api: Option<String>,
     /// The middlecon on this machine, through its Unix socket (its --socket, e.g.
     /// /run/middlecon/api.sock): no certificate needed, the socket's file mode decides.
+    /// Given on the command line, it wins over DCOS_API (and --api over DCOS_SOCKET).
     #[arg(long, env = "DCOS_SOCKET")]
     pub socket: Option<PathBuf>,
 }
@@ -596,6 +647,14 @@ mod tests {
             Cli::try_parse_from(["dcos", "evacuate", "h0", "--parallel", "4", "--to", "h1,h2"]).unwrap();
         let Command::Evacuate(e) = cli.command else { panic!("not evacuate") };
         assert_eq!((e.host.as_str(), e.parallel, e.to), ("h0", Some(4), vec!["h1".to_string(), "h2".into()]));
+        let e =
+            Cli::try_parse_settled(["dcos", "workloads", "--api", "10.0.0.1", "--socket", "/run/mc.sock"])
+                .unwrap_err();
+        assert_eq!(e.kind(), clap::error::ErrorKind::ArgumentConflict, "{e}");
+        assert!(e.to_string().contains("give one"), "{e}");
+        let cli = Cli::try_parse_settled(["dcos", "workloads", "--socket", "/run/mc.sock"]).unwrap();
+        let Command::Workloads(w) = cli.command else { panic!("workloads") };
+        assert_eq!(w.api.socket.as_deref(), Some(std::path::Path::new("/run/mc.sock")));
         let cli = Cli::try_parse_from(["dcos", "stop", "web", "--timeout", "10s", "-o", "json"]).unwrap();
         assert_eq!(cli.fleet.timeout, std::time::Duration::from_secs(10));
         let Command::Stop(s) = cli.command else { panic!("not stop") };

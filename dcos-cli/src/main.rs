@@ -1,13 +1,13 @@
 //! `dcos`: thin entry point; the commands live in the `dcos_cli` library.
 
-use clap::{CommandFactory, Parser};
+use clap::CommandFactory;
 use dcos_cli::cli::{Cli, Command, FleetArgs, SysctlCommand, TlsArgs};
 use dcos_cli::commands::{self, Context};
 use dcos_cli::exit;
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let cli = match Cli::try_parse() {
+    let cli = match Cli::try_parse_settled(std::env::args_os()) {
         Ok(c) => c,
         Err(e) => {
             let usage = e.use_stderr();

@@ -75,6 +75,7 @@ fn bad_usage_exits_2_before_any_network() {
         (&["migrate", "web", "--to", "h1", "--mode", "warm"], "warm"),
         (&["migrate", "web", "--to", "h0", "--from", "h0"], "web is already on h0"),
         (&["evacuate", "h0", "--parallel", "0"], "--parallel"),
+        (&["workloads", "--api", "10.0.0.1", "--socket", "/run/mc.sock"], "give one"),
     ];
     for (args, message) in cases {
         let mut all = vec!["--timeout", "10s"];
@@ -293,12 +294,14 @@ fn a_workload_runs_moves_to_another_host_and_stops_through_the_cli() {
     let doc = json(&dcos(&pki, &env, &["workloads", "-o", "json"]).0);
     assert_eq!(placed(&doc, "web"), [], "{doc}");
 
-    // On host-0 itself, through its socket: no certificate, no host name needed.
+    // On host-0 itself, through its socket: no certificate, no host name needed, and an
+    // exported DCOS_API (here one nobody answers on) gives way to --socket.
     let socket = fleet.api_socket(0);
     let socket = socket.to_str().unwrap();
+    let nobody = format!("127.0.0.1:{}", closed_port());
     let local = |args: &[&str]| {
-        let out = Command::new(dcos_tests::bin("dcos"))
-            .env_remove("DCOS_API")
+        Command::new(dcos_tests::bin("dcos"))
+            .env("DCOS_API", &nobody)
             .env_remove("DCOS_CERT")
             .env_remove("DCOS_KEY")
             .env_remove("DCOS_CA")
@@ -306,8 +309,7 @@ fn a_workload_runs_moves_to_another_host_and_stops_through_the_cli() {
             .args(["--socket", socket])
             .args(&args[1..])
             .output()
-            .expect("dcos runs");
-        out
+            .expect("dcos runs")
     };
     let rootfs = rootfs.to_str().unwrap();
     let run_local = |extra: &[&str], name: &str| {
@@ -339,6 +341,14 @@ fn a_workload_runs_moves_to_another_host_and_stops_through_the_cli() {
         stderr(&wrong)
     );
     let doc = json(&local(&["workloads", "-o", "json"]));
+    assert_eq!(placed(&doc, "local"), [("host-0".to_string(), "running".to_string())], "{doc}");
+    // And an evacuation of another host: nothing moves.
+    let wrong = local(&["evacuate", "host-1"]);
+    assert_eq!(wrong.status.code(), Some(1), "{}", stderr(&wrong));
+    assert!(stderr(&wrong).contains("is host host-0, not \"host-1\""), "{}", stderr(&wrong));
+    // --api on the command line wins over an exported DCOS_SOCKET in turn.
+    let env = [("DCOS_SOCKET", "/nonexistent/api.sock")];
+    let doc = json(&dcos(&pki, &env, &["workloads", "--api", &api0, "-o", "json"]).0);
     assert_eq!(placed(&doc, "local"), [("host-0".to_string(), "running".to_string())], "{doc}");
     let doc = json(&local(&["stop", "local", "--timeout", "10s", "-o", "json"]));
     assert_eq!(doc["workloads"][0]["status"], "stopped", "{doc}");

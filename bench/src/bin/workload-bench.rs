@@ -20,7 +20,8 @@
 //!     subcommand (otherwise `Workloads.Run` over a fresh mTLS gRPC connection, as the CLI
 //!     would make it): from this process over host 0's mTLS API, as a remote operator runs
 //!     it, and inside host 0 on the daemon's Unix socket (`timed-exec`), where runc is run,
-//!     which is held against the fresh bundle's runc;
+//!     which is held against the fresh bundle's runc, timed beside it in an order swapped
+//!     every round (each step waits until the one before is cleaned up, plus `--quiet-ms`);
 //!   - for each state size, a plain copy of the same bytes from host 0 to host 1 over TCP and
 //!     over QUIC (quinn with mTLS, default transport settings), then the cold migration of a
 //!     workload carrying that state: the `Migrate` call's elapsed time and what the last
@@ -369,7 +370,8 @@ struct Samples {
     run: Vec<f64>,
     /// `dcos run --socket`, timed inside host-0.
     run_local: Vec<f64>,
-    /// The remote runs as middlecon's own log times them (`total_ms` of `workload running`).
+    /// The local runs (else the remote ones) as middlecon's own log times them (`total_ms`
+    /// of `workload running`).
     run_daemon: Vec<f64>,
     /// ... and the runtime's `run` within it (spawned by middlecon on host-0).
     run_runtime: Vec<f64>,
@@ -965,9 +967,11 @@ async fn measure_with(
             s.crun.extend(crun_ms);
             s.run.push(run);
             s.run_local.extend(run_local);
+            // The parts of the run the target is held to: the local one, if there is one.
             let log = b.daemons[0].stderr();
-            s.run_daemon.extend(logged_run_ms(&log, &name, "total_ms"));
-            s.run_runtime.extend(logged_run_ms(&log, &name, "runtime_ms"));
+            let parted = if run_local.is_some() { &local_name } else { &name };
+            s.run_daemon.extend(logged_run_ms(&log, parted, "total_ms"));
+            s.run_runtime.extend(logged_run_ms(&log, parted, "runtime_ms"));
         }
         for &mib in &args.sizes {
             progress(format!("{label}: {mib} MiB: plain copies and migration"));

@@ -44,6 +44,11 @@ pub fn request(args: &RunArgs) -> Result<pb::RunRequest, SetupError> {
 
 pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &RunArgs) -> Result<u8, WorkloadError> {
     let request = request(args)?;
+    // clap asks for --host unless --socket is there; a --socket from DCOS_SOCKET that gave
+    // way to --api leaves the host to be named still.
+    if args.host.is_none() && args.api.socket.is_none() {
+        return Err(SetupError::Usage("--host: give the host to run on (its middlecon name)".into()).into());
+    }
     let name = args.host.as_deref().unwrap_or("local");
     let host = crate::api::host(tls, fleet, &args.api, name).await?;
     let session = Session::new(tls, fleet, &args.api)?;
