@@ -70,10 +70,14 @@ pub async fn run(
     if let Some(w) = &workloads {
         services = workloads::migrate::TargetServices::new(w.clone()).install(services);
     }
-    let api = api
-        .map(|l| api::spawn(l, &config, client.clone(), services.clone(), registry, Some(handle), workloads));
+    let api = api.map(|l| {
+        api::spawn(l, &config, client.clone(), services.clone(), registry, Some(handle), workloads.clone())
+    });
     peer::serve(client, services, shutdown).await;
     if let Some(api) = api {
         api.stop().await;
+    }
+    if let Some(w) = workloads {
+        w.close();
     }
 }

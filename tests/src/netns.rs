@@ -620,6 +620,16 @@ impl Drop for Fleet {
         if let Err(e) = remove_leftovers(self.index) {
             eprintln!("fleet {}: teardown: {e:#}", self.index);
         }
+        // The hosts' containers died with them, without a runtime `delete`: their cgroups
+        // (and each middlecon's own) are still there, and would pile up run after run.
+        for i in 0..self.hosts.len() {
+            let daemon =
+                middlecon::workloads::bundle::daemon_id(&self.hosts[i].name, &self.middlecon_state_dir(i));
+            let left = middlecon::workloads::cgroup::Cgroups::new(&daemon).remove_all(Duration::from_secs(2));
+            if !left.is_empty() {
+                eprintln!("fleet {}: teardown: cgroups still busy: {left:?}", self.index);
+            }
+        }
         if let Some(l) = self.lock.take() {
             l.release();
         }

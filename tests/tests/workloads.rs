@@ -468,6 +468,13 @@ async fn limits_and_environment_reach_the_container_and_a_restart_re_adopts_it()
     assert_eq!(stopped.into_inner().workload.unwrap().status, "stopped");
     assert!(mesh.list(0).await.is_empty());
     assert!(!std::path::Path::new(&format!("/sys/fs/cgroup/memory/dcos/{daemon}/lim")).exists());
+    // A host killed with a container running leaves no cgroup of that daemon behind once
+    // the fleet is torn down: they would pile up, and slow every later container start.
+    mesh.run(0, "left", "exec sleep 3600").await;
+    let own = middlecon::workloads::cgroup::Cgroups::new(&daemon);
+    assert!(own.exists(), "the running workload has its cgroups");
+    drop(mesh);
+    assert!(!own.exists(), "the torn-down fleet left cgroups of {daemon}");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -32,11 +32,6 @@ fn io(path: &Path) -> impl FnOnce(std::io::Error) -> BundleError + '_ {
     move |source| BundleError::Io { path: path.display().to_string(), source }
 }
 
-/// The cgroup of workload `name` of the daemon `daemon` ([`daemon_id`]).
-pub fn cgroup_path(daemon: &str, name: &str) -> String {
-    format!("/dcos/{daemon}/{name}")
-}
-
 /// A daemon's part of its workloads' cgroup paths: `<host>-<8 hex digits of the state dir's
 /// SHA-256>`, unique among the middlecons of one machine.
 pub fn daemon_id(host: &str, state_dir: &Path) -> String {
@@ -89,7 +84,7 @@ pub fn spec(record: &Record, daemon: &str) -> Result<Spec, BundleError> {
         .namespaces(namespaces)
         .masked_paths(defaults.masked_paths().clone().unwrap_or_default())
         .readonly_paths(defaults.readonly_paths().clone().unwrap_or_default())
-        .cgroups_path(cgroup_path(daemon, &record.name))
+        .cgroups_path(super::cgroup::path(daemon, &record.name))
         .resources(resources.build().map_err(e)?)
         .build()
         .map_err(e)?;

@@ -4,6 +4,7 @@
 //! - [`bundle`]: `config.json` (oci-spec types) and copying a tree.
 //! - [`rootfs`]: a workload's root filesystem: an overlay over the image it was run from
 //!   (its writes in `layers/`), or a copy where the kernel refuses the overlay.
+//! - [`cgroup`]: the workloads' cgroups, and removing what the runtime leaves of them.
 //! - [`record`]: what is kept on disk per workload, and the [`Phase`] guards.
 //! - [`transfer`]: the bundle's root filesystem as a checksummed tar stream on its own QUIC
 //!   stream, with a bandwidth limit.
@@ -17,6 +18,7 @@
 //! in `runtime/<runc|crun>/` (which k2i reads with `--oci-root runc=<state-dir>/runtime/runc`).
 
 pub mod bundle;
+pub mod cgroup;
 pub mod grpc;
 pub mod migrate;
 pub mod record;
@@ -155,6 +157,8 @@ pub struct Workloads {
     pub host: String,
     /// This daemon in cgroup paths ([`bundle::daemon_id`]).
     daemon_id: String,
+    /// Its workloads' cgroups, for what the runtime leaves of them.
+    cgroups: cgroup::Cgroups,
     state_dir: PathBuf,
     /// `<state-dir>/workloads`.
     dir: PathBuf,
@@ -177,9 +181,11 @@ impl Workloads {
     ) -> Result<Arc<Workloads>, WorkloadError> {
         let dir = state_dir.join("workloads");
         std::fs::create_dir_all(&dir).map_err(io_err(dir.display()))?;
+        let daemon_id = bundle::daemon_id(host, state_dir);
         let w = Arc::new(Workloads {
             host: host.to_string(),
-            daemon_id: bundle::daemon_id(host, state_dir),
+            cgroups: cgroup::Cgroups::new(&daemon_id),
+            daemon_id,
             state_dir: state_dir.to_path_buf(),
             dir: dir.clone(),
             default_runtime: default_runtime.to_string(),
@@ -219,7 +225,21 @@ impl Workloads {
             };
             w.readopt(record).await;
         }
+        // Cgroups of workloads this host no longer has: their containers died without a
+        // `delete` (the machine or the daemon's whole PID namespace killed).
+        let swept = w.cgroups.sweep(|name| w.get(name).is_some());
+        if !swept.is_empty() {
+            tracing::info!(cgroups = ?swept, "removed the empty cgroups of workloads this host no longer has");
+        }
         Ok(w)
+    }
+
+    /// At the daemon's exit: removes its own cgroup if no workload's is left under it.
+    /// Running workloads keep theirs, and the daemon its own, for the next start.
+    pub fn close(&self) {
+        if !self.cgroups.remove_own() {
+            tracing::debug!("the daemon's cgroup stays: workloads have cgroups under it");
+        }
     }
 
     async fn readopt(&self, mut record: Record) {
@@ -330,6 +350,11 @@ impl Workloads {
             if let Err(e) = rt.delete(&record.name, rt.init_pid(&record.name)).await {
                 tracing::warn!(workload = %record.name, "deleting the container: {e}");
             }
+        }
+        // The runtime's delete removes them, unless it had no state left for the container.
+        let busy = self.cgroups.remove(&record.name);
+        if busy > 0 {
+            tracing::warn!(workload = %record.name, busy, "cgroups still have processes: left in place");
         }
         self.remove_dir(&record.name);
         self.table.lock().unwrap_or_else(|e| e.into_inner()).remove(&record.name);
@@ -638,15 +663,34 @@ mod tests {
         let removing = state.path().join(format!("workloads/{REMOVING}web-1"));
         std::fs::create_dir_all(&removing).unwrap();
         Record { epoch: 1, ..record.clone() }.save(&removing).unwrap();
+        // Cgroups its containers left, as a daemon killed with them leaves them (in the first
+        // cgroup hierarchy, where this machine has one): one of a workload this host no longer
+        // has, and the adopted workload's own.
+        let daemon_cgroup = cgroup::hierarchies()
+            .first()
+            .map(|m| m.join(cgroup::ROOT).join(bundle::daemon_id("h", state.path())))
+            .filter(|d| std::fs::create_dir_all(d.join("ghost")).is_ok());
+        if let Some(d) = &daemon_cgroup {
+            std::fs::create_dir_all(d.join("web")).unwrap();
+        }
         let w = Workloads::open("h", state.path(), "runc").await.unwrap();
         assert!(!state.path().join("workloads/half-made").exists(), "the recordless directory is gone");
         assert!(!removing.exists(), "an interrupted removal is finished");
         assert_eq!(w.get("web").map(|r| r.epoch), Some(2), "the owned workload is adopted");
+        if let Some(d) = &daemon_cgroup {
+            assert!(!d.join("ghost").exists(), "the cgroup of a workload this host lost is removed");
+            assert!(d.join("web").exists(), "the adopted workload keeps its cgroup");
+        }
         // Discarding it takes it out of sight at once; the disk follows in the background.
         w.discard(&record).await;
         assert!(w.get("web").is_none() && !kept.exists());
         let workloads = state.path().join("workloads");
         wait_until(|| std::fs::read_dir(&workloads).unwrap().next().is_none()).await;
+        // Its cgroup went with it, and the daemon's own goes when it closes.
+        w.close();
+        if let Some(d) = &daemon_cgroup {
+            assert!(!d.exists(), "no cgroup of this daemon is left: {}", d.display());
+        }
     }
 
     /// Waits (at most 5 s) until `done` holds.
