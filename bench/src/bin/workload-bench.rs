@@ -44,7 +44,7 @@ use dcos_proto::v1 as pb;
 use dcos_proto::v1::workloads_client::WorkloadsClient;
 use dcos_tests::netns::{Fleet, HostProcess, MIDDLECON_PORT};
 use dcos_tests::Pki;
-use middlecon::workloads::{bundle, rootfs, runtime, Phase, Record};
+use middlecon::workloads::{bundle, cgroup, rootfs, runtime, Phase, Record};
 use std::collections::BTreeMap;
 use std::fmt::Write as _;
 use std::io::{Read, Write};
@@ -669,6 +669,9 @@ fn random_file(path: &Path, mib: u64) -> Result<()> {
     Ok(())
 }
 
+/// The daemon id in the reference bundles' cgroup paths.
+const REF_DAEMON: &str = "workload-bench";
+
 /// A bundle run by a runtime directly, with middlecon's `config.json` for the same command.
 struct RefBundle {
     bundle: PathBuf,
@@ -691,7 +694,7 @@ impl RefBundle {
             started_unix_ms: 0,
             phase: Phase::Owned,
         };
-        bundle::write_config(&bundle, &record, "workload-bench")?;
+        bundle::write_config(&bundle, &record, REF_DAEMON)?;
         Ok(RefBundle { bundle, root: dir.join("runtime") })
     }
 
@@ -903,7 +906,13 @@ async fn measure(b: &Bench, args: &RunArgs, crun: Option<&Path>) -> Result<(Samp
             }
         },
     };
-    Ok((measure_with(b, args, &plain, &stateful, crun).await?, note))
+    let measured = measure_with(b, args, &plain, &stateful, crun).await;
+    // The reference bundles' cgroups (the runtime removed each container's own).
+    let left = cgroup::Cgroups::new(REF_DAEMON).remove_all(Duration::from_secs(2));
+    if !left.is_empty() {
+        progress(format!("cgroups left behind: {left:?}"));
+    }
+    Ok((measured?, note))
 }
 
 fn crun_refusal(crun: &Path, e: &anyhow::Error) -> String {
