@@ -5,10 +5,11 @@
 //! What the runtime does not remove is removed here: a workload's cgroup left behind when
 //! its container died without a `delete` (its host killed whole, a runtime state deleted by
 //! hand), and the daemon's own `/dcos/<daemon id>`, which no runtime owns. Left alone, such
-//! empty cgroups pile up, one set per daemon and workload, and every cgroup the kernel keeps
-//! makes the next container's start slower (a `runc run` took 34 ms with 2,000 of them on
-//! this machine and 28 ms without; docs/benchmarks.md). Only empty cgroups are ever
-//! removed: the kernel refuses to remove one that still has processes or children.
+//! empty cgroups pile up, one set per daemon and workload in every hierarchy (this
+//! machine had 2,000 of them from test fleets torn down with their containers): kernel
+//! memory, page cache still charged to them, and cgroup v1's 65,535 memory cgroups at most,
+//! after which no container starts. Only empty cgroups are ever removed: the kernel refuses
+//! to remove one that still has processes or children.
 
 use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
