@@ -456,6 +456,19 @@ async fn limits_and_environment_reach_the_container_and_a_restart_re_adopts_it()
     assert_eq!(cg("memory", "memory.limit_in_bytes").trim(), (64u64 << 20).to_string());
     assert_eq!(cg("cpu", "cpu.cfs_quota_us").trim(), "50000");
     assert_eq!(cg("cpu", "cpu.cfs_period_us").trim(), "100000");
+    // List tells what the runtime would, from its state file, /proc and the freezer: a
+    // container paused behind the daemon's back is `paused`, then `running` again.
+    // (runc inside host 0: the pids in its state are that host's.)
+    let runc = |verb: &str| {
+        let root = mesh.state_dir(0).join("runtime/runc");
+        let out = mesh.fleet.exec_on(0, "runc", &["--root", root.to_str().unwrap(), verb, "lim"]).unwrap();
+        assert!(out.status.success(), "runc {verb}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    runc("pause");
+    let status = |list: Vec<pb::Workload>| (list[0].status.clone(), list[0].pid);
+    assert_eq!(status(mesh.list(0).await), ("paused".to_string(), w.pid));
+    runc("resume");
+    assert_eq!(status(mesh.list(0).await), ("running".to_string(), w.pid));
     // The daemon dies (SIGKILL) and comes back: the container ran on and is adopted again.
     mesh.daemons[0].take().unwrap().kill();
     mesh.daemons[0] = Some(mesh.start(0));
@@ -463,6 +476,16 @@ async fn limits_and_environment_reach_the_container_and_a_restart_re_adopts_it()
     assert!(running(&list, "lim"), "{list:?}");
     assert_eq!(list[0].pid, w.pid, "the same process, not a new one");
     assert_eq!((list[0].memory_bytes, list[0].cpus), (64 << 20, 0.5));
+    // Its process killed behind the daemon's back: `stopped`, with no pid.
+    let sleeper = mesh.run(0, "gone", "exec sleep 3600").await;
+    let killed = mesh.fleet.exec_on(0, "kill", &["-KILL", &sleeper.pid.to_string()]).unwrap();
+    assert!(killed.status.success(), "kill: {}", String::from_utf8_lossy(&killed.stderr));
+    dcos_tests::eventually(Duration::from_secs(5), "the killed workload shown stopped", || async {
+        let list = mesh.list(0).await;
+        list.iter().any(|w| w.name == "gone" && w.status == "stopped" && w.pid == 0).then_some(())
+    })
+    .await;
+    mesh.client(0).await.stop(pb::StopRequest { name: "gone".into() }).await.expect("Stop of a stopped one");
     // Stop removes it, and its cgroup with it.
     let stopped = mesh.client(0).await.stop(pb::StopRequest { name: "lim".into() }).await.expect("Stop");
     assert_eq!(stopped.into_inner().workload.unwrap().status, "stopped");

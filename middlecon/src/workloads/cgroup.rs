@@ -88,6 +88,18 @@ impl Cgroups {
         }
     }
 
+    /// Whether workload `name`'s processes are frozen, as `runtime pause` leaves them: the
+    /// cgroup v1 freezer's `freezer.state` if that hierarchy is mounted (the runtimes use it
+    /// where it is), else the v2 tree's `cgroup.freeze`. `None` if neither says.
+    pub fn frozen(&self, name: &str) -> Option<bool> {
+        let read =
+            |file: &str| self.dirs.iter().find_map(|d| std::fs::read_to_string(d.join(name).join(file)).ok());
+        if let Some(state) = read("freezer.state") {
+            return Some(state.trim() == "FROZEN");
+        }
+        read("cgroup.freeze").map(|v| v.trim() == "1")
+    }
+
     /// Whether any of this daemon's cgroups exists.
     pub fn exists(&self) -> bool {
         self.dirs.iter().any(|d| d.exists())
@@ -191,6 +203,44 @@ mod tests {
         let left = cg.remove_all(Duration::from_secs(2));
         assert!(left.is_empty(), "all of the daemon's cgroups are gone once empty: {left:?}");
         assert!(!cg.exists());
+    }
+
+    /// A real freezer cgroup (as root, where the v1 freezer or the v2 tree is mounted).
+    #[test]
+    fn a_frozen_cgroup_is_seen_as_frozen() {
+        let mounts = hierarchies();
+        let Some(freezer) = mounts
+            .iter()
+            .find(|m| m.join("freezer.state").exists() || m.join("cgroup.subtree_control").exists())
+            .filter(|_| is_root())
+        else {
+            eprintln!("skipped: no freezer writable here");
+            return;
+        };
+        let daemon = format!("unit-test-freeze-{}", std::process::id());
+        let cg = Cgroups::under(std::slice::from_ref(freezer), &daemon);
+        assert_eq!(cg.frozen("web"), None, "no cgroup: nothing to say");
+        let dir = freezer.join(ROOT).join(&daemon).join("web");
+        std::fs::create_dir_all(&dir).unwrap();
+        let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        std::fs::write(dir.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
+        let (file, freeze, thaw) = if dir.join("freezer.state").exists() {
+            ("freezer.state", "FROZEN", "THAWED")
+        } else {
+            ("cgroup.freeze", "1", "0")
+        };
+        assert_eq!(cg.frozen("web"), Some(false));
+        std::fs::write(dir.join(file), freeze).unwrap();
+        let until = Instant::now() + Duration::from_secs(2);
+        while cg.frozen("web") != Some(true) {
+            assert!(Instant::now() < until, "never frozen");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        std::fs::write(dir.join(file), thaw).unwrap();
+        assert_eq!(cg.frozen("web"), Some(false), "thawed");
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert!(cg.remove_all(Duration::from_secs(2)).is_empty());
     }
 
     fn is_root() -> bool {

@@ -28,7 +28,7 @@ pub mod transfer;
 
 use dcos_proto::v1 as pb;
 pub use record::{Phase, Record};
-use runtime::{OciRuntime, RuntimeError};
+use runtime::{Liveness, OciRuntime, RuntimeError};
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -440,7 +440,7 @@ impl Workloads {
                 // The runtime has just said it started: its state file saves asking it again.
                 let w = match rt.init_pid(&r.name) {
                     Some(pid) => self.to_pb(&r, "running", pid),
-                    None => self.describe(&r, &rt).await,
+                    None => self.describe(&r, &rt),
                 };
                 tracing::info!(
                     workload = %r.name,
@@ -524,7 +524,7 @@ impl Workloads {
             }
         })?;
         let rt = self.runtime(&record.runtime)?;
-        let mut shown = self.describe(&record, &rt).await;
+        let mut shown = self.describe(&record, &rt);
         let _ = rt.resume(name).await;
         if rt.kill(name, "TERM").await.is_ok() {
             let pid = rt.init_pid(name);
@@ -553,7 +553,7 @@ impl Workloads {
         let mut out = Vec::with_capacity(records.len());
         for r in records {
             match self.runtime(&r.runtime) {
-                Ok(rt) => out.push(self.describe(&r, &rt).await),
+                Ok(rt) => out.push(self.describe(&r, &rt)),
                 Err(_) => out.push(self.to_pb(&r, "no_runtime", 0)),
             }
         }
@@ -571,21 +571,21 @@ impl Workloads {
         table.values().filter(|r| r.phase == Phase::Owned).map(|r| r.name.clone()).collect()
     }
 
-    async fn describe(&self, r: &Record, rt: &OciRuntime) -> pb::Workload {
-        let (status, pid) = match &r.phase {
-            Phase::Owned => match rt.state(&r.name).await {
-                Ok(Some(s)) => (s.status, s.pid),
-                Ok(None) => ("stopped".to_string(), 0),
-                Err(e) => {
-                    tracing::debug!(workload = %r.name, "state: {e}");
-                    ("unknown".to_string(), 0)
-                }
-            },
-            other => {
-                (status_word(other).to_string(), rt.state(&r.name).await.ok().flatten().map_or(0, |s| s.pid))
-            }
+    /// `r` with its container's status and init pid, from the runtime's state file, `/proc`
+    /// and the cgroup freezer: what `runtime state` would say, without a runtime process
+    /// per workload (`List` of many workloads took several ms each).
+    fn describe(&self, r: &Record, rt: &OciRuntime) -> pb::Workload {
+        let pid = match rt.liveness(&r.name) {
+            Liveness::Running(pid) => pid,
+            Liveness::Stopped | Liveness::Unknown => 0,
         };
-        self.to_pb(r, &status, pid)
+        let status = match &r.phase {
+            Phase::Owned if pid == 0 => "stopped",
+            Phase::Owned if self.cgroups.frozen(&r.name) == Some(true) => "paused",
+            Phase::Owned => "running",
+            other => status_word(other),
+        };
+        self.to_pb(r, status, pid)
     }
 
     fn to_pb(&self, r: &Record, status: &str, pid: u32) -> pb::Workload {

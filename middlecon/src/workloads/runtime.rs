@@ -139,21 +139,42 @@ impl OciRuntime {
         Ok(())
     }
 
-    /// The init pid of container `id` as the runtime recorded it in its own state under
-    /// `--root` (runc: `<root>/<id>/state.json`, `init_process_pid`; crun: `<root>/<id>/status`,
-    /// `pid`), without starting a runtime process; `None` if there is no such state. The
-    /// process may have ended since: callers check `/proc` ([`process_running`]).
-    pub fn init_pid(&self, id: &str) -> Option<u32> {
-        #[derive(Deserialize)]
-        struct Recorded {
-            #[serde(alias = "init_process_pid")]
-            pid: Option<u32>,
-        }
+    /// What the runtime recorded of container `id`'s init in its own state under `--root`
+    /// (runc: `<root>/<id>/state.json`; crun: `<root>/<id>/status`), read without starting
+    /// a runtime process; `None` if there is no such state.
+    fn recorded(&self, id: &str) -> Option<RecordedInit> {
         let dir = self.root.join(id);
         ["state.json", "status"].iter().find_map(|file| {
             let bytes = std::fs::read(dir.join(file)).ok()?;
-            serde_json::from_slice::<Recorded>(&bytes).ok()?.pid.filter(|&p| p > 0)
+            serde_json::from_slice::<RecordedInit>(&bytes).ok().filter(|r| r.pid.is_some_and(|p| p > 0))
         })
+    }
+
+    /// The init pid of container `id` as the runtime recorded it ([`OciRuntime::recorded`]).
+    /// The process may have ended since: [`OciRuntime::liveness`] checks.
+    pub fn init_pid(&self, id: &str) -> Option<u32> {
+        self.recorded(id).and_then(|r| r.pid)
+    }
+
+    /// Whether container `id`'s init runs, from the runtime's state file and `/proc` alone:
+    /// what `runtime state` says (`running` or `stopped`; frozen is the cgroup's to tell),
+    /// without a runtime process for each container asked about (one is several ms). The
+    /// init counts as running only if it is the process the runtime started: not a zombie,
+    /// and with the start time the runtime recorded (a pid can be reused).
+    pub fn liveness(&self, id: &str) -> Liveness {
+        let Some(rec) = self.recorded(id) else { return Liveness::Unknown };
+        let pid = rec.pid.unwrap_or(0);
+        let started = process_start(pid);
+        let same = match (rec.start, started) {
+            (Some(want), Some(got)) => want == got,
+            (None, Some(_)) => true,
+            (_, None) => false,
+        };
+        if same && process_running(pid) {
+            Liveness::Running(pid)
+        } else {
+            Liveness::Stopped
+        }
     }
 
     /// The container's state, `None` if the runtime does not know it.
@@ -235,6 +256,35 @@ impl OciRuntime {
     }
 }
 
+/// A container's init as the runtime recorded it: runc's `init_process_pid` and
+/// `init_process_start`, crun's `pid` and `process-start-time` (the start time is field 22
+/// of `/proc/PID/stat`, clock ticks since boot).
+#[derive(Debug, Deserialize)]
+struct RecordedInit {
+    #[serde(alias = "init_process_pid")]
+    pid: Option<u32>,
+    #[serde(alias = "init_process_start", alias = "process-start-time")]
+    start: Option<u64>,
+}
+
+/// [`OciRuntime::liveness`]: what the runtime's state file and `/proc` say of an init.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Liveness {
+    /// The runtime keeps no state for the container.
+    Unknown,
+    /// Its init runs (or is frozen), with this pid.
+    Running(u32),
+    /// Its init has ended.
+    Stopped,
+}
+
+/// The start time of process `pid` (field 22 of `/proc/PID/stat`, clock ticks since boot).
+fn process_start(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // Fields after `comm)`: the state is field 3, so field 22 is the 20th.
+    stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()
+}
+
 /// Whether process `pid` still runs: not gone and not a zombie waiting for its reaper
 /// (the runtime counts a container whose init is a zombie as stopped).
 pub(crate) fn process_running(pid: u32) -> bool {
@@ -296,6 +346,34 @@ mod tests {
         std::fs::create_dir_all(state.path().join("half")).unwrap();
         std::fs::write(state.path().join("half/state.json"), "{\"init_process_pid\":").unwrap();
         assert_eq!(rt.init_pid("half"), None, "a state file cut short is no pid");
+    }
+
+    #[test]
+    fn liveness_comes_from_the_state_file_and_proc_and_a_reused_pid_is_not_the_init() {
+        let state = tempfile::tempdir().unwrap();
+        let rt =
+            OciRuntime { name: "runc".into(), binary: "/usr/sbin/runc".into(), root: state.path().into() };
+        assert_eq!(rt.liveness("web"), Liveness::Unknown, "no state: the runtime does not know it");
+        let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
+        let pid = sleeper.id();
+        let start = process_start(pid).expect("the start time of a live process");
+        let write = |id: &str, file: &str, json: String| {
+            std::fs::create_dir_all(state.path().join(id)).unwrap();
+            std::fs::write(state.path().join(id).join(file), json).unwrap();
+        };
+        write("web", "state.json", format!(r#"{{"init_process_pid":{pid},"init_process_start":{start}}}"#));
+        assert_eq!(rt.liveness("web"), Liveness::Running(pid), "runc's state.json");
+        write("db", "status", format!(r#"{{"pid":{pid},"process-start-time":{start},"bundle":"/b"}}"#));
+        assert_eq!(rt.liveness("db"), Liveness::Running(pid), "crun's status");
+        write(
+            "old",
+            "state.json",
+            format!(r#"{{"init_process_pid":{pid},"init_process_start":{}}}"#, start + 1),
+        );
+        assert_eq!(rt.liveness("old"), Liveness::Stopped, "the pid now belongs to another process");
+        sleeper.kill().unwrap();
+        sleeper.wait().unwrap();
+        assert_eq!(rt.liveness("web"), Liveness::Stopped, "its init has ended");
     }
 
     #[test]
