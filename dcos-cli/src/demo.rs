@@ -277,13 +277,17 @@ async fn remove_leftover_containers(dir: &Path, names: &[String]) {
     for name in names {
         let state = dir.join(format!("{name}-state"));
         let Ok(rt) = middlecon::workloads::runtime::OciRuntime::new("runc", &state) else { continue };
-        let Ok(entries) = std::fs::read_dir(&rt.root) else { continue };
-        for e in entries.flatten() {
+        let cgroups = middlecon::workloads::cgroup::Cgroups::new(&middlecon::workloads::bundle::daemon_id(
+            name, &state,
+        ));
+        for e in std::fs::read_dir(&rt.root).into_iter().flatten().flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
-            if let Err(err) = rt.delete(&id, None).await {
+            if let Err(err) = rt.delete(&id, || cgroups.thaw(&id)).await {
                 eprintln!("dcos demo: removing container {id} of {name}: {err}");
             }
         }
+        // And the cgroups of containers that died with their host, without a delete.
+        cgroups.remove_all(std::time::Duration::from_secs(2));
         // Their overlays too, before the temporary directory is removed.
         for e in std::fs::read_dir(state.join("workloads")).into_iter().flatten().flatten() {
             middlecon::workloads::rootfs::release(&e.path());

@@ -100,6 +100,21 @@ impl Cgroups {
         read("cgroup.freeze").map(|v| v.trim() == "1")
     }
 
+    /// Thaws workload `name`'s processes if they are frozen, as `runtime resume` does
+    /// (the v1 freezer where it is mounted, the v2 tree's `cgroup.freeze` otherwise).
+    pub fn thaw(&self, name: &str) {
+        let write = |file: &str, value: &str| {
+            self.dirs.iter().map(|d| d.join(name).join(file)).filter(|f| f.exists()).any(|f| {
+                std::fs::write(&f, value)
+                    .map_err(|e| tracing::debug!(file = %f.display(), "thawing: {e}"))
+                    .is_ok()
+            })
+        };
+        if !write("freezer.state", "THAWED") {
+            write("cgroup.freeze", "0");
+        }
+    }
+
     /// Whether any of this daemon's cgroups exists.
     pub fn exists(&self) -> bool {
         self.dirs.iter().any(|d| d.exists())
@@ -207,7 +222,7 @@ mod tests {
 
     /// A real freezer cgroup (as root, where the v1 freezer or the v2 tree is mounted).
     #[test]
-    fn a_frozen_cgroup_is_seen_as_frozen() {
+    fn a_frozen_cgroup_is_seen_as_frozen_and_thawed() {
         let mounts = hierarchies();
         let Some(freezer) = mounts
             .iter()
@@ -224,10 +239,10 @@ mod tests {
         std::fs::create_dir_all(&dir).unwrap();
         let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         std::fs::write(dir.join("cgroup.procs"), sleeper.id().to_string()).unwrap();
-        let (file, freeze, thaw) = if dir.join("freezer.state").exists() {
-            ("freezer.state", "FROZEN", "THAWED")
+        let (file, freeze) = if dir.join("freezer.state").exists() {
+            ("freezer.state", "FROZEN")
         } else {
-            ("cgroup.freeze", "1", "0")
+            ("cgroup.freeze", "1")
         };
         assert_eq!(cg.frozen("web"), Some(false));
         std::fs::write(dir.join(file), freeze).unwrap();
@@ -236,7 +251,7 @@ mod tests {
             assert!(Instant::now() < until, "never frozen");
             std::thread::sleep(Duration::from_millis(5));
         }
-        std::fs::write(dir.join(file), thaw).unwrap();
+        cg.thaw("web");
         assert_eq!(cg.frozen("web"), Some(false), "thawed");
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();

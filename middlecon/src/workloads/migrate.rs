@@ -467,13 +467,10 @@ impl Mover {
         let started = Instant::now();
         let result = async {
             let rt = w.runtime(&record.runtime)?;
-            match rt.state(&name).await.map_err(WorkloadError::Runtime)? {
-                Some(s) if s.status == "running" => {}
-                other => {
-                    return Err(WorkloadError::Precondition(format!(
-                        "{name} is not running on {host} ({})",
-                        other.map_or("gone".to_string(), |s| s.status)
-                    )))
+            match w.container_status(&name, &rt) {
+                ("running", _) => {}
+                (status, _) => {
+                    return Err(WorkloadError::Precondition(format!("{name} is not running on {host} ({status})")))
                 }
             }
             if !super::rootfs::readable(&w.workload_dir(&name)) {

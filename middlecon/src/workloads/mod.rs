@@ -212,7 +212,7 @@ impl Workloads {
                     tracing::warn!(dir = %path.display(), "workload directory without a record: removed");
                     for kind in ["runc", "crun"] {
                         if let Ok(rt) = w.runtime(kind) {
-                            let _ = rt.delete(&name, rt.init_pid(&name)).await;
+                            let _ = rt.delete(&name, || w.cgroups.thaw(&name)).await;
                         }
                     }
                     let _ = rootfs::remove(&path);
@@ -339,7 +339,7 @@ impl Workloads {
         bundle::write_config(&bundle, record, &self.daemon_id)
             .map_err(|e| WorkloadError::Io(e.to_string()))?;
         // A container of that id left behind (killed daemon, failed start) is in the way.
-        rt.delete(&record.name, rt.init_pid(&record.name)).await.map_err(WorkloadError::Runtime)?;
+        rt.delete(&record.name, || self.cgroups.thaw(&record.name)).await.map_err(WorkloadError::Runtime)?;
         rt.run(&record.name, &bundle, &dir.join("output.log")).await.map_err(WorkloadError::Runtime)?;
         Ok(crate::peer::unix_ms(SystemTime::now()))
     }
@@ -347,7 +347,7 @@ impl Workloads {
     /// Removes a workload's container and directory (best effort, logged) and its entry.
     pub(crate) async fn discard(&self, record: &Record) {
         if let Ok(rt) = self.runtime(&record.runtime) {
-            if let Err(e) = rt.delete(&record.name, rt.init_pid(&record.name)).await {
+            if let Err(e) = rt.delete(&record.name, || self.cgroups.thaw(&record.name)).await {
                 tracing::warn!(workload = %record.name, "deleting the container: {e}");
             }
         }
@@ -525,19 +525,13 @@ impl Workloads {
         })?;
         let rt = self.runtime(&record.runtime)?;
         let mut shown = self.describe(&record, &rt);
-        let _ = rt.resume(name).await;
-        if rt.kill(name, "TERM").await.is_ok() {
-            let pid = rt.init_pid(name);
+        // Thawed first if it was paused: a frozen process does not see the signal. Both as
+        // `runtime resume` and `runtime kill` would, without their processes.
+        self.cgroups.thaw(name);
+        if let Some(pid) = rt.signal_init(name, nix::sys::signal::Signal::SIGTERM) {
             let until = tokio::time::Instant::now() + STOP_GRACE;
-            while tokio::time::Instant::now() < until {
-                let running = match pid {
-                    Some(pid) => runtime::process_running(pid),
-                    None => matches!(rt.state(name).await, Ok(Some(s)) if s.status != "stopped"),
-                };
-                if !running {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(if pid.is_some() { 5 } else { 50 })).await;
+            while runtime::process_running(pid) && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(5)).await;
             }
         }
         self.discard(&record).await;
@@ -571,21 +565,29 @@ impl Workloads {
         table.values().filter(|r| r.phase == Phase::Owned).map(|r| r.name.clone()).collect()
     }
 
-    /// `r` with its container's status and init pid, from the runtime's state file, `/proc`
-    /// and the cgroup freezer: what `runtime state` would say, without a runtime process
-    /// per workload (`List` of many workloads took several ms each).
+    /// `r` with its container's status and init pid ([`Workloads::container_status`]), or
+    /// the phase's word while it moves.
     fn describe(&self, r: &Record, rt: &OciRuntime) -> pb::Workload {
-        let pid = match rt.liveness(&r.name) {
-            Liveness::Running(pid) => pid,
-            Liveness::Stopped | Liveness::Unknown => 0,
-        };
+        let (status, pid) = self.container_status(&r.name, rt);
         let status = match &r.phase {
-            Phase::Owned if pid == 0 => "stopped",
-            Phase::Owned if self.cgroups.frozen(&r.name) == Some(true) => "paused",
-            Phase::Owned => "running",
+            Phase::Owned if status == "gone" => "stopped",
+            Phase::Owned => status,
             other => status_word(other),
         };
         self.to_pb(r, status, pid)
+    }
+
+    /// What `runtime state` would say of container `name`: `running`, `paused`, `stopped`,
+    /// or `gone` (the runtime keeps no state for it), and its init pid while it runs. Read
+    /// from the runtime's state file, `/proc` and the cgroup freezer, without a runtime
+    /// process (several ms each: `List` of 20 workloads took 107 ms).
+    pub(crate) fn container_status(&self, name: &str, rt: &OciRuntime) -> (&'static str, u32) {
+        match rt.liveness(name) {
+            Liveness::Running(pid) if self.cgroups.frozen(name) == Some(true) => ("paused", pid),
+            Liveness::Running(pid) => ("running", pid),
+            Liveness::Stopped => ("stopped", 0),
+            Liveness::Unknown => ("gone", 0),
+        }
     }
 
     fn to_pb(&self, r: &Record, status: &str, pid: u32) -> pb::Workload {

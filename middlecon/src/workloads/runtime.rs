@@ -1,6 +1,8 @@
 //! The OCI runtime binary (runc or crun) as middlecon drives it: one [`OciRuntime`] per
 //! binary, its state (`--root`) under the daemon's state dir, and the lifecycle verbs
-//! middlecon needs (`run --detach`, `state`, `pause`, `resume`, `kill`, `delete`).
+//! middlecon needs (`run --detach`, `pause`, `resume`, `delete`). What `state` and `kill`
+//! would do is done without a runtime process: [`OciRuntime::liveness`] reads the
+//! runtime's state file and `/proc`, [`OciRuntime::signal_init`] signals the init.
 //!
 //! Both runtimes take the same command line for these verbs. Every call is bounded: a
 //! runtime that hangs is killed and reported as [`RuntimeError::Timeout`]. A container's
@@ -33,17 +35,6 @@ pub enum RuntimeError {
     Timeout { bin: String, verb: &'static str, id: String },
     #[error("{bin} {verb} {id} failed: {message}")]
     Failed { bin: String, verb: &'static str, id: String, message: String },
-    #[error("{bin} state {id}: unreadable answer: {message}")]
-    BadState { bin: String, id: String, message: String },
-}
-
-/// What `runtime state ID` says of a container.
-#[derive(Debug, Clone, Deserialize, PartialEq, Eq)]
-pub struct ContainerState {
-    /// `created`, `running`, `paused` or `stopped`.
-    pub status: String,
-    #[serde(default)]
-    pub pid: u32,
 }
 
 /// One OCI runtime binary with its state root.
@@ -177,25 +168,6 @@ impl OciRuntime {
         }
     }
 
-    /// The container's state, `None` if the runtime does not know it.
-    pub async fn state(&self, id: &str) -> Result<Option<ContainerState>, RuntimeError> {
-        let mut cmd = self.command();
-        cmd.args(["state", id]);
-        match self.exec("state", id, cmd).await {
-            Ok(out) => serde_json::from_slice(&out).map(Some).map_err(|e| RuntimeError::BadState {
-                bin: self.binary.display().to_string(),
-                id: id.into(),
-                message: e.to_string(),
-            }),
-            Err(RuntimeError::Failed { message, .. })
-                if message.contains("does not exist") || message.contains("not found") =>
-            {
-                Ok(None)
-            }
-            Err(e) => Err(e),
-        }
-    }
-
     /// Freezes every process of the container (cgroup freezer).
     pub async fn pause(&self, id: &str) -> Result<(), RuntimeError> {
         let mut cmd = self.command();
@@ -209,38 +181,28 @@ impl OciRuntime {
         self.exec("resume", id, cmd).await.map(|_| ())
     }
 
-    /// Sends `signal` (e.g. `TERM`, `KILL`) to the container's init.
-    pub async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
-        let mut cmd = self.command();
-        cmd.args(["kill", id, signal]);
-        self.exec("kill", id, cmd).await.map(|_| ())
-    }
-
     /// Deletes the container, killing what still runs in it. Deleting a container the
-    /// runtime does not know is not an error. `init_pid`, the container's init as its pid
-    /// file gave it, lets the wait for the kill watch `/proc` instead of asking the runtime
-    /// (each `state` is another runtime process, several milliseconds).
-    pub async fn delete(&self, id: &str, init_pid: Option<u32>) -> Result<(), RuntimeError> {
+    /// runtime does not know is not an error. `thaw` thaws the container's cgroup (frozen by
+    /// `pause`, e.g. during a migration): a process frozen by cgroup v1's freezer dies of a
+    /// SIGKILL only once thawed.
+    pub async fn delete(&self, id: &str, thaw: impl FnOnce()) -> Result<(), RuntimeError> {
         // Both runtimes keep a container's state in `<root>/<id>/`: without it there is
         // nothing to delete, and no runtime process to start (a start's usual case).
         if !self.root.join(id).exists() {
             return Ok(());
         }
         // `runc delete --force` of a running or frozen container signals it, then sleeps
-        // 100 ms before it looks again. SIGKILL first (runc thaws a frozen one for it) and
-        // wait here until it has stopped: then `delete` removes it at once. A kill that fails
-        // (already stopped) changes nothing; one that does not take is left to `--force`.
-        if self.kill(id, "KILL").await.is_ok() {
+        // 100 ms before it looks again. SIGKILL its init first, and wait here until it has
+        // stopped: then `delete` removes it at once. The init is signalled directly, as
+        // `runtime kill` would (the pid its state records, if that process still runs:
+        // [`OciRuntime::liveness`]), which saves a runtime process (several ms); the rest of
+        // the container dies with its PID namespace's init. One that does not die in time
+        // is left to `--force`.
+        if let Some(pid) = self.signal_init(id, nix::sys::signal::Signal::SIGKILL) {
+            thaw();
             let until = tokio::time::Instant::now() + KILL_WAIT;
-            while tokio::time::Instant::now() < until {
-                let running = match init_pid {
-                    Some(pid) => process_running(pid),
-                    None => matches!(self.state(id).await, Ok(Some(s)) if s.status != "stopped"),
-                };
-                if !running {
-                    break;
-                }
-                tokio::time::sleep(Duration::from_millis(if init_pid.is_some() { 1 } else { 5 })).await;
+            while process_running(pid) && tokio::time::Instant::now() < until {
+                tokio::time::sleep(Duration::from_millis(1)).await;
             }
         }
         let mut cmd = self.command();
@@ -254,6 +216,21 @@ impl OciRuntime {
             other => other.map(|_| ()),
         }
     }
+
+    /// Sends `sig` to container `id`'s init, as `runtime kill` does, without a runtime
+    /// process: the pid its state records, if that process still runs. The pid signalled,
+    /// `None` if it does not run or the signal could not be sent.
+    pub fn signal_init(&self, id: &str, sig: nix::sys::signal::Signal) -> Option<u32> {
+        match self.liveness(id) {
+            Liveness::Running(pid) => signal(pid, sig).ok().map(|()| pid),
+            Liveness::Stopped | Liveness::Unknown => None,
+        }
+    }
+}
+
+fn signal(pid: u32, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
+    let pid = i32::try_from(pid).map_err(|_| std::io::Error::other(format!("pid {pid} out of range")))?;
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(std::io::Error::from)
 }
 
 /// A container's init as the runtime recorded it: runc's `init_process_pid` and
@@ -320,10 +297,10 @@ mod tests {
             binary: PathBuf::from("/bin/false"),
             root: state.path().join("runtime/false"),
         };
-        rt.delete("web", None).await.expect("nothing to delete, nothing run");
+        rt.delete("web", || {}).await.expect("nothing to delete, nothing run");
         std::fs::create_dir_all(rt.root.join("web")).unwrap();
         let err =
-            rt.delete("web", None).await.expect_err("a container the runtime keeps state for is asked for");
+            rt.delete("web", || {}).await.expect_err("a container the runtime keeps state for is asked for");
         assert!(matches!(err, RuntimeError::Failed { verb: "delete", .. }), "{err}");
     }
 
