@@ -100,6 +100,44 @@ impl Cgroups {
         read("cgroup.freeze").map(|v| v.trim() == "1")
     }
 
+    /// Freezes workload `name`'s processes, as `runtime pause` does, and waits (at most
+    /// `wait`) until the kernel reports them frozen: the v1 freezer's `freezer.state` where
+    /// that hierarchy is mounted (written again while it says `FREEZING`), else the v2
+    /// tree's `cgroup.freeze` and `cgroup.events`. A freeze that does not complete in time
+    /// is thawed again. No runtime process: `runc pause` took 5-6 ms of every migration.
+    pub async fn freeze(&self, name: &str, wait: Duration) -> std::io::Result<()> {
+        let find = |file: &str| self.dirs.iter().map(|d| d.join(name).join(file)).find(|f| f.exists());
+        let (control, value, frozen): (PathBuf, &str, Box<dyn Fn() -> std::io::Result<bool> + Send + Sync>) =
+            if let Some(f) = find("freezer.state") {
+                let state = f.clone();
+                (f, "FROZEN", Box::new(move || Ok(std::fs::read_to_string(&state)?.trim() == "FROZEN")))
+            } else if let Some(f) = find("cgroup.freeze") {
+                let events = f.with_file_name("cgroup.events");
+                let frozen = move || Ok(std::fs::read_to_string(&events)?.lines().any(|l| l == "frozen 1"));
+                (f, "1", Box::new(frozen))
+            } else {
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::NotFound,
+                    format!("no freezer holds the cgroup of {name}"),
+                ));
+            };
+        let until = Instant::now() + wait;
+        loop {
+            std::fs::write(&control, value)?;
+            if frozen()? {
+                return Ok(());
+            }
+            if Instant::now() >= until {
+                self.thaw(name);
+                return Err(std::io::Error::new(
+                    std::io::ErrorKind::TimedOut,
+                    format!("the processes of {name} were not frozen within {wait:?}"),
+                ));
+            }
+            tokio::time::sleep(Duration::from_millis(1)).await;
+        }
+    }
+
     /// Thaws workload `name`'s processes if they are frozen, as `runtime resume` does
     /// (the v1 freezer where it is mounted, the v2 tree's `cgroup.freeze` otherwise).
     pub fn thaw(&self, name: &str) {
@@ -251,6 +289,14 @@ mod tests {
             assert!(Instant::now() < until, "never frozen");
             std::thread::sleep(Duration::from_millis(5));
         }
+        cg.thaw("web");
+        assert_eq!(cg.frozen("web"), Some(false), "thawed");
+        // And frozen by freeze(), which returns once the kernel says so.
+        let rt = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+        rt.block_on(cg.freeze("web", Duration::from_secs(2))).expect("freezes");
+        assert_eq!(cg.frozen("web"), Some(true));
+        let err = rt.block_on(cg.freeze("nothing-here", Duration::from_millis(10))).unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
         cg.thaw("web");
         assert_eq!(cg.frozen("web"), Some(false), "thawed");
         sleeper.kill().unwrap();

@@ -33,6 +33,8 @@ pub const SETTLE: &str = "dcos.workloads.settle";
 
 /// A transfer that moves nothing for this long fails (both sides).
 const STALL: Duration = Duration::from_secs(5);
+/// How long the source waits for the kernel to freeze a workload's processes.
+const FREEZE_WAIT: Duration = Duration::from_secs(5);
 /// A reservation that nothing touches for this long is dropped.
 const RESERVATION_IDLE: Duration = Duration::from_secs(30);
 /// Room kept free on the target beyond the workload's size.
@@ -520,9 +522,18 @@ impl Mover {
         }
         progress.phase("freeze", 0, p.bytes_estimate);
         let t = Instant::now();
-        if let Err(e) = rt.pause(&p.name).await {
+        // Through the cgroup freezer, as `runtime pause` would, without its process; the
+        // runtime's own `pause` where no freezer holds the workload's cgroup.
+        let froze = match w.cgroups.freeze(&p.name, FREEZE_WAIT).await {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                rt.pause(&p.name).await.map_err(WorkloadError::Runtime)
+            }
+            Err(e) => Err(WorkloadError::Io(format!("freezing {}: {e}", p.name))),
+        };
+        if let Err(e) = froze {
             self.abandon(&p, &attempt, false).await;
-            return Err(WorkloadError::Runtime(e));
+            return Err(e);
         }
         let frozen = Instant::now();
         summary.phase_ms.insert("freeze".into(), t.elapsed().as_millis() as u64);
