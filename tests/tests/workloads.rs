@@ -560,6 +560,32 @@ async fn bad_requests_get_distinct_statuses_and_change_nothing() {
     let nowhere = pb::MigrateRequest { name: "web".into(), to: "host-9".into(), ..Default::default() };
     assert_eq!(c.migrate(nowhere).await.expect_err("unknown host").code(), tonic::Code::Unavailable);
     assert!(running(&mesh.list(0).await, "web"), "still running after every refusal");
+    // Only a running workload moves: a paused one and one whose process ended are refused
+    // before anything is asked of the target, naming what they are, and stay where they are.
+    let move_it =
+        |name: &str| pb::MigrateRequest { name: name.into(), to: "host-1".into(), ..Default::default() };
+    let runc = |verb: &str, name: &str| {
+        let root = mesh.state_dir(0).join("runtime/runc");
+        let out = mesh.fleet.exec_on(0, "runc", &["--root", root.to_str().unwrap(), verb, name]).unwrap();
+        assert!(out.status.success(), "runc {verb}: {}", String::from_utf8_lossy(&out.stderr));
+    };
+    runc("pause", "web");
+    let e = c.migrate(move_it("web")).await.expect_err("paused");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
+    assert!(e.message().contains("web is not running on host-0 (paused)"), "{}", e.message());
+    runc("resume", "web");
+    let dead = mesh.run(0, "dead", "exec sleep 3600").await;
+    let killed = mesh.fleet.exec_on(0, "kill", &["-KILL", &dead.pid.to_string()]).unwrap();
+    assert!(killed.status.success(), "kill: {}", String::from_utf8_lossy(&killed.stderr));
+    dcos_tests::eventually(Duration::from_secs(5), "the killed workload's move refused", || async {
+        let e = mesh.client(0).await.migrate(move_it("dead")).await.err()?;
+        (e.code() == tonic::Code::FailedPrecondition).then_some(e)
+    })
+    .await;
+    let e = c.migrate(move_it("dead")).await.expect_err("stopped");
+    assert!(e.message().contains("dead is not running on host-0 (stopped)"), "{}", e.message());
+    assert!(mesh.list(1).await.is_empty(), "nothing reached host-1");
+    assert!(running(&mesh.list(0).await, "web"), "the paused one runs again, on host-0");
     // A viewer may list but not run.
     let viewer = Identity::load(&mesh.pki.issue("grafana", dcos_core::Role::Viewer)).unwrap();
     let ch = middlecon::api::connect(mesh.fleet.host(0).api_addr(), &viewer).await.unwrap();

@@ -470,9 +470,12 @@ impl Mover {
         let result = async {
             let rt = w.runtime(&record.runtime)?;
             match w.container_status(&name, &rt) {
-                ("running", _) => {}
-                (status, _) => {
-                    return Err(WorkloadError::Precondition(format!("{name} is not running on {host} ({status})")))
+                super::ContainerStatus::Running(_) => {}
+                other => {
+                    return Err(WorkloadError::Precondition(format!(
+                        "{name} is not running on {host} ({})",
+                        other.word()
+                    )))
                 }
             }
             if !super::rootfs::readable(&w.workload_dir(&name)) {

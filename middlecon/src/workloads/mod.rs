@@ -568,25 +568,24 @@ impl Workloads {
     /// `r` with its container's status and init pid ([`Workloads::container_status`]), or
     /// the phase's word while it moves.
     fn describe(&self, r: &Record, rt: &OciRuntime) -> pb::Workload {
-        let (status, pid) = self.container_status(&r.name, rt);
-        let status = match &r.phase {
-            Phase::Owned if status == "gone" => "stopped",
-            Phase::Owned => status,
+        let status = self.container_status(&r.name, rt);
+        let word = match &r.phase {
+            Phase::Owned if status == ContainerStatus::Gone => "stopped",
+            Phase::Owned => status.word(),
             other => status_word(other),
         };
-        self.to_pb(r, status, pid)
+        self.to_pb(r, word, status.pid())
     }
 
-    /// What `runtime state` would say of container `name`: `running`, `paused`, `stopped`,
-    /// or `gone` (the runtime keeps no state for it), and its init pid while it runs. Read
-    /// from the runtime's state file, `/proc` and the cgroup freezer, without a runtime
-    /// process (several ms each: `List` of 20 workloads took 107 ms).
-    pub(crate) fn container_status(&self, name: &str, rt: &OciRuntime) -> (&'static str, u32) {
+    /// What `runtime state` would say of container `name`, read from the runtime's state
+    /// file, `/proc` and the cgroup freezer, without a runtime process (several ms each:
+    /// `List` of 20 workloads took 107 ms).
+    pub(crate) fn container_status(&self, name: &str, rt: &OciRuntime) -> ContainerStatus {
         match rt.liveness(name) {
-            Liveness::Running(pid) if self.cgroups.frozen(name) == Some(true) => ("paused", pid),
-            Liveness::Running(pid) => ("running", pid),
-            Liveness::Stopped => ("stopped", 0),
-            Liveness::Unknown => ("gone", 0),
+            Liveness::Running(pid) if self.cgroups.frozen(name) == Some(true) => ContainerStatus::Paused(pid),
+            Liveness::Running(pid) => ContainerStatus::Running(pid),
+            Liveness::Stopped => ContainerStatus::Stopped,
+            Liveness::Unknown => ContainerStatus::Gone,
         }
     }
 
@@ -615,6 +614,39 @@ struct RunTimes {
     rootfs: Duration,
     /// `config.json` written and the runtime's `run` until it returned.
     runtime: Duration,
+}
+
+/// A container as its runtime would describe it ([`Workloads::container_status`]).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum ContainerStatus {
+    /// Its init runs, with this pid.
+    Running(u32),
+    /// Its init runs, frozen.
+    Paused(u32),
+    /// Its init has ended.
+    Stopped,
+    /// The runtime keeps no state for it.
+    Gone,
+}
+
+impl ContainerStatus {
+    /// Its word: `running`, `paused`, `stopped` or `gone` (which `List` shows as `stopped`).
+    pub fn word(self) -> &'static str {
+        match self {
+            ContainerStatus::Running(_) => "running",
+            ContainerStatus::Paused(_) => "paused",
+            ContainerStatus::Stopped => "stopped",
+            ContainerStatus::Gone => "gone",
+        }
+    }
+
+    /// The init's pid while it runs, else 0.
+    pub fn pid(self) -> u32 {
+        match self {
+            ContainerStatus::Running(pid) | ContainerStatus::Paused(pid) => pid,
+            ContainerStatus::Stopped | ContainerStatus::Gone => 0,
+        }
+    }
 }
 
 /// The status word of a phase that is not simply "owned".
