@@ -26,7 +26,9 @@
 //!   anything, answers `no_responders` at once for a service it does not serve, bounds
 //!   the service by the deadline, and drops (cancels) it if the caller resets the stream.
 //! - [`Client`] keeps one connection per peer address (dialled, or adopted from [`serve`])
-//!   and re-dials a closed one.
+//!   and re-dials a closed one. A peer that dials with another certificate than the one on
+//!   the connection held (restarted with a new key) supersedes it: the old one is closed
+//!   with [`CLOSE_SUPERSEDED`].
 //! - Bulk transfers (a migrating workload's files) use a stream of their own: the request
 //!   frame is followed by data that a [`BulkService`] reads itself ([`Client::open_bulk`]).
 
@@ -56,6 +58,9 @@ const MAX_FRAME: usize = MAX_PAYLOAD + 64 * 1024;
 pub const CLOSE_SHUTDOWN: u32 = 0;
 /// Application close code: the peer's certificate does not carry the `host` role.
 pub const CLOSE_PERMISSION_DENIED: u32 = 1;
+/// Application close code: the peer dialled again with another certificate, so this
+/// connection led to a process that is gone ([`Client`]'s adoption rule).
+pub const CLOSE_SUPERSEDED: u32 = 2;
 /// How long a caller waits past its deadline for the responder's own verdict.
 const REPLY_GRACE: Duration = Duration::from_millis(100);
 /// A connection with no packets for this long is closed (the shorter of both sides' wins).
@@ -334,8 +339,13 @@ pub async fn serve(client: Client, services: Services, shutdown: impl Future<Out
 
 /// The identity in a connection's verified client certificate.
 fn identity_of(conn: &quinn::Connection) -> Option<PeerIdentity> {
+    peer_identity(&leaf_certificate(conn)?).ok()
+}
+
+/// The certificate the other end of `conn` presented.
+fn leaf_certificate(conn: &quinn::Connection) -> Option<CertificateDer<'static>> {
     let certs = conn.peer_identity()?.downcast::<Vec<CertificateDer<'static>>>().ok()?;
-    peer_identity(certs.first()?).ok()
+    certs.first().cloned()
 }
 
 async fn accepted(incoming: quinn::Incoming, client: Client, services: Arc<Services>) {
@@ -679,13 +689,30 @@ impl Client {
     }
 
     /// Uses `conn`, which the peer at `addr` has just dialled, for calls to `addr` unless an
-    /// open connection is there already. (Replacing it instead made two daemons that dialled
-    /// each other at once each keep one connection nobody used, alive by its keep-alives:
-    /// the 100-member fleet then took 2-4 s instead of 1-2 s to agree.)
+    /// open connection to the same peer is there already. (Replacing that one instead made
+    /// two daemons that dialled each other at once each keep one connection nobody used,
+    /// alive by its keep-alives: the 100-member fleet then took 2-4 s instead of 1-2 s to
+    /// agree.) An open connection on which the peer presented another certificate is
+    /// replaced and closed: the peer was restarted with a new key, and the old connection
+    /// leads to a process that is gone. Its successor cannot reset that connection (the
+    /// stateless-reset key comes from the host key), so without this, calls would go into
+    /// it until its idle timeout (15 s).
     fn adopt(&self, addr: SocketAddr, conn: &quinn::Connection) {
         let mut conns = self.shared.connections.lock().unwrap_or_else(|e| e.into_inner());
-        if conns.get(&addr).is_none_or(|c| c.close_reason().is_some()) {
-            conns.insert(addr, conn.clone());
+        let superseded = match conns.get(&addr) {
+            None => None,
+            Some(old) if old.close_reason().is_some() => None,
+            Some(old) if leaf_certificate(old) == leaf_certificate(conn) => return,
+            Some(old) => Some(old.clone()),
+        };
+        conns.insert(addr, conn.clone());
+        drop(conns);
+        if let Some(old) = superseded {
+            tracing::info!(%addr, "the peer dialled with another certificate (restarted with a new key): its old connection is closed");
+            old.close(
+                VarInt::from_u32(CLOSE_SUPERSEDED),
+                b"superseded: the peer dialled with another certificate",
+            );
         }
     }
 

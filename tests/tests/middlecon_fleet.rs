@@ -1,7 +1,8 @@
 //! middlecon on three real hosts (network namespaces), seeded with host 0: calls to a named
 //! host and to `any`, a scatter-gather `Query`, `dcos query`, `dcos hosts --seed` and
 //! `dcos ps --seed`; `no_responders` at once; deadlines, a runtime killed mid-call and a
-//! caller that gives up; a flooded responder; access rules by role. Runtimes are real
+//! caller that gives up; a flooded responder; access rules by role; a host restarted with a
+//! new key. Runtimes are real
 //! processes (`test-runtime`) on a host's Unix socket.
 
 use dcos_core::Role;
@@ -353,4 +354,41 @@ async fn access_rules_decide_by_role_at_the_entry_host_and_at_the_responder() {
         .unwrap();
     assert_eq!(out.status.code(), Some(2));
     assert!(text(&out).1.contains("`access`") && text(&out).1.contains("root"), "{}", text(&out).1);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_host_restarted_with_a_new_key_is_reached_again_at_once_not_after_the_idle_timeout() {
+    let fleet = Fleet::new(2).expect("fleet");
+    let pki = Pki::new();
+    let _first = mesh::start(&fleet, &pki, 0, &[]);
+    let mut second = mesh::start(&fleet, &pki, 1, &[]);
+    mesh::wait_formed(&fleet, &pki, 2).await;
+    let mut c = MessagingClient::new(mesh::channel(&fleet, &pki, 0, "admin", Role::Admin).await);
+    let r = c.call(call("dcos.ping", "host-1", 3_000, b"")).await.unwrap().into_inner();
+    assert_eq!(r.outcome(), Outcome::Ok, "host-0 reaches host-1: {r:?}");
+    let key = pki.files("host-1").key;
+    let old_key = std::fs::read(&key).expect("host-1's key");
+    // SIGKILL: host-0 still holds a connection to the process that is gone. Host-1 comes
+    // back with a certificate of a new key (each start issues one), so it cannot reset that
+    // connection; it dials its seed, host-0, as it starts.
+    fleet.kill(&mut second);
+    let _second = mesh::start(&fleet, &pki, 1, &[]);
+    assert_ne!(std::fs::read(&key).expect("host-1's key"), old_key, "the restarted host has a new key");
+    let restarted = Instant::now();
+    let mut reached = None;
+    let mut last = None;
+    while restarted.elapsed() < Duration::from_secs(12) {
+        let r = c.call(call("dcos.ping", "host-1", 1_000, b"")).await.unwrap().into_inner();
+        if r.outcome() == Outcome::Ok {
+            reached = Some(restarted.elapsed());
+            break;
+        }
+        last = Some(r);
+        tokio::time::sleep(Duration::from_millis(50)).await;
+    }
+    let took = reached.unwrap_or_else(|| {
+        panic!("host-0 did not reach the restarted host-1 within 12 s (idle timeout 15 s): {last:?}")
+    });
+    eprintln!("host-0 reached host-1 {took:?} after its restart with a new key");
+    assert!(took < Duration::from_secs(3), "took {took:?}");
 }
