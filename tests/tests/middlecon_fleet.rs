@@ -2,8 +2,7 @@
 //! host and to `any`, a scatter-gather `Query`, `dcos query`, `dcos hosts --seed` and
 //! `dcos ps --seed`; `no_responders` at once; deadlines, a runtime killed mid-call and a
 //! caller that gives up; a flooded responder; access rules by role; a host restarted with a
-//! new key. Runtimes are real
-//! processes (`test-runtime`) on a host's Unix socket.
+//! new key. Runtimes are real processes (`test-runtime`) on a host's Unix socket.
 
 use dcos_core::Role;
 use dcos_proto::v1 as pb;
