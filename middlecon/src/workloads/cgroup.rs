@@ -144,18 +144,26 @@ impl Cgroups {
     }
 
     /// Thaws workload `name`'s processes if they are frozen, as `runtime resume` does
-    /// (the v1 freezer where it is mounted, the v2 tree's `cgroup.freeze` otherwise).
+    /// (the v1 freezer where it is mounted, the v2 tree's `cgroup.freeze` otherwise); a
+    /// failure is logged ([`Cgroups::unfreeze`] reports it).
     pub fn thaw(&self, name: &str) {
-        let write = |file: &str, value: &str| {
-            self.dirs.iter().map(|d| d.join(name).join(file)).filter(|f| f.exists()).any(|f| {
-                std::fs::write(&f, value)
-                    .map_err(|e| tracing::debug!(file = %f.display(), "thawing: {e}"))
-                    .is_ok()
-            })
-        };
-        if !write("freezer.state", "THAWED") {
-            write("cgroup.freeze", "0");
+        if let Err(e) = self.unfreeze(name) {
+            tracing::debug!(workload = %name, "thawing: {e}");
         }
+    }
+
+    /// [`Cgroups::thaw`], reporting why it could not: `NotFound` if no freezer holds the
+    /// cgroup (the runtime's `resume` is then the way).
+    pub fn unfreeze(&self, name: &str) -> std::io::Result<()> {
+        for (file, value) in [("freezer.state", "THAWED"), ("cgroup.freeze", "0")] {
+            if let Some(f) = self.dirs.iter().map(|d| d.join(name).join(file)).find(|f| f.exists()) {
+                return std::fs::write(&f, value);
+            }
+        }
+        Err(std::io::Error::new(
+            std::io::ErrorKind::NotFound,
+            format!("no freezer holds the cgroup of {name}"),
+        ))
     }
 
     /// Whether any of this daemon's cgroups exists.
@@ -302,7 +310,9 @@ mod tests {
         assert_eq!(cg.frozen("web"), Some(true));
         let err = rt.block_on(cg.freeze("nothing-here", Duration::from_millis(10))).unwrap_err();
         assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
-        cg.thaw("web");
+        let err = cg.unfreeze("nothing-here").unwrap_err();
+        assert_eq!(err.kind(), std::io::ErrorKind::NotFound, "{err}");
+        cg.unfreeze("web").expect("thaws");
         assert_eq!(cg.frozen("web"), Some(false), "thawed");
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();

@@ -414,7 +414,7 @@ impl Mover {
         if resume {
             if let Some(r) = self.workloads.get(name) {
                 if let Ok(rt) = self.workloads.runtime(&r.runtime) {
-                    if let Err(e) = rt.resume(name).await {
+                    if let Err(e) = self.workloads.resume(name, &rt).await {
                         tracing::error!(workload = %name, "resuming after a failed migration: {e}");
                     }
                 }

@@ -256,7 +256,7 @@ impl Workloads {
             Phase::MigratingOut { committed: false, to, epoch } => {
                 // The target was never asked to start it: it cannot run there.
                 if let Ok(rt) = self.runtime(&record.runtime) {
-                    if let Err(e) = rt.resume(&name).await {
+                    if let Err(e) = self.resume(&name, &rt).await {
                         tracing::debug!(workload = %name, "resume after restart: {e}");
                     }
                 }
@@ -342,6 +342,19 @@ impl Workloads {
         rt.delete(&record.name, || self.cgroups.thaw(&record.name)).await.map_err(WorkloadError::Runtime)?;
         rt.run(&record.name, &bundle, &dir.join("output.log")).await.map_err(WorkloadError::Runtime)?;
         Ok(crate::peer::unix_ms(SystemTime::now()))
+    }
+
+    /// Thaws workload `name`, frozen for a migration that did not happen: through the cgroup
+    /// freezer, as the migration froze it ([`cgroup::Cgroups::freeze`]); the runtime's
+    /// `resume` where no freezer holds its cgroup (as `pause` froze it then).
+    pub(crate) async fn resume(&self, name: &str, rt: &OciRuntime) -> Result<(), WorkloadError> {
+        match self.cgroups.unfreeze(name) {
+            Ok(()) => Ok(()),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                rt.resume(name).await.map_err(WorkloadError::Runtime)
+            }
+            Err(e) => Err(WorkloadError::Io(format!("thawing {name}: {e}"))),
+        }
     }
 
     /// Removes a workload's container and directory (best effort, logged) and its entry.
