@@ -500,6 +500,48 @@ async fn limits_and_environment_reach_the_container_and_a_restart_re_adopts_it()
     assert!(!own.exists(), "the torn-down fleet left cgroups of {daemon}");
 }
 
+/// The spare workload directories of host `i` (`middlecon/src/workloads/spare.rs`).
+fn spares(mesh: &Mesh, i: usize) -> std::collections::BTreeSet<String> {
+    std::fs::read_dir(mesh.state_dir(i).join("workloads"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().into_string().unwrap())
+        .filter(|n| middlecon::workloads::spare::Spares::is_spare(n))
+        .collect()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_run_takes_a_spare_directory_another_is_made_and_a_restart_leaves_none_behind() {
+    use middlecon::workloads::spare::POOL;
+    let mut mesh = Mesh::new(1);
+    let before = spares(&mesh, 0);
+    assert_eq!(before.len(), POOL, "spares made at start: {before:?}");
+    mesh.run(0, "first", "echo hi > /hi; exec sleep 3600").await;
+    let after = dcos_tests::eventually(Duration::from_secs(5), "the pool refilled", || async {
+        let now = spares(&mesh, 0);
+        (now.len() == POOL && now != before).then_some(now)
+    })
+    .await;
+    assert_eq!(before.intersection(&after).count(), POOL - 1, "one spare taken: {before:?} then {after:?}");
+    dcos_tests::eventually(Duration::from_secs(5), "the workload's write in its own layer", || async {
+        (mesh.file_in(0, "first", "hi").as_deref() == Some("hi\n")).then_some(())
+    })
+    .await;
+    // More runs than the pool holds, at once: those that find no spare make their own tree.
+    let names: Vec<String> = (0..POOL + 2).map(|n| format!("burst-{n}")).collect();
+    let runs = names.iter().map(|n| mesh.run(0, n, "exec sleep 3600"));
+    let started = futures::future::join_all(runs).await;
+    assert!(started.iter().all(|w| w.status == "running"), "{started:?}");
+    // A daemon killed and started again removes the spares it finds and makes new ones.
+    mesh.daemons[0].take().unwrap().kill();
+    let left = spares(&mesh, 0);
+    mesh.daemons[0] = Some(mesh.start(0));
+    let list = mesh.list(0).await;
+    assert_eq!(list.len(), POOL + 3, "every workload re-adopted, no spare among them: {list:?}");
+    let fresh = spares(&mesh, 0);
+    assert_eq!(fresh.len(), POOL, "{fresh:?}");
+    assert!(fresh.is_disjoint(&left), "the killed daemon's spares are gone: {left:?}, now {fresh:?}");
+}
+
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn bad_requests_get_distinct_statuses_and_change_nothing() {
     let mesh = Mesh::new(2);

@@ -5,6 +5,7 @@
 //! - [`rootfs`]: a workload's root filesystem: an overlay over the image it was run from
 //!   (its writes in `layers/`), or a copy where the kernel refuses the overlay.
 //! - [`cgroup`]: the workloads' cgroups, and removing what the runtime leaves of them.
+//! - [`spare`]: workload directories made ahead of time, so `Run` allocates no inode.
 //! - [`record`]: what is kept on disk per workload, and the [`Phase`] guards.
 //! - [`transfer`]: the bundle's root filesystem as a checksummed tar stream on its own QUIC
 //!   stream, with a bandwidth limit.
@@ -14,8 +15,9 @@
 //! - [`grpc`]: the `Workloads` gRPC service.
 //!
 //! Layout under `--state-dir`: `workloads/<name>/{workload.json, bundle/config.json,
-//! bundle/rootfs/, layers/{upper,work}/, output.log}` and the runtimes' own state
-//! in `runtime/<runc|crun>/` (which k2i reads with `--oci-root runc=<state-dir>/runtime/runc`).
+//! bundle/rootfs/, layers/{upper,work}/, output.log}`, spare trees of that shape in
+//! `workloads/.spare-*/`, and the runtimes' own state in `runtime/<runc|crun>/` (which k2i
+//! reads with `--oci-root runc=<state-dir>/runtime/runc`).
 
 pub mod bundle;
 pub mod cgroup;
@@ -24,6 +26,7 @@ pub mod migrate;
 pub mod record;
 pub mod rootfs;
 pub mod runtime;
+pub mod spare;
 pub mod transfer;
 
 use dcos_proto::v1 as pb;
@@ -163,6 +166,8 @@ pub struct Workloads {
     /// `<state-dir>/workloads`.
     dir: PathBuf,
     default_runtime: String,
+    /// Directory trees `Run` renames into place ([`spare`]).
+    spares: Arc<spare::Spares>,
     table: Mutex<BTreeMap<String, Record>>,
     /// One lock per name for the target side's start and settle, so they never interleave.
     name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
@@ -187,6 +192,7 @@ impl Workloads {
             cgroups: cgroup::Cgroups::new(&daemon_id),
             daemon_id,
             state_dir: state_dir.to_path_buf(),
+            spares: Arc::new(spare::Spares::new(&dir)),
             dir: dir.clone(),
             default_runtime: default_runtime.to_string(),
             table: Mutex::default(),
@@ -198,8 +204,9 @@ impl Workloads {
             if !path.is_dir() {
                 continue;
             }
-            if entry.file_name().to_string_lossy().starts_with(REMOVING) {
-                // Its removal was cut short by a crash.
+            let name = entry.file_name().to_string_lossy().into_owned();
+            if name.starts_with(REMOVING) || spare::Spares::is_spare(&name) {
+                // Its removal was cut short by a crash, or a spare of an earlier run.
                 let _ = rootfs::remove(&path);
                 continue;
             }
@@ -208,7 +215,6 @@ impl Workloads {
                 Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
                     // No record was ever made durable here: not a workload this host owns
                     // (a Run or a reservation cut short by a crash).
-                    let name = entry.file_name().to_string_lossy().into_owned();
                     tracing::warn!(dir = %path.display(), "workload directory without a record: removed");
                     for kind in ["runc", "crun"] {
                         if let Ok(rt) = w.runtime(kind) {
@@ -231,6 +237,7 @@ impl Workloads {
         if !swept.is_empty() {
             tracing::info!(cgroups = ?swept, "removed the empty cgroups of workloads this host no longer has");
         }
+        w.spares.refill();
         Ok(w)
     }
 
@@ -481,7 +488,9 @@ impl Workloads {
         let bundle = dir.join("bundle");
         // A directory left behind by an earlier failure is not ours to keep.
         let _ = rootfs::remove(&dir);
-        std::fs::create_dir_all(&bundle).map_err(io_err(bundle.display()))?;
+        if !self.spares.take(&dir) {
+            std::fs::create_dir_all(&bundle).map_err(io_err(bundle.display()))?;
+        }
         // Only a marker for cleanup: lost in a crash, the directory has no record and is
         // removed at the next start. The record written once the container runs is durable.
         record
@@ -509,12 +518,15 @@ impl Workloads {
         // the page cache); only a machine crash in that moment loses it, and that ends the
         // container too (the directory, the workload's writes included, is then removed at
         // the next start as an unfinished Run). Migration records stay synced before use.
+        // The next run's spare is made then too: after the sync, so after this reply.
         let dir = self.workload_dir(&record.name);
         record.save_unsynced(&dir).map_err(io_err(format!("saving {}", record.name)))?;
+        let spares = self.spares.clone();
         tokio::task::spawn_blocking(move || {
             if let Err(e) = Record::sync(&dir) {
                 tracing::debug!(dir = %dir.display(), "making the record durable: {e}");
             }
+            spares.refill();
         });
         self.put(record.clone());
         Ok((record, times))
@@ -710,6 +722,9 @@ mod tests {
         let removing = state.path().join(format!("workloads/{REMOVING}web-1"));
         std::fs::create_dir_all(&removing).unwrap();
         Record { epoch: 1, ..record.clone() }.save(&removing).unwrap();
+        // A spare an earlier daemon made (`spare`): made again, not kept.
+        let stale = state.path().join(format!("workloads/{}1-0", spare::PREFIX));
+        std::fs::create_dir_all(stale.join("bundle/rootfs")).unwrap();
         // Cgroups its containers left, as a daemon killed with them leaves them (in the first
         // cgroup hierarchy, where this machine has one): one of a workload this host no longer
         // has, and the adopted workload's own.
@@ -723,6 +738,14 @@ mod tests {
         let w = Workloads::open("h", state.path(), "runc").await.unwrap();
         assert!(!state.path().join("workloads/half-made").exists(), "the recordless directory is gone");
         assert!(!removing.exists(), "an interrupted removal is finished");
+        assert!(!stale.exists(), "an earlier daemon's spare is removed");
+        let spares = || {
+            std::fs::read_dir(state.path().join("workloads"))
+                .unwrap()
+                .filter(|e| spare::Spares::is_spare(&e.as_ref().unwrap().file_name().to_string_lossy()))
+                .count()
+        };
+        assert_eq!(spares(), spare::POOL, "fresh spares are made");
         assert_eq!(w.get("web").map(|r| r.epoch), Some(2), "the owned workload is adopted");
         if let Some(d) = &daemon_cgroup {
             assert!(!d.join("ghost").exists(), "the cgroup of a workload this host lost is removed");
@@ -732,7 +755,7 @@ mod tests {
         w.discard(&record).await;
         assert!(w.get("web").is_none() && !kept.exists());
         let workloads = state.path().join("workloads");
-        wait_until(|| std::fs::read_dir(&workloads).unwrap().next().is_none()).await;
+        wait_until(|| std::fs::read_dir(&workloads).unwrap().count() == spares()).await;
         // Its cgroup went with it, and the daemon's own goes when it closes.
         w.close();
         if let Some(d) = &daemon_cgroup {

@@ -101,8 +101,14 @@ impl Record {
         std::fs::File::open(dir)?.sync_all()
     }
 
+    /// Creates the empty temporary file the next save into `dir` truncates and reuses
+    /// (for a directory made ahead of time: see `spare`).
+    pub fn prepare(dir: &Path) -> std::io::Result<()> {
+        std::fs::File::create(temporary(dir)).map(drop)
+    }
+
     fn write(&self, dir: &Path, durable: bool) -> std::io::Result<()> {
-        let tmp = dir.join(format!(".{FILE}.tmp"));
+        let tmp = temporary(dir);
         {
             let mut f = std::fs::File::create(&tmp)?;
             f.write_all(&serde_json::to_vec_pretty(self).expect("a record serializes"))?;
@@ -116,6 +122,11 @@ impl Record {
         }
         Ok(())
     }
+}
+
+/// Where a record is written before it is renamed into place.
+fn temporary(dir: &Path) -> std::path::PathBuf {
+    dir.join(format!(".{FILE}.tmp"))
 }
 
 #[cfg(test)]

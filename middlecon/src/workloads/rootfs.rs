@@ -29,7 +29,23 @@ fn rootfs(dir: &Path) -> PathBuf {
     dir.join("bundle").join("rootfs")
 }
 
-/// Makes `<dir>/bundle/rootfs` from `image` (`<dir>/bundle` must exist).
+/// Creates the (empty) directories [`make`] fills: `bundle/rootfs` and the overlay's layers.
+pub fn prepare(dir: &Path) -> std::io::Result<()> {
+    let [upper, work] = layers(dir);
+    for d in [rootfs(dir), upper, work] {
+        std::fs::create_dir_all(d)?;
+    }
+    Ok(())
+}
+
+/// The overlay's upper and work directories of the workload in `dir`.
+fn layers(dir: &Path) -> [PathBuf; 2] {
+    let layers = dir.join(LAYERS);
+    [layers.join("upper"), layers.join("work")]
+}
+
+/// Makes `<dir>/bundle/rootfs` from `image` (`<dir>/bundle` must exist; the directories
+/// may, see [`prepare`]).
 pub fn make(image: &Path, dir: &Path) -> Result<Made, BundleError> {
     let target = rootfs(dir);
     match overlay(image, dir, &target) {
@@ -50,7 +66,7 @@ fn overlay(image: &Path, dir: &Path, target: &Path) -> Result<(), String> {
     if lower.contains([',', ':', '\\']) {
         return Err(format!("overlayfs cannot name {lower:?}"));
     }
-    let (upper, work) = (dir.join(LAYERS).join("upper"), dir.join(LAYERS).join("work"));
+    let [upper, work] = layers(dir);
     for d in [&upper, &work, &target.to_path_buf()] {
         std::fs::create_dir_all(d).map_err(|e| format!("{}: {e}", d.display()))?;
     }
