@@ -8,7 +8,8 @@
 # iptables rules there, never in the machine's namespace.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${CARGO_TARGET_DIR:-$PWD/target}"
+root="$PWD"
+source scripts/release.sh
 if [[ "$(id -u)" != 0 ]]; then
   echo "bench-fleet: run as root: it needs unshare --net and iptables (inside its own namespace)" >&2
   exit 1
@@ -16,9 +17,9 @@ fi
 for tool in curl xargs unshare ip iptables; do
   command -v "$tool" >/dev/null || { echo "bench-fleet: $tool is missing; scripts/setup.sh installs it" >&2; exit 1; }
 done
-CARGO_TARGET_DIR="$target" cargo build --release -p dcos-cli -p dcos-bench
+release_build -p dcos-cli -p dcos-bench
 rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if ! git diff --quiet HEAD -- k2i core dcos-cli query 2>/dev/null; then
   rev="$rev with uncommitted changes in k2i/, core/, query/ or dcos-cli/"
 fi
-exec "$target/release/fleet-bench" run --dcos "$target/release/dcos" --note "dcos and k2i built from $rev" "$@"
+exec "$release/fleet-bench" run --dcos "$release/dcos" --note "dcos and k2i built from $rev" "$@"

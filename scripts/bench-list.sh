@@ -8,7 +8,6 @@
 # python3 (`apt install hyperfine`).
 set -euo pipefail
 root="$(cd "$(dirname "$0")/.." && pwd)"
-target="${CARGO_TARGET_DIR:-$root/target}"
 n=20
 daemons=()
 while [[ $# -gt 0 ]]; do
@@ -22,9 +21,10 @@ done
 for tool in hyperfine runc busybox python3; do
   command -v "$tool" >/dev/null || { echo "bench-list: $tool is missing (scripts/setup.sh installs runc and busybox; apt install hyperfine)" >&2; exit 1; }
 done
-cargo build --release --quiet --manifest-path "$root/Cargo.toml" -p dcos-cli -p middlecon
-[[ ${#daemons[@]} -gt 0 ]] || daemons=("$target/release/middlecon")
-dcos="$target/release/dcos"
+source "$root/scripts/release.sh"
+release_build --quiet -p dcos-cli -p middlecon
+[[ ${#daemons[@]} -gt 0 ]] || daemons=("$release/middlecon")
+dcos="$release/dcos"
 work="$(mktemp -d /tmp/dcos-bench-list-XXXXXX)"
 pid=""
 stop_daemon() { [[ -n "$pid" ]] && kill -TERM "$pid" 2>/dev/null && wait "$pid" 2>/dev/null; pid=""; }

@@ -13,7 +13,8 @@
 # Everything runs on loopback only. Run as root (apt-get, 100 daemons).
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${CARGO_TARGET_DIR:-$PWD/target}"
+root="$PWD"
+source scripts/release.sh
 out=/tmp/middlecon-bench.md
 rpc=1
 members=1
@@ -34,7 +35,7 @@ if ! command -v nats-server >/dev/null; then
   apt-get update -qq >/dev/null
   DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nats-server >/dev/null
 fi
-CARGO_TARGET_DIR="$target" cargo build --release -p middlecon -p dcos-bench \
+release_build -p middlecon -p dcos-bench \
   --bin middlecon --bin middlecon-bench --bin middlecon-members
 rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if ! git diff --quiet HEAD -- middlecon core proto bench 2>/dev/null; then
@@ -44,11 +45,11 @@ note="middlecon and the benchmark built from $rev (release)"
 : >"$out"
 if [[ $rpc == 1 ]]; then
   # shellcheck disable=SC2086 # RPC_ARGS is split into words on purpose
-  "$target/release/middlecon-bench" --middlecon "$target/release/middlecon" --note "$note" ${RPC_ARGS:-} >>"$out"
+  "$release/middlecon-bench" --middlecon "$release/middlecon" --note "$note" ${RPC_ARGS:-} >>"$out"
 fi
 if [[ $members == 1 ]]; then
   [[ $rpc == 1 ]] && echo >>"$out"
   # shellcheck disable=SC2086 # MEMBERS_ARGS is split into words on purpose
-  "$target/release/middlecon-members" --middlecon "$target/release/middlecon" --note "$note" ${MEMBERS_ARGS:-} >>"$out"
+  "$release/middlecon-members" --middlecon "$release/middlecon" --note "$note" ${MEMBERS_ARGS:-} >>"$out"
 fi
 cat "$out"

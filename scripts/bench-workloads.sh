@@ -8,7 +8,8 @@
 # Run as root: it creates network namespaces, a bridge and containers.
 set -euo pipefail
 cd "$(dirname "$0")/.."
-target="${CARGO_TARGET_DIR:-$PWD/target}"
+root="$PWD"
+source scripts/release.sh
 if [[ "$(id -u)" != 0 ]]; then
   echo "bench-workloads: run as root: it needs network namespaces and runc" >&2
   exit 1
@@ -16,10 +17,10 @@ fi
 for tool in ip nsenter unshare runc busybox; do
   command -v "$tool" >/dev/null || { echo "bench-workloads: $tool is missing; scripts/setup.sh installs it" >&2; exit 1; }
 done
-CARGO_TARGET_DIR="$target" cargo build --release -p middlecon -p dcos-cli -p dcos-bench -p dcos-tests \
+release_build -p middlecon -p dcos-cli -p dcos-bench -p dcos-tests \
   --bin middlecon --bin dcos --bin workload-bench --bin host-init
 rev="$(git rev-parse --short HEAD 2>/dev/null || echo unknown)"
 if ! git diff --quiet HEAD -- middlecon core proto dcos-cli 2>/dev/null; then
   rev="$rev with uncommitted changes in middlecon/, core/, proto/ or dcos-cli/"
 fi
-exec "$target/release/workload-bench" run --note "middlecon and dcos built from $rev" "$@"
+exec "$release/workload-bench" run --note "middlecon and dcos built from $rev" "$@"
