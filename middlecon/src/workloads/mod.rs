@@ -340,11 +340,22 @@ impl Workloads {
     /// Writes config.json for this host and starts the container (the bundle's rootfs must
     /// be in place). Returns the start time.
     pub(crate) async fn start_container(&self, record: &Record) -> Result<i64, WorkloadError> {
+        self.write_config(record)?;
+        self.launch(record).await
+    }
+
+    /// Writes the bundle's `config.json` for `record` on this host.
+    fn write_config(&self, record: &Record) -> Result<(), WorkloadError> {
+        let bundle = self.workload_dir(&record.name).join("bundle");
+        bundle::write_config(&bundle, record, &self.daemon_id).map_err(|e| WorkloadError::Io(e.to_string()))
+    }
+
+    /// Starts the container of a complete bundle (`config.json` and the rootfs in place).
+    /// Returns the start time.
+    async fn launch(&self, record: &Record) -> Result<i64, WorkloadError> {
         let rt = self.runtime(&record.runtime)?;
         let dir = self.workload_dir(&record.name);
         let bundle = dir.join("bundle");
-        bundle::write_config(&bundle, record, &self.daemon_id)
-            .map_err(|e| WorkloadError::Io(e.to_string()))?;
         // A container of that id left behind (killed daemon, failed start) is in the way.
         rt.delete(&record.name, || self.cgroups.thaw(&record.name)).await.map_err(WorkloadError::Runtime)?;
         rt.run(&record.name, &bundle, &dir.join("output.log")).await.map_err(WorkloadError::Runtime)?;
@@ -467,7 +478,7 @@ impl Workloads {
                     runtime = %rt.kind(),
                     pid = w.pid,
                     rootfs = ?times.made,
-                    rootfs_ms = times.rootfs.as_secs_f64() * 1e3,
+                    bundle_ms = times.bundle.as_secs_f64() * 1e3,
                     runtime_ms = times.runtime.as_secs_f64() * 1e3,
                     total_ms = begun.elapsed().as_secs_f64() * 1e3,
                     "workload running"
@@ -491,26 +502,28 @@ impl Workloads {
         if !self.spares.take(&dir) {
             std::fs::create_dir_all(&bundle).map_err(io_err(bundle.display()))?;
         }
-        // Only a marker for cleanup: lost in a crash, the directory has no record and is
-        // removed at the next start. The record written once the container runs is durable.
-        record
-            .save_unsynced(&self.workload_dir(&record.name))
-            .map_err(io_err(format!("saving {}", record.name)))?;
         let (image, into) = (image.to_path_buf(), dir.clone());
         let making = std::time::Instant::now();
-        let made = tokio::task::spawn_blocking(move || rootfs::make(&image, &into))
-            .await
-            .map_err(|e| WorkloadError::Io(e.to_string()))?
-            .map_err(|e| match e {
-                bundle::BundleError::Io { ref source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
-                    WorkloadError::NoSpace(format!("copying the root filesystem: {e}"))
-                }
-                e => WorkloadError::Io(format!("copying the root filesystem: {e}")),
-            })?;
-        let rootfs = making.elapsed();
+        let mounting = tokio::task::spawn_blocking(move || rootfs::make(&image, &into));
+        // Meanwhile, the two files that do not need the root filesystem. The first is only a
+        // marker for cleanup: lost in a crash, the directory has no record and is removed at
+        // the next start; the record written once the container runs is durable. The mount
+        // is awaited even if they fail, so that what removes the directory finds it done.
+        let written = record
+            .save_unsynced(&dir)
+            .map_err(io_err(format!("saving {}", record.name)))
+            .and_then(|()| self.write_config(&record));
+        let made = mounting.await.map_err(|e| WorkloadError::Io(e.to_string()))?.map_err(|e| match e {
+            bundle::BundleError::Io { ref source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+                WorkloadError::NoSpace(format!("copying the root filesystem: {e}"))
+            }
+            e => WorkloadError::Io(format!("copying the root filesystem: {e}")),
+        })?;
+        written?;
+        let bundle = making.elapsed();
         let starting = std::time::Instant::now();
-        record.started_unix_ms = self.start_container(&record).await?;
-        let times = RunTimes { made, rootfs, runtime: starting.elapsed() };
+        record.started_unix_ms = self.launch(&record).await?;
+        let times = RunTimes { made, bundle, runtime: starting.elapsed() };
         record.phase = Phase::Owned;
         // Atomic now, durable a moment later, off the caller's clock: each fsync is a journal
         // commit that waits for every dirty page of the filesystem (milliseconds on a busy
@@ -633,11 +646,11 @@ impl Workloads {
 
 /// Where a `Run` spent its time (logged with `workload running`).
 struct RunTimes {
-    /// How the root filesystem was made (overlay or copy) ...
+    /// How the root filesystem was made (overlay or copy).
     made: rootfs::Made,
-    /// ... and how long that took.
-    rootfs: Duration,
-    /// `config.json` written and the runtime's `run` until it returned.
+    /// The bundle: the root filesystem, `config.json` and the first record, made at once.
+    bundle: Duration,
+    /// The runtime's `run` until it returned.
     runtime: Duration,
 }
 

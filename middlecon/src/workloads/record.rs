@@ -1,6 +1,6 @@
 //! What middlecon keeps on disk about each workload: `<state-dir>/workloads/<name>/workload.json`,
-//! written atomically (temporary file, fsync, rename), so that a daemon killed at any point
-//! finds either the old record or the new one when it restarts.
+//! written atomically (temporary file, fsync, then an exchange with the old record), so that
+//! a daemon killed at any point finds either the old record or the new one when it restarts.
 
 use serde::{Deserialize, Serialize};
 use std::collections::BTreeMap;
@@ -77,8 +77,13 @@ pub struct Record {
 }
 
 impl Record {
+    /// The record in `dir`. `NotFound` also for the empty placeholder of [`Record::prepare`]:
+    /// no record was ever written there.
     pub fn load(dir: &Path) -> std::io::Result<Record> {
         let bytes = std::fs::read(dir.join(FILE))?;
+        if bytes.is_empty() {
+            return Err(std::io::Error::new(std::io::ErrorKind::NotFound, "an empty placeholder, no record"));
+        }
         serde_json::from_slice(&bytes).map_err(|e| std::io::Error::new(std::io::ErrorKind::InvalidData, e))
     }
 
@@ -101,10 +106,11 @@ impl Record {
         std::fs::File::open(dir)?.sync_all()
     }
 
-    /// Creates the empty temporary file the next save into `dir` truncates and reuses
-    /// (for a directory made ahead of time: see `spare`).
+    /// Creates the two files saves into `dir` reuse, empty: the temporary file and a
+    /// placeholder for the record (for a directory made ahead of time: see `spare`).
     pub fn prepare(dir: &Path) -> std::io::Result<()> {
-        std::fs::File::create(temporary(dir)).map(drop)
+        std::fs::File::create(temporary(dir))?;
+        std::fs::File::create(dir.join(FILE)).map(drop)
     }
 
     fn write(&self, dir: &Path, durable: bool) -> std::io::Result<()> {
@@ -116,7 +122,17 @@ impl Record {
                 f.sync_all()?;
             }
         }
-        std::fs::rename(&tmp, dir.join(FILE))?;
+        // Exchanged, not renamed over: the old record's file becomes the next save's temporary
+        // file, so replacing a record neither allocates nor frees an inode (`spare` says why
+        // that matters). Renamed where there is no record yet, or the filesystem cannot.
+        let file = dir.join(FILE);
+        match nix::fcntl::renameat2(None, &tmp, None, &file, nix::fcntl::RenameFlags::RENAME_EXCHANGE) {
+            Ok(()) => {}
+            Err(nix::errno::Errno::ENOENT | nix::errno::Errno::EINVAL | nix::errno::Errno::ENOSYS) => {
+                std::fs::rename(&tmp, &file)?
+            }
+            Err(e) => return Err(e.into()),
+        }
         if durable {
             std::fs::File::open(dir)?.sync_all()?;
         }
@@ -132,6 +148,7 @@ fn temporary(dir: &Path) -> std::path::PathBuf {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::os::unix::fs::MetadataExt;
 
     #[test]
     fn a_record_survives_a_round_trip_and_guards_follow_the_phase() {
@@ -149,6 +166,23 @@ mod tests {
         };
         r.save(dir.path()).unwrap();
         assert_eq!(Record::load(dir.path()).unwrap(), r);
+        // Replaced, then replaced again: the latest is read; the file the old one was in
+        // is kept for the next save (no new inode per save).
+        let first = std::fs::metadata(dir.path().join(FILE)).unwrap().ino();
+        let mut next = r.clone();
+        next.epoch = 4;
+        next.save_unsynced(dir.path()).unwrap();
+        assert_eq!(Record::load(dir.path()).unwrap(), next);
+        next.epoch = 5;
+        next.save(dir.path()).unwrap();
+        assert_eq!(Record::load(dir.path()).unwrap(), next);
+        assert_eq!(std::fs::metadata(dir.path().join(FILE)).unwrap().ino(), first, "two exchanges later");
+        // The placeholder a spare directory brings is no record.
+        let spare = tempfile::tempdir().unwrap();
+        Record::prepare(spare.path()).unwrap();
+        assert_eq!(Record::load(spare.path()).unwrap_err().kind(), std::io::ErrorKind::NotFound);
+        r.save(spare.path()).unwrap();
+        assert_eq!(Record::load(spare.path()).unwrap(), r);
         assert!(!r.phase.can_migrate() && !r.phase.can_stop());
         r.phase = Phase::Incoming { from: "h1".into(), epoch: 4, received: false };
         assert!(r.phase.can_receive(4) && !r.phase.can_receive(5) && !r.phase.can_start_incoming(4));
