@@ -136,6 +136,7 @@ pub enum Command {
     Sysctl(SysctlCommand),
     /// Print a shell completion script.
     Completions {
+        /// The shell to complete for.
         #[arg(value_enum)]
         shell: clap_complete::Shell,
     },
@@ -402,13 +403,16 @@ pub fn parse_env(s: &str) -> Result<(String, String), String> {
 pub enum CertsCommand {
     /// Write ca.crt, ca.key, admin.crt and admin.key into DIR.
     Init {
+        /// The directory to write them into: created if missing, refused if it holds a ca.key.
         #[arg(long)]
         dir: PathBuf,
     },
     /// Write NAME.crt and NAME.key into DIR, signed by the CA there.
     Issue {
+        /// The CA's directory (`dcos certs init --dir`): ca.crt and ca.key are read there.
         #[arg(long)]
         dir: PathBuf,
+        /// Who the certificate is for: a host's name (as its daemons' --name) or a person's.
         #[arg(long)]
         name: String,
         /// host, admin or viewer.
@@ -430,6 +434,7 @@ pub enum CertsCommand {
 pub enum TokensCommand {
     /// Print a new token once and append its hash to FILE (give FILE to k2i --tokens).
     New {
+        /// The token file (one hash per line), created if missing.
         #[arg(long)]
         file: PathBuf,
         /// viewer, host or admin.
@@ -508,11 +513,13 @@ pub struct TopArgs {
 pub enum SysctlCommand {
     /// Read KEY on every host.
     Get {
+        /// The parameter, as sysctl names it: `vm.swappiness` (or `vm/swappiness`).
         #[arg(value_name = "KEY")]
         name: String,
     },
     /// Write KEY=VALUE on one host (admin only; the key must be allow-listed there).
     Set {
+        /// The parameter and its new value (`vm.swappiness=10`).
         #[arg(value_name = "KEY=VALUE")]
         assignment: String,
         /// The host to change (its name or address).
@@ -548,6 +555,26 @@ mod tests {
         }
         let run = built.find_subcommand("run").unwrap();
         assert!(run.get_arguments().any(|a| a.get_id() == "rootfs"), "run is built with its arguments");
+    }
+
+    #[test]
+    fn every_option_of_every_command_says_what_it_is() {
+        fn check(cmd: &clap::Command, path: &str, missing: &mut Vec<String>) {
+            for arg in cmd.get_arguments() {
+                let builtin = matches!(arg.get_id().as_str(), "help" | "version");
+                if !builtin && !arg.is_hide_set() && arg.get_help().is_none() {
+                    missing.push(format!("{path} {}", arg.get_id()));
+                }
+            }
+            for sub in cmd.get_subcommands() {
+                check(sub, &format!("{path} {}", sub.get_name()), missing);
+            }
+        }
+        let mut built = Cli::command();
+        built.build();
+        let mut missing = Vec::new();
+        check(&built, "dcos", &mut missing);
+        assert!(missing.is_empty(), "options without a description in --help: {missing:?}");
     }
 
     #[test]
