@@ -526,6 +526,19 @@ async fn a_run_takes_a_spare_directory_another_is_made_and_a_restart_leaves_none
         (mesh.file_in(0, "first", "hi").as_deref() == Some("hi\n")).then_some(())
     })
     .await;
+    // A run the runtime refuses (no such command in the image) gives its spare back too.
+    let refused = pb::RunRequest {
+        name: "refused".into(),
+        rootfs: mesh.rootfs.to_str().unwrap().into(),
+        command: vec!["/no/such/command".into()],
+        ..Default::default()
+    };
+    let e = mesh.client(0).await.run(refused).await.expect_err("a command that is not there");
+    assert!(e.message().contains("runtime"), "{e:?}");
+    dcos_tests::eventually(Duration::from_secs(5), "the pool refilled after a failed run", || async {
+        (spares(&mesh, 0).len() == POOL).then_some(())
+    })
+    .await;
     // More runs than the pool holds, at once: those that find no spare make their own tree.
     let names: Vec<String> = (0..POOL + 2).map(|n| format!("burst-{n}")).collect();
     let runs = names.iter().map(|n| mesh.run(0, n, "exec sleep 3600"));

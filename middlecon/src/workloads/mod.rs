@@ -487,6 +487,9 @@ impl Workloads {
             }
             Err(e) => {
                 self.discard(&record).await;
+                // The spare it may have taken: made again, as after a run that started.
+                let spares = self.spares.clone();
+                tokio::task::spawn_blocking(move || spares.refill());
                 Err(e)
             }
         }

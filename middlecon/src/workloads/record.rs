@@ -140,7 +140,7 @@ impl Record {
     }
 }
 
-/// Where a record is written before it is renamed into place.
+/// Where a record is written before it is exchanged (or renamed) into place.
 fn temporary(dir: &Path) -> std::path::PathBuf {
     dir.join(format!(".{FILE}.tmp"))
 }

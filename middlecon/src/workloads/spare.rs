@@ -11,8 +11,8 @@
 //! directories and empty files, the record's two among them (`record`: a save exchanges
 //! them). The writers truncate and reuse a file that exists, and `Run` renames a spare to the
 //! workload's name: nothing is allocated while the caller waits. A new spare is made off the
-//! clock, once the run has its answer. When none is ready (runs at once, a disk that was
-//! full), `Run` makes the tree itself, as before.
+//! clock, once the run has its answer. When none is ready (more runs at once than spares,
+//! failed runs since the last refill, a disk that was full), `Run` makes the tree itself.
 //!
 //! A spare holds nothing of any workload: one found at start is removed and made again.
 
@@ -30,13 +30,20 @@ pub const POOL: usize = 2;
 pub struct Spares {
     dir: PathBuf,
     ready: Mutex<Vec<PathBuf>>,
+    /// Held by the one refill that runs: a second one has nothing to add.
+    refilling: Mutex<()>,
     next: AtomicU64,
 }
 
 impl Spares {
     /// The spares of `dir` (`<state-dir>/workloads`); none is ready until [`Spares::refill`].
     pub fn new(dir: &Path) -> Spares {
-        Spares { dir: dir.to_path_buf(), ready: Mutex::default(), next: AtomicU64::new(0) }
+        Spares {
+            dir: dir.to_path_buf(),
+            ready: Mutex::default(),
+            refilling: Mutex::default(),
+            next: AtomicU64::new(0),
+        }
     }
 
     /// Whether `name`, an entry of the workloads directory, is a spare.
@@ -45,7 +52,7 @@ impl Spares {
     }
 
     /// Renames a ready spare to `target`, which must not exist: `true` if one was there.
-    /// A spare that cannot be renamed is dropped (and removed at the next start).
+    /// A spare that could not be renamed stays ready if it is still there.
     pub fn take(&self, target: &Path) -> bool {
         let Some(spare) = self.ready.lock().unwrap_or_else(|e| e.into_inner()).pop() else {
             return false;
@@ -53,7 +60,10 @@ impl Spares {
         match std::fs::rename(&spare, target) {
             Ok(()) => true,
             Err(e) => {
-                tracing::debug!(spare = %spare.display(), "renaming a spare: {e}");
+                tracing::debug!(spare = %spare.display(), target = %target.display(), "renaming a spare: {e}");
+                if spare.is_dir() {
+                    self.ready.lock().unwrap_or_else(|e| e.into_inner()).push(spare);
+                }
                 false
             }
         }
@@ -62,6 +72,7 @@ impl Spares {
     /// Makes spares until [`POOL`] are ready (blocking: call it off the clock). A failure (a
     /// full disk) is logged, and runs make their trees themselves until a later refill.
     pub fn refill(&self) {
+        let Ok(_only) = self.refilling.try_lock() else { return };
         while self.ready.lock().unwrap_or_else(|e| e.into_inner()).len() < POOL {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
             let spare = self.dir.join(format!("{PREFIX}{}-{n}", std::process::id()));
@@ -144,5 +155,7 @@ mod tests {
         std::fs::create_dir_all(w.join("kept")).unwrap();
         assert!(!spares.take(&w));
         assert!(w.join("kept").is_dir(), "the existing directory is untouched");
+        // The spare it would have been stays ready: the pool still has two to give.
+        assert!(spares.take(&tmp.path().join("a")) && spares.take(&tmp.path().join("b")));
     }
 }
