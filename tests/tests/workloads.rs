@@ -544,15 +544,28 @@ async fn a_run_takes_a_spare_directory_another_is_made_and_a_restart_leaves_none
     let runs = names.iter().map(|n| mesh.run(0, n, "exec sleep 3600"));
     let started = futures::future::join_all(runs).await;
     assert!(started.iter().all(|w| w.status == "running"), "{started:?}");
-    // A daemon killed and started again removes the spares it finds and makes new ones.
+    // A daemon killed and started again removes the spares it finds and makes new, empty
+    // ones: what was put into the old ones is not handed to the next run.
     mesh.daemons[0].take().unwrap().kill();
-    let left = spares(&mesh, 0);
+    let workloads = mesh.state_dir(0).join("workloads");
+    for spare in spares(&mesh, 0) {
+        std::fs::write(workloads.join(spare).join("bundle/rootfs/left-behind"), "x").unwrap();
+    }
     mesh.daemons[0] = Some(mesh.start(0));
     let list = mesh.list(0).await;
     assert_eq!(list.len(), POOL + 3, "every workload re-adopted, no spare among them: {list:?}");
     let fresh = spares(&mesh, 0);
     assert_eq!(fresh.len(), POOL, "{fresh:?}");
-    assert!(fresh.is_disjoint(&left), "the killed daemon's spares are gone: {left:?}, now {fresh:?}");
+    for spare in &fresh {
+        let rootfs = workloads.join(spare).join("bundle/rootfs");
+        assert_eq!(std::fs::read_dir(&rootfs).unwrap().count(), 0, "{spare} is empty after the restart");
+    }
+    let after = mesh.run(0, "after-restart", "exec sleep 3600").await;
+    assert_eq!(after.status, "running");
+    assert!(
+        mesh.file_in(0, "after-restart", "left-behind").is_none(),
+        "a run after the restart starts clean"
+    );
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -76,10 +76,16 @@ impl Spares {
         while self.ready.lock().unwrap_or_else(|e| e.into_inner()).len() < POOL {
             let n = self.next.fetch_add(1, Ordering::Relaxed);
             let spare = self.dir.join(format!("{PREFIX}{}-{n}", std::process::id()));
-            if let Err(e) = make(&spare) {
-                tracing::debug!(spare = %spare.display(), "making a spare workload directory: {e}");
-                let _ = std::fs::remove_dir_all(&spare);
-                return;
+            match make(&spare) {
+                Ok(()) => {}
+                // Left by an earlier daemon that had this pid (and not removed at start):
+                // not ours to fill or to take, so the next number.
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => continue,
+                Err(e) => {
+                    tracing::debug!(spare = %spare.display(), "making a spare workload directory: {e}");
+                    let _ = std::fs::remove_dir_all(&spare);
+                    return;
+                }
             }
             self.ready.lock().unwrap_or_else(|e| e.into_inner()).push(spare);
         }
@@ -88,6 +94,8 @@ impl Spares {
 
 /// The tree a `Run` fills: its directories and its files, empty.
 fn make(spare: &Path) -> std::io::Result<()> {
+    // Its own new directory, never one that is there already: a spare holds nothing.
+    std::fs::create_dir(spare)?;
     rootfs::prepare(spare)?;
     for file in [spare.join("bundle").join("config.json"), spare.join("output.log")] {
         std::fs::File::create(file)?;
@@ -144,6 +152,22 @@ mod tests {
         assert!(!spares.take(&tmp.path().join("third")), "the pool is empty until refilled");
         spares.refill();
         assert!(spares.take(&tmp.path().join("third")));
+    }
+
+    #[test]
+    fn a_directory_already_there_is_never_made_a_spare() {
+        let tmp = tempfile::tempdir().unwrap();
+        let taken = tmp.path().join(format!("{PREFIX}{}-0", std::process::id()));
+        std::fs::create_dir_all(taken.join("bundle/rootfs")).unwrap();
+        std::fs::write(taken.join("bundle/rootfs/left-behind"), "x").unwrap();
+        let spares = Spares::new(tmp.path());
+        spares.refill();
+        for name in ["a", "b"] {
+            let w = tmp.path().join(name);
+            assert!(spares.take(&w));
+            assert_eq!(std::fs::read_dir(w.join("bundle/rootfs")).unwrap().count(), 0, "{name} is empty");
+        }
+        assert!(taken.join("bundle/rootfs/left-behind").exists(), "the one already there is left alone");
     }
 
     #[test]
