@@ -18,3 +18,90 @@ pub mod v1 {
 pub const MIDDLECON_V1_PROTO: &str = include_str!("middlecon/v1/middlecon.proto");
 /// The peer wire source.
 pub const PEER_V1_PROTO: &str = include_str!("middlecon/v1/peer.proto");
+
+use v1::{ErrorCode, MigratePhase};
+
+impl ErrorCode {
+    /// The code as users and scripts see it (`dcos: no_space: ...`): the name without its
+    /// `ERROR_CODE_` prefix, in lower case; `unknown` for one this build does not know.
+    pub fn word(self) -> &'static str {
+        match self {
+            ErrorCode::Unspecified => "unknown",
+            ErrorCode::Invalid => "invalid",
+            ErrorCode::NotFound => "not_found",
+            ErrorCode::Exists => "exists",
+            ErrorCode::Conflict => "conflict",
+            ErrorCode::NoSpace => "no_space",
+            ErrorCode::NoRuntime => "no_runtime",
+            ErrorCode::Runtime => "runtime",
+            ErrorCode::Io => "io",
+            ErrorCode::Unreachable => "unreachable",
+            ErrorCode::Transfer => "transfer",
+            ErrorCode::Precondition => "precondition",
+            ErrorCode::PermissionDenied => "permission_denied",
+            ErrorCode::InDoubt => "in_doubt",
+        }
+    }
+
+    /// The code carried as `value` on the wire; a value this build does not know (a newer
+    /// peer's) is [`ErrorCode::Unspecified`].
+    pub fn from_wire(value: i32) -> ErrorCode {
+        ErrorCode::try_from(value).unwrap_or(ErrorCode::Unspecified)
+    }
+}
+
+impl MigratePhase {
+    /// The phase as the CLI shows it and `phase_ms` keys it: `reserve`, `freeze`, ...
+    pub fn word(self) -> &'static str {
+        match self {
+            MigratePhase::Unspecified => "",
+            MigratePhase::Reserve => "reserve",
+            MigratePhase::Freeze => "freeze",
+            MigratePhase::Copy => "copy",
+            MigratePhase::Start => "start",
+            MigratePhase::Delete => "delete",
+            MigratePhase::Done => "done",
+            MigratePhase::Failed => "failed",
+        }
+    }
+}
+
+/// An error status of the gRPC API: `grpc` as the status code, `code` in its details
+/// ([`v1::ErrorDetail`]), `message` for a person.
+pub fn error_status(grpc: tonic::Code, code: ErrorCode, message: impl Into<String>) -> tonic::Status {
+    use prost::Message;
+    let detail = v1::ErrorDetail { code: code as i32 }.encode_to_vec();
+    tonic::Status::with_details(grpc, message, detail.into())
+}
+
+/// The [`ErrorCode`] in the details of `status` ([`error_status`]); unspecified when it has
+/// none (another server, an older middlecon, a status from the transport).
+pub fn error_code(status: &tonic::Status) -> ErrorCode {
+    use prost::Message;
+    v1::ErrorDetail::decode(status.details()).map_or(ErrorCode::Unspecified, |d| ErrorCode::from_wire(d.code))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn words_are_the_names_without_their_prefix() {
+        for v in 1..=13 {
+            let c = ErrorCode::try_from(v).unwrap();
+            assert_eq!(c.word(), c.as_str_name().trim_start_matches("ERROR_CODE_").to_lowercase());
+        }
+        assert_eq!(ErrorCode::from_wire(999), ErrorCode::Unspecified);
+        for v in 1..=7 {
+            let p = MigratePhase::try_from(v).unwrap();
+            assert_eq!(p.word(), p.as_str_name().trim_start_matches("MIGRATE_PHASE_").to_lowercase());
+        }
+    }
+
+    #[test]
+    fn a_status_carries_its_code() {
+        let s = error_status(tonic::Code::FailedPrecondition, ErrorCode::NoRuntime, "crun is missing");
+        assert_eq!((error_code(&s), s.message()), (ErrorCode::NoRuntime, "crun is missing"));
+        assert_eq!(error_code(&tonic::Status::internal("x")), ErrorCode::Unspecified);
+    }
+}

@@ -18,9 +18,10 @@ use std::time::{Duration, Instant};
 /// How long a migration stream may stay silent.
 pub const STALL: Duration = Duration::from_secs(30);
 
-/// The phases in the order they happen (others, if any, follow by name).
-const PHASES: [&str; 8] =
-    ["reserve", "freeze", "checkpoint", "copy", "restore", "start", "confirm", "delete"];
+/// The phases that take time, in the order they happen.
+fn phases() -> impl Iterator<Item = pb::MigratePhase> {
+    (1..).map_while(|v| pb::MigratePhase::try_from(v).ok()).take_while(|p| *p != pb::MigratePhase::Done)
+}
 
 /// One workload's move, as printed in `-o json`.
 #[derive(Debug, Clone, PartialEq, Serialize)]
@@ -82,8 +83,8 @@ impl Migration {
         if !p.to.is_empty() {
             self.to.clone_from(&p.to);
         }
-        if !p.phase.is_empty() {
-            self.phase.clone_from(&p.phase);
+        if p.step() != pb::MigratePhase::Unspecified {
+            self.phase = p.step().word().into();
         }
         self.bytes_sent = self.bytes_sent.max(p.bytes_sent);
         self.bytes_total = self.bytes_total.max(p.bytes_total);
@@ -96,9 +97,11 @@ impl Migration {
         }
         self.phase_ms.clone_from(&p.phase_ms);
         self.downtime_ms = p.downtime_ms;
-        let failed = !p.error.is_empty() || !p.error_code.is_empty() || p.phase == "failed";
+        let failed = !p.error.is_empty()
+            || p.code() != pb::ErrorCode::Unspecified
+            || p.step() == pb::MigratePhase::Failed;
         if failed {
-            let code = if p.error_code.is_empty() { "failed" } else { p.error_code.as_str() };
+            let code = if p.code() == pb::ErrorCode::Unspecified { "failed" } else { p.code().word() };
             let error =
                 if p.error.is_empty() { format!("failed in phase {}", self.phase) } else { p.error.clone() };
             self.fail(code, error);
@@ -351,9 +354,11 @@ pub fn duration(ms: u64) -> String {
 
 /// Phase times in the order phases happen: `reserve 2ms, freeze 10ms, copy 350ms`.
 pub fn phase_times(phase_ms: &BTreeMap<String, u64>) -> String {
-    let known = PHASES.iter().filter_map(|p| phase_ms.get(*p).map(|ms| (*p, *ms)));
-    let others =
-        phase_ms.iter().filter(|(p, _)| !PHASES.contains(&p.as_str())).map(|(p, ms)| (p.as_str(), *ms));
+    let known = phases().filter_map(|p| phase_ms.get(p.word()).map(|ms| (p.word(), *ms)));
+    let others = phase_ms
+        .iter()
+        .filter(|(p, _)| !phases().any(|k| k.word() == p.as_str()))
+        .map(|(p, ms)| (p.as_str(), *ms));
     let parts: Vec<String> = known.chain(others).map(|(p, ms)| format!("{p} {}", duration(ms))).collect();
     if parts.is_empty() {
         "-".into()
@@ -417,12 +422,16 @@ pub fn evacuation_table(ms: &[Migration]) -> String {
 mod tests {
     use super::*;
 
+    fn step(word: &str) -> pb::MigratePhase {
+        pb::MigratePhase::from_str_name(&format!("MIGRATE_PHASE_{}", word.to_uppercase())).unwrap()
+    }
+
     fn msg(workload: &str, phase: &str, sent: u64, done: bool) -> pb::MigrateProgress {
         pb::MigrateProgress {
             workload: workload.into(),
             to: "h1".into(),
             from: "h0".into(),
-            phase: phase.into(),
+            step: step(phase) as i32,
             bytes_sent: sent,
             bytes_total: 1000,
             done,
@@ -433,17 +442,10 @@ mod tests {
 
     fn last(workload: &str) -> pb::MigrateProgress {
         pb::MigrateProgress {
-            phase_ms: [
-                ("reserve", 2),
-                ("freeze", 10),
-                ("copy", 350),
-                ("start", 80),
-                ("confirm", 3),
-                ("delete", 15),
-            ]
-            .into_iter()
-            .map(|(k, v)| (k.to_string(), v))
-            .collect(),
+            phase_ms: [("reserve", 2), ("freeze", 10), ("copy", 350), ("start", 80), ("delete", 15)]
+                .into_iter()
+                .map(|(k, v)| (k.to_string(), v))
+                .collect(),
             downtime_ms: 445,
             epoch: 3,
             elapsed_ms: 1480,
@@ -501,7 +503,7 @@ mod tests {
         assert_eq!(
             summary(m),
             "web moved from h0 to h1 (cold), epoch 3\n\
-             \x20 phases    reserve 2ms, freeze 10ms, copy 350ms, start 80ms, confirm 3ms, delete 15ms\n\
+             \x20 phases    reserve 2ms, freeze 10ms, copy 350ms, start 80ms, delete 15ms\n\
              \x20 sent      1000B (1000 bytes)\n\
              \x20 downtime  445ms\n\
              \x20 elapsed   1.48s\n"
@@ -512,7 +514,7 @@ mod tests {
     async fn failures_carry_their_code() {
         let failed = pb::MigrateProgress {
             error: "disk full on h1".into(),
-            error_code: "no_space".into(),
+            code: pb::ErrorCode::NoSpace as i32,
             ..msg("web", "failed", 10, true)
         };
         let (_, ms) = run(vec![Ok(msg("web", "copy", 10, false)), Ok(failed)], true).await;
@@ -563,7 +565,7 @@ mod tests {
         let mut t = Tracker::new("h0", "cold", lines());
         let failed = pb::MigrateProgress {
             error: "h2 unreachable".into(),
-            error_code: "unreachable".into(),
+            code: pb::ErrorCode::Unreachable as i32,
             ..msg("db", "failed", 0, true)
         };
         let items = vec![

@@ -56,34 +56,13 @@ pub fn code_word(code: tonic::Code) -> &'static str {
     }
 }
 
-/// The code words middlecon puts before its messages (`no_space: ...`): more precise than
-/// the gRPC code (`no_runtime` and `precondition` are both FAILED_PRECONDITION).
-const DAEMON_WORDS: [&str; 13] = [
-    "invalid",
-    "not_found",
-    "exists",
-    "conflict",
-    "no_space",
-    "no_runtime",
-    "runtime",
-    "io",
-    "unreachable",
-    "transfer",
-    "precondition",
-    "permission_denied",
-    "in_doubt",
-];
-
-/// A `Workloads` status as a code word and the message without it: the daemon's own word
-/// when its message starts with one, else the gRPC code's ([`code_word`]).
+/// A `Workloads` status as a code word and its message: the daemon's own code (the status
+/// details' [`pb::ErrorCode`]) when it carries one, else the gRPC code's ([`code_word`]).
 pub fn status_parts(s: &tonic::Status) -> (&'static str, &str) {
-    let m = s.message();
-    if let Some((word, rest)) = m.split_once(": ") {
-        if let Some(w) = DAEMON_WORDS.iter().find(|w| **w == word) {
-            return (w, rest);
-        }
+    match dcos_proto::error_code(s) {
+        pb::ErrorCode::Unspecified => (code_word(s.code()), s.message()),
+        code => (code.word(), s.message()),
     }
-    (code_word(s.code()), m)
 }
 
 /// Why one call to one host got no answer.
@@ -458,11 +437,13 @@ mod tests {
         for (code, word) in cases {
             assert_eq!(code_word(code), word, "{code:?}");
         }
-        let s = tonic::Status::failed_precondition("no_runtime: OCI runtime \"x\" not found");
-        assert_eq!(status_parts(&s), ("no_runtime", "OCI runtime \"x\" not found"));
-        let s = tonic::Status::aborted("some: thing");
-        assert_eq!(status_parts(&s), ("conflict", "some: thing"));
-        {}
+        // The daemon's own code, from the status details, is more precise than the gRPC code.
+        let s =
+            dcos_proto::error_status(Code::FailedPrecondition, pb::ErrorCode::NoRuntime, "runc not found");
+        assert_eq!(status_parts(&s), ("no_runtime", "runc not found"));
+        // Without one (a proxy, the transport), the gRPC code's word; the message is not read.
+        let s = tonic::Status::aborted("in_doubt: thing");
+        assert_eq!(status_parts(&s), ("conflict", "in_doubt: thing"));
         let f = Fault::Status(tonic::Status::not_found("no workload web"));
         assert_eq!(f.host_status(), "http_error");
         let host = ApiHost::new("h0", crate::api::Endpoint::Tcp("10.0.0.1:7442".parse().unwrap()));

@@ -28,6 +28,48 @@ use dcos_core::Role;
 use std::collections::BTreeMap;
 use std::fmt;
 
+/// Name given to callers on the Unix socket.
+pub const LOCAL: &str = "local";
+
+/// Who called the gRPC API: a certificate's identity on TCP, or a local process on the Unix
+/// socket.
+#[derive(Debug, Clone)]
+pub struct Caller {
+    pub name: String,
+    /// `None` for the Unix socket (trusted as local).
+    pub role: Option<Role>,
+}
+
+impl Caller {
+    /// The caller of `request`, as the API's connection recorded it (a request that has
+    /// none is treated as the least trusted caller: a `viewer`).
+    pub fn of<T>(request: &tonic::Request<T>) -> Caller {
+        request
+            .extensions()
+            .get::<Caller>()
+            .cloned()
+            .unwrap_or(Caller { name: "unknown".into(), role: Some(Role::Viewer) })
+    }
+
+    /// May this caller register services?
+    pub fn may_serve(&self) -> bool {
+        matches!(self.role, None | Some(Role::Host) | Some(Role::Admin))
+    }
+
+    /// The role the access rules see: local callers count as admin.
+    pub fn role(&self) -> Role {
+        self.role.unwrap_or(Role::Admin)
+    }
+
+    /// The caller for a person: `NAME (role ROLE)`, or `local`.
+    pub fn describe(&self) -> String {
+        match self.role {
+            Some(r) => format!("{} (role {r})", self.name),
+            None => LOCAL.to_string(),
+        }
+    }
+}
+
 /// Header carrying the original caller's name on a forwarded call.
 pub const CALLER_HEADER: &str = "dcos-caller";
 /// Header carrying the original caller's role on a forwarded call.

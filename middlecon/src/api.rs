@@ -12,7 +12,7 @@
 //!   host to check again.
 //! - `Messaging.Serve`: `host`, `admin` and local callers; a `viewer` gets the gRPC status
 //!   `PERMISSION_DENIED`.
-//! - `Workloads` (`workloads::grpc`): `List` for every role; `Run`, `Stop`, `Migrate` and
+//! - `Workloads` ([`workloads`]): `List` for every role; `Run`, `Stop`, `Migrate` and
 //!   `Evacuate` for `admin` and local callers.
 //!
 //! `Call` routing: a target host that is this host runs the call here (built-in services
@@ -22,11 +22,13 @@
 //! host, then live members (this dc first, then the least loaded) until one serves it.
 //! `Query` asks every matching live member at once and streams the replies.
 
+pub mod workloads;
+
+use crate::access::{Caller, LOCAL};
+use crate::directory::Directory;
 use crate::peer::{self, Outcome, PeerReply, PeerRequest, Services};
 use crate::routing::{Registry, Responder};
-use crate::workloads::grpc::WorkloadsApi;
 use dcos_core::tls::{peer_identity, Identity, PeerIdentity};
-use dcos_core::Role;
 use dcos_proto::v1 as pb;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -41,41 +43,12 @@ use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
 use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status, Streaming};
+use workloads::WorkloadsApi;
 
 /// ALPN of the TCP API.
 const ALPN_H2: &[u8] = b"h2";
 /// The deadline of a call that does not set one.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
-/// Name given to callers on the Unix socket.
-pub const LOCAL: &str = "local";
-
-/// Who called: a certificate's identity on TCP, or a local process on the Unix socket.
-#[derive(Debug, Clone)]
-pub struct Caller {
-    pub name: String,
-    /// `None` for the Unix socket (trusted as local).
-    pub role: Option<Role>,
-}
-
-impl Caller {
-    /// May this caller register services?
-    fn may_serve(&self) -> bool {
-        matches!(self.role, None | Some(Role::Host) | Some(Role::Admin))
-    }
-
-    /// The role the access rules see: local callers count as admin.
-    fn role(&self) -> Role {
-        self.role.unwrap_or(Role::Admin)
-    }
-
-    pub(crate) fn describe(&self) -> String {
-        match self.role {
-            Some(r) => format!("{} (role {r})", self.name),
-            None => LOCAL.to_string(),
-        }
-    }
-}
-
 /// A connection carrying who is on the other end, for tonic's request extensions.
 pub struct Conn<S> {
     io: S,
@@ -174,22 +147,12 @@ pub struct Api {
     pub services: Services,
     pub registry: Arc<Registry>,
     pub client: peer::Client,
-    /// Other hosts by name: their peer (QUIC) addresses (`--peer`).
-    pub peers: Arc<BTreeMap<String, SocketAddr>>,
+    /// Where other hosts are.
+    pub directory: Directory,
     /// This host's labels (Query filters).
     pub labels: BTreeMap<String, String>,
-    /// The fleet as membership sees it; names are looked up here before `peers`.
-    pub members: Option<crate::membership::Handle>,
     /// Turns true when the daemon stops: `Serve` streams then end with OK.
     pub stopping: tokio::sync::watch::Receiver<bool>,
-}
-
-pub(crate) fn caller_of<T>(request: &Request<T>) -> Caller {
-    request
-        .extensions()
-        .get::<Caller>()
-        .cloned()
-        .unwrap_or(Caller { name: "unknown".into(), role: Some(Role::Viewer) })
 }
 
 fn call_reply(outcome: Outcome, message: impl Into<String>) -> pb::CallReply {
@@ -207,33 +170,6 @@ fn from_peer(reply: PeerReply, responder: &str) -> pb::CallReply {
 }
 
 impl Api {
-    /// The peer address of the host called `name`: from membership (unless it is dead),
-    /// else from the `--peer` table.
-    pub(crate) fn resolve(&self, name: &str) -> Result<SocketAddr, String> {
-        use crate::membership::State;
-        let member = self.members.as_ref().and_then(|m| m.members().into_iter().find(|m| m.name == name));
-        match member {
-            Some(m) if m.state != State::Dead => Ok(m.addr),
-            Some(m) => self
-                .peers
-                .get(name)
-                .copied()
-                .ok_or_else(|| format!("{name} ({}) is dead according to membership", m.addr)),
-            None => self
-                .peers
-                .get(name)
-                .copied()
-                .ok_or_else(|| format!("no host named {name:?} is known to {}", self.name)),
-        }
-    }
-
-    /// Live members other than none in particular, with their load (membership's view).
-    pub(crate) fn live_members(&self) -> Vec<(String, Option<f64>)> {
-        use crate::membership::State;
-        let Some(handle) = &self.members else { return Vec::new() };
-        handle.members().into_iter().filter(|m| m.state == State::Alive).map(|m| (m.name, m.load)).collect()
-    }
-
     fn serves_locally(&self, service: &str) -> bool {
         self.services.get(service).is_some() || self.registry.services().iter().any(|s| s == service)
     }
@@ -253,7 +189,7 @@ impl Api {
         match call.target.and_then(|t| t.to) {
             Some(To::Host(h)) if h == self.name => self.local(req, caller).await,
             Some(To::Host(h)) => {
-                let addr = match self.resolve(&h) {
+                let addr = match self.directory.resolve(&h) {
                     Ok(a) => a,
                     Err(message) => return call_reply(Outcome::Unreachable, message),
                 };
@@ -263,11 +199,11 @@ impl Api {
                 if dc == self.dc && self.serves_locally(&req.service) {
                     return self.local(req, caller).await;
                 }
-                self.first_answer(self.others(Some(&dc), &BTreeMap::new()), req).await
+                self.first_answer(self.directory.others(Some(&dc), &BTreeMap::new()), req).await
             }
             // `any` or no target: this host, then this dc, then the least loaded.
             _ if self.serves_locally(&req.service) => self.local(req, caller).await,
-            _ => self.first_answer(self.others(None, &BTreeMap::new()), req).await,
+            _ => self.first_answer(self.directory.others(None, &BTreeMap::new()), req).await,
         }
     }
 
@@ -311,26 +247,6 @@ impl Api {
         }
     }
 
-    /// Other members that are not dead, in `dc` and carrying `labels` if given: this dc
-    /// first, then by load (unknown load last), then by name.
-    fn others(&self, dc: Option<&str>, labels: &BTreeMap<String, String>) -> Vec<(String, SocketAddr)> {
-        use crate::membership::State;
-        let Some(handle) = &self.members else { return Vec::new() };
-        let mut list: Vec<_> = handle
-            .members()
-            .into_iter()
-            .filter(|m| m.name != self.name && m.state != State::Dead)
-            .filter(|m| dc.is_none_or(|d| m.dc == d))
-            .filter(|m| labels.iter().all(|(k, v)| m.labels.get(k) == Some(v)))
-            .collect();
-        list.sort_by(|a, b| {
-            let key = |m: &crate::membership::Member| (m.dc != self.dc, m.load.unwrap_or(f64::MAX));
-            let (ka, kb) = (key(a), key(b));
-            ka.0.cmp(&kb.0).then(ka.1.total_cmp(&kb.1)).then(a.name.cmp(&b.name))
-        });
-        list.into_iter().map(|m| (m.name, m.addr)).collect()
-    }
-
     /// Asks `hosts` in order until one does not answer `no_responders`.
     async fn first_answer(&self, hosts: Vec<(String, SocketAddr)>, req: PeerRequest) -> pb::CallReply {
         let mut asked = Vec::new();
@@ -355,14 +271,14 @@ type QueryStream = ReceiverStream<Result<pb::QueryReply, Status>>;
 #[tonic::async_trait]
 impl pb::messaging_server::Messaging for Api {
     async fn call(&self, request: Request<pb::CallRequest>) -> Result<Response<pb::CallReply>, Status> {
-        let caller = caller_of(&request);
+        let caller = Caller::of(&request);
         Ok(Response::new(self.route(&caller, request.into_inner()).await))
     }
 
     type QueryStream = QueryStream;
 
     async fn query(&self, request: Request<pb::QueryRequest>) -> Result<Response<QueryStream>, Status> {
-        let caller = caller_of(&request);
+        let caller = Caller::of(&request);
         let q = request.into_inner();
         let (tx, rx) = mpsc::channel(16);
         let req = match self.admit(&caller, q.service, q.deadline_unix_ms, q.headers, q.payload) {
@@ -373,7 +289,7 @@ impl pb::messaging_server::Messaging for Api {
             }
         };
         let deadline_unix_ms = req.deadline_unix_ms;
-        let mut hosts = self.others((!q.dc.is_empty()).then_some(q.dc.as_str()), &q.labels);
+        let mut hosts = self.directory.others((!q.dc.is_empty()).then_some(q.dc.as_str()), &q.labels);
         let me_matches = (q.dc.is_empty() || q.dc == self.dc)
             && q.labels.iter().all(|(k, v)| self.labels.get(k) == Some(v));
         let api = self.clone();
@@ -427,7 +343,7 @@ impl pb::messaging_server::Messaging for Api {
         &self,
         request: Request<Streaming<pb::ServeMessage>>,
     ) -> Result<Response<DeliveryStream>, Status> {
-        let caller = caller_of(&request);
+        let caller = Caller::of(&request);
         if !caller.may_serve() {
             return Err(Status::permission_denied(format!(
                 "{} may not serve services (host, admin or local callers only)",
@@ -483,9 +399,9 @@ impl pb::membership_server::Membership for Api {
         request: Request<pb::MembersRequest>,
     ) -> Result<Response<pb::MembersReply>, Status> {
         // Every role may read membership.
-        let _ = caller_of(&request);
+        let _ = Caller::of(&request);
         use crate::membership::State;
-        let mut members: Vec<pb::Member> = match &self.members {
+        let mut members: Vec<pb::Member> = match &self.directory.members {
             Some(handle) => handle
                 .members()
                 .into_iter()
@@ -522,9 +438,9 @@ impl pb::membership_server::Membership for Api {
         }
         // Hosts only in the static peer table: known, not probed (state unspecified).
         let listed: std::collections::BTreeSet<String> = members.iter().map(|m| m.name.clone()).collect();
-        members.extend(self.peers.iter().filter(|(name, _)| !listed.contains(*name)).map(|(name, addr)| {
-            pb::Member { name: name.clone(), addr: addr.to_string(), ..pb::Member::default() }
-        }));
+        members.extend(self.directory.peers.iter().filter(|(name, _)| !listed.contains(*name)).map(
+            |(name, addr)| pb::Member { name: name.clone(), addr: addr.to_string(), ..pb::Member::default() },
+        ));
         Ok(Response::new(pb::MembersReply { host: self.name.clone(), members }))
     }
 }
@@ -690,22 +606,29 @@ pub fn spawn(
     workloads: Option<Arc<crate::workloads::Workloads>>,
 ) -> Running {
     let (stop, rx) = tokio::sync::watch::channel(false);
+    let directory = Directory {
+        name: config.name.clone(),
+        dc: config.dc.clone(),
+        members,
+        peers: Arc::new(config.peers.clone()),
+    };
     let api = Api {
         name: config.name.clone(),
         dc: config.dc.clone(),
         identity: config.identity.peer.clone(),
         services,
         registry,
-        client,
-        peers: Arc::new(config.peers.clone()),
+        client: client.clone(),
+        directory: directory.clone(),
         labels: config.labels.clone(),
-        members,
         stopping: rx.clone(),
     };
-    let workloads = workloads.map(|w| WorkloadsApi::new(api.clone(), w));
-    if let Some(w) = &workloads {
-        crate::workloads::migrate::recover(w.mover());
-    }
+    let workloads = workloads.map(|w| {
+        let peers = Arc::new(crate::workloads::migrate::quic::QuicPeers::new(client, directory));
+        let mover = crate::workloads::migrate::Mover::new(w, peers, Default::default());
+        crate::workloads::migrate::recovery::recover(&mover);
+        WorkloadsApi::new(mover)
+    });
     let identity = config.identity.clone();
     let task = tokio::spawn(async move {
         if let Err(e) = serve(listeners, &identity, api, workloads, rx).await {

@@ -15,18 +15,22 @@
 //!   run it in-process) and the caller ([`peer::Client`]: one per daemon, shared by membership,
 //!   the API and migrations, with one connection per peer, used both ways).
 //! - [`ping`]: the built-in `dcos.ping` service.
-//! - [`api`]: the gRPC API (`middlecon.v1`) on the Unix socket and on TCP with mTLS;
-//!   [`routing`]: services registered by `Messaging.Serve` streams.
+//! - [`api`]: the gRPC API (`middlecon.v1`) on the Unix socket and on TCP with mTLS, the
+//!   `Workloads` service an adapter over the workload core ([`api::workloads`]);
+//!   [`routing`]: services registered by `Messaging.Serve` streams; [`directory`]: a host's
+//!   name to its peer address (membership, then `--peer`).
 //! - [`membership`]: seeds plus SWIM gossip (foca) over the peer transport, the member
 //!   list ([`membership::Handle`]) and the built-in `dcos.members` service.
-//! - [`workloads`]: OCI containers run by runc or crun under `--state-dir`, re-adopted on
-//!   restart, and moved to peers (cold migration, evacuation) with the `dcos.workloads.*`
-//!   peer services; served as the `Workloads` gRPC service.
+//! - [`workloads`]: the workload core: OCI containers run by runc or crun under
+//!   `--state-dir`, re-adopted on restart, and moved to peers (cold migration, evacuation)
+//!   with the `dcos.workloads.*` peer services. Its own types in and out; containers and
+//!   peers behind traits, so its rules are unit-tested against fakes.
 #![forbid(unsafe_code)]
 
 pub mod access;
 pub mod api;
 pub mod config;
+pub mod directory;
 pub mod membership;
 pub mod peer;
 pub mod ping;
@@ -68,7 +72,8 @@ pub async fn run(
     let registry = routing::Registry::new();
     let mut services = services.with_dispatch(registry.clone());
     if let Some(w) = &workloads {
-        services = workloads::migrate::TargetServices::new(w.clone()).install(services);
+        services =
+            workloads::migrate::quic::TargetServices::new(w.clone(), Default::default()).install(services);
     }
     let api = api.map(|l| {
         api::spawn(l, &config, client.clone(), services.clone(), registry, Some(handle), workloads.clone())

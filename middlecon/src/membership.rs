@@ -41,7 +41,7 @@
 //! [`Handle::members`] lists every member (this host first); the built-in service
 //! [`SERVICE`] (`dcos.members`) answers the same list as JSON.
 
-use crate::peer::{Client, PeerRequest, Request, Response, Service, ServiceFuture};
+use crate::peer::{AppError, Client, PeerRequest, Request, Response, Service, ServiceFuture};
 use foca::{AccumulatingRuntime, Foca, NoCustomBroadcast, PostcardCodec, Timer};
 use rand::rngs::SmallRng;
 use rand::SeedableRng;
@@ -634,7 +634,7 @@ impl Service for SwimService {
     fn call(&self, request: Request) -> ServiceFuture {
         if request.payload.len() > MAX_PACKET {
             let e = format!("SWIM packet of {} bytes is over {MAX_PACKET}", request.payload.len());
-            return Box::pin(async move { Err(e) });
+            return Box::pin(async move { Err(AppError::new(e)) });
         }
         // A sender that names its address gets SWIM's answers in the reply (no call back,
         // so no connection dialled back just for an ack).
@@ -650,7 +650,7 @@ impl Service for SwimService {
             None => (None, None),
         };
         if self.input.try_send(Input::Data { data: request.payload, back }).is_err() {
-            return Box::pin(async { Err("membership is busy or stopped".to_string()) });
+            return Box::pin(async { Err(AppError::new("membership is busy or stopped")) });
         }
         Box::pin(async move {
             let payload = match answers {
@@ -671,7 +671,7 @@ impl Service for MembersService {
     fn call(&self, _request: Request) -> ServiceFuture {
         let reply = MembersReply { members: self.handle.members() };
         Box::pin(async move {
-            let payload = serde_json::to_vec(&reply).map_err(|e| e.to_string())?;
+            let payload = serde_json::to_vec(&reply).map_err(|e| AppError::new(e.to_string()))?;
             Ok(Response { payload, ..Response::default() })
         })
     }

@@ -46,7 +46,7 @@ use std::sync::atomic::{AtomicU32, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::{Duration, SystemTime, UNIX_EPOCH};
 
-pub use dcos_proto::v1::{Outcome, PeerReply, PeerRequest};
+pub use dcos_proto::v1::{ErrorCode, Outcome, PeerReply, PeerRequest};
 
 /// The ALPN protocol of the peer transport.
 pub const ALPN: &[u8] = b"middlecon/1";
@@ -196,8 +196,24 @@ pub struct Response {
     pub payload: Vec<u8>,
 }
 
+/// A service's own error: sent as `app_error` with its code and message.
+#[derive(Debug, Clone, PartialEq, thiserror::Error)]
+#[error("{message}")]
+pub struct AppError {
+    /// [`ErrorCode::Unspecified`] for a service whose errors have no code.
+    pub code: ErrorCode,
+    pub message: String,
+}
+
+impl AppError {
+    /// An error without a code.
+    pub fn new(message: impl Into<String>) -> AppError {
+        AppError { code: ErrorCode::Unspecified, message: message.into() }
+    }
+}
+
 /// What a service returns: its answer, or its own error (sent as `app_error`).
-pub type ServiceFuture = Pin<Box<dyn Future<Output = Result<Response, String>> + Send>>;
+pub type ServiceFuture = Pin<Box<dyn Future<Output = Result<Response, AppError>> + Send>>;
 
 /// Something that answers calls to one service name.
 pub trait Service: Send + Sync + 'static {
@@ -507,7 +523,7 @@ async fn receive_bulk(
 /// limit), its own error as `app_error`, or `deadline_exceeded`.
 fn service_reply(
     name: &str,
-    done: Result<Result<Response, String>, tokio::time::error::Elapsed>,
+    done: Result<Result<Response, AppError>, tokio::time::error::Elapsed>,
 ) -> PeerReply {
     match done {
         Ok(Ok(resp)) if resp.payload.len() > MAX_PAYLOAD => reply(
@@ -519,8 +535,9 @@ fn service_reply(
             message: String::new(),
             headers: resp.headers,
             payload: resp.payload,
+            code: ErrorCode::Unspecified as i32,
         },
-        Ok(Err(message)) => reply(Outcome::AppError, message),
+        Ok(Err(e)) => PeerReply { code: e.code as i32, ..reply(Outcome::AppError, e.message) },
         Err(_) => reply(Outcome::DeadlineExceeded, format!("{name} did not answer before the deadline")),
     }
 }
@@ -880,6 +897,11 @@ fn write_error(addr: SocketAddr, conn: &quinn::Connection, e: quinn::WriteError)
 }
 
 impl BulkCall {
+    /// The body's stream, to write into (flow-controlled by the peer).
+    pub fn body(&mut self) -> &mut SendStream {
+        &mut self.send
+    }
+
     /// Sends `data`; waits while the peer's flow control holds it back.
     pub async fn write(&mut self, data: &[u8]) -> Result<(), CallError> {
         self.send.write_all(data).await.map_err(|e| write_error(self.addr, &self.conn, e))

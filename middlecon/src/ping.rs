@@ -3,7 +3,7 @@
 //!
 //! The reply payload is JSON: `{"name": "...", "dc": "...", "unix_ms": 1700000000000}`.
 
-use crate::peer::{Request, Response, Service, ServiceFuture};
+use crate::peer::{AppError, Request, Response, Service, ServiceFuture};
 use serde::{Deserialize, Serialize};
 use std::time::SystemTime;
 
@@ -39,7 +39,7 @@ impl Service for Ping {
             unix_ms: crate::peer::unix_ms(SystemTime::now()),
         };
         Box::pin(async move {
-            let payload = serde_json::to_vec(&pong).map_err(|e| e.to_string())?;
+            let payload = serde_json::to_vec(&pong).map_err(|e| AppError::new(e.to_string()))?;
             Ok(Response { payload, ..Response::default() })
         })
     }

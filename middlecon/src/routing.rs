@@ -189,6 +189,7 @@ impl Dispatch for Registry {
                         message: r.message,
                         headers: r.headers,
                         payload: r.payload,
+                        ..PeerReply::default()
                     }
                 }
                 Err(_) => reply(

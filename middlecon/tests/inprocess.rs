@@ -20,7 +20,9 @@ impl Service for Counting {
 struct Failing;
 impl Service for Failing {
     fn call(&self, _: Request) -> ServiceFuture {
-        Box::pin(async { Err("disk full".to_string()) })
+        Box::pin(async {
+            Err(peer::AppError { code: peer::ErrorCode::NoSpace, message: "disk full".into() })
+        })
     }
 }
 
@@ -87,6 +89,7 @@ async fn the_responder_checks_deadlines_reports_app_errors_and_cancels() {
     let r = c.call(addr, "fail", vec![], soon()).await.unwrap();
     assert_eq!(r.outcome(), Outcome::AppError);
     assert_eq!(r.message, "disk full");
+    assert_eq!(r.code(), peer::ErrorCode::NoSpace, "the service's code travels with its error");
 
     // The responder stops a slow service at the deadline and says so.
     let started = Instant::now();

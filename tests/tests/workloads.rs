@@ -186,7 +186,7 @@ async fn until_copying(stream: &mut tonic::Streaming<pb::MigrateProgress>) {
             .expect("stream open")
             .expect("a message");
         assert!(!m.done, "the migration ended before copying: {m:?}");
-        if m.phase == "copy" && m.bytes_sent > 0 {
+        if m.step() == pb::MigratePhase::Copy && m.bytes_sent > 0 {
             return;
         }
     }
@@ -214,7 +214,7 @@ async fn a_workload_with_a_file_written_inside_moves_to_another_host() {
     let last = progress.last().expect("progress messages");
     assert!(last.done && last.error.is_empty(), "migration done: {last:?}");
     assert!(last.bytes_sent > 0 && last.downtime_ms > 0, "{last:?}");
-    let phases: Vec<&str> = progress.iter().map(|p| p.phase.as_str()).collect();
+    let phases: Vec<&str> = progress.iter().map(|p| p.step().word()).collect();
     for p in ["freeze", "copy", "start", "delete", "done"] {
         assert!(phases.contains(&p), "phase {p} reported: {phases:?}");
     }
@@ -262,7 +262,7 @@ async fn assert_failed_and_still_on_source(mesh: &Mesh, progress: &[pb::MigrateP
     let last = progress.last().expect("a last message");
     assert!(last.done && !last.error.is_empty(), "the migration fails: {last:?}");
     assert!(
-        ["unreachable", "transfer"].contains(&last.error_code.as_str()),
+        [pb::ErrorCode::Unreachable, pb::ErrorCode::Transfer].contains(&last.code()),
         "a transfer failure, told as such: {last:?}"
     );
     let source = mesh.list(0).await;
@@ -314,7 +314,8 @@ async fn two_migrations_of_one_workload_at_once_one_wins_the_other_is_a_conflict
     let second = mesh.start_migration(0, "web", 2, 0).await;
     let err = second.expect_err("the second is refused");
     assert_eq!(err.code(), tonic::Code::Aborted, "{err:?}");
-    assert!(err.message().starts_with("conflict: web is already migrating"), "{}", err.message());
+    assert_eq!(dcos_proto::error_code(&err), pb::ErrorCode::Conflict);
+    assert!(err.message().starts_with("web is already migrating"), "{}", err.message());
     let progress = rest_of(first).await;
     let last = progress.last().unwrap();
     assert!(last.done && last.error.is_empty(), "the first one completes: {last:?}");
@@ -375,7 +376,8 @@ async fn a_full_target_state_dir_is_a_clear_error_and_the_workload_stays_on_the_
     mesh.run(0, "big", "exec sleep 3600").await;
     let err = mesh.migrate(0, "big", 1).await.expect_err("refused before it starts");
     assert_eq!(err.code(), tonic::Code::ResourceExhausted, "{err:?}");
-    assert!(err.message().starts_with("no_space: host-1: host-1 has"), "{}", err.message());
+    assert_eq!(dcos_proto::error_code(&err), pb::ErrorCode::NoSpace);
+    assert!(err.message().starts_with("host-1: host-1 has"), "{}", err.message());
     assert!(running(&mesh.list(0).await, "big"), "still running on the source");
     assert!(mesh.list(1).await.is_empty());
     drop(tmpfs);
@@ -534,7 +536,7 @@ async fn a_run_takes_a_spare_directory_another_is_made_and_a_restart_leaves_none
         ..Default::default()
     };
     let e = mesh.client(0).await.run(refused).await.expect_err("a command that is not there");
-    assert!(e.message().contains("runtime"), "{e:?}");
+    assert_eq!(dcos_proto::error_code(&e), pb::ErrorCode::Runtime, "{e:?}");
     dcos_tests::eventually(Duration::from_secs(5), "the pool refilled after a failed run", || async {
         (spares(&mesh, 0).len() == POOL).then_some(())
     })
@@ -580,19 +582,17 @@ async fn bad_requests_get_distinct_statuses_and_change_nothing() {
         command: command.iter().map(|s| s.to_string()).collect(),
         ..Default::default()
     };
+    use pb::ErrorCode::{Invalid, NoRuntime};
+    use tonic::Code::{FailedPrecondition, InvalidArgument};
     let cases = [
-        (
-            run("bad/name", &rootfs, "", &["sleep", "1"]),
-            tonic::Code::InvalidArgument,
-            "invalid: workload name",
-        ),
-        (run("x", &rootfs, "", &[]), tonic::Code::InvalidArgument, "invalid: a command is required"),
-        (run("x", "relative", "", &["sleep", "1"]), tonic::Code::InvalidArgument, "invalid: rootfs"),
-        (run("x", &rootfs, "nosuchruntime", &["sleep", "1"]), tonic::Code::FailedPrecondition, "no_runtime"),
+        (run("bad/name", &rootfs, "", &["sleep", "1"]), InvalidArgument, Invalid, "workload name"),
+        (run("x", &rootfs, "", &[]), InvalidArgument, Invalid, "a command is required"),
+        (run("x", "relative", "", &["sleep", "1"]), InvalidArgument, Invalid, "rootfs"),
+        (run("x", &rootfs, "nosuchruntime", &["sleep", "1"]), FailedPrecondition, NoRuntime, "OCI runtime"),
     ];
-    for (req, code, prefix) in cases {
+    for (req, code, typed, prefix) in cases {
         let e = c.run(req).await.expect_err("refused");
-        assert_eq!(e.code(), code, "{e:?}");
+        assert_eq!((e.code(), dcos_proto::error_code(&e)), (code, typed), "{e:?}");
         assert!(e.message().starts_with(prefix), "{prefix}: {}", e.message());
     }
     c.run(run("web", &rootfs, "", &["sleep", "3600"])).await.expect("Run");
@@ -674,7 +674,7 @@ async fn the_target_killed_while_starting_leaves_exactly_one_copy_once_settled()
     let mut stream = mesh.start_migration(0, "web", 1, 0).await.expect("Migrate starts");
     loop {
         let m = stream.message().await.expect("stream").expect("a message before the end");
-        if m.phase == "start" {
+        if m.step() == pb::MigratePhase::Start {
             break;
         }
         assert!(!m.done, "ended before the start: {m:?}");

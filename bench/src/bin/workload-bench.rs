@@ -598,7 +598,7 @@ impl Bench {
                 ensure!(
                     m.error.is_empty(),
                     "migrating {name}: {}: {}; source log: {}; target log: {}",
-                    m.error_code,
+                    m.code().word(),
                     m.error,
                     self.daemons[0].stderr(),
                     self.daemons[1].stderr()

@@ -1,5 +1,11 @@
-//! The host's OCI container workloads (SPEC section 5) and their migration between peers.
+//! The host's OCI container workloads (SPEC section 5) and their migration between peers:
+//! the workload core. It takes and returns its own types ([`RunSpec`], [`Workload`]) and
+//! reaches the host's containers through the [`Containers`] trait and other hosts through
+//! [`migrate::Peers`], so that its rules run in unit tests against fakes; the gRPC API
+//! (`crate::api::workloads`) and the peer transport are adapters around it.
 //!
+//! - [`containers`]: the [`Containers`] trait and [`containers::Oci`], runc or crun with the
+//!   workloads' cgroups.
 //! - [`runtime`]: the OCI runtime binary (runc or crun, per workload) and its verbs.
 //! - [`bundle`]: `config.json` (oci-spec types) and copying a tree.
 //! - [`rootfs`]: a workload's root filesystem: an overlay over the image it was run from
@@ -7,12 +13,12 @@
 //! - [`cgroup`]: the workloads' cgroups, and removing what the runtime leaves of them.
 //! - [`spare`]: workload directories made ahead of time, so `Run` allocates no inode.
 //! - [`record`]: what is kept on disk per workload, and the [`Phase`] guards.
-//! - [`transfer`]: the bundle's root filesystem as a checksummed tar stream on its own QUIC
-//!   stream, with a bandwidth limit.
-//! - [`migrate`]: cold migration, negotiated between the two hosts (source and target
-//!   sides, the epoch fencing rule, recovery after a crash), and evacuation; the state
-//!   machine and its failure table are in `docs/migration.md`.
-//! - [`grpc`]: the `Workloads` gRPC service.
+//! - [`error`]: [`WorkloadError`] and its typed codes.
+//! - [`transfer`]: the bundle's root filesystem as a checksummed tar stream, with a
+//!   bandwidth limit.
+//! - [`migrate`]: cold migration, negotiated between the two hosts (source, target,
+//!   recovery after a crash) and evacuation; the state machine and its failure table are in
+//!   `docs/migration.md`.
 //!
 //! Layout under `--state-dir`: `workloads/<name>/{workload.json, bundle/config.json,
 //! bundle/rootfs/, layers/{upper,work}/, output.log}`, spare trees of that shape in
@@ -21,7 +27,8 @@
 
 pub mod bundle;
 pub mod cgroup;
-pub mod grpc;
+pub mod containers;
+pub mod error;
 pub mod migrate;
 pub mod record;
 pub mod rootfs;
@@ -29,9 +36,14 @@ pub mod runtime;
 pub mod spare;
 pub mod transfer;
 
-use dcos_proto::v1 as pb;
+#[cfg(test)]
+mod fake;
+
+pub use containers::{ContainerStatus, Containers};
+pub use error::{ErrorCode, WorkloadError};
 pub use record::{Phase, Record};
-use runtime::{Liveness, OciRuntime, RuntimeError};
+
+use error::io_err;
 use std::collections::{BTreeMap, HashMap};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex};
@@ -42,116 +54,101 @@ pub const REMOVING: &str = ".removing-";
 /// How long `Stop` waits after SIGTERM before SIGKILL.
 const STOP_GRACE: Duration = Duration::from_secs(5);
 
-/// Why a workload operation failed. [`WorkloadError::code`] is the word users and scripts
-/// see (`dcos: conflict: ...`), [`WorkloadError::status`] the gRPC status.
-#[derive(Debug, thiserror::Error)]
-pub enum WorkloadError {
-    #[error("{0}")]
-    Invalid(String),
-    #[error("no workload {name:?} on {host}")]
-    NotFound { name: String, host: String },
-    #[error("a workload named {name:?} already exists on {host}")]
-    Exists { name: String, host: String },
-    #[error("{0}")]
-    Conflict(String),
-    #[error("{0}")]
-    NoSpace(String),
-    #[error(transparent)]
-    NoRuntime(RuntimeError),
-    #[error(transparent)]
-    Runtime(RuntimeError),
-    #[error("{0}")]
-    Io(String),
-    #[error("{0}")]
-    Unreachable(String),
-    #[error("{0}")]
-    Transfer(String),
-    #[error("{0}")]
-    Precondition(String),
-    #[error("{0}")]
-    PermissionDenied(String),
-    /// The target may or may not have started it: the source stays frozen until it knows.
-    #[error("{0}")]
-    InDoubt(String),
+/// A workload to run, as `Run` takes it.
+#[derive(Debug, Clone, Default, PartialEq)]
+pub struct RunSpec {
+    /// `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`: unique on the host.
+    pub name: String,
+    /// The image: an absolute path to a directory on the host.
+    pub rootfs: PathBuf,
+    /// `runc`, `crun` or a path; empty: the host's default.
+    pub runtime: String,
+    /// 0: no limit.
+    pub memory_bytes: u64,
+    /// Cores; 0: no limit.
+    pub cpus: f64,
+    pub env: BTreeMap<String, String>,
+    /// The command and its arguments, inside the root filesystem.
+    pub command: Vec<String>,
+    /// The host the caller means: another name is refused. Empty: this host.
+    pub host: String,
 }
 
-impl WorkloadError {
-    pub fn code(&self) -> &'static str {
+/// Where a workload is, as `List` shows it.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Status {
+    Running,
+    Paused,
+    /// Its process has ended (or the runtime lost it).
+    Stopped,
+    /// Being made by `Run`.
+    Creating,
+    /// Frozen, being moved to a peer.
+    Migrating,
+    /// Being received from a peer.
+    Incoming,
+    /// Its runtime is not on this host (any more).
+    NoRuntime,
+}
+
+impl Status {
+    /// The word `dcos workloads` shows.
+    pub fn word(self) -> &'static str {
         match self {
-            WorkloadError::Invalid(_) => "invalid",
-            WorkloadError::NotFound { .. } => "not_found",
-            WorkloadError::Exists { .. } => "exists",
-            WorkloadError::Conflict(_) => "conflict",
-            WorkloadError::NoSpace(_) => "no_space",
-            WorkloadError::NoRuntime(_) => "no_runtime",
-            WorkloadError::Runtime(_) => "runtime",
-            WorkloadError::Io(_) => "io",
-            WorkloadError::Unreachable(_) => "unreachable",
-            WorkloadError::Transfer(_) => "transfer",
-            WorkloadError::Precondition(_) => "precondition",
-            WorkloadError::PermissionDenied(_) => "permission_denied",
-            WorkloadError::InDoubt(_) => "in_doubt",
+            Status::Running => "running",
+            Status::Paused => "paused",
+            Status::Stopped => "stopped",
+            Status::Creating => "creating",
+            Status::Migrating => "migrating",
+            Status::Incoming => "incoming",
+            Status::NoRuntime => "no_runtime",
         }
     }
 
-    /// `code: message`, as carried in a peer's `app_error` and shown by the CLI.
-    pub fn wire(&self) -> String {
-        format!("{}: {self}", self.code())
-    }
-
-    /// Reads back [`WorkloadError::wire`] from a peer; `context` names the peer.
-    pub fn from_wire(text: &str, context: &str) -> WorkloadError {
-        let (code, message) = text.split_once(": ").unwrap_or(("", text));
-        let m = format!("{context}: {message}");
-        match code {
-            "invalid" => WorkloadError::Invalid(m),
-            "exists" | "conflict" => WorkloadError::Conflict(m),
-            "no_space" => WorkloadError::NoSpace(m),
-            "no_runtime" | "precondition" => WorkloadError::Precondition(m),
-            "unreachable" => WorkloadError::Unreachable(m),
-            "permission_denied" => WorkloadError::PermissionDenied(m),
-            "transfer" => WorkloadError::Transfer(m),
-            _ => WorkloadError::Io(format!("{context}: {text}")),
+    /// The status of a workload in `phase` whose container is `container`.
+    fn of(phase: &Phase, container: ContainerStatus) -> Status {
+        match (phase, container) {
+            (Phase::Owned, ContainerStatus::Running(_)) => Status::Running,
+            (Phase::Owned, ContainerStatus::Paused(_)) => Status::Paused,
+            (Phase::Owned, ContainerStatus::Stopped | ContainerStatus::Gone) => Status::Stopped,
+            (Phase::Creating, _) => Status::Creating,
+            (Phase::MigratingOut { .. }, _) => Status::Migrating,
+            (Phase::Incoming { .. }, _) => Status::Incoming,
         }
     }
+}
 
-    pub fn status(&self) -> tonic::Status {
-        let m = self.wire();
-        match self {
-            WorkloadError::Invalid(_) => tonic::Status::invalid_argument(m),
-            WorkloadError::NotFound { .. } => tonic::Status::not_found(m),
-            WorkloadError::Exists { .. } => tonic::Status::already_exists(m),
-            WorkloadError::Conflict(_) => tonic::Status::aborted(m),
-            WorkloadError::NoSpace(_) => tonic::Status::resource_exhausted(m),
-            WorkloadError::NoRuntime(_) | WorkloadError::Precondition(_) => {
-                tonic::Status::failed_precondition(m)
-            }
-            WorkloadError::Unreachable(_) | WorkloadError::InDoubt(_) => tonic::Status::unavailable(m),
-            WorkloadError::PermissionDenied(_) => tonic::Status::permission_denied(m),
-            WorkloadError::Runtime(_) | WorkloadError::Io(_) | WorkloadError::Transfer(_) => {
-                tonic::Status::internal(m)
-            }
-        }
-    }
+/// A workload of this host, as `Run`, `Stop` and `List` answer.
+#[derive(Debug, Clone, PartialEq)]
+pub struct Workload {
+    pub name: String,
+    pub host: String,
+    pub runtime: String,
+    pub status: Status,
+    /// The container's init pid (0 if none).
+    pub pid: u32,
+    pub started_unix_ms: i64,
+    pub command: Vec<String>,
+    pub memory_bytes: u64,
+    pub cpus: f64,
+    pub env: BTreeMap<String, String>,
+    /// The migration epoch: 0 where it was first run, +1 at every move.
+    pub epoch: u64,
 }
 
 /// Checks a workload name: `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`.
 pub fn check_name(name: &str) -> Result<(), WorkloadError> {
-    let mut chars = name.chars();
-    let ok = chars.next().is_some_and(|c| c.is_ascii_alphanumeric())
-        && name.len() <= 63
-        && chars.all(|c| c.is_ascii_alphanumeric() || "_.-".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(WorkloadError::Invalid(format!(
-            "workload name {name:?}: 1 to 63 letters, digits, '_', '.' or '-', starting with a letter or digit"
-        )))
-    }
+    dcos_core::names::check_workload_name(name)
+        .map_err(|m| WorkloadError::Invalid(format!("workload name {m}")))
 }
 
-fn io_err(what: impl std::fmt::Display) -> impl FnOnce(std::io::Error) -> WorkloadError {
-    move |e| WorkloadError::Io(format!("{what}: {e}"))
+/// Free bytes of the filesystem that holds a directory ([`Workloads::with_free_space`]).
+pub type FreeSpace = dyn Fn(&Path) -> std::io::Result<u64> + Send + Sync;
+
+/// The free bytes of the filesystem holding `dir`, from `statvfs`.
+fn statvfs_free(dir: &Path) -> std::io::Result<u64> {
+    let s = nix::sys::statvfs::statvfs(dir).map_err(std::io::Error::from)?;
+    Ok(s.blocks_available() as u64 * s.fragment_size() as u64)
 }
 
 /// This host's workloads.
@@ -160,43 +157,52 @@ pub struct Workloads {
     pub host: String,
     /// This daemon in cgroup paths ([`bundle::daemon_id`]).
     daemon_id: String,
-    /// Its workloads' cgroups, for what the runtime leaves of them.
-    cgroups: cgroup::Cgroups,
-    state_dir: PathBuf,
+    containers: Arc<dyn Containers>,
     /// `<state-dir>/workloads`.
     dir: PathBuf,
-    default_runtime: String,
     /// Directory trees `Run` renames into place ([`spare`]).
     spares: Arc<spare::Spares>,
     table: Mutex<BTreeMap<String, Record>>,
     /// One lock per name for the target side's start and settle, so they never interleave.
     name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    free_space: Box<FreeSpace>,
 }
 
 impl Workloads {
-    /// Opens (creating) `<state_dir>/workloads` and re-adopts what a previous run left:
-    /// owned workloads are kept as they are (running containers go on running),
-    /// half-created ones and unstarted incoming ones are removed, and a migration that had
-    /// not asked its target to start is undone (the container resumed). Migrations that had
-    /// are left for [`migrate::recover`], which needs the peers.
+    /// Opens the workloads under `state_dir` run by runc or crun ([`containers::Oci`]);
+    /// see [`Workloads::open_with`].
     pub async fn open(
         host: &str,
         state_dir: &Path,
         default_runtime: &str,
     ) -> Result<Arc<Workloads>, WorkloadError> {
+        let daemon_id = bundle::daemon_id(host, state_dir);
+        let containers = Arc::new(containers::Oci::new(state_dir, &daemon_id, default_runtime));
+        Workloads::open_with(host, state_dir, containers, Box::new(statvfs_free)).await
+    }
+
+    /// Opens (creating) `<state_dir>/workloads` and re-adopts what a previous run left:
+    /// owned workloads are kept as they are (running containers go on running),
+    /// half-created ones and unstarted incoming ones are removed, and a migration that had
+    /// not asked its target to start is undone (the container resumed). Migrations that had
+    /// are left for [`migrate::recover`], which needs the peers.
+    pub async fn open_with(
+        host: &str,
+        state_dir: &Path,
+        containers: Arc<dyn Containers>,
+        free_space: Box<FreeSpace>,
+    ) -> Result<Arc<Workloads>, WorkloadError> {
         let dir = state_dir.join("workloads");
         std::fs::create_dir_all(&dir).map_err(io_err(dir.display()))?;
-        let daemon_id = bundle::daemon_id(host, state_dir);
         let w = Arc::new(Workloads {
             host: host.to_string(),
-            cgroups: cgroup::Cgroups::new(&daemon_id),
-            daemon_id,
-            state_dir: state_dir.to_path_buf(),
+            daemon_id: bundle::daemon_id(host, state_dir),
+            containers,
             spares: Arc::new(spare::Spares::new(&dir)),
             dir: dir.clone(),
-            default_runtime: default_runtime.to_string(),
             table: Mutex::default(),
             name_locks: Mutex::default(),
+            free_space,
         });
         let entries = std::fs::read_dir(&dir).map_err(io_err(dir.display()))?;
         for entry in entries.flatten() {
@@ -216,10 +222,8 @@ impl Workloads {
                     // No record was ever made durable here: not a workload this host owns
                     // (a Run or a reservation cut short by a crash).
                     tracing::warn!(dir = %path.display(), "workload directory without a record: removed");
-                    for kind in ["runc", "crun"] {
-                        if let Ok(rt) = w.runtime(kind) {
-                            let _ = rt.delete(&name, || w.cgroups.thaw(&name)).await;
-                        }
+                    for kind in w.containers.kinds() {
+                        let _ = w.containers.remove(&name, &kind).await;
                     }
                     let _ = rootfs::remove(&path);
                     continue;
@@ -231,9 +235,9 @@ impl Workloads {
             };
             w.readopt(record).await;
         }
-        // Cgroups of workloads this host no longer has: their containers died without a
+        // What containers this host no longer has left of themselves: they died without a
         // `delete` (the machine or the daemon's whole PID namespace killed).
-        let swept = w.cgroups.sweep(|name| w.get(name).is_some());
+        let swept = w.containers.sweep(&|name| w.get(name).is_some());
         if !swept.is_empty() {
             tracing::info!(cgroups = ?swept, "removed the empty cgroups of workloads this host no longer has");
         }
@@ -241,12 +245,10 @@ impl Workloads {
         Ok(w)
     }
 
-    /// At the daemon's exit: removes its own cgroup if no workload's is left under it.
-    /// Running workloads keep theirs, and the daemon its own, for the next start.
+    /// At the daemon's exit: removes what the daemon itself holds (its own cgroup) if no
+    /// workload needs it. Running workloads keep theirs, for the next start.
     pub fn close(&self) {
-        if !self.cgroups.remove_own() {
-            tracing::debug!("the daemon's cgroup stays: workloads have cgroups under it");
-        }
+        self.containers.close();
     }
 
     async fn readopt(&self, mut record: Record) {
@@ -262,16 +264,16 @@ impl Workloads {
             }
             Phase::MigratingOut { committed: false, to, epoch } => {
                 // The target was never asked to start it: it cannot run there.
-                if let Ok(rt) = self.runtime(&record.runtime) {
-                    if let Err(e) = self.resume(&name, &rt).await {
-                        tracing::debug!(workload = %name, "resume after restart: {e}");
-                    }
+                if let Err(e) = self.containers.thaw(&name, &record.runtime).await {
+                    tracing::debug!(workload = %name, "resume after restart: {e}");
                 }
                 tracing::warn!(workload = %name, %to, epoch, "migration undone after a restart: runs here");
                 record.phase = Phase::Owned;
                 // The abandoned attempt's epoch stays used: the next attempt gets a fresh one.
                 record.epoch = record.epoch.max(epoch);
-                let _ = record.save(&self.workload_dir(&name));
+                if let Err(e) = self.save(&record).await {
+                    tracing::error!(workload = %name, "saving the undone migration: {e}");
+                }
                 self.put(record);
             }
             Phase::Creating | Phase::Incoming { .. } => {
@@ -326,22 +328,32 @@ impl Workloads {
         &self.dir
     }
 
-    /// The runtime `name` (empty: the daemon's default), with its state under the state dir.
-    pub fn runtime(&self, name: &str) -> Result<OciRuntime, WorkloadError> {
-        let name = if name.is_empty() { &self.default_runtime } else { name };
-        OciRuntime::new(name, &self.state_dir).map_err(WorkloadError::NoRuntime)
+    /// The host's containers.
+    pub(crate) fn containers(&self) -> &dyn Containers {
+        &*self.containers
     }
 
-    /// Persists `record` into its directory.
-    pub(crate) fn save(&self, record: &Record) -> Result<(), WorkloadError> {
-        record.save(&self.workload_dir(&record.name)).map_err(io_err(format!("saving {}", record.name)))
+    /// Free bytes where workloads are kept.
+    pub(crate) fn free_bytes(&self) -> Result<u64, WorkloadError> {
+        (self.free_space)(&self.dir).map_err(io_err(format!("free space of {}", self.dir.display())))
+    }
+
+    /// Persists `record` into its directory, atomically and durably (off the async
+    /// runtime: an fsync waits for the disk).
+    pub(crate) async fn save(&self, record: &Record) -> Result<(), WorkloadError> {
+        let (r, dir) = (record.clone(), self.workload_dir(&record.name));
+        let what = format!("saving {}", record.name);
+        tokio::task::spawn_blocking(move || r.save(&dir))
+            .await
+            .map_err(|e| WorkloadError::Io(format!("{what}: {e}")))?
+            .map_err(io_err(what))
     }
 
     /// Writes config.json for this host and starts the container (the bundle's rootfs must
     /// be in place). Returns the start time.
     pub(crate) async fn start_container(&self, record: &Record) -> Result<i64, WorkloadError> {
         self.write_config(record)?;
-        self.launch(record).await
+        self.launch(record).await.map(|(started, _)| started)
     }
 
     /// Writes the bundle's `config.json` for `record` on this host.
@@ -351,41 +363,20 @@ impl Workloads {
     }
 
     /// Starts the container of a complete bundle (`config.json` and the rootfs in place).
-    /// Returns the start time.
-    async fn launch(&self, record: &Record) -> Result<i64, WorkloadError> {
-        let rt = self.runtime(&record.runtime)?;
+    /// Returns the start time and the init's pid if the runtime recorded it.
+    async fn launch(&self, record: &Record) -> Result<(i64, Option<u32>), WorkloadError> {
         let dir = self.workload_dir(&record.name);
-        let bundle = dir.join("bundle");
-        // A container of that id left behind (killed daemon, failed start) is in the way.
-        rt.delete(&record.name, || self.cgroups.thaw(&record.name)).await.map_err(WorkloadError::Runtime)?;
-        rt.run(&record.name, &bundle, &dir.join("output.log")).await.map_err(WorkloadError::Runtime)?;
-        Ok(crate::peer::unix_ms(SystemTime::now()))
-    }
-
-    /// Thaws workload `name`, frozen for a migration that did not happen: through the cgroup
-    /// freezer, as the migration froze it ([`cgroup::Cgroups::freeze`]); the runtime's
-    /// `resume` where no freezer holds its cgroup (as `pause` froze it then).
-    pub(crate) async fn resume(&self, name: &str, rt: &OciRuntime) -> Result<(), WorkloadError> {
-        match self.cgroups.unfreeze(name) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                rt.resume(name).await.map_err(WorkloadError::Runtime)
-            }
-            Err(e) => Err(WorkloadError::Io(format!("thawing {name}: {e}"))),
-        }
+        let pid = self
+            .containers
+            .start(&record.name, &record.runtime, &dir.join("bundle"), &dir.join("output.log"))
+            .await?;
+        Ok((crate::peer::unix_ms(SystemTime::now()), pid))
     }
 
     /// Removes a workload's container and directory (best effort, logged) and its entry.
     pub(crate) async fn discard(&self, record: &Record) {
-        if let Ok(rt) = self.runtime(&record.runtime) {
-            if let Err(e) = rt.delete(&record.name, || self.cgroups.thaw(&record.name)).await {
-                tracing::warn!(workload = %record.name, "deleting the container: {e}");
-            }
-        }
-        // The runtime's delete removes them, unless it had no state left for the container.
-        let busy = self.cgroups.remove(&record.name);
-        if busy > 0 {
-            tracing::warn!(workload = %record.name, busy, "cgroups still have processes: left in place");
+        if let Err(e) = self.containers.remove(&record.name, &record.runtime).await {
+            tracing::warn!(workload = %record.name, "deleting the container: {e}");
         }
         self.remove_dir(&record.name);
         self.table.lock().unwrap_or_else(|e| e.into_inner()).remove(&record.name);
@@ -421,40 +412,37 @@ impl Workloads {
     /// Runs a new workload: checks the request, makes its root filesystem under the state
     /// dir (an overlay over `rootfs`, see [`rootfs`]), writes `config.json` and starts it
     /// detached.
-    pub async fn run(&self, req: pb::RunRequest) -> Result<pb::Workload, WorkloadError> {
-        if !req.host.is_empty() && req.host != self.host {
+    pub async fn run(&self, spec: RunSpec) -> Result<Workload, WorkloadError> {
+        if !spec.host.is_empty() && spec.host != self.host {
             return Err(WorkloadError::Invalid(format!(
                 "this middlecon is host {}, not {:?}: nothing was run",
-                self.host, req.host
+                self.host, spec.host
             )));
         }
-        check_name(&req.name)?;
-        if req.command.is_empty() || req.command[0].is_empty() {
+        check_name(&spec.name)?;
+        if spec.command.first().is_none_or(|c| c.is_empty()) {
             return Err(WorkloadError::Invalid("a command is required (dcos run ... -- CMD ARGS...)".into()));
         }
-        if !req.cpus.is_finite() || req.cpus < 0.0 {
-            return Err(WorkloadError::Invalid(format!("cpus {} is not a positive number", req.cpus)));
+        if !spec.cpus.is_finite() || spec.cpus < 0.0 {
+            return Err(WorkloadError::Invalid(format!("cpus {} is not a positive number", spec.cpus)));
         }
-        for k in req.env.keys() {
-            if k.is_empty() || k.contains('=') {
-                return Err(WorkloadError::Invalid(format!("environment variable name {k:?}")));
-            }
+        if let Some(k) = spec.env.keys().find(|k| k.is_empty() || k.contains('=')) {
+            return Err(WorkloadError::Invalid(format!("environment variable name {k:?}")));
         }
-        let rootfs = PathBuf::from(&req.rootfs);
-        if !rootfs.is_absolute() || !rootfs.is_dir() {
+        if !spec.rootfs.is_absolute() || !spec.rootfs.is_dir() {
             return Err(WorkloadError::Invalid(format!(
                 "rootfs {:?} is not an absolute path to a directory on {}",
-                req.rootfs, self.host
+                spec.rootfs.display().to_string(),
+                self.host
             )));
         }
-        let rt = self.runtime(&req.runtime)?;
         let record = Record {
-            name: req.name.clone(),
-            runtime: if req.runtime.is_empty() { self.default_runtime.clone() } else { req.runtime.clone() },
-            command: req.command,
-            env: req.env.into_iter().collect(),
-            memory_bytes: req.memory_bytes,
-            cpus: req.cpus,
+            name: spec.name,
+            runtime: self.containers.runtime(&spec.runtime)?,
+            command: spec.command,
+            env: spec.env,
+            memory_bytes: spec.memory_bytes,
+            cpus: spec.cpus,
             epoch: 0,
             started_unix_ms: 0,
             phase: Phase::Creating,
@@ -465,17 +453,15 @@ impl Workloads {
             None => Ok((Some(record.clone()), ())),
         })?;
         let begun = std::time::Instant::now();
-        let made = self.create(record.clone(), &rootfs).await;
-        match made {
-            Ok((r, times)) => {
-                // The runtime has just said it started: its state file saves asking it again.
-                let w = match rt.init_pid(&r.name) {
-                    Some(pid) => self.to_pb(&r, "running", pid),
-                    None => self.describe(&r, &rt),
+        match self.create(record.clone(), &spec.rootfs).await {
+            Ok((r, pid, times)) => {
+                let w = match pid {
+                    Some(pid) => self.to_workload(&r, Status::Running, pid),
+                    None => self.describe(&r),
                 };
                 tracing::info!(
                     workload = %r.name,
-                    runtime = %rt.kind(),
+                    runtime = %r.runtime,
                     pid = w.pid,
                     rootfs = ?times.made,
                     bundle_ms = times.bundle.as_secs_f64() * 1e3,
@@ -495,9 +481,13 @@ impl Workloads {
         }
     }
 
-    /// Makes the bundle and starts it: the record, how the root filesystem was made, and
-    /// how long that and the runtime took.
-    async fn create(&self, mut record: Record, image: &Path) -> Result<(Record, RunTimes), WorkloadError> {
+    /// Makes the bundle and starts it: the record, the init's pid if known, and where the
+    /// time went.
+    async fn create(
+        &self,
+        mut record: Record,
+        image: &Path,
+    ) -> Result<(Record, Option<u32>, RunTimes), WorkloadError> {
         let dir = self.workload_dir(&record.name);
         let bundle = dir.join("bundle");
         // A directory left behind by an earlier failure is not ours to keep.
@@ -517,7 +507,7 @@ impl Workloads {
             .map_err(io_err(format!("saving {}", record.name)))
             .and_then(|()| self.write_config(&record));
         let made = mounting.await.map_err(|e| WorkloadError::Io(e.to_string()))?.map_err(|e| match e {
-            bundle::BundleError::Io { ref source, .. } if source.raw_os_error() == Some(libc::ENOSPC) => {
+            bundle::BundleError::Io { ref source, .. } if error::is_no_space(source) => {
                 WorkloadError::NoSpace(format!("copying the root filesystem: {e}"))
             }
             e => WorkloadError::Io(format!("copying the root filesystem: {e}")),
@@ -525,17 +515,17 @@ impl Workloads {
         written?;
         let bundle = making.elapsed();
         let starting = std::time::Instant::now();
-        record.started_unix_ms = self.launch(&record).await?;
+        let (started, pid) = self.launch(&record).await?;
+        record.started_unix_ms = started;
         let times = RunTimes { made, bundle, runtime: starting.elapsed() };
         record.phase = Phase::Owned;
         // Atomic now, durable a moment later, off the caller's clock: each fsync is a journal
-        // commit that waits for every dirty page of the filesystem (milliseconds on a busy
-        // disk). A process crash in between still finds the new record (the rename is in
-        // the page cache); only a machine crash in that moment loses it, and that ends the
-        // container too (the directory, the workload's writes included, is then removed at
-        // the next start as an unfinished Run). Migration records stay synced before use.
-        // The next run's spare is made then too: after the sync, so after this reply.
-        let dir = self.workload_dir(&record.name);
+        // commit that waits for every dirty page of the filesystem. A process crash in
+        // between still finds the new record (the rename is in the page cache); only a
+        // machine crash in that moment loses it, and that ends the container too (the
+        // directory, the workload's writes included, is then removed at the next start as an
+        // unfinished Run). Migration records stay synced before use. The next run's spare
+        // is made then too: after the sync, so after this reply.
         record.save_unsynced(&dir).map_err(io_err(format!("saving {}", record.name)))?;
         let spares = self.spares.clone();
         tokio::task::spawn_blocking(move || {
@@ -545,54 +535,35 @@ impl Workloads {
             spares.refill();
         });
         self.put(record.clone());
-        Ok((record, times))
+        Ok((record, pid, times))
     }
 
     /// Stops a workload (SIGTERM, SIGKILL after a grace period) and removes it from this
     /// host, bundle and writable state included.
-    pub async fn stop(&self, name: &str) -> Result<pb::Workload, WorkloadError> {
+    pub async fn stop(&self, name: &str) -> Result<Workload, WorkloadError> {
         let host = self.host.clone();
         let record = self.update(name, |cur| match cur {
             None => Err(WorkloadError::NotFound { name: name.to_string(), host }),
-            Some(r) if !r.phase.can_stop() => Err(WorkloadError::Conflict(format!(
-                "{name} cannot be stopped now ({})",
-                status_word(&r.phase)
-            ))),
+            Some(r) if !r.phase.can_stop() => {
+                Err(WorkloadError::Conflict(format!("{name} cannot be stopped now ({})", r.phase.word())))
+            }
             Some(r) => {
                 let mut next = r.clone();
                 next.phase = Phase::Creating;
                 Ok((Some(next), r.clone()))
             }
         })?;
-        let rt = self.runtime(&record.runtime)?;
-        let mut shown = self.describe(&record, &rt);
-        // Thawed first if it was paused: a frozen process does not see the signal. Both as
-        // `runtime resume` and `runtime kill` would, without their processes.
-        self.cgroups.thaw(name);
-        if let Some(pid) = rt.signal_init(name, nix::sys::signal::Signal::SIGTERM) {
-            let until = tokio::time::Instant::now() + STOP_GRACE;
-            while runtime::process_running(pid) && tokio::time::Instant::now() < until {
-                tokio::time::sleep(Duration::from_millis(5)).await;
-            }
-        }
+        let mut shown = self.describe(&record);
+        self.containers.terminate(name, &record.runtime, STOP_GRACE).await;
         self.discard(&record).await;
-        shown.status = "stopped".into();
+        shown.status = Status::Stopped;
         tracing::info!(workload = %name, "workload stopped and removed");
         Ok(shown)
     }
 
     /// Every workload of this host, with the runtime's view of each.
-    pub async fn list(&self) -> Vec<pb::Workload> {
-        let records: Vec<Record> =
-            self.table.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect();
-        let mut out = Vec::with_capacity(records.len());
-        for r in records {
-            match self.runtime(&r.runtime) {
-                Ok(rt) => out.push(self.describe(&r, &rt)),
-                Err(_) => out.push(self.to_pb(&r, "no_runtime", 0)),
-            }
-        }
-        out
+    pub fn list(&self) -> Vec<Workload> {
+        self.list_records().iter().map(|r| self.describe(r)).collect()
     }
 
     /// Every record, as it is now.
@@ -606,42 +577,32 @@ impl Workloads {
         table.values().filter(|r| r.phase == Phase::Owned).map(|r| r.name.clone()).collect()
     }
 
-    /// `r` with its container's status and init pid ([`Workloads::container_status`]), or
-    /// the phase's word while it moves.
-    fn describe(&self, r: &Record, rt: &OciRuntime) -> pb::Workload {
-        let status = self.container_status(&r.name, rt);
-        let word = match &r.phase {
-            Phase::Owned if status == ContainerStatus::Gone => "stopped",
-            Phase::Owned => status.word(),
-            other => status_word(other),
-        };
-        self.to_pb(r, word, status.pid())
+    /// What the runtime says of workload `r`'s container.
+    pub(crate) fn container_status(&self, r: &Record) -> ContainerStatus {
+        self.containers.status(&r.name, &r.runtime)
     }
 
-    /// What `runtime state` would say of container `name`, read from the runtime's state
-    /// file, `/proc` and the cgroup freezer, without a runtime process (several ms each:
-    /// `List` of 20 workloads took 107 ms).
-    pub(crate) fn container_status(&self, name: &str, rt: &OciRuntime) -> ContainerStatus {
-        match rt.liveness(name) {
-            Liveness::Running(pid) if self.cgroups.frozen(name) == Some(true) => ContainerStatus::Paused(pid),
-            Liveness::Running(pid) => ContainerStatus::Running(pid),
-            Liveness::Stopped => ContainerStatus::Stopped,
-            Liveness::Unknown => ContainerStatus::Gone,
+    /// `r` with its container's status and init pid.
+    fn describe(&self, r: &Record) -> Workload {
+        if self.containers.runtime(&r.runtime).is_err() {
+            return self.to_workload(r, Status::NoRuntime, 0);
         }
+        let container = self.container_status(r);
+        self.to_workload(r, Status::of(&r.phase, container), container.pid())
     }
 
-    fn to_pb(&self, r: &Record, status: &str, pid: u32) -> pb::Workload {
-        pb::Workload {
+    fn to_workload(&self, r: &Record, status: Status, pid: u32) -> Workload {
+        Workload {
             name: r.name.clone(),
             host: self.host.clone(),
             runtime: r.runtime.clone(),
-            status: status.to_string(),
+            status,
             pid,
             started_unix_ms: r.started_unix_ms,
             command: r.command.clone(),
             memory_bytes: r.memory_bytes,
             cpus: r.cpus,
-            env: r.env.clone().into_iter().collect(),
+            env: r.env.clone(),
             epoch: r.epoch,
         }
     }
@@ -657,49 +618,6 @@ struct RunTimes {
     runtime: Duration,
 }
 
-/// A container as its runtime would describe it ([`Workloads::container_status`]).
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum ContainerStatus {
-    /// Its init runs, with this pid.
-    Running(u32),
-    /// Its init runs, frozen.
-    Paused(u32),
-    /// Its init has ended.
-    Stopped,
-    /// The runtime keeps no state for it.
-    Gone,
-}
-
-impl ContainerStatus {
-    /// Its word: `running`, `paused`, `stopped` or `gone` (which `List` shows as `stopped`).
-    pub fn word(self) -> &'static str {
-        match self {
-            ContainerStatus::Running(_) => "running",
-            ContainerStatus::Paused(_) => "paused",
-            ContainerStatus::Stopped => "stopped",
-            ContainerStatus::Gone => "gone",
-        }
-    }
-
-    /// The init's pid while it runs, else 0.
-    pub fn pid(self) -> u32 {
-        match self {
-            ContainerStatus::Running(pid) | ContainerStatus::Paused(pid) => pid,
-            ContainerStatus::Stopped | ContainerStatus::Gone => 0,
-        }
-    }
-}
-
-/// The status word of a phase that is not simply "owned".
-pub fn status_word(phase: &Phase) -> &'static str {
-    match phase {
-        Phase::Creating => "creating",
-        Phase::Owned => "owned",
-        Phase::MigratingOut { .. } => "migrating",
-        Phase::Incoming { .. } => "incoming",
-    }
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -711,8 +629,65 @@ mod tests {
         }
         for bad in ["", "-x", ".x", "a/b", "a b", &"a".repeat(64), "é"] {
             let e = check_name(bad).unwrap_err();
-            assert_eq!(e.code(), "invalid", "{bad}");
+            assert_eq!(e.code(), ErrorCode::Invalid, "{bad}");
         }
+    }
+
+    #[tokio::test]
+    async fn run_list_stop_and_a_restart_against_fake_containers() {
+        let host = fake::FakeHost::new("h");
+        let image = fake::image();
+        let w = host.open().await;
+        let mut spec = fake::spec("web", image.path());
+        spec.env.insert("MODE".into(), "lru".into());
+        let ran = w.run(spec.clone()).await.unwrap();
+        assert_eq!((ran.status, ran.runtime.as_str(), ran.epoch), (Status::Running, "runc", 0));
+        assert!(ran.pid > 0 && ran.started_unix_ms > 0);
+        assert_eq!(
+            std::fs::read_to_string(w.rootfs("web").join("etc/motd")).unwrap(),
+            "hello from the image\n"
+        );
+        // The name is taken; a bad request is refused with its field named and nothing made.
+        assert_eq!(w.run(spec.clone()).await.unwrap_err().code(), ErrorCode::Exists);
+        let refusals = [
+            (RunSpec { name: "bad/name".into(), ..spec.clone() }, ErrorCode::Invalid, "workload name"),
+            (RunSpec { name: "x".into(), command: vec![], ..spec.clone() }, ErrorCode::Invalid, "command"),
+            (
+                RunSpec { name: "x".into(), rootfs: "rel".into(), ..spec.clone() },
+                ErrorCode::Invalid,
+                "rootfs",
+            ),
+            (
+                RunSpec { name: "x".into(), runtime: "kata".into(), ..spec.clone() },
+                ErrorCode::NoRuntime,
+                "kata",
+            ),
+            (RunSpec { name: "x".into(), host: "other".into(), ..spec.clone() }, ErrorCode::Invalid, "other"),
+        ];
+        for (bad, code, says) in refusals {
+            let e = w.run(bad).await.unwrap_err();
+            assert_eq!(e.code(), code, "{e}");
+            assert!(e.to_string().contains(says), "{says}: {e}");
+            assert!(w.get("x").is_none() && !w.workload_dir("x").exists());
+        }
+        // A container whose process ended is listed as stopped; a restarted daemon adopts it.
+        host.containers.exit("web");
+        assert_eq!(w.list()[0].status, Status::Stopped);
+        let w = host.open().await;
+        assert_eq!(
+            w.list().iter().map(|l| (l.name.as_str(), l.status)).collect::<Vec<_>>(),
+            [("web", Status::Stopped)]
+        );
+        let stopped = w.stop("web").await.unwrap();
+        assert_eq!(stopped.env.get("MODE").map(String::as_str), Some("lru"));
+        assert!(w.list().is_empty() && host.containers.ids().is_empty());
+        assert_eq!(w.stop("web").await.unwrap_err().code(), ErrorCode::NotFound);
+        // A start the runtime refuses leaves nothing behind.
+        host.containers.fail_start.store(true, std::sync::atomic::Ordering::SeqCst);
+        assert_eq!(w.run(spec).await.unwrap_err().code(), ErrorCode::Io);
+        assert!(w.get("web").is_none());
+        let dir = w.workload_dir("web");
+        fake::eventually(|| !dir.exists()).await;
     }
 
     #[tokio::test]
@@ -771,31 +746,11 @@ mod tests {
         w.discard(&record).await;
         assert!(w.get("web").is_none() && !kept.exists());
         let workloads = state.path().join("workloads");
-        wait_until(|| std::fs::read_dir(&workloads).unwrap().count() == spares()).await;
+        fake::eventually(|| std::fs::read_dir(&workloads).unwrap().count() == spares()).await;
         // Its cgroup went with it, and the daemon's own goes when it closes.
         w.close();
         if let Some(d) = &daemon_cgroup {
             assert!(!d.exists(), "no cgroup of this daemon is left: {}", d.display());
         }
-    }
-
-    /// Waits (at most 5 s) until `done` holds.
-    async fn wait_until(done: impl Fn() -> bool) {
-        let until = std::time::Instant::now() + Duration::from_secs(5);
-        while !done() {
-            assert!(std::time::Instant::now() < until, "not done within 5 s");
-            tokio::time::sleep(Duration::from_millis(10)).await;
-        }
-    }
-
-    #[test]
-    fn codes_survive_the_wire() {
-        let e = WorkloadError::NoSpace("3 MiB free, 9 MiB needed".into());
-        let back = WorkloadError::from_wire(&e.wire(), "host-1");
-        assert_eq!(back.code(), "no_space");
-        assert!(back.to_string().contains("host-1: 3 MiB free"), "{back}");
-        assert_eq!(back.status().code(), tonic::Code::ResourceExhausted);
-        let c = WorkloadError::from_wire("conflict: web is incoming", "h");
-        assert_eq!(c.status().code(), tonic::Code::Aborted);
     }
 }

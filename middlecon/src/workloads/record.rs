@@ -34,6 +34,16 @@ pub enum Phase {
 }
 
 impl Phase {
+    /// Its word, for refusals: `creating`, `owned`, `migrating` or `incoming`.
+    pub fn word(&self) -> &'static str {
+        match self {
+            Phase::Creating => "creating",
+            Phase::Owned => "owned",
+            Phase::MigratingOut { .. } => "migrating",
+            Phase::Incoming { .. } => "incoming",
+        }
+    }
+
     pub fn can_stop(&self) -> bool {
         matches!(self, Phase::Owned)
     }

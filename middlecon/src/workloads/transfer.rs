@@ -1,6 +1,6 @@
 //! A workload's root filesystem on the wire: a tar stream (the `tar` crate, symlinks and
-//! permissions kept) cut into chunks on a bulk QUIC stream of its own, then a SHA-256 of
-//! everything sent. The receiver unpacks while it reads and accepts the result only if
+//! permissions kept) cut into chunks on a stream of its own (a bulk QUIC stream between
+//! peers, any byte stream in tests), then a SHA-256 of everything sent. The receiver unpacks while it reads and accepts the result only if
 //! the checksum matches.
 //!
 //! Framing: `[u32 BE length][bytes]` per chunk (at most [`CHUNK`] bytes), then a zero
@@ -9,12 +9,13 @@
 //! Both sides give up when nothing moves for a stall period (a cut link, a frozen peer),
 //! rather than waiting for QUIC's idle timeout.
 
+use super::error::is_no_space;
 use super::WorkloadError;
-use crate::peer::BulkCall;
 use sha2::{Digest, Sha256};
 use std::io::{Read, Write};
 use std::path::PathBuf;
 use std::time::{Duration, Instant};
+use tokio::io::{AsyncRead, AsyncReadExt, AsyncWrite, AsyncWriteExt};
 use tokio::sync::mpsc;
 
 /// Bytes per chunk.
@@ -79,12 +80,12 @@ pub struct Sent {
     pub elapsed: Duration,
 }
 
-/// Streams the tree at `dir` into `call`, at most `bwlimit` bytes per second (0: no
+/// Streams the tree at `dir` into `out`, at most `bwlimit` bytes per second (0: no
 /// limit), reporting the bytes sent so far to `progress`. Fails if a write makes no
 /// progress for `stall`.
 pub async fn send_tree(
     dir: PathBuf,
-    call: &mut BulkCall,
+    out: &mut (impl AsyncWrite + Unpin),
     bwlimit: u64,
     stall: Duration,
     mut progress: impl FnMut(u64),
@@ -104,8 +105,8 @@ pub async fn send_tree(
     while let Some(chunk) = rx.recv().await {
         hash.update(&chunk);
         let write = async {
-            call.write(&(chunk.len() as u32).to_be_bytes()).await?;
-            call.write(&chunk).await
+            out.write_all(&(chunk.len() as u32).to_be_bytes()).await?;
+            out.write_all(&chunk).await
         };
         match tokio::time::timeout(stall, write).await {
             Ok(Ok(())) => {}
@@ -133,7 +134,7 @@ pub async fn send_tree(
         .map_err(|e| fail(format!("archiving the root filesystem: {e}")))?;
     let mut trailer = 0u32.to_be_bytes().to_vec();
     trailer.extend_from_slice(&hash.finalize());
-    tokio::time::timeout(stall, call.write(&trailer))
+    tokio::time::timeout(stall, out.write_all(&trailer))
         .await
         .map_err(|_| WorkloadError::Unreachable(format!("sending the checksum: no progress for {stall:?}")))?
         .map_err(|e| WorkloadError::Unreachable(format!("sending the checksum: {e}")))?;
@@ -141,13 +142,13 @@ pub async fn send_tree(
 }
 
 async fn read_exact(
-    body: &mut quinn::RecvStream,
+    body: &mut (impl AsyncRead + Unpin),
     buf: &mut [u8],
     stall: Duration,
     received: u64,
 ) -> Result<(), WorkloadError> {
     match tokio::time::timeout(stall, body.read_exact(buf)).await {
-        Ok(Ok(())) => Ok(()),
+        Ok(Ok(_)) => Ok(()),
         Ok(Err(e)) => {
             Err(WorkloadError::Transfer(format!("after {received} bytes the sender went away: {e}")))
         }
@@ -155,16 +156,10 @@ async fn read_exact(
     }
 }
 
-fn is_no_space(e: &std::io::Error) -> bool {
-    e.kind() == std::io::ErrorKind::StorageFull
-        || e.raw_os_error() == Some(libc::ENOSPC)
-        || e.to_string().contains("No space left")
-}
-
 /// Reads a tree sent by [`send_tree`] from `body` and unpacks it into `dest` (created).
 /// Returns the bytes received. `dest` is left partial on error: the caller removes it.
 pub async fn receive_tree(
-    mut body: quinn::RecvStream,
+    mut body: impl AsyncRead + Unpin,
     dest: PathBuf,
     stall: Duration,
 ) -> Result<u64, WorkloadError> {

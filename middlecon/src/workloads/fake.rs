@@ -1,0 +1,185 @@
+//! A fake of the host's containers for the workload core's unit tests: containers are
+//! entries in a map (running, paused or stopped), runtimes `runc` and `crun` exist, and a
+//! start can be made to fail. No root, no runtime binary. Like real containers, the fake's
+//! outlive a daemon's restart: a test reopens [`Workloads`] on the same fake.
+
+use super::{ContainerStatus, Containers, RunSpec, WorkloadError, Workloads};
+use std::collections::HashMap;
+use std::path::Path;
+use std::sync::atomic::{AtomicBool, AtomicU32, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+/// Fake containers of one host.
+#[derive(Default)]
+pub struct FakeContainers {
+    state: Mutex<HashMap<String, ContainerStatus>>,
+    next_pid: AtomicU32,
+    /// The next start fails (the runtime refuses the bundle).
+    pub fail_start: AtomicBool,
+}
+
+impl FakeContainers {
+    pub fn new() -> Arc<FakeContainers> {
+        Arc::new(FakeContainers { next_pid: AtomicU32::new(100), ..FakeContainers::default() })
+    }
+
+    fn state(&self) -> std::sync::MutexGuard<'_, HashMap<String, ContainerStatus>> {
+        self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Container `id`'s status now.
+    pub fn get(&self, id: &str) -> ContainerStatus {
+        self.state().get(id).copied().unwrap_or(ContainerStatus::Gone)
+    }
+
+    /// The ids of the containers this host has, running or not.
+    pub fn ids(&self) -> Vec<String> {
+        let mut ids: Vec<String> = self.state().keys().cloned().collect();
+        ids.sort();
+        ids
+    }
+
+    /// Container `id`'s process ends by itself.
+    pub fn exit(&self, id: &str) {
+        if let Some(s) = self.state().get_mut(id) {
+            *s = ContainerStatus::Stopped;
+        }
+    }
+}
+
+fn known(name: &str) -> Result<String, WorkloadError> {
+    match name {
+        "" => Ok("runc".into()),
+        "runc" | "crun" => Ok(name.into()),
+        other => Err(WorkloadError::NoRuntime(super::runtime::RuntimeError::NotFound(other.into()))),
+    }
+}
+
+#[async_trait::async_trait]
+impl Containers for FakeContainers {
+    fn runtime(&self, name: &str) -> Result<String, WorkloadError> {
+        known(name)
+    }
+
+    fn kinds(&self) -> Vec<String> {
+        vec!["runc".into(), "crun".into()]
+    }
+
+    async fn start(
+        &self,
+        id: &str,
+        runtime: &str,
+        bundle: &Path,
+        _log: &Path,
+    ) -> Result<Option<u32>, WorkloadError> {
+        known(runtime)?;
+        if self.fail_start.swap(false, Ordering::SeqCst) {
+            return Err(WorkloadError::Io(format!(
+                "{id}: the runtime refused the bundle (a fault of the test)"
+            )));
+        }
+        assert!(bundle.join("config.json").is_file(), "a start without config.json in {}", bundle.display());
+        assert!(bundle.join("rootfs").is_dir(), "a start without a root filesystem in {}", bundle.display());
+        let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
+        self.state().insert(id.to_string(), ContainerStatus::Running(pid));
+        Ok(Some(pid))
+    }
+
+    fn status(&self, id: &str, _runtime: &str) -> ContainerStatus {
+        self.get(id)
+    }
+
+    async fn freeze(&self, id: &str, _runtime: &str, _wait: Duration) -> Result<(), WorkloadError> {
+        match self.state().get_mut(id) {
+            Some(s @ ContainerStatus::Running(_)) => {
+                *s = ContainerStatus::Paused(s.pid());
+                Ok(())
+            }
+            other => Err(WorkloadError::Io(format!("freezing {id}: it is {other:?}"))),
+        }
+    }
+
+    async fn thaw(&self, id: &str, _runtime: &str) -> Result<(), WorkloadError> {
+        if let Some(s @ ContainerStatus::Paused(_)) = self.state().get_mut(id) {
+            *s = ContainerStatus::Running(s.pid());
+        }
+        Ok(())
+    }
+
+    async fn terminate(&self, id: &str, _runtime: &str, _grace: Duration) {
+        self.exit(id);
+    }
+
+    async fn remove(&self, id: &str, _runtime: &str) -> Result<(), WorkloadError> {
+        self.state().remove(id);
+        Ok(())
+    }
+
+    fn sweep(&self, _keep: &(dyn Fn(&str) -> bool + Sync)) -> Vec<String> {
+        Vec::new()
+    }
+
+    fn close(&self) {}
+}
+
+/// A host of fake containers: its state dir, its containers, its workloads as a daemon
+/// opened them (again after each [`FakeHost::restart`]).
+pub struct FakeHost {
+    pub name: String,
+    pub state: tempfile::TempDir,
+    pub containers: Arc<FakeContainers>,
+    /// Bytes free for workloads, as `statvfs` would say.
+    pub free: Arc<std::sync::atomic::AtomicU64>,
+}
+
+impl FakeHost {
+    pub fn new(name: &str) -> FakeHost {
+        FakeHost {
+            name: name.into(),
+            state: tempfile::tempdir().unwrap(),
+            containers: FakeContainers::new(),
+            free: Arc::new(std::sync::atomic::AtomicU64::new(1 << 40)),
+        }
+    }
+
+    /// The host's workloads, opened as a starting daemon opens them.
+    pub async fn open(&self) -> Arc<Workloads> {
+        let free = self.free.clone();
+        Workloads::open_with(
+            &self.name,
+            self.state.path(),
+            self.containers.clone(),
+            Box::new(move |_| Ok(free.load(Ordering::SeqCst))),
+        )
+        .await
+        .unwrap()
+    }
+}
+
+/// A small image to run: one file in one directory.
+pub fn image() -> tempfile::TempDir {
+    let dir = tempfile::tempdir().unwrap();
+    std::fs::create_dir_all(dir.path().join("etc")).unwrap();
+    std::fs::write(dir.path().join("etc/motd"), "hello from the image\n").unwrap();
+    dir
+}
+
+/// What `Run` takes for workload `name` from `image`.
+pub fn spec(name: &str, image: &Path) -> RunSpec {
+    RunSpec {
+        name: name.into(),
+        rootfs: image.to_path_buf(),
+        command: vec!["/bin/app".into()],
+        ..RunSpec::default()
+    }
+}
+
+/// Waits (at most 5 s) until `done` holds.
+pub async fn eventually(done: impl Fn() -> bool) {
+    let until = std::time::Instant::now() + Duration::from_secs(5);
+    while !done() {
+        assert!(std::time::Instant::now() < until, "not done within 5 s");
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+}
