@@ -19,14 +19,16 @@ pub mod testing;
 /// - `clap::Parser` (the flags: `--sample-interval` for `sample_interval`; the doc comment
 ///   of a field is its `--help`) and `serde::Deserialize` (the file: the same names in
 ///   snake_case, unknown keys refused) are derived on it, with `Debug` and `Default`;
-/// - [`Merge`] is implemented field by field, so `flags.over(file)` is the settings in force.
+/// - a last field, `config`, is added: the `--config FILE` flag (not a key of the file);
+/// - [`Merge`] is implemented field by field, and `flags.over_file()` reads the file that
+///   `--config` names and returns the flags over it: the settings in force.
 ///
 /// Every field is "not given" by default: `Option<T>`, a list (`Vec<String>`), `K=V` pairs
 /// (`Vec<Pair<V>>`, read from a table in the file with
 /// `#[serde(deserialize_with = "dcos_core::settings::table")]`) or a file-only table
-/// (`BTreeMap`, with `#[arg(skip)]`). A flag-only field takes `#[serde(skip)]`. Defaults
-/// are applied when the merged settings are validated, never here, or a default would win
-/// over the file. The crate using it depends on `clap` (derive) and `serde` (derive).
+/// (`BTreeMap`, with `#[arg(skip)]`). Defaults are applied when the merged settings are
+/// validated, never here, or a default would win over the file. The crate using it
+/// depends on `clap` (derive) and `serde` (derive).
 #[macro_export]
 macro_rules! settings {
     (
@@ -39,12 +41,27 @@ macro_rules! settings {
         #[serde(default, deny_unknown_fields)]
         $(#[$meta])*
         $vis struct $name {
-            $( $(#[$field_meta])* $field_vis $field: $ty ),*
+            $( $(#[$field_meta])* $field_vis $field: $ty, )*
+            /// TOML file with the same settings; flags win.
+            #[arg(long)]
+            #[serde(skip)]
+            pub config: Option<::std::path::PathBuf>,
         }
 
         impl $crate::settings::Merge for $name {
             fn over(self, file: Self) -> Self {
-                Self { $( $field: $crate::settings::Merge::over(self.$field, file.$field) ),* }
+                Self {
+                    $( $field: $crate::settings::Merge::over(self.$field, file.$field), )*
+                    config: self.config,
+                }
+            }
+        }
+
+        impl $name {
+            /// These flags over the `--config` file they name (none: the flags alone).
+            pub fn over_file(self) -> ::std::result::Result<Self, $crate::settings::ConfigError> {
+                let file = $crate::settings::read_toml(self.config.as_deref())?;
+                Ok($crate::settings::Merge::over(self, file))
             }
         }
     };
@@ -248,20 +265,16 @@ mod tests {
             /// Only in the file.
             #[arg(skip)]
             access: BTreeMap<String, Vec<String>>,
-            /// Only a flag.
-            #[arg(long)]
-            #[serde(skip)]
-            config: Option<PathBuf>,
         }
     }
 
     fn merged(argv: &[&str], file: &str) -> Result<Demo, ConfigError> {
         use clap::Parser;
         let dir = tempfile::tempdir().unwrap();
-        let path = dir.path().join("demo.toml");
-        std::fs::write(&path, file).unwrap();
-        let flags = Demo::try_parse_from(std::iter::once("demo").chain(argv.iter().copied())).unwrap();
-        Ok(flags.over(read_toml(Some(&path))?))
+        let merged =
+            Demo::parse_from(testing::command_line("demo", dir.path(), &[], argv, file)).over_file()?;
+        assert_eq!(merged.config, Some(dir.path().join("demo.toml")), "--config is kept");
+        Ok(merged)
     }
 
     #[test]
@@ -284,20 +297,20 @@ mod tests {
         assert_eq!(both.listen.as_deref(), Some("flag:1"));
         assert_eq!(both.seeds, ["s1"], "a list given as flags replaces the file's");
         let labels: BTreeMap<_, _> =
-            pairs("label", both.labels, |t| parse_label(t)).collect::<Result<_, _>>().unwrap();
+            pairs("label", both.labels, parse_label).collect::<Result<_, _>>().unwrap();
         assert_eq!((labels["a"].as_str(), labels["b"].as_str()), ("flag", "file"), "a flag wins for its key");
         assert_eq!(both.access["x.*"], ["admin"]);
     }
 
     #[test]
     fn unknown_and_flag_only_keys_in_the_file_are_refused_by_name() {
-        for (text, key) in [("lisen = \"x\"\n", "lisen"), ("config = \"/etc/x.toml\"\n", "config")] {
-            let err = merged(&[], text).unwrap_err();
-            assert_eq!(err.setting, "config");
-            assert!(err.message.contains(&format!("unknown field `{key}`")), "{err}");
-        }
-        let err = read_toml::<Demo>(Some(Path::new("/nonexistent/demo.toml"))).unwrap_err();
-        assert_eq!(err.setting, "config", "{err}");
+        let cases = [
+            ("lisen = \"x\"\n", "unknown field `lisen`"),
+            ("config = \"x.toml\"\n", "unknown field `config`"),
+        ];
+        testing::assert_files_fault(&cases, merged);
+        let missing = <Demo as clap::Parser>::parse_from(["demo", "--config", "/nonexistent/demo.toml"]);
+        assert_eq!(missing.over_file().unwrap_err().setting, "config");
     }
 
     #[test]

@@ -4,7 +4,7 @@
 use crate::sysctl::AllowList;
 pub use dcos_core::settings::ConfigError;
 use dcos_core::settings::{
-    address, bad, load_identity, name, pairs, parse_label, read_toml, split_pair, tls_files, Merge, Pair,
+    address, bad, load_identity, name, pairs, parse_label, split_pair, tls_files, Pair,
 };
 use dcos_core::tls::Identity;
 use dcos_core::tokens::Tokens;
@@ -67,10 +67,6 @@ dcos_core::settings! {
         #[arg(long = "oci-root", value_name = "RUNTIME=DIR")]
         #[serde(deserialize_with = "dcos_core::settings::table")]
         pub oci_roots: Vec<Pair<PathBuf>>,
-        /// TOML file with the same settings; flags win.
-        #[arg(long)]
-        #[serde(skip)]
-        pub config: Option<PathBuf>,
     }
 }
 
@@ -114,8 +110,7 @@ impl Config {
     /// Merges the flags over the `--config` file and checks everything, including that the
     /// TLS files load and the certificate is valid now.
     pub fn from_flags(flags: Settings) -> Result<Config, ConfigError> {
-        let file = read_toml(flags.config.as_deref())?;
-        let s = flags.over(file);
+        let s = flags.over_file()?;
         let listen = address("listen", s.listen, DEFAULT_LISTEN)?;
         let identity = load_identity(&tls_files(s.cert, s.key, s.ca)?)?;
         let name = name(s.name)?;
@@ -173,7 +168,9 @@ mod tests {
     use super::*;
     use clap::{CommandFactory, Parser};
     use dcos_core::model::Runtime;
-    use dcos_core::settings::testing::{assert_each_named, command_line};
+    use dcos_core::settings::testing::{
+        assert_described, assert_each_named, assert_files_fault, command_line,
+    };
     use std::path::Path;
 
     fn certs() -> tempfile::TempDir {
@@ -273,23 +270,18 @@ mod tests {
     #[test]
     fn unknown_keys_values_of_the_wrong_type_and_a_missing_file_are_the_files_fault() {
         let dir = certs();
-        for (file, key) in [("lisen = \"0.0.0.0:1\"\n", "lisen"), ("labels = \"x\"\n", "labels")] {
-            let err = load(dir.path(), &[], file).unwrap_err();
-            assert_eq!(err.setting, "config");
-            assert!(err.message.contains(key), "{err}");
-        }
+        assert_files_fault(
+            &[("lisen = \"0.0.0.0:1\"\n", "lisen"), ("labels = \"x\"\n", "labels")],
+            |flags, file| load(dir.path(), flags, file),
+        );
         let missing = Settings::parse_from(["k2i", "--config", "/nonexistent/k2i.toml"]);
-        let err = Config::from_flags(missing).unwrap_err();
-        assert_eq!(err.setting, "config", "{err}");
+        assert_eq!(Config::from_flags(missing).unwrap_err().setting, "config");
     }
 
     #[test]
     fn every_option_says_what_it_is_and_its_default() {
         let cmd = Settings::command();
-        let bare: Vec<_> =
-            cmd.get_arguments().filter(|a| a.get_help().is_none()).map(|a| a.get_id()).collect();
-        assert!(bare.is_empty(), "options without a description in --help: {bare:?}");
-        let help = cmd.clone().render_long_help().to_string();
-        assert!(help.contains(&format!("[default: {DEFAULT_LISTEN}]")), "{help}");
+        let options = cmd.get_arguments().map(|a| (a.get_id().as_str(), a.get_help().is_some()));
+        assert_described(options, &cmd.clone().render_long_help().to_string(), &[DEFAULT_LISTEN]);
     }
 }

@@ -1,5 +1,6 @@
 //! For the daemons' tests of their settings: a command line with a `--config` file beside
-//! it, and the check that a bad value is named whether it came as a flag or from the file.
+//! it, the check that a bad value is named whether it came as a flag or from the file, and
+//! the check that `--help` describes every option.
 
 use super::ConfigError;
 use std::path::{Path, PathBuf};
@@ -39,5 +40,28 @@ pub fn assert_each_named<T: std::fmt::Debug>(
             let err = load(&[], file).expect_err(&format!("{file:?} is refused"));
             assert_eq!(err.setting, *setting, "{file:?}: {err}");
         }
+    }
+}
+
+/// Each case is `(file, words)`: the file alone is refused as the file's fault (`config`:
+/// an unknown key, a value of the wrong type) with `words` in the message.
+pub fn assert_files_fault<T: std::fmt::Debug>(
+    cases: &[(&str, &str)],
+    load: impl Fn(&[&str], &str) -> Result<T, ConfigError>,
+) {
+    for (file, words) in cases {
+        let err = load(&[], file).expect_err(&format!("{file:?} is refused"));
+        assert_eq!(err.setting, "config", "{file:?}: {err}");
+        assert!(err.message.contains(words), "{file:?}: {err}");
+    }
+}
+
+/// `options` are a command's (id, has a description); `help` is its `--help`, which must
+/// show each of `defaults` as `[default: ..]`, the values the code uses.
+pub fn assert_described<'a>(options: impl Iterator<Item = (&'a str, bool)>, help: &str, defaults: &[&str]) {
+    let bare: Vec<&str> = options.filter(|(_, described)| !described).map(|(id, _)| id).collect();
+    assert!(bare.is_empty(), "options without a description in --help: {bare:?}");
+    for default in defaults {
+        assert!(help.contains(&format!("[default: {default}]")), "{default} in {help}");
     }
 }
