@@ -8,7 +8,8 @@
 //! - [`pki`]: the fleet CA, issuing certificates that carry a name and a role.
 //! - [`tls`]: rustls server and client configurations built from those files, and the
 //!   identity (name, role) read back from a peer's certificate.
-//! - [`settings`]: what every daemon's settings share (the error naming a setting, TLS files).
+//! - [`settings`](mod@settings): a daemon's settings declared once (flags and file), merged and checked
+//!   alike: the error naming a setting, TLS files.
 //! - [`tokens`]: bearer tokens for dashboards, stored only as SHA-256 hashes.
 #![forbid(unsafe_code)]
 

@@ -38,10 +38,19 @@ impl Service for Slow {
     fn call(&self, _: Request) -> ServiceFuture {
         let guard = Dropped(self.0.clone());
         Box::pin(async move {
+            // Deliberately longer than any deadline or wait in these tests.
             tokio::time::sleep(Duration::from_secs(10)).await;
             std::mem::forget(guard);
             Ok(Response::default())
         })
+    }
+}
+
+/// Waits until `done` holds, checking every 10 ms, for 3 s at most; the caller asserts.
+async fn until(done: impl Fn() -> bool) {
+    let give_up = Instant::now() + Duration::from_secs(3);
+    while !done() && Instant::now() < give_up {
+        tokio::time::sleep(Duration::from_millis(10)).await;
     }
 }
 
@@ -96,16 +105,13 @@ async fn the_responder_checks_deadlines_reports_app_errors_and_cancels() {
     let r = c.call(addr, "slow", vec![], SystemTime::now() + Duration::from_millis(300)).await.unwrap();
     assert_eq!(r.outcome(), Outcome::DeadlineExceeded, "{r:?}");
     assert!(started.elapsed() < Duration::from_secs(2));
-    tokio::time::sleep(Duration::from_millis(50)).await;
+    until(|| dropped.load(Ordering::SeqCst) >= 1).await;
     assert_eq!(dropped.load(Ordering::SeqCst), 1, "the slow call was cancelled");
 
     // A caller that goes away cancels the service on the responder.
     let call = c.call(addr, "slow", vec![], soon());
     assert!(tokio::time::timeout(Duration::from_millis(200), call).await.is_err());
-    let waited = Instant::now();
-    while dropped.load(Ordering::SeqCst) < 2 && waited.elapsed() < Duration::from_secs(3) {
-        tokio::time::sleep(Duration::from_millis(20)).await;
-    }
+    until(|| dropped.load(Ordering::SeqCst) >= 2).await;
     assert_eq!(dropped.load(Ordering::SeqCst), 2, "the abandoned call was cancelled");
 
     stop.send(()).unwrap();
@@ -162,10 +168,7 @@ async fn two_daemons_call_each_other_over_the_one_connection_either_dialled() {
     assert_eq!(tool.call(a_addr, "count", vec![], soon()).await.unwrap().outcome(), Outcome::Ok);
     assert_eq!(a.connections(), 2, "a holds b's connection and the tool's");
     tool.endpoint().close(0u32.into(), b"done");
-    let until = Instant::now() + Duration::from_secs(3);
-    while a.connections() > 1 && Instant::now() < until {
-        tokio::time::sleep(Duration::from_millis(10)).await;
-    }
+    until(|| a.connections() <= 1).await;
     assert_eq!(a.connections(), 1, "the tool's closed connection is not kept");
     assert_eq!(a.call(b_addr, "count", vec![], soon()).await.unwrap().outcome(), Outcome::Ok);
 }

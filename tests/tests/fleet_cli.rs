@@ -4,7 +4,7 @@
 
 use dcos_core::Role;
 use dcos_tests::netns::{Fleet, HostProcess};
-use dcos_tests::Pki;
+use dcos_tests::{eventually, Pki};
 use serde_json::Value;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
@@ -48,9 +48,18 @@ fn setup(n: usize) -> Setup {
     let fleet = Fleet::new(n).expect("fleet");
     let pki = Pki::new();
     let daemons = (0..n).map(|i| k2i_with_marker(&fleet, &pki, i)).collect();
-    // Two samples, so every host has cpu_percent.
-    std::thread::sleep(Duration::from_millis(500));
-    Setup { fleet, pki, daemons }
+    let s = Setup { fleet, pki, daemons };
+    // Two samples on every host, so every process has cpu_percent.
+    let setup = &s;
+    let sampled = || async move {
+        let (doc, code) = setup.json(&["ps", "--cmd", "sleep 1000"]);
+        let markers = doc["processes"].as_array().cloned().unwrap_or_default();
+        (code == 0 && markers.len() == n && markers.iter().all(|p| p["cpu_percent"].is_number()))
+            .then_some(())
+    };
+    let runtime = tokio::runtime::Builder::new_current_thread().enable_time().build().unwrap();
+    runtime.block_on(eventually(Duration::from_secs(10), "a second sample on every host", sampled));
+    s
 }
 
 impl Setup {

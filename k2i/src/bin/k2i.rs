@@ -2,12 +2,12 @@
 //! announce the address on stdout, serve until SIGTERM or SIGINT.
 
 use clap::Parser;
-use k2i::config::{Config, Flags};
+use k2i::config::{Config, Settings};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
     tune_allocator();
-    let flags = Flags::parse();
+    let flags = Settings::parse();
     dcos_core::daemon::init_logging();
     let config = match Config::from_flags(flags) {
         Ok(c) => c,

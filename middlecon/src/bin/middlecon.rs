@@ -3,11 +3,11 @@
 //! api ADDR` as the first stdout line, serve until SIGTERM or SIGINT.
 
 use clap::Parser;
-use middlecon::config::{Config, Flags};
+use middlecon::config::{Config, Settings};
 use std::process::ExitCode;
 
 fn main() -> ExitCode {
-    let flags = Flags::parse();
+    let flags = Settings::parse();
     dcos_core::daemon::init_logging();
     let config = match Config::from_flags(flags) {
         Ok(c) => c,
