@@ -18,7 +18,8 @@ dcos_core::settings! {
     #[command(
         name = "middlecon",
         version,
-        about = "Request/reply between the fleet's hosts over QUIC (mTLS)."
+        about = "Request/reply between the fleet's hosts over QUIC (mTLS).",
+        after_help = "`middlecon purge --help`: remove what a stopped middlecon left on this machine."
     )]
     pub struct Settings {
         /// UDP address for peers (QUIC) [default: 0.0.0.0:7441].

@@ -502,6 +502,44 @@ async fn limits_and_environment_reach_the_container_and_a_restart_re_adopts_it()
     assert!(!own.exists(), "the torn-down fleet left cgroups of {daemon}");
 }
 
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn purge_removes_what_a_killed_daemon_left_containers_cgroups_overlays_and_directories() {
+    let mut mesh = Mesh::new(1);
+    let w = mesh.run(0, "left", "echo kept > /file; exec sleep 3600").await;
+    let state = mesh.state_dir(0);
+    let daemon = middlecon::workloads::bundle::daemon_id("host-0", &state);
+    let own = middlecon::workloads::cgroup::Cgroups::new(&daemon);
+    assert!(own.exists(), "the running workload has its cgroups");
+    // Mounts as host 0 sees them (it has a mount namespace of its own).
+    let mounted = || {
+        let info = mesh.fleet.exec_on(0, "cat", &["/proc/self/mountinfo"]).unwrap();
+        String::from_utf8_lossy(&info.stdout).contains(state.to_str().unwrap())
+    };
+    // The daemon is killed: its container runs on, as designed, with its overlay mounted.
+    mesh.daemons[0].take().unwrap().kill();
+    let alive = |pid: u32| mesh.fleet.exec_on(0, "kill", &["-0", &pid.to_string()]).unwrap().status.success();
+    assert!(alive(w.pid), "the container outlives its daemon");
+    assert!(mounted(), "its root filesystem is an overlay under {}", state.display());
+    let purge = |extra: &[&str]| {
+        let mut args = vec!["purge", "--state-dir", state.to_str().unwrap(), "--name", "host-0"];
+        args.extend_from_slice(extra);
+        mesh.fleet.exec_on(0, dcos_tests::bin("middlecon").to_str().unwrap(), &args).unwrap()
+    };
+    let out = purge(&[]);
+    assert!(out.status.success(), "purge: {}", String::from_utf8_lossy(&out.stderr));
+    assert!(!alive(w.pid), "the container's process is killed");
+    let runc_state = state.join("runtime/runc");
+    let containers = std::fs::read_dir(&runc_state).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(containers, 0, "runc keeps no container in {}", runc_state.display());
+    assert!(!own.exists(), "no cgroup of {daemon} is left");
+    assert!(!mounted(), "no overlay under {} is left mounted", state.display());
+    let dirs = std::fs::read_dir(state.join("workloads")).map(|d| d.count()).unwrap_or(0);
+    assert_eq!(dirs, 0, "no workload directory is left");
+    // Twice is harmless; a bad option is a usage error.
+    assert!(purge(&[]).status.success());
+    assert_eq!(purge(&["--bogus"]).status.code(), Some(2));
+}
+
 /// The spare workload directories of host `i` (`middlecon/src/workloads/spare.rs`).
 fn spares(mesh: &Mesh, i: usize) -> std::collections::BTreeSet<String> {
     std::fs::read_dir(mesh.state_dir(i).join("workloads"))

@@ -1,12 +1,65 @@
 //! The middlecon daemon: parse and validate settings (exit 2 on a bad one, before binding),
 //! bind the peer UDP port and the API, announce `middlecon NAME listening on quic://ADDR
 //! api ADDR` as the first stdout line, serve until SIGTERM or SIGINT.
+//!
+//! `middlecon purge` instead removes what a stopped daemon left on the machine.
 
 use clap::Parser;
 use middlecon::config::{Config, Settings};
+use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// `middlecon purge`: what `--state-dir` and `--name` of a daemon that is gone for good left
+/// on this machine, removed.
+#[derive(Debug, Parser)]
+#[command(
+    name = "middlecon purge",
+    bin_name = "middlecon purge",
+    version,
+    about = "Removes what a stopped middlecon left on this machine: its workloads' containers (killed), \
+             cgroups, root filesystem overlays and workload directories. Run it only when that \
+             middlecon is stopped for good (a decommissioned host, a test or demo fleet)."
+)]
+struct Purge {
+    /// The stopped daemon's state dir.
+    #[arg(long, default_value = "/var/lib/middlecon")]
+    state_dir: PathBuf,
+    /// The stopped daemon's host name (its cgroups are named after it) [default: the hostname].
+    #[arg(long)]
+    name: Option<String>,
+}
+
+/// Runs `middlecon purge`: exit 0 when nothing is left, 1 when something stays (named).
+fn purge(args: Purge) -> ExitCode {
+    let name = match dcos_core::settings::name(args.name) {
+        Ok(n) => n,
+        Err(e) => {
+            eprintln!("middlecon purge: {e}");
+            return ExitCode::from(2);
+        }
+    };
+    let runtime = match dcos_core::daemon::runtime() {
+        Ok(r) => r,
+        Err(e) => {
+            eprintln!("middlecon purge: cannot start the runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    let left = runtime.block_on(middlecon::workloads::purge(&name, &args.state_dir, "runc"));
+    for what in &left {
+        eprintln!("middlecon purge: left in place: {what}");
+    }
+    if left.is_empty() {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::FAILURE
+    }
+}
+
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "purge") {
+        return purge(Purge::parse_from(std::env::args_os().skip(1)));
+    }
     let flags = Settings::parse();
     dcos_core::daemon::init_logging();
     let config = match Config::from_flags(flags) {

@@ -608,6 +608,22 @@ impl Workloads {
     }
 }
 
+/// Removes everything the daemon of host `host` with state dir `state_dir` left on this
+/// machine when it is gone for good: its runtimes' containers (killed), every cgroup of its
+/// workloads, the overlays of their root filesystems, and then the workloads directory.
+/// For a stopped daemon only (`middlecon purge`); returns what could not be removed.
+pub async fn purge(host: &str, state_dir: &Path, default_runtime: &str) -> Vec<String> {
+    let daemon_id = bundle::daemon_id(host, state_dir);
+    let dir = state_dir.join("workloads");
+    let mut left = containers::Oci::new(state_dir, &daemon_id, default_runtime).purge(&dir).await;
+    for entry in std::fs::read_dir(&dir).into_iter().flatten().flatten() {
+        if let Err(e) = rootfs::remove(&entry.path()) {
+            left.push(format!("{}: {e}", entry.path().display()));
+        }
+    }
+    left
+}
+
 /// Where a `Run` spent its time (logged with `workload running`).
 struct RunTimes {
     /// How the root filesystem was made (overlay or copy).
