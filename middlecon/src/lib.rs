@@ -35,6 +35,7 @@ pub mod membership;
 pub mod peer;
 pub mod ping;
 pub mod routing;
+pub mod services;
 pub mod workloads;
 
 use std::future::Future;

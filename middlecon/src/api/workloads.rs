@@ -49,6 +49,7 @@ fn to_pb(w: Workload) -> pb::Workload {
         cpus: w.cpus,
         env: w.env.into_iter().collect(),
         epoch: w.epoch,
+        service: w.service.unwrap_or_default(),
     }
 }
 
@@ -62,6 +63,7 @@ fn run_spec(r: pb::RunRequest) -> RunSpec {
         env: r.env.into_iter().collect(),
         command: r.command,
         host: r.host,
+        service: None,
     }
 }
 

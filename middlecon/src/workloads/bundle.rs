@@ -16,6 +16,8 @@ use std::path::Path;
 
 /// The annotation k2i reads a container's name from.
 pub const NAME_ANNOTATION: &str = "dcos.name";
+/// The annotation naming the service a container is an instance of.
+pub const SERVICE_ANNOTATION: &str = "dcos.service";
 /// CFS period used for `cpus` limits, in microseconds.
 const CPU_PERIOD_US: u64 = 100_000;
 
@@ -49,6 +51,9 @@ pub fn spec(record: &Record, daemon: &str) -> Result<Spec, BundleError> {
     spec.set_hostname(Some(record.name.clone()));
     let mut annotations = HashMap::new();
     annotations.insert(NAME_ANNOTATION.to_string(), record.name.clone());
+    if let Some(service) = &record.service {
+        annotations.insert(SERVICE_ANNOTATION.to_string(), service.clone());
+    }
     spec.set_annotations(Some(annotations));
 
     let mut process = spec.process().clone().unwrap_or_default();
@@ -157,6 +162,7 @@ mod tests {
             epoch: 0,
             started_unix_ms: 0,
             phase: Phase::Owned,
+            service: None,
         }
     }
 

@@ -2,6 +2,10 @@
 //! entries in a map (running, paused or stopped), runtimes `runc` and `crun` exist, and a
 //! start can be made to fail. No root, no runtime binary. Like real containers, the fake's
 //! outlive a daemon's restart: a test reopens [`Workloads`] on the same fake.
+//!
+//! A container whose environment has `PORT` (a service's instance) listens there, in
+//! process: each connection is answered with the container's id and a newline, then
+//! echoed, until the container stops.
 
 use super::{ContainerStatus, Containers, RunSpec, WorkloadError, Workloads};
 use std::collections::HashMap;
@@ -14,9 +18,17 @@ use std::time::Duration;
 #[derive(Default)]
 pub struct FakeContainers {
     state: Mutex<HashMap<String, ContainerStatus>>,
+    /// The listeners of containers with a `PORT`.
+    servers: Mutex<HashMap<String, tokio::task::JoinHandle<()>>>,
     next_pid: AtomicU32,
     /// The next start fails (the runtime refuses the bundle).
     pub fail_start: AtomicBool,
+    /// Every start fails.
+    pub fail_every_start: AtomicBool,
+    /// Containers start but never listen on their `PORT`.
+    pub deaf: AtomicBool,
+    /// How many containers were started.
+    pub started: AtomicU32,
 }
 
 impl FakeContainers {
@@ -45,6 +57,38 @@ impl FakeContainers {
         if let Some(s) = self.state().get_mut(id) {
             *s = ContainerStatus::Stopped;
         }
+        if let Some(server) = self.servers.lock().unwrap().remove(id) {
+            server.abort();
+        }
+    }
+
+    /// Listens on the `PORT` of the bundle's environment, if it has one, as container `id`.
+    fn listen(&self, id: &str, bundle: &Path) {
+        let config: serde_json::Value =
+            serde_json::from_slice(&std::fs::read(bundle.join("config.json")).unwrap()).unwrap();
+        let env = config["process"]["env"].as_array().cloned().unwrap_or_default();
+        let Some(port) =
+            env.iter().filter_map(|v| v.as_str()?.strip_prefix("PORT=")?.parse::<u16>().ok()).next()
+        else {
+            return;
+        };
+        let listener = std::net::TcpListener::bind(("127.0.0.1", port)).expect("the instance's port is free");
+        listener.set_nonblocking(true).unwrap();
+        let listener = tokio::net::TcpListener::from_std(listener).unwrap();
+        let name = id.to_string();
+        let server = tokio::spawn(async move {
+            while let Ok((mut conn, _)) = listener.accept().await {
+                let name = name.clone();
+                tokio::spawn(async move {
+                    use tokio::io::AsyncWriteExt;
+                    if conn.write_all(format!("{name}\n").as_bytes()).await.is_ok() {
+                        let (mut r, mut w) = conn.split();
+                        let _ = tokio::io::copy(&mut r, &mut w).await;
+                    }
+                });
+            }
+        });
+        self.servers.lock().unwrap().insert(id.to_string(), server);
     }
 }
 
@@ -74,7 +118,7 @@ impl Containers for FakeContainers {
         _log: &Path,
     ) -> Result<Option<u32>, WorkloadError> {
         known(runtime)?;
-        if self.fail_start.swap(false, Ordering::SeqCst) {
+        if self.fail_start.swap(false, Ordering::SeqCst) || self.fail_every_start.load(Ordering::SeqCst) {
             return Err(WorkloadError::Io(format!(
                 "{id}: the runtime refused the bundle (a fault of the test)"
             )));
@@ -83,6 +127,10 @@ impl Containers for FakeContainers {
         assert!(bundle.join("rootfs").is_dir(), "a start without a root filesystem in {}", bundle.display());
         let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
         self.state().insert(id.to_string(), ContainerStatus::Running(pid));
+        self.started.fetch_add(1, Ordering::SeqCst);
+        if !self.deaf.load(Ordering::SeqCst) {
+            self.listen(id, bundle);
+        }
         Ok(Some(pid))
     }
 
@@ -112,6 +160,7 @@ impl Containers for FakeContainers {
     }
 
     async fn remove(&self, id: &str, _runtime: &str) -> Result<(), WorkloadError> {
+        self.exit(id);
         self.state().remove(id);
         Ok(())
     }

@@ -37,7 +37,7 @@ pub mod spare;
 pub mod transfer;
 
 #[cfg(test)]
-mod fake;
+pub(crate) mod fake;
 
 pub use containers::{ContainerStatus, Containers};
 pub use error::{ErrorCode, WorkloadError};
@@ -72,6 +72,8 @@ pub struct RunSpec {
     pub command: Vec<String>,
     /// The host the caller means: another name is refused. Empty: this host.
     pub host: String,
+    /// The service it is an instance of (`crate::services` runs those).
+    pub service: Option<String>,
 }
 
 /// Where a workload is, as `List` shows it.
@@ -134,6 +136,8 @@ pub struct Workload {
     pub env: BTreeMap<String, String>,
     /// The migration epoch: 0 where it was first run, +1 at every move.
     pub epoch: u64,
+    /// The service it is an instance of.
+    pub service: Option<String>,
 }
 
 /// Checks a workload name: `[A-Za-z0-9][A-Za-z0-9_.-]{0,62}`.
@@ -446,6 +450,7 @@ impl Workloads {
             epoch: 0,
             started_unix_ms: 0,
             phase: Phase::Creating,
+            service: spec.service,
         };
         let host = self.host.clone();
         self.update(&record.name, |cur| match cur {
@@ -566,6 +571,11 @@ impl Workloads {
         self.list_records().iter().map(|r| self.describe(r)).collect()
     }
 
+    /// Workload `name` with the runtime's view of it, if this host has it.
+    pub fn list_one(&self, name: &str) -> Option<Workload> {
+        self.get(name).map(|r| self.describe(&r))
+    }
+
     /// Every record, as it is now.
     pub(crate) fn list_records(&self) -> Vec<Record> {
         self.table.lock().unwrap_or_else(|e| e.into_inner()).values().cloned().collect()
@@ -604,6 +614,7 @@ impl Workloads {
             cpus: r.cpus,
             env: r.env.clone(),
             epoch: r.epoch,
+            service: r.service.clone(),
         }
     }
 }
@@ -723,6 +734,7 @@ mod tests {
             epoch: 2,
             started_unix_ms: 1,
             phase: Phase::Owned,
+            service: None,
         };
         record.save(&kept).unwrap();
         // A removal cut short: the record is still in it, but it is no workload any more.

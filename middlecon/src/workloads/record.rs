@@ -84,6 +84,9 @@ pub struct Record {
     #[serde(default)]
     pub started_unix_ms: i64,
     pub phase: Phase,
+    /// The service it is an instance of (`crate::services`); none for a workload of its own.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub service: Option<String>,
 }
 
 impl Record {
@@ -173,6 +176,7 @@ mod tests {
             epoch: 3,
             started_unix_ms: 1,
             phase: Phase::MigratingOut { to: "h2".into(), epoch: 4, committed: true },
+            service: None,
         };
         r.save(dir.path()).unwrap();
         assert_eq!(Record::load(dir.path()).unwrap(), r);

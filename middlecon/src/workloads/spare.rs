@@ -140,6 +140,7 @@ mod tests {
             epoch: 0,
             started_unix_ms: 0,
             phase: record::Phase::Creating,
+            service: None,
         };
         r.save_unsynced(&w).unwrap();
         assert_eq!(record::Record::load(&w).unwrap(), r);

@@ -1,0 +1,316 @@
+//! Services (SPEC section 7): containers that start on request, stop when idle, scale and
+//! renew themselves. `docs/services.md` is the specification: the states of an instance,
+//! what happens to a connection in each, and the failure table.
+//!
+//! - [`spec`]: a service's definition, its checks, and the store under
+//!   `<state-dir>/services/`.
+//! - [`pool`]: one service on this host: its instances and the rules that start, hand out,
+//!   renew and stop them.
+//! - [`front`]: the TCP listener on the service's port and the relay to an instance (or to
+//!   a peer's front when this host is saturated).
+//! - [`counters`]: per-service counters, also as Prometheus text.
+//!
+//! [`Services`] holds this host's services: it opens them at start (definitions from the
+//! store, instances re-adopted from the workloads, never doubled), creates and removes them,
+//! and runs each one's tick. Instances are workloads ([`crate::workloads`]) named
+//! `<service>.<n>` and tagged with their service.
+
+pub mod counters;
+pub mod front;
+pub mod pool;
+pub mod spec;
+
+#[cfg(test)]
+mod tests;
+
+use crate::workloads::{Status, Workload, WorkloadError, Workloads};
+use pool::{Instance, Service};
+pub use spec::ServiceSpec;
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::path::Path;
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+use tokio::net::TcpListener;
+use tokio::sync::watch;
+
+/// How often each service's rules run over time (idle stops, ages, exits, drains).
+const TICK: Duration = Duration::from_millis(50);
+
+/// A service as `service ls` and `show` report it on this host.
+#[derive(Debug, Clone)]
+pub struct Summary {
+    pub spec: ServiceSpec,
+    pub instances: u32,
+    pub inflight: u32,
+    pub connections: u64,
+    pub cold_starts: u64,
+    pub renewals: u64,
+    pub start_timeouts: u64,
+    pub failures: u64,
+    pub spilled: u64,
+    pub throttled: u64,
+    pub last_error: String,
+}
+
+/// One instance as `service show` reports it.
+#[derive(Debug, Clone)]
+pub struct InstanceView {
+    pub id: String,
+    pub pid: u32,
+    pub state: pool::State,
+    pub spare: bool,
+    pub started_unix_ms: i64,
+    pub connections: u64,
+    pub inflight: u32,
+    pub port: u16,
+}
+
+impl From<&Instance> for InstanceView {
+    fn from(i: &Instance) -> InstanceView {
+        InstanceView {
+            id: i.id.clone(),
+            pid: i.pid,
+            state: i.state,
+            spare: i.spare,
+            started_unix_ms: i.started_unix_ms,
+            connections: i.taken,
+            inflight: i.inflight,
+            port: i.port,
+        }
+    }
+}
+
+/// A service that runs: its rules and its front, stopped through `stop`.
+struct Running {
+    service: Arc<Service>,
+    stop: watch::Sender<bool>,
+    /// The front's task: its listener is closed once it ends.
+    front: tokio::task::JoinHandle<()>,
+}
+
+/// This host's services.
+pub struct Services {
+    workloads: Arc<Workloads>,
+    store: spec::Store,
+    pub metrics: counters::Metrics,
+    spill: Arc<dyn front::Spill>,
+    running: Mutex<BTreeMap<String, Running>>,
+    /// One create or remove at a time: a name is never half-made.
+    changing: tokio::sync::Mutex<()>,
+}
+
+/// A front that never spills (a host alone, or tests).
+pub struct NoSpill;
+
+impl front::Spill for NoSpill {
+    fn target(&self, _: &str, _: u16, _: SocketAddr) -> Option<SocketAddr> {
+        None
+    }
+}
+
+impl Services {
+    /// Opens this host's services: definitions from `<state_dir>/services`, each with the
+    /// running instances a previous daemon left (re-adopted); instances of no service, or
+    /// whose process ended, are stopped.
+    pub async fn open(
+        state_dir: &Path,
+        workloads: Arc<Workloads>,
+        spill: Arc<dyn front::Spill>,
+    ) -> Result<Arc<Services>, WorkloadError> {
+        let store = spec::Store::open(state_dir)
+            .map_err(crate::workloads::error::io_err(format!("{}/services", state_dir.display())))?;
+        let services = Arc::new(Services {
+            workloads,
+            store,
+            metrics: counters::Metrics::default(),
+            spill,
+            running: Mutex::default(),
+            changing: tokio::sync::Mutex::new(()),
+        });
+        let specs = services.store.load();
+        let mut instances: BTreeMap<String, Vec<Workload>> = BTreeMap::new();
+        for w in services.workloads.list() {
+            if let Some(name) = w.service.clone() {
+                instances.entry(name).or_default().push(w);
+            }
+        }
+        for spec in specs {
+            let mine = instances.remove(&spec.name).unwrap_or_default();
+            let (alive, ended): (Vec<Workload>, Vec<Workload>) =
+                mine.into_iter().partition(|w| w.status == Status::Running);
+            services.stop_all(ended).await;
+            // Bound now if the port is free, so the front answers once the daemon is up;
+            // else the front keeps trying.
+            let listener = front::bind(spec.port).await.ok();
+            services.start(spec, listener, alive);
+        }
+        services.stop_all(instances.into_values().flatten().collect()).await;
+        Ok(services)
+    }
+
+    async fn stop_all(&self, orphans: Vec<Workload>) {
+        for w in orphans {
+            tracing::info!(instance = %w.name, service = ?w.service, "instance of no running service: stopped");
+            if let Err(e) = self.workloads.stop(&w.name).await {
+                tracing::warn!(instance = %w.name, "stopping: {e}");
+            }
+        }
+    }
+
+    /// Runs `spec` with the `adopted` instances: its front (on `listener`, else bound by
+    /// the front) and its tick.
+    fn start(&self, spec: ServiceSpec, listener: Option<TcpListener>, adopted: Vec<Workload>) {
+        let name = spec.name.clone();
+        let service = Service::new(spec, self.workloads.clone(), self.metrics.of(&name), adopted);
+        let (stop, stopped) = watch::channel(false);
+        let front =
+            tokio::spawn(front::serve(service.clone(), listener, self.spill.clone(), stopped.clone()));
+        let ticking = service.clone();
+        let mut done = stopped;
+        tokio::spawn(async move {
+            let mut tick = tokio::time::interval(TICK);
+            tick.set_missed_tick_behavior(tokio::time::MissedTickBehavior::Skip);
+            loop {
+                tokio::select! {
+                    _ = tick.tick() => ticking.tick(),
+                    _ = async { drop(done.wait_for(|s| *s).await) } => break,
+                }
+            }
+        });
+        service.tick();
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(name, Running { service, stop, front });
+    }
+
+    fn get(&self, name: &str) -> Option<Arc<Service>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).get(name).map(|r| r.service.clone())
+    }
+
+    /// Checks `spec` against this host (rootfs, runtime, the name and the port free) and,
+    /// unless `validate_only`, keeps it, opens its front and starts what `--min` and
+    /// `--prestart` want. Every refusal names its field; nothing is left of a refused one.
+    pub async fn create(&self, spec: ServiceSpec, validate_only: bool) -> Result<Summary, WorkloadError> {
+        let _one = self.changing.lock().await;
+        spec.check()?;
+        if self.get(&spec.name).is_some() {
+            return Err(WorkloadError::Conflict(format!(
+                "name: a service named {:?} already exists on {}",
+                spec.name, self.workloads.host
+            )));
+        }
+        if !spec.rootfs.is_dir() {
+            return Err(WorkloadError::Invalid(format!(
+                "rootfs: {} is not a directory on {}",
+                spec.rootfs.display(),
+                self.workloads.host
+            )));
+        }
+        self.workloads.containers().runtime(&spec.runtime)?;
+        if let Some(other) = self.list().into_iter().find(|s| s.spec.port == spec.port) {
+            return Err(WorkloadError::Invalid(format!(
+                "port: {} is the front of service {} on {}",
+                spec.port, other.spec.name, self.workloads.host
+            )));
+        }
+        let port = spec.port;
+        let listener = front::bind(port)
+            .await
+            .map_err(|e| WorkloadError::Invalid(format!("port: {port} cannot be listened on here: {e}")))?;
+        if validate_only {
+            return Ok(self.summary_of(&spec, None));
+        }
+        self.store
+            .save(&spec)
+            .map_err(crate::workloads::error::io_err(format!("saving the definition of {}", spec.name)))?;
+        let name = spec.name.clone();
+        tracing::info!(service = %name, port = spec.port, "service created");
+        self.start(spec, Some(listener), Vec::new());
+        self.show(&name).map(|(s, _)| s)
+    }
+
+    fn summary_of(&self, spec: &ServiceSpec, service: Option<&Service>) -> Summary {
+        let c = self.metrics.of(&spec.name);
+        let (instances, inflight, last_error) = match service {
+            Some(s) => {
+                let pool = s.pool();
+                (pool.instances.len() as u32, pool.inflight(), pool.last_error.clone())
+            }
+            None => (0, 0, String::new()),
+        };
+        Summary {
+            spec: spec.clone(),
+            instances,
+            inflight,
+            connections: c.connections.get(),
+            cold_starts: c.cold_starts.get(),
+            renewals: c.renewals.get(),
+            start_timeouts: c.start_timeouts.get(),
+            failures: c.failures.get(),
+            spilled: c.spilled.get(),
+            throttled: c.throttled.get(),
+            last_error,
+        }
+    }
+
+    /// Every service of this host.
+    pub fn list(&self) -> Vec<Summary> {
+        let running: Vec<Arc<Service>> = self
+            .running
+            .lock()
+            .unwrap_or_else(|e| e.into_inner())
+            .values()
+            .map(|r| r.service.clone())
+            .collect();
+        running.iter().map(|s| self.summary_of(&s.spec, Some(s))).collect()
+    }
+
+    /// Service `name` and its instances.
+    pub fn show(&self, name: &str) -> Result<(Summary, Vec<InstanceView>), WorkloadError> {
+        let service = self.get(name).ok_or_else(|| WorkloadError::NotFound {
+            name: name.to_string(),
+            host: self.workloads.host.clone(),
+        })?;
+        let instances = service.pool().instances.iter().map(InstanceView::from).collect();
+        Ok((self.summary_of(&service.spec, Some(&service)), instances))
+    }
+
+    /// Closes service `name`'s front, drains (at most `drain`, else its `--drain`) and
+    /// stops its instances, and forgets it. Returns the instances stopped.
+    pub async fn remove(&self, name: &str, drain: Option<Duration>) -> Result<u32, WorkloadError> {
+        let _one = self.changing.lock().await;
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
+        let Some(running) = running else {
+            return Err(WorkloadError::NotFound {
+                name: name.to_string(),
+                host: self.workloads.host.clone(),
+            });
+        };
+        let _ = running.stop.send(true);
+        let _ = running.front.await;
+        let stopped = running.service.remove(drain.unwrap_or(running.service.spec.drain)).await;
+        if let Err(e) = self.store.remove(name) {
+            return Err(WorkloadError::Io(format!("forgetting {name}: {e}")));
+        }
+        self.metrics.forget(name);
+        tracing::info!(service = %name, stopped, "service removed");
+        Ok(stopped)
+    }
+
+    /// The daemon stops: every front closes, held connections are closed (counted), and open
+    /// relays are given their service's `--drain` to finish. Instances run on, for the next
+    /// daemon to re-adopt.
+    pub async fn shutdown(&self) {
+        let running: Vec<Running> =
+            std::mem::take(&mut *self.running.lock().unwrap_or_else(|e| e.into_inner()))
+                .into_values()
+                .collect();
+        for r in &running {
+            let _ = r.stop.send(true);
+            r.service.close();
+        }
+        for r in running {
+            let _ = r.front.await;
+            r.service.quiesce(r.service.spec.drain).await;
+        }
+    }
+}

@@ -1,0 +1,597 @@
+//! One service on this host: its instances and the rules that start, hand out, renew and
+//! stop them (`docs/services.md` is the specification; this follows it).
+//!
+//! - **Admission** ([`Service::admit`]): a connection gets the ready instance with the
+//!   fewest open connections, as a [`Lease`] it holds while it is relayed. None ready: the
+//!   connection is held (counted as waiting) until one is, or until the service's start
+//!   timeout, or until the start fails.
+//! - **Scale** ([`Pool::wanted`]): the active instances a host wants are its open and
+//!   held connections over `--target-inflight`, rounded up, at least `--min` (and one while
+//!   any connection is held), at most `--max`. Decided at every admission and every tick,
+//!   with starting instances counted as capacity: a burst of connections at a stopped
+//!   service starts one instance, not one each; a step of load starts what it needs at once.
+//! - **Idle stop** (the tick): an active instance without a connection for `--idle-stop`
+//!   is stopped while the host has more than it wants.
+//! - **Prestart**: one spare instance kept started and idle, handed over at a cold start
+//!   (it becomes active at once) and then replaced.
+//! - **Renew**: an instance past `--max-requests` connections or older than `--max-age`
+//!   retires: it takes no new connection, so the scale rule starts its replacement at once,
+//!   and it stops once its open connections end (at most `--drain` later). No back-off.
+//! - **Failures**: an instance whose start fails, that exits, or that does not accept on
+//!   its port within the start timeout is removed (and stopped); held connections are
+//!   closed at once when no other instance is on its way. Starts after failures are
+//!   bounded by a fixed rate ([`FAILURES_ALLOWED`] per [`FAILURE_WINDOW`]): past it, the
+//!   service is throttled until the window has room, and says so in `service show`.
+
+use super::counters::Counters;
+use super::spec::ServiceSpec;
+use crate::workloads::{RunSpec, Status, Workloads};
+use std::collections::VecDeque;
+use std::net::{Ipv4Addr, SocketAddr};
+use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
+use std::sync::{Arc, Mutex, MutexGuard};
+use std::time::{Duration, Instant, SystemTime};
+use tokio::sync::Notify;
+
+/// Failed starts allowed per [`FAILURE_WINDOW`] before the service is throttled.
+pub const FAILURES_ALLOWED: usize = 5;
+pub const FAILURE_WINDOW: Duration = Duration::from_secs(30);
+/// How often a starting instance's port is tried.
+const READY_POLL: Duration = Duration::from_millis(1);
+
+/// Where an instance is in its life.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum State {
+    /// Its workload is being run, or it does not accept on its port yet.
+    Starting,
+    /// It accepts connections.
+    Ready,
+    /// It takes no new connections; it stops once its open ones end (or `--drain` passes).
+    Draining,
+}
+
+/// One instance: a workload of this host that listens on a loopback port.
+#[derive(Debug)]
+pub struct Instance {
+    /// Its workload's name: `<service>.<n>`.
+    pub id: String,
+    pub port: u16,
+    pub state: State,
+    /// Kept started and idle for the next cold start (`--prestart`).
+    pub spare: bool,
+    /// Past `--max-requests` or `--max-age`: replaced, then drained.
+    pub retiring: bool,
+    pub pid: u32,
+    pub started: Instant,
+    pub started_unix_ms: i64,
+    /// Connections open to it now, and taken since it started.
+    pub inflight: u32,
+    pub taken: u64,
+    /// When its last connection ended (or it became ready).
+    pub idle_since: Instant,
+}
+
+impl Instance {
+    /// Takes new connections.
+    fn open(&self) -> bool {
+        self.state == State::Ready && !self.spare && !self.retiring
+    }
+
+    /// Counts as capacity for the scale rule (ready or on its way, not spare, not leaving).
+    fn active(&self) -> bool {
+        matches!(self.state, State::Starting | State::Ready) && !self.spare && !self.retiring
+    }
+}
+
+/// The instances of one service on this host, under one lock.
+#[derive(Debug, Default)]
+pub struct Pool {
+    pub instances: Vec<Instance>,
+    /// Connections held for an instance now.
+    pub waiting: u32,
+    /// A held connection found no instance on its way (a cold start) and waits still.
+    cold: bool,
+    /// Failed starts within the window.
+    failures: VecDeque<Instant>,
+    /// The latest failure, for a person.
+    pub last_error: String,
+    /// Set when a start failed and nothing else is on its way: held connections give up.
+    failed: bool,
+    /// ... because the instance did not accept within the start timeout.
+    failed_in_time: bool,
+}
+
+impl Pool {
+    fn get(&mut self, id: &str) -> Option<&mut Instance> {
+        self.instances.iter_mut().find(|i| i.id == id)
+    }
+
+    /// Open connections through the front now.
+    pub fn inflight(&self) -> u32 {
+        self.instances.iter().map(|i| i.inflight).sum()
+    }
+
+    /// The active instances the load wants (see the module documentation).
+    pub fn wanted(&self, spec: &ServiceSpec) -> u32 {
+        let load = self.inflight() + self.waiting;
+        let mut want = load.div_ceil(spec.target_inflight).max(spec.min);
+        if self.waiting > 0 {
+            want = want.max(1);
+        }
+        want.min(spec.max)
+    }
+
+    fn active(&self) -> u32 {
+        self.instances.iter().filter(|i| i.active()).count() as u32
+    }
+
+    /// Whether every instance this host may have is busy at the target: a front may spill.
+    pub fn saturated(&self, spec: &ServiceSpec) -> bool {
+        let open: Vec<&Instance> = self.instances.iter().filter(|i| i.open()).collect();
+        self.active() >= spec.max && open.iter().all(|i| i.inflight >= spec.target_inflight)
+    }
+
+    /// Why held connections give up after a failed start.
+    fn refusal(&self, start_timeout: Duration) -> Refused {
+        if self.failed_in_time {
+            Refused::Timeout(start_timeout)
+        } else {
+            Refused::Failed(self.last_error.clone())
+        }
+    }
+
+    /// Whether starts are throttled now, the failures in the window pruned.
+    fn throttled(&mut self, now: Instant) -> bool {
+        while self.failures.front().is_some_and(|t| now.duration_since(*t) > FAILURE_WINDOW) {
+            self.failures.pop_front();
+        }
+        self.failures.len() >= FAILURES_ALLOWED
+    }
+}
+
+/// Why a held connection got no instance.
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+pub enum Refused {
+    #[error("no instance accepted within {0:?}")]
+    Timeout(Duration),
+    #[error("the instance failed to start: {0}")]
+    Failed(String),
+    #[error("the service is being removed or the daemon stops")]
+    Closing,
+}
+
+/// A connection's hold on an instance; given back when dropped.
+pub struct Lease {
+    service: Arc<Service>,
+    pub id: String,
+    pub port: u16,
+}
+
+impl Lease {
+    /// The instance's address.
+    pub fn addr(&self) -> SocketAddr {
+        SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
+    }
+
+    /// The instance did not take the connection (it is gone): it is failed, and the lease
+    /// given back.
+    pub fn refused(self, why: &str) {
+        self.service.fail(&self.id, format!("{} refused a connection: {why}", self.id), true);
+    }
+}
+
+impl Drop for Lease {
+    fn drop(&mut self) {
+        let mut pool = self.service.pool();
+        if let Some(i) = pool.get(&self.id) {
+            i.inflight = i.inflight.saturating_sub(1);
+            i.idle_since = Instant::now();
+        }
+        drop(pool);
+        self.service.changed.notify_waiters();
+    }
+}
+
+/// One service on this host.
+pub struct Service {
+    pub spec: ServiceSpec,
+    workloads: Arc<Workloads>,
+    pool: Mutex<Pool>,
+    /// Told when an instance becomes ready, fails or frees a connection, or the service closes.
+    changed: Notify,
+    pub counters: Arc<Counters>,
+    next: AtomicU64,
+    closing: AtomicBool,
+}
+
+impl Service {
+    /// Service `spec` over this host's workloads, with the instances a previous run of the
+    /// daemon left (`adopted`: its running workloads of this service).
+    pub fn new(
+        spec: ServiceSpec,
+        workloads: Arc<Workloads>,
+        counters: Arc<Counters>,
+        adopted: Vec<crate::workloads::Workload>,
+    ) -> Arc<Service> {
+        let mut next = 0;
+        let now = Instant::now();
+        let instances = adopted
+            .into_iter()
+            .filter_map(|w| {
+                let n: u64 = w.name.rsplit_once('.')?.1.parse().ok()?;
+                next = next.max(n + 1);
+                let port = w.env.get("PORT")?.parse().ok()?;
+                tracing::info!(service = %spec.name, instance = %w.name, port, "instance re-adopted");
+                Some(Instance {
+                    id: w.name,
+                    port,
+                    state: State::Ready,
+                    spare: false,
+                    retiring: false,
+                    pid: w.pid,
+                    started: now,
+                    started_unix_ms: w.started_unix_ms,
+                    inflight: 0,
+                    taken: 0,
+                    idle_since: now,
+                })
+            })
+            .collect();
+        Arc::new(Service {
+            spec,
+            workloads,
+            pool: Mutex::new(Pool { instances, ..Pool::default() }),
+            changed: Notify::new(),
+            counters,
+            next: AtomicU64::new(next),
+            closing: AtomicBool::new(false),
+        })
+    }
+
+    pub fn pool(&self) -> MutexGuard<'_, Pool> {
+        self.pool.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// A ready instance for one connection, holding it until there is one (see the module
+    /// documentation).
+    pub async fn admit(self: &Arc<Self>) -> Result<Lease, Refused> {
+        let arrived = Instant::now();
+        let deadline = tokio::time::Instant::from_std(arrived + self.spec.start_timeout);
+        let mut held = false;
+        // This connection found no instance on its way: its wait is the cold start.
+        let mut cold = false;
+        let outcome = loop {
+            let notified = self.changed.notified();
+            tokio::pin!(notified);
+            notified.as_mut().enable();
+            {
+                let mut pool = self.pool();
+                if self.closing.load(Ordering::SeqCst) {
+                    break Err(Refused::Closing);
+                }
+                if let Some(lease) = self.take(&mut pool) {
+                    break Ok(lease);
+                }
+                if !held {
+                    held = true;
+                    pool.waiting += 1;
+                    if !pool.instances.iter().any(|i| i.active()) && !pool.cold {
+                        pool.cold = true;
+                        cold = true;
+                    }
+                    pool.failed = false;
+                    pool.failed_in_time = false;
+                } else if pool.failed {
+                    break Err(pool.refusal(self.spec.start_timeout));
+                }
+                self.scale(&mut pool);
+                if pool.failed {
+                    break Err(pool.refusal(self.spec.start_timeout));
+                }
+            }
+            if tokio::time::timeout_at(deadline, notified).await.is_err() {
+                break Err(Refused::Timeout(self.spec.start_timeout));
+            }
+        };
+        if held {
+            let mut pool = self.pool();
+            pool.waiting -= 1;
+            if pool.waiting == 0 {
+                pool.failed = false;
+                pool.failed_in_time = false;
+            }
+            if cold {
+                pool.cold = false;
+            }
+        }
+        match &outcome {
+            Ok(_) if cold => {
+                self.counters.cold_starts.inc();
+                self.counters.cold_start_seconds.observe(arrived.elapsed().as_secs_f64());
+            }
+            Ok(_) => {}
+            Err(Refused::Timeout(_)) => {
+                self.counters.start_timeouts.inc();
+                tracing::warn!(service = %self.spec.name, waited_ms = arrived.elapsed().as_millis() as u64,
+                    "held connection closed: no instance accepted within the start timeout");
+            }
+            Err(e) => tracing::info!(service = %self.spec.name, "held connection closed: {e}"),
+        }
+        outcome
+    }
+
+    /// The open instance with the fewest connections, leased (under the pool lock).
+    fn take(self: &Arc<Self>, pool: &mut Pool) -> Option<Lease> {
+        let max_requests = self.spec.max_requests;
+        let i = pool.instances.iter_mut().filter(|i| i.open()).min_by_key(|i| (i.inflight, i.taken))?;
+        i.inflight += 1;
+        i.taken += 1;
+        if max_requests > 0 && i.taken >= max_requests {
+            i.retiring = true;
+            self.counters.renewals.inc();
+        }
+        let lease = Lease { service: self.clone(), id: i.id.clone(), port: i.port };
+        self.counters.connections.inc();
+        // The load just rose: what it wants starts now, not at the next tick.
+        self.scale(pool);
+        Some(lease)
+    }
+
+    /// Starts what the load wants (under the pool lock): a spare handed over first, then
+    /// new instances; and a new spare where `--prestart` wants one.
+    fn scale(self: &Arc<Self>, pool: &mut Pool) {
+        if self.closing.load(Ordering::SeqCst) {
+            return;
+        }
+        let now = Instant::now();
+        let mut missing = pool.wanted(&self.spec).saturating_sub(pool.active());
+        while missing > 0 {
+            if let Some(spare) = pool.instances.iter_mut().find(|i| i.spare && i.state == State::Ready) {
+                spare.spare = false;
+                spare.idle_since = now;
+                tracing::debug!(service = %self.spec.name, instance = %spare.id, "spare handed over");
+                self.changed.notify_waiters();
+                missing -= 1;
+                continue;
+            }
+            if !self.start(pool, false) {
+                break;
+            }
+            missing -= 1;
+        }
+        let spare_kept = pool.instances.iter().any(|i| i.spare);
+        if self.spec.prestart && !spare_kept {
+            self.start(pool, true);
+        }
+    }
+
+    /// Starts one instance in the background (under the pool lock); `false` when throttled
+    /// (then held connections are told, unless another instance is on its way).
+    fn start(self: &Arc<Self>, pool: &mut Pool, spare: bool) -> bool {
+        let now = Instant::now();
+        if pool.throttled(now) {
+            self.counters.throttled.inc();
+            pool.last_error = format!(
+                "throttled: {} failed starts within {}s; the next start when the oldest is {}s old ({})",
+                pool.failures.len(),
+                FAILURE_WINDOW.as_secs(),
+                FAILURE_WINDOW.as_secs(),
+                pool.last_error.trim_start_matches("throttled: ")
+            );
+            if !pool.instances.iter().any(|i| i.active()) {
+                pool.failed = true;
+                self.changed.notify_waiters();
+            }
+            return false;
+        }
+        let n = self.next.fetch_add(1, Ordering::SeqCst);
+        let id = format!("{}.{n}", self.spec.name);
+        let port = match free_port() {
+            Ok(p) => p,
+            Err(e) => {
+                pool.last_error = format!("no free loopback port: {e}");
+                return false;
+            }
+        };
+        pool.instances.push(Instance {
+            id: id.clone(),
+            port,
+            state: State::Starting,
+            spare,
+            retiring: false,
+            pid: 0,
+            started: now,
+            started_unix_ms: crate::peer::unix_ms(SystemTime::now()),
+            inflight: 0,
+            taken: 0,
+            idle_since: now,
+        });
+        let service = self.clone();
+        tokio::spawn(async move { service.bring_up(id, port).await });
+        true
+    }
+
+    /// Runs instance `id` and waits until it accepts on `port`.
+    async fn bring_up(self: Arc<Self>, id: String, port: u16) {
+        let mut env = self.spec.env.clone();
+        env.insert("PORT".into(), port.to_string());
+        let run = RunSpec {
+            name: id.clone(),
+            rootfs: self.spec.rootfs.clone(),
+            runtime: self.spec.runtime.clone(),
+            memory_bytes: self.spec.memory_bytes,
+            cpus: self.spec.cpus,
+            env,
+            command: self.spec.command.clone(),
+            host: String::new(),
+            service: Some(self.spec.name.clone()),
+        };
+        let began = Instant::now();
+        let pid = match self.workloads.run(run).await {
+            Ok(w) => w.pid,
+            Err(e) => return self.fail(&id, format!("{id} did not start: {e}"), false),
+        };
+        if let Some(i) = self.pool().get(&id) {
+            i.pid = pid;
+        }
+        let until = began + self.spec.start_timeout;
+        let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
+        loop {
+            if tokio::net::TcpStream::connect(addr).await.is_ok() {
+                break;
+            }
+            if self.closing.load(Ordering::SeqCst) {
+                return self.fail(&id, format!("{id}: the service closed while it started"), true);
+            }
+            if self.exited(&id) {
+                return self.fail(&id, format!("{id} exited before it accepted on port {port}"), true);
+            }
+            if Instant::now() >= until {
+                let waited = self.spec.start_timeout;
+                self.pool().failed_in_time = true;
+                return self.fail(&id, format!("{id} did not accept on port {port} within {waited:?}"), true);
+            }
+            tokio::time::sleep(READY_POLL).await;
+        }
+        let mut pool = self.pool();
+        let Some(i) = pool.get(&id) else { return };
+        i.state = State::Ready;
+        i.idle_since = Instant::now();
+        let spare = i.spare;
+        drop(pool);
+        tracing::info!(service = %self.spec.name, instance = %id, port, spare,
+            ready_ms = began.elapsed().as_millis() as u64, "instance ready");
+        self.changed.notify_waiters();
+    }
+
+    /// Whether instance `id`'s workload has ended (or is gone).
+    fn exited(&self, id: &str) -> bool {
+        self.workloads.list_one(id).is_none_or(|w| w.status == Status::Stopped)
+    }
+
+    /// Instance `id` failed: counted, its error kept, removed from the pool and (`stop`)
+    /// its workload stopped; held connections give up if nothing else is on its way.
+    fn fail(self: &Arc<Self>, id: &str, why: String, stop: bool) {
+        tracing::warn!(service = %self.spec.name, instance = %id, "instance failed: {why}");
+        self.counters.failures.inc();
+        let mut pool = self.pool();
+        pool.failures.push_back(Instant::now());
+        pool.last_error = why;
+        pool.instances.retain(|i| i.id != id);
+        if !pool.instances.iter().any(|i| i.active()) {
+            pool.failed = true;
+        }
+        drop(pool);
+        self.changed.notify_waiters();
+        if stop {
+            self.stop_instance(id.to_string());
+        }
+    }
+
+    /// Stops instance `id`'s workload in the background (already out of the pool, or
+    /// draining with nothing open).
+    fn stop_instance(self: &Arc<Self>, id: String) {
+        let service = self.clone();
+        tokio::spawn(async move {
+            match service.workloads.stop(&id).await {
+                Ok(_) => tracing::info!(service = %service.spec.name, instance = %id, "instance stopped"),
+                Err(e) if e.code() == crate::workloads::ErrorCode::NotFound => {}
+                Err(e) => tracing::warn!(service = %service.spec.name, instance = %id, "stopping: {e}"),
+            }
+            service.pool().instances.retain(|i| i.id != id);
+            service.changed.notify_waiters();
+        });
+    }
+
+    /// One pass of the service's rules over time: idle stops, ages, exits, drains and the
+    /// instances `--min` and `--prestart` want. Called by the service's tick.
+    pub fn tick(self: &Arc<Self>) {
+        let now = Instant::now();
+        let spec = &self.spec;
+        let mut stop = Vec::new();
+        let mut gone = Vec::new();
+        {
+            let mut pool = self.pool();
+            let mut surplus = pool.active().saturating_sub(pool.wanted(spec));
+            for i in pool.instances.iter_mut() {
+                if i.state == State::Ready
+                    && spec.max_age.is_some_and(|age| now.duration_since(i.started) >= age)
+                {
+                    if !i.retiring && !i.spare {
+                        self.counters.renewals.inc();
+                    }
+                    i.retiring = true;
+                }
+                let idle = spec.idle_stop.is_some_and(|d| now.duration_since(i.idle_since) >= d);
+                if i.active() && i.state == State::Ready && i.inflight == 0 && idle && surplus > 0 {
+                    surplus -= 1;
+                    i.state = State::Draining;
+                    tracing::info!(service = %spec.name, instance = %i.id, "idle: stopping");
+                }
+                if i.retiring && i.state == State::Ready {
+                    i.state = State::Draining;
+                    i.idle_since = now;
+                }
+                let drained = i.inflight == 0 || now.duration_since(i.idle_since) >= spec.drain;
+                if i.state == State::Draining && drained {
+                    if i.inflight > 0 {
+                        tracing::warn!(service = %spec.name, instance = %i.id, open = i.inflight,
+                            "drain time over: its open connections are cut");
+                    }
+                    stop.push(i.id.clone());
+                }
+            }
+            for i in pool.instances.iter().filter(|i| i.state == State::Ready) {
+                if self.workloads.list_one(&i.id).is_none_or(|w| w.status == Status::Stopped) {
+                    gone.push(i.id.clone());
+                }
+            }
+            // Stopping ones leave the pool now: their workloads stop in the background.
+            pool.instances.retain(|i| !stop.contains(&i.id));
+            self.scale(&mut pool);
+        }
+        for id in gone {
+            self.fail(&id, format!("{id} exited"), true);
+        }
+        for id in stop {
+            self.stop_instance(id);
+        }
+    }
+
+    /// Stops admitting: held connections are refused at once.
+    pub fn close(&self) {
+        self.closing.store(true, Ordering::SeqCst);
+        self.changed.notify_waiters();
+    }
+
+    /// Drains every instance (at most `drain`) and stops them: `service rm`.
+    pub async fn remove(self: &Arc<Self>, drain: Duration) -> u32 {
+        self.close();
+        let until = Instant::now() + drain;
+        while self.pool().inflight() > 0 && Instant::now() < until {
+            let changed = self.changed.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
+        }
+        let mut stops = tokio::task::JoinSet::new();
+        for i in self.pool().instances.drain(..) {
+            let workloads = self.workloads.clone();
+            stops.spawn(async move { workloads.stop(&i.id).await });
+        }
+        stops.join_all().await.iter().filter(|r| r.is_ok()).count() as u32
+    }
+
+    /// Waits (at most `drain`) until no connection is open: a daemon that stops lets its
+    /// relays finish, leaving the instances running for the next daemon.
+    pub async fn quiesce(&self, drain: Duration) {
+        let until = Instant::now() + drain;
+        while self.pool().inflight() > 0 && Instant::now() < until {
+            let changed = self.changed.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
+        }
+    }
+}
+
+/// A free loopback TCP port, for an instance to listen on.
+fn free_port() -> std::io::Result<u16> {
+    Ok(std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))?.local_addr()?.port())
+}
