@@ -14,6 +14,8 @@
 //!   `PERMISSION_DENIED`.
 //! - `Workloads` ([`workloads`]): `List` for every role; `Run`, `Stop`, `Migrate` and
 //!   `Evacuate` for `admin` and local callers.
+//! - `Services` ([`services`]): `List` and `Show` for every role; `Create` and `Remove` for
+//!   `admin` and local callers.
 //!
 //! `Call` routing: a target host that is this host runs the call here (built-in services
 //! first, then services of `Serve` streams); another host's name is resolved through
@@ -22,6 +24,7 @@
 //! host, then live members (this dc first, then the least loaded) until one serves it.
 //! `Query` asks every matching live member at once and streams the replies.
 
+pub mod services;
 pub mod workloads;
 
 use crate::access::{Caller, LOCAL};
@@ -30,6 +33,7 @@ use crate::peer::{self, Outcome, PeerReply, PeerRequest, Services};
 use crate::routing::{Registry, Responder};
 use dcos_core::tls::{peer_identity, Identity, PeerIdentity};
 use dcos_proto::v1 as pb;
+use services::ServicesApi;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
@@ -445,13 +449,20 @@ impl pb::membership_server::Membership for Api {
     }
 }
 
-fn router(api: Api, workloads: Option<WorkloadsApi>) -> tonic::service::Routes {
-    let routes = tonic::service::Routes::new(pb::messaging_server::MessagingServer::new(api.clone()))
+fn router(
+    api: Api,
+    workloads: Option<WorkloadsApi>,
+    services: Option<ServicesApi>,
+) -> tonic::service::Routes {
+    let mut routes = tonic::service::Routes::new(pb::messaging_server::MessagingServer::new(api.clone()))
         .add_service(pb::membership_server::MembershipServer::new(api));
-    match workloads {
-        Some(w) => routes.add_service(pb::workloads_server::WorkloadsServer::new(w)),
-        None => routes,
+    if let Some(w) = workloads {
+        routes = routes.add_service(pb::workloads_server::WorkloadsServer::new(w));
     }
+    if let Some(s) = services {
+        routes = routes.add_service(pb::services_server::ServicesServer::new(s));
+    }
+    routes
 }
 
 /// Serves the API on `listeners` until `shutdown` turns true; removes the socket file.
@@ -460,6 +471,7 @@ pub async fn serve(
     identity: &Identity,
     api: Api,
     workloads: Option<WorkloadsApi>,
+    services: Option<ServicesApi>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let tls = identity.server_config_require_client_auth(&[ALPN_H2]).map_err(|e| e.to_string())?;
@@ -512,10 +524,10 @@ pub async fn serve(
         let _ = rx.wait_for(|s| *s).await;
     };
     let tcp_server = tonic::transport::Server::builder()
-        .add_routes(router(api.clone(), workloads.clone()))
+        .add_routes(router(api.clone(), workloads.clone(), services.clone()))
         .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), done(shutdown.clone()));
     let unix_server = tonic::transport::Server::builder()
-        .add_routes(router(api, workloads))
+        .add_routes(router(api, workloads, services))
         .serve_with_incoming_shutdown(unix_incoming, done(shutdown));
     let (a, b) = tokio::join!(tcp_server, unix_server);
     let _ = std::fs::remove_file(&socket);
@@ -578,6 +590,13 @@ fn error_chain(e: &dyn std::error::Error) -> String {
     parts.join(": ")
 }
 
+/// What the API serves besides messaging and membership, where this daemon runs them.
+#[derive(Default, Clone)]
+pub struct Hosted {
+    pub workloads: Option<Arc<crate::workloads::Workloads>>,
+    pub services: Option<Arc<crate::services::Services>>,
+}
+
 /// The API running in the background ([`spawn`]).
 pub struct Running {
     stop: tokio::sync::watch::Sender<bool>,
@@ -603,7 +622,7 @@ pub fn spawn(
     services: Services,
     registry: Arc<Registry>,
     members: Option<crate::membership::Handle>,
-    workloads: Option<Arc<crate::workloads::Workloads>>,
+    hosted: Hosted,
 ) -> Running {
     let (stop, rx) = tokio::sync::watch::channel(false);
     let directory = Directory {
@@ -623,15 +642,16 @@ pub fn spawn(
         labels: config.labels.clone(),
         stopping: rx.clone(),
     };
-    let workloads = workloads.map(|w| {
+    let workloads = hosted.workloads.map(|w| {
         let peers = Arc::new(crate::workloads::migrate::quic::QuicPeers::new(client, directory));
         let mover = crate::workloads::migrate::Mover::new(w, peers, Default::default());
         crate::workloads::migrate::recovery::recover(&mover);
         WorkloadsApi::new(mover)
     });
+    let fronts = hosted.services.map(|s| ServicesApi::new(s, &config.name));
     let identity = config.identity.clone();
     let task = tokio::spawn(async move {
-        if let Err(e) = serve(listeners, &identity, api, workloads, rx).await {
+        if let Err(e) = serve(listeners, &identity, api, workloads, fronts, rx).await {
             tracing::error!("gRPC API stopped: {e}");
         }
     });

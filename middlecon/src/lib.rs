@@ -39,6 +39,7 @@ pub mod services;
 pub mod workloads;
 
 use std::future::Future;
+use std::sync::Arc;
 
 /// The services every middlecon serves.
 pub fn builtin_services(config: &config::Config) -> peer::Services {
@@ -72,16 +73,26 @@ pub async fn run(
     };
     let registry = routing::Registry::new();
     let mut services = services.with_dispatch(registry.clone());
+    let mut fronts = None;
     if let Some(w) = &workloads {
         services =
             workloads::migrate::quic::TargetServices::new(w.clone(), Default::default()).install(services);
+        match services::Services::open(&config.state_dir, w.clone(), Arc::new(services::NoSpill)).await {
+            Ok(s) => fronts = Some(s),
+            Err(e) => tracing::error!("services not opened: {e}"),
+        }
     }
     let api = api.map(|l| {
-        api::spawn(l, &config, client.clone(), services.clone(), registry, Some(handle), workloads.clone())
+        let hosted = api::Hosted { workloads: workloads.clone(), services: fronts.clone() };
+        api::spawn(l, &config, client.clone(), services.clone(), registry, Some(handle), hosted)
     });
     peer::serve(client, services, shutdown).await;
     if let Some(api) = api {
         api.stop().await;
+    }
+    // The fronts' open relays finish (each service's --drain at most); instances run on.
+    if let Some(s) = fronts {
+        s.shutdown().await;
     }
     if let Some(w) = workloads {
         w.close();

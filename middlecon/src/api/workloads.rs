@@ -85,11 +85,12 @@ async fn detached<T: Send + 'static>(work: impl std::future::Future<Output = T> 
     tokio::spawn(work).await.expect("workload tasks do not panic")
 }
 
-fn admit(caller: &Caller, what: &str) -> Result<(), Status> {
+/// Lets admins and local callers `action`; refuses anyone else.
+pub(super) fn admit(caller: &Caller, action: &str) -> Result<(), Status> {
     match caller.role {
         None | Some(Role::Admin) => Ok(()),
         Some(_) => Err(status(&WorkloadError::PermissionDenied(format!(
-            "{} may not {what} workloads (admin or local callers only)",
+            "{} may not {action} (admin or local callers only)",
             caller.describe()
         )))),
     }
@@ -189,7 +190,7 @@ impl evacuate::Report for EvacuationStream {
 #[tonic::async_trait]
 impl pb::workloads_server::Workloads for WorkloadsApi {
     async fn run(&self, request: Request<pb::RunRequest>) -> Result<Response<pb::RunReply>, Status> {
-        admit(&Caller::of(&request), "run")?;
+        admit(&Caller::of(&request), "run workloads")?;
         let workloads = self.mover.workloads.clone();
         let spec = run_spec(request.into_inner());
         let w = detached(async move { workloads.run(spec).await }).await.map_err(|e| status(&e))?;
@@ -197,7 +198,7 @@ impl pb::workloads_server::Workloads for WorkloadsApi {
     }
 
     async fn stop(&self, request: Request<pb::StopRequest>) -> Result<Response<pb::StopReply>, Status> {
-        admit(&Caller::of(&request), "stop")?;
+        admit(&Caller::of(&request), "stop workloads")?;
         let workloads = self.mover.workloads.clone();
         let name = request.into_inner().name;
         let w = detached(async move { workloads.stop(&name).await }).await.map_err(|e| status(&e))?;
@@ -215,7 +216,7 @@ impl pb::workloads_server::Workloads for WorkloadsApi {
         &self,
         request: Request<pb::MigrateRequest>,
     ) -> Result<Response<ProgressStream>, Status> {
-        admit(&Caller::of(&request), "migrate")?;
+        admit(&Caller::of(&request), "migrate workloads")?;
         let req = request.into_inner();
         let m = MoveSpec {
             live: req.mode() == pb::MigrateMode::Live,
@@ -252,7 +253,7 @@ impl pb::workloads_server::Workloads for WorkloadsApi {
         &self,
         request: Request<pb::EvacuateRequest>,
     ) -> Result<Response<ProgressStream>, Status> {
-        admit(&Caller::of(&request), "evacuate")?;
+        admit(&Caller::of(&request), "evacuate workloads")?;
         let req = request.into_inner();
         let plan = self.mover.evacuation(&req.to).map_err(|e| status(&e))?;
         let parallel = if req.parallel == 0 { DEFAULT_PARALLEL } else { req.parallel as usize };

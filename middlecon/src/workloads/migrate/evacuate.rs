@@ -41,7 +41,13 @@ impl Mover {
     /// target). Refused when there are workloads and no live peer to take them.
     pub fn evacuation(&self, only: &[String]) -> Result<Vec<(String, String)>, WorkloadError> {
         let host = &self.workloads.host;
-        let names = self.workloads.owned();
+        // Service instances are not moved: the service's other hosts take their connections.
+        let names: Vec<String> = self
+            .workloads
+            .owned()
+            .into_iter()
+            .filter(|n| self.workloads.get(n).is_some_and(|r| r.service.is_none()))
+            .collect();
         let candidates: Vec<(String, Option<f64>)> = self
             .peers
             .live()

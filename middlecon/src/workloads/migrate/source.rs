@@ -5,7 +5,7 @@
 
 use super::{decode, Attempt, MigratePhase, MoveSpec, Mover, Progress, Received, Reserve, Summary, Verdict};
 use crate::workloads::record::Phase;
-use crate::workloads::{bundle, rootfs, ContainerStatus, WorkloadError};
+use crate::workloads::{bundle, rootfs, ContainerStatus, Record, WorkloadError};
 use std::time::Instant;
 
 /// A migration whose target has reserved room ([`Mover::prepare`]).
@@ -72,6 +72,10 @@ impl Mover {
         let (name, to, host) = (m.name.clone(), m.to.clone(), w.host.clone());
         let (record, epoch) = w.update(&name, |cur| match cur {
             None => Err(WorkloadError::NotFound { name: name.clone(), host: host.clone() }),
+            Some(Record { service: Some(service), .. }) => Err(WorkloadError::Precondition(format!(
+                "{name} is an instance of service {service}: instances are renewed, not moved \
+                 (the service's fronts on other hosts take its connections)"
+            ))),
             Some(r) => match &r.phase {
                 Phase::MigratingOut { to: t, epoch, .. } => Err(WorkloadError::Conflict(format!(
                     "{name} is already migrating from {host} to {t} (epoch {epoch})"

@@ -291,6 +291,14 @@ async fn refusals_before_the_freeze_leave_the_workload_running_where_it_was() {
     let e = f.migrate("b").await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::Precondition, "{e}");
     assert_eq!(f.workloads("a").get("web").unwrap().phase, Phase::Owned);
+    // An instance of a service is renewed, not moved.
+    let mut instance = fake::spec("web.3", f._image.path());
+    instance.service = Some("web".into());
+    f.workloads("a").run(instance).await.unwrap();
+    let e =
+        f.mover("a").prepare(&MoveSpec { name: "web.3".into(), to: "b".into(), ..MoveSpec::default() }).await;
+    assert_eq!(e.err().map(|e| e.code()), Some(ErrorCode::Precondition));
+    assert!(f.mover("a").evacuation(&[]).unwrap().iter().all(|(n, _)| n != "web.3"), "nor evacuated");
     // Every refused attempt used an epoch: the next one has a fresh one.
     assert!(f.workloads("a").get("web").unwrap().epoch >= 3);
 }
