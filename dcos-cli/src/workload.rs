@@ -416,6 +416,7 @@ mod tests {
             cpus: 0.5,
             env: [("A".to_string(), "1".to_string())].into(),
             epoch: 2,
+            service: String::new(),
         }
     }
 
