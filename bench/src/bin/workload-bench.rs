@@ -693,6 +693,7 @@ impl RefBundle {
             epoch: 0,
             started_unix_ms: 0,
             phase: Phase::Owned,
+            service: None,
         };
         bundle::write_config(&bundle, &record, REF_DAEMON)?;
         Ok(RefBundle { bundle, root: dir.join("runtime") })
