@@ -49,8 +49,8 @@ use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status, Streaming};
 use workloads::WorkloadsApi;
 
-/// ALPN of the TCP API.
-const ALPN_H2: &[u8] = b"h2";
+/// ALPN of the TCP API: gRPC over HTTP/2; HTTP/1.1 for Prometheus' `/metrics`.
+const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// The deadline of a call that does not set one.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
 /// A connection carrying who is on the other end, for tonic's request extensions.
@@ -460,10 +460,25 @@ fn router(
         routes = routes.add_service(pb::workloads_server::WorkloadsServer::new(w));
     }
     if let Some(s) = services {
+        let text = s.clone();
         routes = routes.add_service(pb::services_server::ServicesServer::new(s));
+        // Prometheus reads the services' counters here (HTTP/1.1 or 2, same mTLS).
+        let router = std::mem::take(routes.axum_router_mut());
+        *routes.axum_router_mut() = router.route(
+            METRICS_PATH,
+            axum::routing::get(move || {
+                let body = text.metrics();
+                async move { ([(axum::http::header::CONTENT_TYPE, OPENMETRICS)], body) }
+            }),
+        );
     }
     routes
 }
+
+/// Where the API serves Prometheus text.
+pub const METRICS_PATH: &str = "/metrics";
+/// The content type of Prometheus' OpenMetrics text.
+const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=utf-8";
 
 /// Serves the API on `listeners` until `shutdown` turns true; removes the socket file.
 pub async fn serve(
@@ -474,7 +489,7 @@ pub async fn serve(
     services: Option<ServicesApi>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let tls = identity.server_config_require_client_auth(&[ALPN_H2]).map_err(|e| e.to_string())?;
+    let tls = identity.server_config_require_client_auth(&ALPN).map_err(|e| e.to_string())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let Listeners { tcp, unix, socket } = listeners;
 
@@ -524,9 +539,11 @@ pub async fn serve(
         let _ = rx.wait_for(|s| *s).await;
     };
     let tcp_server = tonic::transport::Server::builder()
+        .accept_http1(true)
         .add_routes(router(api.clone(), workloads.clone(), services.clone()))
         .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), done(shutdown.clone()));
     let unix_server = tonic::transport::Server::builder()
+        .accept_http1(true)
         .add_routes(router(api, workloads, services))
         .serve_with_incoming_shutdown(unix_incoming, done(shutdown));
     let (a, b) = tokio::join!(tcp_server, unix_server);
@@ -539,7 +556,7 @@ pub async fn serve(
 
 /// A channel to the API at `addr` over mTLS, presenting `identity`.
 pub async fn connect(addr: SocketAddr, identity: &Identity) -> Result<tonic::transport::Channel, String> {
-    let tls = identity.client_config(&[ALPN_H2]).map_err(|e| e.to_string())?;
+    let tls = identity.client_config(&[ALPN[0]]).map_err(|e| e.to_string())?;
     let connector = tokio_rustls::TlsConnector::from(tls);
     let server_name = rustls_pki_types::ServerName::from(addr.ip());
     tonic::transport::Endpoint::from_shared(format!("http://{addr}"))

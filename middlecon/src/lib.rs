@@ -77,7 +77,8 @@ pub async fn run(
     if let Some(w) = &workloads {
         services =
             workloads::migrate::quic::TargetServices::new(w.clone(), Default::default()).install(services);
-        match services::Services::open(&config.state_dir, w.clone(), Arc::new(services::NoSpill)).await {
+        let spill = Arc::new(services::spill::Members { me: config.name.clone(), members: handle.clone() });
+        match services::Services::open(&config.state_dir, w.clone(), spill).await {
             Ok(s) => fronts = Some(s),
             Err(e) => tracing::error!("services not opened: {e}"),
         }

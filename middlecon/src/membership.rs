@@ -146,6 +146,9 @@ pub struct Member {
     /// Its 1-minute load average, once heard.
     pub load: Option<f64>,
     pub version: String,
+    /// The services whose fronts it said are saturated, as last heard.
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub saturated: Vec<String>,
 }
 
 /// The `dcos.members` reply.
@@ -228,6 +231,9 @@ fn route_to(seed: Option<&SocketAddr>) -> Option<IpAddr> {
 const FROM_HEADER: &str = "swim-from";
 /// Header of a `dcos.swim` call: the sender's 1-minute load average.
 const LOAD_HEADER: &str = "swim-load";
+/// Header of a `dcos.swim` call: the services whose fronts are saturated on the sender,
+/// comma-separated (absent: none).
+const FULL_HEADER: &str = "swim-full";
 
 /// This host's load figure and every member's latest one heard, and whether a member's
 /// first figure arrived since the member list was last rebuilt (later ones wait for the
@@ -237,6 +243,9 @@ struct LoadTable {
     mine: Option<f64>,
     figures: HashMap<SocketAddr, f64>,
     changed: bool,
+    /// The services saturated here (`Handle::set_saturated`), and on each member as heard.
+    full_mine: String,
+    full: HashMap<SocketAddr, String>,
 }
 
 impl LoadTable {
@@ -252,6 +261,9 @@ impl LoadTable {
         if let Some(load) = self.mine {
             headers.insert(LOAD_HEADER.to_string(), load.to_string());
         }
+        if !self.full_mine.is_empty() {
+            headers.insert(FULL_HEADER.to_string(), self.full_mine.clone());
+        }
         headers
     }
 
@@ -262,6 +274,11 @@ impl LoadTable {
             if load.is_finite() && load >= 0.0 {
                 self.record(from, load);
             }
+        }
+        let full = headers.get(FULL_HEADER).cloned().unwrap_or_default();
+        if self.full.get(&from).map_or(!full.is_empty(), |f| *f != full) {
+            self.full.insert(from, full);
+            self.changed = true;
         }
         Some(from)
     }
@@ -309,6 +326,18 @@ impl Handle {
     /// Every member this host knows: itself first, then the others by name.
     pub fn members(&self) -> Vec<Member> {
         lock(&self.members).clone()
+    }
+
+    /// Says, with every SWIM packet from now on, which services' fronts are saturated on this
+    /// host (a peer's front spills to it only if not).
+    pub fn set_saturated(&self, services: &[String]) {
+        let mut loads = lock(&self.loads);
+        let full = services.join(",");
+        if loads.full_mine != full {
+            loads.full.insert(self.me, full.clone());
+            loads.full_mine = full;
+            loads.changed = true;
+        }
     }
 
     /// Tells the others this host leaves, waiting at most `wait` for the packets to go.
@@ -544,6 +573,11 @@ impl Task {
             state,
             load: loads.figures.get(&n.addr).copied(),
             version: n.version.clone(),
+            saturated: loads
+                .full
+                .get(&n.addr)
+                .map(|f| f.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
+                .unwrap_or_default(),
         };
         let mut others: Vec<Member> = self
             .foca

@@ -23,6 +23,11 @@ impl ServicesApi {
     pub fn new(services: Arc<Services>, host: &str) -> ServicesApi {
         ServicesApi { services, host: host.to_string() }
     }
+
+    /// The services' counters as Prometheus text.
+    pub fn metrics(&self) -> String {
+        self.services.metrics.text()
+    }
 }
 
 fn ms(d: Option<Duration>) -> u64 {

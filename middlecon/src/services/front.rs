@@ -5,17 +5,11 @@
 //! ([`Spill`]).
 
 use super::pool::{Refused, Service};
+use super::spill::Spill;
 use std::net::SocketAddr;
 use std::sync::Arc;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
-
-/// Where a saturated front may send a connection: a peer's front with room, if any.
-pub trait Spill: Send + Sync + 'static {
-    /// A peer front of `service` with room, not `from` (the connection's source: a peer's
-    /// front never spills what a peer spilled to it).
-    fn target(&self, service: &str, port: u16, from: SocketAddr) -> Option<SocketAddr>;
-}
 
 /// How often a front whose port is taken tries again.
 const REBIND: std::time::Duration = std::time::Duration::from_secs(1);
@@ -76,7 +70,7 @@ pub async fn serve(
 async fn handle(service: Arc<Service>, spill: Arc<dyn Spill>, conn: TcpStream, from: SocketAddr) {
     let saturated = service.pool().saturated(&service.spec);
     if saturated {
-        if let Some(peer) = spill.target(&service.spec.name, service.spec.port, from) {
+        if let Some(peer) = spill.target(&service.spec, from) {
             if let Ok(upstream) = TcpStream::connect(peer).await {
                 service.counters.spilled.inc();
                 relay(&service, conn, upstream).await;

@@ -8,6 +8,7 @@
 //!   renew and stop them.
 //! - [`front`]: the TCP listener on the service's port and the relay to an instance (or to
 //!   a peer's front when this host is saturated).
+//! - [`spill`]: where a saturated front sends a connection (a peer's front with room).
 //! - [`counters`]: per-service counters, also as Prometheus text.
 //!
 //! [`Services`] holds this host's services: it opens them at start (definitions from the
@@ -19,6 +20,7 @@ pub mod counters;
 pub mod front;
 pub mod pool;
 pub mod spec;
+pub mod spill;
 
 #[cfg(test)]
 mod tests;
@@ -26,8 +28,8 @@ mod tests;
 use crate::workloads::{Status, Workload, WorkloadError, Workloads};
 use pool::{Instance, Service};
 pub use spec::ServiceSpec;
+pub use spill::NoSpill;
 use std::collections::BTreeMap;
-use std::net::SocketAddr;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
@@ -36,6 +38,8 @@ use tokio::sync::watch;
 
 /// How often each service's rules run over time (idle stops, ages, exits, drains).
 const TICK: Duration = Duration::from_millis(50);
+/// How often the services saturated here are told to the fleet (with SWIM's packets).
+const PUBLISH: Duration = Duration::from_millis(250);
 
 /// A service as `service ls` and `show` report it on this host.
 #[derive(Debug, Clone)]
@@ -94,19 +98,10 @@ pub struct Services {
     workloads: Arc<Workloads>,
     store: spec::Store,
     pub metrics: counters::Metrics,
-    spill: Arc<dyn front::Spill>,
+    spill: Arc<dyn spill::Spill>,
     running: Mutex<BTreeMap<String, Running>>,
     /// One create or remove at a time: a name is never half-made.
     changing: tokio::sync::Mutex<()>,
-}
-
-/// A front that never spills (a host alone, or tests).
-pub struct NoSpill;
-
-impl front::Spill for NoSpill {
-    fn target(&self, _: &str, _: u16, _: SocketAddr) -> Option<SocketAddr> {
-        None
-    }
 }
 
 impl Services {
@@ -116,7 +111,7 @@ impl Services {
     pub async fn open(
         state_dir: &Path,
         workloads: Arc<Workloads>,
-        spill: Arc<dyn front::Spill>,
+        spill: Arc<dyn spill::Spill>,
     ) -> Result<Arc<Services>, WorkloadError> {
         let store = spec::Store::open(state_dir)
             .map_err(crate::workloads::error::io_err(format!("{}/services", state_dir.display())))?;
@@ -146,7 +141,30 @@ impl Services {
             services.start(spec, listener, alive);
         }
         services.stop_all(instances.into_values().flatten().collect()).await;
+        let weak = Arc::downgrade(&services);
+        tokio::spawn(async move {
+            let mut said = Vec::new();
+            loop {
+                tokio::time::sleep(PUBLISH).await;
+                let Some(services) = weak.upgrade() else { return };
+                let now = services.saturated();
+                if now != said {
+                    services.spill.publish(&now);
+                    said = now;
+                }
+            }
+        });
         Ok(services)
+    }
+
+    /// The services whose fronts are saturated here now.
+    fn saturated(&self) -> Vec<String> {
+        let running = self.running.lock().unwrap_or_else(|e| e.into_inner());
+        running
+            .values()
+            .filter(|r| r.service.pool().saturated(&r.service.spec))
+            .map(|r| r.service.spec.name.clone())
+            .collect()
     }
 
     async fn stop_all(&self, orphans: Vec<Workload>) {
