@@ -6,6 +6,8 @@
 //! - `middlecon/v1/middlecon.proto`: the gRPC API (`Messaging`, `Membership`, `Workloads`):
 //!   messages, plus tonic servers (`v1::messaging_server`, ...) and clients
 //!   (`v1::messaging_client`, ...).
+//! - Where a middlecon listens unless told otherwise ([`DEFAULT_PEER_PORT`],
+//!   [`DEFAULT_API_PORT`], [`DEFAULT_SOCKET`]): the daemon and its clients both read them here.
 #![forbid(unsafe_code)]
 
 /// Generated from `middlecon/v1/*.proto`.
@@ -18,6 +20,13 @@ pub mod v1 {
 pub const MIDDLECON_V1_PROTO: &str = include_str!("middlecon/v1/middlecon.proto");
 /// The peer wire source.
 pub const PEER_V1_PROTO: &str = include_str!("middlecon/v1/peer.proto");
+
+/// The UDP port of the peer wire (QUIC) between middlecons.
+pub const DEFAULT_PEER_PORT: u16 = 7441;
+/// The TCP port of the gRPC API (mTLS).
+pub const DEFAULT_API_PORT: u16 = 7442;
+/// The local Unix socket of the gRPC API.
+pub const DEFAULT_SOCKET: &str = "/run/middlecon/api.sock";
 
 use v1::{ErrorCode, MigratePhase};
 

@@ -11,6 +11,8 @@
 //! - [`settings`](mod@settings): a daemon's settings declared once (flags and file), merged and checked
 //!   alike: the error naming a setting, TLS files.
 //! - [`tokens`]: bearer tokens for dashboards, stored only as SHA-256 hashes.
+//! - [`unix_ms`]: a time as milliseconds since the Unix epoch, as deadlines and timestamps
+//!   cross the wire.
 #![forbid(unsafe_code)]
 
 #[cfg(feature = "daemon")]
@@ -27,3 +29,11 @@ pub use role::Role;
 
 /// The version every dcos binary reports (`agent_version`, `--version`).
 pub const VERSION: &str = env!("CARGO_PKG_VERSION");
+
+/// Milliseconds since the Unix epoch (negative before it).
+pub fn unix_ms(t: std::time::SystemTime) -> i64 {
+    match t.duration_since(std::time::UNIX_EPOCH) {
+        Ok(d) => d.as_millis() as i64,
+        Err(e) => -(e.duration().as_millis() as i64),
+    }
+}

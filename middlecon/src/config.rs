@@ -100,11 +100,11 @@ pub struct Config {
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7441";
-pub const DEFAULT_PORT: u16 = 7441;
+pub const DEFAULT_PORT: u16 = dcos_proto::DEFAULT_PEER_PORT;
 pub const DEFAULT_STATE_DIR: &str = "/var/lib/middlecon";
 pub const DEFAULT_API: &str = "0.0.0.0:7442";
-pub const DEFAULT_API_PORT: u16 = 7442;
-pub const DEFAULT_SOCKET: &str = "/run/middlecon/api.sock";
+pub const DEFAULT_API_PORT: u16 = dcos_proto::DEFAULT_API_PORT;
+pub const DEFAULT_SOCKET: &str = dcos_proto::DEFAULT_SOCKET;
 
 /// Parses `IP:PORT`, `[IPv6]:PORT` or a bare IP (port 7441).
 pub fn parse_seed(s: &str) -> Result<SocketAddr, String> {

@@ -80,13 +80,7 @@ const MAX_STREAMS: u32 = 4096;
 /// default, about 200 KiB, holds some 90); capped by `net.core.rmem_max`/`wmem_max`.
 const SOCKET_BUFFER: usize = 2 * 1024 * 1024;
 
-/// Milliseconds since the Unix epoch.
-pub fn unix_ms(t: SystemTime) -> i64 {
-    match t.duration_since(UNIX_EPOCH) {
-        Ok(d) => d.as_millis() as i64,
-        Err(e) => -(e.duration().as_millis() as i64),
-    }
-}
+pub use dcos_core::unix_ms;
 
 /// Why the peer endpoint could not be built.
 #[derive(Debug, thiserror::Error)]
