@@ -1,0 +1,179 @@
+//! The HTTPS client of k2i, for the `dcos` CLI, programs of your own, the tests and the
+//! benchmarks.
+//!
+//! - [`K2iClient`]: TLS 1.3 presenting a certificate ([`K2iClient::new`]), a bearer token
+//!   ([`K2iClient::with_token`]) or nothing ([`K2iClient::anonymous`]); pooled connections,
+//!   a deadline per request; JSON answers decoded ([`K2iClient::get_json`]) or raw bodies
+//!   ([`K2iClient::request`]).
+//! - [`FetchError`]: why a request to one host failed, sorted into the per-host statuses of
+//!   SPEC section 6 (`timeout`, `unreachable`, `tls_error`, `http_error`, `refused`) by
+//!   [`FetchError::status`]; k2i's JSON error bodies are read into its code and message.
+#![forbid(unsafe_code)]
+
+use dcos_core::model::ErrorBody;
+use dcos_core::tls::{Identity, TlsError};
+use http_body_util::{BodyExt, Full};
+use hyper::body::Bytes;
+use hyper_rustls::HttpsConnector;
+use hyper_util::client::legacy::connect::HttpConnector;
+use hyper_util::client::legacy::Client;
+use hyper_util::rt::TokioExecutor;
+use serde::de::DeserializeOwned;
+use std::error::Error as _;
+use std::sync::Arc;
+use std::time::Duration;
+
+/// Why a request to one host failed.
+#[derive(Debug, thiserror::Error)]
+pub enum FetchError {
+    #[error("no answer within {0:?}")]
+    Timeout(Duration),
+    #[error("connection refused")]
+    Refused,
+    #[error("unreachable: {0}")]
+    Unreachable(String),
+    #[error("TLS: {0}")]
+    Tls(String),
+    #[error("HTTP {status}: {code}: {message}")]
+    Http { status: u16, code: String, message: String, position: Option<usize> },
+    #[error("bad answer: {0}")]
+    Decode(String),
+    #[error("bad URL {0:?}")]
+    BadUrl(String),
+}
+
+impl FetchError {
+    /// The per-host status word of SPEC section 6.
+    pub fn status(&self) -> &'static str {
+        match self {
+            FetchError::Timeout(_) => "timeout",
+            FetchError::Refused => "refused",
+            FetchError::Unreachable(_) | FetchError::BadUrl(_) => "unreachable",
+            FetchError::Tls(_) => "tls_error",
+            FetchError::Http { .. } | FetchError::Decode(_) => "http_error",
+        }
+    }
+}
+
+/// A pooled client; clone freely.
+#[derive(Clone)]
+pub struct K2iClient {
+    http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    token: Option<String>,
+}
+
+impl K2iClient {
+    /// A client presenting `identity`'s certificate.
+    pub fn new(identity: &Identity) -> Result<K2iClient, TlsError> {
+        Ok(Self::with_tls((*identity.client_config(&[])?).clone(), None))
+    }
+
+    /// A client with a bearer token and no certificate.
+    pub fn with_token(roots: Arc<rustls::RootCertStore>, token: String) -> Result<K2iClient, TlsError> {
+        let cfg = (*dcos_core::tls::anonymous_client_config(roots)?).clone();
+        Ok(Self::with_tls(cfg, Some(token)))
+    }
+
+    /// A client with no identity at all (health checks, the API document).
+    pub fn anonymous(roots: Arc<rustls::RootCertStore>) -> Result<K2iClient, TlsError> {
+        let cfg = (*dcos_core::tls::anonymous_client_config(roots)?).clone();
+        Ok(Self::with_tls(cfg, None))
+    }
+
+    fn with_tls(tls: rustls::ClientConfig, token: Option<String>) -> K2iClient {
+        let mut http = HttpConnector::new();
+        http.enforce_http(false);
+        http.set_nodelay(true);
+        http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let https = hyper_rustls::HttpsConnectorBuilder::new()
+            .with_tls_config(tls)
+            .https_only()
+            .enable_http1()
+            .wrap_connector(http);
+        let http =
+            Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
+        K2iClient { http, token }
+    }
+
+    /// `GET base + path`, decoded as JSON, within `timeout`.
+    pub async fn get_json<T: DeserializeOwned>(
+        &self,
+        base: &str,
+        path: &str,
+        timeout: Duration,
+    ) -> Result<T, FetchError> {
+        let body = self.request("GET", base, path, None, timeout).await?;
+        serde_json::from_slice(&body).map_err(|e| FetchError::Decode(e.to_string()))
+    }
+
+    /// Sends a request and returns the body of a 2xx answer.
+    pub async fn request(
+        &self,
+        method: &str,
+        base: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        timeout: Duration,
+    ) -> Result<Bytes, FetchError> {
+        let url = format!("{}{}", base.trim_end_matches('/'), path);
+        let uri: hyper::Uri = url.parse().map_err(|_| FetchError::BadUrl(url.clone()))?;
+        let mut req = hyper::Request::builder().method(method).uri(uri);
+        if let Some(t) = &self.token {
+            req = req.header("authorization", format!("Bearer {t}"));
+        }
+        if body.is_some() {
+            req = req.header("content-type", "application/json");
+        }
+        let req = req
+            .body(Full::new(Bytes::from(body.unwrap_or_default())))
+            .map_err(|_| FetchError::BadUrl(url.clone()))?;
+        let work = async {
+            let resp = self.http.request(req).await.map_err(classify)?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| FetchError::Unreachable(e.to_string()))?
+                .to_bytes();
+            if status.is_success() {
+                return Ok(bytes);
+            }
+            let (code, message, position) = match serde_json::from_slice::<ErrorBody>(&bytes) {
+                Ok(e) => (e.error.code, e.error.message, e.error.position),
+                Err(_) => (String::new(), String::from_utf8_lossy(&bytes).into_owned(), None),
+            };
+            Err(FetchError::Http { status: status.as_u16(), code, message, position })
+        };
+        tokio::time::timeout(timeout, work).await.map_err(|_| FetchError::Timeout(timeout))?
+    }
+}
+
+/// Sorts a transport failure into refused / TLS / unreachable by walking its causes,
+/// looking inside `io::Error`s too (connectors nest them, and `source()` skips the
+/// error an `io::Error` wraps).
+fn classify(e: hyper_util::client::legacy::Error) -> FetchError {
+    fn visit(err: &(dyn std::error::Error + 'static)) -> Option<FetchError> {
+        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+            return Some(FetchError::Tls(tls.to_string()));
+        }
+        if let Some(io) = err.downcast_ref::<std::io::Error>() {
+            if io.kind() == std::io::ErrorKind::ConnectionRefused {
+                return Some(FetchError::Refused);
+            }
+            if let Some(found) = io.get_ref().and_then(|inner| visit(inner)) {
+                return Some(found);
+            }
+        }
+        err.source().and_then(visit)
+    }
+    if let Some(found) = e.source().and_then(visit) {
+        return found;
+    }
+    tracing::debug!("transport error: {e:?}");
+    let chain = std::iter::successors(e.source(), |s| (*s).source())
+        .map(|s| s.to_string())
+        .collect::<Vec<_>>()
+        .join(": ");
+    FetchError::Unreachable(if chain.is_empty() { e.to_string() } else { chain })
+}
