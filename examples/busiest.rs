@@ -9,9 +9,9 @@
 //! are merged here, so no host ever sends its whole table.
 
 use anyhow::{bail, Context, Result};
-use dcos_cli::client::K2iClient;
 use dcos_core::model::Top;
 use dcos_core::tls::{Identity, TlsFiles};
+use k2i_client::K2iClient;
 use std::time::Duration;
 
 #[tokio::main]

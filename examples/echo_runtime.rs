@@ -33,8 +33,7 @@
 use anyhow::{bail, Context, Result};
 use clap::Parser;
 use dcos_core::tls::TlsFiles;
-use dcos_proto::v1 as pb;
-use dcos_proto::v1::messaging_client::MessagingClient;
+use middlecon_client::{pb, Channel, MessagingClient};
 use pb::delivery::Msg as Delivered;
 use pb::serve_message::Msg as Send;
 use std::collections::HashMap;
@@ -64,7 +63,7 @@ struct Args {
     #[arg(long, env = "DCOS_CA", value_name = "FILE")]
     ca: Option<PathBuf>,
     /// Answer each request only after this long (e.g. 2s), to see deadlines and Cancel.
-    #[arg(long, value_parser = dcos_cli::cli::parse_duration)]
+    #[arg(long, value_parser = humantime::parse_duration)]
     delay: Option<Duration>,
 }
 
@@ -92,9 +91,9 @@ async fn answer(request: pb::Request, delay: Option<Duration>) -> pb::Response {
     }
 }
 
-async fn connect(args: &Args) -> Result<tonic::transport::Channel> {
+async fn connect(args: &Args) -> Result<Channel> {
     let channel = match (&args.socket, args.api) {
-        (Some(path), _) => middlecon::api::connect_unix(path).await,
+        (Some(path), _) => middlecon_client::connect_unix(path).await,
         (None, Some(addr)) => {
             // clap made sure all three are given with --api.
             let files = TlsFiles {
@@ -103,11 +102,12 @@ async fn connect(args: &Args) -> Result<tonic::transport::Channel> {
                 ca: args.ca.clone().unwrap_or_default(),
             };
             let identity = dcos_core::settings::load_identity(&files)?;
-            middlecon::api::connect(addr, &identity).await
+            middlecon_client::connect(addr, &identity).await
         }
         (None, None) => unreachable!("clap requires --socket or --api"),
     };
-    channel.map_err(|e| anyhow::anyhow!("cannot reach middlecon: {e}"))
+    // "cannot reach the local middlecon socket PATH: why" (or "the middlecon API at ADDR").
+    Ok(channel?)
 }
 
 async fn run(args: Args) -> Result<()> {

@@ -9,7 +9,6 @@ use dcos_core::pki::{self, LeafSpec};
 use dcos_core::tls::TlsFiles;
 use dcos_core::Role;
 use std::future::Future;
-use std::io::{BufRead, BufReader, Read};
 use std::net::{IpAddr, SocketAddr};
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
@@ -107,16 +106,7 @@ impl Daemon {
             .spawn()
             .with_context(|| format!("starting {}", bin.display()))?;
         let stdout = child.stdout.take().context("daemon stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut reader = BufReader::new(stdout);
-            let mut line = String::new();
-            let _ = reader.read_line(&mut line);
-            let _ = tx.send(line);
-            // Keep reading, so the daemon never writes into a closed pipe.
-            let _ = reader.read_to_end(&mut Vec::new());
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let line = dcos_localfleet::first_line(stdout, Duration::from_secs(20)).unwrap_or_default();
         let addr = line
             .split_whitespace()
             .find_map(|w| w.strip_prefix("quic://"))

@@ -11,7 +11,7 @@
 //! member of any group is left.
 
 use anyhow::{bail, Context, Result};
-use std::io::{BufRead, BufReader, Read, Write};
+use std::io::{Read, Write};
 use std::os::unix::process::CommandExt;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -171,16 +171,10 @@ impl Sleepers {
             let pgid = child.id() as i32;
             let stdout = child.stdout.take().context("helper stdout")?;
             me.helpers.push(Helper { child, pgid });
-            let (tx, rx) = std::sync::mpsc::channel();
-            std::thread::spawn(move || {
-                let mut line = String::new();
-                let _ = BufReader::new(stdout).read_line(&mut line);
-                let _ = tx.send(line);
-            });
-            readers.push((share, rx));
+            readers.push((share, dcos_localfleet::FirstLine::read(stdout)));
         }
-        for (share, rx) in readers {
-            let line = rx.recv_timeout(Duration::from_secs(300)).unwrap_or_default();
+        for (share, ready) in readers {
+            let line = ready.wait(Duration::from_secs(300)).unwrap_or_default();
             let started: usize = line.trim().strip_prefix("ready ").and_then(|n| n.parse().ok()).unwrap_or(0);
             me.count += started;
             if started != share {

@@ -10,23 +10,20 @@
 //!   and narrows them by `--dc` and `--label`.
 //! - `--socket PATH` (or `DCOS_SOCKET`) instead of all of these: the middlecon on this machine,
 //!   through its Unix socket, where no certificate is needed ([`Endpoint::Unix`]).
-//! - A channel presenting the operator's certificate, or to the local socket ([`connect`]),
-//!   its failures sorted into the per-host statuses of SPEC section 6 (`refused`,
-//!   `tls_error`, `unreachable`, `timeout`); [`open`] and [`answer`] print them for `call`
-//!   and `query`.
+//! - A channel presenting the operator's certificate, or to the local socket (the
+//!   `middlecon-client` crate's [`connect_to`]), its failures sorted into the per-host
+//!   statuses of SPEC section 6 (`refused`, `tls_error`, `unreachable`, `timeout`); [`open`]
+//!   and [`answer`] print them for `call` and `query`.
 
 use crate::cli::{ApiArgs, FleetArgs, TlsArgs};
 use crate::commands::{identity, SetupError};
 use crate::exit;
 use dcos_core::tls::Identity;
-use dcos_proto::v1 as pb;
+pub use middlecon_client::{connect_to, ConnectError, Endpoint};
+use middlecon_client::{pb, Channel, DEFAULT_API_PORT};
 use std::net::SocketAddr;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::time::Duration;
-use tonic::transport::Channel;
-
-/// The default port of the gRPC API.
-pub const DEFAULT_PORT: u16 = middlecon::config::DEFAULT_API_PORT;
 
 /// How long past the deadline `call` and `query` wait for the API's answer (the way back).
 pub const GRACE: Duration = Duration::from_millis(500);
@@ -50,32 +47,6 @@ impl ApiHost {
     }
 }
 
-/// Where a middlecon's gRPC API is reached.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub enum Endpoint {
-    /// Its mTLS TCP port (`--api`): the operator's certificate is presented.
-    Tcp(SocketAddr),
-    /// Its Unix socket (`--socket`), on this machine: no certificate; the socket's file mode
-    /// decides who may connect, and middlecon counts those callers as `admin`.
-    Unix(PathBuf),
-}
-
-impl Endpoint {
-    /// Whether reaching it takes the operator's certificate.
-    pub fn needs_certificate(&self) -> bool {
-        matches!(self, Endpoint::Tcp(_))
-    }
-}
-
-impl std::fmt::Display for Endpoint {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        match self {
-            Endpoint::Tcp(a) => write!(f, "{a}"),
-            Endpoint::Unix(p) => write!(f, "unix:{}", p.display()),
-        }
-    }
-}
-
 /// The local socket `--socket` names, if given.
 fn socket(api: &ApiArgs) -> Option<Endpoint> {
     api.socket.clone().map(Endpoint::Unix)
@@ -90,7 +61,7 @@ pub fn parse_addr(text: &str, what: &str) -> Result<SocketAddr, SetupError> {
     text.trim_start_matches('[')
         .trim_end_matches(']')
         .parse::<std::net::IpAddr>()
-        .map(|ip| SocketAddr::new(ip, DEFAULT_PORT))
+        .map(|ip| SocketAddr::new(ip, DEFAULT_API_PORT))
         .map_err(|_| SetupError::Usage(format!("{what}: {text:?} is not an address like 10.0.0.5:7442")))
 }
 
@@ -230,7 +201,8 @@ pub async fn members(
     let id = identity(tls)?;
     let failed = |status, message| SetupError::Unreachable { status, message };
     let ask = async {
-        let channel = connect(addr, &id).await.map_err(|e| failed(e.status, e.message))?;
+        let channel =
+            middlecon_client::connect(addr, &id).await.map_err(|e| failed(e.status(), e.to_string()))?;
         let reply = pb::membership_client::MembershipClient::new(channel)
             .members(pb::MembersRequest {})
             .await
@@ -243,71 +215,12 @@ pub async fn members(
     }
 }
 
-/// Why no channel could be opened.
-#[derive(Debug, Clone, PartialEq, Eq)]
-pub struct ConnectError {
-    /// `refused`, `tls_error`, `timeout` or `unreachable`.
-    pub status: &'static str,
-    pub message: String,
-}
-
-/// A channel to the API at `addr` with the operator's certificate.
-pub async fn connect(addr: SocketAddr, identity: &Identity) -> Result<Channel, ConnectError> {
-    middlecon::api::connect(addr, identity).await.map_err(|e| ConnectError {
-        status: connect_status(&e),
-        message: format!("cannot reach the middlecon API at {e}"),
-    })
-}
-
-/// A channel to the API at `endpoint`: with `identity` over TCP (which must then be given),
-/// without one on the local socket.
-pub async fn connect_to(endpoint: &Endpoint, identity: Option<&Identity>) -> Result<Channel, ConnectError> {
-    match (endpoint, identity) {
-        (Endpoint::Tcp(addr), Some(id)) => connect(*addr, id).await,
-        (Endpoint::Tcp(addr), None) => Err(ConnectError {
-            status: "tls_error",
-            message: format!("{addr}: no certificate to present (give --cert, --key and --ca)"),
-        }),
-        (Endpoint::Unix(path), _) => {
-            use std::os::unix::fs::FileTypeExt;
-            // The kernel says only "connection refused" for a file that is not a socket.
-            if std::fs::metadata(path).is_ok_and(|m| !m.file_type().is_socket()) {
-                return Err(ConnectError {
-                    status: "unreachable",
-                    message: format!(
-                        "{} is not a Unix socket: give the middlecon's --socket (default /run/middlecon/api.sock)",
-                        path.display()
-                    ),
-                });
-            }
-            middlecon::api::connect_unix(path).await.map_err(|e| ConnectError {
-                status: connect_status(&e),
-                message: format!("cannot reach the local middlecon socket {e}"),
-            })
-        }
-    }
-}
-
 /// The operator's certificate if reaching `endpoint` takes one.
 pub fn identity_for(tls: &TlsArgs, endpoint: &Endpoint) -> Result<Option<Identity>, SetupError> {
     if endpoint.needs_certificate() {
         identity(tls).map(Some)
     } else {
         Ok(None)
-    }
-}
-
-/// Sorts a connection failure's text (its whole chain of causes) into a per-host status.
-pub fn connect_status(error: &str) -> &'static str {
-    let e = error.to_ascii_lowercase();
-    if e.contains("connection refused") {
-        "refused"
-    } else if ["certificate", "alert", "tls", "handshake"].iter().any(|w| e.contains(w)) {
-        "tls_error"
-    } else if e.contains("timed out") || e.contains("elapsed") {
-        "timeout"
-    } else {
-        "unreachable"
     }
 }
 
@@ -330,15 +243,11 @@ pub async fn open(
         eprintln!("dcos: {e}");
         e.exit_status()
     })?;
-    let connected =
-        tokio::time::timeout(fleet.timeout, connect_to(&addr, id.as_ref())).await.unwrap_or_else(|_| {
-            Err(ConnectError {
-                status: "timeout",
-                message: format!("cannot reach the middlecon API at {addr} within {:?}", fleet.timeout),
-            })
-        });
+    let connected = tokio::time::timeout(fleet.timeout, connect_to(&addr, id.as_ref()))
+        .await
+        .unwrap_or_else(|_| Err(ConnectError::Timeout(addr.clone(), fleet.timeout)));
     let channel = connected.map_err(|e| {
-        eprintln!("dcos: {}: {}", e.status, e.message);
+        eprintln!("dcos: {}: {e}", e.status());
         exit::FAILED
     })?;
     Ok((addr, channel))
@@ -439,16 +348,6 @@ mod tests {
         assert!(e.to_string().contains("--api") && e.to_string().contains("--seed"), "{e}");
     }
 
-    #[tokio::test]
-    async fn a_file_that_is_not_a_socket_is_named_as_such() {
-        let file = tempfile::NamedTempFile::new().unwrap();
-        let e = connect_to(&Endpoint::Unix(file.path().into()), None).await.unwrap_err();
-        assert_eq!(e.status, "unreachable");
-        assert!(e.message.contains("is not a Unix socket"), "{}", e.message);
-        let e = connect_to(&Endpoint::Unix("/nonexistent/api.sock".into()), None).await.unwrap_err();
-        assert!(e.message.contains("No such file or directory"), "{}", e.message);
-    }
-
     #[test]
     fn only_tcp_takes_a_certificate() {
         // No --cert, --key or --ca: the socket needs none, TCP says which flags to give.
@@ -465,7 +364,7 @@ mod tests {
         let all = hosts(&tls(), &inv, &none).await.unwrap();
         assert_eq!(all.iter().map(|h| h.name.as_str()).collect::<Vec<_>>(), ["a", "c"]);
         assert_eq!(port(&all[1].addr), 9000);
-        assert_eq!(port(&host(&tls(), &inv, &none, "a").await.unwrap().addr), DEFAULT_PORT);
+        assert_eq!(port(&host(&tls(), &inv, &none, "a").await.unwrap().addr), DEFAULT_API_PORT);
         let e = host(&tls(), &inv, &none, "b").await.unwrap_err().to_string();
         assert!(e.contains("no api address"), "{e}");
         let e = host(&tls(), &inv, &none, "z").await.unwrap_err().to_string();
@@ -482,17 +381,5 @@ mod tests {
         assert!(!host(&tls(), &inv, &none, "a").await.unwrap().assumed, "found in the inventory");
         let e = hosts(&tls(), &fleet(None, None), &none).await.unwrap_err().to_string();
         assert!(e.contains("--inventory") && e.contains("--seed"), "{e}");
-    }
-
-    #[test]
-    fn connection_failures_are_sorted() {
-        assert_eq!(
-            connect_status("1.2.3.4:7442: transport error: Connection refused (os error 111)"),
-            "refused"
-        );
-        assert_eq!(connect_status("x: invalid peer certificate: UnknownIssuer"), "tls_error");
-        assert_eq!(connect_status("x: received fatal alert: UnknownCA"), "tls_error");
-        assert_eq!(connect_status("x: transport error: timed out"), "timeout");
-        assert_eq!(connect_status("x: No route to host"), "unreachable");
     }
 }

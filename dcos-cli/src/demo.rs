@@ -11,202 +11,27 @@ use crate::cli::{
     StopArgs, TlsArgs, TopArgs, WorkloadsArgs,
 };
 use crate::commands::{self, Context};
-use anyhow::{bail, Context as _, Result};
-use dcos_core::pki::{self, LeafSpec};
+use anyhow::{bail, Result};
 use dcos_core::tls::{Identity, TlsFiles};
-use dcos_core::Role;
-use std::path::{Path, PathBuf};
-use std::process::Stdio;
+use dcos_localfleet::{
+    busybox_rootfs, make_certs, sibling_binary, start_k2i, start_middlecon, LocalMiddlecon,
+};
+use std::path::Path;
 use std::time::Duration;
-use tokio::io::{AsyncBufReadExt, BufReader};
-use tokio::process::{Child, Command};
-
-/// A k2i started by the demo; killed when dropped.
-pub struct LocalHost {
-    pub name: String,
-    pub url: String,
-    child: Child,
-}
-
-impl LocalHost {
-    /// Asks the daemon to stop (SIGTERM) and waits for it.
-    pub async fn stop(mut self) {
-        if let Some(pid) = self.child.id() {
-            let _ = nix::sys::signal::kill(
-                nix::unistd::Pid::from_raw(pid as i32),
-                nix::sys::signal::Signal::SIGTERM,
-            );
-        }
-        let _ = tokio::time::timeout(Duration::from_secs(5), self.child.wait()).await;
-    }
-}
-
-/// Finds a sibling binary of this executable (same build), else on `PATH`.
-pub fn sibling_binary(name: &str) -> Result<PathBuf> {
-    if let Ok(exe) = std::env::current_exe() {
-        for dir in exe.ancestors().skip(1).take(2) {
-            let candidate = dir.join(name);
-            if candidate.is_file() {
-                return Ok(candidate);
-            }
-        }
-    }
-    std::env::var_os("PATH")
-        .and_then(|paths| std::env::split_paths(&paths).map(|p| p.join(name)).find(|p| p.is_file()))
-        .with_context(|| {
-            format!("cannot find the {name} binary next to dcos or on PATH (build it: cargo build --release)")
-        })
-}
-
-/// Starts one k2i on 127.0.0.1 (a free port) and waits for it to announce its address.
-///
-/// With `workload` (a shell snippet) and root, the host gets its own PID namespace and
-/// `/proc`, so its process table holds its k2i and its workload only, as on a real host.
-pub async fn start_k2i(
-    bin: &Path,
-    dir: &Path,
-    name: &str,
-    dc: &str,
-    extra: &[&str],
-    workload: Option<&str>,
-) -> Result<LocalHost> {
-    let mut args = vec!["--listen", "127.0.0.1:0", "--name", name, "--dc", dc];
-    args.extend_from_slice(extra);
-    let (child, line) = start_daemon(bin, dir, name, &args, workload).await?;
-    let url = line
-        .split_whitespace()
-        .find(|w| w.starts_with("https://"))
-        .with_context(|| format!("{name}: unexpected first line {line:?}"))?
-        .to_string();
-    Ok(LocalHost { name: name.to_string(), url, child })
-}
-
-/// A middlecon started by the demo: its peer and API addresses; killed when dropped.
-pub struct LocalMiddlecon {
-    pub host: LocalHost,
-    /// Its peer (QUIC) address.
-    pub peer: String,
-    /// Its gRPC API address.
-    pub api: String,
-}
-
-/// Starts middlecon `name` on 127.0.0.1 (free ports for peers and API), with its socket
-/// and state in `dir`, seeded with `seed` (none for the first host) and advertising `k2i`.
-pub async fn start_middlecon(
-    bin: &Path,
-    dir: &Path,
-    name: &str,
-    dc: &str,
-    seed: Option<&str>,
-    k2i: &str,
-) -> Result<LocalMiddlecon> {
-    let socket = dir.join(format!("{name}.sock"));
-    let state = dir.join(format!("{name}-state"));
-    let (socket, state) = (socket.to_string_lossy(), state.to_string_lossy());
-    let mut args = vec!["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--name", name, "--dc", dc];
-    args.extend(["--socket", &socket, "--state-dir", &state, "--k2i", k2i]);
-    if let Some(seed) = seed {
-        args.extend(["--seed", seed]);
-    }
-    let log = format!("{name}-middlecon");
-    let (child, line) = start_daemon(bin, dir, &log, &args, None).await?;
-    // `middlecon NAME listening on quic://ADDR api ADDR`
-    let words: Vec<&str> = line.split_whitespace().collect();
-    let peer = words.iter().find_map(|w| w.strip_prefix("quic://"));
-    let api = words.iter().position(|w| *w == "api").and_then(|i| words.get(i + 1));
-    let (Some(peer), Some(api)) = (peer, api) else {
-        bail!("{name}: unexpected first line from middlecon {line:?}");
-    };
-    let host = LocalHost { name: name.to_string(), url: format!("quic://{peer}"), child };
-    Ok(LocalMiddlecon { host, peer: peer.to_string(), api: api.to_string() })
-}
-
-/// Starts `bin` with `args` plus the host's certificate from `dir` (logging to
-/// `dir/LOG.log`), optionally in a PID namespace of its own behind `workload`, and returns
-/// it with its first stdout line.
-async fn start_daemon(
-    bin: &Path,
-    dir: &Path,
-    log_name: &str,
-    args: &[&str],
-    workload: Option<&str>,
-) -> Result<(Child, String)> {
-    let name = args.iter().skip_while(|a| **a != "--name").nth(1).copied().unwrap_or(log_name);
-    let log_path = dir.join(format!("{log_name}.log"));
-    let log = std::fs::File::create(&log_path)?;
-    let mut command = match workload.filter(|_| own_pid_namespaces()) {
-        Some(work) => {
-            let mut c = Command::new("unshare");
-            c.args(["--pid", "--fork", "--mount-proc", "--kill-child", "sh", "-c"])
-                .arg(format!("{work} exec \"$0\" \"$@\""))
-                .arg(bin);
-            c
-        }
-        None => Command::new(bin),
-    };
-    let program = bin.file_name().unwrap_or_default().to_string_lossy().into_owned();
-    let mut child = command
-        .args(args)
-        .arg("--cert")
-        .arg(dir.join(format!("{name}.crt")))
-        .arg("--key")
-        .arg(dir.join(format!("{name}.key")))
-        .arg("--ca")
-        .arg(dir.join("ca.crt"))
-        .stdout(Stdio::piped())
-        .stderr(Stdio::from(log))
-        .kill_on_drop(true)
-        .spawn()
-        .with_context(|| format!("starting {}", bin.display()))?;
-    let stdout = child.stdout.take().context("daemon stdout")?;
-    let mut lines = BufReader::new(stdout).lines();
-    let shown = log_path.display();
-    let line = tokio::time::timeout(Duration::from_secs(20), lines.next_line())
-        .await
-        .with_context(|| format!("{name}: {program} did not start within 20 s (see {shown})"))??
-        .with_context(|| format!("{name}: {program} exited at start (see {shown})"))?;
-    // Keep reading, so the daemon never writes into a closed pipe.
-    tokio::spawn(async move { while let Ok(Some(_)) = lines.next_line().await {} });
-    Ok((child, line))
-}
-
-/// Builds `dir/rootfs`: Debian's static busybox and its common applets, enough for a
-/// small container (used by the demo and by the tests).
-pub fn busybox_rootfs(dir: &Path) -> Result<PathBuf> {
-    let busybox = ["/bin/busybox", "/usr/bin/busybox"]
-        .iter()
-        .map(PathBuf::from)
-        .find(|p| p.is_file())
-        .context("busybox not found: install busybox-static (scripts/setup.sh does)")?;
-    let rootfs = dir.join("rootfs");
-    let bin = rootfs.join("bin");
-    std::fs::create_dir_all(&bin)?;
-    for d in ["proc", "sys", "dev", "tmp", "etc"] {
-        std::fs::create_dir_all(rootfs.join(d))?;
-    }
-    std::fs::copy(busybox, bin.join("busybox"))?;
-    for applet in ["sh", "sleep", "cat", "echo", "ls", "true", "date", "dd", "env"] {
-        let link = bin.join(applet);
-        if !link.exists() {
-            std::os::unix::fs::symlink("busybox", &link)?;
-        }
-    }
-    Ok(rootfs)
-}
 
 /// Runs a busybox container on `from`, migrates it to `to` and stops it, through the same
 /// commands an operator types. Returns the worst exit status.
 async fn show_workloads(tls: &TlsArgs, fleet: &FleetArgs, dir: &Path, from: &str, to: &str) -> u8 {
     let missing = if !nix::unistd::geteuid().is_root() {
         Some("root")
-    } else if middlecon::workloads::runtime::locate("runc").is_err() {
+    } else if dcos_localfleet::oci_runtime("runc").is_none() {
         Some("runc")
     } else {
         None
     };
     let rootfs = match missing {
         Some(what) => Err(anyhow::anyhow!("needs {what}")),
-        None => busybox_rootfs(dir),
+        None => busybox_rootfs(dir).map_err(anyhow::Error::from),
     };
     let rootfs = match rootfs {
         Ok(r) => r,
@@ -272,14 +97,16 @@ $ dcos stop hello"
 
 /// Deletes any container a demo middlecon still has (a demo interrupted before its `stop`)
 /// and unmounts its root filesystem: containers outlive their daemon by design, but not the
-/// demo's temporary directory.
+/// demo's temporary directory. The CLI's only use of the daemon crate (and the only reason
+/// it links it, through the default feature `demo-cleanup`).
+// TODO(lead): middlecon purge verb
+#[cfg(feature = "demo-cleanup")]
 async fn remove_leftover_containers(dir: &Path, names: &[String]) {
+    use middlecon::workloads::{bundle, cgroup, rootfs, runtime};
     for name in names {
         let state = dir.join(format!("{name}-state"));
-        let Ok(rt) = middlecon::workloads::runtime::OciRuntime::new("runc", &state) else { continue };
-        let cgroups = middlecon::workloads::cgroup::Cgroups::new(&middlecon::workloads::bundle::daemon_id(
-            name, &state,
-        ));
+        let Ok(rt) = runtime::OciRuntime::new("runc", &state) else { continue };
+        let cgroups = cgroup::Cgroups::new(&bundle::daemon_id(name, &state));
         for e in std::fs::read_dir(&rt.root).into_iter().flatten().flatten() {
             let id = e.file_name().to_string_lossy().into_owned();
             if let Err(err) = rt.delete(&id, || cgroups.thaw(&id)).await {
@@ -290,33 +117,14 @@ async fn remove_leftover_containers(dir: &Path, names: &[String]) {
         cgroups.remove_all(std::time::Duration::from_secs(2));
         // Their overlays too, before the temporary directory is removed.
         for e in std::fs::read_dir(state.join("workloads")).into_iter().flatten().flatten() {
-            middlecon::workloads::rootfs::release(&e.path());
+            rootfs::release(&e.path());
         }
     }
 }
 
-/// Whether demo hosts can have their own PID namespaces (root and `unshare` present).
-fn own_pid_namespaces() -> bool {
-    nix::unistd::geteuid().is_root()
-        && std::process::Command::new("unshare")
-            .arg("--version")
-            .stdout(Stdio::null())
-            .stderr(Stdio::null())
-            .status()
-            .is_ok_and(|s| s.success())
-}
-
-/// Creates the demo CA and one host certificate per name, valid for 127.0.0.1.
-pub fn make_certs(dir: &Path, names: &[String]) -> Result<()> {
-    pki::init_dir(dir)?;
-    for name in names {
-        let mut spec = LeafSpec::new(name.clone(), Role::Host);
-        spec.ips = vec!["127.0.0.1".parse()?];
-        spec.dns = vec!["localhost".into()];
-        pki::issue_into_dir(dir, &spec)?;
-    }
-    Ok(())
-}
+/// Built without `demo-cleanup`: a demo's leftover containers stay (see above).
+#[cfg(not(feature = "demo-cleanup"))]
+async fn remove_leftover_containers(_dir: &Path, _names: &[String]) {}
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     if args.size == 0 || args.size > 50 {
@@ -455,7 +263,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
 /// Waits (at most 5 s) until the middlecon API at `api` lists `n` members alive.
 async fn wait_for_members(api: &str, admin: &Identity, n: usize) {
     let Ok(addr) = api.parse() else { return };
-    let Ok(channel) = middlecon::api::connect(addr, admin).await else { return };
+    let Ok(channel) = middlecon_client::connect(addr, admin).await else { return };
     let mut client = dcos_proto::v1::membership_client::MembershipClient::new(channel);
     let until = tokio::time::Instant::now() + Duration::from_secs(5);
     while tokio::time::Instant::now() < until {

@@ -5,9 +5,9 @@
 //! The deadline is shared (the command's start plus `--timeout`), so hosts waiting for a
 //! place in the window never push the command past its timeout.
 
-use crate::client::{FetchError, K2iClient};
 use crate::fleet::Target;
 use futures::stream::{self, Stream, StreamExt};
+use k2i_client::{FetchError, K2iClient};
 use serde::de::DeserializeOwned;
 use serde::Serialize;
 use std::time::{Duration, Instant};

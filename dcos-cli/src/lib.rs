@@ -1,25 +1,25 @@
-//! The `dcos` command line, as a library so tests and examples reuse its parts.
+//! The `dcos` command line. What other programs share with it lives in crates of its own:
+//! the clients of k2i (`k2i-client`) and of middlecon's API (`middlecon-client`), and the
+//! local fleet `dcos demo` starts (`dcos-localfleet`).
 //!
 //! - [`cli`]: the command-line grammar (clap) and global options.
 //! - [`certs`]: `dcos certs init|issue` and `dcos tokens new`.
 //! - [`fleet`]: which hosts to ask (inventory, `--hosts`, a `--seed`'s members, `--dc`,
 //!   `--label`).
-//! - [`client`]: an HTTPS client for k2i that presents the operator's certificate.
 //! - [`fanout`]: asking every host at once, one deadline, one status per host.
 //! - [`commands`]: `hosts`, `ps`, `top`, `containers`, `sysctl`; `call`, `query` and the
 //!   workload commands `run`, `workloads`, `stop`, `migrate`, `evacuate` through middlecon.
-//! - [`api`]: finding and reaching a middlecon's gRPC API (`--api`, `--seed`, the inventory's
-//!   `api`), with connection failures sorted into per-host statuses.
+//! - [`api`]: finding a middlecon's gRPC API (`--api`, `--seed`, the inventory's `api`,
+//!   `--socket`) and reaching it, failures printed as per-host statuses.
 //! - [`workload`]: what the workload commands share (unary calls, fleet-wide `List`, rows).
 //! - [`migration`]: following a migration's progress stream, bars, summaries.
 //! - [`output`], [`table`]: JSON documents, NDJSON lines, `ps`-like tables, exit statuses.
-//! - [`demo`]: `dcos demo`, a throwaway local fleet.
+//! - [`demo`]: `dcos demo`, a throwaway local fleet, shown through the commands above.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod certs;
 pub mod cli;
-pub mod client;
 pub mod commands;
 pub mod demo;
 pub mod fanout;

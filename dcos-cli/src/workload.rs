@@ -77,7 +77,7 @@ impl Fault {
     /// The per-host status of SPEC section 6.
     pub fn host_status(&self) -> &'static str {
         match self {
-            Fault::Connect(c) => c.status,
+            Fault::Connect(c) => c.status(),
             Fault::Status(s) => match s.code() {
                 tonic::Code::Unavailable => "unreachable",
                 tonic::Code::DeadlineExceeded => "timeout",
@@ -89,7 +89,7 @@ impl Fault {
 
     fn message(&self) -> String {
         match self {
-            Fault::Connect(c) => c.message.clone(),
+            Fault::Connect(c) => c.to_string(),
             Fault::Status(s) => {
                 let (code, message) = status_parts(s);
                 format!("{code}: {message}")
@@ -101,7 +101,7 @@ impl Fault {
     /// As a command's failure, naming the host.
     pub fn into_error(self, host: &ApiHost) -> WorkloadError {
         let (code, message) = match &self {
-            Fault::Connect(c) => (c.status, c.message.clone()),
+            Fault::Connect(c) => (c.status(), c.to_string()),
             Fault::Status(s) => {
                 let (code, message) = status_parts(s);
                 (code, format!("{} ({}): {message}", host.name, host.addr))

@@ -551,62 +551,6 @@ pub async fn serve(
     a.and(b).map_err(|e| e.to_string())
 }
 
-// ---------------------------------------------------------------------------------------
-// Clients (the CLI and tests)
-
-/// A channel to the API at `addr` over mTLS, presenting `identity`.
-pub async fn connect(addr: SocketAddr, identity: &Identity) -> Result<tonic::transport::Channel, String> {
-    let tls = identity.client_config(&[ALPN[0]]).map_err(|e| e.to_string())?;
-    let connector = tokio_rustls::TlsConnector::from(tls);
-    let server_name = rustls_pki_types::ServerName::from(addr.ip());
-    tonic::transport::Endpoint::from_shared(format!("http://{addr}"))
-        .map_err(|e| e.to_string())?
-        .connect_timeout(Duration::from_secs(5))
-        .connect_with_connector(tower::service_fn(move |_uri| {
-            let connector = connector.clone();
-            let server_name = server_name.clone();
-            async move {
-                let tcp = tokio::net::TcpStream::connect(addr).await?;
-                tcp.set_nodelay(true)?;
-                let tls = connector.connect(server_name, tcp).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(tls))
-            }
-        }))
-        .await
-        .map_err(|e| format!("{addr}: {e}: {}", error_chain(&e)))
-}
-
-/// A channel to the API on the Unix socket at `path`.
-pub async fn connect_unix(path: &Path) -> Result<tonic::transport::Channel, String> {
-    let path = path.to_path_buf();
-    let shown = path.display().to_string();
-    tonic::transport::Endpoint::from_static("http://localhost")
-        .connect_with_connector(tower::service_fn(move |_uri| {
-            let path = path.clone();
-            async move {
-                let s = tokio::net::UnixStream::connect(path).await?;
-                Ok::<_, std::io::Error>(hyper_util::rt::TokioIo::new(s))
-            }
-        }))
-        .await
-        .map_err(|e| format!("{shown}: {e}: {}", error_chain(&e)))
-}
-
-/// The causes of `e`, outermost first, each said once (hyper and the io error below it often
-/// print the same text).
-fn error_chain(e: &dyn std::error::Error) -> String {
-    let mut parts: Vec<String> = Vec::new();
-    let mut cur = e.source();
-    while let Some(s) = cur {
-        let text = s.to_string();
-        if parts.last() != Some(&text) && text != e.to_string() {
-            parts.push(text);
-        }
-        cur = s.source();
-    }
-    parts.join(": ")
-}
-
 /// What the API serves besides messaging and membership, where this daemon runs them.
 #[derive(Default, Clone)]
 pub struct Hosted {
@@ -673,37 +617,4 @@ pub fn spawn(
         }
     });
     Running { stop, task }
-}
-
-#[cfg(test)]
-mod tests {
-    use super::error_chain;
-
-    /// An error with a text and an optional cause.
-    #[derive(Debug)]
-    struct Layer(&'static str, Option<Box<Layer>>);
-
-    impl std::fmt::Display for Layer {
-        fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-            f.write_str(self.0)
-        }
-    }
-
-    impl std::error::Error for Layer {
-        fn source(&self) -> Option<&(dyn std::error::Error + 'static)> {
-            self.1.as_deref().map(|l| l as _)
-        }
-    }
-
-    #[test]
-    fn a_cause_that_repeats_the_text_above_it_is_said_once() {
-        // hyper's connect error and the io error under it print the same words.
-        let io = Layer("Connection refused (os error 111)", None);
-        let hyper = Layer("Connection refused (os error 111)", Some(Box::new(io)));
-        let top = Layer("transport error", Some(Box::new(hyper)));
-        assert_eq!(error_chain(&top), "Connection refused (os error 111)");
-        let tls = Layer("invalid peer certificate: Expired", None);
-        let top = Layer("tls handshake", Some(Box::new(tls)));
-        assert_eq!(error_chain(&top), "invalid peer certificate: Expired");
-    }
 }

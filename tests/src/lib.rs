@@ -11,11 +11,10 @@ pub mod netns;
 pub mod oci;
 
 use anyhow::{bail, Context, Result};
-use dcos_cli::client::K2iClient;
 use dcos_core::pki::{self, LeafSpec};
 use dcos_core::tls::{Identity, TlsFiles};
 use dcos_core::Role;
-use std::io::{BufRead, BufReader};
+use k2i_client::K2iClient;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
@@ -24,19 +23,9 @@ use std::time::{Duration, Instant};
 /// running executable (a benchmark in `target/<profile>/`), else one directory up (a test in
 /// `target/<profile>/deps/`).
 pub fn bin(name: &str) -> PathBuf {
-    let exe = std::env::current_exe().expect("test executable path");
-    let dir = exe.parent().expect("target directory");
-    let beside = dir.join(name);
-    if beside.is_file() {
-        return beside;
-    }
-    let path = dir.parent().expect("target directory").join(name);
-    assert!(
-        path.is_file(),
-        "{} is not built; run `cargo build --workspace --bins` first (scripts/test does)",
-        path.display()
-    );
-    path
+    dcos_localfleet::built_binary(name).unwrap_or_else(|| {
+        panic!("{name} is not built; run `cargo build --workspace --bins` first (scripts/test does)")
+    })
 }
 
 /// `--cert F --key F --ca F`: the flags that give a daemon (or `dcos`) `tls`.
@@ -62,10 +51,7 @@ impl Pki {
 
     /// Issues `name` with `role`, valid for 127.0.0.1 and localhost.
     pub fn issue(&self, name: &str, role: Role) -> TlsFiles {
-        let mut spec = LeafSpec::new(name, role);
-        spec.ips = vec!["127.0.0.1".parse().unwrap()];
-        spec.dns = vec!["localhost".into()];
-        self.issue_spec(&spec)
+        self.issue_spec(&dcos_localfleet::loopback_leaf(name, role))
     }
 
     /// Issues `name` with `role`, valid for `ips` only (e.g. a fleet host's address).
@@ -141,13 +127,7 @@ impl Daemon {
             .stderr(std::fs::File::create(&stderr_log)?);
         let mut child = cmd.spawn().context("spawning k2i")?;
         let stdout = child.stdout.take().context("stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(20)).unwrap_or_default();
+        let line = dcos_localfleet::first_line(stdout, Duration::from_secs(20)).unwrap_or_default();
         let Some(url) = line.split_whitespace().find(|w| w.starts_with("https://")) else {
             let _ = child.kill();
             let log = std::fs::read_to_string(&stderr_log).unwrap_or_default();

@@ -46,7 +46,7 @@ pub fn start_with(fleet: &Fleet, pki: &Pki, i: usize, seeded: bool, extra: &[&st
 pub async fn channel(fleet: &Fleet, pki: &Pki, i: usize, name: &str, role: Role) -> Channel {
     let files = if name == "admin" { pki.files("admin") } else { pki.issue(name, role) };
     let identity = Identity::load(&files).expect("identity");
-    middlecon::api::connect(api_addr(fleet, i), &identity).await.expect("connects to the API")
+    middlecon_client::connect(api_addr(fleet, i), &identity).await.expect("connects to the API")
 }
 
 /// Waits until each of hosts 0..n lists all `n` members alive (at most 10 s): a test that
@@ -93,7 +93,7 @@ pub fn next_line(p: &mut HostProcess, prefix: &str, limit: Duration) -> Option<S
 
 /// Unix milliseconds `ms` from now.
 pub fn in_ms(ms: u64) -> i64 {
-    middlecon::peer::unix_ms(SystemTime::now() + Duration::from_millis(ms))
+    dcos_core::unix_ms(SystemTime::now() + Duration::from_millis(ms))
 }
 
 /// A call of `service` on `host` (`""`: any host) due in `ms` milliseconds.

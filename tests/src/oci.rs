@@ -9,18 +9,7 @@ use anyhow::{bail, Context, Result};
 use std::path::{Path, PathBuf};
 use std::process::{Command, Stdio};
 
-/// The OCI runtime binary to use: `runc` if present.
-pub fn runtime_binary(name: &str) -> Option<PathBuf> {
-    ["/usr/sbin", "/usr/bin", "/usr/local/sbin", "/usr/local/bin", "/sbin", "/bin"]
-        .iter()
-        .map(|d| Path::new(d).join(name))
-        .find(|p| p.is_file())
-}
-
-/// Builds `dir/rootfs` with busybox and its common applets (the demo's builder).
-pub fn busybox_rootfs(dir: &Path) -> Result<PathBuf> {
-    dcos_cli::demo::busybox_rootfs(dir)
-}
+pub use dcos_localfleet::busybox_rootfs;
 
 /// A container run detached by an OCI runtime; `delete -f`d when dropped.
 pub struct Container {

@@ -194,7 +194,7 @@ fn bad_usage_and_no_middlecon_are_plain_errors() {
     let out = run(&["--socket", "/nonexistent/api.sock"]);
     assert_eq!(out.status.code(), Some(1));
     assert!(
-        text(&out.stderr).contains("cannot reach middlecon: /nonexistent/api.sock"),
+        text(&out.stderr).contains("cannot reach the local middlecon socket /nonexistent/api.sock"),
         "{}",
         text(&out.stderr)
     );

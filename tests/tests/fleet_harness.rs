@@ -4,11 +4,11 @@
 //! PID namespace its programs and containers share: they see each other and no other host's,
 //! a killed program's orphans stay with the host until the host dies, and its tmpfs fills up.
 
-use dcos_cli::client::{FetchError, K2iClient};
 use dcos_core::model::{ContainerList, ProcList};
 use dcos_tests::netns::{Fleet, HostProcess, HOST_INIT, LOCK_DIR};
 use dcos_tests::oci::Container;
 use dcos_tests::{eventually, Pki};
+use k2i_client::{FetchError, K2iClient};
 use serde_json::Value;
 use std::collections::HashSet;
 use std::io::Read;
@@ -496,7 +496,7 @@ fn ppid_of(pid: u32) -> u32 {
 
 #[tokio::test]
 async fn a_container_run_on_a_host_is_seen_by_its_k2i_alone() {
-    let runc = dcos_tests::oci::runtime_binary("runc").expect("runc is installed by scripts/setup.sh");
+    let runc = dcos_localfleet::oci_runtime("runc").expect("runc is installed by scripts/setup.sh");
     let fleet = Fleet::new(2).expect("fleet");
     let pki = Pki::new();
     let work = tempfile::tempdir().unwrap();

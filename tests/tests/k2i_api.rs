@@ -1,11 +1,11 @@
 //! k2i end to end: the real binary over real HTTPS with certificates from a real CA,
 //! checked against what `ps` and the kernel say.
 
-use dcos_cli::client::{FetchError, K2iClient};
 use dcos_core::model::{ContainerDetail, ContainerList, HostSummary, ProcList, ProcessDetail, SysctlValue};
 use dcos_core::tls::{Identity, TlsFiles};
 use dcos_core::Role;
 use dcos_tests::{eventually, Daemon, Pki, Spawned};
+use k2i_client::{FetchError, K2iClient};
 use serde_json::Value;
 use std::process::Command;
 use std::time::Duration;
@@ -425,7 +425,7 @@ fn sigterm_stops_k2i_cleanly() {
 
 #[tokio::test]
 async fn a_runc_container_and_its_processes_are_attributed_to_it() {
-    let runc = dcos_tests::oci::runtime_binary("runc").expect("runc is installed by scripts/setup.sh");
+    let runc = dcos_localfleet::oci_runtime("runc").expect("runc is installed by scripts/setup.sh");
     let work = tempfile::tempdir().unwrap();
     let state = work.path().join("runc-state");
     let id = format!("k2i-test-{}", std::process::id());

@@ -41,7 +41,7 @@ async fn remote(fleet: &Fleet, pki: &Pki, i: usize, name: &str, role: Role) -> M
 }
 
 fn in_ms(ms: u64) -> i64 {
-    middlecon::peer::unix_ms(SystemTime::now() + Duration::from_millis(ms))
+    dcos_core::unix_ms(SystemTime::now() + Duration::from_millis(ms))
 }
 
 fn to_host(service: &str, host: &str, deadline_unix_ms: i64, payload: &[u8]) -> pb::CallRequest {
@@ -64,7 +64,7 @@ enum Seen {
 /// A runtime on host `i`'s Unix socket serving `demo.echo` (answers with the payload) and
 /// `demo.slow` (never answers). Returns what it sees.
 async fn runtime(fleet: &Fleet, i: usize) -> (mpsc::UnboundedReceiver<Seen>, mpsc::Sender<pb::ServeMessage>) {
-    let channel = middlecon::api::connect_unix(&socket(fleet, i)).await.expect("the local socket answers");
+    let channel = middlecon_client::connect_unix(&socket(fleet, i)).await.expect("the local socket answers");
     let mut client = MessagingClient::new(channel);
     let (out_tx, out_rx) = mpsc::channel::<pb::ServeMessage>(16);
     out_tx
@@ -248,9 +248,10 @@ async fn a_viewer_certificate_cannot_call() {
     assert!(reply.payload.is_empty());
 
     // The viewer may read membership.
-    let channel = middlecon::api::connect(api_addr(&fleet, 0), &Identity::load(&pki.files("dash")).unwrap())
-        .await
-        .unwrap();
+    let channel =
+        middlecon_client::connect(api_addr(&fleet, 0), &Identity::load(&pki.files("dash")).unwrap())
+            .await
+            .unwrap();
     let members = pb::membership_client::MembershipClient::new(channel)
         .members(pb::MembersRequest {})
         .await
@@ -265,7 +266,7 @@ async fn host_names_resolve_through_membership() {
     let pki = Pki::new();
     let _d = middlecons(&fleet, &pki, false);
     let admin = Identity::load(&pki.files("admin")).unwrap();
-    let channel = middlecon::api::connect(api_addr(&fleet, 0), &admin).await.unwrap();
+    let channel = middlecon_client::connect(api_addr(&fleet, 0), &admin).await.unwrap();
     let membership = pb::membership_client::MembershipClient::new(channel.clone());
     // Host 1 joins through host 0 (no --peer table anywhere).
     let members = dcos_tests::eventually(Duration::from_secs(10), "host-1 alive on host 0", || {
@@ -324,7 +325,7 @@ async fn a_stopping_daemon_ends_serve_streams_with_ok() {
     let fleet = Fleet::new(1).expect("fleet");
     let pki = Pki::new();
     let mut daemons = middlecons(&fleet, &pki, true);
-    let channel = middlecon::api::connect_unix(&socket(&fleet, 0)).await.expect("the local socket answers");
+    let channel = middlecon_client::connect_unix(&socket(&fleet, 0)).await.expect("the local socket answers");
     let (out_tx, out_rx) = mpsc::channel::<pb::ServeMessage>(4);
     let register = pb::Register { services: vec!["demo.echo".into()] };
     out_tx.send(pb::ServeMessage { msg: Some(pb::serve_message::Msg::Register(register)) }).await.unwrap();

@@ -46,7 +46,7 @@ fn pong(reply: &PeerReply) -> Pong {
 }
 
 fn now_ms() -> i64 {
-    middlecon::peer::unix_ms(SystemTime::now())
+    dcos_core::unix_ms(SystemTime::now())
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

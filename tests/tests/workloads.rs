@@ -80,7 +80,7 @@ impl Mesh {
     async fn client(&self, i: usize) -> WorkloadsClient<Channel> {
         let identity = Identity::load(&self.pki.files("admin")).expect("identity");
         let addr = self.fleet.host(i).api_addr();
-        let channel = middlecon::api::connect(addr, &identity).await.expect("connects to the API");
+        let channel = middlecon_client::connect(addr, &identity).await.expect("connects to the API");
         WorkloadsClient::new(channel)
     }
 
@@ -391,7 +391,7 @@ async fn evacuating_a_host_with_five_workloads_moves_all_of_them_to_two_peers() 
     }
     // Everyone must see the others alive (and their load) before choosing targets.
     dcos_tests::eventually(Duration::from_secs(10), "membership formed", || async {
-        let ch = middlecon::api::connect(
+        let ch = middlecon_client::connect(
             mesh.fleet.host(0).api_addr(),
             &Identity::load(&mesh.pki.files("admin")).unwrap(),
         )
@@ -694,7 +694,7 @@ async fn bad_requests_get_distinct_statuses_and_change_nothing() {
     assert!(running(&mesh.list(0).await, "web"), "the paused one runs again, on host-0");
     // A viewer may list but not run.
     let viewer = Identity::load(&mesh.pki.issue("grafana", dcos_core::Role::Viewer)).unwrap();
-    let ch = middlecon::api::connect(mesh.fleet.host(0).api_addr(), &viewer).await.unwrap();
+    let ch = middlecon_client::connect(mesh.fleet.host(0).api_addr(), &viewer).await.unwrap();
     let mut v = WorkloadsClient::new(ch);
     assert_eq!(
         v.list(pb::ListRequest {}).await.expect("List").into_inner().workloads.len(),

@@ -31,7 +31,7 @@ use serde::de::IgnoredAny;
 use serde::Deserialize;
 use std::collections::HashSet;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -325,14 +325,9 @@ impl Server {
             .context("starting fleet-bench serve")?;
         let stdin = child.stdin.take();
         let stdout = child.stdout.take().context("serve stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
+        let ready = dcos_localfleet::FirstLine::read(stdout);
         let mut server = Server { child, stdin };
-        let line = rx.recv_timeout(Duration::from_secs(120)).unwrap_or_default();
+        let line = ready.wait(Duration::from_secs(120)).unwrap_or_default();
         if !line.starts_with("ready ") {
             bail!("fleet-bench serve did not become ready: {line:?}");
         }

@@ -11,13 +11,13 @@ use clap::Parser;
 use dcos_bench::probe::{self, CpuSplit};
 use dcos_bench::sleepers::{self, Sleepers};
 use dcos_bench::stats::{ms, percentile, summarize, Summary};
-use dcos_cli::client::K2iClient;
 use dcos_core::pki::{self, LeafSpec};
 use dcos_core::tls::{Identity, TlsFiles};
 use dcos_core::Role;
 use k2i::sampler::{Sampler, SamplerConfig};
+use k2i_client::K2iClient;
 use std::fmt::Write as _;
-use std::io::{BufRead, BufReader, Read};
+use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
@@ -273,13 +273,7 @@ impl K2i {
             .with_context(|| format!("starting {}", bin.display()))?;
         let started = Instant::now();
         let stdout = child.stdout.take().context("k2i stdout")?;
-        let (tx, rx) = std::sync::mpsc::channel();
-        std::thread::spawn(move || {
-            let mut line = String::new();
-            let _ = BufReader::new(stdout).read_line(&mut line);
-            let _ = tx.send(line);
-        });
-        let line = rx.recv_timeout(Duration::from_secs(60)).unwrap_or_default();
+        let line = dcos_localfleet::first_line(stdout, Duration::from_secs(60)).unwrap_or_default();
         let mut k = K2i { child, url: String::new(), started };
         match line.split_whitespace().find(|w| w.starts_with("https://")) {
             Some(url) => k.url = url.to_string(),
@@ -382,7 +376,7 @@ async fn http_measurements(k: &K2i, admin: &Identity, args: &Args) -> Result<Htt
 
     // (f) /v1/top?limit=20 from many clients at once, each with its own connection.
     let clients: Vec<K2iClient> =
-        (0..args.clients.max(1)).map(|_| K2iClient::new(admin)).collect::<Result<_>>()?;
+        (0..args.clients.max(1)).map(|_| K2iClient::new(admin)).collect::<Result<_, _>>()?;
     let mut warmups = tokio::task::JoinSet::new();
     for c in &clients {
         let (c, url) = (c.clone(), k.url.clone());

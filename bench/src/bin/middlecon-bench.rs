@@ -133,7 +133,7 @@ fn call_request(service: &str, host: &str, payload: &[u8]) -> pb::CallRequest {
     pb::CallRequest {
         service: service.into(),
         target: Some(pb::Target { to: Some(pb::target::To::Host(host.into())) }),
-        deadline_unix_ms: middlecon::peer::unix_ms(SystemTime::now() + DEADLINE),
+        deadline_unix_ms: dcos_core::unix_ms(SystemTime::now() + DEADLINE),
         headers: Default::default(),
         payload: payload.to_vec(),
     }
@@ -215,7 +215,7 @@ async fn tonic_floor() -> Result<MessagingClient<Channel>> {
 
 /// A runtime on `socket` serving [`ECHO`] with `Messaging.Serve`: answers with the payload.
 async fn serve_echo(socket: &Path) -> Result<()> {
-    let channel = middlecon::api::connect_unix(socket).await.map_err(anyhow::Error::msg)?;
+    let channel = middlecon_client::connect_unix(socket).await?;
     let mut client = MessagingClient::new(channel);
     let (tx, rx) = mpsc::channel::<pb::ServeMessage>(1024);
     let register = pb::serve_message::Msg::Register(pb::Register { services: vec![ECHO.into()] });
@@ -470,7 +470,7 @@ async fn setup(args: &Args) -> Result<Setup> {
     let a = Daemon::start(&bin, &sa)?;
     progress(format!("middlecon A at {} and B at {}", a.addr, b.addr));
     serve_echo(&b.socket).await.context("registering the echo runtime on B")?;
-    let channel = middlecon::api::connect_unix(&a.socket).await.map_err(anyhow::Error::msg)?;
+    let channel = middlecon_client::connect_unix(&a.socket).await?;
     let mc_client = MessagingClient::new(channel);
 
     let nats = NatsServer::start(&args.nats_server, ca.dir.path()).await?;

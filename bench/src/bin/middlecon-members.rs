@@ -199,7 +199,7 @@ async fn one_run(
         if i == 0 {
             seeds.push(daemon.addr);
         }
-        let channel = middlecon::api::connect_unix(&daemon.socket).await.map_err(anyhow::Error::msg)?;
+        let channel = middlecon_client::connect_unix(&daemon.socket).await?;
         members.push(Member { daemon, client: MembershipClient::new(channel) });
     }
     let last_start = Instant::now();

@@ -534,8 +534,7 @@ impl Bench {
             return Ok(elapsed);
         }
         let start = Instant::now();
-        let channel =
-            middlecon::api::connect(host.api_addr(), &self.admin).await.map_err(anyhow::Error::msg)?;
+        let channel = middlecon_client::connect(host.api_addr(), &self.admin).await?;
         let reply = WorkloadsClient::new(channel).run(self.run_request(name, &self.base_rootfs)).await;
         let elapsed = ms(start.elapsed());
         let status =
@@ -867,9 +866,7 @@ async fn run(args: &RunArgs) -> Result<String> {
         b.daemons.push(d);
     }
     for i in 0..2 {
-        let ch = middlecon::api::connect(b.fleet.host(i).api_addr(), &b.admin)
-            .await
-            .map_err(anyhow::Error::msg)?;
+        let ch = middlecon_client::connect(b.fleet.host(i).api_addr(), &b.admin).await?;
         b.clients.push(WorkloadsClient::new(ch));
     }
     b.receivers.push(b.start_receiver(Proto::Tcp, TCP_COPY_PORT)?);

@@ -37,7 +37,7 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &CallArgs) -> u8 {
     let request = pb::CallRequest {
         service: args.service.clone(),
         target: Some(pb::Target { to: Some(pb::target::To::Host(args.host.clone())) }),
-        deadline_unix_ms: middlecon::peer::unix_ms(SystemTime::now() + fleet.timeout),
+        deadline_unix_ms: dcos_core::unix_ms(SystemTime::now() + fleet.timeout),
         headers: Default::default(),
         payload: args.data.clone().unwrap_or_default().into_bytes(),
     };

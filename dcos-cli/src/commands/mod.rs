@@ -18,10 +18,10 @@ pub mod top;
 pub mod workloads;
 
 use crate::cli::{FleetArgs, Format, TlsArgs};
-use crate::client::K2iClient;
 use crate::fanout::FanOut;
 use crate::fleet::{self, FleetError, Target};
 use dcos_core::tls::{Identity, TlsFiles};
+use k2i_client::K2iClient;
 
 /// A failure before any host was asked: bad usage (exit 2) or a broken setup (exit 1).
 #[derive(Debug, thiserror::Error)]

@@ -66,7 +66,7 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &QueryArgs) -> u8 {
         service: args.service.clone(),
         dc: fleet.dc.clone().unwrap_or_default(),
         labels: labels.into_iter().collect(),
-        deadline_unix_ms: middlecon::peer::unix_ms(SystemTime::now() + fleet.timeout),
+        deadline_unix_ms: dcos_core::unix_ms(SystemTime::now() + fleet.timeout),
         max_replies: args.max_replies.unwrap_or(0),
         max_wait_ms: millis(args.max_wait),
         stall_ms: millis(args.stall),

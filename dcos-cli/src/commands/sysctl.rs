@@ -2,10 +2,10 @@
 
 use super::{encode, Context, SetupError};
 use crate::cli::Format;
-use crate::client::FetchError;
 use crate::output;
 use crate::table;
 use dcos_core::model::SysctlValue;
+use k2i_client::FetchError;
 
 pub async fn get(ctx: &Context, key: &str) -> Result<u8, SetupError> {
     let path = format!("/v1/sysctl/{}", encode(key));

@@ -25,7 +25,7 @@ async fn main() -> Result<()> {
     let Some((socket, services)) = args.split_first().filter(|(_, s)| !s.is_empty()) else {
         bail!("usage: test-runtime SOCKET SERVICE...");
     };
-    let channel = middlecon::api::connect_unix(socket.as_ref()).await.map_err(anyhow::Error::msg)?;
+    let channel = middlecon_client::connect_unix(socket.as_ref()).await?;
     let mut client = pb::messaging_client::MessagingClient::new(channel);
     let (tx, rx) = mpsc::channel::<pb::ServeMessage>(4096);
     let register = pb::Register { services: services.to_vec() };
