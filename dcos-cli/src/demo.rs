@@ -4,7 +4,8 @@
 //! with the fleet found through the first middlecon's membership (`--seed`), the members,
 //! the busiest processes, a cross-host `dcos call` and a `dcos query` are shown; then (as
 //! root, with runc and busybox) a busybox container runs on the first host and is migrated
-//! to the second.
+//! to the second. At the end each middlecon stops and `middlecon purge` removes what it
+//! left. The hosts are started by `dcos-localfleet`.
 
 use crate::cli::{
     ApiArgs, CallArgs, DemoArgs, FleetArgs, Format, MigrateArgs, Mode, MoveArgs, PsArgs, QueryArgs, RunArgs,
@@ -95,36 +96,25 @@ $ dcos stop hello"
     worst.max(commands::stop::run(tls, fleet, &stop).await.unwrap_or_else(shown))
 }
 
-/// Deletes any container a demo middlecon still has (a demo interrupted before its `stop`)
-/// and unmounts its root filesystem: containers outlive their daemon by design, but not the
-/// demo's temporary directory. The CLI's only use of the daemon crate (and the only reason
-/// it links it, through the default feature `demo-cleanup`).
-// TODO(lead): middlecon purge verb
-#[cfg(feature = "demo-cleanup")]
-async fn remove_leftover_containers(dir: &Path, names: &[String]) {
-    use middlecon::workloads::{bundle, cgroup, rootfs, runtime};
+/// Has `middlecon purge` remove what each demo middlecon left (the containers of a demo
+/// interrupted before its `stop`, their cgroups and root filesystem overlays): containers
+/// outlive their daemon by design, but not the demo's temporary directory. What stays is
+/// named by `middlecon purge` itself.
+async fn remove_leftovers(middlecon: &Path, dir: &Path, names: &[String]) {
     for name in names {
-        let state = dir.join(format!("{name}-state"));
-        let Ok(rt) = runtime::OciRuntime::new("runc", &state) else { continue };
-        let cgroups = cgroup::Cgroups::new(&bundle::daemon_id(name, &state));
-        for e in std::fs::read_dir(&rt.root).into_iter().flatten().flatten() {
-            let id = e.file_name().to_string_lossy().into_owned();
-            if let Err(err) = rt.delete(&id, || cgroups.thaw(&id)).await {
-                eprintln!("dcos demo: removing container {id} of {name}: {err}");
-            }
-        }
-        // And the cgroups of containers that died with their host, without a delete.
-        cgroups.remove_all(std::time::Duration::from_secs(2));
-        // Their overlays too, before the temporary directory is removed.
-        for e in std::fs::read_dir(state.join("workloads")).into_iter().flatten().flatten() {
-            rootfs::release(&e.path());
+        let purged = tokio::process::Command::new(middlecon)
+            .arg("purge")
+            .arg("--state-dir")
+            .arg(dir.join(format!("{name}-state")))
+            .args(["--name", name])
+            .stdin(std::process::Stdio::null())
+            .status()
+            .await;
+        if let Err(e) = purged {
+            eprintln!("dcos demo: running {} purge for {name}: {e}", middlecon.display());
         }
     }
 }
-
-/// Built without `demo-cleanup`: a demo's leftover containers stay (see above).
-#[cfg(not(feature = "demo-cleanup"))]
-async fn remove_leftover_containers(_dir: &Path, _names: &[String]) {}
 
 pub async fn run(args: DemoArgs) -> Result<()> {
     if args.size == 0 || args.size > 50 {
@@ -249,7 +239,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     for m in meshes {
         m.host.stop().await;
     }
-    remove_leftover_containers(&dir, &names).await;
+    remove_leftovers(&middlecon, &dir, &names).await;
     for h in hosts {
         h.stop().await;
     }
