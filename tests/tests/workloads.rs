@@ -683,12 +683,14 @@ async fn bad_requests_get_distinct_statuses_and_change_nothing() {
     let dead = mesh.run(0, "dead", "exec sleep 3600").await;
     let killed = mesh.fleet.exec_on(0, "kill", &["-KILL", &dead.pid.to_string()]).unwrap();
     assert!(killed.status.success(), "kill: {}", String::from_utf8_lossy(&killed.stderr));
-    dcos_tests::eventually(Duration::from_secs(5), "the killed workload's move refused", || async {
-        let e = mesh.client(0).await.migrate(move_it("dead")).await.err()?;
-        (e.code() == tonic::Code::FailedPrecondition).then_some(e)
+    // A SIGKILL takes a moment to end a PID namespace's init: asked before that, the move
+    // would rightly go ahead.
+    dcos_tests::eventually(Duration::from_secs(5), "the killed workload listed as stopped", || async {
+        mesh.list(0).await.iter().any(|w| w.name == "dead" && w.status == "stopped").then_some(())
     })
     .await;
     let e = c.migrate(move_it("dead")).await.expect_err("stopped");
+    assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");
     assert!(e.message().contains("dead is not running on host-0 (stopped)"), "{}", e.message());
     assert!(mesh.list(1).await.is_empty(), "nothing reached host-1");
     assert!(running(&mesh.list(0).await, "web"), "the paused one runs again, on host-0");
