@@ -7,7 +7,8 @@
 //!   one of them; [`ConnectError`] says why none could be opened and sorts it into a
 //!   per-host status of SPEC section 6 (`refused`, `tls_error`, `timeout`, `unreachable`).
 //! - The generated clients and messages, re-exported from `dcos-proto` ([`pb`],
-//!   [`MembershipClient`], [`MessagingClient`], [`WorkloadsClient`]), and where a middlecon
+//!   [`MembershipClient`], [`MessagingClient`], [`WorkloadsClient`], [`ServicesClient`]), and
+//!   where a middlecon
 //!   listens unless told otherwise ([`DEFAULT_API_PORT`], [`DEFAULT_PEER_PORT`],
 //!   [`DEFAULT_SOCKET`]).
 #![forbid(unsafe_code)]
@@ -19,6 +20,7 @@ pub use dcos_proto::v1 as pb;
 pub use dcos_proto::{DEFAULT_API_PORT, DEFAULT_PEER_PORT, DEFAULT_SOCKET};
 pub use pb::membership_client::MembershipClient;
 pub use pb::messaging_client::MessagingClient;
+pub use pb::services_client::ServicesClient;
 pub use pb::workloads_client::WorkloadsClient;
 pub use tonic::transport::Channel;
 
