@@ -8,9 +8,8 @@
 //!   per-host status of SPEC section 6 (`refused`, `tls_error`, `timeout`, `unreachable`).
 //! - The generated clients and messages, re-exported from `dcos-proto` ([`pb`],
 //!   [`MembershipClient`], [`MessagingClient`], [`WorkloadsClient`], [`ServicesClient`]), and
-//!   where a middlecon
-//!   listens unless told otherwise ([`DEFAULT_API_PORT`], [`DEFAULT_PEER_PORT`],
-//!   [`DEFAULT_SOCKET`]).
+//!   where a middlecon listens unless told otherwise ([`DEFAULT_API_PORT`],
+//!   [`DEFAULT_PEER_PORT`], [`DEFAULT_SOCKET`]).
 #![forbid(unsafe_code)]
 
 mod connect;
