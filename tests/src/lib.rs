@@ -9,6 +9,7 @@
 pub mod mesh;
 pub mod netns;
 pub mod oci;
+pub mod workload_mesh;
 
 use anyhow::{bail, Context, Result};
 use dcos_core::pki::{self, LeafSpec};
