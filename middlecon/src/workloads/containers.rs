@@ -77,7 +77,7 @@ pub trait Containers: Send + Sync + 'static {
     async fn thaw(&self, id: &str, runtime: &str) -> Result<(), WorkloadError>;
 
     /// Asks container `id`'s init to end (SIGTERM, thawed first) and waits up to `grace`
-    /// for it; [`Containers::remove`] then kills what is left.
+    /// for it, if it catches the signal; [`Containers::remove`] then kills what is left.
     async fn terminate(&self, id: &str, runtime: &str, grace: Duration);
 
     /// Deletes container `id`, killing what still runs in it, and its cgroups. A container
@@ -216,6 +216,11 @@ impl Containers for Oci {
         // `runtime resume` and `runtime kill` would, without their processes.
         self.cgroups.thaw(id);
         if let Some(pid) = rt.signal_init(id, nix::sys::signal::Signal::SIGTERM) {
+            // An init that does not catch SIGTERM ignores it (it is PID 1 of its namespace):
+            // nothing to wait for; `remove` kills it.
+            if !super::runtime::catches(pid, nix::sys::signal::Signal::SIGTERM) {
+                return;
+            }
             let until = tokio::time::Instant::now() + grace;
             while super::runtime::process_running(pid) && tokio::time::Instant::now() < until {
                 tokio::time::sleep(POLL).await;

@@ -272,6 +272,18 @@ pub(crate) fn process_running(pid: u32) -> bool {
     }
 }
 
+/// Whether process `pid` catches `sig` (its `SigCgt` in `/proc/PID/status`). A container's
+/// init is PID 1 of its namespace: a signal it does not catch is ignored, not fatal.
+pub(crate) fn catches(pid: u32, sig: nix::sys::signal::Signal) -> bool {
+    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
+    let mask = status
+        .lines()
+        .find_map(|l| l.strip_prefix("SigCgt:"))
+        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
+        .unwrap_or(0);
+    mask & (1 << (sig as i32 - 1)) != 0
+}
+
 /// The last lines of a log, for an error message.
 fn tail(log: &Path) -> String {
     let text = std::fs::read_to_string(log).unwrap_or_default();
@@ -351,6 +363,25 @@ mod tests {
         sleeper.kill().unwrap();
         sleeper.wait().unwrap();
         assert_eq!(rt.liveness("web"), Liveness::Stopped, "its init has ended");
+    }
+
+    #[test]
+    fn a_caught_signal_is_told_apart_from_one_left_to_its_default() {
+        use nix::sys::signal::Signal;
+        let mut trapping = std::process::Command::new("sh")
+            .args(["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"])
+            .spawn()
+            .unwrap();
+        let pid = trapping.id();
+        let until = std::time::Instant::now() + Duration::from_secs(5);
+        while !catches(pid, Signal::SIGTERM) {
+            assert!(std::time::Instant::now() < until, "the shell never set its trap");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+        assert!(!catches(pid, Signal::SIGUSR2));
+        trapping.kill().unwrap();
+        trapping.wait().unwrap();
+        assert!(!catches(pid, Signal::SIGTERM), "a process that is gone catches nothing");
     }
 
     #[test]

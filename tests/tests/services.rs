@@ -1,0 +1,266 @@
+//! Services on real hosts (network namespaces running the real `middlecon`), with busybox
+//! `httpd` instances in real runc containers, reached over TCP from outside the fleet as a
+//! user's client would: a request wakes a stopped service, idle instances stop, renewals
+//! lose no request and leave nothing behind, a crashing instance closes held connections
+//! at once and is throttled, a restarted middlecon re-adopts its instances, and a saturated
+//! front spills to a peer's. Needs root, runc and busybox.
+
+use dcos_core::tls::Identity;
+use dcos_proto::v1 as pb;
+use dcos_tests::workload_mesh::Mesh;
+use middlecon_client::ServicesClient;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+use tokio::net::TcpStream;
+
+/// The page every instance serves.
+const PAGE: &str = "hello from a dcos service\n";
+
+/// A mesh whose image serves [`PAGE`] with busybox httpd.
+fn mesh(n: usize) -> Mesh {
+    let mesh = Mesh::new(n);
+    std::fs::create_dir_all(mesh.rootfs.join("www")).unwrap();
+    std::fs::write(mesh.rootfs.join("www/index.html"), PAGE).unwrap();
+    mesh
+}
+
+async fn client(mesh: &Mesh, i: usize) -> ServicesClient<tonic::transport::Channel> {
+    let identity = Identity::load(&mesh.pki.files("admin")).expect("identity");
+    let channel = middlecon_client::connect(mesh.fleet.host(i).api_addr(), &identity).await.expect("API");
+    ServicesClient::new(channel)
+}
+
+/// `web` on port 8080 of `hosts`, serving the page with busybox httpd on its `PORT`.
+fn web(mesh: &Mesh, hosts: &[usize]) -> pb::ServiceSpec {
+    pb::ServiceSpec {
+        name: "web".into(),
+        rootfs: mesh.rootfs.to_str().unwrap().into(),
+        port: 8080,
+        hosts: hosts.iter().map(|i| mesh.fleet.host(*i).name.clone()).collect(),
+        command: ["sh", "-c", "exec busybox httpd -f -p 127.0.0.1:$PORT -h /www"].map(String::from).to_vec(),
+        max: 4,
+        idle_stop_ms: 60_000,
+        target_inflight: 10,
+        drain_ms: 5_000,
+        ..Default::default()
+    }
+}
+
+async fn create(mesh: &Mesh, i: usize, spec: pb::ServiceSpec) {
+    let req = pb::CreateServiceRequest { spec: Some(spec), validate_only: false };
+    if let Err(e) = client(mesh, i).await.create(req).await {
+        panic!("create on host {i}: {e}; middlecon's log: {}", mesh.log(i));
+    }
+}
+
+async fn show(mesh: &Mesh, i: usize) -> pb::ShowServiceReply {
+    let req = pb::ShowServiceRequest { name: "web".into() };
+    client(mesh, i).await.show(req).await.expect("Show").into_inner()
+}
+
+fn front(mesh: &Mesh, i: usize) -> SocketAddr {
+    SocketAddr::new(mesh.fleet.host(i).addr.into(), 8080)
+}
+
+/// An HTTP/1.0 GET of `/` at `addr`: the status line's code and the body.
+async fn get(addr: SocketAddr) -> std::io::Result<(u16, String)> {
+    let mut conn = TcpStream::connect(addr).await?;
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+    let mut answer = String::new();
+    tokio::time::timeout(Duration::from_secs(20), conn.read_to_string(&mut answer))
+        .await
+        .map_err(|_| std::io::Error::new(std::io::ErrorKind::TimedOut, "no answer within 20 s"))??;
+    let code = answer.split_whitespace().nth(1).and_then(|c| c.parse().ok()).unwrap_or(0);
+    let body = answer.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or_default();
+    if code == 0 {
+        return Err(std::io::Error::new(
+            std::io::ErrorKind::UnexpectedEof,
+            format!("no HTTP answer: {answer:?}"),
+        ));
+    }
+    Ok((code, body))
+}
+
+/// Entries of host `i`'s workloads directory other than spares: instance directories,
+/// live or being removed.
+fn workload_dirs(mesh: &Mesh, i: usize) -> Vec<String> {
+    std::fs::read_dir(mesh.state_dir(i).join("workloads"))
+        .unwrap()
+        .map(|e| e.unwrap().file_name().to_string_lossy().into_owned())
+        .filter(|n| !n.starts_with(".spare-"))
+        .collect()
+}
+
+/// The cgroups of host `i`'s workloads, in the memory hierarchy.
+fn cgroups(mesh: &Mesh, i: usize) -> Vec<String> {
+    let daemon = daemon_id(mesh, i);
+    std::fs::read_dir(format!("/sys/fs/cgroup/memory/dcos/{daemon}"))
+        .map(|d| {
+            d.flatten()
+                .filter(|e| e.path().is_dir())
+                .map(|e| e.file_name().to_string_lossy().into_owned())
+                .collect()
+        })
+        .unwrap_or_default()
+}
+
+fn daemon_id(mesh: &Mesh, i: usize) -> String {
+    middlecon::workloads::bundle::daemon_id(&mesh.fleet.host(i).name, &mesh.state_dir(i))
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_request_wakes_a_stopped_service_and_its_idle_instance_stops_leaving_nothing() {
+    let mesh = mesh(1);
+    let mut spec = web(&mesh, &[0]);
+    spec.idle_stop_ms = 1_000;
+    create(&mesh, 0, spec).await;
+    assert!(show(&mesh, 0).await.instances.is_empty(), "nothing runs before a request");
+    let asked = Instant::now();
+    let (code, body) = get(front(&mesh, 0)).await.expect("the first request is answered");
+    let cold = asked.elapsed();
+    assert_eq!((code, body.as_str()), (200, PAGE));
+    let shown = show(&mesh, 0).await;
+    let summary = shown.service.unwrap();
+    assert_eq!((summary.cold_starts, summary.connections), (1, 1), "{summary:?}");
+    assert_eq!(shown.instances.len(), 1);
+    assert_eq!(shown.instances[0].state(), pb::InstanceState::Ready);
+    // The instance is a workload of the host, tagged with its service.
+    let listed = mesh.list(0).await;
+    assert_eq!(listed.len(), 1, "{listed:?}");
+    assert_eq!((listed[0].service.as_str(), listed[0].status.as_str()), ("web", "running"));
+    // A warm request is answered by the same instance.
+    assert_eq!(get(front(&mesh, 0)).await.unwrap().0, 200);
+    assert_eq!(show(&mesh, 0).await.instances[0].connections, 2);
+    // Idle for 1 s: stopped, with its container, cgroups and directory.
+    let idle = Instant::now();
+    dcos_tests::eventually(Duration::from_secs(5), "the idle instance stopped", || async {
+        show(&mesh, 0).await.instances.is_empty().then_some(())
+    })
+    .await;
+    assert!(idle.elapsed() >= Duration::from_millis(900), "stopped after {:?}", idle.elapsed());
+    dcos_tests::eventually(Duration::from_secs(5), "nothing left of the instance", || async {
+        let left = (mesh.list(0).await, workload_dirs(&mesh, 0), cgroups(&mesh, 0));
+        (left.0.is_empty() && left.1.is_empty() && left.2.is_empty()).then_some(())
+    })
+    .await;
+    // And the next request wakes it again.
+    assert_eq!(get(front(&mesh, 0)).await.unwrap().0, 200);
+    assert_eq!(show(&mesh, 0).await.service.unwrap().cold_starts, 2);
+    eprintln!("cold start, first request to first byte: {cold:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn renewals_lose_no_request_and_leave_nothing_behind() {
+    let mesh = mesh(1);
+    let mut spec = web(&mesh, &[0]);
+    spec.max_requests = 1;
+    spec.prestart = true;
+    create(&mesh, 0, spec).await;
+    for i in 0..25 {
+        let (code, body) = get(front(&mesh, 0)).await.unwrap_or_else(|e| panic!("request {i}: {e}"));
+        assert_eq!((code, body.as_str()), (200, PAGE), "request {i}");
+    }
+    let summary = show(&mesh, 0).await.service.unwrap();
+    assert_eq!((summary.renewals, summary.failures, summary.start_timeouts), (25, 0, 0), "{summary:?}");
+    // The retired instances are gone: at most the current one and the spare remain, and no
+    // directory, cgroup or workload of the 25 before them.
+    dcos_tests::eventually(Duration::from_secs(10), "the retired instances removed", || async {
+        let live = mesh.list(0).await.len();
+        (live <= 2 && workload_dirs(&mesh, 0).len() <= live && cgroups(&mesh, 0).len() <= live).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_crashing_instance_closes_held_connections_at_once_and_is_throttled() {
+    let mesh = mesh(1);
+    let mut spec = web(&mesh, &[0]);
+    spec.command = ["sh", "-c", "echo crashing; exit 3"].map(String::from).to_vec();
+    create(&mesh, 0, spec).await;
+    let asked = Instant::now();
+    assert!(get(front(&mesh, 0)).await.is_err(), "no answer from a crashing service");
+    assert!(
+        asked.elapsed() < Duration::from_secs(3),
+        "closed after {:?}, not at the 10 s timeout",
+        asked.elapsed()
+    );
+    let summary = show(&mesh, 0).await.service.unwrap();
+    assert!(summary.failures >= 1 && summary.last_error.contains("exited"), "{summary:?}");
+    for _ in 0..6 {
+        let _ = get(front(&mesh, 0)).await;
+    }
+    let summary = show(&mesh, 0).await.service.unwrap();
+    assert_eq!(summary.failures, 5, "starts stop at the rate limit: {summary:?}");
+    assert!(summary.throttled >= 1 && summary.last_error.starts_with("throttled"), "{summary:?}");
+    dcos_tests::eventually(Duration::from_secs(5), "no crashed instance left", || async {
+        (mesh.list(0).await.is_empty() && workload_dirs(&mesh, 0).is_empty()).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_restarted_middlecon_lets_an_open_connection_finish_and_readopts_its_instances() {
+    let mut mesh = mesh(1);
+    let mut spec = web(&mesh, &[0]);
+    spec.min = 2;
+    create(&mesh, 0, spec).await;
+    dcos_tests::eventually(Duration::from_secs(10), "two ready instances", || async {
+        let ready =
+            show(&mesh, 0).await.instances.iter().filter(|i| i.state() == pb::InstanceState::Ready).count();
+        (ready == 2).then_some(())
+    })
+    .await;
+    let before: Vec<(String, u32)> =
+        show(&mesh, 0).await.instances.into_iter().map(|i| (i.id, i.pid)).collect();
+    // A request half sent: the connection is open through the front when middlecon stops.
+    let mut open = TcpStream::connect(front(&mesh, 0)).await.unwrap();
+    open.write_all(b"GET / HTTP/1.0\r\n").await.unwrap();
+    let mut daemon = mesh.daemons[0].take().unwrap();
+    let pid = daemon.init_pid().expect("middlecon runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    tokio::time::sleep(Duration::from_millis(300)).await;
+    // The stopping daemon relays it to its end.
+    open.write_all(b"\r\n").await.unwrap();
+    let mut answer = String::new();
+    open.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.contains(" 200 OK\r\n") && answer.ends_with(PAGE), "{answer:?}");
+    assert!(daemon.wait(Duration::from_secs(10)).is_some(), "middlecon ended once its relay did");
+    // The new daemon adopts the same two instances, and starts none.
+    mesh.daemons[0] = Some(mesh.start(0));
+    let after: Vec<(String, u32)> =
+        show(&mesh, 0).await.instances.into_iter().map(|i| (i.id, i.pid)).collect();
+    assert_eq!(after, before, "the same instances, the same processes");
+    assert_eq!(get(front(&mesh, 0)).await.unwrap().0, 200);
+    assert_eq!(mesh.list(0).await.len(), 2, "never doubled");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_saturated_front_spills_to_a_peers_front() {
+    let mesh = mesh(2);
+    let mut spec = web(&mesh, &[0, 1]);
+    spec.max = 1;
+    spec.target_inflight = 1;
+    create(&mesh, 0, spec.clone()).await;
+    create(&mesh, 1, spec).await;
+    // Host 0's one instance holds one open connection: host 0 is saturated.
+    let mut open = TcpStream::connect(front(&mesh, 0)).await.unwrap();
+    open.write_all(b"GET / HTTP/1.0\r\n").await.unwrap();
+    dcos_tests::eventually(Duration::from_secs(10), "host 0 busy at its target", || async {
+        let i = show(&mesh, 0).await.instances;
+        (i.len() == 1 && i[0].inflight == 1 && i[0].state() == pb::InstanceState::Ready).then_some(())
+    })
+    .await;
+    // Once gossip has told host 0 that host 1 has room, a new connection to host 0 goes there.
+    dcos_tests::eventually(Duration::from_secs(15), "a request spilled to host 1", || async {
+        get(front(&mesh, 0)).await.ok()?;
+        (show(&mesh, 0).await.service.unwrap().spilled >= 1).then_some(())
+    })
+    .await;
+    assert!(show(&mesh, 1).await.service.unwrap().connections >= 1, "host 1 served it");
+    open.write_all(b"\r\n").await.unwrap();
+    let mut answer = String::new();
+    open.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.ends_with(PAGE));
+}
