@@ -1,6 +1,6 @@
 //! Per-service counters, kept in a `prometheus-client` registry so that the same figures
 //! `dcos service show` reports are the daemon's Prometheus text (`dcos_service_*`, labelled
-//! by service).
+//! by service). Each counter is declared once, in [`counters!`]'s list.
 
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -23,101 +23,72 @@ fn cold_start_histogram() -> Histogram {
     Histogram::new(COLD_START_BUCKETS)
 }
 
-/// Every service's metrics.
-pub struct Metrics {
-    registry: Mutex<Registry>,
-    connections: Family<ServiceLabel, Counter>,
-    cold_starts: Family<ServiceLabel, Counter>,
-    cold_start_seconds: Family<ServiceLabel, Histogram, fn() -> Histogram>,
-    renewals: Family<ServiceLabel, Counter>,
-    start_timeouts: Family<ServiceLabel, Counter>,
-    failures: Family<ServiceLabel, Counter>,
-    spilled: Family<ServiceLabel, Counter>,
-    throttled: Family<ServiceLabel, Counter>,
-    closed_on_stop: Family<ServiceLabel, Counter>,
+/// Declares the counters once: their families in [`Metrics`], their handles in
+/// [`Counters`], their registration, lookup and removal.
+macro_rules! counters {
+    ($($name:ident: $help:literal,)*) => {
+        /// Every service's metrics.
+        pub struct Metrics {
+            registry: Mutex<Registry>,
+            cold_start_seconds: Family<ServiceLabel, Histogram, fn() -> Histogram>,
+            $($name: Family<ServiceLabel, Counter>,)*
+        }
+
+        /// One service's counters (handles into [`Metrics`]).
+        pub struct Counters {
+            /// How long a cold start held its connection.
+            pub cold_start_seconds: Histogram,
+            $(#[doc = $help] pub $name: Counter,)*
+        }
+
+        impl Default for Metrics {
+            fn default() -> Metrics {
+                let m = Metrics {
+                    registry: Mutex::new(Registry::with_prefix("dcos_service")),
+                    cold_start_seconds: Family::new_with_constructor(cold_start_histogram),
+                    $($name: Family::default(),)*
+                };
+                {
+                    let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
+                    r.register("cold_start_seconds", "How long a cold start held its connection", m.cold_start_seconds.clone());
+                    $(r.register(stringify!($name), $help, m.$name.clone());)*
+                }
+                m
+            }
+        }
+
+        impl Metrics {
+            /// The counters of `service`.
+            pub fn of(&self, service: &str) -> Arc<Counters> {
+                let l = ServiceLabel { service: service.to_string() };
+                Arc::new(Counters {
+                    cold_start_seconds: self.cold_start_seconds.get_or_create(&l).clone(),
+                    $($name: self.$name.get_or_create(&l).clone(),)*
+                })
+            }
+
+            /// Forgets `service`'s series (it was removed).
+            pub fn forget(&self, service: &str) {
+                let l = ServiceLabel { service: service.to_string() };
+                self.cold_start_seconds.remove(&l);
+                $(self.$name.remove(&l);)*
+            }
+        }
+    };
 }
 
-impl Default for Metrics {
-    fn default() -> Metrics {
-        let m = Metrics {
-            registry: Mutex::new(Registry::with_prefix("dcos_service")),
-            connections: Family::default(),
-            cold_starts: Family::default(),
-            cold_start_seconds: Family::new_with_constructor(cold_start_histogram),
-            renewals: Family::default(),
-            start_timeouts: Family::default(),
-            failures: Family::default(),
-            spilled: Family::default(),
-            throttled: Family::default(),
-            closed_on_stop: Family::default(),
-        };
-        {
-            let mut r = m.registry.lock().unwrap_or_else(|e| e.into_inner());
-            r.register("connections", "Connections relayed to an instance", m.connections.clone());
-            r.register(
-                "cold_starts",
-                "Connections that waited for an instance to start",
-                m.cold_starts.clone(),
-            );
-            r.register(
-                "cold_start_seconds",
-                "How long a cold start held its connection",
-                m.cold_start_seconds.clone(),
-            );
-            r.register("renewals", "Instances replaced for --max-age or --max-requests", m.renewals.clone());
-            r.register(
-                "start_timeouts",
-                "Held connections closed: no instance accepted in time",
-                m.start_timeouts.clone(),
-            );
-            r.register("failures", "Instances that failed to start or exited", m.failures.clone());
-            r.register(
-                "spilled",
-                "Connections relayed to a peer's front (this host full)",
-                m.spilled.clone(),
-            );
-            r.register("throttled", "Starts refused by the failure rate limit", m.throttled.clone());
-            r.register(
-                "closed_on_stop",
-                "Held connections closed because the daemon stopped or the service was removed",
-                m.closed_on_stop.clone(),
-            );
-        }
-        m
-    }
+counters! {
+    connections: "Connections relayed to an instance",
+    cold_starts: "Connections that waited for an instance to start",
+    renewals: "Instances replaced for --max-age or --max-requests",
+    start_timeouts: "Held connections closed: no instance accepted in time",
+    failures: "Instances that failed to start or exited",
+    spilled: "Connections relayed to a peer's front (this host full)",
+    throttled: "Starts refused by the failure rate limit",
+    closed_on_stop: "Held connections closed because the daemon stopped or the service was removed",
 }
 
 impl Metrics {
-    /// The counters of `service`.
-    pub fn of(&self, service: &str) -> Arc<Counters> {
-        let l = ServiceLabel { service: service.to_string() };
-        Arc::new(Counters {
-            connections: self.connections.get_or_create(&l).clone(),
-            cold_starts: self.cold_starts.get_or_create(&l).clone(),
-            cold_start_seconds: self.cold_start_seconds.get_or_create(&l).clone(),
-            renewals: self.renewals.get_or_create(&l).clone(),
-            start_timeouts: self.start_timeouts.get_or_create(&l).clone(),
-            failures: self.failures.get_or_create(&l).clone(),
-            spilled: self.spilled.get_or_create(&l).clone(),
-            throttled: self.throttled.get_or_create(&l).clone(),
-            closed_on_stop: self.closed_on_stop.get_or_create(&l).clone(),
-        })
-    }
-
-    /// Forgets `service`'s series (it was removed).
-    pub fn forget(&self, service: &str) {
-        let l = ServiceLabel { service: service.to_string() };
-        self.connections.remove(&l);
-        self.cold_starts.remove(&l);
-        self.cold_start_seconds.remove(&l);
-        self.renewals.remove(&l);
-        self.start_timeouts.remove(&l);
-        self.failures.remove(&l);
-        self.spilled.remove(&l);
-        self.throttled.remove(&l);
-        self.closed_on_stop.remove(&l);
-    }
-
     /// The Prometheus (OpenMetrics) text of every service.
     pub fn text(&self) -> String {
         let mut out = String::new();
@@ -125,19 +96,6 @@ impl Metrics {
         prometheus_client::encoding::text::encode(&mut out, &r).expect("writing to a String");
         out
     }
-}
-
-/// One service's counters (handles into [`Metrics`]).
-pub struct Counters {
-    pub connections: Counter,
-    pub cold_starts: Counter,
-    pub cold_start_seconds: Histogram,
-    pub renewals: Counter,
-    pub start_timeouts: Counter,
-    pub failures: Counter,
-    pub spilled: Counter,
-    pub throttled: Counter,
-    pub closed_on_stop: Counter,
 }
 
 #[cfg(test)]
