@@ -4,7 +4,7 @@
 # and a second exec) when the file it runs from is a memfd sealed against writes. This times
 # `runc run --detach` of a busybox bundle from /usr/sbin/runc and from such a copy
 # (/proc/self/fd/N), in pairs whose order alternates, and prints the medians and the median
-# of the per-pair ratios. A null result (2026-12-01: 1.03x) is why middlecon does not do it.
+# of the per-pair ratios. Its null result (docs/benchmarks.md) is why middlecon does not do it.
 #   scripts/bench-runc-sealed.sh [PAIRS]      (default 80; run as root)
 set -euo pipefail
 pairs="${1:-80}"

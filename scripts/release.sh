@@ -1,7 +1,7 @@
 # Sourced by the scripts that run a release build (`scripts/dcos`, the benchmarks); `root`
 # must be the checkout. Release binaries are static executables, glibc linked in:
-#   - a `dcos` command starts without the dynamic loader and libgcc_s's CPU probe: 0.3 ms
-#     less per command, 1.9 -> 1.6 ms for a whole call (docs/benchmarks.md);
+#   - a `dcos` command starts without the dynamic loader and libgcc_s's CPU probe, which
+#     shortens every command (docs/benchmarks.md);
 #   - each binary is one file that runs on any Linux of its architecture.
 # glibc resolves host names through /etc/hosts and DNS without loading a module; other NSS
 # sources (nsswitch.conf) are loaded at run time and need the glibc the binary was built with.

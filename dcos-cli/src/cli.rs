@@ -117,7 +117,8 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 }
 
 /// The subcommands. Each one's arguments are built only when it is the one parsed
-/// (`defer`): building all of them cost every `dcos` run 0.4-0.8 ms and 45 page faults.
+/// (`defer`): building all of them cost every `dcos` run time and page faults
+/// (docs/benchmarks.md).
 /// A deferred subcommand's `Args` struct would put its doc comment over the variant's as
 /// the subcommand's description, so those structs carry plain comments.
 #[derive(Debug, Subcommand)]

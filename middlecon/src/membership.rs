@@ -34,8 +34,9 @@
 //!   member it missed (now and then, in a 100-member fleet) learns it here instead of
 //!   only when the two probe each other.
 //! - **Timings** (LAN): probe every 500 ms with a 200 ms round trip before 3 indirect
-//!   probes, suspects declared dead after 2 s (foca's LAN defaults, 1 s and 500 ms, made
-//!   a killed member take over 5 s to be seen dead by all), gossip every 200 ms to 3 members, dead members forgotten after 60 s
+//!   probes, suspects declared dead after 2 s (with foca's LAN defaults, 1 s and 500 ms, a
+//!   killed member took too long to be seen dead by all: docs/benchmarks.md), gossip every
+//!   200 ms to 3 members, dead members forgotten after 60 s
 //!   (`MIDDLECON_FORGET_DEAD_AFTER_MS` overrides it).
 //!
 //! [`Handle::members`] lists every member (this host first); the built-in service

@@ -71,8 +71,8 @@ const KEEP_ALIVE: Duration = Duration::from_secs(5);
 /// Calls a peer may have in flight at once on a connection we accepted, at first ...
 const INITIAL_STREAMS: u32 = 128;
 /// ... raised (doubling) while at least half of them are in use, up to this. quinn keeps
-/// state for every stream it allows, so allowing the maximum from the start cost about
-/// 300 KB per connection (75 MB per member in a 100-member fleet).
+/// state for every stream it allows, so allowing the maximum from the start would cost
+/// memory per connection, times the fleet's size, for streams no call uses.
 const MAX_STREAMS: u32 = 4096;
 
 /// The peer socket's receive and send buffers: a daemon busy with handshakes (or starved
@@ -702,8 +702,7 @@ impl Client {
     /// Uses `conn`, which the peer at `addr` has just dialled, for calls to `addr` unless an
     /// open connection to the same peer is there already. (Replacing that one instead made
     /// two daemons that dialled each other at once each keep one connection nobody used,
-    /// alive by its keep-alives: the 100-member fleet then took 2-4 s instead of 1-2 s to
-    /// agree.) An open connection on which the peer presented another certificate is
+    /// alive by its keep-alives, and a large fleet took much longer to agree.) An open connection on which the peer presented another certificate is
     /// replaced and closed: the peer was restarted with a new key, and the old connection
     /// leads to a process that is gone. Its successor cannot reset that connection (the
     /// stateless-reset key comes from the host key), so without this, calls would go into

@@ -127,7 +127,7 @@ struct RunArgs {
     /// back to back: then a runtime started right after another container's teardown is
     /// slower. A pause lets that teardown end, but an idle virtual CPU is slower to wake,
     /// and that costs a lone `runc run` more than `dcos run`, whose CLI wakes it first
-    /// (docs/benchmarks.md: 1.23x at 0, 1.20x at 30, 1.08x at 200).
+    /// (docs/benchmarks.md).
     #[arg(long, default_value_t = 0)]
     quiet_ms: u64,
     /// The middlecon binary [default: `middlecon` next to this executable].

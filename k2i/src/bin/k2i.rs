@@ -58,7 +58,7 @@ fn main() -> ExitCode {
 
 /// glibc grows one malloc arena per thread and, after a large block is freed, raises its
 /// mmap threshold so the next large blocks come from (and stay in) the heap: a daemon that
-/// once answered a 5 MB table would keep that memory. Two arenas and a fixed 128 KiB mmap
+/// once answered a large table would keep that memory. Two arenas and a fixed 128 KiB mmap
 /// threshold keep k2i small; large response buffers go back to the system when freed.
 fn tune_allocator() {
     #[cfg(all(target_os = "linux", target_env = "gnu"))]

@@ -5,9 +5,9 @@
 //! What the runtime does not remove is removed here: a workload's cgroup left behind when
 //! its container died without a `delete` (its host killed whole, a runtime state deleted by
 //! hand), and the daemon's own `/dcos/<daemon id>`, which no runtime owns. Left alone, such
-//! empty cgroups pile up, one set per daemon and workload in every hierarchy (this
-//! machine had 2,000 of them from test fleets torn down with their containers): kernel
-//! memory, page cache still charged to them, and cgroup v1's 65,535 memory cgroups at most,
+//! empty cgroups pile up, one set per daemon and workload in every hierarchy (test fleets
+//! torn down with their containers leave thousands): kernel memory, page cache still
+//! charged to them, and cgroup v1's 65,535 memory cgroups at most,
 //! after which no container starts. Only empty cgroups are ever removed: the kernel refuses
 //! to remove one that still has processes or children.
 
@@ -104,8 +104,8 @@ impl Cgroups {
     /// `wait`) until the kernel reports them frozen: the v1 freezer's `freezer.state` where
     /// that hierarchy is mounted (written again while it says `FREEZING`), else the v2
     /// tree's `cgroup.freeze` and `cgroup.events`. A freeze that fails or does not complete
-    /// in time is thawed again. No runtime process: `runc pause` took 5-6 ms of every
-    /// migration.
+    /// in time is thawed again. No runtime process: `runc pause` is one more process on
+    /// every migration's downtime.
     pub async fn freeze(&self, name: &str, wait: Duration) -> std::io::Result<()> {
         let find = |file: &str| self.dirs.iter().map(|d| d.join(name).join(file)).find(|f| f.exists());
         let (control, value, frozen): (PathBuf, &str, Box<dyn Fn() -> std::io::Result<bool> + Send + Sync>) =

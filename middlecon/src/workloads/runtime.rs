@@ -149,7 +149,7 @@ impl OciRuntime {
 
     /// Whether container `id`'s init runs, from the runtime's state file and `/proc` alone:
     /// what `runtime state` says (`running` or `stopped`; frozen is the cgroup's to tell),
-    /// without a runtime process for each container asked about (one is several ms). The
+    /// without a runtime process for each container asked about. The
     /// init counts as running only if it is the process the runtime started: not a zombie,
     /// and with the start time the runtime recorded (a pid can be reused).
     pub fn liveness(&self, id: &str) -> Liveness {
@@ -195,7 +195,7 @@ impl OciRuntime {
         // 100 ms before it looks again. SIGKILL its init first, and wait here until it has
         // stopped: then `delete` removes it at once. The init is signalled directly, as
         // `runtime kill` would (the pid its state records, if that process still runs:
-        // [`OciRuntime::liveness`]), which saves a runtime process (several ms); the rest of
+        // [`OciRuntime::liveness`]), which saves a runtime process; the rest of
         // the container dies with its PID namespace's init. One that does not die in time
         // is left to `--force`.
         if let Some(pid) = self.signal_init(id, nix::sys::signal::Signal::SIGKILL) {

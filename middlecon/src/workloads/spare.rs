@@ -4,8 +4,8 @@
 //! `layers/{upper,work}/`, `bundle/config.json`, `output.log` and the record. Made on the
 //! spot, that is ten new inodes, and another for the record once the container runs. On ext4
 //! a new inode is slow exactly where workloads come and go: the allocator skips the inodes of
-//! recently deleted files, and every stopped workload leaves a tree of them. After a few
-//! dozen runs and stops, a mkdir took 0.1 ms instead of 0.01 ms (docs/benchmarks.md).
+//! recently deleted files, and every stopped workload leaves a tree of them: after a few
+//! dozen runs and stops, a mkdir is many times slower (docs/benchmarks.md).
 //!
 //! So the host keeps [`POOL`] spare trees, `<workloads>/.spare-<pid>-<n>/`, with those
 //! directories and empty files, the record's two among them (`record`: a save exchanges
