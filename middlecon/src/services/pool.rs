@@ -454,7 +454,13 @@ impl Service {
             tokio::time::sleep(READY_POLL).await;
         }
         let mut pool = self.pool();
-        let Some(i) = pool.get(&id) else { return };
+        let Some(i) = pool.get(&id).filter(|_| !self.closing.load(Ordering::SeqCst)) else {
+            // The service was removed (or the daemon stops) while this one started: it is
+            // no one's, so it goes.
+            drop(pool);
+            tracing::info!(service = %self.spec.name, instance = %id, "ready after its service closed: stopped");
+            return self.stop_instance(id);
+        };
         i.state = State::Ready;
         i.idle_since = Instant::now();
         let spare = i.spare;
@@ -564,11 +570,19 @@ impl Service {
         self.changed.notify_waiters();
     }
 
-    /// Drains every instance (at most `drain`) and stops them: `service rm`.
+    /// Drains every instance (at most `drain`) and stops them: `service rm`. Returns how
+    /// many there were (those still starting stop themselves).
     pub async fn remove(self: &Arc<Self>, drain: Duration) -> u32 {
         self.close();
+        let had = self.pool().instances.len() as u32;
         let until = Instant::now() + drain;
         while self.pool().inflight() > 0 && Instant::now() < until {
+            let changed = self.changed.notified();
+            let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
+        }
+        // Instances still starting see the service closed and stop themselves.
+        let until = Instant::now() + self.spec.start_timeout;
+        while self.pool().instances.iter().any(|i| i.state == State::Starting) && Instant::now() < until {
             let changed = self.changed.notified();
             let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
         }
@@ -577,7 +591,8 @@ impl Service {
             let workloads = self.workloads.clone();
             stops.spawn(async move { workloads.stop(&i.id).await });
         }
-        stops.join_all().await.iter().filter(|r| r.is_ok()).count() as u32
+        let failed = stops.join_all().await.iter().filter(|r| r.is_err()).count() as u32;
+        had - failed
     }
 
     /// Waits (at most `drain`) until no connection is open: a daemon that stops lets its

@@ -292,6 +292,22 @@ async fn remove_drains_open_connections_then_stops_every_instance() {
 }
 
 #[tokio::test]
+async fn removing_a_service_while_an_instance_starts_leaves_no_instance() {
+    let host = Host::new().await;
+    host.machine.containers.start_ms.store(300, Ordering::SeqCst);
+    let spec = host.create(host.spec("web")).await;
+    let connecting = tokio::spawn(async move { Client::connect(&spec).await.map(|c| c.instance) });
+    // Removed while its one instance's container is still being started.
+    fake::eventually(|| host.services.workloads.list_one("web.0").is_some()).await;
+    host.services.remove("web", Some(Duration::from_secs(1))).await.unwrap();
+    assert!(connecting.await.unwrap().is_err(), "the held connection is closed");
+    // Long after the start would have finished, nothing of it runs.
+    tokio::time::sleep(Duration::from_millis(600)).await;
+    fake::eventually(|| host.workloads().is_empty()).await;
+    assert!(host.services.workloads.list().is_empty());
+}
+
+#[tokio::test]
 async fn a_restarted_daemon_readopts_its_instances_without_doubling_them() {
     let mut host = Host::new().await;
     let mut spec = host.spec("web");

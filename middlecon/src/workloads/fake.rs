@@ -29,6 +29,8 @@ pub struct FakeContainers {
     pub deaf: AtomicBool,
     /// How many containers were started.
     pub started: AtomicU32,
+    /// How long a start takes, in milliseconds (a slow runtime or image).
+    pub start_ms: std::sync::atomic::AtomicU64,
 }
 
 impl FakeContainers {
@@ -118,6 +120,7 @@ impl Containers for FakeContainers {
         _log: &Path,
     ) -> Result<Option<u32>, WorkloadError> {
         known(runtime)?;
+        tokio::time::sleep(Duration::from_millis(self.start_ms.load(Ordering::SeqCst))).await;
         if self.fail_start.swap(false, Ordering::SeqCst) || self.fail_every_start.load(Ordering::SeqCst) {
             return Err(WorkloadError::Io(format!(
                 "{id}: the runtime refused the bundle (a fault of the test)"
