@@ -19,6 +19,7 @@
 pub mod counters;
 pub mod front;
 pub mod pool;
+pub mod relay;
 pub mod spec;
 pub mod spill;
 
