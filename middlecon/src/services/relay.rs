@@ -10,9 +10,9 @@
 //!   connections and leaves nothing behind.
 //! - Bytes move by `splice(2)` through a pipe per direction ([`Copier::Splice`]): they go
 //!   from one socket's receive queue to the other's send queue without a copy into this
-//!   process, and an idle connection holds no buffer of ours. When a pipe cannot be made
-//!   (the process is out of file descriptors) or the kernel refuses to splice the sockets,
-//!   that direction falls back to a read and write through a buffer ([`Copier::Buffered`]).
+//!   process, and an idle connection holds no buffer of ours. Empty pipes are kept for the
+//!   next relays. When a pipe cannot be made (the process is out of file descriptors), that
+//!   direction copies through a buffer instead ([`Copier::Buffered`]).
 //!   docs/benchmarks.md ("Service front relay") compares the two.
 //! - A half-close is passed on: when one side shuts its write half, the relay shuts the
 //!   other side's write half and keeps the opposite direction running.
@@ -30,6 +30,7 @@ use nix::fcntl::{splice, OFlag, SpliceFFlags};
 use nix::sys::socket::{recv, send, shutdown, MsgFlags, Shutdown};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
+use std::sync::{Mutex, PoisonError};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
@@ -89,15 +90,9 @@ async fn one_way(from: &TcpStream, to: &TcpStream, copier: Copier) -> io::Result
     let mut mover = Mover::new(copier);
     let mut total = 0u64;
     loop {
-        let got = match when_ready(from, Interest::READABLE, || mover.fill(from)).await {
-            Err(err) if err.raw_os_error() == Some(Errno::EINVAL as i32) && total == 0 && mover.is_pipe() => {
-                tracing::debug!("splice refused the socket, copying through a buffer instead");
-                mover = Mover::buffer();
-                continue;
-            }
-            got => got?,
-        };
+        let got = when_ready(from, Interest::READABLE, || mover.fill(from)).await?;
         if got == 0 {
+            mover.finish();
             return match shutdown(to.as_raw_fd(), Shutdown::Write) {
                 // The peer is gone already; the other direction reports how.
                 Ok(()) | Err(Errno::ENOTCONN) => Ok(total),
@@ -130,39 +125,35 @@ async fn when_ready<T>(
 
 /// Where one direction's bytes wait between the read and the write.
 enum Mover {
-    /// A pipe: the read end, the write end (both non-blocking).
-    Pipe(OwnedFd, OwnedFd),
+    Pipe(Pipe),
     Buffer(Box<[u8]>),
 }
 
 impl Mover {
     fn new(copier: Copier) -> Self {
         match copier {
-            Copier::Splice => match nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC) {
-                Ok((read, write)) => Mover::Pipe(read, write),
+            Copier::Splice => match Pipe::take() {
+                Ok(pipe) => Mover::Pipe(pipe),
                 Err(errno) => {
                     tracing::debug!(%errno, "no pipe for splice, copying through a buffer instead");
-                    Mover::buffer()
+                    Mover::Buffer(vec![0; CHUNK].into_boxed_slice())
                 }
             },
-            Copier::Buffered => Mover::buffer(),
+            Copier::Buffered => Mover::Buffer(vec![0; CHUNK].into_boxed_slice()),
         }
-    }
-
-    fn buffer() -> Self {
-        Mover::Buffer(vec![0; CHUNK].into_boxed_slice())
-    }
-
-    fn is_pipe(&self) -> bool {
-        matches!(self, Mover::Pipe(..))
     }
 
     /// Takes up to [`CHUNK`] bytes from `from` (empty before the call); 0 at its end.
     fn fill(&mut self, from: &TcpStream) -> io::Result<usize> {
         let got = match self {
-            Mover::Pipe(_, write) => {
-                splice(from, None, &*write, None, CHUNK, SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE)
-            }
+            Mover::Pipe(pipe) => splice(
+                from,
+                None,
+                &pipe.write,
+                None,
+                CHUNK,
+                SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE,
+            ),
             Mover::Buffer(buf) => recv(from.as_raw_fd(), buf, MsgFlags::empty()),
         };
         Ok(got?)
@@ -171,10 +162,49 @@ impl Mover {
     /// Gives `to` some of the last `left` of the `got` bytes taken; returns how many.
     fn drain(&mut self, to: &TcpStream, got: usize, left: usize) -> io::Result<usize> {
         let gave = match self {
-            Mover::Pipe(read, _) => splice(&*read, None, to, None, left, SpliceFFlags::SPLICE_F_NONBLOCK),
+            Mover::Pipe(pipe) => splice(&pipe.read, None, to, None, left, SpliceFFlags::SPLICE_F_NONBLOCK),
             Mover::Buffer(buf) => send(to.as_raw_fd(), &buf[got - left..got], MsgFlags::MSG_NOSIGNAL),
         };
         Ok(gave?)
+    }
+
+    /// Done with, everything taken given: a pipe goes back to the spares.
+    fn finish(self) {
+        if let Mover::Pipe(pipe) = self {
+            pipe.give_back();
+        }
+    }
+}
+
+/// A pipe's two ends, both non-blocking.
+struct Pipe {
+    read: OwnedFd,
+    write: OwnedFd,
+}
+
+/// Empty pipes kept for the next relays: making a pipe and closing it again costs more
+/// than the splices of a small request. A pipe comes back only from a direction that ended
+/// cleanly (so it is empty); one dropped on an error or a cancelled relay is closed.
+static SPARE_PIPES: Mutex<Vec<Pipe>> = Mutex::new(Vec::new());
+/// At most this many spare pipes (two descriptors each).
+const SPARE_PIPES_MAX: usize = 128;
+
+impl Pipe {
+    /// A spare pipe, or a new one.
+    fn take() -> nix::Result<Pipe> {
+        if let Some(pipe) = SPARE_PIPES.lock().unwrap_or_else(PoisonError::into_inner).pop() {
+            return Ok(pipe);
+        }
+        let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        Ok(Pipe { read, write })
+    }
+
+    /// Keeps this (empty) pipe for another relay, if there is room.
+    fn give_back(self) {
+        let mut spare = SPARE_PIPES.lock().unwrap_or_else(PoisonError::into_inner);
+        if spare.len() < SPARE_PIPES_MAX {
+            spare.push(self);
+        }
     }
 }
 
@@ -203,8 +233,7 @@ mod tests {
 
     async fn connected_pair() -> (TcpStream, TcpStream) {
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let (near, far) =
-            tokio::join!(TcpStream::connect(listener.local_addr().unwrap()), listener.accept());
+        let (near, far) = tokio::join!(TcpStream::connect(listener.local_addr().unwrap()), listener.accept());
         (near.unwrap(), far.unwrap().0)
     }
 
@@ -216,7 +245,9 @@ mod tests {
     }
 
     async fn within<T>(what: &str, fut: impl std::future::Future<Output = T>) -> T {
-        tokio::time::timeout(PATIENCE, fut).await.unwrap_or_else(|_| panic!("{what}: still waiting after {PATIENCE:?}"))
+        tokio::time::timeout(PATIENCE, fut)
+            .await
+            .unwrap_or_else(|_| panic!("{what}: still waiting after {PATIENCE:?}"))
     }
 
     /// `len` pseudo-random bytes, different for each `seed`.
@@ -251,11 +282,18 @@ mod tests {
         for copier in BOTH {
             let t = through(copier).await;
             let (up, down) = (noise(10 << 20, 1), noise(10 << 20, 2));
-            let (at_upstream, at_client) =
-                within("both ways", async { tokio::join!(exchange(t.upstream, &down), exchange(t.client, &up)) })
-                    .await;
-            assert!(at_upstream.unwrap() == up, "{copier:?}: the upstream got other bytes than the client sent");
-            assert!(at_client.unwrap() == down, "{copier:?}: the client got other bytes than the upstream sent");
+            let (at_upstream, at_client) = within("both ways", async {
+                tokio::join!(exchange(t.upstream, &down), exchange(t.client, &up))
+            })
+            .await;
+            assert!(
+                at_upstream.unwrap() == up,
+                "{copier:?}: the upstream got other bytes than the client sent"
+            );
+            assert!(
+                at_client.unwrap() == down,
+                "{copier:?}: the client got other bytes than the upstream sent"
+            );
             let relayed = within("the relay's end", t.relay).await.unwrap().unwrap();
             assert_eq!(relayed, Relayed { to_upstream: 10 << 20, to_client: 10 << 20 }, "{copier:?}");
         }
@@ -342,18 +380,27 @@ mod tests {
         }
     }
 
+    fn spare_pipes() -> usize {
+        SPARE_PIPES.lock().unwrap().len()
+    }
+
+    fn open_fds() -> usize {
+        std::fs::read_dir("/proc/self/fd").unwrap().count()
+    }
+
     #[tokio::test]
     async fn relay_runs_200_at_once_and_leaves_no_descriptor_or_task_behind() {
-        let open_fds = || std::fs::read_dir("/proc/self/fd").unwrap().count();
         let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
-        for copier in BOTH {
-            let (fds_before, tasks_before) = (open_fds(), tasks());
+        // Splice twice: the second round runs on the pipes the first one left spare.
+        for copier in [Copier::Splice, Copier::Buffered, Copier::Splice] {
+            let (fds_before, spare_before, tasks_before) = (open_fds(), spare_pipes(), tasks());
             let mut all = tokio::task::JoinSet::new();
             for n in 0..200u64 {
                 let t = through(copier).await;
                 all.spawn(async move {
                     let (up, down) = (noise(64 * 1024 + n as usize, 2 * n), noise(100 * 1024, 2 * n + 1));
-                    let (at_upstream, at_client) = tokio::join!(exchange(t.upstream, &down), exchange(t.client, &up));
+                    let (at_upstream, at_client) =
+                        tokio::join!(exchange(t.upstream, &down), exchange(t.client, &up));
                     assert!(at_upstream.unwrap() == up, "{copier:?}: relay {n} changed the client's bytes");
                     assert!(at_client.unwrap() == down, "{copier:?}: relay {n} changed the upstream's bytes");
                     t.relay.await.unwrap().unwrap()
@@ -361,9 +408,68 @@ mod tests {
             }
             let relayed = within("200 relays", all.join_all()).await;
             assert_eq!(relayed.len(), 200);
-            assert_eq!(open_fds(), fds_before, "{copier:?}: descriptors left open");
+            let kept = spare_pipes() - spare_before;
+            assert!(spare_pipes() <= SPARE_PIPES_MAX, "{copier:?}: {} spare pipes", spare_pipes());
+            assert_eq!(open_fds(), fds_before + 2 * kept, "{copier:?}: descriptors left open");
             assert_eq!(tasks(), tasks_before, "{copier:?}: tasks left running");
         }
+    }
+
+    /// Set in the child process of the test below.
+    const NO_FDS_CHILD: &str = "DCOS_RELAY_TEST_NO_FDS";
+
+    #[test]
+    fn relay_without_descriptors_for_a_pipe_copies_through_a_buffer() {
+        if std::env::var_os(NO_FDS_CHILD).is_some() {
+            return relay_with_no_descriptor_free();
+        }
+        // Running out of descriptors would break any test beside this one, so the check runs
+        // in a process of its own: this test binary again, with only this test.
+        let name = "services::relay::tests::relay_without_descriptors_for_a_pipe_copies_through_a_buffer";
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", name, "--nocapture", "--test-threads", "1"])
+            .env(NO_FDS_CHILD, "1")
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "the child failed:\n{text}");
+        assert!(text.contains("1 passed"), "the child did not run the check:\n{text}");
+    }
+
+    fn relay_with_no_descriptor_free() {
+        use nix::sys::resource::{getrlimit, setrlimit, Resource};
+        let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+        rt.block_on(async {
+            let (client, front) = connected_pair().await;
+            let (back, upstream) = connected_pair().await;
+            // No descriptor left: the limit just above the highest open one, every one
+            // below it taken.
+            let (soft, hard) = getrlimit(Resource::RLIMIT_NOFILE).unwrap();
+            let highest = std::fs::read_dir("/proc/self/fd")
+                .unwrap()
+                .filter_map(|e| e.ok()?.file_name().to_str()?.parse::<u64>().ok())
+                .max()
+                .unwrap();
+            setrlimit(Resource::RLIMIT_NOFILE, highest + 1, hard).unwrap();
+            let mut fillers = Vec::new();
+            while let Ok(f) = std::fs::File::open("/dev/null") {
+                fillers.push(f);
+            }
+            assert_eq!(nix::unistd::pipe2(OFlag::O_CLOEXEC).unwrap_err(), Errno::EMFILE);
+            let relay = tokio::spawn(relay_with(Copier::Splice, front, back));
+            let (up, down) = (noise(1 << 20, 10), noise(1 << 20, 11));
+            let (at_upstream, at_client) =
+                within("both ways", async { tokio::join!(exchange(upstream, &down), exchange(client, &up)) })
+                    .await;
+            let relayed = within("the relay's end", relay).await.unwrap().unwrap();
+            drop(fillers);
+            setrlimit(Resource::RLIMIT_NOFILE, soft, hard).unwrap();
+            assert!(at_upstream.unwrap() == up, "the upstream got other bytes than the client sent");
+            assert!(at_client.unwrap() == down, "the client got other bytes than the upstream sent");
+            assert_eq!(relayed, Relayed { to_upstream: 1 << 20, to_client: 1 << 20 });
+            assert_eq!(spare_pipes(), 0, "a pipe was made after all");
+        });
     }
 
     #[tokio::test(flavor = "current_thread")]
