@@ -5,15 +5,18 @@
 //! Modes of one binary:
 //!
 //! - `relay-bench run`: the driver. It starts the upstreams and one front process per
-//!   copier, then times, interleaved run by run (the paths of each cell in a rotating order),
-//!   every cell of: upstream × connection handling × response size × concurrent connections,
-//!   over each path: straight to the upstream, and through a front that relays with splice,
-//!   with the relay's buffered copy, and with tokio's `copy_bidirectional` (64 KiB buffers,
-//!   a reference for the buffered copy). Connection handling: one connection per request,
-//!   as an HTTP/1.0 client makes them (connect, send, read to the end), or every request on
-//!   one kept-alive connection per client. It reports the medians over the runs of p50, p99
-//!   and requests/s, the medians of each run's ratio to the direct path, the fronts' CPU per
-//!   request, and a verdict against the issue's targets.
+//!   copier, then times, run after run, every cell of: upstream × connection handling ×
+//!   response size × concurrent connections, over each path: straight to the upstream, and
+//!   through a front that relays with splice, with the relay's buffered copy, and with
+//!   tokio's `copy_bidirectional` (64 KiB buffers, a reference for the buffered copy).
+//!   Connection handling: one connection per request, as an HTTP/1.0 client makes them
+//!   (connect, send, read to the end), or every request on one kept-alive connection per
+//!   client. Latency cells (one connection) take the paths in turn request by request, so
+//!   load from elsewhere on the machine falls on all paths alike; throughput cells (many
+//!   connections) run each path alone, in an order rotating from cell to cell and run to
+//!   run. It reports the medians over the runs of p50, p99 and requests/s, the medians of
+//!   each run's ratio to the direct path, the fronts' CPU per request, and a verdict against
+//!   the issue's targets.
 //! - `relay-bench upstream`: the small upstream: a tokio server whose requests say how many
 //!   bytes they are, how many bytes to answer, and whether to close after the answer.
 //! - `relay-bench front --copier C --upstream ADDR...`: one listener per upstream; each
@@ -444,57 +447,125 @@ impl Target {
     }
 }
 
-/// One client: requests back to back until `end`; latencies of those started after `from`,
-/// and how many it made in all.
-async fn client(target: Arc<Target>, from: Instant, end: Instant) -> Result<(Vec<f64>, usize)> {
-    let mut kept = match target.cell.conn {
-        Conn::KeptAlive => Some(target.connect().await?),
-        Conn::PerRequest => None,
-    };
-    let (mut lat, mut all) = (Vec::new(), 0);
-    let mut buf = Vec::with_capacity(target.cell.size + 1024);
-    loop {
+/// One path of a cell: where its requests go, and the front process on the way (if any).
+struct Lane {
+    target: Arc<Target>,
+    front_pid: Option<i32>,
+}
+
+/// What a lane's clients got: latencies of the requests started after the warm-up, how
+/// many requests in all, and the front's CPU ticks before the first.
+struct Tally {
+    lat: Vec<f64>,
+    all: usize,
+    cpu_before: Option<u64>,
+}
+
+impl Lane {
+    fn tally(&self) -> Result<Tally> {
+        Ok(Tally { lat: Vec::new(), all: 0, cpu_before: self.front_pid.map(probe::cpu_ticks).transpose()? })
+    }
+
+    /// One request, timed; counted after `from`.
+    async fn request(
+        &self,
+        kept: &mut Option<TcpStream>,
+        buf: &mut Vec<u8>,
+        from: Instant,
+        t: &mut Tally,
+    ) -> Result<()> {
         let t0 = Instant::now();
-        if t0 >= end {
-            return Ok((lat, all));
-        }
-        tokio::time::timeout(REQUEST_DEADLINE, target.request(&mut kept, &mut buf))
+        tokio::time::timeout(REQUEST_DEADLINE, self.target.request(kept, buf))
             .await
             .context("a request took longer than 10 s")??;
-        all += 1;
+        t.all += 1;
         if t0 >= from {
-            lat.push(t0.elapsed().as_secs_f64() * 1e6);
+            t.lat.push(t0.elapsed().as_secs_f64() * 1e6);
         }
+        Ok(())
+    }
+
+    async fn kept(&self) -> Result<Option<TcpStream>> {
+        Ok(match self.target.cell.conn {
+            Conn::KeptAlive => Some(self.target.connect().await?),
+            Conn::PerRequest => None,
+        })
+    }
+
+    fn measured(&self, mut t: Tally, args: &RunArgs) -> Result<Measured> {
+        ensure!(!t.lat.is_empty(), "no request finished");
+        let front_cpu_us = match (self.front_pid, t.cpu_before) {
+            (Some(pid), Some(before)) => {
+                (probe::cpu_ticks(pid)? - before) as f64 / probe::clk_tck() * 1e6 / t.all.max(1) as f64
+            }
+            _ => f64::NAN,
+        };
+        t.lat.sort_by(f64::total_cmp);
+        Ok(Measured {
+            p50_us: percentile(&t.lat, 50.0),
+            p99_us: percentile(&t.lat, 99.0),
+            per_s: t.lat.len() as f64 / (args.cell_ms as f64 / 1e3),
+            front_cpu_us,
+        })
     }
 }
 
-/// Measures one path of one cell: `cell.conns` clients for warm-up plus `cell_ms`.
-async fn measure(target: Arc<Target>, front_pid: Option<i32>, args: &RunArgs) -> Result<Measured> {
-    let cpu_before = front_pid.map(probe::cpu_ticks).transpose()?;
+/// The window of a cell: requests count from the first instant, until the second.
+fn window(args: &RunArgs) -> (Instant, Instant) {
     let from = Instant::now() + Duration::from_millis(args.warmup_ms);
-    let end = from + Duration::from_millis(args.cell_ms);
-    let clients: Vec<_> =
-        (0..target.cell.conns).map(|_| tokio::spawn(client(Arc::clone(&target), from, end))).collect();
-    let (mut lat, mut all) = (Vec::new(), 0);
-    for c in clients {
-        let (l, n) = c.await??;
-        lat.extend(l);
-        all += n;
+    (from, from + Duration::from_millis(args.cell_ms))
+}
+
+/// The latency of every lane at once: one client taking the lanes in turn, request by
+/// request, from a different lane each round, so that load from elsewhere on the machine
+/// falls on all of them alike.
+async fn measure_interleaved(lanes: &[Lane], args: &RunArgs) -> Result<Vec<Measured>> {
+    let mut kept = Vec::new();
+    let mut tallies = Vec::new();
+    for lane in lanes {
+        kept.push(lane.kept().await?);
+        tallies.push(lane.tally()?);
     }
-    ensure!(!lat.is_empty(), "no request finished");
-    let front_cpu_us = match (front_pid, cpu_before) {
-        (Some(pid), Some(before)) => {
-            (probe::cpu_ticks(pid)? - before) as f64 / probe::clk_tck() * 1e6 / all.max(1) as f64
+    let mut buf = Vec::new();
+    let (from, end) = window(args);
+    for round in 0.. {
+        if Instant::now() >= end {
+            break;
         }
-        _ => f64::NAN,
-    };
-    lat.sort_by(f64::total_cmp);
-    Ok(Measured {
-        p50_us: percentile(&lat, 50.0),
-        p99_us: percentile(&lat, 99.0),
-        per_s: lat.len() as f64 / (args.cell_ms as f64 / 1e3),
-        front_cpu_us,
-    })
+        for k in 0..lanes.len() {
+            let i = (round + k) % lanes.len();
+            lanes[i]
+                .request(&mut kept[i], &mut buf, from, &mut tallies[i])
+                .await
+                .with_context(|| PATHS[i])?;
+        }
+    }
+    lanes.iter().zip(tallies).map(|(lane, t)| lane.measured(t, args)).collect()
+}
+
+/// One lane alone under `cell.conns` clients, each making requests back to back.
+async fn measure_loaded(lane: &Lane, args: &RunArgs) -> Result<Measured> {
+    let mut total = lane.tally()?;
+    let (from, end) = window(args);
+    let clients: Vec<_> = (0..lane.target.cell.conns)
+        .map(|_| {
+            let lane = Lane { target: Arc::clone(&lane.target), front_pid: None };
+            tokio::spawn(async move {
+                let (mut kept, mut t) = (lane.kept().await?, lane.tally()?);
+                let mut buf = Vec::new();
+                while Instant::now() < end {
+                    lane.request(&mut kept, &mut buf, from, &mut t).await?;
+                }
+                anyhow::Ok(t)
+            })
+        })
+        .collect();
+    for c in clients {
+        let t = c.await??;
+        total.lat.extend(t.lat);
+        total.all += t.all;
+    }
+    lane.measured(total, args)
 }
 
 /// The cells, latency (one connection) and throughput (`conns`), for each server.
@@ -551,19 +622,33 @@ async fn run(args: &RunArgs) -> Result<String> {
     let started = Instant::now();
     for run in 0..args.runs {
         for (i, cell) in cells.iter().enumerate() {
-            let mut line = format!("run {}/{}: {} × {}:", run + 1, args.runs, cell.label(), cell.conns);
-            for k in 0..PATHS.len() {
-                // A rotating order, so no path always runs first (or right after another).
-                let path = (k + run + i) % PATHS.len();
-                let up = usize::from(cell.server == Server::Httpd);
-                let (addr, pid) = match path {
-                    0 => (upstreams[up], None),
-                    f => (fronts[f - 1].addrs[up], Some(fronts[f - 1].pid())),
-                };
-                let target = Arc::new(Target::new(addr, *cell, args.request_bytes));
-                let m = measure(target, pid, args)
-                    .await
-                    .with_context(|| format!("{} × {} via {}", cell.label(), cell.conns, PATHS[path]))?;
+            let up = usize::from(cell.server == Server::Httpd);
+            let lanes: Vec<Lane> = (0..PATHS.len())
+                .map(|path| {
+                    let (addr, front_pid) = match path {
+                        0 => (upstreams[up], None),
+                        f => (fronts[f - 1].addrs[up], Some(fronts[f - 1].pid())),
+                    };
+                    Lane { target: Arc::new(Target::new(addr, *cell, args.request_bytes)), front_pid }
+                })
+                .collect();
+            let what = || format!("{} × {}", cell.label(), cell.conns);
+            let measured = if cell.conns == 1 {
+                measure_interleaved(&lanes, args).await.with_context(what)?
+            } else {
+                let mut m = vec![Measured::default(); PATHS.len()];
+                for k in 0..PATHS.len() {
+                    // A rotating order, so no path always runs first (or right after another).
+                    let path = (k + run + i) % PATHS.len();
+                    m[path] = measure_loaded(&lanes[path], args)
+                        .await
+                        .with_context(|| PATHS[path])
+                        .with_context(what)?;
+                }
+                m
+            };
+            let mut line = format!("run {}/{}: {}:", run + 1, args.runs, what());
+            for (path, m) in measured.into_iter().enumerate() {
                 let _ = write!(line, " {} p50 {:.0} µs {:.0}/s;", PATHS[path], m.p50_us, m.per_s);
                 results[i][path].push(m);
             }
@@ -602,7 +687,8 @@ fn report(args: &RunArgs, cells: &[Cell], results: &[Vec<Vec<Measured>>], env: &
     let _ = writeln!(
         out,
         "\nMedians over the runs; a ratio is the median of each run's ratio to `direct`. \
-         Requests of {} B to the small server.",
+         Requests of {} B to the small server. With one connection the paths take turns \
+         request by request; with more, each runs alone.",
         args.request_bytes
     );
     let _ = writeln!(out, "\nOne connection, a request at a time: p50 / p99 in µs (× direct)\n");
