@@ -26,7 +26,7 @@
 //! signal from startup, so it surfaces here as `EPIPE`.
 
 use nix::errno::Errno;
-use nix::fcntl::{splice, OFlag, SpliceFFlags};
+use nix::fcntl::{fcntl, splice, FcntlArg, OFlag, SpliceFFlags};
 use nix::sys::socket::{recv, send, shutdown, MsgFlags, Shutdown};
 use std::io;
 use std::os::fd::{AsRawFd, OwnedFd};
@@ -34,9 +34,13 @@ use std::sync::{Mutex, PoisonError};
 use tokio::io::Interest;
 use tokio::net::TcpStream;
 
-/// The most a direction moves per read: a pipe's default capacity on Linux, and the size
-/// of the buffer of [`Copier::Buffered`].
-const CHUNK: usize = 64 * 1024;
+/// The capacity asked for each pipe, and so the most a splice takes at once: more than
+/// Linux's default (64 KiB), so a large answer crosses in fewer splices. If the kernel
+/// refuses (an unprivileged user past `/proc/sys/fs/pipe-user-pages-soft`), the pipe keeps
+/// its size.
+const PIPE_SIZE: usize = 256 * 1024;
+/// The buffer of each direction of [`Copier::Buffered`].
+const BUFFER: usize = 64 * 1024;
 
 /// Bytes a finished relay carried each way.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
@@ -136,14 +140,14 @@ impl Mover {
                 Ok(pipe) => Mover::Pipe(pipe),
                 Err(errno) => {
                     tracing::debug!(%errno, "no pipe for splice, copying through a buffer instead");
-                    Mover::Buffer(vec![0; CHUNK].into_boxed_slice())
+                    Mover::Buffer(vec![0; BUFFER].into_boxed_slice())
                 }
             },
-            Copier::Buffered => Mover::Buffer(vec![0; CHUNK].into_boxed_slice()),
+            Copier::Buffered => Mover::Buffer(vec![0; BUFFER].into_boxed_slice()),
         }
     }
 
-    /// Takes up to [`CHUNK`] bytes from `from` (empty before the call); 0 at its end.
+    /// Takes what `from` has, as much as fits (empty before the call); 0 at its end.
     fn fill(&mut self, from: &TcpStream) -> io::Result<usize> {
         let got = match self {
             Mover::Pipe(pipe) => splice(
@@ -151,7 +155,7 @@ impl Mover {
                 None,
                 &pipe.write,
                 None,
-                CHUNK,
+                PIPE_SIZE,
                 SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE,
             ),
             Mover::Buffer(buf) => recv(from.as_raw_fd(), buf, MsgFlags::empty()),
@@ -196,6 +200,7 @@ impl Pipe {
             return Ok(pipe);
         }
         let (read, write) = nix::unistd::pipe2(OFlag::O_NONBLOCK | OFlag::O_CLOEXEC)?;
+        let _ = fcntl(write.as_raw_fd(), FcntlArg::F_SETPIPE_SZ(PIPE_SIZE as i32));
         Ok(Pipe { read, write })
     }
 
