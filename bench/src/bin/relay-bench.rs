@@ -83,13 +83,13 @@ enum Cmd {
 
 #[derive(Debug, Args)]
 struct RunArgs {
-    /// Runs of every cell, interleaved; medians over the runs are reported.
-    #[arg(long, default_value_t = 5)]
+    /// How many times the whole grid is measured; the report gives medians over them.
+    #[arg(long, default_value_t = 7)]
     runs: usize,
-    /// Milliseconds each cell is measured, per path and run.
+    /// How long each path of a cell is measured in a run, in milliseconds (after the warm-up).
     #[arg(long, default_value_t = 1000)]
     cell_ms: u64,
-    /// Milliseconds of warm-up (not counted) before each cell.
+    /// Requests before this many milliseconds of a cell are made but not counted.
     #[arg(long, default_value_t = 150)]
     warmup_ms: u64,
     /// Bytes of each request to the small upstream (at least 9).
@@ -676,11 +676,40 @@ fn ratio(runs: &[Vec<Measured>], path: usize, f: impl Fn(&Measured) -> f64) -> f
     median(runs[path].iter().zip(&runs[0]).map(|(front, direct)| f(front) / f(direct)))
 }
 
+/// Writes a table of the cells `pick` selects, a row per cell and a column per path, each
+/// entry from `entry(runs of the cell, path)` with whether a front path meets its target.
+/// Returns how many cells each path met its target in, and how many cells there were.
+fn table(
+    out: &mut String,
+    title: &str,
+    cells: &[Cell],
+    results: &[Vec<Vec<Measured>>],
+    pick: impl Fn(&Cell) -> bool,
+    entry: impl Fn(&[Vec<Measured>], usize) -> (String, bool),
+) -> ([usize; PATHS.len()], usize) {
+    let _ =
+        writeln!(out, "\n{title}\n\n| cell | {} |\n|---|{}", PATHS.join(" | "), "---:|".repeat(PATHS.len()));
+    let (mut met, mut count) = ([0usize; PATHS.len()], 0);
+    for (cell, runs) in cells.iter().zip(results).filter(|(c, _)| pick(c)) {
+        count += 1;
+        let mut row = format!("| {} |", cell.label());
+        for (path, met) in met.iter_mut().enumerate() {
+            let (text, ok) = entry(runs, path);
+            *met += usize::from(ok);
+            let _ = write!(row, " {text} |");
+        }
+        let _ = writeln!(out, "{row}");
+    }
+    (met, count)
+}
+
 fn report(args: &RunArgs, cells: &[Cell], results: &[Vec<Vec<Measured>>], env: &str) -> String {
     let mut out = String::new();
-    let _ = writeln!(out, "### Service front relay: {} runs of {} ms per cell", args.runs, args.cell_ms);
-    let _ = writeln!(out);
-    let _ = writeln!(out, "{env}.");
+    let _ = writeln!(
+        out,
+        "### Service front relay: {} runs of {} ms per cell\n\n{env}.",
+        args.runs, args.cell_ms
+    );
     if let Some(note) = &args.report.note {
         let _ = writeln!(out, "{note}.");
     }
@@ -691,52 +720,40 @@ fn report(args: &RunArgs, cells: &[Cell], results: &[Vec<Vec<Measured>>], env: &
          request by request; with more, each runs alone.",
         args.request_bytes
     );
-    let _ = writeln!(out, "\nOne connection, a request at a time: p50 / p99 in µs (× direct)\n");
-    let _ = writeln!(out, "| cell | {} |", PATHS.join(" | "));
-    let _ = writeln!(out, "|---|{}", "---:|".repeat(PATHS.len()));
-    let mut latency_ok = [0usize; PATHS.len()];
-    let mut latency_cells = 0;
-    for (cell, runs) in cells.iter().zip(results).filter(|(c, _)| c.conns == 1) {
-        latency_cells += 1;
-        let mut row = format!("| {} |", cell.label());
-        for path in 0..PATHS.len() {
-            let (p50, p99) =
-                (median(runs[path].iter().map(|m| m.p50_us)), median(runs[path].iter().map(|m| m.p99_us)));
+    let med = |runs: &[Vec<Measured>], path: usize, f: fn(&Measured) -> f64| median(runs[path].iter().map(f));
+    let (latency_met, latency_cells) = table(
+        &mut out,
+        "One connection, a request at a time: p50 / p99 in µs (× direct)",
+        cells,
+        results,
+        |c| c.conns == 1,
+        |runs, path| {
+            let (p50, p99) = (med(runs, path, |m| m.p50_us), med(runs, path, |m| m.p99_us));
             if path == 0 {
-                let _ = write!(row, " {p50:.0} / {p99:.0} |");
-                continue;
+                return (format!("{p50:.0} / {p99:.0}"), false);
             }
             let (r50, r99) = (ratio(runs, path, |m| m.p50_us), ratio(runs, path, |m| m.p99_us));
-            latency_ok[path] += usize::from(r50 <= LATENCY_TARGET && r99 <= LATENCY_TARGET);
-            let _ = write!(row, " {p50:.0} / {p99:.0} ({r50:.2}× / {r99:.2}×) |");
-        }
-        let _ = writeln!(out, "{row}");
-    }
-    let _ = writeln!(
-        out,
-        "\n{} connections: requests/s (× direct); the front's CPU per request in µs\n",
-        args.conns
+            (
+                format!("{p50:.0} / {p99:.0} ({r50:.2}× / {r99:.2}×)"),
+                r50 <= LATENCY_TARGET && r99 <= LATENCY_TARGET,
+            )
+        },
     );
-    let _ = writeln!(out, "| cell | {} |", PATHS.join(" | "));
-    let _ = writeln!(out, "|---|{}", "---:|".repeat(PATHS.len()));
-    let mut throughput_ok = [0usize; PATHS.len()];
-    let mut throughput_cells = 0;
-    for (cell, runs) in cells.iter().zip(results).filter(|(c, _)| c.conns > 1) {
-        throughput_cells += 1;
-        let mut row = format!("| {} |", cell.label());
-        for path in 0..PATHS.len() {
-            let per_s = median(runs[path].iter().map(|m| m.per_s));
+    let (throughput_met, throughput_cells) = table(
+        &mut out,
+        &format!("{} connections: requests/s (× direct); the front's CPU per request in µs", args.conns),
+        cells,
+        results,
+        |c| c.conns > 1,
+        |runs, path| {
+            let per_s = med(runs, path, |m| m.per_s);
             if path == 0 {
-                let _ = write!(row, " {per_s:.0} |");
-                continue;
+                return (format!("{per_s:.0}"), false);
             }
-            let r = ratio(runs, path, |m| m.per_s);
-            let cpu = median(runs[path].iter().map(|m| m.front_cpu_us));
-            throughput_ok[path] += usize::from(r >= THROUGHPUT_TARGET);
-            let _ = write!(row, " {per_s:.0} ({r:.2}×), {cpu:.1} µs |");
-        }
-        let _ = writeln!(out, "{row}");
-    }
+            let (r, cpu) = (ratio(runs, path, |m| m.per_s), med(runs, path, |m| m.front_cpu_us));
+            (format!("{per_s:.0} ({r:.2}×), {cpu:.1} µs"), r >= THROUGHPUT_TARGET)
+        },
+    );
     let _ = writeln!(
         out,
         "\nTargets (issue 15): p50 and p99 ≤ {LATENCY_TARGET}× direct; ≥ {THROUGHPUT_TARGET}× direct's requests/s at {} connections.\n",
@@ -746,7 +763,7 @@ fn report(args: &RunArgs, cells: &[Cell], results: &[Vec<Vec<Measured>>], env: &
         let _ = writeln!(
             out,
             "- {}: latency within target in {} of {latency_cells} cells, throughput in {} of {throughput_cells}.",
-            PATHS[path], latency_ok[path], throughput_ok[path]
+            PATHS[path], latency_met[path], throughput_met[path]
         );
     }
     out
