@@ -101,10 +101,9 @@ async fn handle(service: Arc<Service>, spill: Arc<dyn Spill>, conn: TcpStream, f
     }
 }
 
-/// Relays `conn` and `upstream` until both directions are done.
-async fn relay(service: &Service, mut conn: TcpStream, mut upstream: TcpStream) {
-    let _ = upstream.set_nodelay(true);
-    if let Err(e) = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await {
+/// Relays `conn` and `upstream` until both directions are done ([`super::relay`]).
+async fn relay(service: &Service, conn: TcpStream, upstream: TcpStream) {
+    if let Err(e) = super::relay::relay(conn, upstream).await {
         tracing::debug!(service = %service.spec.name, "relay ended: {e}");
     }
 }
