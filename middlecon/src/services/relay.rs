@@ -388,8 +388,33 @@ mod tests {
         std::fs::read_dir("/proc/self/fd").unwrap().count()
     }
 
-    #[tokio::test]
-    async fn relay_runs_200_at_once_and_leaves_no_descriptor_or_task_behind() {
+    /// Runs `check` in a process of its own (this test binary again, with only test `name`):
+    /// for checks of the process's descriptors, which tests beside it would disturb.
+    fn alone(name: &str, check: impl FnOnce()) {
+        const CHILD: &str = "DCOS_RELAY_TEST_ALONE";
+        if std::env::var(CHILD).as_deref() == Ok(name) {
+            return check();
+        }
+        let full = format!("services::relay::tests::{name}");
+        let out = std::process::Command::new(std::env::current_exe().unwrap())
+            .args(["--exact", &full, "--nocapture", "--test-threads", "1"])
+            .env(CHILD, name)
+            .output()
+            .unwrap();
+        let text =
+            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+        assert!(out.status.success(), "the child failed:\n{text}");
+        assert!(text.contains("1 passed"), "the child did not run the check:\n{text}");
+    }
+
+    #[test]
+    fn relay_runs_200_at_once_and_leaves_no_descriptor_or_task_behind() {
+        alone("relay_runs_200_at_once_and_leaves_no_descriptor_or_task_behind", || {
+            tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap().block_on(run_200())
+        });
+    }
+
+    async fn run_200() {
         let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
         // Splice twice: the second round runs on the pipes the first one left spare.
         for copier in [Copier::Splice, Copier::Buffered, Copier::Splice] {
@@ -415,26 +440,10 @@ mod tests {
         }
     }
 
-    /// Set in the child process of the test below.
-    const NO_FDS_CHILD: &str = "DCOS_RELAY_TEST_NO_FDS";
-
     #[test]
     fn relay_without_descriptors_for_a_pipe_copies_through_a_buffer() {
-        if std::env::var_os(NO_FDS_CHILD).is_some() {
-            return relay_with_no_descriptor_free();
-        }
-        // Running out of descriptors would break any test beside this one, so the check runs
-        // in a process of its own: this test binary again, with only this test.
-        let name = "services::relay::tests::relay_without_descriptors_for_a_pipe_copies_through_a_buffer";
-        let out = std::process::Command::new(std::env::current_exe().unwrap())
-            .args(["--exact", name, "--nocapture", "--test-threads", "1"])
-            .env(NO_FDS_CHILD, "1")
-            .output()
-            .unwrap();
-        let text =
-            format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
-        assert!(out.status.success(), "the child failed:\n{text}");
-        assert!(text.contains("1 passed"), "the child did not run the check:\n{text}");
+        // Running out of descriptors would break any test beside this one.
+        alone("relay_without_descriptors_for_a_pipe_copies_through_a_buffer", relay_with_no_descriptor_free);
     }
 
     fn relay_with_no_descriptor_free() {
