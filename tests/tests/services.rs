@@ -132,6 +132,33 @@ async fn a_request_wakes_a_stopped_service_and_its_idle_instance_stops_leaving_n
     // A warm request is answered by the same instance.
     assert_eq!(get(front(&mesh, 0)).await.unwrap().0, 200);
     assert_eq!(show(&mesh, 0).await.instances[0].connections, 2);
+    // The counters are Prometheus text on the API's port, behind the same mTLS.
+    let admin = mesh.pki.files("admin");
+    let url = format!("https://{}/metrics", mesh.fleet.host(0).api_addr());
+    let metrics = std::process::Command::new("curl")
+        .args([
+            "-sS",
+            "--fail",
+            "--cacert",
+            admin.ca.to_str().unwrap(),
+            "--cert",
+            admin.cert.to_str().unwrap(),
+        ])
+        .args(["--key", admin.key.to_str().unwrap(), &url])
+        .output()
+        .expect("curl runs");
+    let text = String::from_utf8_lossy(&metrics.stdout);
+    assert!(
+        text.contains(r#"dcos_service_connections_total{service="web"} 2"#),
+        "{text}{}",
+        String::from_utf8_lossy(&metrics.stderr)
+    );
+    assert!(text.contains(r#"dcos_service_cold_starts_total{service="web"} 1"#), "{text}");
+    let anonymous = std::process::Command::new("curl")
+        .args(["-sS", "--fail", "--cacert", admin.ca.to_str().unwrap(), &url])
+        .output()
+        .expect("curl runs");
+    assert!(!anonymous.status.success(), "no client certificate, no metrics");
     // Idle for 1 s: stopped, with its container, cgroups and directory.
     let idle = Instant::now();
     dcos_tests::eventually(Duration::from_secs(5), "the idle instance stopped", || async {
