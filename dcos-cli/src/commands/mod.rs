@@ -12,6 +12,7 @@ pub mod migrate;
 pub mod ps;
 pub mod query;
 pub mod run;
+pub mod service;
 pub mod stop;
 pub mod sysctl;
 pub mod top;
