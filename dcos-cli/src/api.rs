@@ -1,13 +1,13 @@
 //! Finding and reaching a middlecon's gRPC API: the one place the CLI does it, for `call`,
-//! `query`, `hosts --seed`/`ps --seed` and the workload commands.
+//! `query`, `hosts --seed`/`ps --seed`, the workload and the service commands.
 //!
 //! - Where to enter ([`entry`]: `call`, `query`, whose calls middlecon routes itself):
 //!   `--api ADDR` (or `DCOS_API`), else `--seed ADDR` (or `DCOS_SEED`), else the inventory's
 //!   `api` of the host named (or of its first host with one).
-//! - A given host's own API ([`host`], [`hosts`]: the workload commands, which act on the
-//!   host whose API answers): the one `--api`, else the `api` of the members the `--seed`
-//!   lists ([`members`]), else the inventory's `api` fields; [`hosts`] keeps those not dead
-//!   and narrows them by `--dc` and `--label`.
+//! - A given host's own API ([`host`], [`named`], [`hosts`]: the workload and service
+//!   commands, which act on the host whose API answers): the one `--api`, else the `api` of
+//!   the members the `--seed` lists ([`members`]), else the inventory's `api` fields;
+//!   [`hosts`] keeps those not dead and narrows them by `--dc` and `--label`.
 //! - `--socket PATH` (or `DCOS_SOCKET`) instead of all of these: the middlecon on this machine,
 //!   through its Unix socket, where no certificate is needed ([`Endpoint::Unix`]).
 //! - A channel presenting the operator's certificate, or to the local socket (the

@@ -267,6 +267,18 @@ pub struct RunArgs {
     /// The root filesystem: a directory on that host (made absolute here).
     #[arg(long)]
     pub rootfs: PathBuf,
+    #[command(flatten)]
+    pub container: ContainerArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The command and its arguments, inside the rootfs (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+// What a container is given, by `run` and (each instance) by `service create`.
+#[derive(Debug, Clone, Args)]
+pub struct ContainerArgs {
     /// runc, crun or a path to an OCI runtime [default: the daemon's --runtime].
     #[arg(long)]
     pub runtime: Option<String>,
@@ -279,11 +291,6 @@ pub struct RunArgs {
     /// An environment variable K=V (repeat).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
-    #[command(flatten)]
-    pub api: ApiArgs,
-    /// The command and its arguments, inside the rootfs (after `--`).
-    #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
 }
 
 // `dcos workloads`.
@@ -400,18 +407,9 @@ pub struct ServiceCreateArgs {
     // rest).
     #[arg(long = "hosts", id = "hosts", value_name = "H,...")]
     pub hosts: Option<String>,
-    /// runc, crun or a path to an OCI runtime [default: each host's --runtime].
-    #[arg(long)]
-    pub runtime: Option<String>,
-    /// Memory limit of each instance: bytes, or 64M, 1G, 512KiB, 2GB [default: none].
-    #[arg(long, value_name = "SIZE", value_parser = parse_size)]
-    pub memory: Option<u64>,
-    /// CPU limit of each instance in cores, e.g. 0.5 [default: none].
-    #[arg(long, value_parser = parse_cpus)]
-    pub cpus: Option<f64>,
-    /// An environment variable K=V of every instance (repeat; PORT is middlecon's).
-    #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
-    pub env: Vec<(String, String)>,
+    // Each instance's runtime, limits and environment (PORT is middlecon's to set).
+    #[command(flatten)]
+    pub container: ContainerArgs,
     /// Instances per host kept even when idle.
     #[arg(long, value_name = "N", default_value_t = 0)]
     pub min: u32,

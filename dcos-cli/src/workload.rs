@@ -1,7 +1,7 @@
 //! What the commands on middlecon's API share: a [`Session`] (identity, deadline, format),
-//! unary calls of any of its gRPC services bounded by `--timeout` ([`Session::call`]; the
-//! workload commands `run`, `workloads`, `stop`, `migrate`, `evacuate` through
-//! [`Session::unary`], the service commands through [`Session::services`]), one call on
+//! unary calls of any of its gRPC services bounded by `--timeout` ([`Session::call`], given
+//! the service's client; [`Session::unary`] for `Workloads`: the workload commands `run`,
+//! `workloads`, `stop`, `migrate`, `evacuate`), one call on
 //! every host at once ([`Session::on_all`]), the code words for gRPC statuses; and for the
 //! workload commands `List` across the selected hosts, finding the one host that has a
 //! workload, and the workload rows and JSON items.
@@ -13,7 +13,6 @@ use crate::fanout::HostReport;
 use crate::{output, table};
 use dcos_core::tls::Identity;
 use dcos_proto::v1 as pb;
-use middlecon_client::ServicesClient;
 use pb::workloads_client::WorkloadsClient;
 use serde::Serialize;
 use std::collections::BTreeMap;
@@ -249,21 +248,6 @@ impl Session {
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
         self.call(more, host, WorkloadsClient::new, message, call).await
-    }
-
-    /// [`Session::call`] on the `Services` service.
-    pub async fn services<Q, T, F, Fut>(
-        &self,
-        more: Duration,
-        host: &ApiHost,
-        message: Q,
-        call: F,
-    ) -> Result<T, Fault>
-    where
-        F: FnOnce(ServicesClient<Channel>, tonic::Request<Q>) -> Fut,
-        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
-    {
-        self.call(more, host, ServicesClient::new, message, call).await
     }
 
     /// `ask` on every host at once; one [`Answer`] per host, in the order given, each host

@@ -7,11 +7,10 @@
 //!
 //! Needs root, runc, busybox and curl; without them each test says so and skips.
 
-use dcos_tests::netns::{Fleet, HostProcess};
-use dcos_tests::Pki;
-use serde_json::Value;
+use dcos_tests::workload_mesh::Mesh;
+use serde_json::{json, Value};
 use std::io::Write;
-use std::path::{Path, PathBuf};
+use std::path::Path;
 use std::process::{Command, Output};
 use std::time::{Duration, Instant};
 
@@ -48,39 +47,31 @@ macro_rules! require_root_runc_busybox {
 /// Two hosts running middlecon, an inventory naming their APIs, and a busybox root
 /// filesystem whose `/www/index.html` is [`PAGE`].
 struct Setup {
-    fleet: Fleet,
-    pki: Pki,
-    daemons: Vec<HostProcess>,
+    mesh: Mesh,
     inventory: tempfile::NamedTempFile,
-    work: tempfile::TempDir,
-    rootfs: PathBuf,
 }
 
 const PAGE: &str = "hello from a service\n";
 
+impl std::ops::Deref for Setup {
+    type Target = Mesh;
+
+    fn deref(&self) -> &Mesh {
+        &self.mesh
+    }
+}
+
 impl Setup {
     fn new() -> Setup {
-        let fleet = Fleet::new(2).expect("fleet");
-        let pki = Pki::new();
-        let seed = format!("{}:7441", fleet.host(0).addr);
-        let daemons = (0..2)
-            .map(|i| {
-                let other = fleet.host(1 - i);
-                let peer = format!("{}={}:7441", other.name, other.addr);
-                let tls = fleet.host(i).issue(&pki);
-                fleet.middlecon_on(i, &tls, &["--seed", &seed, "--peer", &peer]).expect("middlecon starts")
-            })
-            .collect();
+        let mesh = Mesh::new(2);
         let mut inventory = tempfile::NamedTempFile::new().unwrap();
-        for h in fleet.hosts() {
+        for h in mesh.fleet.hosts() {
             let (name, addr, api) = (&h.name, h.addr, h.api_addr());
             write!(inventory, "[[host]]\nname = \"{name}\"\nk2i = \"{addr}\"\napi = \"{api}\"\n\n").unwrap();
         }
-        let work = tempfile::Builder::new().prefix("dcos-service-cli-").tempdir().unwrap();
-        let rootfs = dcos_tests::oci::busybox_rootfs(work.path()).expect("busybox rootfs");
-        std::fs::create_dir_all(rootfs.join("www")).unwrap();
-        std::fs::write(rootfs.join("www/index.html"), PAGE).unwrap();
-        Setup { fleet, pki, daemons, inventory, work, rootfs }
+        std::fs::create_dir_all(mesh.rootfs.join("www")).unwrap();
+        std::fs::write(mesh.rootfs.join("www/index.html"), PAGE).unwrap();
+        Setup { mesh, inventory }
     }
 
     /// `dcos --inventory <both hosts> args...` as admin, with `env` set.
@@ -136,9 +127,8 @@ impl Setup {
     }
 
     /// The names of the services `dcos service ls` shows.
-    fn services(&self) -> Vec<String> {
-        let doc = self.json(&["service", "ls"]);
-        doc["services"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_string()).collect()
+    fn services(&self) -> Value {
+        pick(&self.json(&["service", "ls"]), "services", &["name"])
     }
 
     /// Whether something listens on TCP `port` on host `i` (read from the host's socket
@@ -185,18 +175,19 @@ fn stdout(out: &Output) -> String {
     String::from_utf8_lossy(&out.stdout).into_owned()
 }
 
-/// The `(host, status)` of each host report in a `-o json` document.
-fn statuses(doc: &Value) -> Vec<(String, String)> {
-    doc["hosts"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|h| (h["host"].as_str().unwrap().to_string(), h["status"].as_str().unwrap().to_string()))
-        .collect()
+/// `keys` of each of the `items` of a `-o json` document: `[[v, ...], ...]`, or `[v, ...]`
+/// for one key.
+fn pick(doc: &Value, items: &str, keys: &[&str]) -> Value {
+    let one = |item: &Value| match keys {
+        [key] => item[*key].clone(),
+        _ => keys.iter().map(|k| item[*k].clone()).collect(),
+    };
+    doc[items].as_array().unwrap_or_else(|| panic!("no {items} in {doc}")).iter().map(one).collect()
 }
 
-fn both_ok() -> Vec<(String, String)> {
-    vec![("host-0".into(), "ok".into()), ("host-1".into(), "ok".into())]
+/// Both hosts answered.
+fn both_ok(doc: &Value) -> bool {
+    pick(doc, "hosts", &["host", "status"]) == json!([["host-0", "ok"], ["host-1", "ok"]])
 }
 
 #[test]
@@ -209,25 +200,13 @@ fn a_service_wakes_on_a_request_is_listed_shown_and_removed_through_the_cli() {
     let created = s.create_with(&[("DCOS_HOSTS", "10.9.9.9")], "web", 8080, &s.rootfs, &["-o", "json"]);
     assert_eq!(created.status.code(), Some(0), "{}", stderr(&created));
     let doc: Value = serde_json::from_slice(&created.stdout).expect("one JSON document");
-    assert_eq!(statuses(&doc), both_ok(), "{doc}");
-    let made: Vec<(&str, &str, u64, u64)> = doc["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|i| {
-            (
-                i["host"].as_str().unwrap(),
-                i["name"].as_str().unwrap(),
-                i["port"].as_u64().unwrap(),
-                i["instances"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(made, [("host-0", "web", 8080, 0), ("host-1", "web", 8080, 0)], "{doc}");
+    assert!(both_ok(&doc), "{doc}");
+    let made = pick(&doc, "services", &["host", "name", "port", "instances"]);
+    assert_eq!(made, json!([["host-0", "web", 8080, 0], ["host-1", "web", 8080, 0]]), "{doc}");
 
     // Listed before any request: on both hosts, nothing running.
     let doc = s.json(&["service", "ls"]);
-    assert_eq!(statuses(&doc), both_ok());
+    assert!(both_ok(&doc), "{doc}");
     let web = &doc["services"][0];
     assert_eq!(
         (&web["name"], &web["port"], &web["hosts"]),
@@ -243,12 +222,12 @@ fn a_service_wakes_on_a_request_is_listed_shown_and_removed_through_the_cli() {
 
     // A request on host-0 starts an instance there and is answered by it.
     let out = s.curl(0, 8080);
-    assert!(out.status.success(), "curl: {}; middlecon's log: {}", stderr(&out), s.daemons[0].stderr());
+    assert!(out.status.success(), "curl: {}; middlecon's log: {}", stderr(&out), s.log(0));
     assert_eq!(stdout(&out), PAGE);
 
     // show: one ready instance, on host-0, that took the request.
     let doc = s.json(&["service", "show", "web"]);
-    assert_eq!(statuses(&doc), both_ok());
+    assert!(both_ok(&doc), "{doc}");
     let instances = doc["instances"].as_array().unwrap();
     assert_eq!(instances.len(), 1, "{doc}");
     let i = &instances[0];
@@ -263,19 +242,8 @@ fn a_service_wakes_on_a_request_is_listed_shown_and_removed_through_the_cli() {
     let started = i["started_at"].as_str().unwrap();
     time::OffsetDateTime::parse(started, &time::format_description::well_known::Rfc3339)
         .unwrap_or_else(|e| panic!("started_at {started:?} is not RFC 3339: {e}"));
-    let counters: Vec<(&str, u64, u64)> = doc["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|c| {
-            (
-                c["host"].as_str().unwrap(),
-                c["connections"].as_u64().unwrap(),
-                c["cold_starts"].as_u64().unwrap(),
-            )
-        })
-        .collect();
-    assert_eq!(counters, [("host-0", 1, 1), ("host-1", 0, 0)], "{doc}");
+    let counters = pick(&doc, "services", &["host", "connections", "cold_starts"]);
+    assert_eq!(counters, json!([["host-0", 1, 1], ["host-1", 0, 0]]), "{doc}");
 
     // The tables say the same, once the relay has seen curl close.
     let closed =
@@ -304,15 +272,10 @@ fn a_service_wakes_on_a_request_is_listed_shown_and_removed_through_the_cli() {
 
     // rm: every host that has it; the instance is stopped, the fronts closed.
     let doc = s.json(&["service", "rm", "web", "--timeout", "20s"]);
-    assert_eq!(statuses(&doc), both_ok());
-    let stopped: Vec<(&str, u64)> = doc["services"]
-        .as_array()
-        .unwrap()
-        .iter()
-        .map(|r| (r["host"].as_str().unwrap(), r["stopped"].as_u64().unwrap()))
-        .collect();
-    assert_eq!(stopped, [("host-0", 1), ("host-1", 0)], "{doc}");
-    assert!(s.services().is_empty());
+    assert!(both_ok(&doc), "{doc}");
+    let stopped = pick(&doc, "services", &["host", "stopped"]);
+    assert_eq!(stopped, json!([["host-0", 1], ["host-1", 0]]), "{doc}");
+    assert_eq!(s.services(), json!([]));
     assert!(!s.workloads().iter().any(|w| w.starts_with("web.")), "an instance is left: {:?}", s.workloads());
     assert!(!s.listening(0, 8080) && !s.listening(1, 8080), "a front is left open");
     let out = s.dcos(&["service", "show", "web"]);
@@ -336,13 +299,13 @@ fn a_service_wakes_on_a_request_is_listed_shown_and_removed_through_the_cli() {
     assert!(!s.listening(0, 8081) && s.listening(1, 8081));
 
     // A host whose middlecon is down is named; the others' services are still shown: exit 3.
-    s.fleet.kill(&mut s.daemons[0]);
+    s.mesh.daemons[0].as_mut().expect("host-0's middlecon").kill();
     let out = s.dcos(&["service", "ls", "-o", "json"]);
     assert_eq!(out.status.code(), Some(3), "{}", stderr(&out));
     let doc: Value = serde_json::from_slice(&out.stdout).expect("one JSON document");
-    let st = statuses(&doc);
-    assert_eq!((st[0].0.as_str(), st[1].1.as_str()), ("host-0", "ok"), "{doc}");
-    assert_ne!(st[0].1, "ok", "{doc}");
+    let st = pick(&doc, "hosts", &["host", "status"]);
+    assert_eq!((&st[0][0], &st[1][1]), (&json!("host-0"), &json!("ok")), "{doc}");
+    assert_ne!(st[0][1], "ok", "{doc}");
     assert_eq!(doc["services"][0]["name"], "one", "{doc}");
     assert!(stderr(&out).starts_with("dcos: host-0 ("), "{}", stderr(&out));
 }
@@ -353,7 +316,8 @@ fn bad_definitions_are_refused_with_the_field_named_and_nothing_is_made_on_any_h
     let s = Setup::new();
 
     // A rootfs that host-0 has and host-1 does not: hidden there under an empty tmpfs.
-    let hidden = s.work.path().join("hidden");
+    let work = tempfile::Builder::new().prefix("dcos-service-cli-").tempdir().unwrap();
+    let hidden = work.path().join("hidden");
     std::fs::create_dir_all(&hidden).unwrap();
     let lost = dcos_tests::oci::busybox_rootfs(&hidden).expect("busybox rootfs");
     let _tmpfs = s.fleet.tmpfs_on(1, &hidden, 1 << 20).expect("tmpfs on host-1");
@@ -363,14 +327,55 @@ fn bad_definitions_are_refused_with_the_field_named_and_nothing_is_made_on_any_h
     assert!(until(Duration::from_secs(10), || s.listening(1, 8082)), "the listener on host-1 did not start");
 
     let rootfs = s.rootfs.clone();
-    let cases: [(&str, u16, &Path, &[&str], &str, &[&str]); 4] = [
-        ("lost", 8081, &lost, &[], "invalid", &["host-1"]),
-        ("busy", 8082, &rootfs, &[], "invalid", &["host-1"]),
-        ("small", 8083, &rootfs, &["--min", "5", "--max", "2"], "invalid", &["host-0", "host-1"]),
-        ("odd", 8084, &rootfs, &["--runtime", "nosuchruntime"], "no_runtime", &["host-0", "host-1"]),
+    /// A definition some host refuses: `code` and `field` in one line per `refusing` host.
+    struct Bad<'a> {
+        name: &'a str,
+        port: u16,
+        rootfs: &'a Path,
+        extra: &'a [&'a str],
+        code: &'a str,
+        field: &'a str,
+        refusing: &'a [&'a str],
+    }
+    let cases = [
+        Bad {
+            name: "lost",
+            port: 8081,
+            rootfs: &lost,
+            extra: &[],
+            code: "invalid",
+            field: "rootfs: ",
+            refusing: &["host-1"],
+        },
+        Bad {
+            name: "busy",
+            port: 8082,
+            rootfs: &rootfs,
+            extra: &[],
+            code: "invalid",
+            field: "port: 8082",
+            refusing: &["host-1"],
+        },
+        Bad {
+            name: "small",
+            port: 8083,
+            rootfs: &rootfs,
+            extra: &["--min", "5", "--max", "2"],
+            code: "invalid",
+            field: "min: 5 is more than max 2",
+            refusing: &["host-0", "host-1"],
+        },
+        Bad {
+            name: "odd",
+            port: 8084,
+            rootfs: &rootfs,
+            extra: &["--runtime", "nosuchruntime"],
+            code: "no_runtime",
+            field: "nosuchruntime",
+            refusing: &["host-0", "host-1"],
+        },
     ];
-    let fields = ["rootfs: ", "port: 8082", "min: 5 is more than max 2", "nosuchruntime"];
-    for ((name, port, rootfs, extra, code, refusing), field) in cases.into_iter().zip(fields) {
+    for Bad { name, port, rootfs, extra, code, field, refusing } in cases {
         let out = s.create(name, port, rootfs, extra);
         assert_eq!(out.status.code(), Some(1), "{name}: {}", stderr(&out));
         let e = stderr(&out);
@@ -387,7 +392,7 @@ fn bad_definitions_are_refused_with_the_field_named_and_nothing_is_made_on_any_h
         );
         assert_eq!(lines.last().copied(), Some(verdict.as_str()), "{name}: {e}");
         // Nothing anywhere: no definition, no front, no instance.
-        assert!(s.services().is_empty(), "{name}: {:?}", s.services());
+        assert_eq!(s.services(), json!([]), "{name}");
         assert!(!s.listening(0, port), "{name}: host-0 opened a front");
         assert!(s.workloads().is_empty(), "{name}: {:?}", s.workloads());
     }
@@ -409,7 +414,7 @@ fn bad_definitions_are_refused_with_the_field_named_and_nothing_is_made_on_any_h
         lines[1], "dcos: io: service half was not created on host-1: removed again from host-0",
         "{e}"
     );
-    assert!(s.services().is_empty(), "{:?}", s.services());
+    assert_eq!(s.services(), json!([]));
     assert!(!s.listening(0, 8085), "host-0 kept the front");
 
     // No definition is kept on either host.
@@ -442,9 +447,7 @@ fn rm_while_an_instance_starts_stops_it_too() {
         until(Duration::from_secs(10), || left().is_empty()),
         "instances left after rm ({doc}): {:?}\nhost-0's middlecon: {}",
         left(),
-        s.daemons[0].stderr()
+        s.log(0)
     );
-    let stopped: Vec<u64> =
-        doc["services"].as_array().unwrap().iter().map(|r| r["stopped"].as_u64().unwrap()).collect();
-    assert_eq!(stopped, [1, 1], "{doc}");
+    assert_eq!(pick(&doc, "services", &["stopped"]), json!([1, 1]), "{doc}");
 }

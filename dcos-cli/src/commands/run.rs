@@ -3,7 +3,7 @@
 //! name, the command and the environment are checked here before any network; `--rootfs` is
 //! made absolute (it names a directory on H).
 
-use crate::cli::{FleetArgs, RunArgs, TlsArgs};
+use crate::cli::{ContainerArgs, FleetArgs, RunArgs, TlsArgs};
 use crate::commands::SetupError;
 use crate::workload::{print_acted_on, Session, WorkloadError, WorkloadItem};
 use dcos_proto::v1 as pb;
@@ -16,7 +16,7 @@ use std::path::Path;
 pub fn container_parts(
     command: &[String],
     rootfs: &Path,
-    env: &[(String, String)],
+    container: &ContainerArgs,
     usage: &str,
 ) -> Result<(String, BTreeMap<String, String>), SetupError> {
     let bad = |m: String| SetupError::Usage(m);
@@ -33,7 +33,7 @@ pub fn container_parts(
         .ok_or_else(|| bad(format!("--rootfs {}: not UTF-8", absolute.display())))?
         .to_string();
     let mut vars = BTreeMap::new();
-    for (k, v) in env {
+    for (k, v) in &container.env {
         if vars.insert(k.clone(), v.clone()).is_some() {
             return Err(bad(format!("--env {k} is given twice")));
         }
@@ -43,14 +43,14 @@ pub fn container_parts(
 
 /// The request `args` describe, or why it is bad usage.
 pub fn request(args: &RunArgs) -> Result<pb::RunRequest, SetupError> {
-    let (rootfs, env) = container_parts(&args.command, &args.rootfs, &args.env, "dcos run ...")?;
+    let (rootfs, env) = container_parts(&args.command, &args.rootfs, &args.container, "dcos run ...")?;
     Ok(pb::RunRequest {
         host: args.host.clone().unwrap_or_default(),
         name: args.name.clone(),
         rootfs,
-        runtime: args.runtime.clone().unwrap_or_default(),
-        memory_bytes: args.memory.unwrap_or(0),
-        cpus: args.cpus.unwrap_or(0.0),
+        runtime: args.container.runtime.clone().unwrap_or_default(),
+        memory_bytes: args.container.memory.unwrap_or(0),
+        cpus: args.container.cpus.unwrap_or(0.0),
         env,
         command: args.command.clone(),
     })

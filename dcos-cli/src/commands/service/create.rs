@@ -16,6 +16,7 @@ use crate::commands::run::container_parts;
 use crate::commands::SetupError;
 use crate::workload::{Answer, Fault, Session, WorkloadError};
 use dcos_proto::v1 as pb;
+use middlecon_client::ServicesClient;
 use std::time::Duration;
 
 /// How long past `--timeout` a create may take: the host writes the definition durably.
@@ -30,15 +31,16 @@ fn ms(d: Duration) -> u64 {
 
 /// The definition `args` describe (its `hosts` still empty), or why it is bad usage.
 pub fn spec(args: &ServiceCreateArgs) -> Result<pb::ServiceSpec, SetupError> {
-    let (rootfs, env) = container_parts(&args.command, &args.rootfs, &args.env, "dcos service create ...")?;
+    let (rootfs, env) =
+        container_parts(&args.command, &args.rootfs, &args.container, "dcos service create ...")?;
     Ok(pb::ServiceSpec {
         name: args.name.clone(),
         rootfs,
         port: args.port.into(),
         hosts: Vec::new(),
-        runtime: args.runtime.clone().unwrap_or_default(),
-        memory_bytes: args.memory.unwrap_or(0),
-        cpus: args.cpus.unwrap_or(0.0),
+        runtime: args.container.runtime.clone().unwrap_or_default(),
+        memory_bytes: args.container.memory.unwrap_or(0),
+        cpus: args.container.cpus.unwrap_or(0.0),
         env,
         command: args.command.clone(),
         min: args.min,
@@ -107,7 +109,7 @@ async fn create_on_all(
     session
         .on_all(hosts, |h| {
             let request = pb::CreateServiceRequest { spec: Some(spec.clone()), validate_only };
-            session.services(more, h, request, |mut c, r| async move { c.create(r).await })
+            session.call(more, h, ServicesClient::new, request, |mut c, r| async move { c.create(r).await })
         })
         .await
 }
@@ -197,7 +199,10 @@ async fn undo(session: &Session, made: &[Answer<pb::CreateServiceReply>], spec: 
         .on_all(&there, |h| {
             let request = pb::RemoveServiceRequest { name: spec.name.clone(), drain_ms: 0 };
             async move {
-                match session.services(more, h, request, |mut c, r| async move { c.remove(r).await }).await {
+                match session
+                    .call(more, h, ServicesClient::new, request, |mut c, r| async move { c.remove(r).await })
+                    .await
+                {
                     Ok(r) => Ok(Some(r)),
                     Err(f) if f.is_status(tonic::Code::NotFound) => Ok(None),
                     Err(f) => Err(f),
@@ -258,50 +263,15 @@ mod tests {
 
     #[test]
     fn a_full_command_line_becomes_the_definition() {
-        let a = parse(&[
-            "web",
-            "--rootfs",
-            "img",
-            "--port",
-            "80",
-            "--hosts",
-            "h0, h1",
-            "--runtime",
-            "crun",
-            "--memory",
-            "64M",
-            "--cpus",
-            "0.5",
-            "--env",
-            "A=1",
-            "--env",
-            "B=x=y",
-            "--min",
-            "1",
-            "--max",
-            "8",
-            "--idle-stop",
-            "0",
-            "--target-inflight",
-            "3",
-            "--max-age",
-            "1h",
-            "--max-requests",
-            "1000",
-            "--drain",
-            "500ms",
-            "--prestart",
-            "--start-timeout",
-            "2s",
-            "--api",
-            "10.0.0.1",
-            "--",
-            "sh",
-            "-c",
-            "httpd -p $PORT",
-        ])
-        .unwrap();
+        let line = "web --rootfs img --port 80 --hosts h0,h1 --runtime crun --memory 64M --cpus 0.5 \
+                    --env A=1 --env B=x=y --min 1 --max 8 --idle-stop 0 --target-inflight 3 \
+                    --max-age 1h --max-requests 1000 --drain 500ms --prestart --start-timeout 2s \
+                    --api 10.0.0.1";
+        let mut argv: Vec<&str> = line.split_whitespace().collect();
+        argv.extend(["--", "sh", "-c", "httpd -p $PORT"]);
+        let a = parse(&argv).unwrap();
         assert_eq!(host_names(a.hosts.as_deref().unwrap()).unwrap(), ["h0", "h1"]);
+        assert_eq!(host_names(" h0, h1").unwrap(), ["h0", "h1"]);
         assert_eq!(a.api.api.as_deref(), Some("10.0.0.1"));
         let s = spec(&a).unwrap();
         assert!(s.rootfs.starts_with('/') && s.rootfs.ends_with("/img"), "{}", s.rootfs);

@@ -23,6 +23,7 @@ use crate::fanout::HostReport;
 use crate::workload::{dash, Answer, Session, WorkloadError};
 use crate::{output, table};
 use dcos_proto::v1 as pb;
+use middlecon_client::ServicesClient;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -39,9 +40,13 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, command: &ServiceCommand) -> 
 pub async fn list_all(session: &Session, hosts: &[ApiHost]) -> Vec<Answer<pb::ListServicesReply>> {
     session
         .on_all(hosts, |h| {
-            session.services(Duration::ZERO, h, pb::ListServicesRequest {}, |mut c, r| async move {
-                c.list(r).await
-            })
+            session.call(
+                Duration::ZERO,
+                h,
+                ServicesClient::new,
+                pb::ListServicesRequest {},
+                |mut c, r| async move { c.list(r).await },
+            )
         })
         .await
 }
@@ -213,6 +218,11 @@ pub(crate) mod tests {
         }
     }
 
+    /// The keys of a JSON object, in order, space-separated.
+    pub fn keys(v: &serde_json::Value) -> String {
+        v.as_object().unwrap().keys().map(String::as_str).collect::<Vec<_>>().join(" ")
+    }
+
     pub fn report(host: &str, status: &'static str) -> HostReport {
         HostReport {
             host: host.into(),
@@ -235,24 +245,11 @@ pub(crate) mod tests {
         );
         assert_eq!(counters_row(&HostService::new("h0", &summary("web", 8080, 0)))[10], "-");
         let v = serde_json::to_value(&item).unwrap();
-        assert_eq!(
-            v.as_object().unwrap().keys().collect::<Vec<_>>(),
-            [
-                "host",
-                "name",
-                "port",
-                "instances",
-                "inflight",
-                "connections",
-                "cold_starts",
-                "renewals",
-                "failures",
-                "start_timeouts",
-                "spilled",
-                "throttled",
-                "last_error"
-            ]
+        let all = concat!(
+            "host name port instances inflight connections cold_starts ",
+            "renewals failures start_timeouts spilled throttled last_error"
         );
+        assert_eq!(keys(&v), all);
         assert_eq!((v["start_timeouts"].as_u64(), v["failures"].as_u64()), (Some(6), Some(7)));
         assert!(serde_json::to_value(HostService::new("h0", &summary("w", 1, 0))).unwrap()["last_error"]
             .is_null());

@@ -12,6 +12,7 @@ use crate::fanout::HostReport;
 use crate::output;
 use crate::workload::{Answer, Session, WorkloadError};
 use dcos_proto::v1 as pb;
+use middlecon_client::ServicesClient;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -59,7 +60,7 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &ServiceRmArgs) -> Resu
     let removed = session
         .on_all(&having, |h| {
             let request = pb::RemoveServiceRequest { name: name.clone(), drain_ms };
-            session.services(more, h, request, |mut c, r| async move { c.remove(r).await })
+            session.call(more, h, ServicesClient::new, request, |mut c, r| async move { c.remove(r).await })
         })
         .await;
     let mut items = Vec::new();

@@ -10,6 +10,7 @@ use crate::fanout::HostReport;
 use crate::output;
 use crate::workload::{rfc3339, Session, WorkloadError};
 use dcos_proto::v1 as pb;
+use middlecon_client::ServicesClient;
 use serde::Serialize;
 use std::time::Duration;
 
@@ -110,17 +111,22 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &ServiceShowArgs) -> Re
     let session = Session::new(tls, fleet, &args.api)?;
     let name = &args.name;
     let asking = &session;
-    let answers = session
-        .on_all(&hosts, |h| async move {
-            let request = pb::ShowServiceRequest { name: name.clone() };
-            match asking.services(Duration::ZERO, h, request, |mut c, r| async move { c.show(r).await }).await
-            {
-                Ok(reply) => Ok(Some(reply)),
-                Err(f) if f.is_status(tonic::Code::NotFound) => Ok(None),
-                Err(f) => Err(f),
-            }
-        })
-        .await;
+    let answers =
+        session
+            .on_all(&hosts, |h| async move {
+                let request = pb::ShowServiceRequest { name: name.clone() };
+                match asking
+                    .call(Duration::ZERO, h, ServicesClient::new, request, |mut c, r| async move {
+                        c.show(r).await
+                    })
+                    .await
+                {
+                    Ok(reply) => Ok(Some(reply)),
+                    Err(f) if f.is_status(tonic::Code::NotFound) => Ok(None),
+                    Err(f) => Err(f),
+                }
+            })
+            .await;
     let reports: Vec<HostReport> = answers.iter().map(|a| a.report.clone()).collect();
     let having: Vec<(String, pb::ShowServiceReply)> = answers
         .into_iter()
@@ -161,7 +167,7 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &ServiceShowArgs) -> Re
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::commands::service::tests::summary;
+    use crate::commands::service::tests::{keys, summary};
 
     fn instance(id: &str, state: pb::InstanceState, spare: bool) -> pb::ServiceInstance {
         pb::ServiceInstance {
@@ -208,21 +214,7 @@ mod tests {
         assert!(lines[5].starts_with("HOST  INSTANCES  INFLIGHT  CONNECTIONS  COLD_STARTS"), "{text}");
         assert!(lines[7].starts_with("h1") && lines[7].ends_with("web.6: exited with 1"), "{text}");
         let v = serde_json::to_value(&instances[1]).unwrap();
-        assert_eq!(
-            v.as_object().unwrap().keys().collect::<Vec<_>>(),
-            [
-                "host",
-                "service",
-                "id",
-                "pid",
-                "state",
-                "spare",
-                "port",
-                "started_at",
-                "connections",
-                "inflight"
-            ]
-        );
+        assert_eq!(keys(&v), "host service id pid state spare port started_at connections inflight");
         assert_eq!(
             (&v["state"], &v["spare"], &v["started_at"]),
             (&"ready".into(), &true.into(), &"2023-11-14T22:13:20Z".into())
