@@ -1,13 +1,13 @@
 //! Finding and reaching a middlecon's gRPC API: the one place the CLI does it, for `call`,
-//! `query`, `hosts --seed`/`ps --seed` and the workload commands.
+//! `query`, `hosts --seed`/`ps --seed`, the workload and the service commands.
 //!
 //! - Where to enter ([`entry`]: `call`, `query`, whose calls middlecon routes itself):
 //!   `--api ADDR` (or `DCOS_API`), else `--seed ADDR` (or `DCOS_SEED`), else the inventory's
 //!   `api` of the host named (or of its first host with one).
-//! - A given host's own API ([`host`], [`hosts`]: the workload commands, which act on the
-//!   host whose API answers): the one `--api`, else the `api` of the members the `--seed`
-//!   lists ([`members`]), else the inventory's `api` fields; [`hosts`] keeps those not dead
-//!   and narrows them by `--dc` and `--label`.
+//! - A given host's own API ([`host`], [`named`], [`hosts`]: the workload and service
+//!   commands, which act on the host whose API answers): the one `--api`, else the `api` of
+//!   the members the `--seed` lists ([`members`]), else the inventory's `api` fields;
+//!   [`hosts`] keeps those not dead and narrows them by `--dc` and `--label`.
 //! - `--socket PATH` (or `DCOS_SOCKET`) instead of all of these: the middlecon on this machine,
 //!   through its Unix socket, where no certificate is needed ([`Endpoint::Unix`]).
 //! - A channel presenting the operator's certificate, or to the local socket (the
@@ -113,30 +113,52 @@ pub async fn host(
     api: &ApiArgs,
     name: &str,
 ) -> Result<ApiHost, SetupError> {
+    let mut found = named(tls, fleet, api, &[name.to_string()]).await?;
+    Ok(found.remove(0))
+}
+
+/// The APIs of the hosts named `names`, in that order, as [`host`] finds one (the seed is
+/// asked once for all of them). With `--socket` or `--api` each name is only
+/// [assumed](ApiHost::assumed).
+pub async fn named(
+    tls: &TlsArgs,
+    fleet: &FleetArgs,
+    api: &ApiArgs,
+    names: &[String],
+) -> Result<Vec<ApiHost>, SetupError> {
+    let assumed = |addr: Endpoint| -> Vec<ApiHost> {
+        names.iter().map(|n| ApiHost { assumed: true, ..ApiHost::new(n.as_str(), addr.clone()) }).collect()
+    };
     if let Some(local) = socket(api) {
-        return Ok(ApiHost { assumed: true, ..ApiHost::new(name, local) });
+        return Ok(assumed(local));
     }
     if let Some(a) = &api.api {
-        return Ok(ApiHost { assumed: true, ..ApiHost::new(name, Endpoint::Tcp(parse_addr(a, "--api")?)) });
+        return Ok(assumed(Endpoint::Tcp(parse_addr(a, "--api")?)));
     }
-    let addr = if let Some(seed) = &fleet.seed {
+    let mut found = Vec::with_capacity(names.len());
+    if let Some(seed) = &fleet.seed {
         let (_, reply) = members(tls, fleet, seed).await?;
-        let member = reply.members.iter().find(|m| m.name == name).ok_or_else(|| {
-            SetupError::Usage(format!("{name} is not a member the seed {seed} lists; give --api ADDR"))
-        })?;
-        if member.api.is_empty() {
-            return Err(SetupError::Usage(format!("member {name} has no api address; give --api ADDR")));
+        for name in names {
+            let member = reply.members.iter().find(|m| &m.name == name).ok_or_else(|| {
+                SetupError::Usage(format!("{name} is not a member the seed {seed} lists; give --api ADDR"))
+            })?;
+            if member.api.is_empty() {
+                return Err(SetupError::Usage(format!("member {name} has no api address; give --api ADDR")));
+            }
+            let addr = parse_addr(&member.api, &format!("member {name}: api"))?;
+            found.push(ApiHost::new(name.as_str(), Endpoint::Tcp(addr)));
         }
-        parse_addr(&member.api, &format!("member {name}: api"))?
     } else if let Some(path) = &fleet.inventory {
-        inventory_api(path, name)?
+        for name in names {
+            found.push(ApiHost::new(name.as_str(), Endpoint::Tcp(inventory_api(path, name)?)));
+        }
     } else {
         return Err(SetupError::Usage(
             "which middlecon? give --api ADDR (or DCOS_API), --seed ADDR, or --inventory with an api field"
                 .into(),
         ));
-    };
-    Ok(ApiHost::new(name, Endpoint::Tcp(addr)))
+    }
+    Ok(found)
 }
 
 /// Every selected host's API: the one `--socket` or `--api`; else the members `--seed`
@@ -379,6 +401,16 @@ mod tests {
         assert_eq!((named.addr, named.assumed), (Endpoint::Unix("/run/mc.sock".into()), true));
         assert!(host(&tls(), &inv, &one, "b").await.unwrap().assumed, "--api: whatever answers there");
         assert!(!host(&tls(), &inv, &none, "a").await.unwrap().assumed, "found in the inventory");
+        let both = super::named(&tls(), &inv, &none, &["c".into(), "a".into()]).await.unwrap();
+        assert_eq!(
+            both.iter().map(|h| (h.name.as_str(), port(&h.addr))).collect::<Vec<_>>(),
+            [("c", 9000), ("a", 7442)]
+        );
+        let both = super::named(&tls(), &inv, &one, &["a".into(), "z".into()]).await.unwrap();
+        assert!(
+            both.iter().all(|h| h.assumed && port(&h.addr) == 1),
+            "--api: one middlecon, names unchecked"
+        );
         let e = hosts(&tls(), &fleet(None, None), &none).await.unwrap_err().to_string();
         assert!(e.contains("--inventory") && e.contains("--seed"), "{e}");
     }

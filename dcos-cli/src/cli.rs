@@ -25,7 +25,8 @@ impl Cli {
     /// `--socket`: the one given on the command line wins over the other from the
     /// environment (`DCOS_API`, `DCOS_SOCKET`), so an exported `DCOS_API` does not stand in
     /// the way of `--socket`. Both on the command line, or both from the environment only,
-    /// is bad usage.
+    /// is bad usage. On `service create`, `--hosts` names the service's hosts, given on the
+    /// command line only (see [`ServiceCreateArgs::hosts`]).
     pub fn try_parse_settled<I, T>(argv: I) -> Result<Cli, clap::Error>
     where
         I: IntoIterator<Item = T>,
@@ -33,7 +34,22 @@ impl Cli {
     {
         let matches = Cli::command().try_get_matches_from(argv)?;
         let mut cli = Cli::from_arg_matches(&matches)?;
-        let (Some((_, sub)), Some(api)) = (matches.subcommand(), cli.command.api_args_mut()) else {
+        // The matches of the subcommand that runs (`service create`'s, not `service`'s).
+        let mut sub = &matches;
+        while let Some((_, deeper)) = sub.subcommand() {
+            sub = deeper;
+        }
+        if let Command::Service(ServiceCommand::Create(create)) = &mut cli.command {
+            // Its own --hosts shadows the global one (see `ServiceCreateArgs::hosts`), but
+            // clap hands a global's value to every level under the same id, so DCOS_HOSTS
+            // (k2i addresses) would arrive as the service's hosts: only the command line
+            // names them. And the service's host names are no k2i addresses.
+            if sub.value_source("hosts") == Some(ValueSource::EnvVariable) {
+                create.hosts = None;
+            }
+            cli.fleet.hosts = None;
+        }
+        let Some(api) = cli.command.api_args_mut() else {
             return Ok(cli);
         };
         if api.api.is_some() && api.socket.is_some() {
@@ -165,6 +181,9 @@ pub enum Command {
     Migrate(MigrateArgs),
     /// Move every workload off HOST to peers chosen by their load.
     Evacuate(EvacuateArgs),
+    /// Services: containers started by a request, stopped when idle, scaled and renewed.
+    #[command(subcommand)]
+    Service(ServiceCommand),
 }
 
 impl Command {
@@ -178,6 +197,10 @@ impl Command {
             Command::Stop(a) => Some(&mut a.api),
             Command::Migrate(a) => Some(&mut a.moving.api),
             Command::Evacuate(a) => Some(&mut a.moving.api),
+            Command::Service(ServiceCommand::Create(a)) => Some(&mut a.api),
+            Command::Service(ServiceCommand::Ls(a)) => Some(&mut a.api),
+            Command::Service(ServiceCommand::Show(a)) => Some(&mut a.api),
+            Command::Service(ServiceCommand::Rm(a)) => Some(&mut a.api),
             _ => None,
         }
     }
@@ -244,6 +267,18 @@ pub struct RunArgs {
     /// The root filesystem: a directory on that host (made absolute here).
     #[arg(long)]
     pub rootfs: PathBuf,
+    #[command(flatten)]
+    pub container: ContainerArgs,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The command and its arguments, inside the rootfs (after `--`).
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+// What a container is given, by `run` and (each instance) by `service create`.
+#[derive(Debug, Clone, Args)]
+pub struct ContainerArgs {
     /// runc, crun or a path to an OCI runtime [default: the daemon's --runtime].
     #[arg(long)]
     pub runtime: Option<String>,
@@ -256,11 +291,6 @@ pub struct RunArgs {
     /// An environment variable K=V (repeat).
     #[arg(long = "env", value_name = "K=V", value_parser = parse_env)]
     pub env: Vec<(String, String)>,
-    #[command(flatten)]
-    pub api: ApiArgs,
-    /// The command and its arguments, inside the rootfs (after `--`).
-    #[arg(last = true, value_name = "CMD")]
-    pub command: Vec<String>,
 }
 
 // `dcos workloads`.
@@ -343,6 +373,113 @@ pub struct EvacuateArgs {
     pub to: Vec<String>,
     #[command(flatten)]
     pub moving: MoveArgs,
+}
+
+/// `dcos service ...` (SPEC section 7).
+#[derive(Debug, Subcommand)]
+pub enum ServiceCommand {
+    /// Define a service on its hosts and open its fronts (checked on every host first).
+    Create(Box<ServiceCreateArgs>),
+    /// Services across the fleet, their figures summed over the hosts that place them.
+    Ls(ServiceLsArgs),
+    /// One service's instances on every host, and each host's counters.
+    Show(ServiceShowArgs),
+    /// Close a service's fronts, drain and stop its instances, and forget it, on every host.
+    Rm(ServiceRmArgs),
+}
+
+// `dcos service create NAME --rootfs DIR --port PORT [...] -- CMD ARGS...`.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceCreateArgs {
+    /// The service's name, unique on each host: [A-Za-z0-9][A-Za-z0-9_-]{0,39}.
+    pub name: String,
+    /// The image of every instance: a directory on each host (made absolute here).
+    #[arg(long)]
+    pub rootfs: PathBuf,
+    /// The front's TCP port on each host.
+    #[arg(long, value_parser = clap::value_parser!(u16).range(1..))]
+    pub port: u16,
+    /// The hosts to place it on, by their middlecon names, comma-separated [default: the
+    /// selected fleet: --seed's members, the inventory, --api or --socket, narrowed by --dc
+    /// and --label]. Here --hosts names hosts, not k2i addresses (and DCOS_HOSTS is not read).
+    // The same id as the global `--hosts`: clap then leaves the global out of this
+    // subcommand, so the option is this one's alone (`Cli::try_parse_settled` settles the
+    // rest).
+    #[arg(long = "hosts", id = "hosts", value_name = "H,...")]
+    pub hosts: Option<String>,
+    // Each instance's runtime, limits and environment (PORT is middlecon's to set).
+    #[command(flatten)]
+    pub container: ContainerArgs,
+    /// Instances per host kept even when idle.
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub min: u32,
+    /// Instances per host at most.
+    #[arg(long, value_name = "N", default_value_t = 4)]
+    pub max: u32,
+    /// Stop an instance after this long without a connection, down to --min (0: never).
+    #[arg(long, value_name = "D", default_value = "60s", value_parser = parse_duration_or_zero)]
+    pub idle_stop: std::time::Duration,
+    /// Open connections per ready instance above which a host starts another.
+    #[arg(long, value_name = "N", default_value_t = 10)]
+    pub target_inflight: u32,
+    /// Renew an instance older than this (0: never) [default: never].
+    #[arg(long, value_name = "D", value_parser = parse_duration_or_zero)]
+    pub max_age: Option<std::time::Duration>,
+    /// Renew an instance after this many connections (0: never).
+    #[arg(long, value_name = "N", default_value_t = 0)]
+    pub max_requests: u64,
+    /// How long a renewed or removed instance may finish its open connections.
+    #[arg(long, value_name = "D", default_value = "30s", value_parser = parse_duration_or_zero)]
+    pub drain: std::time::Duration,
+    /// Keep one started, idle instance for the next cold start.
+    #[arg(long)]
+    pub prestart: bool,
+    /// How long a held connection waits for an instance to accept before it is closed.
+    #[arg(long, value_name = "D", default_value = "10s", value_parser = parse_duration)]
+    pub start_timeout: std::time::Duration,
+    #[command(flatten)]
+    pub api: ApiArgs,
+    /// The instance's command and its arguments, inside the rootfs (after `--`); it gets
+    /// PORT, the loopback port to listen on, in its environment.
+    #[arg(last = true, value_name = "CMD")]
+    pub command: Vec<String>,
+}
+
+// `dcos service ls`.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceLsArgs {
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+// `dcos service show NAME`.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceShowArgs {
+    /// The service's name.
+    pub name: String,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+// `dcos service rm NAME [--drain D]`.
+#[derive(Debug, Clone, Args)]
+pub struct ServiceRmArgs {
+    /// The service's name.
+    pub name: String,
+    /// How long open connections may finish before they are cut [default: the service's
+    /// --drain].
+    #[arg(long, value_name = "D", value_parser = parse_duration)]
+    pub drain: Option<std::time::Duration>,
+    #[command(flatten)]
+    pub api: ApiArgs,
+}
+
+/// A duration as [`parse_duration`] takes it, or `0`.
+pub fn parse_duration_or_zero(s: &str) -> Result<std::time::Duration, String> {
+    if s.trim() == "0" {
+        return Ok(std::time::Duration::ZERO);
+    }
+    humantime::parse_duration(s).map_err(|e| format!("{s:?} is not a duration like 60s, 500ms or 0: {e}"))
 }
 
 /// A workload name as SPEC section 5 allows it.
@@ -579,17 +716,22 @@ mod tests {
     }
 
     #[test]
-    fn man_page_and_completions_cover_the_workload_commands() {
+    fn man_page_and_completions_cover_the_workload_and_service_commands() {
         let mut man = Vec::new();
         clap_mangen::Man::new(Cli::command()).render(&mut man).unwrap();
         let mut bash = Vec::new();
         clap_complete::generate(clap_complete::Shell::Bash, &mut Cli::command(), "dcos", &mut bash);
         let (man, bash) = (String::from_utf8(man).unwrap(), String::from_utf8(bash).unwrap());
-        for command in ["run", "workloads", "stop", "migrate", "evacuate"] {
+        for command in ["run", "workloads", "stop", "migrate", "evacuate", "service"] {
             assert!(man.contains(&format!("dcos\\-{command}")), "man page lacks {command}");
             assert!(bash.contains(&format!("dcos__subcmd__{command}\"")), "completions lack {command}");
         }
         assert!(bash.contains("--bwlimit") && bash.contains("--rootfs"));
+        for command in ["create", "ls", "show", "rm"] {
+            let name = format!("dcos__subcmd__service__subcmd__{command}\"");
+            assert!(bash.contains(&name), "completions lack service {command}");
+        }
+        assert!(bash.contains("--idle-stop") && bash.contains("--prestart"));
     }
 
     #[test]

@@ -8,8 +8,8 @@
 //! left. The hosts are started by `dcos-localfleet`.
 
 use crate::cli::{
-    ApiArgs, CallArgs, DemoArgs, FleetArgs, Format, MigrateArgs, Mode, MoveArgs, PsArgs, QueryArgs, RunArgs,
-    StopArgs, TlsArgs, TopArgs, WorkloadsArgs,
+    ApiArgs, CallArgs, ContainerArgs, DemoArgs, FleetArgs, Format, MigrateArgs, Mode, MoveArgs, PsArgs,
+    QueryArgs, RunArgs, StopArgs, TlsArgs, TopArgs, WorkloadsArgs,
 };
 use crate::commands::{self, Context};
 use anyhow::{bail, Result};
@@ -59,10 +59,7 @@ $ dcos run --host {from} --name hello --rootfs {} --memory 64M -- sh -c '{script
         host: Some(from.to_string()),
         name: "hello".into(),
         rootfs,
-        runtime: None,
-        memory: Some(64 << 20),
-        cpus: None,
-        env: Vec::new(),
+        container: ContainerArgs { runtime: None, memory: Some(64 << 20), cpus: None, env: Vec::new() },
         api: api.clone(),
         command: vec!["sh".into(), "-c".into(), script.into()],
     };

@@ -7,11 +7,13 @@
 //! - [`fleet`]: which hosts to ask (inventory, `--hosts`, a `--seed`'s members, `--dc`,
 //!   `--label`).
 //! - [`fanout`]: asking every host at once, one deadline, one status per host.
-//! - [`commands`]: `hosts`, `ps`, `top`, `containers`, `sysctl`; `call`, `query` and the
-//!   workload commands `run`, `workloads`, `stop`, `migrate`, `evacuate` through middlecon.
+//! - [`commands`]: `hosts`, `ps`, `top`, `containers`, `sysctl`; `call`, `query`, the
+//!   workload commands `run`, `workloads`, `stop`, `migrate`, `evacuate` and the service
+//!   commands `service create|ls|show|rm` through middlecon.
 //! - [`api`]: finding a middlecon's gRPC API (`--api`, `--seed`, the inventory's `api`,
 //!   `--socket`) and reaching it, failures printed as per-host statuses.
-//! - [`workload`]: what the workload commands share (unary calls, fleet-wide `List`, rows).
+//! - [`workload`]: what the commands on middlecon's API share (unary calls of any of its
+//!   services, one call on every host at once, fleet-wide `List`, workload rows).
 //! - [`migration`]: following a migration's progress stream, bars, summaries.
 //! - [`output`], [`table`]: JSON documents, NDJSON lines, `ps`-like tables, exit statuses.
 //! - [`demo`]: `dcos demo`, a throwaway local fleet, shown through the commands above.

@@ -1,7 +1,10 @@
-//! What the workload commands (`run`, `workloads`, `stop`, `migrate`, `evacuate`) share: a
-//! [`Session`] (identity, deadline, format), unary `Workloads` calls bounded by `--timeout`,
-//! `List` across the selected hosts, finding the one host that has a workload, the code
-//! words for gRPC statuses, and the workload rows and JSON items.
+//! What the commands on middlecon's API share: a [`Session`] (identity, deadline, format),
+//! unary calls of any of its gRPC services bounded by `--timeout` ([`Session::call`], given
+//! the service's client; [`Session::unary`] for `Workloads`: the workload commands `run`,
+//! `workloads`, `stop`, `migrate`, `evacuate`), one call on
+//! every host at once ([`Session::on_all`]), the code words for gRPC statuses; and for the
+//! workload commands `List` across the selected hosts, finding the one host that has a
+//! workload, and the workload rows and JSON items.
 
 use crate::api::{self, ApiHost, ConnectError};
 use crate::cli::{ApiArgs, FleetArgs, Format, TlsArgs};
@@ -17,8 +20,8 @@ use std::future::Future;
 use std::time::{Duration, Instant};
 use tonic::transport::Channel;
 
-/// A failed workload command: bad usage or setup (exit 2 or 1), or a failed operation
-/// (exit 1) named by a code word scripts can match (`not_found`, `conflict`, ...).
+/// A failed workload or service command: bad usage or setup (exit 2 or 1), or a failed
+/// operation (exit 1) named by a code word scripts can match (`not_found`, `conflict`, ...).
 #[derive(Debug, thiserror::Error)]
 pub enum WorkloadError {
     #[error(transparent)]
@@ -36,8 +39,8 @@ impl WorkloadError {
     }
 }
 
-/// The code word of a gRPC status from the `Workloads` service (the status list above
-/// `service Workloads` in the proto).
+/// The code word of a gRPC status from the `Workloads` or `Services` service (the status
+/// list above `service Workloads` in the proto).
 pub fn code_word(code: tonic::Code) -> &'static str {
     use tonic::Code::*;
     match code {
@@ -56,7 +59,7 @@ pub fn code_word(code: tonic::Code) -> &'static str {
     }
 }
 
-/// A `Workloads` status as a code word and its message: the daemon's own code (the status
+/// A `Workloads` or `Services` status as a code word and its message: the daemon's own code (the status
 /// details' [`pb::ErrorCode`]) when it carries one, else the gRPC code's ([`code_word`]).
 pub fn status_parts(s: &tonic::Status) -> (&'static str, &str) {
     match dcos_proto::error_code(s) {
@@ -87,7 +90,8 @@ impl Fault {
         }
     }
 
-    fn message(&self) -> String {
+    /// For the `error` of a host's report (its `status` says the kind).
+    pub fn message(&self) -> String {
         match self {
             Fault::Connect(c) => c.to_string(),
             Fault::Status(s) => {
@@ -98,9 +102,9 @@ impl Fault {
         }
     }
 
-    /// As a command's failure, naming the host.
-    pub fn into_error(self, host: &ApiHost) -> WorkloadError {
-        let (code, message) = match &self {
+    /// Its code word and a message naming the host.
+    pub fn describe(&self, host: &ApiHost) -> (&'static str, String) {
+        match self {
             Fault::Connect(c) => (c.status(), c.to_string()),
             Fault::Status(s) => {
                 let (code, message) = status_parts(s);
@@ -109,9 +113,58 @@ impl Fault {
             Fault::Timeout(t) => {
                 ("timeout", format!("no answer from {} ({}) within {t:?}", host.name, host.addr))
             }
-        };
+        }
+    }
+
+    /// As a command's failure, naming the host.
+    pub fn into_error(self, host: &ApiHost) -> WorkloadError {
+        let (code, message) = self.describe(host);
         WorkloadError::Failed { code, message }
     }
+
+    /// The daemon's answer is a status with this gRPC code.
+    pub fn is_status(&self, code: tonic::Code) -> bool {
+        matches!(self, Fault::Status(s) if s.code() == code)
+    }
+}
+
+/// A reply that names the host that gave it (its `host` field).
+pub trait AnsweredBy {
+    /// The answering host's own name; empty when it did not say.
+    fn answered_by(&self) -> &str;
+}
+
+macro_rules! answered_by {
+    ($($reply:ty),*) => {$(
+        impl AnsweredBy for $reply {
+            fn answered_by(&self) -> &str {
+                &self.host
+            }
+        }
+    )*};
+}
+
+answered_by!(
+    pb::ListReply,
+    pb::ListServicesReply,
+    pb::ShowServiceReply,
+    pb::CreateServiceReply,
+    pb::RemoveServiceReply
+);
+
+impl<T: AnsweredBy> AnsweredBy for Option<T> {
+    fn answered_by(&self) -> &str {
+        self.as_ref().map_or("", T::answered_by)
+    }
+}
+
+/// One host's answer to a call made on every host at once ([`Session::on_all`]).
+pub struct Answer<T> {
+    /// Named as the host named itself once it answered.
+    pub host: ApiHost,
+    /// `ok`, or why it did not answer (a refusal is `http_error` with its code word).
+    pub report: HostReport,
+    pub result: Result<T, Fault>,
 }
 
 /// What every workload command starts from.
@@ -138,20 +191,51 @@ impl Session {
         Ok(Session { identity, timeout: fleet.timeout, format: fleet.output })
     }
 
-    /// A client of `host`'s API, connected before `deadline`.
-    pub async fn client(&self, host: &ApiHost, deadline: Instant) -> Result<WorkloadsClient<Channel>, Fault> {
+    /// A channel to `host`'s API, connected before `deadline`.
+    pub async fn channel(&self, host: &ApiHost, deadline: Instant) -> Result<Channel, Fault> {
         let left = deadline.saturating_duration_since(Instant::now());
         match tokio::time::timeout(left, api::connect_to(&host.addr, self.identity.as_ref())).await {
-            Ok(Ok(channel)) => Ok(WorkloadsClient::new(channel)),
+            Ok(Ok(channel)) => Ok(channel),
             Ok(Err(e)) => Err(Fault::Connect(e)),
             Err(_) => Err(Fault::Timeout(self.timeout)),
         }
     }
 
+    /// A `Workloads` client of `host`'s API, connected before `deadline`.
+    pub async fn client(&self, host: &ApiHost, deadline: Instant) -> Result<WorkloadsClient<Channel>, Fault> {
+        self.channel(host, deadline).await.map(WorkloadsClient::new)
+    }
+
     /// One unary call to `host`, connecting included, within `--timeout` plus `more` (zero
     /// for an answer; `Run` copies a root filesystem, `Stop` gives the container a grace
-    /// period). `call` gets the client and a request carrying the time left (so the daemon
-    /// knows the deadline too).
+    /// period). `call` gets the client (`client` of the channel) and a request carrying the
+    /// time left (so the daemon knows the deadline too).
+    pub async fn call<C, Q, T, F, Fut>(
+        &self,
+        more: Duration,
+        host: &ApiHost,
+        client: fn(Channel) -> C,
+        message: Q,
+        call: F,
+    ) -> Result<T, Fault>
+    where
+        F: FnOnce(C, tonic::Request<Q>) -> Fut,
+        Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
+    {
+        let budget = self.timeout + more;
+        let deadline = Instant::now() + budget;
+        let work = async {
+            let channel = self.channel(host, deadline).await?;
+            let mut request = tonic::Request::new(message);
+            request.set_timeout(
+                deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)),
+            );
+            call(client(channel), request).await.map(tonic::Response::into_inner).map_err(Fault::Status)
+        };
+        tokio::time::timeout(budget, work).await.unwrap_or(Err(Fault::Timeout(budget)))
+    }
+
+    /// [`Session::call`] on the `Workloads` service.
     pub async fn unary<Q, T, F, Fut>(
         &self,
         more: Duration,
@@ -163,17 +247,44 @@ impl Session {
         F: FnOnce(WorkloadsClient<Channel>, tonic::Request<Q>) -> Fut,
         Fut: Future<Output = Result<tonic::Response<T>, tonic::Status>>,
     {
-        let budget = self.timeout + more;
-        let deadline = Instant::now() + budget;
-        let work = async {
-            let client = self.client(host, deadline).await?;
-            let mut request = tonic::Request::new(message);
-            request.set_timeout(
-                deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1)),
-            );
-            call(client, request).await.map(tonic::Response::into_inner).map_err(Fault::Status)
-        };
-        tokio::time::timeout(budget, work).await.unwrap_or(Err(Fault::Timeout(budget)))
+        self.call(more, host, WorkloadsClient::new, message, call).await
+    }
+
+    /// `ask` on every host at once; one [`Answer`] per host, in the order given, each host
+    /// renamed as its reply names it.
+    pub async fn on_all<'a, T, F, Fut>(&self, hosts: &'a [ApiHost], ask: F) -> Vec<Answer<T>>
+    where
+        T: AnsweredBy,
+        F: Fn(&'a ApiHost) -> Fut,
+        Fut: Future<Output = Result<T, Fault>>,
+    {
+        let asks = hosts.iter().map(|h| {
+            let asked = ask(h);
+            async move {
+                let started = Instant::now();
+                let result = asked.await;
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                let mut host = h.clone();
+                let (status, error) = match &result {
+                    Ok(reply) => {
+                        if !reply.answered_by().is_empty() {
+                            host.name = reply.answered_by().to_string();
+                        }
+                        ("ok", None)
+                    }
+                    Err(f) => (f.host_status(), Some(f.message())),
+                };
+                let report = HostReport {
+                    host: host.name.clone(),
+                    address: h.addr.to_string(),
+                    status,
+                    error,
+                    elapsed_ms,
+                };
+                Answer { host, report, result }
+            }
+        });
+        futures::future::join_all(asks).await
     }
 
     /// Checks that `host`, if its name was only [assumed](ApiHost::assumed), is the host
@@ -202,32 +313,19 @@ impl Session {
 
     /// `List` on every host at once; one [`Listed`] per host, in the order given.
     pub async fn list_all(&self, hosts: &[ApiHost]) -> Vec<Listed> {
-        let asks = hosts.iter().map(|h| async move {
-            let started = Instant::now();
-            let result = self
-                .unary(Duration::ZERO, h, pb::ListRequest {}, |mut c, r| async move { c.list(r).await })
-                .await;
-            let elapsed_ms = started.elapsed().as_millis() as u64;
-            let mut host = h.clone();
-            let (status, error, workloads) = match result {
-                Ok(reply) => {
-                    if !reply.host.is_empty() {
-                        host.name = reply.host;
-                    }
-                    ("ok", None, reply.workloads)
-                }
-                Err(f) => (f.host_status(), Some(f.message()), Vec::new()),
-            };
-            let report = HostReport {
-                host: host.name.clone(),
-                address: h.addr.to_string(),
-                status,
-                error,
-                elapsed_ms,
-            };
-            Listed { host, report, workloads }
-        });
-        futures::future::join_all(asks).await
+        let answers = self
+            .on_all(hosts, |h| {
+                self.unary(Duration::ZERO, h, pb::ListRequest {}, |mut c, r| async move { c.list(r).await })
+            })
+            .await;
+        answers
+            .into_iter()
+            .map(|a| Listed {
+                host: a.host,
+                report: a.report,
+                workloads: a.result.map(|r| r.workloads).unwrap_or_default(),
+            })
+            .collect()
     }
 
     /// The host that has workload `name`: `given` (the command's `flag`, `--host` or
@@ -371,7 +469,7 @@ pub const LIST_HEADER: [&str; 7] = ["NAME", "HOST", "RUNTIME", "STATUS", "PID", 
 pub const LIST_HEADER_WIDE: [&str; 10] =
     ["NAME", "HOST", "RUNTIME", "STATUS", "PID", "EPOCH", "MEMORY", "CPUS", "STARTED", "COMMAND"];
 
-fn dash(s: &str) -> String {
+pub fn dash(s: &str) -> String {
     if s.is_empty() {
         "-".into()
     } else {
@@ -379,7 +477,7 @@ fn dash(s: &str) -> String {
     }
 }
 
-fn rfc3339(unix_ms: i64) -> String {
+pub fn rfc3339(unix_ms: i64) -> String {
     time::OffsetDateTime::from_unix_timestamp_nanos(unix_ms as i128 * 1_000_000)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())

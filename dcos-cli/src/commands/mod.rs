@@ -1,8 +1,9 @@
 //! The commands that talk to hosts. The k2i ones (`hosts`, `ps`, `top`, `containers`,
 //! `sysctl`) ask the selected hosts through [`crate::fanout`] and print through
-//! [`crate::output`], starting from a [`Context`]; `call`, `query` and the workload commands
-//! (`run`, `workloads`, `stop`, `migrate`, `evacuate`, on [`crate::workload`]) talk to
-//! middlecon's gRPC API, found and reached through [`crate::api`].
+//! [`crate::output`], starting from a [`Context`]; `call`, `query`, the workload commands
+//! (`run`, `workloads`, `stop`, `migrate`, `evacuate`) and the service commands
+//! (`service create|ls|show|rm`), on [`crate::workload`], talk to middlecon's gRPC API,
+//! found and reached through [`crate::api`].
 
 pub mod call;
 pub mod containers;
@@ -12,6 +13,7 @@ pub mod migrate;
 pub mod ps;
 pub mod query;
 pub mod run;
+pub mod service;
 pub mod stop;
 pub mod sysctl;
 pub mod top;

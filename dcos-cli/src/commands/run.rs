@@ -3,40 +3,54 @@
 //! name, the command and the environment are checked here before any network; `--rootfs` is
 //! made absolute (it names a directory on H).
 
-use crate::cli::{FleetArgs, RunArgs, TlsArgs};
+use crate::cli::{ContainerArgs, FleetArgs, RunArgs, TlsArgs};
 use crate::commands::SetupError;
 use crate::workload::{print_acted_on, Session, WorkloadError, WorkloadItem};
 use dcos_proto::v1 as pb;
 use std::collections::BTreeMap;
+use std::path::Path;
+
+/// What `run` and `service create` check alike before any network: a command after `--`
+/// (`usage` shows where), the root filesystem made absolute (it names a directory on the
+/// host) and each `--env` given once. Returns the rootfs and the environment.
+pub fn container_parts(
+    command: &[String],
+    rootfs: &Path,
+    container: &ContainerArgs,
+    usage: &str,
+) -> Result<(String, BTreeMap<String, String>), SetupError> {
+    let bad = |m: String| SetupError::Usage(m);
+    if command.first().is_none_or(|c| c.is_empty()) {
+        return Err(bad(format!("give the command to run after --: {usage} -- CMD ARGS...")));
+    }
+    if rootfs.as_os_str().is_empty() {
+        return Err(bad("--rootfs: give the directory of the root filesystem".into()));
+    }
+    let absolute =
+        std::path::absolute(rootfs).map_err(|e| bad(format!("--rootfs {}: {e}", rootfs.display())))?;
+    let absolute = absolute
+        .to_str()
+        .ok_or_else(|| bad(format!("--rootfs {}: not UTF-8", absolute.display())))?
+        .to_string();
+    let mut vars = BTreeMap::new();
+    for (k, v) in &container.env {
+        if vars.insert(k.clone(), v.clone()).is_some() {
+            return Err(bad(format!("--env {k} is given twice")));
+        }
+    }
+    Ok((absolute, vars))
+}
 
 /// The request `args` describe, or why it is bad usage.
 pub fn request(args: &RunArgs) -> Result<pb::RunRequest, SetupError> {
-    let usage = |m: String| SetupError::Usage(m);
-    if args.command.first().is_none_or(|c| c.is_empty()) {
-        return Err(usage("give the command to run after --: dcos run ... -- CMD ARGS...".into()));
-    }
-    if args.rootfs.as_os_str().is_empty() {
-        return Err(usage("--rootfs: give the directory of the root filesystem".into()));
-    }
-    let rootfs = std::path::absolute(&args.rootfs)
-        .map_err(|e| usage(format!("--rootfs {}: {e}", args.rootfs.display())))?;
-    let rootfs = rootfs
-        .to_str()
-        .ok_or_else(|| usage(format!("--rootfs {}: not UTF-8", rootfs.display())))?
-        .to_string();
-    let mut env = BTreeMap::new();
-    for (k, v) in &args.env {
-        if env.insert(k.clone(), v.clone()).is_some() {
-            return Err(usage(format!("--env {k} is given twice")));
-        }
-    }
+    let (rootfs, env) = container_parts(&args.command, &args.rootfs, &args.container, "dcos run ...")?;
     Ok(pb::RunRequest {
         host: args.host.clone().unwrap_or_default(),
         name: args.name.clone(),
         rootfs,
-        runtime: args.runtime.clone().unwrap_or_default(),
-        memory_bytes: args.memory.unwrap_or(0),
-        cpus: args.cpus.unwrap_or(0.0),
+        runtime: args.container.runtime.clone().unwrap_or_default(),
+        memory_bytes: args.container.memory.unwrap_or(0),
+        cpus: args.container.cpus.unwrap_or(0.0),
         env,
         command: args.command.clone(),
     })
