@@ -426,16 +426,10 @@ fn bad_definitions_are_refused_with_the_field_named_and_nothing_is_made_on_any_h
     }
 }
 
-/// A daemon bug this CLI found (middlecon/src/services/pool.rs, not the CLI's): `service rm`
-/// of a service whose instance is still starting (here `--min 1`, removed right after
-/// `create`) answers `stopped: 0`, and the instance comes up afterwards and runs on as a
-/// workload of no service, until middlecon restarts. `Service::remove` drains the pool and
-/// stops each instance's workload while `bring_up` is still inside `workloads.run`; that stop
-/// fails, and when `run` returns `bring_up` finds its port accepting before it looks at
-/// `closing`, finds no pool entry, and returns without stopping what it started. Ignored
-/// until that is fixed; run it with `--run-ignored only`.
+/// `service rm` of a service whose instance is still starting (here `--min 1`, removed right
+/// after `create`) stops that instance too: it must not come up afterwards and run on as a
+/// workload of no service.
 #[test]
-#[ignore = "middlecon bug: service rm during an instance's start leaves the instance running"]
 fn rm_while_an_instance_starts_stops_it_too() {
     require_root_runc_busybox!();
     let s = Setup::new();
