@@ -4,12 +4,14 @@
 //! with the fleet found through the first middlecon's membership (`--seed`), the members,
 //! the busiest processes, a cross-host `dcos call` and a `dcos query` are shown; then (as
 //! root, with runc and busybox) a busybox container runs on the first host and is migrated
-//! to the second. At the end each middlecon stops and `middlecon purge` removes what it
-//! left. The hosts are started by `dcos-localfleet`.
+//! to the second, and a busybox `httpd` service is woken by a request. At the end each
+//! middlecon stops and `middlecon purge` removes what it left. The hosts are started by
+//! `dcos-localfleet`.
 
 use crate::cli::{
     ApiArgs, CallArgs, ContainerArgs, DemoArgs, FleetArgs, Format, MigrateArgs, Mode, MoveArgs, PsArgs,
-    QueryArgs, RunArgs, StopArgs, TlsArgs, TopArgs, WorkloadsArgs,
+    QueryArgs, RunArgs, ServiceCreateArgs, ServiceLsArgs, ServiceRmArgs, ServiceShowArgs, StopArgs, TlsArgs,
+    TopArgs, WorkloadsArgs,
 };
 use crate::commands::{self, Context};
 use anyhow::{bail, Result};
@@ -20,9 +22,9 @@ use dcos_localfleet::{
 use std::path::Path;
 use std::time::Duration;
 
-/// Runs a busybox container on `from`, migrates it to `to` and stops it, through the same
-/// commands an operator types. Returns the worst exit status.
-async fn show_workloads(tls: &TlsArgs, fleet: &FleetArgs, dir: &Path, from: &str, to: &str) -> u8 {
+/// A busybox root filesystem in `dir` for the container part of the demo, with a page
+/// for `httpd` in `/www`; `None` (said why) where containers cannot run here.
+fn demo_rootfs(dir: &Path) -> Option<std::path::PathBuf> {
     let missing = if !nix::unistd::geteuid().is_root() {
         Some("root")
     } else if dcos_localfleet::oci_runtime("runc").is_none() {
@@ -32,23 +34,32 @@ async fn show_workloads(tls: &TlsArgs, fleet: &FleetArgs, dir: &Path, from: &str
     };
     let rootfs = match missing {
         Some(what) => Err(anyhow::anyhow!("needs {what}")),
-        None => busybox_rootfs(dir).map_err(anyhow::Error::from),
+        None => busybox_rootfs(dir).map_err(anyhow::Error::from).and_then(|r| {
+            std::fs::create_dir_all(r.join("www"))?;
+            std::fs::write(r.join("www/index.html"), "hello from a dcos service\n")?;
+            Ok(r)
+        }),
     };
-    let rootfs = match rootfs {
-        Ok(r) => r,
+    match rootfs {
+        Ok(r) => Some(r),
         Err(e) => {
-            println!(
-                "
-(no container part: {e:#}; scripts/setup.sh installs runc and busybox, run as root)"
-            );
-            return crate::exit::OK;
+            println!("\n(no container part: {e:#}; scripts/setup.sh installs runc and busybox, run as root)");
+            None
         }
-    };
+    }
+}
+
+/// A failed command's message, and its exit status.
+fn shown(e: crate::workload::WorkloadError) -> u8 {
+    eprintln!("dcos: {e}");
+    e.exit_status()
+}
+
+/// Runs a busybox container on `from`, migrates it to `to` and stops it, through the same
+/// commands an operator types. Returns the worst exit status.
+async fn show_workloads(tls: &TlsArgs, fleet: &FleetArgs, rootfs: &Path, from: &str, to: &str) -> u8 {
+    let rootfs = rootfs.to_path_buf();
     let api = ApiArgs { api: None, socket: None };
-    let shown = |e: crate::workload::WorkloadError| {
-        eprintln!("dcos: {e}");
-        e.exit_status()
-    };
     let script = "trap \"exit 0\" TERM; date > /started; while :; do date > /now; sleep 1; done";
     println!(
         "
@@ -91,6 +102,80 @@ $ dcos stop hello"
     );
     let stop = StopArgs { name: "hello".into(), host: None, api };
     worst.max(commands::stop::run(tls, fleet, &stop).await.unwrap_or_else(shown))
+}
+
+/// A busybox `httpd` service on `host`: created stopped, woken by a request (its first
+/// byte timed), shown, removed. Returns the worst exit status.
+async fn show_services(tls: &TlsArgs, fleet: &FleetArgs, rootfs: &Path, host: &str) -> u8 {
+    let port = match std::net::TcpListener::bind("127.0.0.1:0").and_then(|l| l.local_addr()) {
+        Ok(a) => a.port(),
+        Err(e) => {
+            eprintln!("dcos demo: no free port for the service: {e}");
+            return crate::exit::FAILED;
+        }
+    };
+    let api = ApiArgs { api: None, socket: None };
+    let script = "exec busybox httpd -f -p 127.0.0.1:$PORT -h /www";
+    println!(
+        "\n$ dcos service create web --hosts {host} --port {port} --rootfs {} --idle-stop 30s -- sh -c '{script}'",
+        rootfs.display()
+    );
+    let create = ServiceCreateArgs {
+        name: "web".into(),
+        rootfs: rootfs.to_path_buf(),
+        port,
+        hosts: Some(host.to_string()),
+        container: ContainerArgs { runtime: None, memory: None, cpus: None, env: Vec::new() },
+        min: 0,
+        max: 4,
+        idle_stop: Duration::from_secs(30),
+        target_inflight: 10,
+        max_age: None,
+        max_requests: 0,
+        drain: Duration::from_secs(30),
+        prestart: false,
+        start_timeout: Duration::from_secs(10),
+        api: api.clone(),
+        command: vec!["sh".into(), "-c".into(), script.into()],
+    };
+    let mut worst = commands::service::create::run(tls, fleet, &create).await.unwrap_or_else(shown);
+    if worst != crate::exit::OK {
+        return worst;
+    }
+    println!("\n$ dcos service ls                 # defined, and nothing runs until a request comes");
+    let ls = ServiceLsArgs { api: api.clone() };
+    worst = worst.max(commands::service::ls::run(tls, fleet, &ls).await.unwrap_or_else(shown));
+    println!("\n$ curl http://127.0.0.1:{port}/     # the request starts an instance and waits for it");
+    match wake(port).await {
+        Ok((body, first_byte)) => {
+            print!("{body}(first byte after {:.1} ms)\n", first_byte.as_secs_f64() * 1e3)
+        }
+        Err(e) => {
+            eprintln!("dcos demo: the request to the service failed: {e}");
+            worst = worst.max(crate::exit::FAILED);
+        }
+    }
+    println!("\n$ dcos service show web");
+    let show = ServiceShowArgs { name: "web".into(), api: api.clone() };
+    worst = worst.max(commands::service::show::run(tls, fleet, &show).await.unwrap_or_else(shown));
+    println!("\n$ dcos service rm web");
+    let rm = ServiceRmArgs { name: "web".into(), drain: None, api };
+    worst.max(commands::service::rm::run(tls, fleet, &rm).await.unwrap_or_else(shown))
+}
+
+/// `GET /` on the service's port: the body, and how long the first byte of the answer took.
+async fn wake(port: u16) -> std::io::Result<(String, Duration)> {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    let asked = std::time::Instant::now();
+    let mut conn = tokio::net::TcpStream::connect(("127.0.0.1", port)).await?;
+    conn.write_all(b"GET / HTTP/1.0\r\n\r\n").await?;
+    let mut answer = vec![0u8; 1];
+    conn.read_exact(&mut answer).await?;
+    let first_byte = asked.elapsed();
+    tokio::time::timeout(Duration::from_secs(10), conn.read_to_end(&mut answer)).await??;
+    let text = String::from_utf8_lossy(&answer).into_owned();
+    let body = text.split_once("\r\n\r\n").map(|(_, b)| b.to_string()).unwrap_or(text);
+    Ok((body, first_byte))
 }
 
 /// Has `middlecon purge` remove what each demo middlecon left (the containers of a demo
@@ -219,8 +304,11 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         stall: None,
     };
     worst = worst.max(commands::query::run(&tls, &fleet, &query).await);
-    if names.len() > 1 {
-        worst = worst.max(show_workloads(&tls, &fleet, &dir, &names[0], &names[1]).await);
+    if let Some(rootfs) = demo_rootfs(&dir) {
+        if names.len() > 1 {
+            worst = worst.max(show_workloads(&tls, &fleet, &rootfs, &names[0], &names[1]).await);
+        }
+        worst = worst.max(show_services(&tls, &fleet, &rootfs, &names[0]).await);
     }
 
     if args.keep {
