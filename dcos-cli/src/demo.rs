@@ -148,7 +148,7 @@ async fn show_services(tls: &TlsArgs, fleet: &FleetArgs, rootfs: &Path, host: &s
     println!("\n$ curl http://127.0.0.1:{port}/     # the request starts an instance and waits for it");
     match wake(port).await {
         Ok((body, first_byte)) => {
-            print!("{body}(first byte after {:.1} ms)\n", first_byte.as_secs_f64() * 1e3)
+            println!("{body}(first byte after {:.1} ms)", first_byte.as_secs_f64() * 1e3)
         }
         Err(e) => {
             eprintln!("dcos demo: the request to the service failed: {e}");
