@@ -10,8 +10,9 @@
 
 use crate::containers::{self, Catalog, CatalogConfig};
 use crate::intern::Interner;
-use crate::procfs::{self, host, stat, users::Users, ProcFs, CLK_TCK, PF_KTHREAD};
+use crate::procfs::{self, host, users::Users, ProcFs};
 use dcos_core::model::{Container, HostSummary, Process};
+use dcos_linux::stat::{self, CLK_TCK, PF_KTHREAD};
 use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};

@@ -7,7 +7,8 @@
 //!
 //! - [`cgroup_path`]: the one path of `/proc/PID/cgroup` that names the container.
 //! - [`classify`]: runtime naming conventions in cgroup paths.
-//! - [`oci_state`]: runc/crun state directories.
+//! - [`oci_state`]: runc/crun state directories (read by [`dcos_linux::oci`]), named and
+//!   cached.
 //! - [`stats`]: CPU, memory and freezer state from the cgroup filesystem.
 
 pub mod cgroup_path;
@@ -177,11 +178,11 @@ impl Catalog {
             .oci
             .containers()
             .iter()
-            .filter_map(|c| c.cgroup.as_deref().map(|cg| (c, cg)))
+            .filter_map(|c| c.state.cgroup.as_deref().map(|cg| (c, cg)))
             .filter(|(_, cg)| *cg != "/" && is_within(path, cg))
             .max_by_key(|(_, cg)| cg.len());
         match (oci, classified) {
-            (Some((oc, cg)), Some((d, root))) if d.id != oc.id && root.len() > cg.len() => {
+            (Some((oc, cg)), Some((d, root))) if d.id != oc.id() && root.len() > cg.len() => {
                 Some(from_path(d, root))
             }
             (Some((oc, _)), classified) => Some(from_oci(oc, classified.map(|(d, _)| d))),
@@ -263,13 +264,13 @@ impl Catalog {
         }
 
         let oci_by_id: HashMap<&str, usize> =
-            self.oci.containers().iter().enumerate().rev().map(|(i, c)| (c.id.as_str(), i)).collect();
+            self.oci.containers().iter().enumerate().rev().map(|(i, c)| (c.id(), i)).collect();
         let mut rows = Vec::with_capacity(groups.len() + oci_by_id.len());
         for (id, g) in &groups {
             let known = self.known.get(id);
             let oci = oci_by_id.get(&**id).map(|&i| &self.oci.containers()[i]);
             let oci_status = oci.map(|o| o.status(&self.config.proc_root, &self.cgroups));
-            let cgroup: Arc<str> = match (oci.and_then(|o| o.cgroup.as_deref()), known) {
+            let cgroup: Arc<str> = match (oci.and_then(|o| o.state.cgroup.as_deref()), known) {
                 (Some(c), _) => c.into(),
                 (None, Some(k)) => k.root.clone(),
                 (None, None) => g.shortest_cgroup.clone(),
@@ -279,12 +280,12 @@ impl Catalog {
                 None if self.cgroups.is_frozen(&cgroup) => OciStatus::Paused.as_str(),
                 None => OciStatus::Running.as_str(),
             };
-            let pid = match (oci_status, oci.and_then(|o| o.init_pid)) {
+            let pid = match (oci_status, oci.and_then(|o| o.init_pid())) {
                 (Some(s), Some(pid)) if s != OciStatus::Stopped => pid,
                 _ => g.lowest_pid,
             };
             let started_at = oci
-                .and_then(|o| o.created.as_deref())
+                .and_then(|o| o.state.created.as_deref())
                 .map(Into::into)
                 .unwrap_or_else(|| g.earliest_start.clone());
             rows.push(Container {
@@ -300,31 +301,31 @@ impl Catalog {
                 mem_limit_bytes: None,
                 started_at: Some(started_at),
                 pod_uid: known.and_then(|k| k.pod_uid.clone()),
-                bundle: oci.and_then(|o| o.bundle.as_deref()).map(Into::into),
+                bundle: oci.and_then(|o| o.state.bundle.as_deref()).map(Into::into),
             });
         }
 
         let mut seen: HashSet<&str> = groups.keys().map(|k| &**k).collect();
         for oc in self.oci.containers() {
-            if !seen.insert(&oc.id) {
+            if !seen.insert(oc.id()) {
                 continue;
             }
             let status = oc.status(&self.config.proc_root, &self.cgroups);
-            let identity = from_oci(oc, oc.cgroup.as_deref().and_then(classify));
+            let identity = from_oci(oc, oc.state.cgroup.as_deref().and_then(classify));
             rows.push(Container {
-                id: oc.id.as_str().into(),
+                id: oc.id().into(),
                 name: identity.name.into(),
                 runtime: identity.runtime,
                 status: status.as_str().to_owned(),
-                pid: oc.init_pid.filter(|_| status != OciStatus::Stopped),
-                cgroup: oc.cgroup.as_deref().unwrap_or("").into(),
+                pid: oc.init_pid().filter(|_| status != OciStatus::Stopped),
+                cgroup: oc.state.cgroup.as_deref().unwrap_or("").into(),
                 processes: 0,
                 cpu_percent: None,
                 mem_bytes: None,
                 mem_limit_bytes: None,
-                started_at: oc.created.as_deref().map(Into::into),
+                started_at: oc.state.created.as_deref().map(Into::into),
                 pod_uid: identity.pod_uid.map(Into::into),
-                bundle: oc.bundle.as_deref().map(Into::into),
+                bundle: oc.state.bundle.as_deref().map(Into::into),
             });
         }
 
@@ -373,14 +374,20 @@ fn from_path(d: Detected, root: &str) -> Identity {
 /// runc/crun), and the pod it sits in.
 fn from_oci(oc: &OciContainer, classified: Option<Detected>) -> Identity {
     let (runtime, name, pod_uid) = match classified {
-        Some(d) if d.id == oc.id => {
-            let name = if oc.name != oc.id { oc.name.clone() } else { d.name };
+        Some(d) if d.id == oc.id() => {
+            let name = if oc.name != oc.id() { oc.name.clone() } else { d.name };
             (d.runtime, name, d.pod_uid)
         }
         Some(d) => (oc.runtime, oc.name.clone(), d.pod_uid),
         None => (oc.runtime, oc.name.clone(), None),
     };
-    Identity { id: oc.id.clone(), runtime, name, root: oc.cgroup.clone().unwrap_or_default(), pod_uid }
+    Identity {
+        id: oc.id().to_owned(),
+        runtime,
+        name,
+        root: oc.state.cgroup.clone().unwrap_or_default(),
+        pod_uid,
+    }
 }
 
 #[cfg(test)]

@@ -1,5 +1,6 @@
 //! Reading a container's resource use and freezer state from the cgroup filesystem,
-//! on cgroup v1 (one mount per controller) and v2 (one unified tree).
+//! on cgroup v1 (one mount per controller) and v2 (one unified tree). The freezer's files
+//! are read by [`dcos_linux::freezer`]; this module knows where they are.
 
 use std::fs;
 use std::path::{Path, PathBuf};
@@ -88,17 +89,14 @@ impl CgroupFs {
         (usage.cpu_ns.is_some() || usage.mem_bytes.is_some()).then_some(usage)
     }
 
-    /// Whether the cgroup at `path` is frozen: v1 `freezer.state` is `FROZEN`, or v2
-    /// `cgroup.freeze` is `1`.
+    /// Whether the cgroup at `path` is frozen ([`dcos_linux::freezer::frozen`]): in the v1
+    /// `freezer` hierarchy, or the v2 tree.
     pub fn is_frozen(&self, path: &str) -> bool {
-        let file = match self.version {
-            CgroupVersion::V1 => under(&self.root.join("freezer"), path).map(|d| d.join("freezer.state")),
-            CgroupVersion::V2 => under(&self.root, path).map(|d| d.join("cgroup.freeze")),
+        let dir = match self.version {
+            CgroupVersion::V1 => under(&self.root.join("freezer"), path),
+            CgroupVersion::V2 => under(&self.root, path),
         };
-        let Some(text) = file.and_then(|f| read_text(&f)) else {
-            return false;
-        };
-        matches!(text.trim(), "FROZEN" | "1")
+        dir.and_then(|d| dcos_linux::freezer::frozen(&[d])).unwrap_or(false)
     }
 }
 

@@ -1,24 +1,17 @@
 //! Reading `/proc`: the raw material of the process table and the host summary.
 //!
-//! Everything here is a plain, synchronous read of one kernel file, parsed without
-//! allocating where the sampler calls it per process per tick (`stat`). The root is a
-//! parameter so tests can point it at a fixture tree.
+//! Everything here is a plain, synchronous read of one kernel file. `/proc/PID/stat`, read
+//! per process per tick, is parsed without allocating by [`dcos_linux::stat`]; [`ProcFs`]
+//! reads it into one reused buffer. The root is a parameter so tests can point it at a
+//! fixture tree.
 
 pub mod detail;
 pub mod host;
-pub mod stat;
 pub mod users;
 
 use std::fs::File;
 use std::io::{self, Read};
 use std::path::{Path, PathBuf};
-
-/// Clock ticks per second of the `/proc` time fields. `USER_HZ` is part of the kernel's
-/// user-space ABI and is 100 on every architecture Linux exports it for.
-pub const CLK_TCK: f64 = 100.0;
-
-/// `/proc/PID/stat` flag of kernel threads (`PF_KTHREAD`).
-pub const PF_KTHREAD: u64 = 0x0020_0000;
 
 /// A `/proc` tree and a reusable read buffer.
 #[derive(Debug)]

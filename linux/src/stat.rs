@@ -1,11 +1,26 @@
-//! Parsing `/proc/PID/stat`, the one file the sampler reads for every process every tick.
+//! Parsing `/proc/PID/stat` (and `/proc/PID/task/TID/stat`): the one parser of that file.
+//!
+//! [`parse`] allocates nothing: it borrows the command name from the caller's buffer and
+//! reads the numbers in place. k2i's sampler reads this file for every process on the host
+//! every tick, so a `String` or a `Vec` of fields per process would be thousands of
+//! allocations a second on a busy host. Callers that want one process's state and start
+//! time read it through [`crate::process`].
 
-/// The fields of `/proc/PID/stat` the process table uses.
+/// Clock ticks per second of the time fields (`utime`, `stime`, `starttime`). `USER_HZ` is
+/// part of the kernel's user-space ABI and is 100 on every architecture Linux exports it for.
+pub const CLK_TCK: f64 = 100.0;
+
+/// The `flags` bit of kernel threads (`PF_KTHREAD`).
+pub const PF_KTHREAD: u64 = 0x0020_0000;
+
+/// The fields of `/proc/PID/stat` dcos uses, field numbers as in proc(5).
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
 pub struct Stat<'a> {
+    /// Field 1.
     pub pid: i32,
-    /// The kernel's comm, between the parentheses.
+    /// The kernel's comm (field 2), between the parentheses: bytes, not necessarily UTF-8.
     pub comm: &'a [u8],
+    /// Field 3: `R`, `S`, `D`, `Z` (zombie), `X` (dead), ...
     pub state: u8,
     pub ppid: i32,
     pub pgrp: i32,
@@ -16,7 +31,8 @@ pub struct Stat<'a> {
     pub cpu_ticks: u64,
     pub nice: i32,
     pub num_threads: u32,
-    /// Clock ticks after boot.
+    /// Field 22: clock ticks after boot. With the pid it names one process for good: a
+    /// reused pid has a later start time.
     pub starttime: u64,
     pub vsize: u64,
     /// Pages.

@@ -1,0 +1,19 @@
+//! The Linux layer both daemons read the machine through: `/proc/PID/stat` and
+//! `/proc/PID/status` ([`stat`], [`process`], [`status`]), the state OCI runtimes keep of
+//! their containers ([`oci`]), and whether a cgroup is frozen ([`freezer`]).
+//!
+//! Everything here only reads, and takes the root it reads under (`/proc`, a runtime's
+//! `--root`, a cgroup directory) as a parameter, so tests point it at a fixture tree.
+//! Writing (freezing, thawing, removing cgroups; running containers) stays with the daemon
+//! that does it.
+
+#![forbid(unsafe_code)]
+
+pub mod freezer;
+pub mod oci;
+pub mod process;
+pub mod stat;
+pub mod status;
+
+/// Where the kernel's proc filesystem is normally mounted.
+pub const PROC_ROOT: &str = "/proc";
