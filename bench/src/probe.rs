@@ -1,6 +1,7 @@
 //! What `/proc` says about one process (CPU time, memory) and about the machine.
 
-use anyhow::{bail, Context, Result};
+use anyhow::{Context, Result};
+use dcos_linux::{stat, status};
 use std::collections::HashMap;
 use std::path::Path;
 
@@ -17,25 +18,13 @@ pub fn clk_tck() -> f64 {
 
 /// `utime + stime` of a process (all its threads, living and dead), in clock ticks.
 pub fn cpu_ticks(pid: i32) -> Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .with_context(|| format!("reading /proc/{pid}/stat"))?;
-    parse_cpu_ticks(&text).with_context(|| format!("parsing /proc/{pid}/stat"))
+    read_stat(&format!("/proc/{pid}/stat"), |s| s.cpu_ticks)
 }
 
-/// `utime + stime` (fields 14 and 15) of a `/proc/PID/stat` line. The command name in
-/// parentheses may hold spaces and parentheses, so the fields are counted after the last `)`.
-pub fn parse_cpu_ticks(stat: &str) -> Result<u64> {
-    let Some(close) = stat.rfind(')') else { bail!("no `)` in {stat:?}") };
-    // After `)`: field 3 (state) is index 0, so field k is index k - 3.
-    let fields: Vec<&str> = stat[close + 1..].split_whitespace().collect();
-    let field = |k: usize| -> Result<u64> {
-        fields
-            .get(k - 3)
-            .with_context(|| format!("field {k} missing"))?
-            .parse::<u64>()
-            .with_context(|| format!("field {k}"))
-    };
-    Ok(field(14)? + field(15)?)
+/// Reads a `/proc/PID/stat` (or `/proc/PID/task/TID/stat`) and takes `field` of it.
+fn read_stat<T>(path: &str, field: impl FnOnce(&stat::Stat<'_>) -> T) -> Result<T> {
+    let raw = std::fs::read(path).with_context(|| format!("reading {path}"))?;
+    stat::parse(&raw).map(|s| field(&s)).with_context(|| format!("parsing {path}"))
 }
 
 /// CPU ticks of a process, total and of its threads named `thread` (e.g. a background
@@ -53,10 +42,9 @@ impl CpuSplit {
         let dir = format!("/proc/{pid}/task");
         for entry in std::fs::read_dir(&dir).with_context(|| format!("listing {dir}"))? {
             let Ok(entry) = entry else { continue };
-            let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-            let comm = text.find('(').zip(text.rfind(')')).map(|(a, b)| &text[a + 1..b]);
-            if comm == Some(thread) {
-                named += parse_cpu_ticks(&text).unwrap_or(0);
+            let Ok(raw) = std::fs::read(entry.path().join("stat")) else { continue };
+            if let Some(s) = stat::parse(&raw).filter(|s| s.comm == thread.as_bytes()) {
+                named += s.cpu_ticks;
             }
         }
         Ok(CpuSplit { total: cpu_ticks(pid)?, named })
@@ -73,16 +61,9 @@ impl CpuSplit {
 
 /// A `kB` line of `/proc/PID/status` (`VmRSS`, `VmHWM`, ...), in bytes.
 pub fn status_bytes(pid: i32, key: &str) -> Result<u64> {
-    let text = std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .with_context(|| format!("reading /proc/{pid}/status"))?;
-    parse_status_kb(&text, key).map(|kb| kb * 1024).with_context(|| format!("{key} in /proc/{pid}/status"))
-}
-
-fn parse_status_kb(text: &str, key: &str) -> Option<u64> {
-    text.lines().find_map(|l| {
-        let rest = l.strip_prefix(key)?.strip_prefix(':')?;
-        rest.split_whitespace().next()?.parse().ok()
-    })
+    let path = format!("/proc/{pid}/status");
+    let text = std::fs::read_to_string(&path).with_context(|| format!("reading {path}"))?;
+    status::kib_as_bytes(&text, key).with_context(|| format!("{key} in {path}"))
 }
 
 /// How many entries of `/proc` are processes.
@@ -105,13 +86,13 @@ pub fn cpu_by_process() -> HashMap<(i32, u64), (String, u64)> {
     let mut out = HashMap::new();
     let Ok(dir) = std::fs::read_dir("/proc") else { return out };
     for entry in dir.flatten() {
-        let Some(pid) = entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()) else { continue };
-        let Ok(text) = std::fs::read_to_string(entry.path().join("stat")) else { continue };
-        let (Some(open), Some(close)) = (text.find('('), text.rfind(')')) else { continue };
-        let comm = text[open + 1..close].to_string();
-        let fields: Vec<&str> = text[close + 1..].split_whitespace().collect();
-        let num = |k: usize| fields.get(k - 3).and_then(|f| f.parse::<u64>().ok()).unwrap_or(0);
-        out.insert((pid, num(22)), (comm, num(14) + num(15)));
+        if entry.file_name().to_str().and_then(|n| n.parse::<i32>().ok()).is_none() {
+            continue;
+        }
+        let Ok(raw) = std::fs::read(entry.path().join("stat")) else { continue };
+        if let Some(s) = stat::parse(&raw) {
+            out.insert((s.pid, s.starttime), (String::from_utf8_lossy(s.comm).into_owned(), s.cpu_ticks));
+        }
     }
     out
 }
@@ -179,8 +160,8 @@ pub fn machine() -> String {
         .unwrap_or_else(|| "unknown CPU".into());
     let mem_gib = std::fs::read_to_string("/proc/meminfo")
         .ok()
-        .and_then(|t| parse_status_kb(&t, "MemTotal"))
-        .map(|kb| kb as f64 / 1024.0 / 1024.0)
+        .and_then(|t| status::kib_as_bytes(&t, "MemTotal"))
+        .map(|bytes| bytes as f64 / 1024.0 / 1024.0 / 1024.0)
         .unwrap_or(0.0);
     format!(
         "{cpus} CPUs ({model}), Linux {}, {mem_gib:.1} GiB RAM",
@@ -193,13 +174,6 @@ mod tests {
     use super::*;
 
     #[test]
-    fn cpu_ticks_after_a_tricky_comm() {
-        let line = "42 (a) b (c) S 1 42 42 0 -1 4194560 100 0 0 0 17 5 0 0 20 0 1 0 300 1000 50 18446744073709551615";
-        assert_eq!(parse_cpu_ticks(line).unwrap(), 22);
-        assert!(parse_cpu_ticks("42 (x) S 1").is_err());
-    }
-
-    #[test]
     fn own_process_is_readable() {
         let me = std::process::id() as i32;
         assert!(cpu_ticks(me).is_ok());
@@ -208,9 +182,30 @@ mod tests {
     }
 
     #[test]
-    fn status_keys_match_whole_names() {
-        let t = "VmHWM:\t    2048 kB\nVmRSS:\t    1024 kB\n";
-        assert_eq!(parse_status_kb(t, "VmRSS"), Some(1024));
-        assert_eq!(parse_status_kb(t, "VmRS"), None);
+    fn the_cpu_of_a_named_thread_is_told_apart() {
+        let (done_tx, done_rx) = std::sync::mpsc::channel();
+        let (end_tx, end_rx) = std::sync::mpsc::channel::<()>();
+        let spinner = std::thread::Builder::new()
+            .name("probe-spin".into())
+            .spawn(move || {
+                // Busy until the kernel has charged this thread two clock ticks, then idle
+                // (alive, so its ticks still count) until the test ends.
+                while read_stat("/proc/thread-self/stat", |s| s.cpu_ticks).unwrap() < 2 {
+                    std::hint::black_box((0..10_000u64).sum::<u64>());
+                }
+                done_tx.send(()).unwrap();
+                let _ = end_rx.recv();
+            })
+            .unwrap();
+        done_rx.recv().unwrap();
+        let me = std::process::id() as i32;
+        let split = CpuSplit::read(me, "probe-spin").unwrap();
+        assert!(split.named >= 2, "{split:?}");
+        assert!(split.total >= split.named, "{split:?}");
+        assert_eq!(CpuSplit::read(me, "no-such-thread").unwrap().named, 0);
+        let mine = cpu_by_process().into_iter().find(|((pid, _), _)| *pid == me).expect("this process");
+        assert!(mine.1 .1 >= split.named, "{mine:?}");
+        drop(end_tx);
+        spinner.join().unwrap();
     }
 }

@@ -17,3 +17,8 @@ pub mod status;
 
 /// Where the kernel's proc filesystem is normally mounted.
 pub const PROC_ROOT: &str = "/proc";
+
+/// [`PROC_ROOT`] as a path, for the functions that take the root to read under.
+pub fn proc_root() -> &'static std::path::Path {
+    std::path::Path::new(PROC_ROOT)
+}

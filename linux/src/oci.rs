@@ -516,7 +516,7 @@ mod tests {
         write(&root.join("huge/status"), r#"{"pid":4294967297}"#);
         for id in ["half", "empty", "wrongtype", "array", "other", "missing"] {
             assert_eq!(read(root, id), None, "{id}");
-            assert_eq!(liveness(root, Path::new("/proc"), id), Liveness::Unknown, "{id}");
+            assert_eq!(liveness(root, crate::proc_root(), id), Liveness::Unknown, "{id}");
         }
         assert_eq!(read(root, "negative").unwrap().init_pid, None);
         assert_eq!(read(root, "huge").unwrap().init_pid, None, "beyond pid_t");
@@ -558,7 +558,7 @@ mod tests {
     #[test]
     fn a_real_init_is_running_until_it_ends() {
         let t = tempfile::tempdir().unwrap();
-        let proc_root = Path::new(crate::PROC_ROOT);
+        let proc_root = crate::proc_root();
         let mut init = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = init.id();
         let start = process::start_time(proc_root, pid).unwrap();

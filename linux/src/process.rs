@@ -104,7 +104,7 @@ mod tests {
 
     #[test]
     fn a_real_child_runs_then_is_a_zombie_then_gone() {
-        let proc_root = Path::new(crate::PROC_ROOT);
+        let proc_root = crate::proc_root();
         let mut child = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = child.id();
         let b = brief(proc_root, pid).unwrap();

@@ -46,7 +46,7 @@ mod tests {
 
     #[test]
     fn this_process_has_a_resident_set() {
-        let text = read(Path::new(crate::PROC_ROOT), std::process::id()).unwrap();
+        let text = read(crate::proc_root(), std::process::id()).unwrap();
         assert!(kib_as_bytes(&text, "VmRSS").unwrap() > 0);
         assert!(!numbers(&text, "NSpid").is_empty());
     }

@@ -110,10 +110,8 @@ pub fn call(service: &str, host: &str, ms: u64, payload: &[u8]) -> pb::CallReque
 
 /// The resident set size of process `pid`, in bytes (`VmRSS` in `/proc/PID/status`).
 pub fn rss_bytes(pid: u32) -> Option<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).ok()?;
-    let line = status.lines().find(|l| l.starts_with("VmRSS:"))?;
-    let kb: u64 = line.split_whitespace().nth(1)?.parse().ok()?;
-    Some(kb * 1024)
+    let status = dcos_linux::status::read(dcos_linux::proc_root(), pid).ok()?;
+    dcos_linux::status::kib_as_bytes(&status, "VmRSS")
 }
 
 /// Runs `dcos` with `name`'s certificate (issued before) and `args`, no fleet from the environment.

@@ -46,6 +46,7 @@ use crate::Pki;
 use anyhow::{bail, ensure, Context, Result};
 use dcos_core::tls::TlsFiles;
 use dcos_core::Role;
+use dcos_linux::{process, status};
 use std::collections::{BTreeMap, BTreeSet};
 use std::fs::{File, OpenOptions};
 use std::io::{BufRead, BufReader, Write};
@@ -958,7 +959,7 @@ fn kill_netns_processes(ns: &str) {
                 String::from_utf8_lossy(&o.stdout).split_whitespace().filter_map(|p| p.parse().ok()).collect()
             })
             .unwrap_or_default();
-        signalled.retain(|&p| runs(p));
+        signalled.retain(|&p| process::running(dcos_linux::proc_root(), p));
         if (pids.is_empty() && signalled.is_empty()) || Instant::now() > deadline {
             return;
         }
@@ -969,14 +970,6 @@ fn kill_netns_processes(ns: &str) {
         }
         std::thread::sleep(Duration::from_millis(20));
     }
-}
-
-/// Whether `pid` exists and has not ended (a zombie has).
-fn runs(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| s.rsplit(')').next()?.split_whitespace().next().map(|st| !matches!(st, "Z" | "X")))
-        .unwrap_or(false)
 }
 
 /// Whether our child `pid` has exited, without reaping it.
@@ -998,25 +991,13 @@ fn signal_kill(pid: u32) {
 
 /// The parent of `pid` (0 if it is gone).
 fn ppid(pid: u32) -> u32 {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .ok()
-        .and_then(|s| {
-            // "pid (comm) state ppid ...": comm may hold spaces and parentheses.
-            let rest = &s[s.rfind(')')? + 1..];
-            rest.split_whitespace().nth(1)?.parse().ok()
-        })
-        .unwrap_or(0)
+    process::brief(dcos_linux::proc_root(), pid).map_or(0, |b| b.ppid)
 }
 
 /// `pid`'s pids in each PID namespace from ours down to its own (`NSpid` of its status).
 fn ns_pids(pid: u32) -> Vec<u32> {
-    std::fs::read_to_string(format!("/proc/{pid}/status"))
-        .ok()
-        .and_then(|s| {
-            let line = s.lines().find_map(|l| l.strip_prefix("NSpid:"))?;
-            Some(line.split_whitespace().filter_map(|p| p.parse().ok()).collect())
-        })
-        .unwrap_or_default()
+    let text = status::read(dcos_linux::proc_root(), pid).unwrap_or_default();
+    status::numbers(&text, "NSpid").into_iter().filter_map(|p| u32::try_from(p).ok()).collect()
 }
 
 /// The inode of `pid`'s namespace of `kind` (`pid`, `mnt`, `net`...).

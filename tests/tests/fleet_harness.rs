@@ -5,6 +5,7 @@
 //! a killed program's orphans stay with the host until the host dies, and its tmpfs fills up.
 
 use dcos_core::model::{ContainerList, ProcList};
+use dcos_linux::process;
 use dcos_tests::netns::{Fleet, HostProcess, HOST_INIT, LOCK_DIR};
 use dcos_tests::oci::Container;
 use dcos_tests::{eventually, Pki};
@@ -122,9 +123,7 @@ impl Footprint {
 
 /// Whether `pid` still runs (a zombie does not).
 fn alive(pid: u32) -> bool {
-    std::fs::read_to_string(format!("/proc/{pid}/stat"))
-        .map(|s| !s.rsplit(')').next().unwrap_or("").trim_start().starts_with('Z'))
-        .unwrap_or(false)
+    process::running(dcos_linux::proc_root(), pid)
 }
 
 fn wait_init_pid(p: &mut HostProcess) -> u32 {
@@ -383,13 +382,12 @@ fn a_killed_test_leaves_leftovers_the_next_fleet_removes() {
 
 /// `pid`'s start time (clock ticks since boot), to tell it from a later process reusing the pid.
 fn start_time(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    stat.rsplit(')').next()?.split_whitespace().nth(19)?.parse().ok()
+    process::start_time(dcos_linux::proc_root(), pid)
 }
 
 /// Whether the process that had `pid` and `started` still runs.
 fn still_runs(pid: u32, started: u64) -> bool {
-    alive(pid) && start_time(pid) == Some(started)
+    process::still_runs(dcos_linux::proc_root(), pid, Some(started))
 }
 
 /// The processes k2i at `url` lists, as (pid, cmd), once it lists `want` (5 s at most).
@@ -470,9 +468,13 @@ fn a_killed_programs_orphan_stays_on_the_host_until_the_host_dies() {
     assert!(still_runs(orphan, started), "the program's child survived it");
     assert_eq!(ppid_of(orphan), init, "reparented to the host's init");
     let stat = fleet.exec_on(0, "cat", &[&format!("/proc/{orphan_host_pid}/stat")]).unwrap();
-    let stat = String::from_utf8_lossy(&stat.stdout);
-    let host_ppid = stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap();
-    assert_eq!(host_ppid, "1", "inside the host its parent is pid 1: {stat}");
+    let host_ppid = dcos_linux::stat::parse(&stat.stdout).expect("a /proc/PID/stat").ppid;
+    assert_eq!(
+        host_ppid,
+        1,
+        "inside the host its parent is pid 1: {}",
+        String::from_utf8_lossy(&stat.stdout)
+    );
 
     let err = fleet.spawn_daemon_on(0, "/nonexistent/daemon", &[]).err().expect("no such program");
     assert!(format!("{err:#}").contains("/nonexistent/daemon"), "{err:#}");
@@ -490,8 +492,7 @@ fn a_killed_programs_orphan_stays_on_the_host_until_the_host_dies() {
 
 /// `pid`'s parent.
 fn ppid_of(pid: u32) -> u32 {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).unwrap();
-    stat.rsplit(')').next().unwrap().split_whitespace().nth(1).unwrap().parse().unwrap()
+    process::brief(dcos_linux::proc_root(), pid).expect("a running process").ppid
 }
 
 #[tokio::test]
