@@ -55,6 +55,13 @@ impl IntoResponse for ApiError {
     }
 }
 
+/// Work moved to a blocking thread (`spawn_blocking`) that panicked or was cancelled.
+impl From<tokio::task::JoinError> for ApiError {
+    fn from(e: tokio::task::JoinError) -> ApiError {
+        ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string())
+    }
+}
+
 impl From<dcos_query::QueryError> for ApiError {
     fn from(e: dcos_query::QueryError) -> ApiError {
         ApiError {

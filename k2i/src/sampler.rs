@@ -550,30 +550,43 @@ pub fn spawn(cfg: SamplerConfig) -> std::io::Result<SamplerHandle> {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io::Write;
     use std::process::{Command, Stdio};
 
     fn sampler() -> Sampler {
         Sampler::new(SamplerConfig::new("t".into(), "dc".into(), Duration::from_millis(100)))
     }
 
+    /// Polls `found` until it answers, for at most 10 s.
+    fn wait_for<T>(what: &str, mut found: impl FnMut() -> Option<T>) -> T {
+        let until = Instant::now() + Duration::from_secs(10);
+        loop {
+            if let Some(v) = found() {
+                return v;
+            }
+            assert!(Instant::now() < until, "timed out waiting for {what}");
+            std::thread::sleep(Duration::from_millis(5));
+        }
+    }
+
     #[test]
     fn an_exec_after_the_first_sample_updates_cmdline_and_keeps_cpu_history() {
+        // The shell execs when the test says so: a line on its stdin.
         let mut child = Command::new("sh")
-            .args(["-c", "sleep 0.4; exec sleep 3600.75"])
+            .args(["-c", "read go; exec sleep 3600.75"])
+            .stdin(Stdio::piped())
             .stdout(Stdio::null())
             .spawn()
             .unwrap();
         let pid = child.id() as i32;
         let mut s = sampler();
-        let first = s.tick();
-        let before = first.find(pid).expect("child sampled").clone();
-        assert_eq!(&*before.cmd, "sh");
-        std::thread::sleep(Duration::from_millis(800));
-        let second = s.tick();
-        let after = second.find(pid).expect("child still there");
+        let before =
+            wait_for("the shell, sampled", || s.tick().find(pid).filter(|p| &*p.cmd == "sh").cloned());
+        writeln!(child.stdin.as_mut().unwrap(), "go").unwrap();
+        let after =
+            wait_for("the exec, sampled", || s.tick().find(pid).filter(|p| &*p.cmd == "sleep").cloned());
         let _ = child.kill();
         let _ = child.wait();
-        assert_eq!(&*after.cmd, "sleep");
         assert_eq!(after.cmdline.iter().map(|a| &**a).collect::<Vec<_>>(), ["sleep", "3600.75"]);
         assert!(after.exe.as_deref().is_some_and(|e| e.ends_with("sleep")), "{:?}", after.exe);
         assert!(after.cpu_percent.is_some(), "an exec is not a new process");
@@ -589,7 +602,11 @@ mod tests {
         assert!(first.find(me).is_some());
         assert!(first.kernel_threads.iter().any(|k| k.pid == 2), "kthreadd is a kernel thread");
         assert!(first.processes.iter().all(|p| p.pid != 2));
-        std::thread::sleep(Duration::from_millis(50));
+        // The host's CPU percent needs the kernel's CPU counters to have moved in between.
+        let counted = host::read(&s.cfg.proc_root).cpu_total;
+        wait_for("the host's CPU counters to move", || {
+            (host::read(&s.cfg.proc_root).cpu_total > counted).then_some(())
+        });
         let second = s.tick();
         assert!(second.find(me).unwrap().cpu_percent.is_some());
         assert_eq!(second.seq, first.seq + 1);

@@ -173,11 +173,21 @@ async fn query_parameters_filter_sort_limit_and_project() {
     // /v1/proc/cmd/{name} is the same as ?cmd=
     let l: ProcList = c.get_json(url, &format!("/v1/proc/cmd/{marker}"), T).await.unwrap();
     assert_eq!(l.total, 3);
-    // threads: k2i itself runs several threads
+    // threads: k2i itself runs several threads, its sampler among them, each row once
     let k2i_pid = i64::from(f.k2i.pid());
     let l = procs(c, url, &format!("pid={k2i_pid}&threads=true")).await;
     assert!(l.processes.len() > 1, "k2i has threads: {}", l.processes.len());
     assert!(l.processes.iter().all(|t| t["tid"].is_i64() && t["pid"].as_i64() == Some(k2i_pid)));
+    let tids: Vec<i64> = l.processes.iter().map(|t| t["tid"].as_i64().unwrap()).collect();
+    assert!(tids.windows(2).all(|w| w[0] < w[1]), "each thread once, by tid: {tids:?}");
+    assert!(tids.contains(&k2i_pid), "the main thread's tid is the pid: {tids:?}");
+    let names: Vec<&str> = l.processes.iter().map(|t| t["cmd"].as_str().unwrap()).collect();
+    assert!(names.contains(&"k2i-sampler"), "threads carry their own names: {names:?}");
+    // and of several processes at once: one row per thread of each (these have one)
+    let l = procs(c, url, &format!("cmd={marker}&threads=true")).await;
+    let rows: Vec<(i64, i64)> =
+        l.processes.iter().map(|t| (t["pid"].as_i64().unwrap(), t["tid"].as_i64().unwrap())).collect();
+    assert_eq!(rows, want.iter().map(|&p| (p, p)).collect::<Vec<_>>(), "{rows:?}");
     // kernel threads only when asked
     let with = procs(c, url, "kernel=true&pid=2").await;
     let without = procs(c, url, "pid=2").await;

@@ -11,6 +11,22 @@ use dcos_core::model::{ProcList, Process, ProcessDetail};
 use dcos_query::ProcQuery;
 use std::sync::Arc;
 
+/// The `/v1/proc` document for `query`. With `threads=true` the thread rows are read from
+/// `/proc/PID/task` now, a walk of the file system that is done on a blocking thread, off
+/// the async workers that serve every other request.
+async fn answer_list(
+    state: AppState,
+    snap: Arc<Snapshot>,
+    query: ProcQuery,
+    key: String,
+) -> Result<Response, ApiError> {
+    if query.threads {
+        tokio::task::spawn_blocking(move || render_list(&state, &snap, &query, key)).await?
+    } else {
+        render_list(&state, &snap, &query, key)
+    }
+}
+
 /// Runs `query` over `snap` and renders the `/v1/proc` document, or takes it from the
 /// cache when the same request was answered from the same snapshot.
 fn render_list(
@@ -82,7 +98,7 @@ pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Res
     let key = format!("/v1/proc?{}", raw.as_deref().unwrap_or(""));
     let query = ProcQuery::from_query(&query_pairs(raw)?)?;
     let snap = state.sampler.current().await;
-    render_list(&state, &snap, &query, key)
+    answer_list(state, snap, query, key).await
 }
 
 /// Same as `/v1/proc?cmd={name}`.
@@ -99,7 +115,7 @@ pub async fn by_cmd(
     pairs.push(("cmd".into(), name));
     let query = ProcQuery::from_query(&pairs)?;
     let snap = state.sampler.current().await;
-    render_list(&state, &snap, &query, key)
+    answer_list(state, snap, query, key).await
 }
 
 /// One process with its open files, limits and namespaces; 404 once it is gone.
@@ -131,8 +147,7 @@ pub async fn one(State(state): State<AppState>, Path(pid): Path<String>) -> Resu
         environ_readable: std::fs::File::open(root.join(pid.to_string()).join("environ")).is_ok(),
         process,
     })
-    .await
-    .map_err(|e| ApiError::new(axum::http::StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    .await?;
     Ok(json(&detail))
 }
 

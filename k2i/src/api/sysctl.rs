@@ -31,9 +31,7 @@ pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Res
         }
     }
     let sysctl = state.sysctl.clone();
-    let map = tokio::task::spawn_blocking(move || sysctl.list(&prefix))
-        .await
-        .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))??;
+    let map = tokio::task::spawn_blocking(move || sysctl.list(&prefix)).await??;
     Ok(json(&map))
 }
 
@@ -110,8 +108,7 @@ pub async fn put(
     let result = tokio::task::spawn_blocking(move || {
         sysctl.set(&target, &value).map(|(k, old)| (k, old, sysctl.get(&target)))
     })
-    .await
-    .map_err(|e| ApiError::new(StatusCode::INTERNAL_SERVER_ERROR, "internal", e.to_string()))?;
+    .await?;
     match result {
         Ok((key, old, now_value)) => {
             log(Some(&old), "ok");
