@@ -1,6 +1,7 @@
 //! Shared pieces of the benchmarks in `src/bin/`: a crowd of sleeping processes to measure
 //! against ([`sleepers`]), medians and percentiles ([`stats`]), and what `/proc` says about
-//! a process or the machine ([`probe`]), real middlecon daemons with their certificates
+//! a process or the machine ([`probe`]), the process table refreshed by k2i's sampler or by
+//! `sysinfo` ([`table`]), real middlecon daemons with their certificates
 //! ([`middlecon`]), and the options and output every report shares ([`report`]).
 //!
 //! Every benchmark measures the tool under test side by side with a reference in the same
@@ -11,3 +12,4 @@ pub mod probe;
 pub mod report;
 pub mod sleepers;
 pub mod stats;
+pub mod table;

@@ -1,7 +1,8 @@
 //! The k2i benchmark (issue 2): k2i's sampler and API measured side by side, in one run,
 //! with a floor (one read of every `/proc/PID/stat`) and with
 //! `ps -eo pid,ppid,user,%cpu,rss,stat,lstart,args`, among thousands of extra sleeping
-//! processes. Prints a Markdown table of medians, ratios and PASS/FAIL against the targets.
+//! processes. Prints a Markdown table of medians, ratios and PASS/FAIL against the targets,
+//! and a second one of the sampler against the `sysinfo` crate ([`dcos_bench::table`]).
 //!
 //! Run it as root through `scripts/bench-k2i.sh`, which builds `k2i` and this binary in
 //! release mode first. See `docs/benchmarks.md` for the method.
@@ -11,6 +12,7 @@ use clap::Parser;
 use dcos_bench::probe::{self, CpuSplit};
 use dcos_bench::sleepers::{self, Sleepers};
 use dcos_bench::stats::{ms, percentile, summarize, Summary};
+use dcos_bench::table::{self, Measured, Table};
 use dcos_core::pki::{self, LeafSpec};
 use dcos_core::tls::{Identity, TlsFiles};
 use dcos_core::Role;
@@ -67,10 +69,18 @@ struct Args {
     /// Helper processes that fork the sleeping processes.
     #[arg(long, default_value_t = 4)]
     helpers: usize,
+    /// Processes per table (k2i's sampler, sysinfo with and without threads) for the
+    /// side-by-side refresh measurement, taken in turn; 0 skips it.
+    #[arg(long, default_value_t = 5)]
+    table_runs: usize,
+    /// Refreshes after the first in each of those processes.
+    #[arg(long, default_value_t = 5)]
+    table_refreshes: usize,
 }
 
 fn main() -> ExitCode {
     sleepers::run_helper_if_requested();
+    table::run_child_if_requested();
     let args = Args::parse();
     match run(&args) {
         Ok(report) => match args.report.emit(&report) {
@@ -203,6 +213,27 @@ fn local_measurements(runs: usize, with_ps: bool) -> Result<Local> {
         std::thread::sleep(Duration::from_millis(200));
     }
     Ok(l)
+}
+
+/// Every [`Table`] `runs` times, in turn, each in a process of its own.
+fn table_measurements(runs: usize, refreshes: usize) -> Result<Vec<(Table, Vec<Measured>)>> {
+    let mut out: Vec<(Table, Vec<Measured>)> = Table::ALL.iter().map(|&t| (t, Vec::new())).collect();
+    for r in 0..runs {
+        for (t, all) in &mut out {
+            let m = table::measure(*t, refreshes)?;
+            progress(format!(
+                "table run {}/{runs}, {}: first {:.1} ms, steady {:.1} ms, {} rows, RSS {}",
+                r + 1,
+                t.arg(),
+                m.first_ms,
+                summarize(&m.steady_ms).median,
+                m.rows,
+                f_mb(m.rss_after)
+            ));
+            all.push(m);
+        }
+    }
+    Ok(out)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -520,6 +551,8 @@ struct Results {
     load_start: String,
     date: String,
     big: Local,
+    /// Each table's measurements ([`table_measurements`]), among the same processes as `big`.
+    tables: Vec<(Table, Vec<Measured>)>,
     http: Http,
     small: Local,
     idle: Vec<CpuWindow>,
@@ -767,7 +800,64 @@ fn render(r: &Results, args: &Args) -> String {
             x.measure, x.median, x.min, x.target, x.ratio, x.result
         );
     }
+    render_tables(&mut out, &r.tables, &n);
     out
+}
+
+/// The sampler against sysinfo: medians over the processes of each table, and how many
+/// times the sampler's each one's figures are.
+fn render_tables(out: &mut String, tables: &[(Table, Vec<Measured>)], procs: &str) {
+    let Some((_, sampler)) = tables.iter().find(|(t, m)| *t == Table::Sampler && !m.is_empty()) else {
+        return;
+    };
+    struct Figures {
+        first: f64,
+        steady: f64,
+        rss: f64,
+        grown: f64,
+    }
+    let figures = |all: &[Measured]| {
+        let steady: Vec<f64> = all.iter().flat_map(|m| m.steady_ms.iter().copied()).collect();
+        let mb = |f: &dyn Fn(&Measured) -> u64| {
+            summarize(&all.iter().map(|m| f(m) as f64).collect::<Vec<_>>()).median
+        };
+        Figures {
+            first: summarize(&all.iter().map(|m| m.first_ms).collect::<Vec<_>>()).median,
+            steady: summarize(&steady).median,
+            rss: mb(&|m| m.rss_after),
+            grown: mb(&|m| m.rss_after.saturating_sub(m.rss_before)),
+        }
+    };
+    let base = figures(sampler);
+    let _ = writeln!(
+        out,
+        "\n#### sysinfo against the sampler\n\n- {procs} processes in /proc; each table in a process of its own, {} of each in turn; \
+         medians (steady: over every refresh after the first, {} ms apart)\n",
+        sampler.len(),
+        table::GAP.as_millis()
+    );
+    let _ = writeln!(
+        out,
+        "| table | rows, threads | first refresh | steady refresh | × sampler | RSS after | of which the table | × sampler |"
+    );
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
+    for (t, all) in tables.iter().filter(|(_, m)| !m.is_empty()) {
+        let f = figures(all);
+        let last = &all[all.len() - 1];
+        let _ = writeln!(
+            out,
+            "| {} | {}, {} | {} | {} | {:.2} | {} | {} | {:.2} |",
+            t.label(),
+            thousands(last.rows),
+            if last.threads == 0 { "—".to_string() } else { thousands(last.threads as usize) },
+            f_ms(f.first),
+            f_ms(f.steady),
+            f.steady / base.steady,
+            f_mb(f.rss as u64),
+            f_mb(f.grown as u64),
+            f.grown / base.grown.max(1.0),
+        );
+    }
 }
 
 // ---------------------------------------------------------------------------------------
@@ -798,6 +888,7 @@ fn run(args: &Args) -> Result<String> {
     ));
 
     let big = local_measurements(args.runs, true)?;
+    let tables = table_measurements(args.table_runs, args.table_refreshes)?;
 
     progress("starting k2i");
     let k = K2i::start(&bin, &certs.host, &[])?;
@@ -848,6 +939,7 @@ fn run(args: &Args) -> Result<String> {
         load_start,
         date,
         big,
+        tables,
         http,
         small,
         idle,
