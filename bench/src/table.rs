@@ -211,7 +211,8 @@ impl Refresh for SysinfoTable {
                 rss: p.memory(),
                 vsz: p.virtual_memory(),
                 start_time: p.start_time(),
-                threads: p.tasks().map_or(0, |t| t.len()),
+                // The task list leaves out the main thread.
+                threads: p.tasks().map_or(0, |t| t.len() + 1),
                 io: p.disk_usage(),
             })
             .collect();
@@ -266,7 +267,10 @@ mod tests {
         assert!(rows_sys > 1 && threads_sys >= rows_sys as u64 / 2, "{rows_sys} rows, {threads_sys} threads");
         let (sys, _) = sys.made.as_ref().unwrap();
         let p = sys.process(sysinfo::Pid::from_u32(me)).expect("this process");
-        assert!(p.memory() > 0 && !p.cmd().is_empty() && p.tasks().is_some_and(|t| !t.is_empty()));
+        assert!(p.memory() > 0 && !p.cmd().is_empty());
+        let status = dcos_linux::status::read(dcos_linux::proc_root(), me).unwrap();
+        let threads = dcos_linux::status::numbers(&status, "Threads")[0] as usize;
+        assert_eq!(p.tasks().map(|t| t.len() + 1), Some(threads), "the task list and the main thread");
         let mut without = SysinfoTable::new(false);
         assert_eq!(without.refresh().1, 0, "no tasks, no thread count");
     }
