@@ -133,8 +133,14 @@ async fn load_over_the_target_starts_more_instances_within_a_second_up_to_max() 
     fake::eventually(|| host.instances("web").iter().filter(|i| i.state == pool::State::Ready).count() == 3)
         .await;
     assert!(step.elapsed() < Duration::from_secs(1), "scaled in {:?}", step.elapsed());
-    let used: std::collections::BTreeSet<&str> = clients.iter().map(|c| c.instance.as_str()).collect();
-    assert!(used.len() >= 2, "new connections went to the new instances: {used:?}");
+    // Connections that came while they started went to the instance that was ready; the
+    // next ones go to the least busy, the new ones.
+    let busiest = host.instances("web").into_iter().max_by_key(|i| i.inflight).unwrap();
+    for _ in 0..4 {
+        let c = Client::connect(&spec).await.unwrap();
+        assert_ne!(c.instance, busiest.id, "a new connection went to the busiest instance");
+        clients.push(c);
+    }
     assert_eq!(host.instances("web").len(), 3, "never more than --max");
 }
 
