@@ -92,12 +92,8 @@ impl Cgroups {
     /// cgroup v1 freezer's `freezer.state` if that hierarchy is mounted (the runtimes use it
     /// where it is), else the v2 tree's `cgroup.freeze`. `None` if neither says.
     pub fn frozen(&self, name: &str) -> Option<bool> {
-        let read =
-            |file: &str| self.dirs.iter().find_map(|d| std::fs::read_to_string(d.join(name).join(file)).ok());
-        if let Some(state) = read("freezer.state") {
-            return Some(state.trim() == "FROZEN");
-        }
-        read("cgroup.freeze").map(|v| v.trim() == "1")
+        let dirs: Vec<PathBuf> = self.dirs.iter().map(|d| d.join(name)).collect();
+        dcos_linux::freezer::frozen(&dirs)
     }
 
     /// Freezes workload `name`'s processes, as `runtime pause` does, and waits (at most
@@ -107,24 +103,23 @@ impl Cgroups {
     /// in time is thawed again. No runtime process: `runc pause` is one more process on
     /// every migration's downtime.
     pub async fn freeze(&self, name: &str, wait: Duration) -> std::io::Result<()> {
-        let find = |file: &str| self.dirs.iter().map(|d| d.join(name).join(file)).find(|f| f.exists());
-        let (control, value, frozen): (PathBuf, &str, Box<dyn Fn() -> std::io::Result<bool> + Send + Sync>) =
-            if let Some(f) = find("freezer.state") {
-                let state = f.clone();
-                (f, "FROZEN", Box::new(move || Ok(std::fs::read_to_string(&state)?.trim() == "FROZEN")))
-            } else if let Some(f) = find("cgroup.freeze") {
-                let events = f.with_file_name("cgroup.events");
-                let frozen = move || Ok(std::fs::read_to_string(&events)?.lines().any(|l| l == "frozen 1"));
-                (f, "1", Box::new(frozen))
-            } else {
-                return Err(std::io::Error::new(
-                    std::io::ErrorKind::NotFound,
-                    format!("no freezer holds the cgroup of {name}"),
-                ));
-            };
+        use dcos_linux::freezer::{v1_frozen, v2_frozen, V1_STATE, V2_FREEZE};
+        let find = |file: &str| self.dirs.iter().map(|d| d.join(name)).find(|d| d.join(file).exists());
+        // The directory, the file written and its value, and what says the kernel is done.
+        type Freezer = (PathBuf, &'static str, &'static str, fn(&Path) -> std::io::Result<bool>);
+        let (dir, file, value, frozen): Freezer = if let Some(d) = find(V1_STATE) {
+            (d, V1_STATE, "FROZEN", v1_frozen)
+        } else if let Some(d) = find(V2_FREEZE) {
+            (d, V2_FREEZE, "1", v2_frozen)
+        } else {
+            return Err(std::io::Error::new(
+                std::io::ErrorKind::NotFound,
+                format!("no freezer holds the cgroup of {name}"),
+            ));
+        };
         let until = Instant::now() + wait;
         let result = loop {
-            match std::fs::write(&control, value).and_then(|()| frozen()) {
+            match std::fs::write(dir.join(file), value).and_then(|()| frozen(&dir)) {
                 Ok(true) => break Ok(()),
                 Ok(false) if Instant::now() < until => tokio::time::sleep(Duration::from_millis(1)).await,
                 Ok(false) => {
@@ -320,11 +315,6 @@ mod tests {
     }
 
     fn is_root() -> bool {
-        std::fs::read_to_string("/proc/self/status")
-            .ok()
-            .and_then(|s| {
-                s.lines().find(|l| l.starts_with("Uid:")).map(|l| l.split_whitespace().nth(1) == Some("0"))
-            })
-            .unwrap_or(false)
+        nix::unistd::geteuid().is_root()
     }
 }

@@ -10,7 +10,6 @@
 //! ([`OciRuntime::init_pid`]), not from a `--pid-file`: runc writes that with `O_SYNC`, a
 //! disk flush in the middle of every start.
 
-use serde::Deserialize;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -130,42 +129,21 @@ impl OciRuntime {
         Ok(())
     }
 
-    /// What the runtime recorded of container `id`'s init in its own state under `--root`
-    /// (runc: `<root>/<id>/state.json`; crun: `<root>/<id>/status`), read without starting
-    /// a runtime process; `None` if there is no such state.
-    fn recorded(&self, id: &str) -> Option<RecordedInit> {
-        let dir = self.root.join(id);
-        ["state.json", "status"].iter().find_map(|file| {
-            let bytes = std::fs::read(dir.join(file)).ok()?;
-            serde_json::from_slice::<RecordedInit>(&bytes).ok().filter(|r| r.pid.is_some_and(|p| p > 0))
-        })
-    }
-
-    /// The init pid of container `id` as the runtime recorded it ([`OciRuntime::recorded`]).
-    /// The process may have ended since: [`OciRuntime::liveness`] checks.
+    /// The init pid of container `id` as the runtime recorded it in its own state under
+    /// `--root` (runc: `<root>/<id>/state.json`; crun: `<root>/<id>/status`), read without
+    /// starting a runtime process. The process may have ended since: [`OciRuntime::liveness`]
+    /// checks.
     pub fn init_pid(&self, id: &str) -> Option<u32> {
-        self.recorded(id).and_then(|r| r.pid)
+        dcos_linux::oci::read(&self.root, id).and_then(|s| s.init_pid).filter(|p| *p > 0)
     }
 
-    /// Whether container `id`'s init runs, from the runtime's state file and `/proc` alone:
-    /// what `runtime state` says (`running` or `stopped`; frozen is the cgroup's to tell),
-    /// without a runtime process for each container asked about. The
-    /// init counts as running only if it is the process the runtime started: not a zombie,
-    /// and with the start time the runtime recorded (a pid can be reused).
+    /// Whether container `id`'s init runs, from the runtime's state file and `/proc` alone
+    /// (`dcos_linux::oci::liveness`): what `runtime state` says (`running` or `stopped`;
+    /// frozen is the cgroup's to tell), without a runtime process for each container asked
+    /// about. The init counts as running only if it is the process the runtime started:
+    /// not a zombie, and with the start time the runtime recorded (a pid can be reused).
     pub fn liveness(&self, id: &str) -> Liveness {
-        let Some(rec) = self.recorded(id) else { return Liveness::Unknown };
-        let pid = rec.pid.unwrap_or(0);
-        let started = process_start(pid);
-        let same = match (rec.start, started) {
-            (Some(want), Some(got)) => want == got,
-            (None, Some(_)) => true,
-            (_, None) => false,
-        };
-        if same && process_running(pid) {
-            Liveness::Running(pid)
-        } else {
-            Liveness::Stopped
-        }
+        dcos_linux::oci::liveness(&self.root, dcos_linux::proc_root(), id)
     }
 
     /// Freezes every process of the container (cgroup freezer).
@@ -233,55 +211,20 @@ fn signal(pid: u32, sig: nix::sys::signal::Signal) -> std::io::Result<()> {
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid), sig).map_err(std::io::Error::from)
 }
 
-/// A container's init as the runtime recorded it: runc's `init_process_pid` and
-/// `init_process_start`, crun's `pid` and `process-start-time` (the start time is field 22
-/// of `/proc/PID/stat`, clock ticks since boot).
-#[derive(Debug, Deserialize)]
-struct RecordedInit {
-    #[serde(alias = "init_process_pid")]
-    pid: Option<u32>,
-    #[serde(alias = "init_process_start", alias = "process-start-time")]
-    start: Option<u64>,
-}
-
-/// [`OciRuntime::liveness`]: what the runtime's state file and `/proc` say of an init.
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
-pub enum Liveness {
-    /// The runtime keeps no state for the container.
-    Unknown,
-    /// Its init runs (or is frozen), with this pid.
-    Running(u32),
-    /// Its init has ended.
-    Stopped,
-}
-
-/// The start time of process `pid` (field 22 of `/proc/PID/stat`, clock ticks since boot).
-fn process_start(pid: u32) -> Option<u64> {
-    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
-    // Fields after `comm)`: the state is field 3, so field 22 is the 20th.
-    stat.rsplit_once(") ")?.1.split(' ').nth(19)?.parse().ok()
-}
+pub use dcos_linux::oci::Liveness;
 
 /// Whether process `pid` still runs: not gone and not a zombie waiting for its reaper
 /// (the runtime counts a container whose init is a zombie as stopped).
 pub(crate) fn process_running(pid: u32) -> bool {
-    match std::fs::read_to_string(format!("/proc/{pid}/stat")) {
-        // `pid (comm) S ...`: the state follows the last `)`, as comm may hold one.
-        Ok(stat) => stat.rsplit_once(") ").is_some_and(|(_, rest)| !rest.starts_with(['Z', 'X'])),
-        Err(_) => false,
-    }
+    dcos_linux::process::running(dcos_linux::proc_root(), pid)
 }
 
 /// Whether process `pid` catches `sig` (its `SigCgt` in `/proc/PID/status`). A container's
 /// init is PID 1 of its namespace: a signal it does not catch is ignored, not fatal.
 pub(crate) fn catches(pid: u32, sig: nix::sys::signal::Signal) -> bool {
-    let Ok(status) = std::fs::read_to_string(format!("/proc/{pid}/status")) else { return false };
-    let mask = status
-        .lines()
-        .find_map(|l| l.strip_prefix("SigCgt:"))
-        .and_then(|m| u64::from_str_radix(m.trim(), 16).ok())
-        .unwrap_or(0);
-    mask & (1 << (sig as i32 - 1)) != 0
+    let Ok(status) = dcos_linux::status::read(dcos_linux::proc_root(), pid) else { return false };
+    let mask = dcos_linux::status::value(&status, "SigCgt").and_then(|m| u64::from_str_radix(m, 16).ok());
+    mask.unwrap_or(0) & (1 << (sig as i32 - 1)) != 0
 }
 
 /// The last lines of a log, for an error message.
@@ -345,7 +288,7 @@ mod tests {
         assert_eq!(rt.liveness("web"), Liveness::Unknown, "no state: the runtime does not know it");
         let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = sleeper.id();
-        let start = process_start(pid).expect("the start time of a live process");
+        let start = dcos_linux::process::start_time(dcos_linux::proc_root(), pid).expect("a live process");
         let write = |id: &str, file: &str, json: String| {
             std::fs::create_dir_all(state.path().join(id)).unwrap();
             std::fs::write(state.path().join(id).join(file), json).unwrap();
