@@ -197,6 +197,10 @@ pub struct Container {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
     pub bundle: Option<Arc<str>>,
+    /// The dcos service it is an instance of (middlecon's annotation `dcos.service`).
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    #[cfg_attr(feature = "openapi", schema(value_type = Option<String>))]
+    pub service: Option<Arc<str>>,
 }
 
 /// `GET /v1/containers`.

@@ -125,10 +125,18 @@ async fn a_request_wakes_a_stopped_service_and_its_idle_instance_stops_leaving_n
     assert_eq!((summary.cold_starts, summary.connections), (1, 1), "{summary:?}");
     assert_eq!(shown.instances.len(), 1);
     assert_eq!(shown.instances[0].state(), pb::InstanceState::Ready);
-    // The instance is a workload of the host, tagged with its service.
+    // The instance is a workload of the host, tagged with its service, and k2i names it so.
     let listed = mesh.list(0).await;
     assert_eq!(listed.len(), 1, "{listed:?}");
     assert_eq!((listed[0].service.as_str(), listed[0].status.as_str()), ("web", "running"));
+    let k2i = mesh.k2i(0);
+    let admin = mesh.pki.client("admin");
+    dcos_tests::eventually(Duration::from_secs(10), "the instance in k2i with its service", || async {
+        let l: dcos_core::model::ContainerList =
+            admin.get_json(k2i.url(), "/v1/containers", Duration::from_secs(5)).await.ok()?;
+        l.containers.iter().any(|c| &*c.name == "web.0" && c.service.as_deref() == Some("web")).then_some(())
+    })
+    .await;
     // A warm request is answered by the same instance.
     assert_eq!(get(front(&mesh, 0)).await.unwrap().0, 200);
     assert_eq!(show(&mesh, 0).await.instances[0].connections, 2);

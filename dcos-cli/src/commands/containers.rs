@@ -30,6 +30,7 @@ pub async fn run(ctx: &Context) -> Result<u8, SetupError> {
                 if ctx.format == Format::Wide {
                     row[1] = c.id.to_string();
                     row.push(c.mem_limit_bytes.map(table::human_bytes).unwrap_or_else(|| "-".into()));
+                    row.push(c.service.as_deref().unwrap_or("-").to_string());
                     row.push(c.cgroup.to_string());
                 }
                 rows.push(row);
@@ -49,7 +50,7 @@ pub async fn run(ctx: &Context) -> Result<u8, SetupError> {
             table::render(
                 &[
                     "HOST", "ID", "NAME", "RUNTIME", "STATUS", "PID", "PROCS", "%CPU", "MEM", "LIMIT",
-                    "CGROUP"
+                    "SERVICE", "CGROUP"
                 ],
                 &rows
             )

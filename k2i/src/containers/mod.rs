@@ -302,6 +302,7 @@ impl Catalog {
                 started_at: Some(started_at),
                 pod_uid: known.and_then(|k| k.pod_uid.clone()),
                 bundle: oci.and_then(|o| o.state.bundle.as_deref()).map(Into::into),
+                service: oci.and_then(|o| o.service.as_deref()).map(Into::into),
             });
         }
 
@@ -326,6 +327,7 @@ impl Catalog {
                 started_at: oc.state.created.as_deref().map(Into::into),
                 pod_uid: identity.pod_uid.map(Into::into),
                 bundle: oc.state.bundle.as_deref().map(Into::into),
+                service: oc.service.as_deref().map(Into::into),
             });
         }
 

@@ -19,6 +19,8 @@ pub use dcos_linux::oci::Status as OciStatus;
 /// Annotations (runc records them as labels) whose value names the container, first match
 /// wins. `dcos.name` is the one dcos workloads set.
 pub const NAME_KEYS: [&str; 3] = ["dcos.name", "io.kubernetes.container.name", "nerdctl/name"];
+/// The annotation naming the dcos service a container is an instance of.
+pub const SERVICE_KEY: &str = "dcos.service";
 
 /// One container found in an OCI runtime state directory.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -27,6 +29,8 @@ pub struct OciContainer {
     pub runtime: Runtime,
     /// From a [`NAME_KEYS`] annotation, else the id.
     pub name: String,
+    /// The dcos service it is an instance of ([`SERVICE_KEY`]).
+    pub service: Option<String>,
     /// What the runtime recorded.
     pub state: ContainerState,
 }
@@ -40,7 +44,8 @@ impl OciContainer {
             .filter(|n| !n.is_empty())
             .cloned()
             .unwrap_or_else(|| state.id.clone());
-        OciContainer { runtime, name, state }
+        let service = annotations.get(SERVICE_KEY).filter(|s| !s.is_empty()).cloned();
+        OciContainer { runtime, name, service, state }
     }
 
     pub fn id(&self) -> &str {
