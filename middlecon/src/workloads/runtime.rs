@@ -311,8 +311,11 @@ mod tests {
     #[test]
     fn a_caught_signal_is_told_apart_from_one_left_to_its_default() {
         use nix::sys::signal::Signal;
+        // Its `sleep` outlives it by up to a second: it must not hold the test's output open.
         let mut trapping = std::process::Command::new("sh")
             .args(["-c", "trap 'exit 0' TERM; while :; do sleep 1; done"])
+            .stdout(std::process::Stdio::null())
+            .stderr(std::process::Stdio::null())
             .spawn()
             .unwrap();
         let pid = trapping.id();
