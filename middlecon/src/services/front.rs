@@ -81,7 +81,7 @@ async fn handle(service: Arc<Service>, spill: Arc<dyn Spill>, conn: TcpStream, f
     // An instance that refuses (it died between its last check and now) is failed, and the
     // connection tries the next one.
     for _ in 0..3 {
-        let lease = match service.admit().await {
+        let mut lease = match service.admit().await {
             Ok(l) => l,
             Err(Refused::Closing) => {
                 service.counters.closed_on_stop.inc();
@@ -90,7 +90,12 @@ async fn handle(service: Arc<Service>, spill: Arc<dyn Spill>, conn: TcpStream, f
             // Counted and logged by admit; dropping the connection closes it.
             Err(_) => return,
         };
-        match TcpStream::connect(lease.addr()).await {
+        let warm = lease.warm.take().filter(|w| lease.usable(w));
+        let upstream = match warm {
+            Some(w) => Ok(w),
+            None => TcpStream::connect(lease.addr()).await,
+        };
+        match upstream {
             Ok(upstream) => {
                 relay(&service, conn, upstream).await;
                 drop(lease);

@@ -31,6 +31,7 @@ use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::atomic::{AtomicBool, AtomicU64, Ordering};
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant, SystemTime};
+use tokio::net::TcpStream;
 use tokio::sync::Notify;
 
 /// Failed starts allowed per [`FAILURE_WINDOW`] before the service is throttled.
@@ -69,9 +70,42 @@ pub struct Instance {
     pub taken: u64,
     /// When its last connection ended (or it became ready).
     pub idle_since: Instant,
+    /// A connection to its port made ahead of time, for the next client ([`Service::warm_up`]).
+    warm: Option<TcpStream>,
+    /// That connection is being made.
+    warming: bool,
+    /// It sent bytes on a connection before the client did: it gets no connection ahead
+    /// of time ([`Lease::usable`]).
+    speaks_first: bool,
 }
 
 impl Instance {
+    /// A new instance of the pool.
+    fn new(id: String, port: u16, state: State, spare: bool, pid: u32, started_unix_ms: i64) -> Instance {
+        let now = Instant::now();
+        Instance {
+            id,
+            port,
+            state,
+            spare,
+            retiring: false,
+            pid,
+            started: now,
+            started_unix_ms,
+            inflight: 0,
+            taken: 0,
+            idle_since: now,
+            warm: None,
+            warming: false,
+            speaks_first: false,
+        }
+    }
+
+    /// May hold a warm connection: ready, not leaving, and not one that speaks first.
+    fn warmable(&self) -> bool {
+        self.state == State::Ready && !self.retiring && !self.speaks_first
+    }
+
     /// Takes new connections.
     fn open(&self) -> bool {
         self.state == State::Ready && !self.spare && !self.retiring
@@ -165,9 +199,29 @@ pub struct Lease {
     service: Arc<Service>,
     pub id: String,
     pub port: u16,
+    /// The instance's warm connection, if it had one ([`Service::warm_up`]).
+    pub warm: Option<TcpStream>,
 }
 
 impl Lease {
+    /// Whether `warm`, the instance's connection made ahead of time, may carry this client:
+    /// only if the instance has neither closed it nor sent anything on it. An instance that
+    /// speaks first (a banner) gets no more such connections: its greeting is the client's.
+    pub fn usable(&self, warm: &TcpStream) -> bool {
+        use nix::sys::socket::{recv, MsgFlags};
+        use std::os::fd::AsRawFd;
+        match recv(warm.as_raw_fd(), &mut [0u8; 1], MsgFlags::MSG_PEEK | MsgFlags::MSG_DONTWAIT) {
+            Err(nix::errno::Errno::EAGAIN) => true,
+            Ok(n) if n > 0 => {
+                if let Some(i) = self.service.pool().get(&self.id) {
+                    i.speaks_first = true;
+                }
+                false
+            }
+            _ => false,
+        }
+    }
+
     /// The instance's address.
     pub fn addr(&self) -> SocketAddr {
         SocketAddr::from((Ipv4Addr::LOCALHOST, self.port))
@@ -214,7 +268,6 @@ impl Service {
         adopted: Vec<crate::workloads::Workload>,
     ) -> Arc<Service> {
         let mut next = 0;
-        let now = Instant::now();
         let instances = adopted
             .into_iter()
             .filter_map(|w| {
@@ -222,19 +275,7 @@ impl Service {
                 next = next.max(n + 1);
                 let port = w.env.get("PORT")?.parse().ok()?;
                 tracing::info!(service = %spec.name, instance = %w.name, port, "instance re-adopted");
-                Some(Instance {
-                    id: w.name,
-                    port,
-                    state: State::Ready,
-                    spare: false,
-                    retiring: false,
-                    pid: w.pid,
-                    started: now,
-                    started_unix_ms: w.started_unix_ms,
-                    inflight: 0,
-                    taken: 0,
-                    idle_since: now,
-                })
+                Some(Instance::new(w.name, port, State::Ready, false, w.pid, w.started_unix_ms))
             })
             .collect();
         Arc::new(Service {
@@ -330,10 +371,11 @@ impl Service {
             i.retiring = true;
             self.counters.renewals.inc();
         }
-        let lease = Lease { service: self.clone(), id: i.id.clone(), port: i.port };
+        let lease = Lease { service: self.clone(), id: i.id.clone(), port: i.port, warm: i.warm.take() };
         self.counters.connections.inc();
         // The load just rose: what it wants starts now, not at the next tick.
         self.scale(pool);
+        self.warm_up(pool);
         Some(lease)
     }
 
@@ -393,19 +435,8 @@ impl Service {
                 return false;
             }
         };
-        pool.instances.push(Instance {
-            id: id.clone(),
-            port,
-            state: State::Starting,
-            spare,
-            retiring: false,
-            pid: 0,
-            started: now,
-            started_unix_ms: crate::peer::unix_ms(SystemTime::now()),
-            inflight: 0,
-            taken: 0,
-            idle_since: now,
-        });
+        let started_unix_ms = crate::peer::unix_ms(SystemTime::now());
+        pool.instances.push(Instance::new(id.clone(), port, State::Starting, spare, 0, started_unix_ms));
         let service = self.clone();
         tokio::spawn(async move { service.bring_up(id, port).await });
         true
@@ -436,9 +467,10 @@ impl Service {
         }
         let until = began + self.spec.start_timeout;
         let addr = SocketAddr::from((Ipv4Addr::LOCALHOST, port));
-        loop {
-            if tokio::net::TcpStream::connect(addr).await.is_ok() {
-                break;
+        // The connection that finds it ready is kept for its first client.
+        let first = loop {
+            if let Ok(conn) = TcpStream::connect(addr).await {
+                break conn;
             }
             if self.closing.load(Ordering::SeqCst) {
                 return self.fail(&id, format!("{id}: the service closed while it started"), true);
@@ -452,7 +484,7 @@ impl Service {
                 return self.fail(&id, format!("{id} did not accept on port {port} within {waited:?}"), true);
             }
             tokio::time::sleep(READY_POLL).await;
-        }
+        };
         let mut pool = self.pool();
         let Some(i) = pool.get(&id).filter(|_| !self.closing.load(Ordering::SeqCst)) else {
             // The service was removed (or the daemon stops) while this one started: it is
@@ -464,10 +496,43 @@ impl Service {
         i.state = State::Ready;
         i.idle_since = Instant::now();
         let spare = i.spare;
+        if i.warmable() {
+            let _ = first.set_nodelay(true);
+            i.warm = Some(first);
+        }
         drop(pool);
         tracing::info!(service = %self.spec.name, instance = %id, port, spare,
             ready_ms = began.elapsed().as_millis() as u64, "instance ready");
         self.changed.notify_waiters();
+    }
+
+    /// Makes a connection ahead of time to every ready instance that has none (one at a
+    /// time each, under the pool lock; the connects run in the background). A new client is
+    /// then relayed at once, without waiting for a connect and the instance's accept: what
+    /// a front adds to a request is the relay alone. The instance sees a connection that
+    /// has sent nothing yet; one it closes is found closed at use and replaced
+    /// ([`Lease::usable`]).
+    fn warm_up(self: &Arc<Self>, pool: &mut Pool) {
+        for i in pool.instances.iter_mut().filter(|i| i.warmable() && i.warm.is_none() && !i.warming) {
+            i.warming = true;
+            let (service, id, port) = (self.clone(), i.id.clone(), i.port);
+            tokio::spawn(async move {
+                let made = TcpStream::connect((Ipv4Addr::LOCALHOST, port)).await;
+                let mut pool = service.pool();
+                let Some(i) = pool.get(&id) else { return };
+                i.warming = false;
+                match made {
+                    Ok(conn) if i.warmable() => {
+                        let _ = conn.set_nodelay(true);
+                        i.warm = Some(conn);
+                    }
+                    Ok(_) => {}
+                    Err(e) => {
+                        tracing::debug!(service = %service.spec.name, instance = %id, "warm connection: {e}")
+                    }
+                }
+            });
+        }
     }
 
     /// Whether instance `id`'s workload has ended (or is gone).
@@ -538,6 +603,9 @@ impl Service {
                     i.state = State::Draining;
                     i.idle_since = now;
                 }
+                if !i.warmable() {
+                    i.warm = None;
+                }
                 let drained = i.inflight == 0 || now.duration_since(i.idle_since) >= spec.drain;
                 if i.state == State::Draining && drained {
                     if i.inflight > 0 {
@@ -555,6 +623,7 @@ impl Service {
             // Stopping ones leave the pool now: their workloads stop in the background.
             pool.instances.retain(|i| !stop.contains(&i.id));
             self.scale(&mut pool);
+            self.warm_up(&mut pool);
         }
         for id in gone {
             self.fail(&id, format!("{id} exited"), true);

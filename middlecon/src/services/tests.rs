@@ -3,6 +3,7 @@
 
 use super::*;
 use crate::workloads::fake::{self, FakeHost};
+use std::collections::BTreeMap;
 use std::sync::atomic::Ordering;
 use std::time::Instant;
 use tokio::io::{AsyncBufReadExt, AsyncWriteExt, BufReader};
@@ -72,7 +73,9 @@ struct Client {
 
 impl Client {
     async fn connect(spec: &ServiceSpec) -> std::io::Result<Client> {
-        let conn = TcpStream::connect(("127.0.0.1", spec.port)).await?;
+        let mut conn = TcpStream::connect(("127.0.0.1", spec.port)).await?;
+        // The instance answers once the client has spoken (unless it greets first).
+        conn.write_all(b"hello\n").await?;
         let mut lines = BufReader::new(conn);
         let mut instance = String::new();
         lines.read_line(&mut instance).await?;
@@ -133,15 +136,55 @@ async fn load_over_the_target_starts_more_instances_within_a_second_up_to_max() 
     fake::eventually(|| host.instances("web").iter().filter(|i| i.state == pool::State::Ready).count() == 3)
         .await;
     assert!(step.elapsed() < Duration::from_secs(1), "scaled in {:?}", step.elapsed());
-    // Connections that came while they started went to the instance that was ready; the
-    // next ones go to the least busy, the new ones.
-    let busiest = host.instances("web").into_iter().max_by_key(|i| i.inflight).unwrap();
+    // Connections that came while they started went to the instance that was ready; each
+    // next one goes to an instance with the fewest open connections.
     for _ in 0..4 {
+        let before: BTreeMap<String, u32> =
+            host.instances("web").into_iter().map(|i| (i.id, i.inflight)).collect();
         let c = Client::connect(&spec).await.unwrap();
-        assert_ne!(c.instance, busiest.id, "a new connection went to the busiest instance");
+        let least = *before.values().min().unwrap();
+        assert_eq!(before[&c.instance], least, "{} took it, with {before:?}", c.instance);
         clients.push(c);
     }
     assert_eq!(host.instances("web").len(), 3, "never more than --max");
+}
+
+#[tokio::test]
+async fn a_ready_instance_has_a_connection_made_ahead_of_time_for_the_next_client() {
+    let host = Host::new().await;
+    let mut spec = host.spec("web");
+    spec.min = 1;
+    let spec = host.create(spec).await;
+    let fake = &host.machine.containers;
+    // The connection that found it ready is kept for the first client.
+    fake::eventually(|| host.instances("web").iter().any(|i| i.state == pool::State::Ready)).await;
+    assert_eq!((fake.accepted(), host.instances("web")[0].connections), (1, 0));
+    for n in 1..=3 {
+        let mut c = Client::connect(&spec).await.unwrap();
+        assert_eq!(c.echo("through a warm connection").await, "through a warm connection");
+        // Each client took the warm one, and another was made for the next.
+        fake::eventually(|| fake.accepted() == n + 1).await;
+    }
+    // An instance that speaks first gets no connection ahead of time: its greeting is the
+    // client's to read.
+    let host = Host::new().await;
+    host.machine.containers.greets.store(true, Ordering::SeqCst);
+    let mut spec = host.spec("web");
+    spec.min = 1;
+    let spec = host.create(spec).await;
+    let fake = &host.machine.containers;
+    fake::eventually(|| host.instances("web").iter().any(|i| i.state == pool::State::Ready)).await;
+    for _ in 0..3 {
+        let c = Client::connect(&spec).await.unwrap();
+        assert_eq!(c.instance, "web.0");
+    }
+    // Once it is known to greet, one connection per client and none ahead of time.
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    let before = fake.accepted();
+    let c = Client::connect(&spec).await.unwrap();
+    assert_eq!(c.instance, "web.0");
+    tokio::time::sleep(Duration::from_millis(200)).await;
+    assert_eq!(fake.accepted(), before + 1, "one connection for the client, none made ahead");
 }
 
 #[tokio::test]

@@ -4,8 +4,9 @@
 //! outlive a daemon's restart: a test reopens [`Workloads`] on the same fake.
 //!
 //! A container whose environment has `PORT` (a service's instance) listens there, in
-//! process: each connection is answered with the container's id and a newline, then
-//! echoed, until the container stops.
+//! process: on each connection, once the client has sent a first line, it answers with the
+//! container's id and a newline, then echoes, until the container stops ([`FakeContainers::
+//! greets`] has it send the id first instead, as a server with a banner would).
 
 use super::{ContainerStatus, Containers, RunSpec, WorkloadError, Workloads};
 use std::collections::HashMap;
@@ -31,6 +32,10 @@ pub struct FakeContainers {
     pub started: AtomicU32,
     /// How long a start takes, in milliseconds (a slow runtime or image).
     pub start_ms: std::sync::atomic::AtomicU64,
+    /// Instances send their id as soon as a connection is accepted (a banner).
+    pub greets: AtomicBool,
+    /// Connections the instances accepted ([`FakeContainers::accepted`]).
+    accepted_shared: std::sync::OnceLock<Arc<AtomicU32>>,
 }
 
 impl FakeContainers {
@@ -52,6 +57,16 @@ impl FakeContainers {
         let mut ids: Vec<String> = self.state().keys().cloned().collect();
         ids.sort();
         ids
+    }
+
+    /// A handle on [`FakeContainers::accepted`] for the listeners' tasks.
+    fn accepted_counter(&self) -> Arc<AtomicU32> {
+        self.accepted_shared.get_or_init(|| Arc::new(AtomicU32::new(0))).clone()
+    }
+
+    /// Connections the instances accepted so far.
+    pub fn accepted(&self) -> u32 {
+        self.accepted_counter().load(Ordering::SeqCst)
     }
 
     /// Container `id`'s process ends by itself.
@@ -78,13 +93,20 @@ impl FakeContainers {
         listener.set_nonblocking(true).unwrap();
         let listener = tokio::net::TcpListener::from_std(listener).unwrap();
         let name = id.to_string();
+        let greets = self.greets.load(Ordering::SeqCst);
+        let counts = self.accepted_counter();
         let server = tokio::spawn(async move {
-            while let Ok((mut conn, _)) = listener.accept().await {
+            while let Ok((conn, _)) = listener.accept().await {
+                counts.fetch_add(1, Ordering::SeqCst);
                 let name = name.clone();
                 tokio::spawn(async move {
-                    use tokio::io::AsyncWriteExt;
-                    if conn.write_all(format!("{name}\n").as_bytes()).await.is_ok() {
-                        let (mut r, mut w) = conn.split();
+                    use tokio::io::{AsyncBufReadExt, AsyncWriteExt};
+                    let mut conn = tokio::io::BufReader::new(conn);
+                    if !greets && conn.read_line(&mut String::new()).await.unwrap_or(0) == 0 {
+                        return;
+                    }
+                    if conn.get_mut().write_all(format!("{name}\n").as_bytes()).await.is_ok() {
+                        let (mut r, mut w) = tokio::io::split(conn);
                         let _ = tokio::io::copy(&mut r, &mut w).await;
                     }
                 });
