@@ -86,12 +86,7 @@ impl Daemon {
             .arg(&socket)
             .arg("--state-dir")
             .arg(&spec.state_dir)
-            .arg("--cert")
-            .arg(&spec.tls.cert)
-            .arg("--key")
-            .arg(&spec.tls.key)
-            .arg("--ca")
-            .arg(&spec.tls.ca);
+            .args(spec.tls.flags());
         for seed in &spec.seeds {
             cmd.arg("--seed").arg(seed.to_string());
         }

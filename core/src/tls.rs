@@ -48,6 +48,20 @@ pub struct TlsFiles {
     pub ca: PathBuf,
 }
 
+impl TlsFiles {
+    /// `--cert F --key F --ca F`: the flags that give a daemon (or `dcos`) these files.
+    pub fn flags(&self) -> [&std::ffi::OsStr; 6] {
+        [
+            "--cert".as_ref(),
+            self.cert.as_ref(),
+            "--key".as_ref(),
+            self.key.as_ref(),
+            "--ca".as_ref(),
+            self.ca.as_ref(),
+        ]
+    }
+}
+
 /// Loaded TLS material, checked for basic sanity.
 #[derive(Debug)]
 pub struct Identity {

@@ -16,7 +16,7 @@ use dcos_core::pki::{self, LeafSpec};
 use dcos_core::tls::{Identity, TlsFiles};
 use dcos_core::Role;
 use k2i_client::K2iClient;
-use std::path::{Path, PathBuf};
+use std::path::PathBuf;
 use std::process::{Child, Command, Stdio};
 use std::time::{Duration, Instant};
 
@@ -27,14 +27,6 @@ pub fn bin(name: &str) -> PathBuf {
     dcos_localfleet::built_binary(name).unwrap_or_else(|| {
         panic!("{name} is not built; run `cargo build --workspace --bins` first (scripts/test does)")
     })
-}
-
-/// `--cert F --key F --ca F`: the flags that give a daemon (or `dcos`) `tls`.
-pub fn tls_args(tls: &TlsFiles) -> [&str; 6] {
-    fn s(p: &Path) -> &str {
-        p.to_str().expect("temporary paths are UTF-8")
-    }
-    ["--cert", s(&tls.cert), "--key", s(&tls.key), "--ca", s(&tls.ca)]
 }
 
 /// A fleet CA in a temporary directory, with certificates issued on demand.
@@ -117,12 +109,7 @@ impl Daemon {
             None => Command::new(&k2i),
         };
         cmd.args(["--listen", "127.0.0.1:0"])
-            .arg("--cert")
-            .arg(&tls.cert)
-            .arg("--key")
-            .arg(&tls.key)
-            .arg("--ca")
-            .arg(&tls.ca)
+            .args(tls.flags())
             .args(extra)
             .stdout(Stdio::piped())
             .stderr(std::fs::File::create(&stderr_log)?);

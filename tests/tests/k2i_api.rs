@@ -379,16 +379,7 @@ fn bad_settings_stop_k2i_before_it_binds_with_exit_2() {
     let pki = Pki::new();
     let host = pki.issue("node-a", Role::Host);
     let run = |tls: &TlsFiles, args: &[&str]| {
-        Command::new(dcos_tests::bin("k2i"))
-            .arg("--cert")
-            .arg(&tls.cert)
-            .arg("--key")
-            .arg(&tls.key)
-            .arg("--ca")
-            .arg(&tls.ca)
-            .args(args)
-            .output()
-            .unwrap()
+        Command::new(dcos_tests::bin("k2i")).args(tls.flags()).args(args).output().unwrap()
     };
     for (args, setting) in [
         (&["--sample-interval", "soon"][..], "sample-interval"),

@@ -289,12 +289,7 @@ impl K2i {
     fn start(bin: &Path, tls: &TlsFiles, extra: &[&str]) -> Result<K2i> {
         let mut child = Command::new(bin)
             .args(["--listen", "127.0.0.1:0", "--name", "bench"])
-            .arg("--cert")
-            .arg(&tls.cert)
-            .arg("--key")
-            .arg(&tls.key)
-            .arg("--ca")
-            .arg(&tls.ca)
+            .args(tls.flags())
             .args(extra)
             .env("RUST_LOG", "warn")
             .stdin(Stdio::null())

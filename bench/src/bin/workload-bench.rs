@@ -526,7 +526,7 @@ impl Bench {
             let files = self.pki.files("admin");
             let api = host.api_addr().to_string();
             let mut cmd = Command::new(dcos);
-            cmd.arg("--cert").arg(&files.cert).arg("--key").arg(&files.key).arg("--ca").arg(&files.ca);
+            cmd.args(files.flags());
             cmd.args(["run", "--api", &api, "--host", &host.name, "--name", name, "--rootfs"]);
             cmd.arg(&self.base_rootfs).args(["--timeout", "30s", "--", "sh", "-c", SCRIPT]);
             let (out, elapsed) = timed(&mut cmd)?;
