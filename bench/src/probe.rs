@@ -1,4 +1,5 @@
-//! What `/proc` says about one process (CPU time, memory) and about the machine.
+//! What `/proc` says about one process (CPU time, memory) and about the machine, and which
+//! version a reference tool is.
 
 use anyhow::{Context, Result};
 use dcos_linux::{stat, status};
@@ -145,6 +146,16 @@ pub fn own_and_children_secs() -> f64 {
 pub fn loadavg() -> String {
     let text = read_trimmed("/proc/loadavg");
     text.split_whitespace().take(3).collect::<Vec<_>>().join(" ")
+}
+
+/// The first line `binary --version` prints (a tool the benchmark runs as its reference).
+pub fn version(binary: &Path) -> String {
+    std::process::Command::new(binary)
+        .arg("--version")
+        .output()
+        .ok()
+        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
+        .unwrap_or_else(|| "unknown version".into())
 }
 
 /// A one-line description of the machine: CPUs, CPU model, kernel, memory.

@@ -634,30 +634,13 @@ fn timed(cmd: &mut Command) -> Result<(std::process::Output, f64)> {
 fn logged_run_ms(log: &str, name: &str, key: &str) -> Option<f64> {
     let field = format!("workload={name} ");
     let key = format!("{key}=");
-    log.lines().map(strip_ansi).filter(|l| l.contains("workload running") && l.contains(&field)).find_map(
-        |l| {
+    log.lines()
+        .map(dcos_bench::daemon_log::strip_ansi)
+        .filter(|l| l.contains("workload running") && l.contains(&field))
+        .find_map(|l| {
             let v = l.split(key.as_str()).nth(1)?;
             v.split_whitespace().next()?.parse().ok()
-        },
-    )
-}
-
-/// `line` without terminal colour sequences (`ESC [ ... m`).
-fn strip_ansi(line: &str) -> String {
-    let mut out = String::with_capacity(line.len());
-    let mut chars = line.chars();
-    while let Some(c) = chars.next() {
-        if c == '\u{1b}' {
-            for d in chars.by_ref() {
-                if d == 'm' {
-                    break;
-                }
-            }
-        } else {
-            out.push(c);
-        }
-    }
-    out
+        })
 }
 
 /// Writes `mib` MiB from `/dev/urandom` to `path`.
@@ -796,16 +779,6 @@ fn runtime_run(args: &RuntimeRunArgs) -> Result<()> {
     Ok(())
 }
 
-/// The version line of `binary --version`.
-fn version(binary: &Path) -> String {
-    Command::new(binary)
-        .arg("--version")
-        .output()
-        .ok()
-        .and_then(|o| String::from_utf8_lossy(&o.stdout).lines().next().map(str::to_string))
-        .unwrap_or_else(|| "unknown version".into())
-}
-
 async fn run(args: &RunArgs) -> Result<String> {
     let started = Instant::now();
     let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
@@ -878,7 +851,7 @@ async fn run(args: &RunArgs) -> Result<String> {
         date,
         load_start,
         seconds: started.elapsed().as_secs_f64(),
-        runc: version(&b.runc),
+        runc: probe::version(&b.runc),
         crun: crun_note,
         cli: b.dcos_run.as_ref().map(|p| p.display().to_string()),
         middlecon: middlecon.display().to_string(),
@@ -897,7 +870,7 @@ async fn measure(b: &Bench, args: &RunArgs, crun: Option<&Path>) -> Result<(Samp
     let (crun, note) = match crun {
         None => (None, "crun is not installed".to_string()),
         Some(c) => match plain.run(c, "crun-probe") {
-            Ok(_) => (Some(c), format!("{} runs the bundle", version(c))),
+            Ok(_) => (Some(c), format!("{} runs the bundle", probe::version(c))),
             Err(e) => {
                 progress(format!("crun refuses to run the bundle: {e:#}"));
                 (None, crun_refusal(c, &e))
@@ -916,7 +889,7 @@ async fn measure(b: &Bench, args: &RunArgs, crun: Option<&Path>) -> Result<(Samp
 fn crun_refusal(crun: &Path, e: &anyhow::Error) -> String {
     let msg = format!("{e:#}");
     let last = msg.lines().rfind(|l| !l.trim().is_empty()).unwrap_or("").trim().to_string();
-    format!("{} refuses the bundle on this machine: `{last}`", version(crun))
+    format!("{} refuses the bundle on this machine: `{last}`", probe::version(crun))
 }
 
 async fn measure_with(
