@@ -1,6 +1,7 @@
 //! What every benchmark's report shares: the `--out` and `--note` options
 //! ([`ReportArgs`], flattened into each benchmark's own), progress lines on stderr
-//! ([`progress`]), and the finished report printed and written ([`ReportArgs::emit`]).
+//! ([`progress`]), the finished report printed and written ([`ReportArgs::emit`]), and a
+//! mode's outcome as the process's exit code ([`exit_code`]).
 
 use anyhow::{Context, Result};
 use std::path::PathBuf;
@@ -30,4 +31,15 @@ impl ReportArgs {
 /// A progress line of `tool` on stderr.
 pub fn progress(tool: &str, msg: &str) {
     eprintln!("[{tool}] {msg}");
+}
+
+/// A mode's outcome as the exit code: an error is printed on stderr after `what`.
+pub fn exit_code(what: &str, result: Result<()>) -> std::process::ExitCode {
+    match result {
+        Ok(()) => std::process::ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("{what}: {e:#}");
+            std::process::ExitCode::FAILURE
+        }
+    }
 }

@@ -262,13 +262,7 @@ fn main() -> ExitCode {
         Mode::Get(args) => ("service-bench get", get(&args)),
         Mode::Load(args) => ("service-bench load", load(&args)),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{what}: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    dcos_bench::report::exit_code(what, result)
 }
 
 fn progress(msg: impl AsRef<str>) {
@@ -346,6 +340,12 @@ struct Loaded {
     direct_rps: Vec<f64>,
     front_failed: u64,
     direct_failed: u64,
+    /// Requests answered, every phase included.
+    front_done: u64,
+    direct_done: u64,
+    /// The client's own CPU per request in the throughput slices, in µs.
+    front_client_us: Vec<f64>,
+    direct_client_us: Vec<f64>,
 }
 
 fn load(a: &LoadArgs) -> Result<()> {
@@ -353,7 +353,7 @@ fn load(a: &LoadArgs) -> Result<()> {
         get_page(a.front)?;
         get_page(a.direct)?;
     }
-    let mut l = Loaded::default();
+    let mut l = Loaded { front_done: 100, direct_done: 100, ..Loaded::default() };
     for i in 0..a.requests {
         let order = if i % 2 == 0 { [true, false] } else { [false, true] };
         for front in order {
@@ -361,17 +361,22 @@ fn load(a: &LoadArgs) -> Result<()> {
             if front { &mut l.front_ms } else { &mut l.direct_ms }.push(end);
         }
     }
+    (l.front_done, l.direct_done) = (l.front_done + a.requests as u64, l.direct_done + a.requests as u64);
     let span = Duration::from_secs_f64(a.slice_secs);
     for s in 0..a.slices {
         let order = if s % 2 == 0 { [true, false] } else { [false, true] };
         for front in order {
-            let (rps, failed) = hammer(if front { a.front } else { a.direct }, a.concurrency, span);
+            let cpu = probe::own_and_children_secs();
+            let (rps, done, failed) = hammer(if front { a.front } else { a.direct }, a.concurrency, span);
+            let client_us = (probe::own_and_children_secs() - cpu) * 1e6 / done.max(1) as f64;
             if front {
+                (l.front_done, l.front_failed) = (l.front_done + done, l.front_failed + failed);
                 l.front_rps.push(rps);
-                l.front_failed += failed;
+                l.front_client_us.push(client_us);
             } else {
+                (l.direct_done, l.direct_failed) = (l.direct_done + done, l.direct_failed + failed);
                 l.direct_rps.push(rps);
-                l.direct_failed += failed;
+                l.direct_client_us.push(client_us);
             }
         }
     }
@@ -380,8 +385,8 @@ fn load(a: &LoadArgs) -> Result<()> {
 }
 
 /// `concurrency` clients, each sending one request after another (a new connection each)
-/// for `span`: completed requests per second, and how many failed.
-fn hammer(addr: SocketAddr, concurrency: usize, span: Duration) -> (f64, u64) {
+/// for `span`: completed requests per second, how many, and how many failed.
+fn hammer(addr: SocketAddr, concurrency: usize, span: Duration) -> (f64, u64, u64) {
     let start = Instant::now();
     let until = start + span;
     let counts: Vec<(u64, u64)> = std::thread::scope(|s| {
@@ -403,7 +408,17 @@ fn hammer(addr: SocketAddr, concurrency: usize, span: Duration) -> (f64, u64) {
     });
     let secs = start.elapsed().as_secs_f64();
     let ok: u64 = counts.iter().map(|c| c.0).sum();
-    (ok as f64 / secs, counts.iter().map(|c| c.1).sum())
+    (ok as f64 / secs, ok, counts.iter().map(|c| c.1).sum())
+}
+
+/// CPU seconds of process `pid` (in this PID namespace), with its waited-for children's.
+fn cpu_with_children(pid: u32) -> Result<f64> {
+    let stat =
+        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid}"))?;
+    let after = stat.rfind(')').map(|i| &stat[i + 1..]).context("no `)` in its stat")?;
+    // Fields 14 to 17 (utime, stime, cutime, cstime); the state, field 3, is the first here.
+    let ticks: u64 = after.split_whitespace().skip(11).take(4).filter_map(|f| f.parse::<u64>().ok()).sum();
+    Ok(ticks as f64 / probe::clk_tck())
 }
 
 // ---------------------------------------------------------------------------------------
@@ -932,6 +947,9 @@ impl Bench {
         let (front, direct) = (Self::loopback(RELAY_PORT), Self::loopback(port));
         let (requests, concurrency) = (plan.requests.to_string(), plan.concurrency.to_string());
         let (slices, secs) = (plan.slices.to_string(), plan.slice_secs.to_string());
+        let daemon = self.daemon_pid()?;
+        let instance = self.fleet.test_pid(0, shown.instances[0].pid).context("the instance's process")?;
+        let cpu_before = (cpu_with_children(daemon)?, cpu_with_children(instance)?);
         let l: Loaded = self.in_host(&[
             "load",
             "--front",
@@ -947,6 +965,7 @@ impl Bench {
             "--slice-secs",
             &secs,
         ])?;
+        let cpu = (cpu_with_children(daemon)? - cpu_before.0, cpu_with_children(instance)? - cpu_before.1);
         let after = self.show(name).await?;
         ensure!(
             after.instances.len() == 1 && after.instances[0].id == id,
@@ -1005,6 +1024,19 @@ impl Bench {
                 summarize(rps).max
             );
         }
+        let per = |secs: f64, n: u64| secs * 1e6 / n.max(1) as f64;
+        let _ = writeln!(
+            d,
+            "\nCPU per request: the client {:.0} µs (front) and {:.0} µs (direct); the instance's `httpd` \
+             (a process forked per connection) {:.0} µs; middlecon {:.0} µs per relayed connection \
+             ({} through the front, {} direct; from `/proc`, 10 ms ticks).",
+            median(&l.front_client_us),
+            median(&l.direct_client_us),
+            per(cpu.1, l.front_done + l.direct_done),
+            per(cpu.0, l.front_done),
+            l.front_done,
+            l.direct_done
+        );
         let _ = writeln!(
             d,
             "\nbusybox `httpd` answers `Connection: close` to every request (HTTP/1.1 and keep-alive included), \
@@ -1015,6 +1047,8 @@ impl Bench {
         m.put("front_p99_ms", percentile(&fs, 99.0));
         m.put("direct_p50_ms", percentile(&ds, 50.0));
         m.put("direct_p99_ms", percentile(&ds, 99.0));
+        m.put("middlecon_cpu_us_per_relayed", per(cpu.0, l.front_done));
+        m.put("httpd_cpu_us_per_request", per(cpu.1, l.front_done + l.direct_done));
         m.put("front_rps", &l.front_rps);
         m.put("direct_rps", &l.direct_rps);
         Ok(m)
@@ -1291,7 +1325,7 @@ impl Bench {
             n - 1
         );
         let _ = writeln!(d, "| --- | ---: | ---: | ---: |");
-        let lines: [(&str, fn(&Logged) -> f64); 4] = [
+        let lines: [LoggedPart; 4] = [
             ("overlay and `config.json` (`bundle_ms`)", |l| l.bundle_ms),
             ("the runtime's `run` (`runtime_ms`)", |l| l.runtime_ms),
             ("the whole `Run` (`total_ms`)", |l| l.run_ms),
@@ -1416,6 +1450,9 @@ struct Logged {
     runtime_ms: f64,
 }
 
+/// A row of a table of [`Logged`] times: its label and its field.
+type LoggedPart = (&'static str, fn(&Logged) -> f64);
+
 /// The instance lines of middlecon's log, by instance.
 #[derive(Debug, Default)]
 struct InstanceLog {
@@ -1515,10 +1552,8 @@ async fn run(args: &RunArgs, plan: &Plan) -> Result<(String, serde_json::Value)>
     }
     let mut out = String::new();
     let _ = writeln!(out, "### Results: one run, {date}\n");
-    let _ = writeln!(out, "- machine: {}", probe::machine());
-    if let Some(note) = &args.report.note {
-        let _ = writeln!(out, "- {note}");
-    }
+    let note = args.report.note.as_ref().map(|n| format!("\n- {n}")).unwrap_or_default();
+    let _ = writeln!(out, "- machine: {}{note}", probe::machine());
     let _ = writeln!(
         out,
         "- one host: network namespace `{}` on a bridge (`{}`), booted with its own PID and mount namespaces, running the release middlecon ({}); instances and the reference are busybox `httpd` (`{HTTPD}`) in runc containers; {}",

@@ -202,13 +202,7 @@ fn main() -> ExitCode {
         Mode::RuntimeRun(args) => ("workload-bench runtime-run", runtime_run(&args)),
         Mode::TimedExec { command } => ("workload-bench timed-exec", timed_exec(&command)),
     };
-    match result {
-        Ok(()) => ExitCode::SUCCESS,
-        Err(e) => {
-            eprintln!("{what}: {e:#}");
-            ExitCode::FAILURE
-        }
-    }
+    dcos_bench::report::exit_code(what, result)
 }
 
 fn progress(msg: impl AsRef<str>) {
