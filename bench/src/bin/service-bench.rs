@@ -18,7 +18,9 @@
 //!   - **relay**: a warm request through the front against the same request straight to
 //!     the instance's loopback port (from `Show`), interleaved, one connection per request
 //!     (busybox `httpd` answers `Connection: close`), p50 and p99; then requests per second
-//!     from 64 connections at a time, front and direct in alternating slices;
+//!     from 64 connections at a time, front and direct in alternating slices; and the same
+//!     with connections kept alive, to `service-bench serve` (this static executable copied
+//!     into the image: a thread per connection, HTTP/1.1);
 //!   - **scale-up**: one slow connection (a request without its final blank line) held on
 //!     the one instance, then 49 more at once with `--target-inflight 10`: the time until
 //!     `Show` lists a second ready instance;
@@ -31,7 +33,8 @@
 //!     (workload directories, runtime state, cgroups in every hierarchy, records, mounts).
 //! - `service-bench raw-cold`: one timed plain runtime run until the first byte (the driver
 //!   runs it inside the host); `get`: requests to one address, timed; `load`: the relay
-//!   comparison's client (both inside the host, where the instances' loopback ports are).
+//!   comparison's client (both inside the host, where the instances' loopback ports are);
+//!   `serve`: the kept-alive comparison's instance.
 //!
 //! Run it through `scripts/bench-services.sh`, which builds everything in release mode.
 //! The method and the results are in `docs/benchmarks.md`.
@@ -80,6 +83,9 @@ const RELAY_PORT: u16 = 8082;
 const SCALE_PORT: u16 = 8083;
 const IDLE_PORT: u16 = 8084;
 const METABOLISM_PORT: u16 = 8085;
+const KEEPALIVE_PORT: u16 = 8086;
+/// A request that keeps its connection (HTTP/1.1).
+const KEEPALIVE_REQUEST: &[u8] = b"GET / HTTP/1.1\r\nHost: service-bench\r\n\r\n";
 /// The scale-up step: from one connection to this many, with this `--target-inflight`.
 const STEP_TO: usize = 50;
 const TARGET_INFLIGHT: u32 = 10;
@@ -107,6 +113,9 @@ enum Mode {
     Get(GetArgs),
     /// The relay comparison's client: latencies and throughput, front against direct.
     Load(LoadArgs),
+    /// Serve the page on `127.0.0.1:$PORT`, HTTP/1.1 connections kept alive: the
+    /// kept-alive relay comparison's instance (busybox `httpd` closes every connection).
+    Serve,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -114,6 +123,8 @@ enum Section {
     Cold,
     Prestart,
     Relay,
+    /// The relay comparison again, with connections kept alive (`service-bench serve`).
+    Keepalive,
     Scale,
     Idle,
     Metabolism,
@@ -252,6 +263,10 @@ struct LoadArgs {
     slices: usize,
     #[arg(long)]
     slice_secs: f64,
+    /// Requests on connections kept alive (HTTP/1.1), one per client, instead of one
+    /// connection per request.
+    #[arg(long)]
+    keep_alive: bool,
 }
 
 fn main() -> ExitCode {
@@ -261,6 +276,7 @@ fn main() -> ExitCode {
         Mode::RawCold(args) => ("service-bench raw-cold", raw_cold(&args)),
         Mode::Get(args) => ("service-bench get", get(&args)),
         Mode::Load(args) => ("service-bench load", load(&args)),
+        Mode::Serve => ("service-bench serve", serve()),
     };
     dcos_bench::report::exit_code(what, result)
 }
@@ -348,26 +364,70 @@ struct Loaded {
     direct_client_us: Vec<f64>,
 }
 
+/// A client of one address: a new connection per request, or one kept alive.
+enum Client {
+    Close(SocketAddr),
+    Kept(TcpStream, Vec<u8>),
+}
+
+impl Client {
+    fn new(addr: SocketAddr, keep_alive: bool) -> Result<Client> {
+        if !keep_alive {
+            return Ok(Client::Close(addr));
+        }
+        let conn =
+            TcpStream::connect_timeout(&addr, PATIENCE).with_context(|| format!("connecting to {addr}"))?;
+        conn.set_nodelay(true)?;
+        conn.set_read_timeout(Some(PATIENCE))?;
+        Ok(Client::Kept(conn, Vec::with_capacity(512)))
+    }
+
+    /// One request: ms to the end of its answer.
+    fn request(&mut self) -> Result<f64> {
+        let (conn, answer) = match self {
+            Client::Close(addr) => return get_page(*addr).map(|(_, end)| end),
+            Client::Kept(conn, answer) => (conn, answer),
+        };
+        let start = Instant::now();
+        conn.write_all(KEEPALIVE_REQUEST).context("sending the request")?;
+        answer.clear();
+        let mut buf = [0u8; 2048];
+        // The page ends every answer, and the next request waits for it.
+        while !answer.ends_with(PAGE.as_bytes()) {
+            let n = conn.read(&mut buf).context("reading the answer")?;
+            ensure!(n > 0, "the connection closed before the end of the answer");
+            answer.extend_from_slice(&buf[..n]);
+        }
+        Ok(ms(start.elapsed()))
+    }
+}
+
 fn load(a: &LoadArgs) -> Result<()> {
+    let mut front = Client::new(a.front, a.keep_alive)?;
+    let mut direct = Client::new(a.direct, a.keep_alive)?;
     for _ in 0..100 {
-        get_page(a.front)?;
-        get_page(a.direct)?;
+        front.request()?;
+        direct.request()?;
     }
     let mut l = Loaded { front_done: 100, direct_done: 100, ..Loaded::default() };
     for i in 0..a.requests {
-        let order = if i % 2 == 0 { [true, false] } else { [false, true] };
-        for front in order {
-            let (_, end) = get_page(if front { a.front } else { a.direct })?;
-            if front { &mut l.front_ms } else { &mut l.direct_ms }.push(end);
+        if i % 2 == 0 {
+            l.front_ms.push(front.request()?);
+            l.direct_ms.push(direct.request()?);
+        } else {
+            l.direct_ms.push(direct.request()?);
+            l.front_ms.push(front.request()?);
         }
     }
+    drop((front, direct));
     (l.front_done, l.direct_done) = (l.front_done + a.requests as u64, l.direct_done + a.requests as u64);
     let span = Duration::from_secs_f64(a.slice_secs);
     for s in 0..a.slices {
         let order = if s % 2 == 0 { [true, false] } else { [false, true] };
         for front in order {
             let cpu = probe::own_and_children_secs();
-            let (rps, done, failed) = hammer(if front { a.front } else { a.direct }, a.concurrency, span);
+            let addr = if front { a.front } else { a.direct };
+            let (rps, done, failed) = hammer(addr, a.keep_alive, a.concurrency, span);
             let client_us = (probe::own_and_children_secs() - cpu) * 1e6 / done.max(1) as f64;
             if front {
                 (l.front_done, l.front_failed) = (l.front_done + done, l.front_failed + failed);
@@ -384,9 +444,10 @@ fn load(a: &LoadArgs) -> Result<()> {
     Ok(())
 }
 
-/// `concurrency` clients, each sending one request after another (a new connection each)
-/// for `span`: completed requests per second, how many, and how many failed.
-fn hammer(addr: SocketAddr, concurrency: usize, span: Duration) -> (f64, u64, u64) {
+/// `concurrency` clients, each sending one request after another (a new connection each,
+/// or each on its own kept-alive connection) for `span`: completed requests per second,
+/// how many, and how many failed.
+fn hammer(addr: SocketAddr, keep_alive: bool, concurrency: usize, span: Duration) -> (f64, u64, u64) {
     let start = Instant::now();
     let until = start + span;
     let counts: Vec<(u64, u64)> = std::thread::scope(|s| {
@@ -394,10 +455,18 @@ fn hammer(addr: SocketAddr, concurrency: usize, span: Duration) -> (f64, u64, u6
             .map(|_| {
                 s.spawn(move || {
                     let (mut ok, mut failed) = (0, 0);
+                    let mut client = None;
                     while Instant::now() < until {
-                        match get_page(addr) {
+                        let done = match &mut client {
+                            Some(c) => Client::request(c),
+                            None => Client::new(addr, keep_alive).and_then(|c| client.insert(c).request()),
+                        };
+                        match done {
                             Ok(_) => ok += 1,
-                            Err(_) => failed += 1,
+                            Err(_) => {
+                                failed += 1;
+                                client = None;
+                            }
                         }
                     }
                     (ok, failed)
@@ -409,6 +478,40 @@ fn hammer(addr: SocketAddr, concurrency: usize, span: Duration) -> (f64, u64, u6
     let secs = start.elapsed().as_secs_f64();
     let ok: u64 = counts.iter().map(|c| c.0).sum();
     (ok as f64 / secs, ok, counts.iter().map(|c| c.1).sum())
+}
+
+/// `service-bench serve`: the page on `127.0.0.1:$PORT`, a thread per connection, each
+/// connection kept for the next request unless it asks HTTP/1.0 without keep-alive.
+fn serve() -> Result<()> {
+    let port: u16 = std::env::var("PORT").context("PORT")?.parse().context("PORT")?;
+    let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, port))?;
+    for conn in listener.incoming().flatten() {
+        std::thread::spawn(move || answer_all(conn));
+    }
+    Ok(())
+}
+
+/// Answers every request on `conn` with the page, until the client closes (or asks to).
+fn answer_all(mut conn: TcpStream) -> std::io::Result<()> {
+    let answer =
+        format!("HTTP/1.1 200 OK\r\nContent-Type: text/html\r\nContent-Length: {}\r\n\r\n{PAGE}", PAGE.len());
+    conn.set_nodelay(true)?;
+    let (mut pending, mut buf) = (Vec::new(), [0u8; 4096]);
+    loop {
+        let n = conn.read(&mut buf)?;
+        if n == 0 {
+            return Ok(());
+        }
+        pending.extend_from_slice(&buf[..n]);
+        while let Some(end) = pending.windows(4).position(|w| w == b"\r\n\r\n") {
+            let head = String::from_utf8_lossy(&pending[..end]).to_ascii_lowercase();
+            conn.write_all(answer.as_bytes())?;
+            if head.contains("http/1.0") && !head.contains("keep-alive") {
+                return Ok(());
+            }
+            pending.drain(..end + 4);
+        }
+    }
 }
 
 /// CPU seconds of process `pid` (in this PID namespace), with its waited-for children's.
@@ -573,6 +676,8 @@ impl Measured {
 fn f_ms(v: f64) -> String {
     if v.is_nan() {
         "—".into()
+    } else if v.abs() < 1.0 {
+        format!("{:.0} µs", v * 1e3)
     } else if v < 10.0 {
         format!("{v:.2} ms")
     } else {
@@ -929,9 +1034,25 @@ impl Bench {
     // -----------------------------------------------------------------------------------
     // Relay overhead.
 
-    async fn relay(&self, plan: &Plan) -> Result<Measured> {
-        let name = "relay";
-        let mut spec = self.spec(name, RELAY_PORT);
+    /// The image for the kept-alive comparison: the page's, with this (static) executable
+    /// as `/bin/service-bench` to run `service-bench serve`.
+    fn kept_alive_image(&self) -> Result<PathBuf> {
+        let image = self.work.path().join("image-kept-alive");
+        bundle::copy_tree(&self.image, &image)?;
+        std::fs::copy(&self.exe, image.join("bin/service-bench"))
+            .context("copying service-bench into the image")?;
+        Ok(image)
+    }
+
+    /// The relay comparison: busybox `httpd` and a connection per request, or (`kept`)
+    /// `service-bench serve` and connections kept alive.
+    async fn relay(&self, plan: &Plan, kept: bool) -> Result<Measured> {
+        let (name, port) = if kept { ("relay-kept", KEEPALIVE_PORT) } else { ("relay", RELAY_PORT) };
+        let mut spec = self.spec(name, port);
+        if kept {
+            spec.rootfs = self.kept_alive_image()?.display().to_string();
+            spec.command = ["/bin/service-bench", "serve"].map(String::from).to_vec();
+        }
         // One instance, always: the front relays to the very instance the direct requests reach.
         (spec.min, spec.max, spec.idle_stop_ms) = (1, 1, 0);
         self.create(spec).await?;
@@ -939,32 +1060,23 @@ impl Bench {
             s.instances.len() == 1 && s.instances[0].state() == pb::InstanceState::Ready
         };
         let shown = self.wait_for(name, "one ready instance", ready).await?;
-        let (id, port) = (shown.instances[0].id.clone(), shown.instances[0].port as u16);
+        let (id, instance_port) = (shown.instances[0].id.clone(), shown.instances[0].port as u16);
         progress(format!(
-            "relay: {} requests each way, then {} × 2 slices of {} s at {} connections",
+            "{name}: {} requests each way, then {} × 2 slices of {} s at {} connections",
             plan.requests, plan.slices, plan.slice_secs, plan.concurrency
         ));
-        let (front, direct) = (Self::loopback(RELAY_PORT), Self::loopback(port));
+        let (front, direct) = (Self::loopback(port), Self::loopback(instance_port));
         let (requests, concurrency) = (plan.requests.to_string(), plan.concurrency.to_string());
         let (slices, secs) = (plan.slices.to_string(), plan.slice_secs.to_string());
         let daemon = self.daemon_pid()?;
         let instance = self.fleet.test_pid(0, shown.instances[0].pid).context("the instance's process")?;
         let cpu_before = (cpu_with_children(daemon)?, cpu_with_children(instance)?);
-        let l: Loaded = self.in_host(&[
-            "load",
-            "--front",
-            &front,
-            "--direct",
-            &direct,
-            "--requests",
-            &requests,
-            "--concurrency",
-            &concurrency,
-            "--slices",
-            &slices,
-            "--slice-secs",
-            &secs,
-        ])?;
+        let mut args = vec!["load", "--front", &front, "--direct", &direct, "--requests", &requests];
+        args.extend(["--concurrency", &concurrency, "--slices", &slices, "--slice-secs", &secs]);
+        if kept {
+            args.push("--keep-alive");
+        }
+        let l: Loaded = self.in_host(&args)?;
         let cpu = (cpu_with_children(daemon)? - cpu_before.0, cpu_with_children(instance)? - cpu_before.1);
         let after = self.show(name).await?;
         ensure!(
@@ -974,10 +1086,11 @@ impl Bench {
         self.remove(name).await?;
         let (fs, ds) = (sorted(&l.front_ms), sorted(&l.direct_ms));
         let mut m = Measured::default();
+        let what = if kept { "relay, connections kept alive" } else { "relay" };
         for p in [50.0, 99.0] {
             let (f, d) = (percentile(&fs, p), percentile(&ds, p));
             m.row(
-                &format!("relay: warm request through the front, p{p:.0} ≤ 1.15× direct"),
+                &format!("{what}: warm request through the front, p{p:.0} ≤ 1.15× direct"),
                 f_ms(f),
                 format!("direct {}", f_ms(d)),
                 format!("{:.2}×", f / d),
@@ -987,7 +1100,7 @@ impl Bench {
         }
         let (fr, dr) = (median(&l.front_rps), median(&l.direct_rps));
         m.row(
-            &format!("relay: requests/s at {} connections ≥ 0.8× direct", plan.concurrency),
+            &format!("{what}: requests/s at {} connections ≥ 0.8× direct", plan.concurrency),
             format!("{fr:.0}/s"),
             format!("direct {dr:.0}/s"),
             format!("{:.2}×", fr / dr),
@@ -995,11 +1108,17 @@ impl Bench {
             Some(fr >= 0.8 * dr && l.front_failed == 0),
         );
         let mut d = String::new();
+        let (server, request) = if kept {
+            ("`service-bench serve` (a thread per connection)", "`GET / HTTP/1.1` and the")
+        } else {
+            ("busybox `httpd` (a process forked per connection)", "connect, `GET / HTTP/1.0`, the")
+        };
         let _ = writeln!(
             d,
-            "Relay, one instance (`--min 1 --max 1`), the client inside the host; a request is connect, \
-             `GET / HTTP/1.0`, the {}-byte page, close ({} each way, alternating):\n",
+            "{what}: one instance (`--min 1 --max 1`) of {server}, the client inside the host; a request is \
+             {request} {}-byte page{} ({} each way, alternating):\n",
             PAGE.len(),
+            if kept { " on a connection kept alive (one per client)" } else { ", close" },
             plan.requests
         );
         let _ = writeln!(
@@ -1027,9 +1146,8 @@ impl Bench {
         let per = |secs: f64, n: u64| secs * 1e6 / n.max(1) as f64;
         let _ = writeln!(
             d,
-            "\nCPU per request: the client {:.0} µs (front) and {:.0} µs (direct); the instance's `httpd` \
-             (a process forked per connection) {:.0} µs; middlecon {:.0} µs per relayed connection \
-             ({} through the front, {} direct; from `/proc`, 10 ms ticks).",
+            "\nCPU per request: the client {:.0} µs (front) and {:.0} µs (direct); the instance {:.0} µs; \
+             middlecon {:.0} µs per relayed request ({} through the front, {} direct; from `/proc`, 10 ms ticks).",
             median(&l.front_client_us),
             median(&l.direct_client_us),
             per(cpu.1, l.front_done + l.direct_done),
@@ -1037,11 +1155,13 @@ impl Bench {
             l.front_done,
             l.direct_done
         );
-        let _ = writeln!(
-            d,
-            "\nbusybox `httpd` answers `Connection: close` to every request (HTTP/1.1 and keep-alive included), \
-             so there is no kept-alive comparison."
-        );
+        if !kept {
+            let _ = writeln!(
+                d,
+                "\nbusybox `httpd` answers `Connection: close` to every request (HTTP/1.1 and keep-alive \
+                 included): the kept-alive comparison (`--only keepalive`) runs `service-bench serve` instead."
+            );
+        }
         m.details = d;
         m.put("front_p50_ms", percentile(&fs, 50.0));
         m.put("front_p99_ms", percentile(&fs, 99.0));
@@ -1516,6 +1636,7 @@ async fn run(args: &RunArgs, plan: &Plan) -> Result<(String, serde_json::Value)>
             Section::Cold,
             Section::Prestart,
             Section::Relay,
+            Section::Keepalive,
             Section::Scale,
             Section::Idle,
             Section::Metabolism,
@@ -1529,7 +1650,8 @@ async fn run(args: &RunArgs, plan: &Plan) -> Result<(String, serde_json::Value)>
         let m = match s {
             Section::Cold => b.cold(plan).await,
             Section::Prestart => b.prestart(plan).await,
-            Section::Relay => b.relay(plan).await,
+            Section::Relay => b.relay(plan, false).await,
+            Section::Keepalive => b.relay(plan, true).await,
             Section::Scale => b.scale(plan).await,
             Section::Idle => b.idle(plan).await,
             Section::Metabolism => b.metabolism(plan).await,
