@@ -116,6 +116,9 @@ enum Mode {
     /// Serve the page on `127.0.0.1:$PORT`, HTTP/1.1 connections kept alive: the
     /// kept-alive relay comparison's instance (busybox `httpd` closes every connection).
     Serve,
+    /// A relay with nothing else (accept, connect, copy both ways on tokio, as the front
+    /// does): the relay comparison's floor. Prints `ready` once it listens.
+    BareRelay(BareRelayArgs),
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -250,11 +253,10 @@ struct GetArgs {
 
 #[derive(Debug, Clone, Args)]
 struct LoadArgs {
-    #[arg(long)]
-    front: SocketAddr,
-    #[arg(long)]
-    direct: SocketAddr,
-    /// Timed requests to each, alternating (after 100 untimed to each).
+    /// `NAME=ADDR`: an address to measure, under a name (repeated; their order rotates).
+    #[arg(long, required = true, value_parser = parse_target)]
+    to: Vec<(String, SocketAddr)>,
+    /// Timed requests to each, in turn (after 100 untimed to each).
     #[arg(long)]
     requests: usize,
     #[arg(long)]
@@ -269,6 +271,19 @@ struct LoadArgs {
     keep_alive: bool,
 }
 
+fn parse_target(s: &str) -> Result<(String, SocketAddr)> {
+    let (name, addr) = s.split_once('=').context("NAME=ADDR")?;
+    Ok((name.to_string(), addr.parse().with_context(|| format!("address {addr}"))?))
+}
+
+#[derive(Debug, Clone, Args)]
+struct BareRelayArgs {
+    #[arg(long)]
+    listen: SocketAddr,
+    #[arg(long)]
+    to: SocketAddr,
+}
+
 fn main() -> ExitCode {
     let cli = Cli::parse();
     let (what, result) = match cli.mode {
@@ -277,6 +292,7 @@ fn main() -> ExitCode {
         Mode::Get(args) => ("service-bench get", get(&args)),
         Mode::Load(args) => ("service-bench load", load(&args)),
         Mode::Serve => ("service-bench serve", serve()),
+        Mode::BareRelay(args) => ("service-bench bare-relay", bare_relay(&args)),
     };
     dcos_bench::report::exit_code(what, result)
 }
@@ -348,20 +364,19 @@ fn get(a: &GetArgs) -> Result<()> {
     Ok(())
 }
 
+/// What the relay comparison's client measured on one path.
 #[derive(Debug, Default, Serialize, Deserialize)]
-struct Loaded {
-    front_ms: Vec<f64>,
-    direct_ms: Vec<f64>,
-    front_rps: Vec<f64>,
-    direct_rps: Vec<f64>,
-    front_failed: u64,
-    direct_failed: u64,
+struct PathLoad {
+    name: String,
+    /// Each timed request, one at a time.
+    ms: Vec<f64>,
+    /// Requests per second at `--concurrency`, per slice.
+    rps: Vec<f64>,
+    failed: u64,
     /// Requests answered, every phase included.
-    front_done: u64,
-    direct_done: u64,
-    /// The client's own CPU per request in the throughput slices, in µs.
-    front_client_us: Vec<f64>,
-    direct_client_us: Vec<f64>,
+    done: u64,
+    /// The client's own CPU per request in each slice, in µs.
+    client_us: Vec<f64>,
 }
 
 /// A client of one address: a new connection per request, or one kept alive.
@@ -403,44 +418,41 @@ impl Client {
 }
 
 fn load(a: &LoadArgs) -> Result<()> {
-    let mut front = Client::new(a.front, a.keep_alive)?;
-    let mut direct = Client::new(a.direct, a.keep_alive)?;
-    for _ in 0..100 {
-        front.request()?;
-        direct.request()?;
-    }
-    let mut l = Loaded { front_done: 100, direct_done: 100, ..Loaded::default() };
-    for i in 0..a.requests {
-        if i % 2 == 0 {
-            l.front_ms.push(front.request()?);
-            l.direct_ms.push(direct.request()?);
-        } else {
-            l.direct_ms.push(direct.request()?);
-            l.front_ms.push(front.request()?);
+    let mut clients =
+        a.to.iter().map(|(_, addr)| Client::new(*addr, a.keep_alive)).collect::<Result<Vec<_>>>()?;
+    for c in clients.iter_mut() {
+        for _ in 0..100 {
+            c.request()?;
         }
     }
-    drop((front, direct));
-    (l.front_done, l.direct_done) = (l.front_done + a.requests as u64, l.direct_done + a.requests as u64);
+    let mut paths: Vec<PathLoad> =
+        a.to.iter()
+            .map(|(name, _)| PathLoad { name: name.clone(), done: 100, ..PathLoad::default() })
+            .collect();
+    let k = paths.len();
+    for i in 0..a.requests {
+        for j in 0..k {
+            let t = (i + j) % k;
+            paths[t].ms.push(clients[t].request()?);
+        }
+    }
+    drop(clients);
     let span = Duration::from_secs_f64(a.slice_secs);
     for s in 0..a.slices {
-        let order = if s % 2 == 0 { [true, false] } else { [false, true] };
-        for front in order {
+        for j in 0..k {
+            let t = (s + j) % k;
             let cpu = probe::own_and_children_secs();
-            let addr = if front { a.front } else { a.direct };
-            let (rps, done, failed) = hammer(addr, a.keep_alive, a.concurrency, span);
-            let client_us = (probe::own_and_children_secs() - cpu) * 1e6 / done.max(1) as f64;
-            if front {
-                (l.front_done, l.front_failed) = (l.front_done + done, l.front_failed + failed);
-                l.front_rps.push(rps);
-                l.front_client_us.push(client_us);
-            } else {
-                (l.direct_done, l.direct_failed) = (l.direct_done + done, l.direct_failed + failed);
-                l.direct_rps.push(rps);
-                l.direct_client_us.push(client_us);
-            }
+            let (rps, done, failed) = hammer(a.to[t].1, a.keep_alive, a.concurrency, span);
+            let p = &mut paths[t];
+            p.client_us.push((probe::own_and_children_secs() - cpu) * 1e6 / done.max(1) as f64);
+            p.rps.push(rps);
+            (p.done, p.failed) = (p.done + done, p.failed + failed);
         }
     }
-    println!("{}", serde_json::to_string(&l)?);
+    for p in paths.iter_mut() {
+        p.done += a.requests as u64;
+    }
+    println!("{}", serde_json::to_string(&paths)?);
     Ok(())
 }
 
@@ -478,6 +490,25 @@ fn hammer(addr: SocketAddr, keep_alive: bool, concurrency: usize, span: Duration
     let secs = start.elapsed().as_secs_f64();
     let ok: u64 = counts.iter().map(|c| c.0).sum();
     (ok as f64 / secs, ok, counts.iter().map(|c| c.1).sum())
+}
+
+fn bare_relay(a: &BareRelayArgs) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
+    rt.block_on(async {
+        let listener = tokio::net::TcpListener::bind(a.listen).await?;
+        println!("ready");
+        loop {
+            let (mut conn, _) = listener.accept().await?;
+            let to = a.to;
+            tokio::spawn(async move {
+                let _ = conn.set_nodelay(true);
+                if let Ok(mut upstream) = tokio::net::TcpStream::connect(to).await {
+                    let _ = upstream.set_nodelay(true);
+                    let _ = tokio::io::copy_bidirectional(&mut conn, &mut upstream).await;
+                }
+            });
+        }
+    })
 }
 
 /// `service-bench serve`: the page on `127.0.0.1:$PORT`, a thread per connection, each
@@ -1065,47 +1096,63 @@ impl Bench {
             "{name}: {} requests each way, then {} × 2 slices of {} s at {} connections",
             plan.requests, plan.slices, plan.slice_secs, plan.concurrency
         ));
-        let (front, direct) = (Self::loopback(port), Self::loopback(instance_port));
+        let direct = Self::loopback(instance_port);
+        // The floor: a relay with nothing else, to the same instance.
+        let bare_listen = Self::loopback(port + 100);
+        let mut bare =
+            self.fleet.spawn_on(0, &self.exe, &["bare-relay", "--listen", &bare_listen, "--to", &direct])?;
+        ensure!(
+            bare.line(PATIENCE).as_deref() == Some("ready"),
+            "the bare relay did not start: {}",
+            bare.stderr()
+        );
+        let to = [("front", Self::loopback(port)), ("bare", bare_listen), ("direct", direct)]
+            .map(|(name, addr)| format!("{name}={addr}"));
         let (requests, concurrency) = (plan.requests.to_string(), plan.concurrency.to_string());
         let (slices, secs) = (plan.slices.to_string(), plan.slice_secs.to_string());
-        let daemon = self.daemon_pid()?;
         let instance = self.fleet.test_pid(0, shown.instances[0].pid).context("the instance's process")?;
-        let cpu_before = (cpu_with_children(daemon)?, cpu_with_children(instance)?);
-        let mut args = vec!["load", "--front", &front, "--direct", &direct, "--requests", &requests];
-        args.extend(["--concurrency", &concurrency, "--slices", &slices, "--slice-secs", &secs]);
+        let pids = [self.daemon_pid()?, pid_of(&bare)?, instance];
+        let cpu_before = pids.map(|p| cpu_with_children(p).unwrap_or(f64::NAN));
+        let mut args =
+            vec!["load", "--requests", &requests, "--concurrency", &concurrency, "--slices", &slices];
+        args.extend(["--slice-secs", &secs, "--to", &to[0], "--to", &to[1], "--to", &to[2]]);
         if kept {
             args.push("--keep-alive");
         }
-        let l: Loaded = self.in_host(&args)?;
-        let cpu = (cpu_with_children(daemon)? - cpu_before.0, cpu_with_children(instance)? - cpu_before.1);
+        let paths: Vec<PathLoad> = self.in_host(&args)?;
+        let cpu: Vec<f64> =
+            pids.iter().zip(cpu_before).map(|(p, b)| cpu_with_children(*p).unwrap_or(f64::NAN) - b).collect();
+        drop(bare);
+        let [l_front, l_bare, l_direct] =
+            <[PathLoad; 3]>::try_from(paths).map_err(|_| anyhow::anyhow!("three paths"))?;
         let after = self.show(name).await?;
         ensure!(
             after.instances.len() == 1 && after.instances[0].id == id,
             "the relay's instance changed during the measurement: {after:?}"
         );
         self.remove(name).await?;
-        let (fs, ds) = (sorted(&l.front_ms), sorted(&l.direct_ms));
+        let (fs, bs, ds) = (sorted(&l_front.ms), sorted(&l_bare.ms), sorted(&l_direct.ms));
         let mut m = Measured::default();
         let what = if kept { "relay, connections kept alive" } else { "relay" };
         for p in [50.0, 99.0] {
-            let (f, d) = (percentile(&fs, p), percentile(&ds, p));
+            let (f, b, d) = (percentile(&fs, p), percentile(&bs, p), percentile(&ds, p));
             m.row(
                 &format!("{what}: warm request through the front, p{p:.0} ≤ 1.15× direct"),
                 f_ms(f),
-                format!("direct {}", f_ms(d)),
+                format!("direct {} (a bare relay: {})", f_ms(d), f_ms(b)),
                 format!("{:.2}×", f / d),
                 "≤ 1.15×",
                 Some(f <= 1.15 * d),
             );
         }
-        let (fr, dr) = (median(&l.front_rps), median(&l.direct_rps));
+        let (fr, br, dr) = (median(&l_front.rps), median(&l_bare.rps), median(&l_direct.rps));
         m.row(
             &format!("{what}: requests/s at {} connections ≥ 0.8× direct", plan.concurrency),
             format!("{fr:.0}/s"),
-            format!("direct {dr:.0}/s"),
+            format!("direct {dr:.0}/s (a bare relay: {br:.0}/s)"),
             format!("{:.2}×", fr / dr),
             "≥ 0.80×",
-            Some(fr >= 0.8 * dr && l.front_failed == 0),
+            Some(fr >= 0.8 * dr && l_front.failed == 0),
         );
         let mut d = String::new();
         let (server, request) = if kept {
@@ -1128,8 +1175,14 @@ impl Bench {
         );
         let _ = writeln!(d, "| --- | ---: | ---: | ---: | ---: | ---: | ---: |");
         for (what, v, rps, failed) in [
-            ("through the front", &fs, &l.front_rps, l.front_failed),
-            ("straight to the instance", &ds, &l.direct_rps, l.direct_failed),
+            ("through the front", &fs, &l_front.rps, l_front.failed),
+            (
+                "through a bare relay (tokio, `copy_bidirectional`, nothing else)",
+                &bs,
+                &l_bare.rps,
+                l_bare.failed,
+            ),
+            ("straight to the instance", &ds, &l_direct.rps, l_direct.failed),
         ] {
             let _ = writeln!(
                 d,
@@ -1146,14 +1199,18 @@ impl Bench {
         let per = |secs: f64, n: u64| secs * 1e6 / n.max(1) as f64;
         let _ = writeln!(
             d,
-            "\nCPU per request: the client {:.0} µs (front) and {:.0} µs (direct); the instance {:.0} µs; \
-             middlecon {:.0} µs per relayed request ({} through the front, {} direct; from `/proc`, 10 ms ticks).",
-            median(&l.front_client_us),
-            median(&l.direct_client_us),
-            per(cpu.1, l.front_done + l.direct_done),
-            per(cpu.0, l.front_done),
-            l.front_done,
-            l.direct_done
+            "\nCPU per request (from `/proc`, 10 ms ticks): the client {:.0} µs through the front, {:.0} µs \
+             through the bare relay, {:.0} µs direct; the instance {:.0} µs; middlecon {:.0} µs per request it \
+             relayed, the bare relay {:.0} µs ({}, {} and {} requests).",
+            median(&l_front.client_us),
+            median(&l_bare.client_us),
+            median(&l_direct.client_us),
+            per(cpu[2], l_front.done + l_bare.done + l_direct.done),
+            per(cpu[0], l_front.done),
+            per(cpu[1], l_bare.done),
+            l_front.done,
+            l_bare.done,
+            l_direct.done
         );
         if !kept {
             let _ = writeln!(
@@ -1167,10 +1224,14 @@ impl Bench {
         m.put("front_p99_ms", percentile(&fs, 99.0));
         m.put("direct_p50_ms", percentile(&ds, 50.0));
         m.put("direct_p99_ms", percentile(&ds, 99.0));
-        m.put("middlecon_cpu_us_per_relayed", per(cpu.0, l.front_done));
-        m.put("httpd_cpu_us_per_request", per(cpu.1, l.front_done + l.direct_done));
-        m.put("front_rps", &l.front_rps);
-        m.put("direct_rps", &l.direct_rps);
+        m.put("bare_p50_ms", percentile(&bs, 50.0));
+        m.put("bare_p99_ms", percentile(&bs, 99.0));
+        m.put("middlecon_cpu_us_per_relayed", per(cpu[0], l_front.done));
+        m.put("bare_relay_cpu_us_per_relayed", per(cpu[1], l_bare.done));
+        m.put("instance_cpu_us_per_request", per(cpu[2], l_front.done + l_bare.done + l_direct.done));
+        m.put("front_rps", &l_front.rps);
+        m.put("bare_rps", &l_bare.rps);
+        m.put("direct_rps", &l_direct.rps);
         Ok(m)
     }
 
@@ -1541,11 +1602,7 @@ impl Bench {
 
     /// middlecon's pid (in this process's PID namespace).
     fn daemon_pid(&self) -> Result<u32> {
-        // `init_pid` needs `&mut`; the daemon's wrapper's child is middlecon itself.
-        let wrapper = self.daemon.wrapper_pid();
-        let children = std::fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children"))
-            .with_context(|| format!("middlecon's wrapper {wrapper}"))?;
-        children.split_whitespace().next().and_then(|p| p.parse().ok()).context("middlecon is not running")
+        pid_of(&self.daemon)
     }
 
     /// Removes every service (after an error), so that no instance or cgroup is left.
@@ -1557,6 +1614,15 @@ impl Bench {
             }
         }
     }
+}
+
+/// The pid (in this PID namespace) of a program started inside a host: its wrapper's child
+/// (`HostProcess::init_pid` needs `&mut`).
+fn pid_of(p: &HostProcess) -> Result<u32> {
+    let wrapper = p.wrapper_pid();
+    let children = std::fs::read_to_string(format!("/proc/{wrapper}/task/{wrapper}/children"))
+        .with_context(|| format!("the wrapper {wrapper}"))?;
+    children.split_whitespace().next().and_then(|p| p.parse().ok()).context("the program is not running")
 }
 
 /// middlecon's times for one instance.
