@@ -716,6 +716,15 @@ fn f_ms(v: f64) -> String {
     }
 }
 
+/// A difference in ms, with its sign.
+fn signed_ms(v: f64) -> String {
+    if v < 0.0 {
+        format!("−{}", f_ms(-v))
+    } else {
+        format!("+{}", f_ms(v))
+    }
+}
+
 fn median(v: &[f64]) -> f64 {
     summarize(v).median
 }
@@ -970,7 +979,7 @@ impl Bench {
             "cold start: first byte ≤ raw `runc run` + 20 ms",
             f_ms(svc_m),
             format!("`runc run` to first byte {}", f_ms(raw_m)),
-            format!("+{} ({:.2}×)", f_ms(svc_m - raw_m), svc_m / raw_m),
+            format!("{} ({:.2}×)", signed_ms(svc_m - raw_m), svc_m / raw_m),
             "≤ +20 ms",
             Some(svc_m <= raw_m + 20.0),
         );
@@ -1045,7 +1054,7 @@ impl Bench {
             "cold start with `--prestart`: first byte ≤ a warm request + 5 ms",
             f_ms(pre_m),
             format!("warm request {}", f_ms(warm_m)),
-            format!("+{} ({:.2}×)", f_ms(pre_m - warm_m), pre_m / warm_m),
+            format!("{} ({:.2}×)", signed_ms(pre_m - warm_m), pre_m / warm_m),
             "≤ +5 ms",
             Some(pre_m <= warm_m + 5.0),
         );
@@ -1363,9 +1372,9 @@ impl Bench {
             format!("{} (max {})", f_ms(g.median), f_ms(g.max)),
             format!("`--idle-stop` {} ms", plan.idle_stop_ms),
             format!(
-                "+{} (max +{})",
-                f_ms(g.median - plan.idle_stop_ms as f64),
-                f_ms(g.max - plan.idle_stop_ms as f64)
+                "{} (max {})",
+                signed_ms(g.median - plan.idle_stop_ms as f64),
+                signed_ms(g.max - plan.idle_stop_ms as f64)
             ),
             "≤ +200 ms, every round",
             Some(g.max <= limit),
