@@ -545,14 +545,9 @@ fn answer_all(mut conn: TcpStream) -> std::io::Result<()> {
     }
 }
 
-/// CPU seconds of process `pid` (in this PID namespace), with its waited-for children's.
-fn cpu_with_children(pid: u32) -> Result<f64> {
-    let stat =
-        std::fs::read_to_string(format!("/proc/{pid}/stat")).with_context(|| format!("process {pid}"))?;
-    let after = stat.rfind(')').map(|i| &stat[i + 1..]).context("no `)` in its stat")?;
-    // Fields 14 to 17 (utime, stime, cutime, cstime); the state, field 3, is the first here.
-    let ticks: u64 = after.split_whitespace().skip(11).take(4).filter_map(|f| f.parse::<u64>().ok()).sum();
-    Ok(ticks as f64 / probe::clk_tck())
+/// CPU seconds of process `pid` (in this PID namespace).
+fn process_cpu(pid: u32) -> f64 {
+    probe::cpu_ticks(pid as i32).map(|t| t as f64 / probe::clk_tck()).unwrap_or(f64::NAN)
 }
 
 // ---------------------------------------------------------------------------------------
@@ -1119,9 +1114,10 @@ impl Bench {
             .map(|(name, addr)| format!("{name}={addr}"));
         let (requests, concurrency) = (plan.requests.to_string(), plan.concurrency.to_string());
         let (slices, secs) = (plan.slices.to_string(), plan.slice_secs.to_string());
-        let instance = self.fleet.test_pid(0, shown.instances[0].pid).context("the instance's process")?;
-        let pids = [self.daemon_pid()?, pid_of(&bare)?, instance];
-        let cpu_before = pids.map(|p| cpu_with_children(p).unwrap_or(f64::NAN));
+        // The instance's CPU from its cgroup: `httpd` forks a process per connection.
+        let pids = [self.daemon_pid()?, pid_of(&bare)?];
+        let cpu_now = || [process_cpu(pids[0]), process_cpu(pids[1]), self.cgroup_cpu(&id)];
+        let cpu_before = cpu_now();
         let mut args =
             vec!["load", "--requests", &requests, "--concurrency", &concurrency, "--slices", &slices];
         args.extend(["--slice-secs", &secs, "--to", &to[0], "--to", &to[1], "--to", &to[2]]);
@@ -1129,8 +1125,7 @@ impl Bench {
             args.push("--keep-alive");
         }
         let paths: Vec<PathLoad> = self.in_host(&args)?;
-        let cpu: Vec<f64> =
-            pids.iter().zip(cpu_before).map(|(p, b)| cpu_with_children(*p).unwrap_or(f64::NAN) - b).collect();
+        let cpu: Vec<f64> = cpu_now().iter().zip(cpu_before).map(|(now, before)| now - before).collect();
         drop(bare);
         let [l_front, l_bare, l_direct] =
             <[PathLoad; 3]>::try_from(paths).map_err(|_| anyhow::anyhow!("three paths"))?;
@@ -1208,9 +1203,9 @@ impl Bench {
         let per = |secs: f64, n: u64| secs * 1e6 / n.max(1) as f64;
         let _ = writeln!(
             d,
-            "\nCPU per request (from `/proc`, 10 ms ticks): the client {:.0} µs through the front, {:.0} µs \
-             through the bare relay, {:.0} µs direct; the instance {:.0} µs; middlecon {:.0} µs per request it \
-             relayed, the bare relay {:.0} µs ({}, {} and {} requests).",
+            "\nCPU per request: the client {:.0} µs through the front, {:.0} µs through the bare relay, \
+             {:.0} µs direct; the instance {:.0} µs (its cgroup's); middlecon {:.0} µs per request it relayed, \
+             the bare relay {:.0} µs ({}, {} and {} requests; processes' CPU from `/proc`, 10 ms ticks).",
             median(&l_front.client_us),
             median(&l_bare.client_us),
             median(&l_direct.client_us),
@@ -1607,6 +1602,24 @@ impl Bench {
             .map(String::from)
             .collect();
         Ok(Leftovers { dirs, runtime_state, cgroups, records, mounts })
+    }
+
+    /// CPU seconds used so far by workload `id`'s processes, children included: its cgroup's
+    /// `cpuacct.usage` (cgroup v1) or `cpu.stat` (v2).
+    fn cgroup_cpu(&self, id: &str) -> f64 {
+        cgroup::hierarchies()
+            .iter()
+            .map(|h| h.join(cgroup::ROOT).join(&self.daemon_id).join(id))
+            .find_map(|dir| {
+                if let Ok(ns) = std::fs::read_to_string(dir.join("cpuacct.usage")) {
+                    return ns.trim().parse::<f64>().ok().map(|ns| ns / 1e9);
+                }
+                let stat = std::fs::read_to_string(dir.join("cpu.stat")).ok()?;
+                stat.lines()
+                    .find_map(|l| l.strip_prefix("usage_usec ")?.parse::<f64>().ok())
+                    .map(|us| us / 1e6)
+            })
+            .unwrap_or(f64::NAN)
     }
 
     /// middlecon's pid (in this process's PID namespace).
