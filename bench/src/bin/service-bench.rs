@@ -923,6 +923,16 @@ impl Bench {
         log
     }
 
+    /// One plain `runc run` of the page's bundle inside the host, until the first byte
+    /// (`service-bench raw-cold`); `tag` names its container.
+    fn raw_run(&self, tag: &str) -> Result<RawTimes> {
+        let root = self.work.path().join("raw-runtime");
+        let (dir, id) = (self.work.path().join(format!("raw-{tag}")), format!("raw-{tag}"));
+        let args = ["raw-cold", "--runtime", path_str(&self.runc)?, "--root", path_str(&root)?];
+        let more = ["--image", path_str(&self.image)?, "--dir", path_str(&dir)?, "--id", &id];
+        self.in_host(&[&args[..], &more[..]].concat())
+    }
+
     // -----------------------------------------------------------------------------------
     // Cold start.
 
@@ -932,16 +942,9 @@ impl Bench {
         spec.idle_stop_ms = 250;
         self.create(spec).await?;
         let (mut raw, mut svc, mut diff) = (Vec::<RawTimes>::new(), Vec::new(), Vec::new());
-        let root = self.work.path().join("raw-runtime");
         for round in 0..=plan.runs {
             progress(format!("cold start: round {round}/{} (0: warm-up)", plan.runs));
-            let raw_run = || {
-                let dir = self.work.path().join(format!("raw-{round}"));
-                let id = format!("raw-{round}");
-                let args = ["raw-cold", "--runtime", path_str(&self.runc)?, "--root", path_str(&root)?];
-                let more = ["--image", path_str(&self.image)?, "--dir", path_str(&dir)?, "--id", &id];
-                self.in_host::<RawTimes>(&[&args[..], &more[..]].concat())
-            };
+            let raw_run = || self.raw_run(&round.to_string());
             let addr = Self::loopback(COLD_PORT);
             let svc_run = || async {
                 self.stopped(name).await?;
@@ -1404,32 +1407,43 @@ impl Bench {
         let addr = self.outside(METABOLISM_PORT);
         let n = plan.renewals;
         progress(format!("metabolism: {n} requests, each to a fresh instance"));
+        let (early_from, late_from, tenth) = (plan.early, n - plan.window, (n / 10).max(1));
+        let in_window = |k: usize| (early_from..early_from + plan.window).contains(&k) || k >= late_from;
+        // The reference, at the same moments: a plain `runc run` after every other renewal
+        // of each window and once in each tenth of the run, once the next instance is ready
+        // and the host has settled (it would slow that instance's start, or be slowed by it).
+        let sampled = |k: usize| (in_window(k) && k % 2 == 1) || k % tenth == tenth / 2;
         let started = Instant::now();
-        let (waits, failed) = tokio::task::spawn_blocking(move || {
-            let mut waits = Vec::with_capacity(n);
-            let mut failed: Vec<String> = Vec::new();
-            for k in 0..n {
-                match get_page(addr) {
-                    Ok((_, end)) => waits.push(end),
-                    Err(e) => {
-                        waits.push(f64::NAN);
-                        failed.push(format!("request {k}: {e:#}"));
-                    }
-                }
-                if (k + 1) % 500 == 0 {
-                    progress(format!(
-                        "metabolism: {} of {n} ({:.0} s)",
-                        k + 1,
-                        started.elapsed().as_secs_f64()
-                    ));
-                }
-                if failed.len() > 100 {
-                    break;
+        let (mut waits, mut failed, mut raw) = (Vec::with_capacity(n), Vec::<String>::new(), BTreeMap::new());
+        let mut held = true;
+        for k in 0..n {
+            match tokio::task::spawn_blocking(move || get_page(addr)).await? {
+                // A request after a reference run found its instance ready: no wait to count.
+                Ok((_, end)) => waits.push(if held { end } else { f64::NAN }),
+                Err(e) => {
+                    waits.push(f64::NAN);
+                    failed.push(format!("request {k}: {e:#}"));
                 }
             }
-            (waits, failed)
-        })
-        .await?;
+            held = true;
+            if sampled(k) && k + 1 < n {
+                self.wait_for(name, "its next instance ready and alone", |s, listed| {
+                    let i = s.instances.first();
+                    s.instances.len() == 1
+                        && i.is_some_and(|i| i.state() == pb::InstanceState::Ready && i.connections == 0)
+                        && listed.len() == 1
+                })
+                .await?;
+                raw.insert(k, self.raw_run(&format!("m{k}"))?.first_byte_ms);
+                held = false;
+            }
+            if (k + 1) % 500 == 0 {
+                progress(format!("metabolism: {} of {n} ({:.0} s)", k + 1, started.elapsed().as_secs_f64()));
+            }
+            if failed.len() > 100 {
+                break;
+            }
+        }
         let seconds = started.elapsed().as_secs_f64();
         let shown = self
             .wait_for(name, "down to one ready instance", |s, listed| {
@@ -1449,9 +1463,10 @@ impl Bench {
             let logged = range.clone().filter_map(|k| Self::logged(&log, &format!("{name}.{k}"))).collect();
             (logged, range.filter_map(|k| waits.get(k).copied()).filter(|w| !w.is_nan()).collect())
         };
-        let (early, early_waits) = window(plan.early);
-        let late_from = n - plan.window;
+        let (early, early_waits) = window(early_from);
         let (late, late_waits) = window(late_from);
+        let raw_in = |from: usize| raw.range(from..from + plan.window).map(|(_, v)| *v).collect::<Vec<f64>>();
+        let (raw_early, raw_late) = (raw_in(early_from), raw_in(late_from));
         let ready = |v: &[Logged]| median(&v.iter().map(|l| l.ready_ms).collect::<Vec<_>>());
         let (re, rl) = (ready(&early), ready(&late));
         let mut m = Measured::default();
@@ -1462,6 +1477,15 @@ impl Bench {
             format!("{:.2}×", rl / re),
             "≤ 1.10×",
             Some(rl <= 1.1 * re),
+        );
+        let (xe, xl) = (median(&raw_early), median(&raw_late));
+        m.row(
+            "… the same over a plain `runc run` (to first byte) at the same moments",
+            format!("{:.2}× `runc run`", rl / xl),
+            format!("{:.2}× `runc run`", re / xe),
+            format!("{:.2}× (`runc run` itself: {:.2}×)", (rl / xl) / (re / xe), xl / xe),
+            "≤ 1.10×",
+            Some(rl / xl <= 1.1 * re / xe),
         );
         let (we, wl) = (median(&early_waits), median(&late_waits));
         m.row(
@@ -1528,8 +1552,14 @@ impl Bench {
             spread(&late_waits),
             wl / we
         );
-        // The trend: the bring-up's median over each tenth of the run.
-        let tenth = (n / 10).max(1);
+        let _ = writeln!(
+            d,
+            "| the reference: a plain `runc run` to first byte, between renewals | {} | {} | {:.2}× |",
+            spread(&raw_early),
+            spread(&raw_late),
+            xl / xe
+        );
+        // The trend: the bring-up's median over each tenth of the run, and the reference's.
         let trend: Vec<String> = (0..n.div_ceil(tenth))
             .map(|t| {
                 let v: Vec<f64> = (t * tenth..(t + 1) * tenth)
@@ -1538,8 +1568,15 @@ impl Bench {
                 format!("{:.1}", median(&v))
             })
             .collect();
-        let _ =
-            writeln!(d, "\nBring-up (`ready_ms`) median per tenth of the run, in ms: {}.", trend.join(", "));
+        let raw_trend: Vec<String> = (0..n.div_ceil(tenth))
+            .filter_map(|t| raw.get(&(t * tenth + tenth / 2)).map(|v| format!("{v:.1}")))
+            .collect();
+        let _ = writeln!(
+            d,
+            "\nBring-up (`ready_ms`) median per tenth of the run, in ms: {}; a plain `runc run` in each tenth: {}.",
+            trend.join(", "),
+            raw_trend.join(", ")
+        );
         let _ = writeln!(
             d,
             "\nLeft behind, with the last instance running: {left_running}; after `Remove`: {left_removed}."
@@ -1555,6 +1592,7 @@ impl Bench {
         m.put("late_waits_ms", &late_waits);
         m.put("failed", &failed);
         m.put("trend_ready_ms", &trend);
+        m.put("raw_by_renewal_ms", &raw);
         m.put("left_running", &left_running);
         m.put("left_removed", &left_removed);
         Ok(m)
