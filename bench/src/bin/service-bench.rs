@@ -29,8 +29,10 @@
 //!   - **metabolism**: `--max-requests 1` and N requests one after another: each waits for
 //!     a fresh instance. The instances' bring-up (middlecon's `instance ready` log line:
 //!     from the start of its `Run` until it accepts) and the requests' waits near renewal
-//!     10 against near renewal N; failed requests; and what the retired instances left
-//!     (workload directories, runtime state, cgroups in every hierarchy, records, mounts).
+//!     10 against near renewal N, beside a plain `runc run` timed between renewals at the
+//!     same moments (the machine drifts over minutes); failed requests; and what the
+//!     retired instances left (workload directories, runtime state, cgroups in every
+//!     hierarchy, records, mounts).
 //! - `service-bench raw-cold`: one timed plain runtime run until the first byte (the driver
 //!   runs it inside the host); `get`: requests to one address, timed; `load`: the relay
 //!   comparison's client (both inside the host, where the instances' loopback ports are);
