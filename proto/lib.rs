@@ -71,6 +71,7 @@ impl MigratePhase {
             MigratePhase::Delete => "delete",
             MigratePhase::Done => "done",
             MigratePhase::Failed => "failed",
+            MigratePhase::Settle => "settle",
         }
     }
 }
@@ -101,7 +102,7 @@ mod tests {
             assert_eq!(c.word(), c.as_str_name().trim_start_matches("ERROR_CODE_").to_lowercase());
         }
         assert_eq!(ErrorCode::from_wire(999), ErrorCode::Unspecified);
-        for v in 1..=7 {
+        for v in 1..=8 {
             let p = MigratePhase::try_from(v).unwrap();
             assert_eq!(p.word(), p.as_str_name().trim_start_matches("MIGRATE_PHASE_").to_lowercase());
         }

@@ -169,6 +169,8 @@ pub struct Workloads {
     table: Mutex<BTreeMap<String, Record>>,
     /// One lock per name for the target side's start and settle, so they never interleave.
     name_locks: Mutex<HashMap<String, Arc<tokio::sync::Mutex<()>>>>,
+    /// The incoming transfers running on the target side ([`migrate::target::Transfers`]).
+    pub(crate) transfers: migrate::target::Transfers,
     free_space: Box<FreeSpace>,
 }
 
@@ -206,6 +208,7 @@ impl Workloads {
             dir: dir.clone(),
             table: Mutex::default(),
             name_locks: Mutex::default(),
+            transfers: Default::default(),
             free_space,
         });
         let entries = std::fs::read_dir(&dir).map_err(io_err(dir.display()))?;

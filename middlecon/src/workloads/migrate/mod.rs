@@ -65,7 +65,7 @@ impl Default for Timings {
         Timings {
             stall: Duration::from_secs(5),
             freeze_wait: Duration::from_secs(5),
-            reservation_idle: Duration::from_secs(30),
+            reservation_idle: Duration::from_secs(10),
             settle_patience: Duration::from_secs(20),
             settle_every: Duration::from_millis(500),
             reserve_wait: Duration::from_secs(10),

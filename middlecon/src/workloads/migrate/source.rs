@@ -189,11 +189,15 @@ impl Mover {
             self.abandon(&p, true).await;
             return Err(e);
         }
-        match self.ask(&p.to, super::START, &p.attempt(), self.timings.start_wait).await {
+        let attempt = p.attempt();
+        let asked = self.ask(&p.to, super::START, &attempt, self.timings.start_wait);
+        let heard = || progress(MigratePhase::Start, bytes, bytes);
+        match self.while_live(&p.to, asked, &heard).await {
             Ok(_) => {}
             Err(WorkloadError::Unreachable(why)) => {
                 // The start may or may not have happened: ask until we know.
-                match self.settle_patiently(&p.to, &p.attempt()).await {
+                let settling = || progress(MigratePhase::Settle, bytes, bytes);
+                match self.settle_patiently(&p.to, &p.attempt(), &settling).await {
                     Some(Verdict::Started) => {}
                     Some(Verdict::Aborted) => {
                         self.undo(&p.name, p.epoch, true).await;
@@ -242,10 +246,40 @@ impl Mover {
         decode(super::SETTLE, &bytes)
     }
 
-    /// Asks `to` until it answers, for at most [`Timings::settle_patience`](super::Timings).
-    async fn settle_patiently(&self, to: &str, attempt: &Attempt) -> Option<Verdict> {
+    /// Waits for `call` to `to`, checking every [`Timings::settle_every`](super::Timings)
+    /// that `to` is still a live member: a killed host is declared dead by the membership
+    /// long before a call to it times out, and then the wait ends as
+    /// [`WorkloadError::Unreachable`]. `tick` is called at each check, so that the
+    /// operator's stream keeps hearing from the migration.
+    async fn while_live<T>(
+        &self,
+        to: &str,
+        call: impl std::future::Future<Output = Result<T, WorkloadError>>,
+        tick: &(dyn Fn() + Send + Sync),
+    ) -> Result<T, WorkloadError> {
+        tokio::pin!(call);
+        loop {
+            tokio::select! {
+                answer = &mut call => return answer,
+                _ = tokio::time::sleep(self.timings.settle_every) => {
+                    self.peers.check(to)?;
+                    tick();
+                }
+            }
+        }
+    }
+
+    /// Asks `to` until it answers, for at most [`Timings::settle_patience`](super::Timings),
+    /// calling `tick` before each question.
+    async fn settle_patiently(
+        &self,
+        to: &str,
+        attempt: &Attempt,
+        tick: &(dyn Fn() + Send + Sync),
+    ) -> Option<Verdict> {
         let until = Instant::now() + self.timings.settle_patience;
         while Instant::now() < until {
+            tick();
             match self.settle_once(to, attempt).await {
                 Ok(v) => return Some(v),
                 Err(e) => tracing::debug!(workload = %attempt.name, "settle: {e}"),

@@ -3,19 +3,112 @@
 //!
 //! - [`reserve`] (`dcos.workloads.reserve`): checks runtime, free space and that the name
 //!   is free, and records an `Incoming` reservation for the attempt's epoch (dropped when
-//!   idle: [`expire`]);
+//!   idle: [`expire`]). A newer attempt of the same source replaces an unstarted
+//!   reservation of an older epoch (the source restarted and tries again), stopping its
+//!   transfer first;
 //! - [`receive`] (`dcos.workloads.transfer`, bulk): receives the root filesystem into the
-//!   reservation;
+//!   reservation, until it ends, stalls, or is stopped ([`Transfers`]);
 //! - [`start`] (`dcos.workloads.start`): starts the received workload, then makes it
 //!   `Owned` (the target's commit point) and answers;
 //! - [`settle`] (`dcos.workloads.settle`): tells a source in doubt whether an epoch was
-//!   started here; a reservation not started is dropped, so it can never start later.
+//!   started here; a reservation not started is dropped (its transfer stopped), so it can
+//!   never start later.
 
 use super::{decode, encode, Attempt, Received, Reserve, Timings, Verdict, SPACE_MARGIN};
 use crate::workloads::record::Phase;
 use crate::workloads::{check_name, transfer, Record, WorkloadError, Workloads};
-use std::sync::Arc;
-use tokio::io::AsyncRead;
+use std::collections::HashMap;
+use std::future::Future;
+use std::pin::Pin;
+use std::sync::{Arc, Mutex};
+use std::task::{Context, Poll};
+use tokio::io::{AsyncRead, ReadBuf};
+use tokio::sync::watch;
+
+/// The incoming transfers running on this host, by workload name: each one's epoch and the
+/// switch that stops it. A transfer holds its name's lock while it runs, so whoever must
+/// replace or drop its reservation stops it first, then takes the lock.
+#[derive(Default)]
+pub(crate) struct Transfers(Mutex<HashMap<String, (u64, watch::Sender<bool>)>>);
+
+impl Transfers {
+    fn map(&self) -> std::sync::MutexGuard<'_, HashMap<String, (u64, watch::Sender<bool>)>> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// Registers the transfer of `name` at `epoch`; its stop switch, and its entry is removed
+    /// when the returned guard drops.
+    fn begin(&self, name: &str, epoch: u64) -> (watch::Receiver<bool>, Running<'_>) {
+        let (tx, rx) = watch::channel(false);
+        self.map().insert(name.to_string(), (epoch, tx));
+        (rx, Running { transfers: self, name: name.to_string(), epoch })
+    }
+
+    /// The epoch of the transfer of `name` running now.
+    #[cfg(test)]
+    pub(crate) fn epoch(&self, name: &str) -> Option<u64> {
+        self.map().get(name).map(|(e, _)| *e)
+    }
+
+    /// Stops the transfer of `name` if its epoch is one `which` selects; whether one was.
+    fn stop(&self, name: &str, which: impl Fn(u64) -> bool) -> bool {
+        match self.map().get(name) {
+            Some((epoch, switch)) if which(*epoch) => {
+                switch.send_replace(true);
+                true
+            }
+            _ => false,
+        }
+    }
+}
+
+/// A registered transfer; unregisters it when dropped.
+struct Running<'a> {
+    transfers: &'a Transfers,
+    name: String,
+    epoch: u64,
+}
+
+impl Drop for Running<'_> {
+    fn drop(&mut self) {
+        let mut map = self.transfers.map();
+        if map.get(&self.name).is_some_and(|(e, _)| *e == self.epoch) {
+            map.remove(&self.name);
+        }
+    }
+}
+
+/// A transfer's byte stream that fails once its stop switch is thrown, even while the
+/// sender is silent (a killed source sends nothing, not even a reset).
+struct Stoppable<R> {
+    inner: R,
+    stopped: Pin<Box<dyn Future<Output = ()> + Send>>,
+}
+
+impl<R> Stoppable<R> {
+    fn new(inner: R, mut switch: watch::Receiver<bool>) -> Self {
+        let stopped = Box::pin(async move {
+            // A dropped sender cannot stop it any more: wait forever.
+            if switch.wait_for(|s| *s).await.is_err() {
+                std::future::pending::<()>().await
+            }
+        });
+        Stoppable { inner, stopped }
+    }
+}
+
+impl<R: AsyncRead + Unpin> AsyncRead for Stoppable<R> {
+    fn poll_read(
+        mut self: Pin<&mut Self>,
+        cx: &mut Context<'_>,
+        buf: &mut ReadBuf<'_>,
+    ) -> Poll<std::io::Result<()>> {
+        if self.stopped.as_mut().poll(cx).is_ready() {
+            return Poll::Ready(Err(std::io::Error::other("stopped: the attempt was superseded or settled")));
+        }
+        Pin::new(&mut self.inner).poll_read(cx, buf)
+    }
+}
 
 /// `runc` or `crun` for a runtime named or given as a path by a peer.
 fn runtime_kind(named: &str) -> Result<String, WorkloadError> {
@@ -49,6 +142,7 @@ pub async fn reserve(w: &Arc<Workloads>, t: &Timings, payload: &[u8]) -> Result<
     }
     record.epoch = req.epoch;
     record.phase = Phase::Incoming { from: req.from.clone(), epoch: req.epoch, received: false };
+    supersede(w, &name, &req.from, req.epoch).await;
     let host = w.host.clone();
     w.update(&name, |cur| match cur {
         Some(c) => Err(WorkloadError::Conflict(format!(
@@ -71,6 +165,23 @@ pub async fn reserve(w: &Arc<Workloads>, t: &Timings, payload: &[u8]) -> Result<
     tracing::info!(workload = %name, from = %req.from, epoch = req.epoch, "reserved for an incoming migration");
     tokio::spawn(expire(w.clone(), name, req.epoch, t.reservation_idle));
     Ok(encode(&serde_json::json!({})))
+}
+
+/// Drops an unstarted reservation of `name` made by the same source for an older epoch
+/// than `epoch`: that source gave the attempt up (it restarted, or its transfer broke) and
+/// tries again. Its transfer, if one runs, is stopped first. Epochs fence the rest: the old
+/// attempt's late messages find no reservation of their epoch.
+async fn supersede(w: &Workloads, name: &str, source: &str, epoch: u64) {
+    let older = |r: &Record| matches!(&r.phase, Phase::Incoming { from, epoch: e, .. } if from == source && *e < epoch);
+    let Some(old) = w.get(name).filter(older) else { return };
+    w.transfers.stop(name, |e| e == old.epoch);
+    let lock = w.name_lock(name);
+    let _guard = lock.lock().await;
+    if let Some(r) = w.get(name).filter(older) {
+        tracing::warn!(workload = %name, from = %source, old = r.epoch, new = epoch,
+            "reservation superseded by a newer attempt of the same source: dropped");
+        w.discard(&r).await;
+    }
 }
 
 /// Drops the reservation `(name, epoch)` once it has been idle (not started, no transfer
@@ -124,7 +235,8 @@ pub async fn receive(
     let record = reserved(w, &a, "receive", |p| p.can_receive(a.epoch))?;
     let dest = w.rootfs(&a.name);
     let _ = std::fs::remove_dir_all(&dest);
-    match transfer::receive_tree(body, dest, t.stall).await {
+    let (switch, _running) = w.transfers.begin(&a.name, a.epoch);
+    match transfer::receive_tree(Stoppable::new(body, switch), dest, t.stall).await {
         Ok(bytes) => {
             let mut done = record.clone();
             if let Phase::Incoming { received, .. } = &mut done.phase {
@@ -171,6 +283,8 @@ pub async fn start(w: &Arc<Workloads>, payload: &[u8]) -> Result<Vec<u8>, Worklo
 /// `dcos.workloads.settle`.
 pub async fn settle(w: &Arc<Workloads>, payload: &[u8]) -> Result<Vec<u8>, WorkloadError> {
     let a: Attempt = decode(super::SETTLE, payload)?;
+    // A transfer of this epoch still running would hold the lock until it stalls.
+    w.transfers.stop(&a.name, |e| e == a.epoch);
     let lock = w.name_lock(&a.name);
     let _guard = lock.lock().await;
     let verdict = match w.get(&a.name) {

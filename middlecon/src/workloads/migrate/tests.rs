@@ -27,6 +27,9 @@ struct Faults {
     corrupt: bool,
     /// The target's daemon restarts just before a call to this service reaches it.
     restart_before: Option<&'static str>,
+    /// Calls to these services never reach the target and are never answered (the target
+    /// was killed as they were sent; only the membership can tell).
+    hang: HashSet<&'static str>,
 }
 
 /// Hosts by name, each with the workloads its daemon has open now.
@@ -86,6 +89,9 @@ impl Peers for FakePeers {
             [RESERVE, START, SETTLE].into_iter().find(|s| *s == service).expect("a known service");
         if self.net.faults().drop_call.contains(service) {
             return Err(WorkloadError::Unreachable(format!("{host}: {service} lost on the way")));
+        }
+        if self.net.faults().hang.contains(service) {
+            return std::future::pending().await;
         }
         if self.net.faults().restart_before == Some(service) {
             self.net.faults().restart_before = None;
@@ -185,9 +191,12 @@ fn quick() -> Timings {
 
 impl Fleet {
     async fn new() -> Fleet {
+        Fleet::with(quick()).await
+    }
+
+    async fn with(timings: Timings) -> Fleet {
         let machines = ["a", "b"].into_iter().map(|n| (n.to_string(), FakeHost::new(n))).collect();
-        let net =
-            Arc::new(Net { machines, hosts: Mutex::default(), faults: Mutex::default(), timings: quick() });
+        let net = Arc::new(Net { machines, hosts: Mutex::default(), faults: Mutex::default(), timings });
         let fleet = Fleet { net, _image: fake::image() };
         let wa = fleet.restart("a").await;
         fleet.restart("b").await;
@@ -392,6 +401,78 @@ async fn a_target_silent_after_start_leaves_the_source_frozen_until_it_answers()
     f.net.faults().drop_call.clear();
     let a = f.workloads("a");
     fake::eventually(|| a.get("web").is_none()).await;
+    assert_eq!(f.one_copy().await, "b");
+}
+
+#[tokio::test]
+async fn a_target_killed_during_start_is_in_doubt_after_the_settle_window_not_the_start_wait() {
+    // A start that nobody answers would hold the migration for the whole start wait; the
+    // membership declaring the target dead ends that wait, and the settle window follows.
+    let f = Fleet::with(Timings { start_wait: Duration::from_secs(60), ..quick() }).await;
+    f.net.faults().hang.insert(START);
+    let steps = Mutex::new(Vec::new());
+    let mover = f.mover("a");
+    let p =
+        mover.prepare(&MoveSpec { name: "web".into(), to: "b".into(), ..MoveSpec::default() }).await.unwrap();
+    let report = |phase, _, _| steps.lock().unwrap().push(phase);
+    let migration = mover.execute(p, &report);
+    let killed = async {
+        fake::eventually(|| steps.lock().unwrap().contains(&MigratePhase::Start)).await;
+        tokio::time::sleep(Duration::from_millis(100)).await;
+        f.net.faults().down.insert("b".into());
+    };
+    let (result, ()) =
+        tokio::time::timeout(Duration::from_secs(5), async { tokio::join!(migration, killed) }).await.expect(
+            "in doubt once the target is gone and the settle window passed, not after the start wait",
+        );
+    let e = result.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::InDoubt, "{e}");
+    // The operator's stream heard from it meanwhile: no silence to mistake for a stall.
+    assert!(steps.lock().unwrap().contains(&MigratePhase::Settle), "settling reported: {steps:?}");
+    assert!(matches!(f.host("a").containers.get("web"), ContainerStatus::Paused(_)), "frozen on the source");
+    // The target comes back; it never received the start, so the source resumes its copy.
+    *f.net.faults() = Faults::default();
+    let a = f.workloads("a");
+    fake::eventually(|| a.get("web").is_some_and(|r| r.phase == Phase::Owned)).await;
+    assert_eq!(f.one_copy().await, "a");
+}
+
+#[tokio::test]
+async fn a_source_killed_mid_copy_tries_again_at_once_and_its_silent_transfer_is_stopped() {
+    // A long stall period: what frees the target here must not be the stall.
+    let f = Fleet::with(Timings { stall: Duration::from_secs(60), ..quick() }).await;
+    let mover = f.mover("a");
+    let p =
+        mover.prepare(&MoveSpec { name: "web".into(), to: "b".into(), ..MoveSpec::default() }).await.unwrap();
+    // The copy begins, then the source is killed: its stream goes silent, without a reset.
+    let b = f.workloads("b");
+    let (mut source, body) = tokio::io::duplex(64 * 1024);
+    source.write_all(&[0, 0, 0, 16]).await.unwrap();
+    let attempt = encode(&Attempt { name: "web".into(), epoch: 1 });
+    let (b2, timings) = (b.clone(), f.net.timings.clone());
+    let silent = tokio::spawn(async move { target::receive(&b2, &timings, &attempt, body).await });
+    fake::eventually(|| b.transfers.epoch("web") == Some(1) || silent.is_finished()).await;
+    assert!(!silent.is_finished(), "the silent transfer waits for its stall");
+    // Another source may not take the name meanwhile.
+    let mut record = f.workloads("a").get("web").unwrap();
+    record.phase = Phase::Owned;
+    let other = Reserve { record, epoch: 9, from: "c".into(), bytes: 10 };
+    let e = target::reserve(&b, &f.net.timings, &encode(&other)).await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::Conflict, "{e}");
+    // The source's daemon restarts (the attempt undone, its epoch used) and tries again.
+    let frozen = f.workloads("a").get("web").unwrap();
+    f.host("a").containers.freeze("web", "runc", Duration::ZERO).await.unwrap();
+    frozen.save(&f.workloads("a").workload_dir("web")).unwrap();
+    drop((p, mover));
+    f.restart("a").await;
+    let s = tokio::time::timeout(Duration::from_secs(5), f.migrate("b"))
+        .await
+        .expect("the retry does not wait for the old transfer to stall")
+        .expect("the retry supersedes the unstarted reservation of the old epoch");
+    assert_eq!(s.epoch, 2);
+    let old = silent.await.unwrap().unwrap_err();
+    assert_eq!(old.code(), ErrorCode::Transfer, "the old transfer was stopped: {old}");
+    drop(source);
     assert_eq!(f.one_copy().await, "b");
 }
 
