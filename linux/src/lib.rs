@@ -1,6 +1,7 @@
 //! The Linux layer both daemons read the machine through: `/proc/PID/stat` and
 //! `/proc/PID/status` ([`stat`], [`process`], [`status`]), the state OCI runtimes keep of
-//! their containers ([`oci`]), and whether a cgroup is frozen ([`freezer`]).
+//! their containers ([`oci`]), whether a cgroup is frozen ([`freezer`]), and when the host
+//! booted ([`boot`]).
 //!
 //! Everything here only reads, and takes the root it reads under (`/proc`, a runtime's
 //! `--root`, a cgroup directory) as a parameter, so tests point it at a fixture tree.
@@ -9,6 +10,7 @@
 
 #![forbid(unsafe_code)]
 
+pub mod boot;
 pub mod freezer;
 pub mod oci;
 pub mod process;

@@ -338,6 +338,37 @@ async fn limits_and_environment_reach_the_container_and_a_restart_re_adopts_it()
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn after_the_host_restarts_its_workloads_run_again_with_their_writes() {
+    let mut mesh = Mesh::new(1);
+    let w = mesh.run(0, "web", "echo run >> /runs; exec sleep 3600").await;
+    dcos_tests::eventually(Duration::from_secs(5), "the first run's line", || async {
+        (mesh.file_in(0, "web", "runs").as_deref() == Some("run\n")).then_some(())
+    })
+    .await;
+    // What a restart of the machine does: the daemon and the container's processes end, the
+    // overlay's mount is gone, the disk stays. Only the boot time cannot be moved by a test:
+    // the record is made to say it started before this boot.
+    mesh.daemons[0].take().unwrap().kill();
+    let killed = mesh.fleet.exec_on(0, "kill", &["-KILL", &w.pid.to_string()]).unwrap();
+    assert!(killed.status.success(), "kill: {}", String::from_utf8_lossy(&killed.stderr));
+    let dir = mesh.state_dir(0).join("workloads/web");
+    let _ = mesh.fleet.exec_on(0, "umount", &["-l", dir.join("bundle/rootfs").to_str().unwrap()]);
+    let file = dir.join("workload.json");
+    let mut record: serde_json::Value = serde_json::from_slice(&std::fs::read(&file).unwrap()).unwrap();
+    record["started_unix_ms"] = 1.into();
+    std::fs::write(&file, serde_json::to_vec(&record).unwrap()).unwrap();
+    mesh.daemons[0] = Some(mesh.start(0));
+    let list = mesh.list(0).await;
+    assert!(running(&list, "web"), "started again: {list:?}");
+    assert_ne!(list[0].pid, w.pid, "a new process");
+    assert!(list[0].started_unix_ms > 1, "a new start time: {list:?}");
+    dcos_tests::eventually(Duration::from_secs(5), "the second run's line after the first's", || async {
+        (mesh.file_in(0, "web", "runs").as_deref() == Some("run\nrun\n")).then_some(())
+    })
+    .await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn purge_removes_what_a_killed_daemon_left_containers_cgroups_overlays_and_directories() {
     let mut mesh = Mesh::new(1);
     let w = mesh.run(0, "left", "echo kept > /file; exec sleep 3600").await;

@@ -156,6 +156,18 @@ fn statvfs_free(dir: &Path) -> std::io::Result<u64> {
 }
 
 /// This host's workloads.
+/// Whether `record`'s workload was started before the host last booted (this host's boot
+/// time unknown: no).
+fn started_before_boot(record: &Record) -> bool {
+    match dcos_linux::boot::unix_ms(dcos_linux::proc_root()) {
+        Ok(boot) => record.started_unix_ms > 0 && record.started_unix_ms < boot,
+        Err(e) => {
+            tracing::warn!("the host's boot time: {e}");
+            false
+        }
+    }
+}
+
 pub struct Workloads {
     /// This host's name.
     pub host: String,
@@ -263,7 +275,10 @@ impl Workloads {
         match record.phase.clone() {
             Phase::Owned => {
                 tracing::info!(workload = %name, "re-adopted");
-                self.put(record);
+                self.put(record.clone());
+                if record.service.is_none() && started_before_boot(&record) {
+                    self.start_again_after_boot(record).await;
+                }
             }
             Phase::MigratingOut { committed: true, .. } => {
                 tracing::warn!(workload = %name, "migration in doubt: kept frozen until the target answers");
@@ -287,6 +302,45 @@ impl Workloads {
                 tracing::warn!(workload = %name, phase = ?record.phase, "unfinished on restart: removed");
                 self.discard(&record).await;
             }
+        }
+    }
+
+    /// Starts again a workload started before the host last booted: its processes and the
+    /// mount of its root filesystem did not survive the restart, its directory and its
+    /// writes did. Its overlay is mounted again and it runs as it was run (the same record
+    /// and epoch, a new start time). A service's instances are left to their service.
+    async fn start_again_after_boot(&self, mut record: Record) {
+        let name = record.name.clone();
+        if matches!(self.container_status(&record), ContainerStatus::Running(_) | ContainerStatus::Paused(_))
+        {
+            return;
+        }
+        let dir = self.workload_dir(&name);
+        match tokio::task::spawn_blocking(move || rootfs::remount(&dir)).await {
+            Ok(Ok(_)) => {}
+            Ok(Err(why)) => {
+                tracing::error!(workload = %name, "not started again after the host restarted: its root filesystem: {why}");
+                return;
+            }
+            Err(e) => {
+                tracing::error!(workload = %name, "not started again after the host restarted: {e}");
+                return;
+            }
+        }
+        // The runtime's state of the earlier boot names processes that are gone.
+        if let Err(e) = self.containers.remove(&name, &record.runtime).await {
+            tracing::debug!(workload = %name, "the runtime's state of the earlier boot: {e}");
+        }
+        match self.launch(&record).await {
+            Ok((started, pid)) => {
+                record.started_unix_ms = started;
+                if let Err(e) = self.save(&record).await {
+                    tracing::error!(workload = %name, "saving the record after starting again: {e}");
+                }
+                tracing::info!(workload = %name, pid = ?pid, "started again after the host restarted");
+                self.put(record);
+            }
+            Err(e) => tracing::error!(workload = %name, "starting again after the host restarted: {e}"),
         }
     }
 
@@ -721,6 +775,45 @@ mod tests {
     }
 
     #[tokio::test]
+    async fn a_workload_started_before_the_host_booted_runs_again_with_its_writes() {
+        use fake::FakeHost;
+        let host = FakeHost::new("h");
+        let image = fake::image();
+        let w = host.open().await;
+        w.run(fake::spec("web", image.path())).await.unwrap();
+        let mut instance = fake::spec("web.0", image.path());
+        instance.service = Some("web".into());
+        w.run(instance).await.unwrap();
+        std::fs::write(w.rootfs("web").join("written"), "before the reboot").unwrap();
+        // The host restarts: its processes end, its mounts are gone, the disk stays; the
+        // records say the workloads started before this boot.
+        for name in ["web", "web.0"] {
+            host.containers.exit(name);
+            let mut r = w.get(name).unwrap();
+            r.started_unix_ms = 1;
+            r.save(&w.workload_dir(name)).unwrap();
+        }
+        let dir = w.workload_dir("web");
+        if rootfs::mounted(&dir) {
+            nix::mount::umount2(&dir.join("bundle/rootfs"), nix::mount::MntFlags::MNT_DETACH).unwrap();
+        }
+        drop(w);
+        let w = host.open().await;
+        assert!(matches!(host.containers.get("web"), ContainerStatus::Running(_)), "started again");
+        let r = w.get("web").unwrap();
+        assert!(r.started_unix_ms > 1, "with a new start time: {r:?}");
+        assert_eq!(Record::load(&w.workload_dir("web")).unwrap().started_unix_ms, r.started_unix_ms, "saved");
+        assert_eq!(std::fs::read_to_string(w.rootfs("web").join("written")).unwrap(), "before the reboot");
+        // An instance is its service's to start or not.
+        assert_eq!(host.containers.get("web.0"), ContainerStatus::Stopped);
+        // Started in this boot and stopped since: left stopped, as it ended.
+        host.containers.exit("web");
+        drop(w);
+        host.open().await;
+        assert_eq!(host.containers.get("web"), ContainerStatus::Stopped);
+    }
+
+    #[tokio::test]
     async fn a_directory_without_a_record_is_removed_at_start_and_a_record_is_kept() {
         let state = tempfile::tempdir().unwrap();
         let orphan = state.path().join("workloads/half-made/bundle");
@@ -735,7 +828,8 @@ mod tests {
             memory_bytes: 0,
             cpus: 0.0,
             epoch: 2,
-            started_unix_ms: 1,
+            // Started in this boot: adopted as it is.
+            started_unix_ms: crate::peer::unix_ms(SystemTime::now()),
             phase: Phase::Owned,
             service: None,
         };

@@ -8,13 +8,16 @@
 //!
 //! A migrated workload arrives as a plain tree (the merged view is what is sent), so only
 //! workloads started by `Run` on this host have layers. Whoever removes a workload directory
-//! calls [`release`] first.
+//! calls [`release`] first. The layers name their image (`layers/image`, a symbolic link),
+//! so that [`remount`] can mount the overlay again after the host restarted.
 
 use super::bundle::{copy_tree, BundleError};
 use std::os::unix::fs::MetadataExt;
 use std::path::{Path, PathBuf};
 
 const LAYERS: &str = "layers";
+/// The link in the layers to the image, the overlay's lower layer.
+const IMAGE: &str = "image";
 
 /// How [`make`] built the root filesystem.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -79,6 +82,15 @@ fn overlay(image: &Path, dir: &Path, target: &Path) -> Result<(), String> {
         nix::sys::stat::FchmodatFlags::FollowSymlink,
     )
     .map_err(|e| format!("{}: {e}", upper.display()))?;
+    let link = dir.join(LAYERS).join(IMAGE);
+    let _ = std::fs::remove_file(&link);
+    std::os::unix::fs::symlink(image, &link).map_err(|e| format!("{}: {e}", link.display()))?;
+    mount(lower, dir, target)
+}
+
+/// Mounts the overlay of `lower` and the layers in `dir` on `target`.
+fn mount(lower: &str, dir: &Path, target: &Path) -> Result<(), String> {
+    let [upper, work] = layers(dir);
     let options = format!("lowerdir={lower},upperdir={},workdir={}", upper.display(), work.display());
     if options.len() >= 4000 {
         return Err("the layer paths are too long for one mount".into());
@@ -91,6 +103,22 @@ fn overlay(image: &Path, dir: &Path, target: &Path) -> Result<(), String> {
         Some(options.as_str()),
     )
     .map_err(|e| format!("mounting the overlay: {e}"))
+}
+
+/// Mounts the overlay of the workload in `dir` again if it has layers and is not mounted
+/// (the host restarted: mounts do not survive it); whether it mounted one.
+pub fn remount(dir: &Path) -> Result<bool, String> {
+    if !layered(dir) || mounted(dir) {
+        return Ok(false);
+    }
+    let link = dir.join(LAYERS).join(IMAGE);
+    let image = std::fs::read_link(&link)
+        .map_err(|e| format!("{}: {e} (layers made before they named their image)", link.display()))?;
+    let lower = image.to_str().ok_or("the image path is not UTF-8")?;
+    if !image.is_dir() {
+        return Err(format!("the image {lower} is gone"));
+    }
+    mount(lower, dir, &rootfs(dir)).map(|()| true)
 }
 
 /// Whether the workload in `dir` has layers (was made by [`make`] as an overlay).
@@ -165,6 +193,34 @@ mod tests {
         remove(&dir).unwrap();
         assert!(!dir.exists());
         assert_eq!(std::fs::read_to_string(image.join("etc/motd")).unwrap(), "from the image\n");
+    }
+
+    #[test]
+    fn an_overlay_unmounted_by_a_restart_of_the_host_is_mounted_again_with_its_writes() {
+        if !nix::unistd::geteuid().is_root() {
+            eprintln!("skipped: mounting an overlay needs root");
+            return;
+        }
+        let tmp = tempfile::tempdir().unwrap();
+        let image = image(tmp.path());
+        let dir = tmp.path().join("w");
+        std::fs::create_dir_all(dir.join("bundle")).unwrap();
+        assert_eq!(make(&image, &dir).unwrap(), Made::Overlay);
+        assert_eq!(remount(&dir), Ok(false), "mounted already: nothing to do");
+        std::fs::write(rootfs(&dir).join("new"), "written before\n").unwrap();
+        // What a restart of the host does to it: the mount is gone, the layers stay.
+        nix::mount::umount2(&rootfs(&dir), nix::mount::MntFlags::MNT_DETACH).unwrap();
+        assert!(!readable(&dir));
+        assert_eq!(remount(&dir), Ok(true));
+        assert!(readable(&dir));
+        assert_eq!(std::fs::read_to_string(rootfs(&dir).join("new")).unwrap(), "written before\n");
+        assert_eq!(std::fs::read_to_string(rootfs(&dir).join("etc/motd")).unwrap(), "from the image\n");
+        // The image removed meanwhile: refused, naming it.
+        nix::mount::umount2(&rootfs(&dir), nix::mount::MntFlags::MNT_DETACH).unwrap();
+        std::fs::remove_dir_all(&image).unwrap();
+        let e = remount(&dir).unwrap_err();
+        assert!(e.contains("is gone"), "{e}");
+        remove(&dir).unwrap();
     }
 
     #[test]
