@@ -6,8 +6,11 @@
 //!   dials them with the same identity. Two daemons share one connection: calls go both
 //!   ways on it, whoever dialled ([`Client`] adopts the connections [`serve`] accepts).
 //!   A peer may open 128 streams (calls) at once at first, doubled while half are in use,
-//!   up to 4096. The dialling side keeps an idle connection alive (a ping every 5 s; idle
-//!   timeout 15 s).
+//!   up to 4096. Both sides keep a connection alive (a ping every 5 s; idle timeout 15 s):
+//!   a call waiting for its reply on a connection the peer dialled sends nothing else, so
+//!   without its own pings a peer killed and restarted meanwhile would leave it hanging
+//!   until its deadline or the idle timeout; a ping reaches the new process, whose reset
+//!   ends the call at once.
 //! - The stateless-reset key is derived from the host's private key, so a daemon restarted
 //!   with the same key resets the connections its predecessor left behind at the first
 //!   packet. A call that meets such a reset fails at once with `ConnectionLost` (the old
@@ -93,12 +96,12 @@ pub enum PeerError {
     Bind { addr: SocketAddr, source: std::io::Error },
 }
 
-/// Dialled connections keep themselves alive. A daemon's connections (`serving`), dialled
-/// or accepted, allow [`INITIAL_STREAMS`] calls from the peer; a tool's allow none.
-fn transport(dialling: bool, serving: bool) -> Arc<quinn::TransportConfig> {
+/// Every connection keeps itself alive, dialled or accepted. A daemon's connections
+/// (`serving`) allow [`INITIAL_STREAMS`] calls from the peer; a tool's allow none.
+fn transport(serving: bool) -> Arc<quinn::TransportConfig> {
     let mut t = quinn::TransportConfig::default();
     t.max_idle_timeout(Some(IDLE_TIMEOUT.try_into().expect("idle timeout fits a VarInt")));
-    t.keep_alive_interval(dialling.then_some(KEEP_ALIVE));
+    t.keep_alive_interval(Some(KEEP_ALIVE));
     t.max_concurrent_bidi_streams(VarInt::from_u32(if serving { INITIAL_STREAMS } else { 0 }));
     t.max_concurrent_uni_streams(VarInt::from_u32(0));
     Arc::new(t)
@@ -109,7 +112,7 @@ fn client_config(identity: &Identity, serving: bool) -> Result<quinn::ClientConf
     let quic =
         quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|_| PeerError::NoInitialSuite)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
-    cfg.transport_config(transport(true, serving));
+    cfg.transport_config(transport(serving));
     Ok(cfg)
 }
 
@@ -118,7 +121,7 @@ fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, PeerError> 
     let quic =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|_| PeerError::NoInitialSuite)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
-    cfg.transport_config(transport(false, true));
+    cfg.transport_config(transport(true));
     Ok(cfg)
 }
 

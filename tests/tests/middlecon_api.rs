@@ -237,6 +237,47 @@ async fn no_responders_is_fast_and_a_slow_responder_is_cancelled_at_the_deadline
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_call_waiting_on_a_connection_the_peer_dialled_ends_soon_after_the_peer_restarts() {
+    let fleet = Fleet::new(2).expect("fleet");
+    let pki = Pki::new();
+    // Static peer tables, no membership: no probes cross the connection. Host 1 calls host
+    // 0 first, so the one connection between them is the one host 1 dialled, and host 0
+    // calls host 1 on it.
+    let tls = fleet.host(1).issue(&pki);
+    let table = |j: usize| format!("{}={}:7441", fleet.host(j).name, fleet.host(j).addr);
+    let (peer_0, peer_1) = (table(0), table(1));
+    let start_1 =
+        || fleet.middlecon(1, &tls, &["--dc", "dc-a", "--peer", &peer_0]).expect("middlecon starts");
+    let _host_0 = dcos_tests::mesh::start_with(&fleet, &pki, 0, false, &["--peer", &peer_1]);
+    let mut host_1 = start_1();
+    let mut from_1 = remote(&fleet, &pki, 1, "app", Role::Host).await;
+    let reply = from_1.call(to_host("dcos.ping", "host-0", in_ms(5_000), b"")).await.unwrap().into_inner();
+    assert_eq!(reply.outcome(), Outcome::Ok, "{reply:?}");
+    let (mut seen, _answers) = runtime(&fleet, 1).await;
+    let mut c = remote(&fleet, &pki, 0, "app", Role::Host).await;
+    let call =
+        tokio::spawn(async move { c.call(to_host("demo.slow", "host-1", in_ms(30_000), b"wait")).await });
+    match tokio::time::timeout(Duration::from_secs(5), seen.recv()).await {
+        Ok(Some(Seen::Request(_, service))) if service == "demo.slow" => {}
+        other => panic!("the runtime should have seen the demo.slow request: {other:?}"),
+    }
+    // Host 1's middlecon is killed (no close reaches host 0) and started again with the
+    // same key. Nothing is in flight on host 0's side of the connection: only its own
+    // keep-alive can meet the new process and its reset.
+    fleet.kill(&mut host_1);
+    let _host_1 = start_1();
+    let restarted = Instant::now();
+    let reply = tokio::time::timeout(Duration::from_secs(12), call)
+        .await
+        .expect("the call ends before the connection's 15 s idle timeout and its 30 s deadline")
+        .unwrap()
+        .expect("Call answers")
+        .into_inner();
+    assert_eq!(reply.outcome(), Outcome::Unreachable, "{reply:?}");
+    assert!(restarted.elapsed() < Duration::from_secs(8), "took {:?}", restarted.elapsed());
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
 async fn a_viewer_certificate_cannot_call() {
     let fleet = Fleet::new(1).expect("fleet");
     let pki = Pki::new();
