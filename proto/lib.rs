@@ -6,9 +6,13 @@
 //! - `middlecon/v1/middlecon.proto`: the gRPC API (`Messaging`, `Membership`, `Workloads`):
 //!   messages, plus tonic servers (`v1::messaging_server`, ...) and clients
 //!   (`v1::messaging_client`, ...).
+//! - [`codec`]: prost's gRPC codec, with a message that does not decode reported as
+//!   `INVALID_ARGUMENT`.
 //! - Where a middlecon listens unless told otherwise ([`DEFAULT_PEER_PORT`],
 //!   [`DEFAULT_API_PORT`], [`DEFAULT_SOCKET`]): the daemon and its clients both read them here.
 #![forbid(unsafe_code)]
+
+pub mod codec;
 
 /// Generated from `middlecon/v1/*.proto`.
 pub mod v1 {

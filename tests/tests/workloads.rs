@@ -514,6 +514,17 @@ async fn bad_requests_get_distinct_statuses_and_change_nothing() {
     }
     let e = c.stop(pb::StopRequest { name: "nope".into() }).await.expect_err("unknown");
     assert_eq!(e.code(), tonic::Code::NotFound, "{e:?}");
+    // Bytes that are no RunRequest (field 1, the name, as a number): the sender's error.
+    let identity = dcos_core::tls::Identity::load(&mesh.pki.files("admin")).unwrap();
+    let channel = middlecon_client::connect(mesh.fleet.host(0).api_addr(), &identity).await.unwrap();
+    let mut raw = tonic::client::Grpc::new(channel);
+    raw.ready().await.unwrap();
+    let path = tonic::codegen::http::uri::PathAndQuery::from_static("/middlecon.v1.Workloads/Run");
+    let not_a_run = tonic::Request::new(pb::ErrorDetail { code: 5 });
+    let codec = dcos_proto::codec::Codec::<pb::ErrorDetail, pb::RunReply>::default();
+    let e = raw.unary(not_a_run, path, codec).await.expect_err("malformed");
+    assert_eq!(e.code(), tonic::Code::InvalidArgument, "{e:?}");
+    assert!(e.message().starts_with("malformed protobuf message"), "{}", e.message());
     let live = pb::MigrateRequest {
         name: "web".into(),
         to: "host-1".into(),
