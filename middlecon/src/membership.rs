@@ -715,6 +715,65 @@ impl Service for MembersService {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use proptest::prelude::*;
+
+    fn node(last: u8) -> Node {
+        Node {
+            addr: SocketAddr::from(([10, 0, 0, last], 7441)),
+            bump: 1,
+            name: format!("host-{last}"),
+            dc: "dc-a".into(),
+            labels: BTreeMap::new(),
+            k2i: String::new(),
+            api: String::new(),
+            version: "0".into(),
+        }
+    }
+
+    fn swim() -> Swim {
+        Swim::new(node(1), swim_config(Duration::from_secs(60)), SmallRng::seed_from_u64(7), PostcardCodec)
+    }
+
+    /// Fuzz targets of the membership wire (bounded here; `scripts/fuzz.sh` runs them
+    /// longer): whatever a peer sends, the reply splitter and SWIM's decoder end in packets
+    /// or an error, never a panic, and garbage adds no member.
+    mod fuzz {
+        use super::*;
+        proptest! {
+            #[test]
+            fn any_reply_splits_into_packets_no_longer_than_itself(payload in any::<Vec<u8>>()) {
+                let packets = unframe(&payload);
+                let carried: usize = packets.iter().map(|p| p.len() + 4).sum();
+                prop_assert!(carried <= payload.len());
+            }
+
+            #[test]
+            fn any_packet_is_handled_or_refused_and_garbage_adds_no_member(data in any::<Vec<u8>>()) {
+                let mut swim = swim();
+                let mut runtime = AccumulatingRuntime::new();
+                let _ = swim.handle_data(&data, &mut runtime);
+                prop_assert_eq!(swim.num_members(), 0);
+            }
+        }
+    }
+
+    #[test]
+    fn a_real_announce_still_adds_its_member_after_garbage() {
+        let mut theirs = swim();
+        let mut other = Swim::new(
+            node(2),
+            swim_config(Duration::from_secs(60)),
+            SmallRng::seed_from_u64(8),
+            PostcardCodec,
+        );
+        let mut runtime = AccumulatingRuntime::new();
+        other.announce(node(1), &mut runtime).unwrap();
+        let (_, packet) = runtime.to_send().expect("an announce to send");
+        let mut mine = AccumulatingRuntime::new();
+        assert!(theirs.handle_data(&[0xde, 0xad], &mut mine).is_err());
+        theirs.handle_data(&packet, &mut mine).expect("a real packet is taken");
+        assert_eq!(theirs.num_members(), 1);
+    }
 
     #[test]
     fn a_reply_is_split_into_its_packets_and_a_truncated_tail_is_dropped() {

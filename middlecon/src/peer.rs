@@ -292,23 +292,33 @@ enum FrameError {
     Decode(#[from] prost::DecodeError),
 }
 
-async fn read_frame<M: Message + Default>(recv: &mut RecvStream) -> Result<M, FrameError> {
+/// Where frames are read from: a QUIC stream, or bytes in a test.
+trait FrameSource {
+    /// Fills `buf`; [`FrameError::Truncated`] if the stream ends first.
+    async fn fill(&mut self, buf: &mut [u8]) -> Result<(), FrameError>;
+}
+
+impl FrameSource for RecvStream {
+    async fn fill(&mut self, buf: &mut [u8]) -> Result<(), FrameError> {
+        self.read_exact(buf).await.map_err(|e| match e {
+            quinn::ReadExactError::FinishedEarly(_) => FrameError::Truncated,
+            quinn::ReadExactError::ReadError(e) => FrameError::Read(e),
+        })
+    }
+}
+
+/// Reads one frame: a length, checked against [`MAX_FRAME`] before anything is allocated,
+/// then that many bytes of protobuf.
+async fn read_frame<M: Message + Default>(recv: &mut impl FrameSource) -> Result<M, FrameError> {
     let mut len = [0u8; 4];
-    read_exact(recv, &mut len).await?;
+    recv.fill(&mut len).await?;
     let n = u32::from_be_bytes(len) as usize;
     if n > MAX_FRAME {
         return Err(FrameError::TooLarge(n));
     }
     let mut buf = vec![0u8; n];
-    read_exact(recv, &mut buf).await?;
+    recv.fill(&mut buf).await?;
     Ok(M::decode(buf.as_slice())?)
-}
-
-async fn read_exact(recv: &mut RecvStream, buf: &mut [u8]) -> Result<(), FrameError> {
-    recv.read_exact(buf).await.map_err(|e| match e {
-        quinn::ReadExactError::FinishedEarly(_) => FrameError::Truncated,
-        quinn::ReadExactError::ReadError(e) => FrameError::Read(e),
-    })
 }
 
 fn encode_frame(msg: &impl Message) -> Vec<u8> {
@@ -941,4 +951,64 @@ async fn exchange(
         return Err(CallError::ConnectionLost { addr, reason: format!("sending the request: {e}") });
     }
     read_frame::<PeerReply>(&mut recv).await.map_err(|e| read_error(addr, e))
+}
+
+#[cfg(test)]
+mod fuzz {
+    //! Fuzz targets of the peer wire: whatever bytes a peer sends, the frame reader ends in
+    //! a message or an error, never a panic, and never allocates past [`MAX_FRAME`].
+    //! Bounded here (proptest's case count); `scripts/fuzz.sh` runs them longer.
+    use super::*;
+    use proptest::prelude::*;
+
+    impl FrameSource for &[u8] {
+        async fn fill(&mut self, buf: &mut [u8]) -> Result<(), FrameError> {
+            if self.len() < buf.len() {
+                return Err(FrameError::Truncated);
+            }
+            let (head, rest) = self.split_at(buf.len());
+            buf.copy_from_slice(head);
+            *self = rest;
+            Ok(())
+        }
+    }
+
+    fn read<M: Message + Default>(mut bytes: &[u8]) -> Result<M, FrameError> {
+        let rt = tokio::runtime::Builder::new_current_thread().build().unwrap();
+        rt.block_on(read_frame::<M>(&mut bytes))
+    }
+
+    fn request() -> impl Strategy<Value = PeerRequest> {
+        (".{0,40}", any::<i64>(), proptest::collection::btree_map(".{0,8}", ".{0,8}", 0..4), any::<Vec<u8>>())
+            .prop_map(|(service, deadline_unix_ms, headers, payload)| PeerRequest {
+                service,
+                deadline_unix_ms,
+                headers,
+                payload,
+            })
+    }
+
+    proptest! {
+        #[test]
+        fn any_bytes_are_a_request_or_an_error(bytes in any::<Vec<u8>>()) {
+            match read::<PeerRequest>(&bytes) {
+                Ok(_) | Err(FrameError::Truncated | FrameError::Decode(_)) => {}
+                Err(FrameError::TooLarge(n)) => prop_assert!(n > MAX_FRAME),
+                Err(e) => prop_assert!(false, "unexpected {e}"),
+            }
+        }
+
+        #[test]
+        fn a_frame_reads_back_and_any_cut_of_it_is_truncated(req in request(), cut in any::<prop::sample::Index>()) {
+            let frame = encode_frame(&req);
+            prop_assert_eq!(read::<PeerRequest>(&frame).unwrap(), req);
+            let cut = cut.index(frame.len());
+            prop_assert!(matches!(read::<PeerRequest>(&frame[..cut]), Err(FrameError::Truncated)));
+        }
+
+        #[test]
+        fn a_length_over_the_limit_is_refused_before_anything_is_read(n in (MAX_FRAME as u32 + 1)..=u32::MAX) {
+            prop_assert!(matches!(read::<PeerReply>(&n.to_be_bytes()), Err(FrameError::TooLarge(m)) if m == n as usize));
+        }
+    }
 }

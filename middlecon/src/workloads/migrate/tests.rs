@@ -604,3 +604,82 @@ async fn evacuation_moves_everything_and_reports_each_move() {
     let e = f.mover("a").evacuation(&[]).unwrap_err();
     assert_eq!(e.code(), ErrorCode::Precondition, "{e}");
 }
+
+/// Fuzz targets of the migration messages (bounded here; `scripts/fuzz.sh` runs them
+/// longer): whatever bytes a peer sends to a target's services, they are refused with
+/// `invalid` and leave nothing behind; whatever a transfer stream carries, it ends in an
+/// error (or the tree), never a panic, and a failed one drops its reservation.
+mod fuzz {
+    use super::*;
+    use proptest::prelude::*;
+    use proptest::test_runner::TestRunner;
+
+    fn runtime() -> tokio::runtime::Runtime {
+        tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap()
+    }
+
+    #[test]
+    fn any_message_to_the_target_services_is_refused_and_leaves_nothing() {
+        let rt = runtime();
+        let host = FakeHost::new("b");
+        let w = rt.block_on(host.open());
+        let timings = quick();
+        TestRunner::default()
+            .run(&any::<Vec<u8>>(), |payload| {
+                rt.block_on(async {
+                    let refusals = [
+                        target::reserve(&w, &timings, &payload).await.err(),
+                        target::start(&w, &payload).await.err(),
+                        target::settle(&w, &payload).await.err(),
+                        target::receive(&w, &timings, &payload, payload.as_slice()).await.err(),
+                    ];
+                    for e in refusals {
+                        prop_assert_eq!(e.map(|e| e.code()), Some(ErrorCode::Invalid));
+                    }
+                    prop_assert!(w.list_records().is_empty());
+                    Ok(())
+                })
+            })
+            .unwrap();
+    }
+
+    /// A transfer body: raw bytes, or bytes in a well-formed chunk (so they reach the
+    /// archive reader).
+    fn body() -> impl Strategy<Value = Vec<u8>> {
+        prop_oneof![
+            any::<Vec<u8>>(),
+            proptest::collection::vec(any::<u8>(), 0..4096).prop_map(|b| {
+                let mut v = (b.len() as u32).to_be_bytes().to_vec();
+                v.extend(b);
+                v
+            }),
+        ]
+    }
+
+    #[test]
+    fn any_transfer_stream_ends_in_an_error_and_drops_its_reservation() {
+        let rt = runtime();
+        let a = FakeHost::new("a");
+        let b = FakeHost::new("b");
+        let image = fake::image();
+        let (wa, wb) = rt.block_on(async { (a.open().await, b.open().await) });
+        rt.block_on(wa.run(fake::spec("web", image.path()))).unwrap();
+        let record = wa.get("web").unwrap();
+        let timings = Timings { stall: Duration::from_millis(200), ..quick() };
+        let epochs = std::sync::atomic::AtomicU64::new(0);
+        TestRunner::default()
+            .run(&body(), |bytes| {
+                let epoch = epochs.fetch_add(1, std::sync::atomic::Ordering::SeqCst) + 1;
+                rt.block_on(async {
+                    let reserve = Reserve { record: record.clone(), epoch, from: "a".into(), bytes: 10 };
+                    target::reserve(&wb, &timings, &encode(&reserve)).await.unwrap();
+                    let attempt = encode(&Attempt { name: "web".into(), epoch });
+                    let e = target::receive(&wb, &timings, &attempt, bytes.as_slice()).await;
+                    prop_assert!(e.is_err(), "garbage was taken for a tree");
+                    prop_assert!(wb.get("web").is_none(), "the reservation is dropped");
+                    Ok(())
+                })
+            })
+            .unwrap();
+    }
+}
