@@ -1,6 +1,8 @@
 //! Who is asking: the verified client certificate of the connection, or else a bearer
 //! token from the tokens file. Every route but `/healthz` and the OpenAPI document
-//! requires one; writes require `admin` (checked by the handlers through [`Caller`]).
+//! requires one; a token, when sent, must be valid even beside a certificate (which then
+//! names the caller); writes require `admin` (checked before the body is read,
+//! `limits::write_gate`, and by the handlers through [`Caller`]).
 
 use crate::error::ApiError;
 use crate::server::AppState;
@@ -58,32 +60,40 @@ pub async fn authenticate(
         return Ok(next.run(req).await);
     }
     let conn = req.extensions().get::<ConnInfo>().cloned();
-    let caller = if let Some(peer) = conn.as_ref().and_then(|c| c.peer.clone()) {
-        Caller { name: peer.name, role: peer.role, via: "cert" }
-    } else if let Some(value) = req.headers().get(AUTHORIZATION) {
-        let token = value
-            .to_str()
-            .ok()
-            .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
-            .map(str::trim)
-            .ok_or_else(|| {
-                state.metrics.auth_failure("malformed_authorization");
-                ApiError::unauthenticated(
-                    "bad_authorization",
-                    "Authorization header must be `Bearer <token>`",
-                )
+    // A bearer token, when one is given, must be valid, certificate or not: a client that
+    // sends a wrong one is told so rather than let in on its certificate.
+    let token = match req.headers().get(AUTHORIZATION) {
+        Some(value) => {
+            let token = value
+                .to_str()
+                .ok()
+                .and_then(|v| v.strip_prefix("Bearer ").or_else(|| v.strip_prefix("bearer ")))
+                .map(str::trim)
+                .ok_or_else(|| {
+                    state.metrics.auth_failure("malformed_authorization");
+                    ApiError::unauthenticated(
+                        "bad_authorization",
+                        "Authorization header must be `Bearer <token>`",
+                    )
+                })?;
+            let grant = state.tokens.lookup(token).ok_or_else(|| {
+                state.metrics.auth_failure("invalid_token");
+                ApiError::unauthenticated("invalid_token", "the bearer token is not valid on this host")
             })?;
-        let grant = state.tokens.lookup(token).ok_or_else(|| {
-            state.metrics.auth_failure("invalid_token");
-            ApiError::unauthenticated("invalid_token", "the bearer token is not valid on this host")
-        })?;
-        Caller { name: grant.label.clone(), role: grant.role, via: "token" }
-    } else {
-        state.metrics.auth_failure("no_identity");
-        return Err(ApiError::unauthenticated(
-            "unauthenticated",
-            "present a client certificate issued by the fleet CA, or a bearer token",
-        ));
+            Some(Caller { name: grant.label.clone(), role: grant.role, via: "token" })
+        }
+        None => None,
+    };
+    let caller = match (conn.and_then(|c| c.peer), token) {
+        (Some(peer), _) => Caller { name: peer.name, role: peer.role, via: "cert" },
+        (None, Some(token)) => token,
+        (None, None) => {
+            state.metrics.auth_failure("no_identity");
+            return Err(ApiError::unauthenticated(
+                "unauthenticated",
+                "present a client certificate issued by the fleet CA, or a bearer token",
+            ));
+        }
     };
     req.extensions_mut().insert(caller);
     Ok(next.run(req).await)

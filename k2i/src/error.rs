@@ -82,6 +82,7 @@ impl From<crate::sysctl::SysctlError> for ApiError {
             E::Unreadable { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "unreadable"),
             E::Rejected { .. } => (StatusCode::UNPROCESSABLE_ENTITY, "invalid_value"),
             E::TooLong(_) => (StatusCode::PAYLOAD_TOO_LARGE, "too_large"),
+            E::ControlCharacter(_) => (StatusCode::BAD_REQUEST, "bad_value"),
         };
         ApiError::new(status, code, e.to_string())
     }

@@ -13,6 +13,8 @@
 //! - [`sysctl`]: `/proc/sys` reads, the write allow-list and the audit record.
 //! - [`auth`]: the caller's identity, from its certificate or a bearer token.
 //! - [`api`]: one module per resource of SPEC section 3.
+//! - [`limits`]: requests in flight per identity, and the gate before a write's body.
+//! - [`wire`]: hyper's own parse-error answers given the JSON error body.
 //! - [`server`]: the router, middleware, and the TLS accept loop ([`server::serve`] takes
 //!   its listener and shutdown signal, so tests run it in-process on port 0).
 //! - [`metrics`]: `/metrics` in Prometheus text format.
@@ -24,11 +26,13 @@ pub mod config;
 pub mod containers;
 pub mod error;
 pub mod intern;
+pub mod limits;
 pub mod metrics;
 pub mod procfs;
 pub mod sampler;
 pub mod server;
 pub mod sysctl;
+pub mod wire;
 
 use std::future::Future;
 use tokio::net::TcpListener;

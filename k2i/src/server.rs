@@ -7,9 +7,12 @@
 use crate::api;
 use crate::auth::{self, ConnInfo};
 use crate::error::ApiError;
+use crate::limits::{self, PerIdentity};
 use crate::metrics::Metrics;
 use crate::sampler::SamplerHandle;
 use crate::sysctl::{AllowList, Sysctl};
+use crate::wire::JsonErrors;
+use axum::error_handling::HandleErrorLayer;
 use axum::extract::{MatchedPath, Request, State};
 use axum::http::StatusCode;
 use axum::middleware::{self, Next};
@@ -19,21 +22,19 @@ use dcos_core::tokens::Tokens;
 use hyper_util::rt::{TokioIo, TokioTimer};
 use std::future::Future;
 use std::path::PathBuf;
-use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 use tokio::net::TcpListener;
 use tokio_rustls::TlsAcceptor;
+use tower::limit::GlobalConcurrencyLimitLayer;
 use tower::ServiceExt;
 
-/// Largest request body accepted (only `PUT /v1/sysctl` has one).
-pub const MAX_BODY_BYTES: usize = 64 * 1024;
+pub use crate::limits::{MAX_BODY_BYTES, MAX_IN_FLIGHT};
 /// A client has this long to finish the TLS handshake.
 pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
-/// Request headers must arrive within this.
+/// Request headers must arrive within this (and an idle keep-alive connection is closed
+/// once it has waited this long for the next request).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
-/// Above this many requests in flight, new ones get 429.
-pub const MAX_IN_FLIGHT: usize = 512;
 
 /// What every handler may reach.
 #[derive(Clone)]
@@ -48,7 +49,8 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Answers to repeated identical requests against the current snapshot.
     pub responses: Arc<crate::api::cache::ResponseCache>,
-    in_flight: Arc<AtomicUsize>,
+    /// Requests in flight per identity.
+    pub identities: Arc<PerIdentity>,
 }
 
 impl AppState {
@@ -70,14 +72,20 @@ impl AppState {
             audit_log: audit_log.map(Arc::new),
             metrics: Arc::new(Metrics::new()),
             responses: Arc::default(),
-            in_flight: Arc::new(AtomicUsize::new(0)),
+            identities: Arc::default(),
         }
     }
 }
 
-/// The whole API: routes, authentication, load shedding, metrics, limits.
+/// The whole API: routes, authentication, the in-flight caps (server-wide and per identity),
+/// the body limit, and a latency observation per route. `/healthz` answers outside the caps
+/// and without an identity, so a load balancer's probe never waits behind other clients.
 pub fn router(state: AppState) -> Router {
-    api::routes()
+    let shed = tower::ServiceBuilder::new()
+        .layer(HandleErrorLayer::new(limits::shed))
+        .load_shed()
+        .layer(GlobalConcurrencyLimitLayer::new(MAX_IN_FLIGHT));
+    let capped = api::routes()
         .fallback(|| async { ApiError::not_found("no such endpoint; see /v1/openapi.json") })
         .method_not_allowed_fallback(|| async {
             ApiError::new(
@@ -86,33 +94,26 @@ pub fn router(state: AppState) -> Router {
                 "method not allowed on this endpoint",
             )
         })
+        .layer(middleware::from_fn_with_state(state.identities.clone(), limits::per_identity))
         .layer(middleware::from_fn_with_state(state.clone(), auth::authenticate))
-        .layer(middleware::from_fn_with_state(state.clone(), shed_and_measure))
-        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES))
+        .layer(shed)
+        .layer(axum::extract::DefaultBodyLimit::max(MAX_BODY_BYTES));
+    Router::new()
+        .route("/healthz", axum::routing::get(api::healthz))
+        .merge(capped)
+        .layer(middleware::from_fn_with_state(state.clone(), measure))
         .with_state(state)
 }
 
-/// Outermost middleware: 429 past [`MAX_IN_FLIGHT`], and a latency observation per route.
-async fn shed_and_measure(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    use axum::response::IntoResponse;
+/// Outermost middleware: a latency observation per route and status.
+async fn measure(State(state): State<AppState>, req: Request, next: Next) -> Response {
     let route = req
         .extensions()
         .get::<MatchedPath>()
         .map(|p| p.as_str().to_string())
         .unwrap_or_else(|| "unmatched".into());
-    let n = state.in_flight.fetch_add(1, Ordering::Relaxed);
     let started = Instant::now();
-    let resp = if n >= MAX_IN_FLIGHT {
-        ApiError::new(
-            StatusCode::TOO_MANY_REQUESTS,
-            "overloaded",
-            "too many requests in flight; retry shortly",
-        )
-        .into_response()
-    } else {
-        next.run(req).await
-    };
-    state.in_flight.fetch_sub(1, Ordering::Relaxed);
+    let resp = next.run(req).await;
     state.metrics.observe_request(&route, resp.status().as_u16(), started.elapsed().as_secs_f64());
     resp
 }
@@ -175,7 +176,7 @@ pub async fn serve(
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
                 .header_read_timeout(HEADER_TIMEOUT)
-                .serve_connection(TokioIo::new(tls), svc);
+                .serve_connection(TokioIo::new(JsonErrors::new(tls)), svc);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%remote, "connection ended: {e}");
             }

@@ -60,6 +60,23 @@ pub enum SysctlError {
     Rejected { key: String, value: String, reason: String },
     #[error("value is {0} bytes; at most 4096")]
     TooLong(usize),
+    #[error(
+        "the value holds a control character ({0:?}); a sysctl value is one line of text (tabs allowed)"
+    )]
+    ControlCharacter(char),
+}
+
+/// Whether `value` may be written: at most 4096 bytes, one line, no control character but
+/// tab (the kernel reads a newline as the end of the value and keeps the rest from taking
+/// effect, so a value with one would be audited as written while the kernel kept another).
+pub fn check_value(value: &str) -> Result<(), SysctlError> {
+    if value.len() > 4096 {
+        return Err(SysctlError::TooLong(value.len()));
+    }
+    match value.chars().find(|c| c.is_control() && *c != '\t') {
+        Some(c) => Err(SysctlError::ControlCharacter(c)),
+        None => Ok(()),
+    }
 }
 
 /// `/proc/sys` (or a copy of its layout).
@@ -131,9 +148,7 @@ impl Sysctl {
 
     /// Writes `value` and returns the old value. The caller audits.
     pub fn set(&self, key: &str, value: &str) -> Result<(String, String), SysctlError> {
-        if value.len() > 4096 {
-            return Err(SysctlError::TooLong(value.len()));
-        }
+        check_value(value)?;
         let (key, old) = self.get(key)?;
         let (_, path) = self.resolve(&key)?;
         let write = std::fs::OpenOptions::new()
@@ -239,5 +254,10 @@ mod tests {
         assert_eq!(s.list("").unwrap().len(), 3);
         assert_eq!(s.set("vm.swappiness", "10").unwrap().1, "60");
         assert_eq!(s.get("vm.swappiness").unwrap().1, "10");
+        for bad in ["20\n30", "20\r", "\u{0}", "2\u{7f}"] {
+            assert!(matches!(s.set("vm.swappiness", bad), Err(SysctlError::ControlCharacter(_))), "{bad:?}");
+        }
+        assert_eq!(s.get("vm.swappiness").unwrap().1, "10", "nothing was written");
+        s.set("vm.swappiness", "1\t2").unwrap();
     }
 }

@@ -11,15 +11,24 @@ mod sysctl;
 use crate::error::ApiError;
 use crate::server::AppState;
 use axum::body::Bytes;
+use axum::handler::Handler;
 use axum::http::header::CONTENT_TYPE;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
 use axum::Router;
 use serde::Serialize;
 
+pub use host::healthz;
+
+/// Every route but `/healthz` (which the server mounts outside the in-flight caps).
 pub fn routes() -> Router<AppState> {
+    // A write: role and declared size checked before the body is read, then the body (and
+    // the write) under a deadline.
+    let write = tower::ServiceBuilder::new()
+        .layer(axum::middleware::from_fn(crate::limits::write_gate))
+        .layer(axum::error_handling::HandleErrorLayer::new(crate::limits::body_timed_out))
+        .layer(tower::timeout::TimeoutLayer::new(crate::limits::BODY_TIMEOUT));
     Router::new()
-        .route("/healthz", get(host::healthz))
         .route("/v1/host", get(host::summary))
         .route("/metrics", get(host::metrics))
         .route("/v1/openapi.json", get(openapi::document))
@@ -30,7 +39,7 @@ pub fn routes() -> Router<AppState> {
         .route("/v1/containers", get(containers::list))
         .route("/v1/containers/{id}", get(containers::one))
         .route("/v1/sysctl", get(sysctl::list))
-        .route("/v1/sysctl/{*key}", get(sysctl::get).put(sysctl::put))
+        .route("/v1/sysctl/{*key}", get(sysctl::get).put(sysctl::put.layer(write)))
 }
 
 /// Serializes `value` as the JSON response body.

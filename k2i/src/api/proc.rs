@@ -123,10 +123,7 @@ pub async fn by_cmd(
     params(("pid" = i32, Path, description = "process id")),
     responses((status = 200, body = dcos_core::model::ProcessDetail), (status = 404, body = dcos_core::model::ErrorBody)))]
 pub async fn one(State(state): State<AppState>, Path(pid): Path<String>) -> Result<Response, ApiError> {
-    let pid: i32 = pid
-        .parse()
-        .ok()
-        .filter(|p| *p > 0)
+    let pid = canonical_pid(&pid)
         .ok_or_else(|| ApiError::bad_request("bad_pid", format!("{pid:?} is not a process id")))?;
     let root = state.sampler.proc_root.clone();
     let alive = || root.join(pid.to_string()).exists();
@@ -149,6 +146,13 @@ pub async fn one(State(state): State<AppState>, Path(pid): Path<String>) -> Resu
     })
     .await?;
     Ok(json(&detail))
+}
+
+/// A process id written as the kernel writes it: decimal digits, no sign, no leading zero,
+/// above 0. `+1` and `01` are not ids (one resource, one name).
+fn canonical_pid(text: &str) -> Option<i32> {
+    let digits = text.bytes().all(|b| b.is_ascii_digit()) && !text.starts_with('0');
+    digits.then(|| text.parse().ok()).flatten().filter(|p: &i32| *p > 0)
 }
 
 /// The host summary and the top processes (default `sort=-cpu`, `limit=20`).
@@ -190,4 +194,16 @@ pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resu
 struct TopRef<'a> {
     host: &'a dcos_core::model::HostSummary,
     processes: Vec<&'a Process>,
+}
+
+#[cfg(test)]
+mod tests {
+    #[test]
+    fn a_pid_is_canonical_decimal() {
+        assert_eq!(super::canonical_pid("1"), Some(1));
+        assert_eq!(super::canonical_pid("4194304"), Some(4_194_304));
+        for bad in ["+1", "01", "0", "-1", "", " 1", "1 ", "1e3", "99999999999", "٣"] {
+            assert_eq!(super::canonical_pid(bad), None, "{bad:?}");
+        }
+    }
 }

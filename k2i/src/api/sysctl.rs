@@ -50,7 +50,7 @@ pub async fn get(State(state): State<AppState>, Path(key): Path<String>) -> Resu
     request_body = dcos_core::model::SysctlWrite,
     responses(
         (status = 200, description = "written; carries the old value", body = dcos_core::model::SysctlValue),
-        (status = 400, body = dcos_core::model::ErrorBody),
+        (status = 400, description = "a malformed body, key or value (a value is one line: no control character but tab)", body = dcos_core::model::ErrorBody),
         (status = 403, description = "not admin, or key not allow-listed", body = dcos_core::model::ErrorBody),
         (status = 413, body = dcos_core::model::ErrorBody),
         (status = 422, description = "the kernel refused the value", body = dcos_core::model::ErrorBody)))]
@@ -60,14 +60,12 @@ pub async fn put(
     Path(key): Path<String>,
     body: Result<Bytes, BytesRejection>,
 ) -> Result<Response, ApiError> {
+    // The role and the declared size were checked before the body was read
+    // (`limits::write_gate`); checked again here, where the write is.
     caller.require_write("writing a sysctl")?;
     let body = body.map_err(|e| {
         if e.status() == StatusCode::PAYLOAD_TOO_LARGE {
-            ApiError::new(
-                StatusCode::PAYLOAD_TOO_LARGE,
-                "too_large",
-                format!("body larger than {} bytes", crate::server::MAX_BODY_BYTES),
-            )
+            crate::limits::too_large()
         } else {
             ApiError::bad_request("bad_body", e.body_text())
         }
@@ -92,6 +90,10 @@ pub async fn put(
         );
         state.metrics.sysctl_write(result);
     };
+    if let Err(e) = crate::sysctl::check_value(&write.value) {
+        log(None, "bad_value");
+        return Err(e.into());
+    }
     if !state.sysctl_allow.allows(&canonical) {
         log(None, "not_allowed");
         return Err(ApiError::new(
