@@ -21,7 +21,7 @@
 use super::error::QueryError;
 use super::field::{Field, Kind, Value};
 use dcos_core::model::Process;
-use regex::{Regex, RegexBuilder};
+use regex_automata::meta::Regex;
 use std::cmp::Ordering;
 use std::fmt;
 
@@ -29,10 +29,18 @@ use std::fmt;
 pub(crate) const MAX_LEN: usize = 4096;
 /// Deepest accepted nesting of parentheses and `not`.
 pub(crate) const MAX_DEPTH: usize = 64;
-/// Compiled size limit of one regex (and of its lazy DFA cache).
-const REGEX_SIZE_LIMIT: usize = 1 << 20;
-/// Most regexes in one expression, which bounds what one request may compile.
-pub(crate) const MAX_REGEXES: usize = 16;
+/// What the regexes of one expression may compile to, in all (bytes of heap): compiling
+/// takes time in proportion, so this bounds what one request may spend before it filters.
+pub(crate) const REGEX_BUDGET: usize = 1 << 20;
+/// Size of each regex's lazy DFA cache.
+const REGEX_CACHE: usize = 1 << 20;
+/// Most regexes in one expression.
+pub(crate) const MAX_REGEXES: usize = 8;
+/// What a comparison costs per row, in the units of [`crate::MAX_COST`].
+pub(crate) const COMPARISON_COST: u64 = 1;
+/// What a regex search costs per row: a search of a command line costs about this many
+/// comparisons.
+pub(crate) const REGEX_COST: u64 = 16;
 
 /// A parsed, type-checked `q` expression.
 #[derive(Debug, Clone)]
@@ -146,9 +154,22 @@ impl Expr {
                 _ => false,
             },
             Expr::Match { field, regex, negate } => match field.value(p) {
-                Value::Text(t) => regex.is_match(&t.as_str()) != *negate,
+                Value::Text(t) => regex.is_match(t.as_str().as_ref()) != *negate,
                 _ => false,
             },
+        }
+    }
+}
+
+impl Expr {
+    /// What evaluating the expression once costs at most (every branch taken), in the units
+    /// of [`crate::MAX_COST`].
+    pub(crate) fn cost(&self) -> u64 {
+        match self {
+            Expr::Or(items) | Expr::And(items) => items.iter().map(Expr::cost).sum(),
+            Expr::Not(e) => e.cost(),
+            Expr::Match { .. } => REGEX_COST,
+            Expr::IsNull { .. } | Expr::Num { .. } | Expr::Text { .. } => COMPARISON_COST,
         }
     }
 }
@@ -382,13 +403,15 @@ struct Parser<'s> {
     tok: Token<'s>,
     /// Regexes compiled so far.
     regexes: usize,
+    /// What is left of [`REGEX_BUDGET`].
+    regex_bytes_left: usize,
 }
 
 impl<'s> Parser<'s> {
     fn new(src: &'s str) -> Result<Self, QueryError> {
         let mut lexer = Lexer { src, pos: 0 };
         let tok = lexer.next_token()?;
-        Ok(Parser { lexer, tok, regexes: 0 })
+        Ok(Parser { lexer, tok, regexes: 0, regex_bytes_left: REGEX_BUDGET })
     }
 
     /// Consumes the current token and returns it.
@@ -500,13 +523,17 @@ impl<'s> Parser<'s> {
             )),
             Tok::Str(pattern) if is_match => {
                 self.regexes += 1;
-                let regex = RegexBuilder::new(&pattern)
-                    .size_limit(REGEX_SIZE_LIMIT)
-                    .dfa_size_limit(REGEX_SIZE_LIMIT)
-                    .build()
-                    .map_err(|e| {
-                        QueryError::at(vpos, format!("invalid regex at position {vpos}: {}", regex_error(&e)))
-                    })?;
+                let config = Regex::config()
+                    .nfa_size_limit(Some(self.regex_bytes_left))
+                    .hybrid_cache_capacity(REGEX_CACHE)
+                    .dfa_size_limit(Some(self.regex_bytes_left));
+                let built = Regex::builder().configure(config).build(&pattern);
+                let regex =
+                    built.map_err(|e| QueryError::at(vpos, regex_error(&e, vpos, self.regex_bytes_left)))?;
+                match self.regex_bytes_left.checked_sub(regex.memory_usage()) {
+                    Some(left) => self.regex_bytes_left = left,
+                    None => return Err(QueryError::at(vpos, budget_message(vpos, self.regex_bytes_left))),
+                }
                 Ok(Expr::Match { field, regex, negate })
             }
             Tok::Num(_) if is_match => Err(QueryError::at(
@@ -540,19 +567,26 @@ impl<'s> Parser<'s> {
     }
 }
 
-/// The regex crate's error on one line.
-fn regex_error(e: &regex::Error) -> String {
-    match e {
-        regex::Error::CompiledTooBig(limit) => {
-            format!("the compiled regex exceeds the size limit of {limit} bytes")
-        }
-        other => {
-            let text = other.to_string();
-            // Syntax errors are multi-line with a caret diagram; the last line says what.
-            let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
-            last.trim().trim_start_matches("error:").trim().to_owned()
-        }
+/// A regex that does not fit in what is left of [`REGEX_BUDGET`].
+fn budget_message(pos: usize, left: usize) -> String {
+    format!(
+        "regex at position {pos} is too large: the regexes of one expression may compile to at \
+         most {REGEX_BUDGET} bytes in all (regex budget), {left} were left"
+    )
+}
+
+/// The regex engine's error on one line.
+fn regex_error(e: &regex_automata::meta::BuildError, pos: usize, left: usize) -> String {
+    if e.size_limit().is_some() {
+        return budget_message(pos, left);
     }
+    let text = match e.syntax_error() {
+        Some(syntax) => syntax.to_string(),
+        None => e.to_string(),
+    };
+    // Syntax errors are multi-line with a caret diagram; the last line says what.
+    let last = text.lines().rev().find(|l| !l.trim().is_empty()).unwrap_or("");
+    format!("invalid regex at position {pos}: {}", last.trim().trim_start_matches("error:").trim())
 }
 
 #[cfg(test)]
@@ -767,7 +801,7 @@ mod tests {
             ("rss !~ '1'", "'!~' needs a text field but \"rss\" is numeric at position 4", 4),
             ("cmd ~ 5", "expected a string (a regex) after '~' at position 6, found a number", 6),
             ("cmd ~ '(' ", "invalid regex at position 6: unclosed group", 6),
-            ("cmd ~ 'a{1000}{1000}'", "invalid regex at position 6: the compiled regex exceeds", 6),
+            ("cmd ~ 'a{1000}{1000}'", "regex at position 6 is too large: the regexes of one expression may compile to at most 1048576 bytes in all (regex budget)", 6),
             ("cpu > null", "null can only be compared with == or != at position 6", 6),
             ("cmd ~ null", "null can only be compared with == or != at position 6", 6),
             ("cpu = 5", "unexpected '=' at position 4 (use '==' to compare)", 4),
@@ -822,10 +856,19 @@ mod tests {
         parse(&src(MAX_REGEXES));
         let (msg, pos) = err(&src(MAX_REGEXES + 1));
         assert_eq!(pos, Some(13 * MAX_REGEXES + 6));
-        assert_eq!(
-            msg,
-            format!("too many regexes at position {} (at most 16 in one expression)", 13 * 16 + 6)
-        );
+        assert_eq!(msg, format!("too many regexes at position {} (at most 8 in one expression)", 13 * 8 + 6));
+    }
+
+    #[test]
+    fn the_regexes_of_one_expression_share_one_budget() {
+        // A Unicode \w{5} compiles to about a quarter of the budget: three fit, a fourth not.
+        let src = |n: usize| vec![r"cmd ~ '\w{5}'"; n].join(" or ");
+        parse(&src(3));
+        let (msg, pos) = err(&src(4));
+        assert_eq!(pos, Some(3 * 17 + 6), "the fourth regex: {msg}");
+        assert!(msg.contains("regex budget") && msg.contains("at most 1048576 bytes in all"), "{msg}");
+        // Each alone is well within it.
+        parse(r"cmd ~ '\w{5}'");
     }
 
     #[test]

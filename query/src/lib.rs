@@ -26,6 +26,10 @@ use expr::Expr;
 
 /// The largest accepted `limit`.
 pub const MAX_LIMIT: usize = 100_000;
+/// What one query may cost: rows times the cost of `q` on one row, where a comparison
+/// costs 1 and a regex search 16 (the CPU budget of a request, with the regex count and
+/// the regex budget of `q` itself).
+pub const MAX_COST: u64 = 4_000_000;
 
 /// The parameters `/v1/proc` accepts.
 const PARAMETERS: &[&str] = &[
@@ -168,6 +172,23 @@ impl ProcQuery {
             })
             && self.states.as_ref().is_none_or(|s| s.contains(&p.state))
             && self.expr.as_ref().is_none_or(|e| e.eval(p))
+    }
+
+    /// 400 unless running `q` over `rows` processes stays within [`MAX_COST`].
+    pub fn check_cost(&self, rows: usize) -> Result<(), QueryError> {
+        let per_row = self.expr.as_ref().map_or(0, Expr::cost);
+        let cost = per_row.saturating_mul(rows as u64);
+        if cost <= MAX_COST {
+            return Ok(());
+        }
+        Err(QueryError::new(
+            "q",
+            format!(
+                "too costly for this host: {rows} processes times {per_row} (a comparison costs 1, a \
+                 regex 16) is {cost}; at most {MAX_COST} per request (cost budget). Use fewer regexes \
+                 or comparisons"
+            ),
+        ))
     }
 
     /// Filters `procs`, counts the matches, sorts them (by `sort`, default pid ascending;
@@ -332,6 +353,17 @@ mod tests {
             p.cpu_percent = cpu;
         }
         t
+    }
+
+    #[test]
+    fn a_query_costs_rows_times_predicates_and_a_regex_sixteen() {
+        let q = query(&[("q", "cmdline ~ 'a' and pid > 1 and user == 'x'")]);
+        let per_row = 16 + 1 + 1;
+        q.check_cost((MAX_COST / per_row) as usize).unwrap();
+        let e = q.check_cost((MAX_COST / per_row) as usize + 1).unwrap_err();
+        assert_eq!(e.parameter, "q");
+        assert!(e.message.contains("cost budget") && e.message.contains("at most 4000000"), "{e}");
+        query(&[("pid", "1")]).check_cost(usize::MAX).unwrap();
     }
 
     #[test]

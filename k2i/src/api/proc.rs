@@ -27,22 +27,29 @@ async fn answer_list(
     }
 }
 
-/// Runs `query` over `snap` and renders the `/v1/proc` document, or takes it from the
-/// cache when the same request was answered from the same snapshot.
+/// The processes of `snap` (kernel threads too if asked) that `query` selects, once its
+/// cost on this many rows is known to be within the budget.
+fn select<'s>(query: &ProcQuery, snap: &'s Snapshot) -> Result<dcos_query::Selection<'s>, ApiError> {
+    let kernel = if query.kernel { &snap.kernel_threads[..] } else { &[] };
+    query.check_cost(snap.processes.len() + kernel.len())?;
+    Ok(query.select(snap.processes.iter().chain(kernel)))
+}
+
+/// An answer already rendered from `snap` for the same request (checked before the query is
+/// parsed: a repeated query does not compile its regexes again). Thread rows are read live,
+/// so never kept.
+fn cached(state: &AppState, snap: &Snapshot, key: &str) -> Option<Response> {
+    state.responses.get(snap.seq, key).map(json_bytes)
+}
+
+/// Runs `query` over `snap` and renders the `/v1/proc` document.
 fn render_list(
     state: &AppState,
     snap: &Snapshot,
     query: &ProcQuery,
     key: String,
 ) -> Result<Response, ApiError> {
-    // Thread rows are read live from /proc, so they are never cached.
-    if !query.threads {
-        if let Some(body) = state.responses.get(snap.seq, &key) {
-            return Ok(json_bytes(body));
-        }
-    }
-    let pool = snap.processes.iter().chain(if query.kernel { &snap.kernel_threads[..] } else { &[] });
-    let selection = query.select(pool);
+    let selection = select(query, snap)?;
     let mut rows: Vec<Process>;
     let chosen: Vec<&Process> = if query.threads {
         rows = Vec::new();
@@ -96,8 +103,11 @@ fn render_list(
         (status = 401, body = dcos_core::model::ErrorBody)))]
 pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let key = format!("/v1/proc?{}", raw.as_deref().unwrap_or(""));
-    let query = ProcQuery::from_query(&query_pairs(raw)?)?;
     let snap = state.sampler.current().await;
+    if let Some(answer) = cached(&state, &snap, &key) {
+        return Ok(answer);
+    }
+    let query = ProcQuery::from_query(&query_pairs(raw)?)?;
     answer_list(state, snap, query, key).await
 }
 
@@ -111,10 +121,13 @@ pub async fn by_cmd(
     RawQuery(raw): RawQuery,
 ) -> Result<Response, ApiError> {
     let key = format!("/v1/proc/cmd/{name}?{}", raw.as_deref().unwrap_or(""));
+    let snap = state.sampler.current().await;
+    if let Some(answer) = cached(&state, &snap, &key) {
+        return Ok(answer);
+    }
     let mut pairs = query_pairs(raw)?;
     pairs.push(("cmd".into(), name));
     let query = ProcQuery::from_query(&pairs)?;
-    let snap = state.sampler.current().await;
     answer_list(state, snap, query, key).await
 }
 
@@ -165,6 +178,10 @@ fn canonical_pid(text: &str) -> Option<i32> {
     responses((status = 200, body = dcos_core::model::Top), (status = 400, body = dcos_core::model::ErrorBody)))]
 pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let key = format!("/v1/top?{}", raw.as_deref().unwrap_or(""));
+    let snap: Arc<Snapshot> = state.sampler.current().await;
+    if let Some(answer) = cached(&state, &snap, &key) {
+        return Ok(answer);
+    }
     let mut pairs = query_pairs(raw)?;
     for (k, v) in [("sort", "-cpu"), ("limit", "20")] {
         if !pairs.iter().any(|(pk, _)| pk == k) {
@@ -178,12 +195,7 @@ pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resu
             "/v1/top takes neither fields nor threads; use /v1/proc",
         ));
     }
-    let snap: Arc<Snapshot> = state.sampler.current().await;
-    if let Some(body) = state.responses.get(snap.seq, &key) {
-        return Ok(json_bytes(body));
-    }
-    let pool = snap.processes.iter().chain(if query.kernel { &snap.kernel_threads[..] } else { &[] });
-    let selection = query.select(pool);
+    let selection = select(&query, &snap)?;
     let body = to_json(&TopRef { host: &snap.host, processes: selection.processes })?;
     state.responses.put(snap.seq, key, &body);
     Ok(json_bytes(body))
