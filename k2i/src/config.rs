@@ -47,10 +47,11 @@ dcos_core::settings! {
         /// How often the process table is sampled, e.g. 1s, 500ms [default: 1s].
         #[arg(long)]
         pub sample_interval: Option<String>,
-        /// Sampling interval once nobody has asked for --idle-after [default: 30s].
+        /// Sampling interval when no request asks for a sample [default: 30s].
         #[arg(long)]
         pub idle_interval: Option<String>,
-        /// How long without requests before sampling slows to --idle-interval [default: 60s].
+        /// No longer used: sampling follows the requests. Still accepted (and checked), so older
+        /// settings load [default: 60s].
         #[arg(long)]
         pub idle_after: Option<String>,
         /// Bearer tokens file: lines of `<sha256 hex> <role> [label]`.

@@ -47,7 +47,6 @@ pub async fn run(
     let mut sampling =
         sampler::SamplerConfig::new(config.name.clone(), config.dc.clone(), config.sample_interval);
     sampling.idle_interval = config.idle_interval;
-    sampling.idle_after = config.idle_after;
     sampling.labels = config.labels.clone();
     sampling.catalog.oci_roots = config.oci_roots.clone();
     let handle = tokio::task::spawn_blocking(move || sampler::spawn(sampling))

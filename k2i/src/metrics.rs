@@ -1,6 +1,7 @@
 //! `/metrics`: the host's figures and the agent's own, in Prometheus text format.
 
 use crate::sampler::Snapshot;
+use dcos_core::model::HostSummary;
 use prometheus_client::encoding::text::encode;
 use prometheus_client::encoding::EncodeLabelSet;
 use prometheus_client::metrics::counter::Counter;
@@ -161,10 +162,10 @@ impl Metrics {
         self.tls_handshake_failures.inc();
     }
 
-    /// Sets the host gauges from `snap` and encodes everything.
-    pub fn render(&self, snap: &Snapshot) -> String {
+    /// Sets the host gauges from `h`, the sampler's and containers' from `snap`, and encodes
+    /// everything.
+    pub fn render(&self, h: &HostSummary, snap: &Snapshot) -> String {
         let _guard = self.scrape.lock().unwrap_or_else(|e| e.into_inner());
-        let h = &snap.host;
         self.sample_seconds.set(snap.tick_duration.as_secs_f64());
         let seen = self.samples_seen.swap(snap.seq, std::sync::atomic::Ordering::Relaxed);
         self.samples.inc_by(snap.seq.saturating_sub(seen));

@@ -1,12 +1,17 @@
-//! The background sampler: one thread that reads `/proc` every `--sample-interval` and
-//! publishes an immutable [`Snapshot`] that request handlers share.
+//! The background sampler: one thread that reads `/proc` and publishes an immutable
+//! [`Snapshot`] that request handlers share.
 //!
 //! What never changes for a process's life (cmdline, exe, user, cgroup, start time) is
-//! read once, keyed by pid and start time; a steady-state tick reads `/proc/PID/stat` for
-//! every process and `/proc/PID/io` only for processes that ran since the last tick (plus a
-//! slow rotation over the rest). When nobody has asked for a while the sampler slows to
-//! `idle_interval` (and it starts that way: an agent nobody has asked yet is idle); the first
-//! request after that wakes it and waits for a fresh sample.
+//! read once, keyed by pid and start time; a tick reads `/proc/PID/stat` for every process
+//! and `/proc/PID/io` only for processes that ran since the last tick (plus a slow rotation
+//! over the rest).
+//!
+//! What a request needs decides what is read. A request for the process table takes the
+//! snapshot if it is at most `--sample-interval` old; up to two intervals old, it is answered
+//! at once and a new tick is started for the next one; older, it waits for a new tick. So
+//! sampling follows the requests: a client asking every minute costs one pass a minute.
+//! Without requests the sampler ticks every `idle_interval`. `/v1/host` and `/metrics` need
+//! no pass over the processes: [`SamplerHandle::host`] reads the host's counters alone.
 
 use crate::containers::{self, Catalog, CatalogConfig};
 use crate::intern::Interner;
@@ -17,7 +22,7 @@ use std::collections::{BTreeMap, HashMap};
 use std::path::PathBuf;
 use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::mpsc;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant, SystemTime};
 use time::format_description::well_known::Rfc3339;
 use time::OffsetDateTime;
@@ -28,10 +33,10 @@ use tokio::sync::watch;
 pub struct SamplerConfig {
     pub proc_root: PathBuf,
     pub passwd: PathBuf,
+    /// The age at which a snapshot is no longer fresh for a request.
     pub interval: Duration,
-    /// Interval used once nobody has asked for `idle_after`.
+    /// Interval between ticks when no request asks for one.
     pub idle_interval: Duration,
-    pub idle_after: Duration,
     pub catalog: CatalogConfig,
     /// Name, dc and labels reported in the host summary.
     pub host_name: String,
@@ -46,7 +51,6 @@ impl SamplerConfig {
             passwd: "/etc/passwd".into(),
             interval,
             idle_interval: Duration::from_secs(30).max(interval),
-            idle_after: Duration::from_secs(60),
             catalog: CatalogConfig::default(),
             host_name,
             dc,
@@ -70,6 +74,8 @@ pub struct Snapshot {
     pub containers: Vec<Container>,
     /// How long the tick that produced this snapshot took.
     pub tick_duration: Duration,
+    /// The host counters read by this tick.
+    pub counters: host::HostCounters,
 }
 
 impl Snapshot {
@@ -330,7 +336,8 @@ impl Sampler {
                     let d = row.cpu_ticks.saturating_sub(entry.cpu_ticks) as f64 / CLK_TCK;
                     Some((d / secs * 100.0 * 10.0).round() / 10.0)
                 }
-                _ => None,
+                // Seen for the first time: its CPU time over its lifetime, as `ps` gives it.
+                _ => Some(lifetime_cpu_percent(row.cpu_ticks, row.starttime, counters.uptime_s)),
             };
             let rotate = (row.pid as u64 + tick).is_multiple_of(ROTATION);
             if !first && !entry.info.kernel && (ran || rotate) {
@@ -398,25 +405,26 @@ impl Sampler {
 
         let cpu_percent = self.prev_host.as_ref().and_then(|prev| host::cpu_percent(prev, &counters));
         let sampled_at = OffsetDateTime::from(SystemTime::now()).format(&Rfc3339).unwrap_or_default();
-        let host = HostSummary {
+        let mut host = HostSummary {
             name: self.cfg.host_name.clone(),
             dc: self.cfg.dc.clone(),
             labels: self.cfg.labels.clone(),
             kernel: self.kernel.clone(),
-            uptime_s: counters.uptime_s,
-            load: counters.load,
-            cpus: counters.cpus,
-            cpu_percent: cpu_percent.map(|c| (c * 10.0).round() / 10.0),
-            mem_total_bytes: counters.mem_total_bytes,
-            mem_used_bytes: counters.mem_used_bytes,
-            swap_total_bytes: counters.swap_total_bytes,
-            swap_used_bytes: counters.swap_used_bytes,
             processes: (processes.len() + kernel_threads.len()) as u32,
             threads: threads_total as u32,
             agent_version: dcos_core::VERSION.to_string(),
-            sampled_at: sampled_at.clone(),
+            uptime_s: 0.0,
+            load: [0.0; 3],
+            cpus: 0,
+            cpu_percent: None,
+            mem_total_bytes: 0,
+            mem_used_bytes: 0,
+            swap_total_bytes: 0,
+            swap_used_bytes: 0,
+            sampled_at: String::new(),
         };
-        self.prev_host = Some(counters);
+        apply_counters(&mut host, &counters, cpu_percent, &sampled_at);
+        self.prev_host = Some(counters.clone());
         self.prev_at = Some(now);
         Snapshot {
             seq: tick,
@@ -427,6 +435,7 @@ impl Sampler {
             host,
             containers,
             tick_duration: started.elapsed(),
+            counters,
         }
     }
 
@@ -473,36 +482,78 @@ impl Sampler {
     }
 }
 
-/// `last_request_ms` before the first request.
-const NEVER: u64 = u64::MAX;
+/// CPU time over the process's lifetime, percent of one core, to 0.1: what `ps` shows as
+/// `%CPU`, for a process without an earlier sample to measure an interval from.
+fn lifetime_cpu_percent(cpu_ticks: u64, starttime: u64, uptime_s: f64) -> f64 {
+    let age = uptime_s - starttime as f64 / CLK_TCK;
+    if age <= 0.0 {
+        return 0.0;
+    }
+    ((cpu_ticks as f64 / CLK_TCK) / age * 1000.0).round() / 10.0
+}
+
+/// The counter fields of a host summary, from `c`.
+fn apply_counters(h: &mut HostSummary, c: &host::HostCounters, cpu_percent: Option<f64>, sampled_at: &str) {
+    h.uptime_s = c.uptime_s;
+    h.load = c.load;
+    h.cpus = c.cpus;
+    h.cpu_percent = cpu_percent.map(|c| (c * 10.0).round() / 10.0);
+    h.mem_total_bytes = c.mem_total_bytes;
+    h.mem_used_bytes = c.mem_used_bytes;
+    h.swap_total_bytes = c.swap_total_bytes;
+    h.swap_used_bytes = c.swap_used_bytes;
+    h.sampled_at = sampled_at.to_string();
+}
+
+/// The last host-only reading ([`SamplerHandle::host`]).
+struct HostReading {
+    at: Instant,
+    counters: host::HostCounters,
+    summary: HostSummary,
+}
 
 /// The request side of a running sampler.
 #[derive(Clone)]
 pub struct SamplerHandle {
     rx: watch::Receiver<Arc<Snapshot>>,
     wake: mpsc::SyncSender<()>,
-    last_request_ms: Arc<AtomicU64>,
-    epoch: Instant,
+    /// The sequence number a request wants a snapshot of (at least); a wake-up finding
+    /// the sampler already there takes no tick.
+    wanted: Arc<AtomicU64>,
     interval: Duration,
+    host: Arc<Mutex<Option<HostReading>>>,
     pub proc_root: PathBuf,
 }
 
 impl SamplerHandle {
-    /// The current snapshot, fresh: if the sampler has slowed down and the snapshot is
-    /// older than two intervals, wake it and wait (at most 2 s) for the next one.
+    /// A fresh enough snapshot for a request: the current one if at most one interval old;
+    /// up to two intervals old, the current one while a new tick starts for the next
+    /// request; older, a new one (waiting at most 2 s).
     pub async fn current(&self) -> Arc<Snapshot> {
-        self.last_request_ms.store(self.epoch.elapsed().as_millis() as u64, Ordering::Relaxed);
         let snap = self.rx.borrow().clone();
-        if snap.taken.elapsed() <= self.interval * 2 {
+        let age = snap.taken.elapsed();
+        if age <= self.interval {
+            return snap;
+        }
+        if age <= self.interval * 2 {
+            self.want_after(snap.seq);
             return snap;
         }
         self.refresh().await
     }
 
-    /// Wakes the sampler and waits (at most 2 s) for a snapshot taken after this call.
+    /// Asks for a tick after snapshot `seq`, unless one is asked for already.
+    fn want_after(&self, seq: u64) {
+        if self.wanted.fetch_max(seq + 1, Ordering::Relaxed) <= seq {
+            let _ = self.wake.try_send(());
+        }
+    }
+
+    /// Wakes the sampler and waits (at most 2 s) for a snapshot newer than the current one.
     pub async fn refresh(&self) -> Arc<Snapshot> {
         let mut rx = self.rx.clone();
-        rx.mark_unchanged();
+        let seq = rx.borrow_and_update().seq;
+        self.wanted.fetch_max(seq + 1, Ordering::Relaxed);
         let _ = self.wake.try_send(());
         match tokio::time::timeout(Duration::from_secs(2), rx.changed()).await {
             Ok(Ok(())) => rx.borrow().clone(),
@@ -510,32 +561,57 @@ impl SamplerHandle {
         }
     }
 
-    /// The current snapshot without marking a request (metrics about the agent itself).
+    /// The current snapshot, whatever its age, asking for no tick (what the process table
+    /// gave last, for `/metrics`).
     pub fn peek(&self) -> Arc<Snapshot> {
         self.rx.borrow().clone()
+    }
+
+    /// The host summary read now (at most one interval old) from the host's own counters
+    /// and the number of entries in `/proc`: no pass over the processes, no tick.
+    pub fn host(&self) -> HostSummary {
+        let mut last = self.host.lock().unwrap_or_else(|e| e.into_inner());
+        if let Some(r) = last.as_ref().filter(|r| r.at.elapsed() <= self.interval) {
+            return r.summary.clone();
+        }
+        let snap = self.peek();
+        let counters = host::read(&self.proc_root);
+        // CPU busy since the later of the last reading and the last tick.
+        let prev = match last.as_ref() {
+            Some(r) if r.counters.cpu_total > snap.counters.cpu_total => &r.counters,
+            _ => &snap.counters,
+        };
+        let cpu = host::cpu_percent(prev, &counters).or(snap.host.cpu_percent);
+        let mut summary = snap.host.clone();
+        if let Ok(pids) = ProcFs::new(&self.proc_root).pids() {
+            summary.processes = pids.len() as u32;
+        }
+        if counters.threads > 0 {
+            summary.threads = counters.threads as u32;
+        }
+        let sampled_at = OffsetDateTime::from(SystemTime::now()).format(&Rfc3339).unwrap_or_default();
+        apply_counters(&mut summary, &counters, cpu, &sampled_at);
+        *last = Some(HostReading { at: Instant::now(), counters, summary: summary.clone() });
+        summary
     }
 }
 
 /// Takes the first snapshot now, then keeps sampling on a dedicated thread until every
-/// handle is dropped.
+/// handle is dropped: when a request asks, and every `idle_interval` without one.
 pub fn spawn(cfg: SamplerConfig) -> std::io::Result<SamplerHandle> {
     let interval = cfg.interval;
     let idle_interval = cfg.idle_interval;
-    let idle_after = cfg.idle_after;
     let proc_root = cfg.proc_root.clone();
     let mut sampler = Sampler::new(cfg);
     let first = sampler.tick();
     let (tx, rx) = watch::channel(Arc::new(first));
     let (wake_tx, wake_rx) = mpsc::sync_channel::<()>(1);
-    // A daemon nobody has asked yet is idle: it starts in the slow regime.
-    let last_request_ms = Arc::new(AtomicU64::new(NEVER));
-    let epoch = Instant::now();
-    let last = last_request_ms.clone();
+    let wanted = Arc::new(AtomicU64::new(0));
+    let asked = wanted.clone();
     std::thread::Builder::new().name("k2i-sampler".into()).spawn(move || loop {
-        let asked = last.load(Ordering::Relaxed);
-        let recent = asked != NEVER && epoch.elapsed() < Duration::from_millis(asked) + idle_after;
-        let wait = if recent { interval } else { idle_interval };
-        match wake_rx.recv_timeout(wait) {
+        match wake_rx.recv_timeout(idle_interval) {
+            // Woken for a tick that was taken meanwhile: nothing to do.
+            Ok(()) if sampler.tick >= asked.load(Ordering::Relaxed) => continue,
             Ok(()) | Err(mpsc::RecvTimeoutError::Timeout) => {}
             Err(mpsc::RecvTimeoutError::Disconnected) => return,
         }
@@ -544,7 +620,7 @@ pub fn spawn(cfg: SamplerConfig) -> std::io::Result<SamplerHandle> {
             return;
         }
     })?;
-    Ok(SamplerHandle { rx, wake: wake_tx, last_request_ms, epoch, interval, proc_root })
+    Ok(SamplerHandle { rx, wake: wake_tx, wanted, interval, host: Arc::default(), proc_root })
 }
 
 #[cfg(test)]
@@ -594,10 +670,10 @@ mod tests {
     }
 
     #[test]
-    fn cpu_percent_is_null_on_the_first_sample_only_and_kernel_threads_are_apart() {
+    fn cpu_percent_is_over_the_interval_after_the_first_sample_and_kernel_threads_are_apart() {
         let mut s = sampler();
         let first = s.tick();
-        assert!(first.processes.iter().all(|p| p.cpu_percent.is_none()));
+        assert!(first.processes.iter().all(|p| p.cpu_percent.is_some()), "never null");
         let me = std::process::id() as i32;
         assert!(first.find(me).is_some());
         assert!(first.kernel_threads.iter().any(|k| k.pid == 2), "kthreadd is a kernel thread");
@@ -612,5 +688,33 @@ mod tests {
         assert_eq!(second.seq, first.seq + 1);
         assert!(second.host.cpu_percent.is_some() && first.host.cpu_percent.is_none());
         assert!(second.processes.windows(2).all(|w| w[0].pid < w[1].pid), "sorted by pid");
+    }
+
+    #[test]
+    fn a_process_seen_for_the_first_time_shows_its_lifetime_cpu_as_ps_does() {
+        let busy = Command::new("sh").args(["-c", "while :; do :; done"]).spawn().unwrap();
+        let pid = busy.id() as i32;
+        struct Kill(std::process::Child);
+        impl Drop for Kill {
+            fn drop(&mut self) {
+                let _ = self.0.kill();
+                let _ = self.0.wait();
+            }
+        }
+        let _busy = Kill(busy);
+        let mut fs = ProcFs::new("/proc");
+        // Half a second of CPU, so that ps's whole-second arithmetic has something to divide.
+        wait_for("the busy loop to use 0.5 s of CPU", || {
+            let raw = fs.read(pid, None, "stat").ok()?;
+            (stat::parse(raw)?.cpu_ticks as f64 / CLK_TCK >= 0.5).then_some(())
+        });
+        let mut s = sampler();
+        let seen = s.tick().find(pid).unwrap().cpu_percent.expect("not null on its first sample");
+        let out = Command::new("ps").args(["-o", "pcpu=", "-p", &pid.to_string()]).output().unwrap();
+        let ps: f64 = String::from_utf8_lossy(&out.stdout).trim().parse().unwrap();
+        assert!(seen > 10.0, "a busy loop at {seen}%");
+        assert!((seen - ps).abs() <= 20.0, "k2i {seen}% against ps {ps}%");
+        assert_eq!(lifetime_cpu_percent(150, 100, 3.0), 75.0, "1.5 s of CPU over 2 s");
+        assert_eq!(lifetime_cpu_percent(0, 300, 3.0), 0.0, "started just now");
     }
 }

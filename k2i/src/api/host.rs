@@ -13,18 +13,18 @@ pub async fn healthz() -> Response {
     json(&serde_json::json!({"status": "ok"}))
 }
 
-/// This host's summary.
+/// This host's summary, read from the host's counters (no pass over the processes).
 #[utoipa::path(get, path = "/v1/host", tag = "host",
     responses((status = 200, body = dcos_core::model::HostSummary), (status = 401, body = dcos_core::model::ErrorBody)))]
 pub async fn summary(State(state): State<AppState>) -> Response {
-    json(&state.sampler.current().await.host)
+    json(&state.sampler.host())
 }
 
-/// Host and agent metrics in Prometheus text format.
+/// Host and agent metrics in Prometheus text format: the host's figures read now, the
+/// containers' from the last sample of the process table (no new one is taken for them).
 #[utoipa::path(get, path = "/metrics", tag = "host",
     responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
-    let snap = state.sampler.current().await;
-    let body = state.metrics.render(&snap);
+    let body = state.metrics.render(&state.sampler.host(), &state.sampler.peek());
     ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()
 }

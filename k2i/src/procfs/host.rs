@@ -17,14 +17,19 @@ pub struct HostCounters {
     pub cpus: u32,
     /// Boot time, seconds since the epoch (`btime`).
     pub boot_time: i64,
+    /// Threads on the host, kernel threads included (the scheduling entities of `loadavg`).
+    pub threads: u64,
 }
 
 /// Reads `/proc/{loadavg,uptime,meminfo,stat}` under `root`.
 pub fn read(root: &Path) -> HostCounters {
     let mut h = HostCounters::default();
     if let Ok(s) = std::fs::read_to_string(root.join("loadavg")) {
-        let mut it = s.split_whitespace().map(|v| v.parse().unwrap_or(0.0));
-        h.load = [it.next().unwrap_or(0.0), it.next().unwrap_or(0.0), it.next().unwrap_or(0.0)];
+        let fields: Vec<&str> = s.split_whitespace().collect();
+        let load = |i: usize| fields.get(i).and_then(|v| v.parse().ok()).unwrap_or(0.0);
+        h.load = [load(0), load(1), load(2)];
+        // "running/total"
+        h.threads = fields.get(3).and_then(|v| v.split_once('/')?.1.parse().ok()).unwrap_or(0);
     }
     if let Ok(s) = std::fs::read_to_string(root.join("uptime")) {
         h.uptime_s = s.split_whitespace().next().and_then(|v| v.parse().ok()).unwrap_or(0.0);
