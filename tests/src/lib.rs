@@ -1,6 +1,6 @@
 //! Helpers shared by the end-to-end tests: a throwaway fleet CA ([`Pki`]), real daemons
 //! started from the workspace's binaries ([`Daemon`]), and real OCI containers from a
-//! busybox root filesystem ([`oci`]), a multi-host fleet of network namespaces
+//! busybox root filesystem ([`oci`]), hand-written HTTP over real TLS ([`raw_https`]), a multi-host fleet of network namespaces
 //! ([`netns::Fleet`]) and middlecon daemons and runtimes on it ([`mesh`]).
 //!
 //! The binaries must be built before the tests run (`scripts/test` does it:
@@ -9,6 +9,7 @@
 pub mod mesh;
 pub mod netns;
 pub mod oci;
+pub mod raw_https;
 pub mod workload_mesh;
 
 use anyhow::{bail, Context, Result};

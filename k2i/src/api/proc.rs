@@ -11,20 +11,22 @@ use dcos_core::model::{ProcList, Process, ProcessDetail};
 use dcos_query::ProcQuery;
 use std::sync::Arc;
 
-/// The `/v1/proc` document for `query`. With `threads=true` the thread rows are read from
-/// `/proc/PID/task` now, a walk of the file system that is done on a blocking thread, off
-/// the async workers that serve every other request.
+/// The `/v1/proc` document for the query `pairs`, made on a blocking thread: compiling a
+/// query's regexes, running it over the table and (with `threads=true`) reading
+/// `/proc/PID/task` are the costly part of a request; on the async workers they would hold
+/// up every other request behind them, `/healthz` included. A request stays counted in its
+/// identity's in-flight budget while it runs there.
 async fn answer_list(
     state: AppState,
     snap: Arc<Snapshot>,
-    query: ProcQuery,
+    pairs: Vec<(String, String)>,
     key: String,
 ) -> Result<Response, ApiError> {
-    if query.threads {
-        tokio::task::spawn_blocking(move || render_list(&state, &snap, &query, key)).await?
-    } else {
+    tokio::task::spawn_blocking(move || {
+        let query = ProcQuery::from_query(&pairs)?;
         render_list(&state, &snap, &query, key)
-    }
+    })
+    .await?
 }
 
 /// The processes of `snap` (kernel threads too if asked) that `query` selects, once its
@@ -42,7 +44,7 @@ fn cached(state: &AppState, snap: &Snapshot, key: &str) -> Option<Response> {
     state.responses.get(snap.seq, key).map(json_bytes)
 }
 
-/// Runs `query` over `snap` and renders the `/v1/proc` document.
+/// Runs `query` over `snap` and renders the `/v1/proc` document (blocking).
 fn render_list(
     state: &AppState,
     snap: &Snapshot,
@@ -107,8 +109,7 @@ pub async fn list(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Res
     if let Some(answer) = cached(&state, &snap, &key) {
         return Ok(answer);
     }
-    let query = ProcQuery::from_query(&query_pairs(raw)?)?;
-    answer_list(state, snap, query, key).await
+    answer_list(state, snap, query_pairs(raw)?, key).await
 }
 
 /// Same as `/v1/proc?cmd={name}`.
@@ -127,8 +128,7 @@ pub async fn by_cmd(
     }
     let mut pairs = query_pairs(raw)?;
     pairs.push(("cmd".into(), name));
-    let query = ProcQuery::from_query(&pairs)?;
-    answer_list(state, snap, query, key).await
+    answer_list(state, snap, pairs, key).await
 }
 
 /// One process with its open files, limits and namespaces; 404 once it is gone.
@@ -188,17 +188,21 @@ pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resu
             pairs.push((k.into(), v.into()));
         }
     }
-    let query = ProcQuery::from_query(&pairs)?;
-    if query.fields.is_some() || query.threads {
-        return Err(ApiError::bad_request(
-            "bad_query",
-            "/v1/top takes neither fields nor threads; use /v1/proc",
-        ));
-    }
-    let selection = select(&query, &snap)?;
-    let body = to_json(&TopRef { host: &snap.host, processes: selection.processes })?;
-    state.responses.put(snap.seq, key, &body);
-    Ok(json_bytes(body))
+    // Off the async workers, as `answer_list`.
+    tokio::task::spawn_blocking(move || {
+        let query = ProcQuery::from_query(&pairs)?;
+        if query.fields.is_some() || query.threads {
+            return Err(ApiError::bad_request(
+                "bad_query",
+                "/v1/top takes neither fields nor threads; use /v1/proc",
+            ));
+        }
+        let selection = select(&query, &snap)?;
+        let body = to_json(&TopRef { host: &snap.host, processes: selection.processes })?;
+        state.responses.put(snap.seq, key, &body);
+        Ok(json_bytes(body))
+    })
+    .await?
 }
 
 /// `dcos_core::model::Top` by reference, so the snapshot is not copied.
