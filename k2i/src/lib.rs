@@ -37,10 +37,12 @@ pub mod wire;
 use std::future::Future;
 use tokio::net::TcpListener;
 
-/// Runs k2i with a validated `config` on `listener` until `shutdown` resolves.
+/// Runs k2i with a validated `config` on `listener` until `shutdown` resolves; `release`
+/// gives freed memory back to the system (see [`server::serve`]).
 pub async fn run(
     config: config::Config,
     listener: TcpListener,
+    release: Option<server::ReleaseMemory>,
     shutdown: impl Future<Output = ()>,
 ) -> anyhow::Result<()> {
     use anyhow::Context;
@@ -63,6 +65,6 @@ pub async fn run(
     );
     let metrics = state.metrics.clone();
     let tls = config.identity.server_config(&[b"http/1.1"]).context("building the TLS configuration")?;
-    server::serve(listener, tls, server::router(state), metrics, shutdown).await?;
+    server::serve(listener, tls, server::router(state), metrics, release, shutdown).await?;
     Ok(())
 }

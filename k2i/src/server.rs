@@ -118,16 +118,81 @@ async fn measure(State(state): State<AppState>, req: Request, next: Next) -> Res
     resp
 }
 
+/// Gives memory the allocator keeps back to the system (the daemon's `malloc_trim`).
+pub type ReleaseMemory = fn();
+
+/// Only a burst of at least this many connections is worth giving memory back after.
+const RELEASE_AFTER_PEAK: usize = 64;
+
+/// Open connections, counted to give memory back after a burst of them.
+///
+/// Each connection holds buffers of its own (TLS records both ways, hyper's read and write
+/// buffers); when thousands close, glibc keeps the freed memory in its heaps, fragmented,
+/// and the daemon would stay at its peak. Each time the open connections of a burst of at
+/// least [`RELEASE_AFTER_PEAK`] fall to half of where they were last, and when the last
+/// closes, the freed memory is given back.
+#[derive(Default)]
+struct Connections {
+    burst: std::sync::Mutex<Burst>,
+}
+
+#[derive(Default)]
+struct Burst {
+    open: usize,
+    peak: usize,
+    /// Give memory back once `open` is down to this.
+    release_at: usize,
+}
+
+/// One open connection, counted until dropped.
+struct Open {
+    all: Arc<Connections>,
+    release: Option<ReleaseMemory>,
+}
+
+impl Connections {
+    fn enter(self: &Arc<Self>, release: Option<ReleaseMemory>) -> Open {
+        let mut b = self.burst.lock().unwrap_or_else(|e| e.into_inner());
+        b.open += 1;
+        if b.open > b.peak {
+            b.peak = b.open;
+            b.release_at = b.peak / 2;
+        }
+        Open { all: self.clone(), release }
+    }
+}
+
+impl Drop for Open {
+    fn drop(&mut self) {
+        let mut b = self.all.burst.lock().unwrap_or_else(|e| e.into_inner());
+        b.open -= 1;
+        let due = b.peak >= RELEASE_AFTER_PEAK && b.open <= b.release_at;
+        if due {
+            b.release_at = b.open / 2;
+        }
+        if b.open == 0 {
+            b.peak = 0;
+        }
+        drop(b);
+        if let Some(release) = self.release.filter(|_| due) {
+            tokio::task::spawn_blocking(release);
+        }
+    }
+}
+
 /// Accepts TLS connections on `listener` until `shutdown` resolves, then lets the
-/// requests in progress finish (at most 5 s).
+/// requests in progress finish (at most 5 s). `release` gives memory back after a burst of
+/// connections has closed.
 pub async fn serve(
     listener: TcpListener,
     tls: Arc<rustls::ServerConfig>,
     app: Router,
     metrics: Arc<Metrics>,
+    release: Option<ReleaseMemory>,
     shutdown: impl Future<Output = ()>,
 ) -> std::io::Result<()> {
     let acceptor = TlsAcceptor::from(tls);
+    let connections = Arc::new(Connections::default());
     let graceful = hyper_util::server::graceful::GracefulShutdown::new();
     tokio::pin!(shutdown);
     loop {
@@ -148,7 +213,9 @@ pub async fn serve(
         let app = app.clone();
         let metrics = metrics.clone();
         let watcher = graceful.watcher();
+        let open = connections.enter(release);
         tokio::spawn(async move {
+            let _open = open;
             let tls = match tokio::time::timeout(HANDSHAKE_TIMEOUT, acceptor.accept(tcp)).await {
                 Ok(Ok(tls)) => tls,
                 Ok(Err(e)) => {

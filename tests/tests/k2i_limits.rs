@@ -7,7 +7,7 @@ use dcos_core::model::HostSummary;
 use dcos_core::tls::TlsFiles;
 use dcos_core::Role;
 use dcos_tests::raw_https::{head, Answer, RawHttps};
-use dcos_tests::{Daemon, Pki};
+use dcos_tests::{eventually, Daemon, Pki};
 use k2i_client::FetchError;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -186,7 +186,7 @@ async fn a_costly_query_is_refused_naming_the_limit() {
         Err(FetchError::Http { status: 400, message, .. }) => {
             assert!(message.contains("at most 8"), "{message}")
         }
-        other => panic!("expected 400, got {other:?}"),
+        other => panic!("expected 400, got {:?}", other.err()),
     }
     let heavy = vec![r"cmdline ~ '\w{5}'"; 4].join(" or ");
     match c.get_json::<Value>(&f.k2i.url, &q(&heavy), T).await {
@@ -292,4 +292,44 @@ async fn what_a_request_needs_decides_what_is_sampled() {
     }
     let taken = samples(&scrape().await) - before;
     assert!((5.0..=7.0).contains(&taken), "{taken} samples for 5 requests");
+}
+
+fn rss_kb(pid: i32) -> u64 {
+    let status = std::fs::read_to_string(format!("/proc/{pid}/status")).unwrap();
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix("VmRSS:"))
+        .unwrap()
+        .trim()
+        .trim_end_matches(" kB")
+        .parse()
+        .unwrap()
+}
+
+/// Memory taken by many connections goes back once they close (glibc kept it before).
+#[tokio::test]
+async fn memory_taken_by_500_connections_is_given_back_when_they_close() {
+    let f = start(&[]);
+    for _ in 0..3 {
+        get(&f, &f.viewer, "/v1/host", "").await;
+    }
+    let base = rss_kb(f.k2i.pid());
+    let mut conns = Vec::new();
+    for _ in 0..500 {
+        let mut c = RawHttps::connect(&f.k2i.url, &f.viewer).await.unwrap();
+        c.send(&head("GET", "/v1/host", "")).await.unwrap();
+        c.answer(T).await.unwrap();
+        conns.push(c);
+    }
+    let peak = rss_kb(f.k2i.pid());
+    assert!(peak > base + 4096, "500 connections took {} kB", peak - base);
+    drop(conns);
+    let pid = f.k2i.pid();
+    let kept = eventually(T, "k2i's memory back near where it was", || async move {
+        let now = rss_kb(pid);
+        // Less than half of what the connections took is kept (tokio's I/O slab, for one).
+        (now.saturating_sub(base) * 2 <= peak - base).then_some(now)
+    })
+    .await;
+    assert!(kept < peak, "{base} kB before, {peak} kB with the connections, {kept} kB after");
 }

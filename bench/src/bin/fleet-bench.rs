@@ -214,7 +214,8 @@ fn serve(args: &ServeArgs) -> Result<()> {
             let app = server::router(state);
             let tls = tls.clone();
             tokio::spawn(async move {
-                if let Err(e) = server::serve(listener, tls, app, metrics, std::future::pending()).await {
+                if let Err(e) = server::serve(listener, tls, app, metrics, None, std::future::pending()).await
+                {
                     eprintln!("fleet-bench serve: 127.0.0.1:{port}: {e}");
                 }
             });
