@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Installs what dcos needs beyond the Rust toolchain: OCI runtimes, network tools for the
 # multi-host tests, busybox for test containers, procps for `ps` comparisons, and grpcio
-# for `python3` (the Python example and its test).
+# for `python3` (the Python example and its test), schemathesis (k2i's contract test).
 # Idempotent: does nothing when everything is present. Needs root (or sudo) to install.
 set -euo pipefail
 
@@ -33,6 +33,14 @@ if have python3 && ! python3 -c 'import grpc, grpc_tools.protoc' >/dev/null 2>&1
   PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
     -r "$(dirname "$0")/../examples/python/requirements.txt" \
     || echo "setup: could not install grpcio; the Python example's tests will skip" >&2
+fi
+
+# schemathesis, for k2i's contract test against its OpenAPI document
+# (scripts/schemathesis-k2i.sh, run by CI), from PyPI.
+if have python3 && ! have schemathesis; then
+  echo "setup: installing schemathesis for $(command -v python3) (pip)" >&2
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5' \
+    || echo "setup: could not install schemathesis; scripts/schemathesis-k2i.sh will say so" >&2
 fi
 
 if ! have cargo; then

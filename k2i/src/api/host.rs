@@ -23,7 +23,7 @@ pub async fn summary(State(state): State<AppState>) -> Response {
 /// Host and agent metrics in Prometheus text format: the host's figures read now, the
 /// containers' from the last sample of the process table (no new one is taken for them).
 #[utoipa::path(get, path = "/metrics", tag = "host",
-    responses((status = 200, description = "Prometheus text exposition format", content_type = "text/plain")))]
+    responses((status = 200, description = "Prometheus text exposition format", content_type = "application/openmetrics-text; version=1.0.0; charset=utf-8")))]
 pub async fn metrics(State(state): State<AppState>) -> Response {
     let body = state.metrics.render(&state.sampler.host(), &state.sampler.peek());
     ([(CONTENT_TYPE, "application/openmetrics-text; version=1.0.0; charset=utf-8")], body).into_response()

@@ -9,7 +9,7 @@ use utoipa::{Modify, OpenApi};
 #[derive(OpenApi)]
 #[openapi(
     info(title = "k2i", description = "A host's processes, containers and kernel parameters as JSON over HTTPS. \
-Authenticate with a client certificate from the fleet CA (mTLS) or a bearer token."),
+Authenticate with a client certificate from the fleet CA (mTLS) or a bearer token; a bearer token, when sent, must be valid."),
     paths(
         host::healthz, host::summary, host::metrics,
         proc::list, proc::one, proc::by_cmd, proc::top,
@@ -22,7 +22,7 @@ Authenticate with a client certificate from the fleet CA (mTLS) or a bearer toke
         model::Runtime, model::SysctlValue, model::SysctlWrite, model::ErrorBody, model::ErrorDetail,
     )),
     modifiers(&Security, &ErrorResponses),
-    security(("bearer" = []))
+    security(("mtls" = []), ("bearer" = []))
 )]
 pub struct ApiDoc;
 
@@ -32,9 +32,24 @@ impl Modify for Security {
     fn modify(&self, doc: &mut utoipa::openapi::OpenApi) {
         let components = doc.components.get_or_insert_with(Default::default);
         components.add_security_scheme(
+            "mtls",
+            SecurityScheme::MutualTls {
+                description: Some("a client certificate issued by the fleet CA".into()),
+                extensions: None,
+            },
+        );
+        components.add_security_scheme(
             "bearer",
             SecurityScheme::Http(HttpBuilder::new().scheme(HttpAuthScheme::Bearer).build()),
         );
+        // The public routes need neither.
+        for (path, item) in doc.paths.paths.iter_mut() {
+            if crate::auth::is_public(path) {
+                for op in [&mut item.get, &mut item.put].into_iter().flatten() {
+                    op.security = Some(vec![utoipa::openapi::security::SecurityRequirement::default()]);
+                }
+            }
+        }
     }
 }
 
