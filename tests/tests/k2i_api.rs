@@ -4,7 +4,7 @@
 use dcos_core::model::{ContainerDetail, ContainerList, HostSummary, ProcList, ProcessDetail, SysctlValue};
 use dcos_core::tls::{Identity, TlsFiles};
 use dcos_core::Role;
-use dcos_tests::{eventually, Daemon, Pki, Spawned};
+use dcos_tests::{eventually, urlencode, Daemon, Pki, Spawned};
 use k2i_client::{FetchError, K2iClient};
 use serde_json::Value;
 use std::process::Command;
@@ -46,15 +46,6 @@ fn http_status(r: Result<impl std::fmt::Debug, FetchError>) -> (u16, String, Str
 fn ps(pid: i32, field: &str) -> String {
     let out = Command::new("ps").args(["-o", &format!("{field}="), "-p", &pid.to_string()]).output().unwrap();
     String::from_utf8_lossy(&out.stdout).trim().to_string()
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 #[tokio::test]

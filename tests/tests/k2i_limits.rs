@@ -7,7 +7,7 @@ use dcos_core::model::HostSummary;
 use dcos_core::tls::TlsFiles;
 use dcos_core::Role;
 use dcos_tests::raw_https::{head, Answer, RawHttps};
-use dcos_tests::{eventually, Daemon, Pki};
+use dcos_tests::{eventually, urlencode, Daemon, Pki};
 use k2i_client::FetchError;
 use serde_json::Value;
 use std::time::{Duration, Instant};
@@ -197,15 +197,6 @@ async fn a_costly_query_is_refused_naming_the_limit() {
     }
     let fine = ["cmdline ~ 'a'"; 8].join(" or ");
     c.get_json::<Value>(&f.k2i.url, &q(&fine), T).await.expect("eight small regexes are within the budget");
-}
-
-fn urlencode(s: &str) -> String {
-    s.bytes()
-        .map(|b| match b {
-            b'A'..=b'Z' | b'a'..=b'z' | b'0'..=b'9' | b'-' | b'_' | b'.' => (b as char).to_string(),
-            _ => format!("%{b:02X}"),
-        })
-        .collect()
 }
 
 /// One viewer with 64 connections asking as fast as it can does not hold others up: it
