@@ -22,6 +22,9 @@ use std::time::Duration;
 pub const MAX_BODY_BYTES: usize = 64 * 1024;
 /// A request body must have arrived completely this long after its headers.
 pub const BODY_TIMEOUT: Duration = Duration::from_secs(10);
+/// A refused write's body is read and dropped, up to this much, after the answer (so the
+/// client, still sending, reads the answer instead of a reset); a larger one is not.
+pub const DRAIN_BYTES: u64 = 1024 * 1024;
 /// Above this many requests in flight, new ones get 429 (`/healthz` is never counted).
 pub const MAX_IN_FLIGHT: usize = 512;
 /// Above this many requests in flight from one identity, its new ones get 429.
@@ -95,15 +98,42 @@ pub fn overloaded(message: impl Into<String>) -> ApiError {
 /// Middleware in front of a write handler, before its body is read: 403 unless the caller
 /// may write, 413 at once when `Content-Length` is above [`MAX_BODY_BYTES`].
 pub async fn write_gate(req: Request, next: Next) -> Result<Response, ApiError> {
-    let caller = req.extensions().get::<Caller>().ok_or_else(|| {
-        ApiError::unauthenticated("unauthenticated", "writes need a client certificate or a bearer token")
-    })?;
-    caller.require_write("writing a sysctl")?;
     let declared = req.headers().get(CONTENT_LENGTH).and_then(|v| v.to_str().ok()?.parse::<u64>().ok());
-    if declared.is_some_and(|n| n > MAX_BODY_BYTES as u64) {
-        return Err(too_large());
+    let refusal = match req.extensions().get::<Caller>() {
+        None => Some(ApiError::unauthenticated(
+            "unauthenticated",
+            "writes need a client certificate or a bearer token",
+        )),
+        Some(caller) => caller.require_write("writing a sysctl").err(),
+    };
+    let refusal = refusal.or_else(|| declared.filter(|n| *n > MAX_BODY_BYTES as u64).map(|_| too_large()));
+    match refusal {
+        None => Ok(next.run(req).await),
+        Some(e) => {
+            if declared.is_none_or(|n| n <= DRAIN_BYTES) {
+                tokio::spawn(drain(req.into_body()));
+            }
+            Err(e)
+        }
     }
-    Ok(next.run(req).await)
+}
+
+/// Reads and drops a refused request's body (at most [`DRAIN_BYTES`], within
+/// [`BODY_TIMEOUT`]) while the answer goes out, so that closing the connection does not
+/// reset it under a client still sending.
+async fn drain(body: axum::body::Body) {
+    use http_body_util::BodyExt;
+    let mut body = body;
+    let mut seen = 0u64;
+    let _ = tokio::time::timeout(BODY_TIMEOUT, async {
+        while let Some(Ok(frame)) = body.frame().await {
+            seen += frame.data_ref().map_or(0, |d| d.len() as u64);
+            if seen > DRAIN_BYTES {
+                break;
+            }
+        }
+    })
+    .await;
 }
 
 /// 413 `too_large`.
