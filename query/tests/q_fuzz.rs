@@ -6,8 +6,9 @@
 //! - An expression generated from the grammar parses, and filters as a plain evaluation
 //!   of the same tree says it should.
 //!
-//! The normal test suite runs `DCOS_FUZZ_CASES` cases of each (default 2,000: a few
-//! seconds); `scripts/fuzz-q.sh` runs many more in release mode.
+//! The test suite runs proptest's default of 256 cases of each (`PROPTEST_CASES` sets
+//! another number); `scripts/fuzz.sh [CASES]` runs them longer, with the other fuzz
+//! targets (tests in modules named `fuzz`).
 
 use dcos_core::model::Process;
 use dcos_query::ProcQuery;
@@ -15,9 +16,9 @@ use proptest::prelude::*;
 use proptest::test_runner::{Config, TestRunner};
 use std::sync::Arc;
 
+/// Cases from `PROPTEST_CASES` (default 256); a failure is shrunk and printed, not stored.
 fn config() -> Config {
-    let cases = std::env::var("DCOS_FUZZ_CASES").ok().and_then(|v| v.parse().ok()).unwrap_or(2_000);
-    Config { cases, failure_persistence: None, ..Config::default() }
+    Config { failure_persistence: None, ..Config::default() }
 }
 
 /// A few processes that differ in every field the generated expressions use.
@@ -110,7 +111,7 @@ fn soup() -> impl Strategy<Value = String> {
 }
 
 #[test]
-fn any_text_parses_or_is_refused_at_a_place_in_it() {
+fn fuzz_any_text_parses_or_is_refused_at_a_place_in_it() {
     let procs = table();
     TestRunner::new(config())
         .run(&soup(), |src| {
@@ -212,7 +213,7 @@ impl Tree {
 }
 
 #[test]
-fn a_generated_expression_filters_as_its_tree_says() {
+fn fuzz_a_generated_expression_filters_as_its_tree_says() {
     let procs = table();
     TestRunner::new(config())
         .run(&(tree(), any::<bool>()), |(tree, upper)| {
