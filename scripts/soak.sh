@@ -11,15 +11,20 @@
 # Prints a table per window and the drift (last window against the first). docs/security.md
 # states the figures of the latest run.
 # Usage (as root): scripts/soak.sh [SECONDS] [WINDOW]   (default 600 s in windows of 60 s)
+# DCOS=path/to/dcos uses that build (k2i and middlecon beside it) instead of building one.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 duration="${1:-600}"
 window="${2:-60}"
 [[ "$(id -u)" == 0 ]] || { echo "soak: run as root (containers, cgroups)" >&2; exit 1; }
-root="$PWD"
-source scripts/release.sh
-release_build -p dcos-cli -p k2i -p middlecon --bins --quiet
-dcos="$release/dcos"
+if [[ -n "${DCOS:-}" ]]; then
+  dcos="$DCOS"
+else
+  root="$PWD"
+  source scripts/release.sh
+  release_build -p dcos-cli -p k2i -p middlecon --bins --quiet
+  dcos="$release/dcos"
+fi
 dir="$(mktemp -d /tmp/dcos-soak-XXXXXX)"
 out="$dir/demo.out"
 "$dcos" demo --keep --dir "$dir/fleet" >"$out" 2>&1 &

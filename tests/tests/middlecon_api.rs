@@ -211,7 +211,7 @@ async fn no_responders_is_fast_and_a_slow_responder_is_cancelled_at_the_deadline
     let took = started.elapsed();
     assert_eq!(reply.outcome(), Outcome::NoResponders, "{reply:?}");
     assert!(reply.message.contains("demo.nobody"), "{}", reply.message);
-    assert!(took < Duration::from_millis(200), "no_responders took {took:?}");
+    assert!(took < Duration::from_secs(1), "no_responders at once, not at the deadline: {took:?}");
 
     let budget = Duration::from_millis(700);
     let started = Instant::now();

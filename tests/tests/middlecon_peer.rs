@@ -119,7 +119,8 @@ async fn unknown_services_and_past_deadlines_are_answered_at_once() {
     let took = started.elapsed();
     assert_eq!(reply.outcome(), Outcome::NoResponders, "{reply:?}");
     assert!(reply.message.contains("no.such.service"), "{}", reply.message);
-    assert!(took < Duration::from_millis(50), "no_responders took {took:?}");
+    // At once, not at the 5 s deadline (its latency is benchmarked, not asserted here).
+    assert!(took < Duration::from_secs(1), "no_responders took {took:?}");
 
     // A deadline already past: deadline_exceeded from the responder, without a pong.
     let past = SystemTime::now() - Duration::from_secs(1);
