@@ -18,7 +18,7 @@ for i in $(seq 1 "$runs"); do
 done
 echo "| cell | outcome (word; where the one copy runs) | runs |"
 echo "| --- | --- | ---: |"
-grep -o 'fault-matrix: [A-Za-z]* at [a-z]*: [a-z_]*; one copy, on the [a-z]*' "$log" \
+{ grep -o 'fault-matrix: [A-Za-z]* at [a-z]*: [a-z_]*; one copy, on the [a-z]*' "$log" || true; } \
   | sed 's/^fault-matrix: //; s/; one copy, on the /; on the /' \
   | sort | uniq -c \
   | sed -E 's/^ *([0-9]+) ([A-Za-z]+ at [a-z]+): (.*)$/| \2 | \3 | \1 |/'

@@ -103,10 +103,12 @@ async fn cell(fault: Fault, phase: pb::MigratePhase) {
             settled.then_some((a, b))
         })
         .await;
-    assert!(
-        healed.elapsed() < Duration::from_secs(21),
-        "settled {:?} after the fault ended",
-        healed.elapsed()
+    let settled = healed.elapsed();
+    assert!(settled < Duration::from_secs(21), "settled {settled:?} after the fault ended");
+    let copy = if on_1.is_empty() { "source" } else { "target" };
+    eprintln!(
+        "fault-matrix: {fault:?} at {}: {said}; one copy, on the {copy}, {settled:.1?} after the fault",
+        phase.word()
     );
     // A migration that said done runs on the target; one that failed before the start, on
     // the source.
