@@ -1,7 +1,8 @@
 #!/usr/bin/env bash
 # Installs what dcos needs beyond the Rust toolchain: OCI runtimes, network tools for the
-# multi-host tests, busybox for test containers, procps for `ps` comparisons, and grpcio
-# for `python3` (the Python example and its test), schemathesis (k2i's contract test).
+# multi-host tests, busybox for test containers, procps for `ps` comparisons, Prometheus
+# (its discovery of the fleet is tested end to end), and grpcio for `python3` (the Python
+# example and its test), schemathesis (k2i's contract test).
 # Idempotent: does nothing when everything is present. Needs root (or sudo) to install.
 set -euo pipefail
 
@@ -16,6 +17,8 @@ have ps       || need+=(procps)
 have curl     || need+=(curl)
 have protoc   || need+=(protobuf-compiler)
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
+# A real Prometheus for the discovery test (tests/tests/prometheus_sd.rs).
+have prometheus || need+=(prometheus)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2

@@ -16,6 +16,8 @@
 //!   `Evacuate` for `admin` and local callers.
 //! - `Services` ([`services`]): `List` and `Show` for every role; `Create` and `Remove` for
 //!   `admin` and local callers.
+//! - Prometheus over HTTP on the same listeners: `GET /v1/sd/k2i` ([`sd`], the fleet's k2i
+//!   targets) for every role, and `GET /metrics` (the services' counters) where services run.
 //!
 //! `Call` routing: a target host that is this host runs the call here (built-in services
 //! first, then services of `Serve` streams); another host's name is resolved through
@@ -24,6 +26,7 @@
 //! host, then live members (this dc first, then the least loaded) until one serves it.
 //! `Query` asks every matching live member at once and streams the replies.
 
+pub mod sd;
 pub mod services;
 pub mod workloads;
 
@@ -49,7 +52,7 @@ use tonic::transport::server::Connected;
 use tonic::{Request, Response, Status, Streaming};
 use workloads::WorkloadsApi;
 
-/// ALPN of the TCP API: gRPC over HTTP/2; HTTP/1.1 for Prometheus' `/metrics`.
+/// ALPN of the TCP API: gRPC over HTTP/2; HTTP/1.1 for Prometheus (`/metrics`, `/v1/sd/k2i`).
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// The deadline of a call that does not set one.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
@@ -454,8 +457,18 @@ fn router(
     workloads: Option<WorkloadsApi>,
     services: Option<ServicesApi>,
 ) -> tonic::service::Routes {
+    let members = api.directory.members.clone();
     let mut routes = tonic::service::Routes::new(pb::messaging_server::MessagingServer::new(api.clone()))
         .add_service(pb::membership_server::MembershipServer::new(api));
+    // Prometheus finds the fleet's k2i here (HTTP/1.1 or 2, same mTLS, any role).
+    let router = std::mem::take(routes.axum_router_mut());
+    *routes.axum_router_mut() = router.route(
+        sd::K2I_PATH,
+        axum::routing::get(move || {
+            let members = members.as_ref().map(|m| m.members()).unwrap_or_default();
+            async move { axum::Json(sd::k2i_groups(&members)) }
+        }),
+    );
     if let Some(w) = workloads {
         routes = routes.add_service(pb::workloads_server::WorkloadsServer::new(w));
     }
