@@ -68,6 +68,10 @@ dcos_core::settings! {
         #[arg(long = "oci-root", value_name = "RUNTIME=DIR")]
         #[serde(deserialize_with = "dcos_core::settings::table")]
         pub oci_roots: Vec<Pair<PathBuf>>,
+        /// A web origin whose pages may read k2i (CORS), e.g. https://grafana.example:3000,
+        /// or `*`; repeat or comma-separate for more [default: none, no CORS headers].
+        #[arg(long = "cors-origin", value_name = "ORIGIN", value_delimiter = ',')]
+        pub cors_origins: Vec<String>,
     }
 }
 
@@ -86,6 +90,7 @@ pub struct Config {
     pub sysctl_allow: AllowList,
     pub audit_log: Option<PathBuf>,
     pub oci_roots: Vec<(dcos_core::model::Runtime, PathBuf)>,
+    pub cors_origins: crate::cors::Origins,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7440";
@@ -147,6 +152,7 @@ impl Config {
                 })
                 .collect::<Result<_, _>>()?
         };
+        let cors_origins = crate::cors::Origins::new(&s.cors_origins).map_err(|m| bad("cors-origin", m))?;
         Ok(Config {
             listen,
             identity,
@@ -160,6 +166,7 @@ impl Config {
             sysctl_allow,
             audit_log: s.audit_log,
             oci_roots,
+            cors_origins,
         })
     }
 }
@@ -261,6 +268,7 @@ mod tests {
                 ("sysctl-allow", &["--sysctl-allow", "kernel/../x"], "sysctl_allow = [\"kernel/../x\"]"),
                 ("oci-root", &["--oci-root", "docker=/x"], "[oci_roots]\ndocker = \"/x\""),
                 ("oci-root", &["--oci-root", "runc"], ""),
+                ("cors-origin", &["--cors-origin", "grafana.example"], "cors_origins = [\"ftp://x\"]"),
             ],
             |flags, file| load(dir.path(), flags, file),
         );

@@ -18,12 +18,14 @@
 //! - [`server`]: the router, middleware, and the TLS accept loop ([`server::serve`] takes
 //!   its listener and shutdown signal, so tests run it in-process on port 0).
 //! - [`metrics`]: `/metrics` in Prometheus text format.
+//! - [`cors`]: `--cors-origin`, for dashboards in a browser.
 #![forbid(unsafe_code)]
 
 pub mod api;
 pub mod auth;
 pub mod config;
 pub mod containers;
+pub mod cors;
 pub mod error;
 pub mod intern;
 pub mod limits;
@@ -65,6 +67,7 @@ pub async fn run(
     );
     let metrics = state.metrics.clone();
     let tls = config.identity.server_config(&[b"http/1.1"]).context("building the TLS configuration")?;
-    server::serve(listener, tls, server::router(state), metrics, release, shutdown).await?;
+    let app = cors::layer(server::router(state), config.cors_origins);
+    server::serve(listener, tls, app, metrics, release, shutdown).await?;
     Ok(())
 }
