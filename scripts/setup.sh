@@ -19,6 +19,11 @@ have protoc   || need+=(protobuf-compiler)
 [ -x /bin/busybox ] || [ -x /usr/bin/busybox ] || need+=(busybox-static)
 # A real Prometheus for the discovery test (tests/tests/prometheus_sd.rs).
 have prometheus || need+=(prometheus)
+# systemd-nspawn boots a fresh host for the install test (tests/tests/install.rs); dpkg-deb
+# builds the package (scripts/package-deb.sh); systemd-analyze checks the units.
+have systemd-nspawn || need+=(systemd-container)
+have dpkg-deb || need+=(dpkg)
+have systemd-analyze || need+=(systemd)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
@@ -44,6 +49,15 @@ if have python3 && ! have schemathesis; then
   echo "setup: installing schemathesis for $(command -v python3) (pip)" >&2
   PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check 'schemathesis>=4,<5' \
     || echo "setup: could not install schemathesis; scripts/schemathesis-k2i.sh will say so" >&2
+fi
+
+# The Kubernetes manifest's schema check (tests/tests/deploy.rs): kubernetes-validate, which
+# carries the API's JSON schemas (no network when it runs). A failure is reported, not fatal:
+# that test then fails saying what is missing.
+if have python3 && ! have kubernetes-validate; then
+  echo "setup: installing kubernetes-validate for $(command -v python3) (pip)" >&2
+  PIP_ROOT_USER_ACTION=ignore python3 -m pip install --quiet --disable-pip-version-check \
+    'kubernetes-validate>=1.30' || echo "setup: could not install kubernetes-validate" >&2
 fi
 
 if ! have cargo; then
