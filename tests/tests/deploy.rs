@@ -85,3 +85,51 @@ fn the_kubernetes_manifest_matches_the_api_schemas() {
         assert!(daemonset.contains(needed), "the DaemonSet lacks {needed}");
     }
 }
+
+#[test]
+fn the_grafana_dashboard_is_well_formed() {
+    let text = std::fs::read_to_string(repo().join("deploy/grafana/dcos-fleet.json")).unwrap();
+    let d: serde_json::Value = serde_json::from_str(&text).expect("the dashboard is JSON");
+    for key in ["uid", "title", "schemaVersion", "panels", "templating", "time"] {
+        assert!(d.get(key).is_some(), "the dashboard lacks {key}");
+    }
+    let vars: Vec<(&str, &str)> = d["templating"]["list"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|v| (v["name"].as_str().unwrap(), v["type"].as_str().unwrap()))
+        .collect();
+    // Every `$name` / `${name}` used is a variable of the dashboard (or Grafana's own `$__`).
+    for (i, _) in text.match_indices('$') {
+        let rest = text[i + 1..].trim_start_matches('{');
+        let name: String = rest.chars().take_while(|c| c.is_ascii_alphanumeric() || *c == '_').collect();
+        assert!(name.starts_with("__") || vars.iter().any(|(v, _)| *v == name), "${name} is not a variable");
+    }
+    let panels = d["panels"].as_array().unwrap();
+    let mut ids = std::collections::BTreeSet::new();
+    let mut cells = std::collections::BTreeSet::new();
+    for p in panels {
+        assert!(ids.insert(p["id"].as_u64().unwrap()), "panel id {} twice", p["id"]);
+        let g = &p["gridPos"];
+        let (x, y, w, h) = (
+            g["x"].as_u64().unwrap(),
+            g["y"].as_u64().unwrap(),
+            g["w"].as_u64().unwrap(),
+            g["h"].as_u64().unwrap(),
+        );
+        assert!(x + w <= 24 && w > 0 && h > 0, "{}: gridPos {g}", p["title"]);
+        for cell in (x..x + w).flat_map(|cx| (y..y + h).map(move |cy| (cx, cy))) {
+            assert!(cells.insert(cell), "{} overlaps another panel at {cell:?}", p["title"]);
+        }
+        if p["type"] == "row" {
+            continue;
+        }
+        // Each panel's data source is one of the dashboard's data-source variables.
+        let uid = p["datasource"]["uid"].as_str().unwrap();
+        let var = uid.trim_start_matches("${").trim_end_matches('}');
+        assert!(vars.contains(&(var, "datasource")), "{}: data source {uid}", p["title"]);
+        assert!(!p["targets"].as_array().unwrap().is_empty(), "{} has no query", p["title"]);
+    }
+    let types: std::collections::BTreeSet<&str> = panels.iter().filter_map(|p| p["type"].as_str()).collect();
+    assert!(types.is_subset(&["row", "stat", "table", "timeseries"].into()), "{types:?}");
+}

@@ -2,7 +2,8 @@
 //! section 9) on three real hosts (network namespaces) running k2i and middlecon, read with
 //! a viewer certificate and refused without one; then a real Prometheus (Debian's, started on
 //! one of the hosts) runs the checked-in `deploy/prometheus/prometheus.yml`, finds every k2i
-//! through one member, scrapes them over mTLS; a host that dies leaves the list.
+//! through one member, scrapes them over mTLS, and answers every query of the Grafana
+//! dashboard (deploy/grafana); a host that dies leaves the list.
 
 use dcos_core::tls::Identity;
 use dcos_core::Role;
@@ -28,6 +29,83 @@ fn prometheus_api(base: &str, path: &str) -> Option<Value> {
     let out =
         Command::new("curl").args(["-sS", "--fail", "--max-time", "2", &format!("{base}{path}")]).output();
     serde_json::from_slice(&out.ok()?.stdout).ok()
+}
+
+/// Prometheus' answer to the instant query `expr`.
+fn prometheus_query(base: &str, expr: &str) -> Value {
+    let out = Command::new("curl")
+        .args(["-sS", "--fail", "--max-time", "2", "-G", "--data-urlencode"])
+        .arg(format!("query={expr}"))
+        .arg(format!("{base}/api/v1/query"))
+        .output()
+        .expect("curl runs");
+    serde_json::from_slice(&out.stdout)
+        .unwrap_or_else(|_| panic!("{expr}: {}", String::from_utf8_lossy(&out.stderr)))
+}
+
+/// Every string under the key `key` anywhere in `v`.
+fn strings_under<'a>(v: &'a Value, key: &str, out: &mut Vec<&'a str>) {
+    match v {
+        Value::Object(m) => {
+            for (k, v) in m {
+                match v {
+                    Value::String(s) if k == key => out.push(s),
+                    _ => strings_under(v, key, out),
+                }
+            }
+        }
+        Value::Array(a) => a.iter().for_each(|v| strings_under(v, key, out)),
+        _ => {}
+    }
+}
+
+/// The Grafana dashboard (deploy/grafana/dcos-fleet.json) against this fleet: each PromQL
+/// query runs in this Prometheus (those about hosts return a series for every host), each
+/// template variable finds its label, each metric is one k2i exports, and the live top-process
+/// table's request and columns are what k2i answers.
+async fn dashboard_works(api: &str, client: &K2iClient, k2i_url: &str) {
+    let path = Path::new(env!("CARGO_MANIFEST_DIR")).join("../deploy/grafana/dcos-fleet.json");
+    let dashboard: Value = serde_json::from_str(&std::fs::read_to_string(path).unwrap()).unwrap();
+    let metrics =
+        String::from_utf8(client.request("GET", k2i_url, "/metrics", None, T).await.unwrap().to_vec())
+            .unwrap();
+    let any = |e: &str| e.replace("$dc", ".*").replace("$host", ".*").replace("$k2i", ".*");
+    let mut exprs = Vec::new();
+    strings_under(&dashboard["panels"], "expr", &mut exprs);
+    assert!(exprs.len() >= 10, "{exprs:?}");
+    for expr in &exprs {
+        let r = prometheus_query(api, &any(expr));
+        assert_eq!(r["status"], "success", "{expr}: {r}");
+        let series = r["data"]["result"].as_array().map_or(0, Vec::len);
+        assert!(expr.contains("k2i_container") || series > 0, "{expr}: no series");
+        for name in
+            expr.split(|c: char| !(c.is_ascii_alphanumeric() || c == '_')).filter(|w| w.starts_with("k2i_"))
+        {
+            assert!(metrics.contains(&format!("# TYPE {name} ")), "{expr}: k2i exports no {name}");
+        }
+    }
+    let mut definitions = Vec::new();
+    strings_under(&dashboard["templating"], "definition", &mut definitions);
+    for d in definitions {
+        let (metric, label) =
+            d.trim_start_matches("label_values(").trim_end_matches(')').rsplit_once(", ").unwrap();
+        let r = prometheus_query(api, &format!("count by ({label}) ({})", any(metric)));
+        let values = r["data"]["result"].as_array().cloned().unwrap_or_default();
+        // One datacenter here; a value per host for the others.
+        let want = if label == "dc" { 1 } else { 3 };
+        assert!(values.len() == want && values.iter().all(|v| v["metric"][label].is_string()), "{d}: {r}");
+    }
+    let mut urls = Vec::new();
+    strings_under(&dashboard["panels"], "url", &mut urls);
+    assert_eq!(urls, ["https://${k2i}/v1/top"]);
+    let top: Value = client.get_json(k2i_url, "/v1/top?limit=15&sort=-cpu", T).await.unwrap();
+    let first = &top["processes"][0];
+    let mut selectors = Vec::new();
+    strings_under(&dashboard["panels"], "selector", &mut selectors);
+    for s in selectors {
+        let key = s.split('.').next().unwrap();
+        assert!(first.get(key).is_some(), "the top table's column {s} is not in k2i's answer: {first}");
+    }
 }
 
 /// The checked-in example with this fleet's files and addresses, and 1 s intervals.
@@ -134,6 +212,7 @@ async fn prometheus_finds_and_scrapes_every_live_k2i_from_one_member() {
     let r = prometheus_api(&api, "/api/v1/query?query=count(k2i_host_processes)").unwrap_or_default();
     assert_eq!(r["data"]["result"][0]["value"][1], "3", "{r}");
 
+    dashboard_works(&api, &client, &fleet.host(0).k2i_url()).await;
     drop(prometheus);
 
     // A host dies: membership marks it dead and discovery drops it (Prometheus follows at its
