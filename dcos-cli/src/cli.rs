@@ -184,6 +184,8 @@ pub enum Command {
     /// Services: containers started by a request, stopped when idle, scaled and renewed.
     #[command(subcommand)]
     Service(ServiceCommand),
+    /// A web page of the fleet, served on this machine with your identity (no server in the fleet).
+    Ui(UiArgs),
 }
 
 impl Command {
@@ -582,6 +584,17 @@ pub enum TokensCommand {
         #[arg(long, default_value = "")]
         name: String,
     },
+}
+
+// `dcos ui [--listen ADDR]`: the fleet in a browser, on the operator's own machine.
+#[derive(Debug, Clone, Args)]
+pub struct UiArgs {
+    /// Where the page is served; keep it on a loopback address.
+    #[arg(long, default_value = "127.0.0.1:7450")]
+    pub listen: std::net::SocketAddr,
+    /// How many of the fleet's top processes the page shows.
+    #[arg(long, default_value_t = 30)]
+    pub top: usize,
 }
 
 #[derive(Debug, Args)]

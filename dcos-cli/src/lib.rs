@@ -17,6 +17,7 @@
 //! - [`migration`]: following a migration's progress stream, bars, summaries.
 //! - [`output`], [`table`]: JSON documents, NDJSON lines, `ps`-like tables, exit statuses.
 //! - [`demo`]: `dcos demo`, a throwaway local fleet, shown through the commands above.
+//! - [`ui`]: `dcos ui`, the fleet in a browser, served on the operator's machine.
 #![forbid(unsafe_code)]
 
 pub mod api;
@@ -29,6 +30,7 @@ pub mod fleet;
 pub mod migration;
 pub mod output;
 pub mod table;
+pub mod ui;
 pub mod workload;
 
 /// Exit statuses of SPEC section 6.

@@ -52,6 +52,7 @@ async fn run_online(tls: &TlsArgs, fleet: &FleetArgs, command: Command) -> u8 {
         Command::Migrate(args) => commands::migrate::run(tls, fleet, args).await,
         Command::Evacuate(args) => commands::evacuate::run(tls, fleet, args).await,
         Command::Service(c) => commands::service::run(tls, fleet, c).await,
+        Command::Ui(args) => dcos_cli::ui::run(tls, fleet, args).await,
         _ => return run_fleet(tls, fleet, &command).await,
     };
     workload.unwrap_or_else(|e| {
