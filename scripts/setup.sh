@@ -24,6 +24,8 @@ have prometheus || need+=(prometheus)
 have systemd-nspawn || need+=(systemd-container)
 have dpkg-deb || need+=(dpkg)
 have systemd-analyze || need+=(systemd)
+# A real browser for the dcos ui test (tests/tests/ui.rs).
+have chromium || need+=(chromium)
 
 if [ ${#need[@]} -gt 0 ]; then
   echo "setup: installing ${need[*]}" >&2
