@@ -32,6 +32,10 @@ let me = { admin: false };
 let hostNames = [];
 
 function renderFleet(f) {
+  // When the first answer was on screen, for measuring (scripts/bench-ui.sh).
+  if (!document.body.dataset.firstFleetMs) {
+    requestAnimationFrame(() => { document.body.dataset.firstFleetMs = Math.round(performance.now()); });
+  }
   const ok = f.hosts.filter((h) => h.status === "ok").length;
   const cpus = f.summaries.reduce((a, h) => a + h.cpus, 0);
   $("summary").textContent = `${ok}/${f.hosts.length} hosts answering · ${cpus} CPUs · ${f.processes.length} top processes · ${f.containers.length} containers · asked in ${f.elapsed_ms} ms`;
@@ -137,6 +141,7 @@ $("migrate").addEventListener("submit", async (ev) => {
 
 window.addEventListener("hashchange", () => { const h = route(); if (h) showHost(h); });
 
+tickFleet();
 (async () => {
   try {
     me = await get("/api/me");
@@ -144,6 +149,5 @@ window.addEventListener("hashchange", () => { const h = route(); if (h) showHost
   } catch (e) {
     $("me").textContent = String(e.message);
   }
-  tickFleet();
   tickMiddlecon();
 })();
