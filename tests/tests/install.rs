@@ -98,13 +98,17 @@ async fn the_readme_install_brings_a_fresh_host_into_the_fleet_under_systemd() {
             .replace(README_SEED, &seed.addr.to_string())
     };
 
-    // The operator: the CA, the package (this build's binaries, uncompressed), the host's
-    // certificate, everything "copied" into the fresh host's /root.
-    let bins = dcos_tests::bin("k2i").parent().unwrap().display().to_string();
+    // The operator: the CA, the package (this build's binaries, uncompressed; or, for
+    // measuring the real package, the binaries in DCOS_INSTALL_BIN_DIR, compressed), the
+    // host's certificate, everything "copied" into the fresh host's /root.
+    let (bins, fast) = match std::env::var("DCOS_INSTALL_BIN_DIR") {
+        Ok(dir) => (dir, ""),
+        Err(_) => (dcos_tests::bin("k2i").parent().unwrap().display().to_string(), " --fast"),
+    };
     let out = work.path().join("deb");
     let operator = readme_block(&readme, "operator steps").replace(
         "scripts/package-deb.sh",
-        &format!("scripts/package-deb.sh --bin-dir {bins} --fast --out {}", out.display()),
+        &format!("scripts/package-deb.sh --bin-dir {bins}{fast} --out {}", out.display()),
     );
     run(&operator, &repo(), &home);
     let certificate = host_steps(&readme_block(&readme, "certificate steps"))
