@@ -212,7 +212,8 @@ mod tests {
         let me = std::process::id() as i32;
         let split = CpuSplit::read(me, "probe-spin").unwrap();
         assert!(split.named >= 2, "{split:?}");
-        assert!(split.total >= split.named, "{split:?}");
+        // The kernel rounds a thread's and its process's times to ticks separately.
+        assert!(split.total + 1 >= split.named, "{split:?}");
         assert_eq!(CpuSplit::read(me, "no-such-thread").unwrap().named, 0);
         let mine = cpu_by_process().into_iter().find(|((pid, _), _)| *pid == me).expect("this process");
         assert!(mine.1 .1 >= split.named, "{mine:?}");
