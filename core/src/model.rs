@@ -19,6 +19,8 @@ pub enum Runtime {
     Podman,
     Runc,
     Crun,
+    /// gVisor's runsc: the container runs on a user-space kernel (its sandbox process).
+    Runsc,
     Systemd,
     /// A Kubernetes pod's own cgroup (no single container below it).
     Kubernetes,
@@ -33,6 +35,7 @@ impl Runtime {
             Runtime::Podman => "podman",
             Runtime::Runc => "runc",
             Runtime::Crun => "crun",
+            Runtime::Runsc => "runsc",
             Runtime::Systemd => "systemd",
             Runtime::Kubernetes => "kubernetes",
         }
@@ -269,7 +272,7 @@ mod tests {
             .map(|r| serde_json::to_string(r).unwrap())
             .collect();
         assert_eq!(names, ["\"cri-o\"", "\"kubernetes\"", "\"runc\""]);
-        for r in [Runtime::Docker, Runtime::Podman, Runtime::Systemd, Runtime::Containerd, Runtime::Crun] {
+        for r in [Runtime::Docker, Runtime::Podman, Runtime::Systemd, Runtime::Containerd, Runtime::Crun, Runtime::Runsc] {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }
     }

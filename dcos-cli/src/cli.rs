@@ -281,7 +281,8 @@ pub struct RunArgs {
 // What a container is given, by `run` and (each instance) by `service create`.
 #[derive(Debug, Clone, Args)]
 pub struct ContainerArgs {
-    /// runc, crun or a path to an OCI runtime [default: the daemon's --runtime].
+    /// runc, crun, runsc (gVisor: the sandbox) or a path to an OCI runtime [default: the
+    /// daemon's --runtime].
     #[arg(long)]
     pub runtime: Option<String>,
     /// Memory limit: bytes, or 64M, 1G, 512KiB, 2GB [default: none].
@@ -358,6 +359,10 @@ pub struct MigrateArgs {
     /// The source host [default: the one selected host that has it].
     #[arg(long)]
     pub from: Option<String>,
+    /// The runtime class to run it with on the target: runc, crun or runsc (gVisor, the
+    /// sandbox) [default: the class it has].
+    #[arg(long, value_name = "R")]
+    pub runtime: Option<String>,
     #[command(flatten)]
     pub moving: MoveArgs,
 }
@@ -841,15 +846,18 @@ mod tests {
             "10MB/s",
             "--api",
             "10.0.0.1",
+            "--runtime",
+            "runsc",
         ])
         .unwrap();
         let Command::Migrate(m) = cli.command else { panic!("not migrate") };
         assert_eq!((m.name.as_str(), m.to.as_str(), m.from.as_deref()), ("web", "h1", Some("h0")));
+        assert_eq!(m.runtime.as_deref(), Some("runsc"));
         assert_eq!((m.moving.mode, m.moving.bwlimit), (Mode::Live, Some(10_000_000)));
         assert_eq!(m.moving.api.api.as_deref(), Some("10.0.0.1"));
         let cli = Cli::try_parse_from(["dcos", "migrate", "web", "--to", "h1"]).unwrap();
         let Command::Migrate(m) = cli.command else { panic!("not migrate") };
-        assert_eq!((m.moving.mode, m.moving.bwlimit, m.from), (Mode::Cold, None, None));
+        assert_eq!((m.moving.mode, m.moving.bwlimit, m.from, m.runtime), (Mode::Cold, None, None, None));
         let cli =
             Cli::try_parse_from(["dcos", "evacuate", "h0", "--parallel", "4", "--to", "h1,h2"]).unwrap();
         let Command::Evacuate(e) = cli.command else { panic!("not evacuate") };

@@ -89,7 +89,7 @@ $ dcos workloads"
 $ dcos migrate hello --to {to}      # {from} and {to} negotiate it between them"
     );
     let moving = MoveArgs { mode: Mode::Cold, bwlimit: None, api: api.clone() };
-    let migrate = MigrateArgs { name: "hello".into(), to: to.to_string(), from: None, moving };
+    let migrate = MigrateArgs { name: "hello".into(), to: to.to_string(), from: None, runtime: None, moving };
     worst = worst.max(commands::migrate::run(tls, fleet, &migrate).await.unwrap_or_else(shown));
     println!(
         "

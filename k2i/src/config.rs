@@ -148,7 +148,8 @@ impl Config {
                 .map(|(k, v)| match k.as_str() {
                     "runc" => Ok((dcos_core::model::Runtime::Runc, v)),
                     "crun" => Ok((dcos_core::model::Runtime::Crun, v)),
-                    other => Err(bad("oci-root", format!("unknown runtime {other:?}: runc or crun"))),
+                    "runsc" => Ok((dcos_core::model::Runtime::Runsc, v)),
+                    other => Err(bad("oci-root", format!("unknown runtime {other:?}: runc, crun or runsc"))),
                 })
                 .collect::<Result<_, _>>()?
         };

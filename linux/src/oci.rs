@@ -1,8 +1,10 @@
 //! The state an OCI runtime keeps of each container under its `--root`: runc's
-//! `<root>/<id>/state.json`, crun's `<root>/<id>/status`. Read without starting a runtime
-//! process (`runc state` costs several milliseconds a container): which process is the
-//! container's init, whether it still runs ([`liveness`], [`ContainerState::status`]), its
-//! cgroup, bundle and creation time.
+//! `<root>/<id>/state.json`, crun's `<root>/<id>/status`, runsc's (gVisor)
+//! `<root>/<id>_sandbox:<id>.state`. Read without starting a runtime process (`runc state`
+//! costs several milliseconds a container): which process is the container's init (for
+//! runsc, the sandbox: gVisor's user-space kernel, which runs the container's processes),
+//! whether it still runs ([`liveness`], [`ContainerState::status`]), its cgroup, bundle and
+//! creation time.
 //!
 //! Everything here is best effort: a missing, half-written or corrupt state file is no
 //! state (`None`), never an error or a panic.
@@ -19,18 +21,40 @@ pub enum Format {
     Runc,
     /// `status` (crun).
     Crun,
+    /// `<root>/<sandbox>_sandbox:<id>.state`, a file beside the others, not a directory
+    /// (runsc, gVisor). dcos runs one container per sandbox, named alike.
+    Runsc,
 }
 
-impl Format {
-    /// Both, in the order a state directory is looked at.
-    pub const ALL: [Format; 2] = [Format::Runc, Format::Crun];
+/// What ends the name of a runsc state file.
+const RUNSC_SUFFIX: &str = ".state";
+/// What joins a runsc sandbox's id to its container's id in a state file's name.
+const RUNSC_JOIN: &str = "_sandbox:";
 
-    /// The file of `<root>/<id>/` that holds the state.
-    pub fn file_name(self) -> &'static str {
+impl Format {
+    /// Every format, in the order the state of a container is looked for.
+    pub const ALL: [Format; 3] = [Format::Runc, Format::Crun, Format::Runsc];
+
+    /// The file that holds the state of container `id` under `root`.
+    pub fn state_file(self, root: &Path, id: &str) -> PathBuf {
         match self {
-            Format::Runc => "state.json",
-            Format::Crun => "status",
+            Format::Runc => root.join(id).join("state.json"),
+            Format::Crun => root.join(id).join("status"),
+            Format::Runsc => root.join(format!("{id}{RUNSC_JOIN}{id}{RUNSC_SUFFIX}")),
         }
+    }
+
+    /// The state file that the entry `name` of a runtime root stands for, with its format:
+    /// a container's directory holding `state.json` or `status`, or runsc's state file
+    /// itself. `None` for anything else (runsc's lock files, a directory without state).
+    pub fn of_entry(root: &Path, name: &str) -> Option<(Format, PathBuf)> {
+        if name.ends_with(RUNSC_SUFFIX) && name.contains(RUNSC_JOIN) {
+            return Some((Format::Runsc, root.join(name)));
+        }
+        [Format::Runc, Format::Crun]
+            .into_iter()
+            .map(|f| (f, f.state_file(root, name)))
+            .find(|(_, path)| path.exists())
     }
 }
 
@@ -52,10 +76,26 @@ pub struct ContainerState {
     /// RFC 3339; a value that is not is left out.
     pub created: Option<String>,
     /// runc's labels, `key=value` split at the first `=`: `bundle` and every annotation of
-    /// the bundle. crun keeps none ([`ContainerState::annotations`] reads its bundle).
+    /// the bundle; runsc's annotations (from the spec it keeps). crun keeps none
+    /// ([`ContainerState::annotations`] reads its bundle).
     pub labels: Vec<(String, String)>,
     /// `<root>/<id>`.
     pub dir: PathBuf,
+    /// The status the runtime wrote itself, where it keeps one (runsc: `paused` is its own
+    /// doing, not the cgroup freezer's).
+    pub recorded: Option<Status>,
+    /// The id of the runsc sandbox the init pid is the process of (its command line names
+    /// it), and the gofer's pid: a reused pid is told apart by its command line, as runsc
+    /// records no start time.
+    pub sandbox: Option<Sandbox>,
+}
+
+/// A runsc sandbox as its state records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Sandbox {
+    pub id: String,
+    /// The gofer: the sandbox's file server, a process of the container's too.
+    pub gofer_pid: Option<u32>,
 }
 
 /// The OCI lifecycle state of a container, as `runc list` would say it.
@@ -94,24 +134,28 @@ impl ContainerState {
     /// Whether the init is still alive under `proc_root` and, where its start time was
     /// recorded, is the same process ([`process::still_runs`]). No init pid: not running.
     pub fn init_runs(&self, proc_root: &Path) -> bool {
-        self.init_pid.is_some_and(|pid| process::still_runs(proc_root, pid, self.init_start))
+        self.init_pid.is_some_and(|pid| {
+            process::still_runs(proc_root, pid, self.init_start)
+                && self.sandbox.as_ref().is_none_or(|s| is_sandbox(proc_root, pid, &s.id))
+        })
     }
 
     /// Created and not started yet: runc and crun keep `exec.fifo` in the state directory
-    /// from `create` until `start`.
+    /// from `create` until `start`; runsc says `created` in its state.
     pub fn awaiting_start(&self) -> bool {
-        self.dir.join("exec.fifo").exists()
+        self.recorded == Some(Status::Created) || self.dir.join("exec.fifo").exists()
     }
 
     /// `stopped` unless the init runs ([`ContainerState::init_runs`]); then `created` while
-    /// it [awaits its start](ContainerState::awaiting_start), `paused` when `frozen` says so
-    /// of its cgroup (see [`crate::freezer`]), else `running`.
+    /// it [awaits its start](ContainerState::awaiting_start), `paused` when the runtime
+    /// recorded it or `frozen` says so of its cgroup (see [`crate::freezer`]), else
+    /// `running`.
     pub fn status(&self, proc_root: &Path, frozen: impl FnOnce(&str) -> bool) -> Status {
         if !self.init_runs(proc_root) {
             Status::Stopped
         } else if self.awaiting_start() {
             Status::Created
-        } else if self.cgroup.as_deref().is_some_and(frozen) {
+        } else if self.recorded == Some(Status::Paused) || self.cgroup.as_deref().is_some_and(frozen) {
             Status::Paused
         } else {
             Status::Running
@@ -123,6 +167,7 @@ impl ContainerState {
     pub fn annotations(&self) -> BTreeMap<String, String> {
         match self.format {
             Format::Runc => self.labels.iter().filter(|(k, _)| k != "bundle").cloned().collect(),
+            Format::Runsc => self.labels.iter().cloned().collect(),
             Format::Crun => self
                 .bundle
                 .as_ref()
@@ -137,18 +182,40 @@ impl ContainerState {
 /// Reads the state of container `id` under runtime root `root`: the first of the state
 /// files ([`Format::ALL`]) present, `None` if none is or it does not parse.
 pub fn read(root: &Path, id: &str) -> Option<ContainerState> {
-    let dir = root.join(id);
-    let format = Format::ALL.into_iter().find(|f| dir.join(f.file_name()).exists())?;
-    let bytes = std::fs::read(dir.join(format.file_name())).ok()?;
-    parse(format, &bytes, &dir)
+    Format::ALL.into_iter().find_map(|f| {
+        let bytes = std::fs::read(f.state_file(root, id)).ok()?;
+        parse(f, &bytes, &root.join(id))
+    })
+}
+
+/// Whether runtime root `root` keeps any state of container `id` (runc and crun: its
+/// directory; runsc: its state file).
+pub fn has_state(root: &Path, id: &str) -> bool {
+    root.join(id).exists() || Format::Runsc.state_file(root, id).exists()
+}
+
+/// The ids of the containers runtime root `root` keeps state of, in no order.
+pub fn ids(root: &Path) -> Vec<String> {
+    let Ok(entries) = std::fs::read_dir(root) else { return Vec::new() };
+    entries
+        .flatten()
+        .filter_map(|e| {
+            let name = e.file_name().into_string().ok()?;
+            match Format::of_entry(root, &name)? {
+                (Format::Runsc, _) => Some(name.strip_suffix(RUNSC_SUFFIX)?.split_once(RUNSC_JOIN)?.1.to_owned()),
+                _ => Some(name),
+            }
+        })
+        .collect()
 }
 
 /// What the state of container `id` under `root` and `proc_root` say of its init: what
-/// `runtime state` would say (`running` or `stopped`; frozen is the cgroup's to tell).
+/// `runtime state` would say (`running` or `stopped`; frozen is the cgroup's to tell, or
+/// the runtime's own: [`ContainerState::recorded`]).
 pub fn liveness(root: &Path, proc_root: &Path, id: &str) -> Liveness {
     match read(root, id) {
-        Some(ContainerState { init_pid: Some(pid), init_start, .. }) => {
-            if process::still_runs(proc_root, pid, init_start) {
+        Some(s @ ContainerState { init_pid: Some(pid), .. }) => {
+            if s.init_runs(proc_root) {
                 Liveness::Running(pid)
             } else {
                 Liveness::Stopped
@@ -158,13 +225,25 @@ pub fn liveness(root: &Path, proc_root: &Path, id: &str) -> Liveness {
     }
 }
 
-/// Parses the state file of the directory `dir` (`<root>/<id>`) in `format`.
+/// Parses the state file of the container whose directory is (or, for runsc, would be)
+/// `dir` (`<root>/<id>`) in `format`.
 pub fn parse(format: Format, bytes: &[u8], dir: &Path) -> Option<ContainerState> {
     let dir_name = dir.file_name()?.to_str()?;
     match format {
         Format::Runc => parse_runc(bytes, dir_name, dir),
         Format::Crun => parse_crun(bytes, dir_name, dir),
+        Format::Runsc => parse_runsc(bytes, dir),
     }
+}
+
+/// Whether process `pid` is runsc's sandbox `id`: its command line starts with
+/// `runsc-sandbox` and ends with the id. A command line that cannot be read (a fixture
+/// tree) says nothing against it.
+fn is_sandbox(proc_root: &Path, pid: u32, id: &str) -> bool {
+    let Ok(cmdline) = std::fs::read(proc_root.join(pid.to_string()).join("cmdline")) else { return true };
+    let mut args = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty());
+    let first = args.next().unwrap_or_default();
+    first.starts_with(b"runsc-sandbox") && args.last() == Some(id.as_bytes())
 }
 
 #[derive(Deserialize)]
@@ -215,6 +294,8 @@ fn parse_runc(bytes: &[u8], dir_name: &str, dir: &Path) -> Option<ContainerState
         created: s.created.filter(|c| is_rfc3339(c)),
         labels,
         dir: dir.to_path_buf(),
+        recorded: None,
+        sandbox: None,
     })
 }
 
@@ -255,6 +336,78 @@ fn parse_crun(bytes: &[u8], dir_name: &str, dir: &Path) -> Option<ContainerState
         created: s.created.filter(|c| is_rfc3339(c)),
         labels: Vec::new(),
         dir: dir.to_path_buf(),
+        recorded: None,
+        sandbox: None,
+    })
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase")]
+struct RunscState {
+    id: Option<String>,
+    bundle_dir: Option<String>,
+    created_at: Option<String>,
+    status: Option<String>,
+    gofer_pid: Option<i64>,
+    sandbox: Option<RunscSandbox>,
+    spec: Option<BundleConfig>,
+}
+
+#[derive(Deserialize)]
+struct RunscSandbox {
+    id: Option<String>,
+    pid: Option<i64>,
+    cgroup: Option<RunscCgroup>,
+}
+
+#[derive(Deserialize)]
+struct RunscCgroup {
+    cgroupv1: Option<RunscCgroupV1>,
+    cgroupv2: Option<RunscCgroupV2>,
+}
+
+#[derive(Deserialize)]
+struct RunscCgroupV1 {
+    name: Option<String>,
+}
+
+#[derive(Deserialize)]
+struct RunscCgroupV2 {
+    path: Option<String>,
+}
+
+fn parse_runsc(bytes: &[u8], dir: &Path) -> Option<ContainerState> {
+    let s: RunscState = serde_json::from_slice(bytes).ok()?;
+    let id = s.id.filter(|i| !i.is_empty())?;
+    let sandbox = s.sandbox?;
+    let cgroup = sandbox.cgroup.as_ref().and_then(|c| {
+        let path = c
+            .cgroupv1
+            .as_ref()
+            .and_then(|v1| v1.name.clone())
+            .or_else(|| c.cgroupv2.as_ref().and_then(|v2| v2.path.clone()))?;
+        let path = path.trim_end_matches('/');
+        Some(if path.starts_with('/') { path.to_owned() } else { format!("/{path}") })
+    });
+    let recorded = match s.status.as_deref() {
+        Some("created") => Some(Status::Created),
+        Some("running") => Some(Status::Running),
+        Some("paused") => Some(Status::Paused),
+        Some("stopped") => Some(Status::Stopped),
+        _ => None,
+    };
+    Some(ContainerState {
+        format: Format::Runsc,
+        init_pid: pid(sandbox.pid),
+        init_start: None,
+        cgroup: cgroup.filter(|c| c != "/"),
+        bundle: s.bundle_dir.filter(|b| !b.is_empty()),
+        created: s.created_at.filter(|c| is_rfc3339(c)),
+        labels: s.spec.and_then(|c| c.annotations).unwrap_or_default().into_iter().collect(),
+        dir: dir.with_file_name(&id),
+        recorded,
+        sandbox: Some(Sandbox { id: sandbox.id.unwrap_or_else(|| id.clone()), gofer_pid: pid(s.gofer_pid) }),
+        id,
     })
 }
 
@@ -429,6 +582,8 @@ mod tests {
                     label("note", "a=b")
                 ],
                 dir: root.join("web"),
+                recorded: None,
+                sandbox: None,
             }
         );
         let annotations = s.annotations();
@@ -495,12 +650,74 @@ mod tests {
                 created: Some("2026-01-02T03:04:05Z".into()),
                 labels: Vec::new(),
                 dir: root.join("c1"),
+                recorded: None,
+                sandbox: None,
             }
         );
         assert_eq!(c1.annotations().get("dcos.name").map(String::as_str), Some("api"));
         let c2 = read(&root, "c2").unwrap();
         assert_eq!((c2.cgroup.as_deref(), c2.created.as_deref()), (Some("/dcos/c2"), None));
         assert!(c2.annotations().is_empty(), "no bundle to read");
+    }
+
+    /// A runsc state file shaped like the ones runsc (release 20221219) writes on a v1 host
+    /// (trimmed: runsc keeps the whole spec).
+    fn runsc_state(id: &str, sandbox_pid: u32, gofer_pid: u32, status: &str) -> String {
+        serde_json::json!({
+            "id": id,
+            "bundleDir": format!("/srv/{id}"),
+            "createdAt": "2026-12-06T23:01:48.175200811Z",
+            "owner": "",
+            "status": status,
+            "goferPid": gofer_pid,
+            "sandbox": {
+                "id": id,
+                "pid": sandbox_pid,
+                "cgroup": {"cgroupv1": {"name": format!("/dcos/h-1/{id}"), "parents": null, "own": {"memory": true}}},
+                "originalOomScoreAdj": 0
+            },
+            "spec": {"ociVersion": "1.0.2-dev", "annotations": {"dcos.name": id, "dcos.service": "api"}},
+            "saver": {"rootDir": "/x", "id": {"sandboxId": id, "containerId": id}}
+        })
+        .to_string()
+    }
+
+    #[test]
+    fn reads_runsc_state_beside_the_others_and_tells_its_sandbox_from_a_reused_pid() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("runsc");
+        let proc_root = t.path().join("proc");
+        write(&root.join("web_sandbox:web.state"), &runsc_state("web", 300, 299, "running"));
+        write(&root.join("web_sandbox:web.lock"), "");
+        write(&root.join("db_sandbox:db.state"), &runsc_state("db", 400, 399, "paused"));
+        let mut ids = ids(&root);
+        ids.sort();
+        assert_eq!(ids, ["db", "web"], "the lock files are no containers");
+        assert!(has_state(&root, "web") && !has_state(&root, "api"));
+        let web = read(&root, "web").expect("runsc's state");
+        assert_eq!(web.format, Format::Runsc);
+        assert_eq!((web.id.as_str(), web.init_pid, web.init_start), ("web", Some(300), None));
+        assert_eq!(web.cgroup.as_deref(), Some("/dcos/h-1/web"));
+        assert_eq!((web.bundle.as_deref(), web.created.is_some()), (Some("/srv/web"), true));
+        assert_eq!(web.sandbox, Some(Sandbox { id: "web".into(), gofer_pid: Some(299) }));
+        assert_eq!(web.annotations().get("dcos.service").map(String::as_str), Some("api"));
+        let thawed = |_: &str| false;
+        assert_eq!(web.status(&proc_root, thawed), Status::Stopped, "no sandbox process");
+        write(&proc_root.join("300/stat"), &proc_stat(300, 'S', 7));
+        write(&proc_root.join("300/cmdline"), "runsc-sandbox\0--root=/x\0boot\0web\0");
+        assert_eq!(web.status(&proc_root, thawed), Status::Running);
+        assert_eq!(liveness(&root, &proc_root, "web"), Liveness::Running(300));
+        let db = read(&root, "db").unwrap();
+        write(&proc_root.join("400/stat"), &proc_stat(400, 'S', 7));
+        assert_eq!(db.status(&proc_root, thawed), Status::Paused, "runsc's own pause, not the freezer's");
+        write(&proc_root.join("300/cmdline"), "sh\0-c\0web\0");
+        assert_eq!(web.status(&proc_root, thawed), Status::Stopped, "the pid now runs something else");
+        assert_eq!(liveness(&root, &proc_root, "web"), Liveness::Stopped);
+        write(&proc_root.join("300/cmdline"), "runsc-sandbox\0boot\0other\0");
+        assert_eq!(liveness(&root, &proc_root, "web"), Liveness::Stopped, "another sandbox");
+        // Found from a root's entries as k2i scans them.
+        assert_eq!(Format::of_entry(&root, "web_sandbox:web.state").map(|(f, _)| f), Some(Format::Runsc));
+        assert_eq!(Format::of_entry(&root, "web_sandbox:web.lock"), None);
     }
 
     #[test]

@@ -427,6 +427,7 @@ impl pb::membership_server::Membership for Api {
                     // Not heard yet: -1.
                     load: m.load.unwrap_or(-1.0),
                     version: m.version,
+                    runtimes: m.runtimes,
                 })
                 .collect(),
             None => Vec::new(),

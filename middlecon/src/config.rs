@@ -61,7 +61,7 @@ dcos_core::settings! {
         #[arg(long = "peer", value_name = "NAME=ADDR")]
         #[serde(deserialize_with = "dcos_core::settings::table")]
         pub peers: Vec<Pair<String>>,
-        /// OCI runtime for workloads that name none: runc, crun or a path [default: runc].
+        /// OCI runtime for workloads that name none: runc, crun, runsc or a path [default: runc].
         #[arg(long)]
         pub runtime: Option<String>,
         /// This host's k2i, https://ADDR:PORT, advertised to the fleet in membership (so
@@ -164,13 +164,15 @@ impl Config {
             peers.insert(peer_name, addr);
         }
         let runtime = s.runtime.unwrap_or_else(|| "runc".into());
-        if !(runtime == "runc"
-            || runtime == "crun"
+        if !(crate::workloads::classes::named(&runtime).is_some()
             || (runtime.starts_with('/') && Path::new(&runtime).is_file()))
         {
             return Err(bad(
                 "runtime",
-                format!("{runtime:?} is not runc, crun or the absolute path of a runtime binary"),
+                format!(
+                    "{runtime:?} is not a runtime class ({}) or the absolute path of a runtime binary",
+                    crate::workloads::classes::names()
+                ),
             ));
         }
         let k2i = s.k2i.unwrap_or_default();

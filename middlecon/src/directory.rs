@@ -39,6 +39,14 @@ impl Directory {
         }
     }
 
+    /// The runtime classes member `name` gossips, `None` if membership does not know it or
+    /// it names none.
+    pub fn runtimes(&self, name: &str) -> Option<Vec<String>> {
+        let handle = self.members.as_ref()?;
+        let member = handle.members().into_iter().find(|m| m.name == name)?;
+        Some(member.runtimes).filter(|r| !r.is_empty())
+    }
+
     /// Live members (this host included if membership lists it), with their load.
     pub fn live(&self) -> Vec<(String, Option<f64>)> {
         let Some(handle) = &self.members else { return Vec::new() };

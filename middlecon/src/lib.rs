@@ -60,7 +60,8 @@ pub async fn run(
 ) {
     let bound = endpoint.local_addr().unwrap_or(config.listen);
     let api_addr = api.as_ref().and_then(|l| l.tcp.local_addr().ok());
-    let settings = membership::Settings::from_config(&config, bound, api_addr);
+    let mut settings = membership::Settings::from_config(&config, bound, api_addr);
+    settings.runtimes = workloads.as_ref().map(|w| w.classes()).unwrap_or_default();
     let client = peer::Client::with_endpoint(endpoint);
     let members = membership::start(settings, client.clone());
     let services = builtin_services(&config)

@@ -88,6 +88,9 @@ pub struct Node {
     pub k2i: String,
     pub api: String,
     pub version: String,
+    /// The runtime classes it has (`runc`, `crun`, `runsc`): where a workload of each
+    /// class may go.
+    pub runtimes: Vec<String>,
 }
 
 impl Node {
@@ -102,6 +105,7 @@ impl Node {
             k2i: String::new(),
             api: String::new(),
             version: String::new(),
+            runtimes: Vec::new(),
         }
     }
 }
@@ -147,6 +151,9 @@ pub struct Member {
     /// Its 1-minute load average, once heard.
     pub load: Option<f64>,
     pub version: String,
+    /// The runtime classes it has (empty: none, or not told).
+    #[serde(default, skip_serializing_if = "Vec::is_empty")]
+    pub runtimes: Vec<String>,
     /// The services whose fronts it said are saturated, as last heard.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub saturated: Vec<String>,
@@ -168,6 +175,8 @@ pub struct Settings {
     pub labels: BTreeMap<String, String>,
     pub k2i: String,
     pub api: String,
+    /// The runtime classes this host has, told to the others.
+    pub runtimes: Vec<String>,
     pub seeds: Vec<SocketAddr>,
     pub forget_dead_after: Duration,
     /// How often this host spreads its load figure.
@@ -208,6 +217,7 @@ impl Settings {
             labels: config.labels.clone(),
             k2i: config.k2i.clone(),
             api: api.unwrap_or_default(),
+            runtimes: Vec::new(),
             seeds: config.seeds.clone(),
             forget_dead_after: env_ms("MIDDLECON_FORGET_DEAD_AFTER_MS", FORGET_DEAD_AFTER),
             // A tokio interval may not be zero.
@@ -387,6 +397,7 @@ pub fn start(settings: Settings, client: Client) -> Handle {
         k2i: settings.k2i.clone(),
         api: settings.api.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
+        runtimes: settings.runtimes.clone(),
     };
     let loads: Loads = Arc::default();
     let seed = now_ms() ^ (u64::from(std::process::id()) << 32);
@@ -574,6 +585,7 @@ impl Task {
             state,
             load: loads.figures.get(&n.addr).copied(),
             version: n.version.clone(),
+            runtimes: n.runtimes.clone(),
             saturated: loads
                 .full
                 .get(&n.addr)

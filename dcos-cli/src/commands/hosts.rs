@@ -112,7 +112,7 @@ pub async fn run_seed(tls: &TlsArgs, fleet: &FleetArgs, seed: &str) -> Result<u8
                     serde_json::json!({
                         "host": m.name, "name": m.name, "dc": m.dc, "state": state(m),
                         "address": m.addr, "load": load(m), "version": m.version,
-                        "labels": m.labels, "k2i": m.k2i, "api": m.api,
+                        "labels": m.labels, "k2i": m.k2i, "api": m.api, "runtimes": m.runtimes,
                     })
                 })
                 .collect();
@@ -144,14 +144,19 @@ pub async fn run_seed(tls: &TlsArgs, fleet: &FleetArgs, seed: &str) -> Result<u8
                     ];
                     if fleet.output == Format::Wide {
                         let labels: Vec<String> = m.labels.iter().map(|(k, v)| format!("{k}={v}")).collect();
-                        row.extend([dash(&m.k2i), dash(&m.api), dash(&labels.join(","))]);
+                        row.extend([
+                            dash(&m.k2i),
+                            dash(&m.api),
+                            dash(&m.runtimes.join(",")),
+                            dash(&labels.join(",")),
+                        ]);
                     }
                     row
                 })
                 .collect();
             let mut header = vec!["NAME", "DC", "STATE", "ADDRESS", "LOAD", "VERSION"];
             if fleet.output == Format::Wide {
-                header.extend(["K2I", "API", "LABELS"]);
+                header.extend(["K2I", "API", "RUNTIMES", "LABELS"]);
             }
             print!("{}", table::render(&header, &rows));
         }

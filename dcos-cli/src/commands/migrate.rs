@@ -1,4 +1,4 @@
-//! `dcos migrate N --to HOST [--from H] [--mode cold|live] [--bwlimit RATE]`:
+//! `dcos migrate N --to HOST [--from H] [--runtime R] [--mode cold|live] [--bwlimit RATE]`:
 //! `Workloads.Migrate` on the source's API (H, or the one selected host whose `List` shows
 //! N), following its progress to the end, then a summary: phase times, bytes sent,
 //! downtime, elapsed, epoch. Exit 0 when it is done, 1 otherwise with `dcos: CODE: ERROR`.
@@ -31,6 +31,7 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &MigrateArgs) -> Result
         to: args.to.clone(),
         mode: migration::mode(args.moving.mode),
         bwlimit: args.moving.bwlimit.unwrap_or(0),
+        runtime: args.runtime.clone().unwrap_or_default(),
     };
     let mut tracker = Tracker::new(&from.name, args.moving.mode.as_str(), Display::for_stderr());
     tracker.expect(&args.name, &args.to);

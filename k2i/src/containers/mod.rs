@@ -48,8 +48,10 @@ impl Default for CatalogConfig {
             oci_roots: vec![
                 (Runtime::Runc, PathBuf::from("/run/runc")),
                 (Runtime::Crun, PathBuf::from("/run/crun")),
+                (Runtime::Runsc, PathBuf::from("/run/runsc")),
                 (Runtime::Runc, PathBuf::from("/var/lib/middlecon/runtime/runc")),
                 (Runtime::Crun, PathBuf::from("/var/lib/middlecon/runtime/crun")),
+                (Runtime::Runsc, PathBuf::from("/var/lib/middlecon/runtime/runsc")),
             ],
         }
     }
@@ -498,8 +500,10 @@ mod tests {
             [
                 (Runtime::Runc, PathBuf::from("/run/runc")),
                 (Runtime::Crun, PathBuf::from("/run/crun")),
+                (Runtime::Runsc, PathBuf::from("/run/runsc")),
                 (Runtime::Runc, PathBuf::from("/var/lib/middlecon/runtime/runc")),
                 (Runtime::Crun, PathBuf::from("/var/lib/middlecon/runtime/crun")),
+                (Runtime::Runsc, PathBuf::from("/var/lib/middlecon/runtime/runsc")),
             ]
         );
     }

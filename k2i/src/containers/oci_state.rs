@@ -113,35 +113,33 @@ impl OciScanner {
                 if entry.file_name().as_encoded_bytes().starts_with(b".") {
                     continue;
                 }
-                let dir = entry.path();
+                let Some(name) = entry.file_name().to_str().map(String::from) else { continue };
                 // The format goes by the file present, so a crun root configured as
                 // `runc` (or podman's) still reads.
-                for format in Format::ALL {
-                    let path = dir.join(format.file_name());
-                    let Ok(meta) = fs::metadata(&path) else {
-                        continue;
-                    };
-                    let (inode, modified, len) = (meta.ino(), meta.modified().ok(), meta.len());
-                    let cached = self.files.remove(&path).filter(|c| {
-                        c.inode == inode
-                            && c.modified.is_some()
-                            && c.modified == modified
-                            && c.len == len
-                            && c.runtime == *runtime
-                    });
-                    let parsed = match cached {
-                        Some(c) => c.parsed,
-                        None => fs::read(&path)
-                            .ok()
-                            .and_then(|bytes| oci::parse(format, &bytes, &dir))
-                            .map(|state| OciContainer::new(*runtime, state)),
-                    };
-                    if let Some(c) = &parsed {
-                        found.push(c.clone());
-                    }
-                    files.insert(path, CachedFile { inode, modified, len, runtime: *runtime, parsed });
-                    break;
+                let Some((format, path)) = Format::of_entry(root, &name) else { continue };
+                let dir = entry.path();
+                let Ok(meta) = fs::metadata(&path) else {
+                    continue;
+                };
+                let (inode, modified, len) = (meta.ino(), meta.modified().ok(), meta.len());
+                let cached = self.files.remove(&path).filter(|c| {
+                    c.inode == inode
+                        && c.modified.is_some()
+                        && c.modified == modified
+                        && c.len == len
+                        && c.runtime == *runtime
+                });
+                let parsed = match cached {
+                    Some(c) => c.parsed,
+                    None => fs::read(&path)
+                        .ok()
+                        .and_then(|bytes| oci::parse(format, &bytes, &dir))
+                        .map(|state| OciContainer::new(*runtime, state)),
+                };
+                if let Some(c) = &parsed {
+                    found.push(c.clone());
                 }
+                files.insert(path, CachedFile { inode, modified, len, runtime: *runtime, parsed });
             }
         }
         found.sort_by(|a, b| (a.id(), a.runtime.as_str()).cmp(&(b.id(), b.runtime.as_str())));

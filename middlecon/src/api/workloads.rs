@@ -223,6 +223,7 @@ impl pb::workloads_server::Workloads for WorkloadsApi {
             name: req.name,
             to: req.to,
             bwlimit: req.bwlimit,
+            runtime: req.runtime,
         };
         let (tx, rx) = mpsc::channel(64);
         let (ready_tx, ready) = tokio::sync::oneshot::channel();

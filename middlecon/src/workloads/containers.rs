@@ -1,10 +1,12 @@
 //! The host's containers as the workload core reaches them: the [`Containers`] trait, every
 //! call the core makes that needs an OCI runtime, a cgroup or a signal, so that its rules
 //! (run, stop, re-adopt, migrate) can be tested without root against a fake; and [`Oci`],
-//! the implementation that drives runc or crun ([`super::runtime`]) and the workloads'
-//! cgroups ([`super::cgroup`]).
+//! the implementation that drives the OCI runtimes ([`super::runtime`]), each its class's
+//! way ([`super::classes`]: runc, crun, runsc), and the workloads' cgroups
+//! ([`super::cgroup`]).
 
 use super::cgroup::Cgroups;
+use super::classes::{Driver, CLASSES};
 use super::runtime::{Liveness, OciRuntime, RuntimeError};
 use super::WorkloadError;
 use std::path::{Path, PathBuf};
@@ -44,14 +46,14 @@ impl ContainerStatus {
 }
 
 /// The host's containers, by id (a workload's name) and runtime (as the workload's record
-/// names it: `runc`, `crun` or a path).
+/// names it: `runc`, `crun`, `runsc` or a path).
 #[async_trait::async_trait]
 pub trait Containers: Send + Sync + 'static {
     /// The runtime `name` (empty: the host's default) as a record keeps it, if this host
     /// has it; else [`WorkloadError::NoRuntime`].
     fn runtime(&self, name: &str) -> Result<String, WorkloadError>;
 
-    /// The runtimes this host has, by kind (`runc`, `crun`).
+    /// The runtime classes this host has (`runc`, `crun`, `runsc`).
     fn kinds(&self) -> Vec<String>;
 
     /// Starts container `id` from the complete bundle `bundle` (`config.json` and its root
@@ -92,12 +94,8 @@ pub trait Containers: Send + Sync + 'static {
     fn close(&self);
 }
 
-/// How long [`Oci::freeze`]'s fallback and other runtime commands are given is the runtime's
-/// own business ([`super::runtime`]); this is how often a stopping init is looked at.
-const POLL: Duration = Duration::from_millis(5);
-
-/// The containers of runc and crun, with their state under the daemon's state dir and their
-/// cgroups under `/dcos/<daemon id>/`.
+/// The containers of the OCI runtimes, with their state under the daemon's state dir and
+/// their cgroups under `/dcos/<daemon id>/`.
 pub struct Oci {
     state_dir: PathBuf,
     default_runtime: String,
@@ -126,6 +124,10 @@ impl Oci {
         rt.delete(id, || self.cgroups.thaw(id)).await
     }
 
+    fn driver<'a>(&'a self, rt: &'a OciRuntime) -> Driver<'a> {
+        Driver { rt, cgroups: &self.cgroups }
+    }
+
     /// Deletes every container this daemon's runtimes keep state for and every cgroup of its
     /// workloads, and unmounts their root filesystems under `workloads`: what a daemon leaves
     /// on the machine when it is gone for good (`middlecon purge`). Returns what could not be
@@ -134,8 +136,7 @@ impl Oci {
         let mut left = Vec::new();
         for kind in self.kinds() {
             let Ok(rt) = self.oci(&kind) else { continue };
-            for entry in std::fs::read_dir(&rt.root).into_iter().flatten().flatten() {
-                let id = entry.file_name().to_string_lossy().into_owned();
+            for id in dcos_linux::oci::ids(&rt.root) {
                 if let Err(e) = self.delete(&rt, &id).await {
                     left.push(format!("container {id} ({kind}): {e}"));
                 }
@@ -159,7 +160,12 @@ impl Containers for Oci {
     }
 
     fn kinds(&self) -> Vec<String> {
-        ["runc", "crun"].into_iter().filter(|k| super::runtime::locate(k).is_ok()).map(String::from).collect()
+        CLASSES
+            .iter()
+            .map(|c| c.name())
+            .filter(|k| super::runtime::locate(k).is_ok())
+            .map(String::from)
+            .collect()
     }
 
     async fn start(
@@ -179,53 +185,28 @@ impl Containers for Oci {
     fn status(&self, id: &str, runtime: &str) -> ContainerStatus {
         let Ok(rt) = self.oci(runtime) else { return ContainerStatus::Gone };
         match rt.liveness(id) {
-            Liveness::Running(pid) if self.cgroups.frozen(id) == Some(true) => ContainerStatus::Paused(pid),
+            Liveness::Running(pid) if rt.class.paused(&self.driver(&rt), id) => ContainerStatus::Paused(pid),
             Liveness::Running(pid) => ContainerStatus::Running(pid),
             Liveness::Stopped => ContainerStatus::Stopped,
             Liveness::Unknown => ContainerStatus::Gone,
         }
     }
 
-    /// Through the cgroup freezer, as `runtime pause` would, without its process; the
-    /// runtime's own `pause` where no freezer holds the container's cgroup.
+    /// Its class's way ([`super::classes::RuntimeClass::freeze`]): for runc and crun the
+    /// cgroup freezer, without a runtime process.
     async fn freeze(&self, id: &str, runtime: &str, wait: Duration) -> Result<(), WorkloadError> {
-        match self.cgroups.freeze(id, wait).await {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.oci(runtime)?.pause(id).await.map_err(WorkloadError::Runtime)
-            }
-            Err(e) => Err(WorkloadError::Io(format!("freezing {id}: {e}"))),
-        }
+        let rt = self.oci(runtime)?;
+        rt.class.freeze(&self.driver(&rt), id, wait).await
     }
 
-    /// Through the cgroup freezer, as [`Oci::freeze`] froze it; the runtime's `resume` where
-    /// no freezer holds its cgroup (as `pause` froze it then).
     async fn thaw(&self, id: &str, runtime: &str) -> Result<(), WorkloadError> {
-        match self.cgroups.unfreeze(id) {
-            Ok(()) => Ok(()),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
-                self.oci(runtime)?.resume(id).await.map_err(WorkloadError::Runtime)
-            }
-            Err(e) => Err(WorkloadError::Io(format!("thawing {id}: {e}"))),
-        }
+        let rt = self.oci(runtime)?;
+        rt.class.thaw(&self.driver(&rt), id).await
     }
 
     async fn terminate(&self, id: &str, runtime: &str, grace: Duration) {
         let Ok(rt) = self.oci(runtime) else { return };
-        // Thawed first if it was paused: a frozen process does not see the signal. Both as
-        // `runtime resume` and `runtime kill` would, without their processes.
-        self.cgroups.thaw(id);
-        if let Some(pid) = rt.signal_init(id, nix::sys::signal::Signal::SIGTERM) {
-            // An init that does not catch SIGTERM ignores it (it is PID 1 of its namespace):
-            // nothing to wait for; `remove` kills it.
-            if !super::runtime::catches(pid, nix::sys::signal::Signal::SIGTERM) {
-                return;
-            }
-            let until = tokio::time::Instant::now() + grace;
-            while super::runtime::process_running(pid) && tokio::time::Instant::now() < until {
-                tokio::time::sleep(POLL).await;
-            }
-        }
+        rt.class.terminate(&self.driver(&rt), id, grace).await
     }
 
     async fn remove(&self, id: &str, runtime: &str) -> Result<(), WorkloadError> {

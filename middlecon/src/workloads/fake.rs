@@ -1,5 +1,6 @@
 //! A fake of the host's containers for the workload core's unit tests: containers are
-//! entries in a map (running, paused or stopped), runtimes `runc` and `crun` exist, and a
+//! entries in a map (running, paused or stopped) with the runtime that started them, the
+//! runtime classes `runc`, `crun` and `runsc` exist (a test may take some away), and a
 //! start can be made to fail. No root, no runtime binary. Like real containers, the fake's
 //! outlive a daemon's restart: a test reopens [`Workloads`] on the same fake.
 //!
@@ -36,6 +37,10 @@ pub struct FakeContainers {
     pub greets: AtomicBool,
     /// Connections the instances accepted ([`FakeContainers::accepted`]).
     accepted_shared: std::sync::OnceLock<Arc<AtomicU32>>,
+    /// The runtime classes this host has; `None`: runc, crun and runsc.
+    classes: Mutex<Option<Vec<String>>>,
+    /// The runtime each container was started with.
+    started_with: Mutex<HashMap<String, String>>,
 }
 
 impl FakeContainers {
@@ -45,6 +50,16 @@ impl FakeContainers {
 
     fn state(&self) -> std::sync::MutexGuard<'_, HashMap<String, ContainerStatus>> {
         self.state.lock().unwrap_or_else(|e| e.into_inner())
+    }
+
+    /// The host has only these runtime classes.
+    pub fn only(&self, classes: &[&str]) {
+        *self.classes.lock().unwrap() = Some(classes.iter().map(|c| c.to_string()).collect());
+    }
+
+    /// The runtime container `id` was last started with.
+    pub fn runtime_of(&self, id: &str) -> Option<String> {
+        self.started_with.lock().unwrap().get(id).cloned()
     }
 
     /// Container `id`'s status now.
@@ -116,22 +131,26 @@ impl FakeContainers {
     }
 }
 
-fn known(name: &str) -> Result<String, WorkloadError> {
-    match name {
-        "" => Ok("runc".into()),
-        "runc" | "crun" => Ok(name.into()),
-        other => Err(WorkloadError::NoRuntime(super::runtime::RuntimeError::NotFound(other.into()))),
+impl FakeContainers {
+    fn known(&self, name: &str) -> Result<String, WorkloadError> {
+        let name = if name.is_empty() { "runc" } else { name };
+        if self.kinds().iter().any(|k| k == name) {
+            Ok(name.into())
+        } else {
+            Err(WorkloadError::NoRuntime(super::runtime::RuntimeError::NotFound(name.into())))
+        }
     }
 }
 
 #[async_trait::async_trait]
 impl Containers for FakeContainers {
     fn runtime(&self, name: &str) -> Result<String, WorkloadError> {
-        known(name)
+        self.known(name)
     }
 
     fn kinds(&self) -> Vec<String> {
-        vec!["runc".into(), "crun".into()]
+        let only = self.classes.lock().unwrap().clone();
+        only.unwrap_or_else(|| ["runc", "crun", "runsc"].map(String::from).to_vec())
     }
 
     async fn start(
@@ -141,7 +160,7 @@ impl Containers for FakeContainers {
         bundle: &Path,
         _log: &Path,
     ) -> Result<Option<u32>, WorkloadError> {
-        known(runtime)?;
+        self.known(runtime)?;
         tokio::time::sleep(Duration::from_millis(self.start_ms.load(Ordering::SeqCst))).await;
         if self.fail_start.swap(false, Ordering::SeqCst) || self.fail_every_start.load(Ordering::SeqCst) {
             return Err(WorkloadError::Io(format!(
@@ -152,6 +171,7 @@ impl Containers for FakeContainers {
         assert!(bundle.join("rootfs").is_dir(), "a start without a root filesystem in {}", bundle.display());
         let pid = self.next_pid.fetch_add(1, Ordering::SeqCst);
         self.state().insert(id.to_string(), ContainerStatus::Running(pid));
+        self.started_with.lock().unwrap().insert(id.to_string(), runtime.to_string());
         self.started.fetch_add(1, Ordering::SeqCst);
         if !self.deaf.load(Ordering::SeqCst) {
             self.listen(id, bundle);

@@ -4,9 +4,11 @@
 //! [`migrate::Peers`], so that its rules run in unit tests against fakes; the gRPC API
 //! (`crate::api::workloads`) and the peer transport are adapters around it.
 //!
-//! - [`containers`]: the [`Containers`] trait and [`containers::Oci`], runc or crun with the
-//!   workloads' cgroups.
-//! - [`runtime`]: the OCI runtime binary (runc or crun, per workload) and its verbs.
+//! - [`containers`]: the [`Containers`] trait and [`containers::Oci`], the OCI runtimes with
+//!   the workloads' cgroups.
+//! - [`classes`]: the runtime classes (runc, crun, runsc), one [`classes::RuntimeClass`]
+//!   each: what each runtime does its own way.
+//! - [`runtime`]: the OCI runtime binary (per workload) and its verbs.
 //! - [`bundle`]: `config.json` (oci-spec types) and copying a tree.
 //! - [`rootfs`]: a workload's root filesystem: an overlay over the image it was run from
 //!   (its writes in `layers/`), or a copy where the kernel refuses the overlay.
@@ -22,11 +24,12 @@
 //!
 //! Layout under `--state-dir`: `workloads/<name>/{workload.json, bundle/config.json,
 //! bundle/rootfs/, layers/{upper,work}/, output.log}`, spare trees of that shape in
-//! `workloads/.spare-*/`, and the runtimes' own state in `runtime/<runc|crun>/` (which k2i
+//! `workloads/.spare-*/`, and the runtimes' own state in `runtime/<runc|crun|runsc>/` (which k2i
 //! reads with `--oci-root runc=<state-dir>/runtime/runc`).
 
 pub mod bundle;
 pub mod cgroup;
+pub mod classes;
 pub mod containers;
 pub mod error;
 pub mod migrate;
@@ -61,7 +64,7 @@ pub struct RunSpec {
     pub name: String,
     /// The image: an absolute path to a directory on the host.
     pub rootfs: PathBuf,
-    /// `runc`, `crun` or a path; empty: the host's default.
+    /// `runc`, `crun`, `runsc` or a path; empty: the host's default.
     pub runtime: String,
     /// 0: no limit.
     pub memory_bytes: u64,
@@ -389,6 +392,26 @@ impl Workloads {
         &self.dir
     }
 
+    /// The runtime `name` (empty: the host's default) as records keep it, if this host has
+    /// it; else [`WorkloadError::NoRuntime`] naming it and this host.
+    pub(crate) fn runtime(&self, name: &str) -> Result<String, WorkloadError> {
+        self.containers.runtime(name).map_err(|e| match e {
+            WorkloadError::NoRuntime(runtime::RuntimeError::NotFound(name)) => {
+                WorkloadError::NoRuntime(runtime::RuntimeError::Missing {
+                    name,
+                    host: self.host.clone(),
+                    has: self.containers.kinds().join(", "),
+                })
+            }
+            e => e,
+        })
+    }
+
+    /// The runtime classes this host has (`runc`, `crun`, `runsc`): what it gossips.
+    pub fn classes(&self) -> Vec<String> {
+        self.containers.kinds()
+    }
+
     /// The host's containers.
     pub(crate) fn containers(&self) -> &dyn Containers {
         &*self.containers
@@ -499,7 +522,7 @@ impl Workloads {
         }
         let record = Record {
             name: spec.name,
-            runtime: self.containers.runtime(&spec.runtime)?,
+            runtime: self.runtime(&spec.runtime)?,
             command: spec.command,
             env: spec.env,
             memory_bytes: spec.memory_bytes,
@@ -766,6 +789,12 @@ mod tests {
         assert_eq!(stopped.env.get("MODE").map(String::as_str), Some("lru"));
         assert!(w.list().is_empty() && host.containers.ids().is_empty());
         assert_eq!(w.stop("web").await.unwrap_err().code(), ErrorCode::NotFound);
+        // A runtime class this host lacks is refused naming the class and the host.
+        host.containers.only(&["runc", "crun"]);
+        let e = w.run(RunSpec { runtime: "runsc".into(), ..spec.clone() }).await.unwrap_err();
+        assert_eq!(e.code(), ErrorCode::NoRuntime);
+        assert!(e.to_string().contains("host h has no runtime \"runsc\""), "{e}");
+        assert!(w.get("web").is_none() && host.containers.ids().is_empty(), "nothing was started");
         // A start the runtime refuses leaves nothing behind.
         host.containers.fail_start.store(true, std::sync::atomic::Ordering::SeqCst);
         assert_eq!(w.run(spec).await.unwrap_err().code(), ErrorCode::Io);

@@ -1,15 +1,17 @@
-//! The OCI runtime binary (runc or crun) as middlecon drives it: one [`OciRuntime`] per
-//! binary, its state (`--root`) under the daemon's state dir, and the lifecycle verbs
-//! middlecon needs (`run --detach`, `pause`, `resume`, `delete`). What `state` and `kill`
-//! would do is done without a runtime process: [`OciRuntime::liveness`] reads the
-//! runtime's state file and `/proc`, [`OciRuntime::signal_init`] signals the init.
+//! The OCI runtime binary (runc, crun, runsc) as middlecon drives it: one [`OciRuntime`]
+//! per binary, its state (`--root`) under the daemon's state dir, its class
+//! ([`super::classes`]: what it does its own way), and the lifecycle verbs middlecon needs
+//! (`run --detach`, `pause`, `resume`, `kill`, `delete`). What `state` and `kill` would do is
+//! done without a runtime process where the class allows: [`OciRuntime::liveness`] reads
+//! the runtime's state file and `/proc`, [`OciRuntime::signal_init`] signals the init.
 //!
-//! Both runtimes take the same command line for these verbs. Every call is bounded: a
+//! The runtimes take the same command line for these verbs, after their class's flags. Every call is bounded: a
 //! runtime that hangs is killed and reported as [`RuntimeError::Timeout`]. A container's
 //! init pid is read from the state file the runtime keeps under its root
 //! ([`OciRuntime::init_pid`]), not from a `--pid-file`: runc writes that with `O_SYNC`, a
 //! disk flush in the middle of every start.
 
+use super::classes::RuntimeClass;
 use std::path::{Path, PathBuf};
 use std::process::Stdio;
 use std::time::Duration;
@@ -28,6 +30,12 @@ const SEARCH_PATH: [&str; 6] =
 pub enum RuntimeError {
     #[error("OCI runtime {0:?} not found (looked in {dirs})", dirs = SEARCH_PATH.join(", "))]
     NotFound(String),
+    /// A runtime class a host does not have, named with the host.
+    #[error("host {host} has no runtime {name:?} (OCI runtime not installed there; it has: {has})")]
+    Missing { name: String, host: String, has: String },
+    /// A peer's refusal for want of a runtime, as the peer worded it.
+    #[error("{0}")]
+    Peer(String),
     #[error("cannot start {bin}: {source}")]
     Spawn { bin: String, source: std::io::Error },
     #[error("{bin} {verb} {id} did not finish within {COMMAND_TIMEOUT:?}")]
@@ -37,13 +45,26 @@ pub enum RuntimeError {
 }
 
 /// One OCI runtime binary with its state root.
-#[derive(Debug, Clone)]
+#[derive(Clone)]
 pub struct OciRuntime {
-    /// As the user named it: `runc`, `crun` or a path.
+    /// As the user named it: `runc`, `crun`, `runsc` or a path.
     pub name: String,
     pub binary: PathBuf,
     /// The runtime's `--root`: `<state-dir>/runtime/<file name of the binary>`.
     pub root: PathBuf,
+    /// What it does its own way.
+    pub class: &'static dyn RuntimeClass,
+}
+
+impl std::fmt::Debug for OciRuntime {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("OciRuntime")
+            .field("name", &self.name)
+            .field("binary", &self.binary)
+            .field("root", &self.root)
+            .field("class", &self.class.name())
+            .finish()
+    }
 }
 
 /// Finds `name` (`runc`, `crun`, or a path to a binary).
@@ -62,20 +83,30 @@ pub fn locate(name: &str) -> Result<PathBuf, RuntimeError> {
 impl OciRuntime {
     /// The runtime `name`, keeping its state under `state_dir/runtime/`.
     pub fn new(name: &str, state_dir: &Path) -> Result<OciRuntime, RuntimeError> {
-        let binary = locate(name)?;
-        let kind =
-            binary.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| name.into());
-        Ok(OciRuntime { name: name.to_string(), root: state_dir.join("runtime").join(kind), binary })
+        Ok(OciRuntime::with_binary(name, locate(name)?, state_dir))
     }
 
-    /// `runc` or `crun` (the binary's file name), as k2i names the runtime.
+    /// The runtime `name` that is the binary `binary`, keeping its state under
+    /// `state_dir/runtime/`.
+    pub fn with_binary(name: &str, binary: PathBuf, state_dir: &Path) -> OciRuntime {
+        let kind =
+            binary.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_else(|| name.into());
+        OciRuntime {
+            name: name.to_string(),
+            root: state_dir.join("runtime").join(kind),
+            class: super::classes::of_binary(&binary),
+            binary,
+        }
+    }
+
+    /// `runc`, `crun` or `runsc` (the binary's file name), as k2i names the runtime.
     pub fn kind(&self) -> String {
         self.binary.file_name().map(|f| f.to_string_lossy().into_owned()).unwrap_or_default()
     }
 
     fn command(&self) -> Command {
         let mut c = Command::new(&self.binary);
-        c.arg("--root").arg(&self.root).stdin(Stdio::null()).kill_on_drop(true);
+        c.args(self.class.flags()).arg("--root").arg(&self.root).stdin(Stdio::null()).kill_on_drop(true);
         c
     }
 
@@ -159,14 +190,21 @@ impl OciRuntime {
         self.exec("resume", id, cmd).await.map(|_| ())
     }
 
+    /// Sends `signal` (a name: `TERM`) to the container's init through the runtime.
+    pub async fn kill(&self, id: &str, signal: &str) -> Result<(), RuntimeError> {
+        let mut cmd = self.command();
+        cmd.args(["kill", id, signal]);
+        self.exec("kill", id, cmd).await.map(|_| ())
+    }
+
     /// Deletes the container, killing what still runs in it. Deleting a container the
     /// runtime does not know is not an error. `thaw` thaws the container's cgroup (frozen by
     /// `pause`, e.g. during a migration): a process frozen by cgroup v1's freezer dies of a
     /// SIGKILL only once thawed.
     pub async fn delete(&self, id: &str, thaw: impl FnOnce()) -> Result<(), RuntimeError> {
-        // Both runtimes keep a container's state in `<root>/<id>/`: without it there is
-        // nothing to delete, and no runtime process to start (a start's usual case).
-        if !self.root.join(id).exists() {
+        // Without the state the runtime keeps of the container there is nothing to delete,
+        // and no runtime process to start (a start's usual case).
+        if !dcos_linux::oci::has_state(&self.root, id) {
             return Ok(());
         }
         // `runc delete --force` of a running or frozen container signals it, then sleeps
@@ -247,11 +285,7 @@ mod tests {
     async fn deleting_a_container_the_runtime_never_had_starts_no_runtime_process() {
         let state = tempfile::tempdir().unwrap();
         // A "runtime" that fails whatever it is asked: only a call that is never made passes.
-        let rt = OciRuntime {
-            name: "false".into(),
-            binary: PathBuf::from("/bin/false"),
-            root: state.path().join("runtime/false"),
-        };
+        let rt = OciRuntime::with_binary("false", PathBuf::from("/bin/false"), state.path());
         rt.delete("web", || {}).await.expect("nothing to delete, nothing run");
         std::fs::create_dir_all(rt.root.join("web")).unwrap();
         let err =
@@ -262,8 +296,7 @@ mod tests {
     #[test]
     fn the_init_pid_is_read_from_either_runtimes_state() {
         let state = tempfile::tempdir().unwrap();
-        let rt =
-            OciRuntime { name: "runc".into(), binary: "/usr/sbin/runc".into(), root: state.path().into() };
+        let rt = OciRuntime { root: state.path().into(), ..OciRuntime::with_binary("runc", "/usr/sbin/runc".into(), state.path()) };
         assert_eq!(rt.init_pid("web"), None, "no state: no pid");
         std::fs::create_dir_all(state.path().join("web")).unwrap();
         std::fs::write(
@@ -283,8 +316,7 @@ mod tests {
     #[test]
     fn liveness_comes_from_the_state_file_and_proc_and_a_reused_pid_is_not_the_init() {
         let state = tempfile::tempdir().unwrap();
-        let rt =
-            OciRuntime { name: "runc".into(), binary: "/usr/sbin/runc".into(), root: state.path().into() };
+        let rt = OciRuntime { root: state.path().into(), ..OciRuntime::with_binary("runc", "/usr/sbin/runc".into(), state.path()) };
         assert_eq!(rt.liveness("web"), Liveness::Unknown, "no state: the runtime does not know it");
         let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = sleeper.id();

@@ -79,7 +79,7 @@ impl Mover {
             moves.spawn(async move {
                 let _slot = limit.acquire_owned().await;
                 report.progress(&name, &to, MigratePhase::Reserve, 0, 0);
-                let m = MoveSpec { name, to, bwlimit, live };
+                let m = MoveSpec { name, to, bwlimit, live, runtime: String::new() };
                 let (name, to) = (m.name.clone(), m.to.clone());
                 let result = match mover.prepare(&m).await {
                     Ok(p) => {

@@ -109,6 +109,9 @@ pub trait Peers: Send + Sync + 'static {
 
     /// Live members other than this host, with their load (unknown: `None`).
     fn live(&self) -> Vec<(String, Option<f64>)>;
+
+    /// The runtime classes `host` says it has (gossiped), `None` where not known.
+    fn runtimes(&self, host: &str) -> Option<Vec<String>>;
 }
 
 /// `reserve`: the workload's record, the attempt's epoch, its source and the room it needs.
@@ -172,6 +175,9 @@ pub struct MoveSpec {
     pub bwlimit: u64,
     /// `--mode live`: refused until checkpoint/restore exists.
     pub live: bool,
+    /// The runtime class to run it with on the target (`runsc`: into the sandbox); empty:
+    /// the class it has.
+    pub runtime: String,
 }
 
 /// Moves this host's workloads to peers.

@@ -108,6 +108,10 @@ impl Peers for QuicPeers {
     fn live(&self) -> Vec<(String, Option<f64>)> {
         self.directory.live()
     }
+
+    fn runtimes(&self, host: &str) -> Option<Vec<String>> {
+        self.directory.runtimes(host)
+    }
 }
 
 impl From<WorkloadError> for AppError {

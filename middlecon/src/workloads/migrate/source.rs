@@ -5,7 +5,8 @@
 
 use super::{decode, Attempt, MigratePhase, MoveSpec, Mover, Progress, Received, Reserve, Summary, Verdict};
 use crate::workloads::record::Phase;
-use crate::workloads::{bundle, rootfs, ContainerStatus, Record, WorkloadError};
+use crate::workloads::runtime::RuntimeError;
+use crate::workloads::{bundle, classes, rootfs, ContainerStatus, Record, WorkloadError};
 use std::time::Instant;
 
 /// A migration whose target has reserved room ([`Mover::prepare`]).
@@ -69,6 +70,7 @@ impl Mover {
             return Err(WorkloadError::Invalid(format!("{} is already on {}", m.name, w.host)));
         }
         self.peers.check(&m.to)?;
+        let class = self.target_class(m)?;
         let (name, to, host) = (m.name.clone(), m.to.clone(), w.host.clone());
         let (record, epoch) = w.update(&name, |cur| match cur {
             None => Err(WorkloadError::NotFound { name: name.clone(), host: host.clone() }),
@@ -110,11 +112,16 @@ impl Mover {
             }
             let (bytes, entries) = bundle::tree_size(&w.rootfs(&name));
             let estimate = bytes + entries * 1024 + 1024;
-            let reserve = Reserve { record: record.clone(), epoch, from: host.clone(), bytes: estimate };
+            let mut sent = record.clone();
+            if !m.runtime.is_empty() {
+                sent.runtime = m.runtime.clone();
+            }
+            let reserve = Reserve { record: sent, epoch, from: host.clone(), bytes: estimate };
             self.ask(&to, super::RESERVE, &reserve, self.timings.reserve_wait).await?;
             Ok(estimate)
         }
         .await;
+        tracing::debug!(workload = %name, %to, class, "runtime class on the target");
         match reserved {
             Ok(bytes_estimate) => Ok(Prepared {
                 name,
@@ -129,6 +136,41 @@ impl Mover {
                 self.undo(&m.name, epoch, false).await;
                 Err(e)
             }
+        }
+    }
+
+    /// The runtime class workload `m.name` is to run with on `m.to` (`m.runtime`, else the
+    /// one it has), checked against the classes the target gossips: a class it lacks is
+    /// refused here, naming the class and the host, before anything is claimed or sent. A
+    /// target whose classes are not known yet checks for itself when it reserves.
+    fn target_class(&self, m: &MoveSpec) -> Result<String, WorkloadError> {
+        let class = if m.runtime.is_empty() {
+            match self.workloads.get(&m.name) {
+                Some(r) => std::path::Path::new(&r.runtime)
+                    .file_name()
+                    .map(|f| f.to_string_lossy().into_owned())
+                    .unwrap_or_default(),
+                None => return Ok(String::new()),
+            }
+        } else {
+            match classes::named(&m.runtime) {
+                Some(c) => c.name().to_string(),
+                None => {
+                    return Err(WorkloadError::Invalid(format!(
+                        "runtime {:?} is not a runtime class ({}): a migration names the class to run {} with on {}",
+                        m.runtime,
+                        classes::names(),
+                        m.name,
+                        m.to
+                    )))
+                }
+            }
+        };
+        match self.peers.runtimes(&m.to) {
+            Some(has) if !has.contains(&class) => {
+                Err(WorkloadError::NoRuntime(RuntimeError::Missing { name: class, host: m.to.clone(), has: has.join(", ") }))
+            }
+            _ => Ok(class),
         }
     }
 

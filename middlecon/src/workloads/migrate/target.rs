@@ -110,13 +110,15 @@ impl<R: AsyncRead + Unpin> AsyncRead for Stoppable<R> {
     }
 }
 
-/// `runc` or `crun` for a runtime named or given as a path by a peer.
-fn runtime_kind(named: &str) -> Result<String, WorkloadError> {
+/// The runtime class (`runc`, `crun`, `runsc`) of a runtime named or given as a path by a
+/// peer.
+pub(crate) fn runtime_kind(named: &str) -> Result<String, WorkloadError> {
     let kind = std::path::Path::new(named).file_name().and_then(|f| f.to_str()).unwrap_or("");
-    match kind {
-        "runc" | "crun" => Ok(kind.to_string()),
-        _ => Err(WorkloadError::Precondition(format!(
-            "runtime {named:?} is neither runc nor crun: this host will not run it for a peer"
+    match crate::workloads::classes::named(kind) {
+        Some(class) => Ok(class.name().to_string()),
+        None => Err(WorkloadError::Precondition(format!(
+            "runtime {named:?} is not a runtime class ({}): this host will not run it for a peer",
+            crate::workloads::classes::names()
         ))),
     }
 }
@@ -129,7 +131,7 @@ pub async fn reserve(w: &Arc<Workloads>, t: &Timings, payload: &[u8]) -> Result<
     let mut record = req.record;
     // A peer names the runtime; this host decides which binary that is. Only the runtimes'
     // names cross hosts, never a path to run.
-    record.runtime = w.containers().runtime(&runtime_kind(&record.runtime)?)?;
+    record.runtime = w.runtime(&runtime_kind(&record.runtime)?)?;
     let free = w.free_bytes()?;
     if free < req.bytes + SPACE_MARGIN {
         return Err(WorkloadError::NoSpace(format!(

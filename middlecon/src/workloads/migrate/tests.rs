@@ -30,6 +30,8 @@ struct Faults {
     /// Calls to these services never reach the target and are never answered (the target
     /// was killed as they were sent; only the membership can tell).
     hang: HashSet<&'static str>,
+    /// Membership has not told the hosts' runtime classes yet.
+    classes_unknown: bool,
 }
 
 /// Hosts by name, each with the workloads its daemon has open now.
@@ -159,6 +161,13 @@ impl Peers for FakePeers {
         }
     }
 
+    fn runtimes(&self, host: &str) -> Option<Vec<String>> {
+        if self.net.faults().classes_unknown {
+            return None;
+        }
+        self.net.host(host).ok().map(|w| w.classes())
+    }
+
     fn live(&self) -> Vec<(String, Option<f64>)> {
         let hosts = self.net.hosts.lock().unwrap();
         let down = &self.net.faults().down;
@@ -276,6 +285,68 @@ async fn a_migration_moves_the_workload_and_its_writes() {
     }
     assert_eq!(f.one_copy().await, "b");
     assert_eq!(f.workloads("b").get("web").unwrap().epoch, 1);
+}
+
+impl Fleet {
+    /// Migrates `web` from `from` to `to`, run there with runtime class `runtime`.
+    async fn migrate_as(&self, from: &str, to: &str, runtime: &str) -> Result<Summary, WorkloadError> {
+        let mover = self.mover(from);
+        let m = MoveSpec { name: "web".into(), to: to.into(), runtime: runtime.into(), ..MoveSpec::default() };
+        let p = mover.prepare(&m).await?;
+        mover.execute(p, &|_, _, _| {}).await
+    }
+}
+
+#[tokio::test]
+async fn a_migration_may_change_the_runtime_class_into_the_sandbox_and_back() {
+    let f = Fleet::new().await;
+    assert_eq!(f.host("a").containers.runtime_of("web").as_deref(), Some("runc"));
+    f.migrate_as("a", "b", "runsc").await.expect("into the sandbox");
+    assert_eq!(f.one_copy().await, "b");
+    assert_eq!(f.workloads("b").get("web").unwrap().runtime, "runsc", "b's record keeps the new class");
+    assert_eq!(f.host("b").containers.runtime_of("web").as_deref(), Some("runsc"), "started by runsc");
+    // Without --runtime the class stays: back to a, still sandboxed, then out of it.
+    f.migrate_as("b", "a", "").await.expect("moved back");
+    assert_eq!(f.workloads("a").get("web").unwrap().runtime, "runsc");
+    assert_eq!(f.host("a").containers.runtime_of("web").as_deref(), Some("runsc"));
+    f.migrate_as("a", "b", "runc").await.expect("out of the sandbox");
+    assert_eq!(f.host("b").containers.runtime_of("web").as_deref(), Some("runc"));
+    assert_eq!(f.workloads("b").list_one("web").unwrap().runtime, "runc");
+}
+
+#[tokio::test]
+async fn a_runtime_class_the_target_lacks_is_refused_before_anything_is_frozen_or_sent() {
+    let f = Fleet::new().await;
+    f.host("b").containers.only(&["runc", "crun"]);
+    let claimed = || f.workloads("a").get("web").unwrap().epoch;
+    // Known from membership: refused before the workload is claimed (no epoch used).
+    let e = f.migrate_as("a", "b", "runsc").await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NoRuntime, "{e}");
+    assert!(e.to_string().contains("\"runsc\"") && e.to_string().contains("host b"), "class and host named: {e}");
+    assert_eq!(claimed(), 0, "not claimed");
+    // Not known yet: the target refuses the reservation itself, naming both.
+    f.net.faults().classes_unknown = true;
+    let e = f.migrate_as("a", "b", "runsc").await.unwrap_err();
+    assert_eq!(e.code(), ErrorCode::NoRuntime, "{e}");
+    assert!(e.to_string().contains("\"runsc\"") && e.to_string().contains("host b"), "class and host named: {e}");
+    for host in ["a", "b"] {
+        assert_eq!(f.host(host).containers.started.load(std::sync::atomic::Ordering::SeqCst), u32::from(host == "a"), "{host} started nothing more");
+    }
+    assert_eq!(f.one_copy().await, "a");
+    assert_eq!(f.host("a").containers.get("web").word(), "running", "never frozen");
+    // A name that is no class, or a path, does not cross hosts.
+    for bad in ["kata", "/usr/bin/runsc"] {
+        let e = f.migrate_as("a", "b", bad).await.unwrap_err();
+        assert_eq!(e.code(), ErrorCode::Invalid, "{bad}: {e}");
+        assert!(e.to_string().contains("runc, crun, runsc"), "{e}");
+    }
+    // The workload's own class, missing there, is refused alike.
+    f.net.faults().classes_unknown = false;
+    f.host("b").containers.only(&["crun"]);
+    let e = f.migrate_as("a", "b", "").await.unwrap_err();
+    assert!(e.code() == ErrorCode::NoRuntime && e.to_string().contains("\"runc\""), "{e}");
+    f.migrate_as("a", "b", "crun").await.expect("a class b has");
+    assert_eq!(f.one_copy().await, "b");
 }
 
 #[tokio::test]
