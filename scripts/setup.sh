@@ -1,8 +1,8 @@
 #!/usr/bin/env bash
-# Installs what dcos needs beyond the Rust toolchain: OCI runtimes, network tools for the
-# multi-host tests, busybox for test containers, procps for `ps` comparisons, Prometheus
-# (its discovery of the fleet is tested end to end), and grpcio for `python3` (the Python
-# example and its test), schemathesis (k2i's contract test).
+# Installs what dcos needs beyond the Rust toolchain: OCI runtimes (runc, crun, gVisor's
+# runsc), network tools for the multi-host tests, busybox for test containers, procps for
+# `ps` comparisons, Prometheus (its discovery of the fleet is tested end to end), and grpcio
+# for `python3` (the Python example and its test), schemathesis (k2i's contract test).
 # Idempotent: does nothing when everything is present. Needs root (or sudo) to install.
 set -euo pipefail
 
@@ -10,6 +10,7 @@ need=()
 have() { command -v "$1" >/dev/null 2>&1; }
 have runc     || need+=(runc)
 have crun     || need+=(crun)
+have runsc    || need+=(runsc)
 have ip       || need+=(iproute2)
 have iptables || need+=(iptables)
 have unshare  || need+=(util-linux)

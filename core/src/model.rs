@@ -272,7 +272,14 @@ mod tests {
             .map(|r| serde_json::to_string(r).unwrap())
             .collect();
         assert_eq!(names, ["\"cri-o\"", "\"kubernetes\"", "\"runc\""]);
-        for r in [Runtime::Docker, Runtime::Podman, Runtime::Systemd, Runtime::Containerd, Runtime::Crun, Runtime::Runsc] {
+        for r in [
+            Runtime::Docker,
+            Runtime::Podman,
+            Runtime::Systemd,
+            Runtime::Containerd,
+            Runtime::Crun,
+            Runtime::Runsc,
+        ] {
             assert_eq!(serde_json::to_value(r).unwrap(), r.as_str());
         }
     }

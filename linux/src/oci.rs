@@ -202,7 +202,9 @@ pub fn ids(root: &Path) -> Vec<String> {
         .filter_map(|e| {
             let name = e.file_name().into_string().ok()?;
             match Format::of_entry(root, &name)? {
-                (Format::Runsc, _) => Some(name.strip_suffix(RUNSC_SUFFIX)?.split_once(RUNSC_JOIN)?.1.to_owned()),
+                (Format::Runsc, _) => {
+                    Some(name.strip_suffix(RUNSC_SUFFIX)?.split_once(RUNSC_JOIN)?.1.to_owned())
+                }
                 _ => Some(name),
             }
         })

@@ -133,3 +133,70 @@ fn runtime_command(wrapper: &[String], runtime: &Path) -> Command {
         None => Command::new(runtime),
     }
 }
+
+/// Why gVisor's runsc cannot run containers on this machine, `None` where it can: not
+/// installed, or a sandbox of busybox `true` on the ptrace platform (as middlecon runs it)
+/// fails or hangs. Found out once per test process; tests of the runsc class skip, saying
+/// this, where it is `Some`.
+pub fn runsc_unusable() -> Option<String> {
+    static WHY: std::sync::OnceLock<Option<String>> = std::sync::OnceLock::new();
+    WHY.get_or_init(|| probe_runsc().err().map(|e| format!("{e:#}"))).clone()
+}
+
+fn probe_runsc() -> Result<()> {
+    use middlecon::workloads::classes::RuntimeClass;
+    let binary = middlecon::workloads::runtime::locate("runsc").context("runsc is not installed")?;
+    let work = tempfile::Builder::new().prefix("dcos-runsc-probe-").tempdir()?;
+    let bundle = work.path().join("bundle");
+    busybox_rootfs(&bundle)?;
+    let record = middlecon::workloads::Record {
+        name: "probe".into(),
+        runtime: "runsc".into(),
+        command: vec!["true".into()],
+        env: Default::default(),
+        memory_bytes: 0,
+        cpus: 0.0,
+        epoch: 0,
+        started_unix_ms: 0,
+        phase: middlecon::workloads::Phase::Owned,
+        service: None,
+    };
+    let daemon = format!("probe-{}", std::process::id());
+    middlecon::workloads::bundle::write_config(&bundle, &record, &daemon)?;
+    let root = work.path().join("root");
+    let mut child = Command::new(&binary)
+        .args(middlecon::workloads::classes::runsc::Runsc.flags())
+        .arg("--root")
+        .arg(&root)
+        .args(["run", "--bundle"])
+        .arg(&bundle)
+        .arg("probe")
+        .stdin(Stdio::null())
+        .stdout(Stdio::null())
+        .stderr(Stdio::piped())
+        .spawn()?;
+    let until = std::time::Instant::now() + std::time::Duration::from_secs(30);
+    let status = loop {
+        if let Some(s) = child.try_wait()? {
+            break s;
+        }
+        if std::time::Instant::now() > until {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("`runsc run` of busybox true did not finish within 30 s (a platform that hangs?)");
+        }
+        std::thread::sleep(std::time::Duration::from_millis(20));
+    };
+    let mut err = String::new();
+    if let Some(mut e) = child.stderr.take() {
+        use std::io::Read;
+        let _ = e.read_to_string(&mut err);
+    }
+    // runsc removed the container's cgroups; the daemon-level ones are the probe's own.
+    middlecon::workloads::cgroup::Cgroups::new(&daemon).remove(&record.name);
+    middlecon::workloads::cgroup::Cgroups::new(&daemon).remove_own();
+    if !status.success() {
+        bail!("`runsc run` of busybox true failed ({status}): {}", err.trim());
+    }
+    Ok(())
+}

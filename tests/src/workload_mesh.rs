@@ -47,8 +47,10 @@ impl Mesh {
 
     /// Host `i`'s k2i, reading the OCI state of its middlecon's workloads.
     pub fn k2i(&self, i: usize) -> HostProcess {
-        let oci = format!("runc={}", self.state_dir(i).join("runtime/runc").display());
-        let args = ["--sample-interval", "200ms", "--oci-root", &oci];
+        let oci =
+            |class: &str| format!("{class}={}", self.state_dir(i).join("runtime").join(class).display());
+        let (runc, runsc) = (oci("runc"), oci("runsc"));
+        let args = ["--sample-interval", "200ms", "--oci-root", &runc, "--oci-root", &runsc];
         self.fleet.k2i_on(i, &self.fleet.host(i).issue(&self.pki), &args).expect("k2i starts")
     }
 
@@ -80,10 +82,16 @@ impl Mesh {
     }
 
     pub async fn run(&self, i: usize, name: &str, script: &str) -> pb::Workload {
+        self.run_as(i, name, script, "").await
+    }
+
+    /// Runs `name` on host `i` with runtime `runtime` (empty: the daemon's default).
+    pub async fn run_as(&self, i: usize, name: &str, script: &str, runtime: &str) -> pb::Workload {
         let req = pb::RunRequest {
             name: name.into(),
             rootfs: self.rootfs.to_str().unwrap().into(),
             command: vec!["sh".into(), "-c".into(), script.into()],
+            runtime: runtime.into(),
             ..Default::default()
         };
         match self.client(i).await.run(req).await {
@@ -109,8 +117,28 @@ impl Mesh {
             to: self.fleet.host(to).name.clone(),
             mode: pb::MigrateMode::Cold as i32,
             bwlimit,
+            runtime: String::new(),
         };
         Ok(self.client(from).await.migrate(req).await?.into_inner())
+    }
+
+    /// Migrates `name` from host `from` to host `to`, run there with runtime class
+    /// `runtime`, and collects every progress message.
+    pub async fn migrate_as(
+        &self,
+        from: usize,
+        name: &str,
+        to: usize,
+        runtime: &str,
+    ) -> Result<Vec<pb::MigrateProgress>, tonic::Status> {
+        let req = pb::MigrateRequest {
+            name: name.into(),
+            to: self.fleet.host(to).name.clone(),
+            mode: pb::MigrateMode::Cold as i32,
+            runtime: runtime.into(),
+            ..Default::default()
+        };
+        Ok(rest_of(self.client(from).await.migrate(req).await?.into_inner()).await)
     }
 
     /// Migrates and collects every progress message.

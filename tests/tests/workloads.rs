@@ -529,7 +529,7 @@ async fn bad_requests_get_distinct_statuses_and_change_nothing() {
         name: "web".into(),
         to: "host-1".into(),
         mode: pb::MigrateMode::Live as i32,
-        bwlimit: 0,
+        ..Default::default()
     };
     let e = c.migrate(live).await.expect_err("live is refused here");
     assert_eq!(e.code(), tonic::Code::FailedPrecondition, "{e:?}");

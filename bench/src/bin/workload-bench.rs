@@ -576,7 +576,7 @@ impl Bench {
             name: name.into(),
             to: self.fleet.host(1).name.clone(),
             mode: pb::MigrateMode::Cold as i32,
-            bwlimit: 0,
+            ..Default::default()
         };
         let start = Instant::now();
         let mut stream = self.clients[0].clone().migrate(req).await.context("Migrate")?.into_inner();

@@ -296,7 +296,10 @@ mod tests {
     #[test]
     fn the_init_pid_is_read_from_either_runtimes_state() {
         let state = tempfile::tempdir().unwrap();
-        let rt = OciRuntime { root: state.path().into(), ..OciRuntime::with_binary("runc", "/usr/sbin/runc".into(), state.path()) };
+        let rt = OciRuntime {
+            root: state.path().into(),
+            ..OciRuntime::with_binary("runc", "/usr/sbin/runc".into(), state.path())
+        };
         assert_eq!(rt.init_pid("web"), None, "no state: no pid");
         std::fs::create_dir_all(state.path().join("web")).unwrap();
         std::fs::write(
@@ -316,7 +319,10 @@ mod tests {
     #[test]
     fn liveness_comes_from_the_state_file_and_proc_and_a_reused_pid_is_not_the_init() {
         let state = tempfile::tempdir().unwrap();
-        let rt = OciRuntime { root: state.path().into(), ..OciRuntime::with_binary("runc", "/usr/sbin/runc".into(), state.path()) };
+        let rt = OciRuntime {
+            root: state.path().into(),
+            ..OciRuntime::with_binary("runc", "/usr/sbin/runc".into(), state.path())
+        };
         assert_eq!(rt.liveness("web"), Liveness::Unknown, "no state: the runtime does not know it");
         let mut sleeper = std::process::Command::new("sleep").arg("30").spawn().unwrap();
         let pid = sleeper.id();

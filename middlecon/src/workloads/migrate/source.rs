@@ -167,9 +167,11 @@ impl Mover {
             }
         };
         match self.peers.runtimes(&m.to) {
-            Some(has) if !has.contains(&class) => {
-                Err(WorkloadError::NoRuntime(RuntimeError::Missing { name: class, host: m.to.clone(), has: has.join(", ") }))
-            }
+            Some(has) if !has.contains(&class) => Err(WorkloadError::NoRuntime(RuntimeError::Missing {
+                name: class,
+                host: m.to.clone(),
+                has: has.join(", "),
+            })),
             _ => Ok(class),
         }
     }

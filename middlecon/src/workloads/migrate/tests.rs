@@ -291,7 +291,8 @@ impl Fleet {
     /// Migrates `web` from `from` to `to`, run there with runtime class `runtime`.
     async fn migrate_as(&self, from: &str, to: &str, runtime: &str) -> Result<Summary, WorkloadError> {
         let mover = self.mover(from);
-        let m = MoveSpec { name: "web".into(), to: to.into(), runtime: runtime.into(), ..MoveSpec::default() };
+        let m =
+            MoveSpec { name: "web".into(), to: to.into(), runtime: runtime.into(), ..MoveSpec::default() };
         let p = mover.prepare(&m).await?;
         mover.execute(p, &|_, _, _| {}).await
     }
@@ -322,15 +323,25 @@ async fn a_runtime_class_the_target_lacks_is_refused_before_anything_is_frozen_o
     // Known from membership: refused before the workload is claimed (no epoch used).
     let e = f.migrate_as("a", "b", "runsc").await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::NoRuntime, "{e}");
-    assert!(e.to_string().contains("\"runsc\"") && e.to_string().contains("host b"), "class and host named: {e}");
+    assert!(
+        e.to_string().contains("\"runsc\"") && e.to_string().contains("host b"),
+        "class and host named: {e}"
+    );
     assert_eq!(claimed(), 0, "not claimed");
     // Not known yet: the target refuses the reservation itself, naming both.
     f.net.faults().classes_unknown = true;
     let e = f.migrate_as("a", "b", "runsc").await.unwrap_err();
     assert_eq!(e.code(), ErrorCode::NoRuntime, "{e}");
-    assert!(e.to_string().contains("\"runsc\"") && e.to_string().contains("host b"), "class and host named: {e}");
+    assert!(
+        e.to_string().contains("\"runsc\"") && e.to_string().contains("host b"),
+        "class and host named: {e}"
+    );
     for host in ["a", "b"] {
-        assert_eq!(f.host(host).containers.started.load(std::sync::atomic::Ordering::SeqCst), u32::from(host == "a"), "{host} started nothing more");
+        assert_eq!(
+            f.host(host).containers.started.load(std::sync::atomic::Ordering::SeqCst),
+            u32::from(host == "a"),
+            "{host} started nothing more"
+        );
     }
     assert_eq!(f.one_copy().await, "a");
     assert_eq!(f.host("a").containers.get("web").word(), "running", "never frozen");
