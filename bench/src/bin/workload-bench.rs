@@ -79,6 +79,9 @@ struct Cli {
 enum Mode {
     /// Run the benchmark and print the report (as root).
     Run(RunArgs),
+    /// Time every runtime class (runc, crun, runsc) side by side, raw and through
+    /// `dcos run`, and a migration from runc into runsc, and print the report (as root).
+    Classes(ClassesArgs),
     /// Receive plain copies (the driver starts it on host 1).
     CopyRecv(RecvArgs),
     /// Send one plain copy and print `{"bytes": N, "ms": T}` (the driver runs it on host 0).
@@ -141,6 +144,28 @@ struct RunArgs {
     report: dcos_bench::report::ReportArgs,
 }
 
+#[derive(Debug, Clone, Args)]
+struct ClassesArgs {
+    /// Repetitions of every measurement, interleaved (after one untimed warm-up round).
+    #[arg(long, default_value_t = 7)]
+    runs: usize,
+    /// The runtime classes to time; one that cannot run the bundle here is reported so.
+    #[arg(long, value_delimiter = ',', default_values_t = ["runc".to_string(), "crun".into(), "runsc".into()])]
+    classes: Vec<String>,
+    /// The state (MiB of random bytes in its root filesystem) of the workload migrated
+    /// from runc into runsc.
+    #[arg(long, default_value_t = 10)]
+    state_mib: u64,
+    /// The middlecon binary [default: `middlecon` next to this executable].
+    #[arg(long)]
+    middlecon: Option<PathBuf>,
+    /// The dcos binary [default: `dcos` next to this executable].
+    #[arg(long)]
+    dcos: Option<PathBuf>,
+    #[command(flatten)]
+    report: dcos_bench::report::ReportArgs,
+}
+
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum Proto {
     Tcp,
@@ -197,6 +222,7 @@ fn main() -> ExitCode {
     let cli = Cli::parse();
     let (what, result) = match cli.mode {
         Mode::Run(args) => ("workload-bench", run_and_report(&args)),
+        Mode::Classes(args) => ("workload-bench classes", classes_and_report(&args)),
         Mode::CopyRecv(args) => ("workload-bench copy-recv", copy_recv(&args)),
         Mode::CopySend(args) => ("workload-bench copy-send", copy_send(&args)),
         Mode::RuntimeRun(args) => ("workload-bench runtime-run", runtime_run(&args)),
@@ -488,8 +514,9 @@ impl Bench {
         Ok(())
     }
 
-    /// The timed `dcos run --socket` of `name` inside host 0 (`None` without the CLI's `run`).
-    fn timed_local_run(&self, name: &str) -> Result<Option<f64>> {
+    /// The timed `dcos run --socket` of `name` inside host 0 (`None` without the CLI's `run`),
+    /// with `--runtime runtime` unless it is empty.
+    fn timed_local_run(&self, name: &str, runtime: &str) -> Result<Option<f64>> {
         let Some(dcos) = &self.dcos_run else { return Ok(None) };
         let socket = self.fleet.api_socket(0);
         let mut args = vec!["timed-exec", "--", path_str(dcos)?, "run", "--socket", path_str(&socket)?];
@@ -501,6 +528,9 @@ impl Bench {
             "--rootfs",
             path_str(&self.base_rootfs)?,
         ]);
+        if !runtime.is_empty() {
+            args.extend(["--runtime", runtime]);
+        }
         args.extend(["--timeout", "30s", "--", "sh", "-c", SCRIPT]);
         let out = self.fleet.exec_on(0, path_str(&self.exe)?, &args)?;
         ensure!(
@@ -570,12 +600,14 @@ impl Bench {
         }
     }
 
-    /// Migrates `name` from host 0 to host 1: the call's elapsed ms and its last message.
-    async fn migrate(&self, name: &str) -> Result<(f64, pb::MigrateProgress)> {
+    /// Migrates `name` from host 0 to host 1, run there by `runtime` (empty: the class it
+    /// has): the call's elapsed ms and its last message.
+    async fn migrate(&self, name: &str, runtime: &str) -> Result<(f64, pb::MigrateProgress)> {
         let req = pb::MigrateRequest {
             name: name.into(),
             to: self.fleet.host(1).name.clone(),
             mode: pb::MigrateMode::Cold as i32,
+            runtime: runtime.into(),
             ..Default::default()
         };
         let start = Instant::now();
@@ -714,13 +746,16 @@ fn time_runtime_run(runtime: &Path, root: &Path, bundle: &Path, id: &str) -> Res
     std::fs::create_dir_all(root)?;
     let log = bundle.join(format!("{id}.log"));
     let file = std::fs::File::create(&log)?;
+    // The flags middlecon gives this runtime's class (runsc: its platform and network).
+    let flags = middlecon::workloads::classes::of_binary(runtime).flags();
     let mut cmd = Command::new(runtime);
-    cmd.arg("--root").arg(root).args(["run", "--detach", "--bundle"]).arg(bundle).arg(id);
+    cmd.args(flags).arg("--root").arg(root).args(["run", "--detach", "--bundle"]).arg(bundle).arg(id);
     cmd.stdout(file.try_clone()?).stderr(file);
     let start = Instant::now();
     let status = cmd.stdin(Stdio::null()).status()?;
     let elapsed = ms(start.elapsed());
     let deleted = Command::new(runtime)
+        .args(flags)
         .arg("--root")
         .arg(root)
         .args(["delete", "--force", id])
@@ -773,17 +808,20 @@ fn runtime_run(args: &RuntimeRunArgs) -> Result<()> {
     Ok(())
 }
 
-async fn run(args: &RunArgs) -> Result<String> {
-    let started = Instant::now();
-    let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
-    let load_start = probe::loadavg();
-    let middlecon = match &args.middlecon {
+/// The middlecon binary the hosts run: `given`, else the one next to this executable.
+fn middlecon_binary(given: Option<&Path>) -> Result<PathBuf> {
+    match given {
         // Absolute: the daemons are started from inside the hosts, in another directory.
-        Some(p) => std::fs::canonicalize(p).with_context(|| format!("--middlecon {}", p.display()))?,
-        None => sibling("middlecon")?,
-    };
-    let dcos = match &args.dcos {
-        Some(p) => Some(p.clone()),
+        Some(p) => std::fs::canonicalize(p).with_context(|| format!("--middlecon {}", p.display())),
+        None => sibling("middlecon"),
+    }
+}
+
+/// The two-host fleet with `middlecon` running on each and a client of each API, the
+/// busybox root filesystem, and one with a state file per size of `sizes` (MiB).
+async fn build(middlecon: &Path, dcos: Option<&Path>, sizes: &[u64]) -> Result<Bench> {
+    let dcos = match dcos {
+        Some(p) => Some(p.to_path_buf()),
         None => sibling("dcos").ok(),
     };
     let dcos_run = dcos.filter(|d| {
@@ -797,7 +835,6 @@ async fn run(args: &RunArgs) -> Result<String> {
     // The hosts' init (`Fleet::boot`), which `dcos_tests::bin` finds next to this executable.
     sibling(dcos_tests::netns::HOST_INIT)?;
     let runc = runtime::locate("runc").context("runc is needed (scripts/setup.sh installs it)")?;
-    let crun = runtime::locate("crun").ok();
 
     progress("building the fleet (2 network namespaces on a bridge) and the root filesystems");
     let fleet = Fleet::new(2)?;
@@ -805,7 +842,7 @@ async fn run(args: &RunArgs) -> Result<String> {
     let work = tempfile::Builder::new().prefix("workload-bench-").tempdir_in("/var/tmp")?;
     let base_rootfs = dcos_tests::oci::busybox_rootfs(&work.path().join("base"))?;
     let mut rootfs = BTreeMap::new();
-    for &mib in &args.sizes {
+    for &mib in sizes {
         let dir = work.path().join(format!("state-{mib}"));
         std::fs::create_dir_all(&dir)?;
         let r = dir.join("rootfs");
@@ -819,7 +856,7 @@ async fn run(args: &RunArgs) -> Result<String> {
         pki,
         work,
         exe: std::env::current_exe()?,
-        runc: runc.clone(),
+        runc,
         base_rootfs,
         rootfs,
         daemons: Vec::new(),
@@ -829,13 +866,23 @@ async fn run(args: &RunArgs) -> Result<String> {
         dcos_run,
     };
     for i in 0..2 {
-        let d = b.start_middlecon(i, &middlecon)?;
+        let d = b.start_middlecon(i, middlecon)?;
         b.daemons.push(d);
     }
     for i in 0..2 {
         let ch = middlecon_client::connect(b.fleet.host(i).api_addr(), &b.admin).await?;
         b.clients.push(WorkloadsClient::new(ch));
     }
+    Ok(b)
+}
+
+async fn run(args: &RunArgs) -> Result<String> {
+    let started = Instant::now();
+    let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
+    let load_start = probe::loadavg();
+    let middlecon = middlecon_binary(args.middlecon.as_deref())?;
+    let crun = runtime::locate("crun").ok();
+    let mut b = build(&middlecon, args.dcos.as_deref(), &args.sizes).await?;
     b.receivers.push(b.start_receiver(Proto::Tcp, TCP_COPY_PORT)?);
     b.receivers.push(b.start_receiver(Proto::Quic, QUIC_COPY_PORT)?);
     let result = measure(&b, args, crun.as_deref()).await;
@@ -921,7 +968,7 @@ async fn measure_with(
             anyhow::Ok(ms)
         };
         let local = || async {
-            let ms = b.timed_local_run(&local_name)?;
+            let ms = b.timed_local_run(&local_name, "")?;
             b.stop(0, &local_name).await?;
             quiet().await;
             anyhow::Ok(ms)
@@ -954,7 +1001,7 @@ async fn measure_with(
             let (_, quic) = b.plain_copy(Proto::Quic, &file)?;
             let name = format!("m{mib}-{round}");
             b.run_workload(0, &name, &b.rootfs[&mib]).await?;
-            let (total, last) = b.migrate(&name).await?;
+            let (total, last) = b.migrate(&name, "").await?;
             b.stop(1, &name).await?;
             if warm {
                 continue;
@@ -1248,6 +1295,189 @@ fn render(s: &Samples, args: &RunArgs, h: &Header) -> String {
             bytes / 1e6,
             mbps(bytes, copy)
         );
+    }
+    out
+}
+
+// ---------------------------------------------------------------------------------------
+// Runtime classes (issue 16): every class's start, raw and through `dcos run`, and a
+// migration from runc into runsc.
+
+/// What `workload-bench classes` measures; per class, one entry per timed round.
+#[derive(Debug, Default)]
+struct ClassSamples {
+    /// The raw runtime's `run --detach` of a fresh bundle, timed inside host-0.
+    raw: BTreeMap<String, Vec<f64>>,
+    /// `dcos run --socket --runtime CLASS` inside host-0 until running.
+    run: BTreeMap<String, Vec<f64>>,
+    /// Why a class was not timed.
+    skipped: Vec<(String, String)>,
+    /// runc on host-0 to runsc on host-1: the migration's downtime and whole call.
+    downtime_ms: Vec<f64>,
+    total_ms: Vec<f64>,
+    phases: BTreeMap<String, Vec<f64>>,
+    /// Raw `runsc run --detach` on host-1 of a fresh bundle of the same state.
+    runsc_state: Vec<f64>,
+}
+
+fn classes_and_report(args: &ClassesArgs) -> Result<()> {
+    ensure!(
+        nix::unistd::Uid::effective().is_root(),
+        "run as root: it builds network namespaces and runs containers"
+    );
+    ensure!(args.runs > 0 && !args.classes.is_empty(), "--runs and --classes must not be empty");
+    let report = tokio_runtime()?.block_on(async {
+        let started = Instant::now();
+        let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
+        let load_start = probe::loadavg();
+        let middlecon = middlecon_binary(args.middlecon.as_deref())?;
+        let b = build(&middlecon, args.dcos.as_deref(), &[args.state_mib]).await?;
+        ensure!(b.dcos_run.is_some(), "the dcos binary has no `run` subcommand");
+        let result = measure_classes(&b, args).await;
+        b.stop_all().await;
+        let left = cgroup::Cgroups::new(REF_DAEMON).remove_all(Duration::from_secs(2));
+        if !left.is_empty() {
+            progress(format!("cgroups left behind: {left:?}"));
+        }
+        let s = result?;
+        let versions: Vec<String> = args
+            .classes
+            .iter()
+            .filter_map(|c| runtime::locate(c).ok())
+            .map(|p| probe::version(&p))
+            .collect();
+        let mut out = String::new();
+        let _ = writeln!(out, "### Runtime classes: one run, {date}\n");
+        let _ = writeln!(out, "- machine: {}", probe::machine());
+        if let Some(note) = &args.report.note {
+            let _ = writeln!(out, "- {note}");
+        }
+        let _ = writeln!(out, "- runtimes: {}; middlecon {}", versions.join("; "), middlecon.display());
+        let _ = writeln!(
+            out,
+            "- two network-namespace hosts on a bridge, each running the release middlecon in a PID namespace of its own; runsc with middlecon's flags (`--platform=ptrace --network=host`)"
+        );
+        let _ = writeln!(
+            out,
+            "- medians, minimums and maximums of {} round(s) after one warm-up; in each round the classes follow one another, and each class's two measures swap order every round",
+            args.runs
+        );
+        let _ = writeln!(
+            out,
+            "- load average at the start: {load_start}; at the end: {}; {:.0} s in all",
+            probe::loadavg(),
+            started.elapsed().as_secs_f64()
+        );
+        let _ = writeln!(out, "- command: `{}`\n", std::env::args().collect::<Vec<_>>().join(" "));
+        out.push_str(&render_classes(&s, args));
+        anyhow::Ok(out)
+    })?;
+    args.report.emit(&report)
+}
+
+async fn measure_classes(b: &Bench, args: &ClassesArgs) -> Result<ClassSamples> {
+    let mut s = ClassSamples::default();
+    let refs = b.work.path().join("ref");
+    let plain = RefBundle::new(&refs.join("busybox"), &b.base_rootfs)?;
+    let state_rootfs = &b.rootfs[&args.state_mib];
+    let stateful = RefBundle::new(&refs.join("state"), state_rootfs)?;
+    let mut classes = Vec::new();
+    for class in &args.classes {
+        let binary = match runtime::locate(class) {
+            Ok(p) => p,
+            Err(e) => {
+                s.skipped.push((class.clone(), e.to_string()));
+                continue;
+            }
+        };
+        match plain.run_on(b, 0, &binary, &format!("{class}-probe"), Some(&b.base_rootfs)) {
+            Ok(_) => classes.push((class.clone(), binary)),
+            Err(e) => {
+                progress(format!("{class} cannot run the bundle here: {e:#}"));
+                s.skipped.push((class.clone(), crun_refusal(&binary, &e)));
+            }
+        }
+    }
+    let runsc = classes.iter().find(|(c, _)| c == "runsc").map(|(_, p)| p.clone());
+    for round in 0..=args.runs {
+        let warm = round == 0;
+        let label = if warm { "warm-up".to_string() } else { format!("run {round}/{}", args.runs) };
+        for (class, binary) in &classes {
+            progress(format!("{label}: {class}: raw and dcos run"));
+            let raw = || plain.run_on(b, 0, binary, &format!("{class}-raw-{round}"), Some(&b.base_rootfs));
+            let name = format!("{class}-{round}");
+            let run = || async {
+                let ms = b.timed_local_run(&name, class)?.context("dcos has no run")?;
+                b.stop(0, &name).await?;
+                anyhow::Ok(ms)
+            };
+            let (raw_ms, run_ms) = if round % 2 == 0 {
+                let r = raw()?;
+                (r, run().await?)
+            } else {
+                let d = run().await?;
+                (raw()?, d)
+            };
+            if !warm {
+                s.raw.entry(class.clone()).or_default().push(raw_ms);
+                s.run.entry(class.clone()).or_default().push(run_ms);
+            }
+        }
+        let Some(runsc) = &runsc else { continue };
+        progress(format!("{label}: {} MiB: runc on host-0 to runsc on host-1", args.state_mib));
+        let name = format!("into-runsc-{round}");
+        b.run_workload(0, &name, state_rootfs).await?;
+        let (total, last) = b.migrate(&name, "runsc").await?;
+        b.stop(1, &name).await?;
+        let raw = stateful.run_on(b, 1, runsc, &format!("runsc-state-{round}"), Some(state_rootfs))?;
+        if !warm {
+            s.downtime_ms.push(last.downtime_ms as f64);
+            s.total_ms.push(total);
+            s.runsc_state.push(raw);
+            for (phase, v) in &last.phase_ms {
+                s.phases.entry(phase.clone()).or_default().push(*v as f64);
+            }
+        }
+    }
+    Ok(s)
+}
+
+fn render_classes(s: &ClassSamples, args: &ClassesArgs) -> String {
+    let mut out = String::new();
+    let _ = writeln!(out, "| class | raw `run --detach` (fresh bundle, host-0) | `dcos run --runtime` (host-0) | ratio of medians | median ratio per round | target | result |");
+    let _ = writeln!(out, "| --- | ---: | ---: | ---: | ---: | --- | --- |");
+    let span = |v: &Summary| format!("{} ({}–{})", f_ms(v.median), f_ms(v.min), f_ms(v.max));
+    for (class, raw) in &s.raw {
+        let run = &s.run[class];
+        let (r, d) = (summarize(raw), summarize(run));
+        let per_round: Vec<f64> = run.iter().zip(raw).map(|(d, r)| d / r).collect();
+        let per_round = summarize(&per_round).median;
+        let _ = writeln!(
+            out,
+            "| {class} | {} | {} | {:.2} × | {per_round:.2} × | ≤ 1.20 × | {} |",
+            span(&r),
+            span(&d),
+            d.median / r.median,
+            pass(d.median <= 1.2 * r.median)
+        );
+    }
+    for (class, why) in &s.skipped {
+        let _ = writeln!(out, "| {class} | not timed: {why} | | | | | |");
+    }
+    if !s.downtime_ms.is_empty() {
+        let down = summarize(&s.downtime_ms);
+        let raw = summarize(&s.runsc_state);
+        let total = summarize(&s.total_ms);
+        let _ = writeln!(out, "\n| {} MiB workload, runc on host-0 to runsc on host-1 | median | min | max | target | ratio | result |", args.state_mib);
+        let _ = writeln!(out, "| --- | ---: | ---: | ---: | --- | ---: | --- |");
+        row(&mut out, "raw `runsc run --detach` of a fresh bundle with that state, on host-1", &raw, "reference", "", "");
+        held(&mut out, "migration downtime (frozen on host-0 to running in runsc on host-1)", &down, "raw runsc + 100 ms", raw.median + 100.0);
+        row(&mut out, "the whole `Migrate` call", &total, "shown", "", "");
+        let _ = writeln!(out, "\nPhases (medians, ms): {}", PHASES
+            .iter()
+            .map(|p| format!("{p} {:.0}", s.phases.get(*p).map(|v| summarize(v).median).unwrap_or(f64::NAN)))
+            .collect::<Vec<_>>()
+            .join(", "));
     }
     out
 }
