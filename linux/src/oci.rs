@@ -245,7 +245,7 @@ fn is_sandbox(proc_root: &Path, pid: u32, id: &str) -> bool {
     let Ok(cmdline) = std::fs::read(proc_root.join(pid.to_string()).join("cmdline")) else { return true };
     let mut args = cmdline.split(|b| *b == 0).filter(|a| !a.is_empty());
     let first = args.next().unwrap_or_default();
-    first.starts_with(b"runsc-sandbox") && args.last() == Some(id.as_bytes())
+    first.starts_with(b"runsc-sandbox") && args.next_back() == Some(id.as_bytes())
 }
 
 #[derive(Deserialize)]

@@ -149,18 +149,7 @@ fn probe_runsc() -> Result<()> {
     let work = tempfile::Builder::new().prefix("dcos-runsc-probe-").tempdir()?;
     let bundle = work.path().join("bundle");
     busybox_rootfs(&bundle)?;
-    let record = middlecon::workloads::Record {
-        name: "probe".into(),
-        runtime: "runsc".into(),
-        command: vec!["true".into()],
-        env: Default::default(),
-        memory_bytes: 0,
-        cpus: 0.0,
-        epoch: 0,
-        started_unix_ms: 0,
-        phase: middlecon::workloads::Phase::Owned,
-        service: None,
-    };
+    let record = middlecon::workloads::Record::new("probe", "runsc", &["true"]);
     let daemon = format!("probe-{}", std::process::id());
     middlecon::workloads::bundle::write_config(&bundle, &record, &daemon)?;
     let root = work.path().join("root");

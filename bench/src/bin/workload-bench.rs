@@ -133,6 +133,13 @@ struct RunArgs {
     /// (docs/benchmarks.md).
     #[arg(long, default_value_t = 0)]
     quiet_ms: u64,
+    #[command(flatten)]
+    common: Common,
+}
+
+/// What `run` and `classes` share: the binaries the hosts run, and the report's options.
+#[derive(Debug, Clone, Args)]
+struct Common {
     /// The middlecon binary [default: `middlecon` next to this executable].
     #[arg(long)]
     middlecon: Option<PathBuf>,
@@ -156,14 +163,8 @@ struct ClassesArgs {
     /// from runc into runsc.
     #[arg(long, default_value_t = 10)]
     state_mib: u64,
-    /// The middlecon binary [default: `middlecon` next to this executable].
-    #[arg(long)]
-    middlecon: Option<PathBuf>,
-    /// The dcos binary [default: `dcos` next to this executable].
-    #[arg(long)]
-    dcos: Option<PathBuf>,
     #[command(flatten)]
-    report: dcos_bench::report::ReportArgs,
+    common: Common,
 }
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
@@ -367,7 +368,7 @@ fn run_and_report(args: &RunArgs) -> Result<()> {
         args.downtime_size
     );
     let report = tokio_runtime()?.block_on(run(args))?;
-    args.report.emit(&report)
+    args.common.report.emit(&report)
 }
 
 fn sibling(name: &str) -> Result<PathBuf> {
@@ -880,9 +881,9 @@ async fn run(args: &RunArgs) -> Result<String> {
     let started = Instant::now();
     let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
     let load_start = probe::loadavg();
-    let middlecon = middlecon_binary(args.middlecon.as_deref())?;
+    let middlecon = middlecon_binary(args.common.middlecon.as_deref())?;
     let crun = runtime::locate("crun").ok();
-    let mut b = build(&middlecon, args.dcos.as_deref(), &args.sizes).await?;
+    let mut b = build(&middlecon, args.common.dcos.as_deref(), &args.sizes).await?;
     b.receivers.push(b.start_receiver(Proto::Tcp, TCP_COPY_PORT)?);
     b.receivers.push(b.start_receiver(Proto::Quic, QUIC_COPY_PORT)?);
     let result = measure(&b, args, crun.as_deref()).await;
@@ -1083,7 +1084,7 @@ fn render(s: &Samples, args: &RunArgs, h: &Header) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### Results: one run, {}\n", h.date);
     let _ = writeln!(out, "- machine: {}", probe::machine());
-    if let Some(note) = &args.report.note {
+    if let Some(note) = &args.common.report.note {
         let _ = writeln!(out, "- {note}");
     }
     let _ = writeln!(
@@ -1330,8 +1331,8 @@ fn classes_and_report(args: &ClassesArgs) -> Result<()> {
         let started = Instant::now();
         let date = time::OffsetDateTime::now_utc().format(&time::format_description::well_known::Rfc3339)?;
         let load_start = probe::loadavg();
-        let middlecon = middlecon_binary(args.middlecon.as_deref())?;
-        let b = build(&middlecon, args.dcos.as_deref(), &[args.state_mib]).await?;
+        let middlecon = middlecon_binary(args.common.middlecon.as_deref())?;
+        let b = build(&middlecon, args.common.dcos.as_deref(), &[args.state_mib]).await?;
         ensure!(b.dcos_run.is_some(), "the dcos binary has no `run` subcommand");
         let result = measure_classes(&b, args).await;
         b.stop_all().await;
@@ -1349,7 +1350,7 @@ fn classes_and_report(args: &ClassesArgs) -> Result<()> {
         let mut out = String::new();
         let _ = writeln!(out, "### Runtime classes: one run, {date}\n");
         let _ = writeln!(out, "- machine: {}", probe::machine());
-        if let Some(note) = &args.report.note {
+        if let Some(note) = &args.common.report.note {
             let _ = writeln!(out, "- {note}");
         }
         let _ = writeln!(out, "- runtimes: {}; middlecon {}", versions.join("; "), middlecon.display());
@@ -1372,7 +1373,7 @@ fn classes_and_report(args: &ClassesArgs) -> Result<()> {
         out.push_str(&render_classes(&s, args));
         anyhow::Ok(out)
     })?;
-    args.report.emit(&report)
+    args.common.report.emit(&report)
 }
 
 async fn measure_classes(b: &Bench, args: &ClassesArgs) -> Result<ClassSamples> {
@@ -1470,14 +1471,34 @@ fn render_classes(s: &ClassSamples, args: &ClassesArgs) -> String {
         let total = summarize(&s.total_ms);
         let _ = writeln!(out, "\n| {} MiB workload, runc on host-0 to runsc on host-1 | median | min | max | target | ratio | result |", args.state_mib);
         let _ = writeln!(out, "| --- | ---: | ---: | ---: | --- | ---: | --- |");
-        row(&mut out, "raw `runsc run --detach` of a fresh bundle with that state, on host-1", &raw, "reference", "", "");
-        held(&mut out, "migration downtime (frozen on host-0 to running in runsc on host-1)", &down, "raw runsc + 100 ms", raw.median + 100.0);
+        row(
+            &mut out,
+            "raw `runsc run --detach` of a fresh bundle with that state, on host-1",
+            &raw,
+            "reference",
+            "",
+            "",
+        );
+        held(
+            &mut out,
+            "migration downtime (frozen on host-0 to running in runsc on host-1)",
+            &down,
+            "raw runsc + 100 ms",
+            raw.median + 100.0,
+        );
         row(&mut out, "the whole `Migrate` call", &total, "shown", "", "");
-        let _ = writeln!(out, "\nPhases (medians, ms): {}", PHASES
-            .iter()
-            .map(|p| format!("{p} {:.0}", s.phases.get(*p).map(|v| summarize(v).median).unwrap_or(f64::NAN)))
-            .collect::<Vec<_>>()
-            .join(", "));
+        let _ = writeln!(
+            out,
+            "\nPhases (medians, ms): {}",
+            PHASES
+                .iter()
+                .map(|p| format!(
+                    "{p} {:.0}",
+                    s.phases.get(*p).map(|v| summarize(v).median).unwrap_or(f64::NAN)
+                ))
+                .collect::<Vec<_>>()
+                .join(", ")
+        );
     }
     out
 }

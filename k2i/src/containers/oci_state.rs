@@ -200,6 +200,33 @@ mod tests {
     }
 
     #[test]
+    fn a_runsc_root_holds_state_files_not_directories_and_a_pause_is_seen_as_it_changes() {
+        let t = tempfile::tempdir().unwrap();
+        let root = t.path().join("runsc");
+        let state = |status: &str| {
+            serde_json::json!({
+                "id": "sbx", "status": status, "goferPid": 41, "bundleDir": "/srv/sbx",
+                "sandbox": {"id": "sbx", "pid": 42, "cgroup": {"cgroupv1": {"name": "/dcos/h/sbx"}}},
+                "spec": {"annotations": {"dcos.name": "sandboxed", "dcos.service": "api"}},
+            })
+            .to_string()
+        };
+        write(&root.join("sbx_sandbox:sbx.state"), &state("running"));
+        write(&root.join("sbx_sandbox:sbx.lock"), "");
+        let roots = [(Runtime::Runsc, root.clone())];
+        let mut s = OciScanner::new();
+        assert!(s.rescan(&roots));
+        let c = &s.containers()[0];
+        assert_eq!((c.id(), c.runtime, c.name.as_str()), ("sbx", Runtime::Runsc, "sandboxed"));
+        assert_eq!((c.service.as_deref(), c.init_pid()), (Some("api"), Some(42)));
+        assert_eq!(c.state.cgroup.as_deref(), Some("/dcos/h/sbx"), "its processes are found by it");
+        assert_eq!(s.containers().len(), 1, "the lock file is no container");
+        write(&root.join("sbx_sandbox:sbx.state"), &state("paused"));
+        assert!(s.rescan(&roots), "runsc rewrote its state");
+        assert_eq!(s.containers()[0].state.recorded, Some(OciStatus::Paused));
+    }
+
+    #[test]
     fn bad_files_and_roots_are_skipped() {
         let t = tempfile::tempdir().unwrap();
         let root = t.path().join("runc");

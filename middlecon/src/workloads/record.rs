@@ -67,7 +67,7 @@ impl Phase {
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 pub struct Record {
     pub name: String,
-    /// The runtime as the user named it (`runc`, `crun` or a path).
+    /// The runtime as the user named it (`runc`, `crun`, `runsc` or a path).
     pub runtime: String,
     pub command: Vec<String>,
     #[serde(default)]
@@ -90,6 +90,23 @@ pub struct Record {
 }
 
 impl Record {
+    /// A workload `name` running `command` with `runtime`, without limits or environment,
+    /// being created (epoch 0).
+    pub fn new(name: &str, runtime: &str, command: &[&str]) -> Record {
+        Record {
+            name: name.into(),
+            runtime: runtime.into(),
+            command: command.iter().map(|c| c.to_string()).collect(),
+            env: BTreeMap::new(),
+            memory_bytes: 0,
+            cpus: 0.0,
+            epoch: 0,
+            started_unix_ms: 0,
+            phase: Phase::Creating,
+            service: None,
+        }
+    }
+
     /// The record in `dir`. `NotFound` also for the empty placeholder of [`Record::prepare`]:
     /// no record was ever written there.
     pub fn load(dir: &Path) -> std::io::Result<Record> {

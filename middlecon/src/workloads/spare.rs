@@ -130,18 +130,7 @@ mod tests {
             assert_eq!(std::fs::metadata(w.join(f)).unwrap().len(), 0, "{f} is an empty file");
         }
         // A record saved into it replaces the prepared temporary file, as into any directory.
-        let r = record::Record {
-            name: "web".into(),
-            runtime: "runc".into(),
-            command: vec!["true".into()],
-            env: Default::default(),
-            memory_bytes: 0,
-            cpus: 0.0,
-            epoch: 0,
-            started_unix_ms: 0,
-            phase: record::Phase::Creating,
-            service: None,
-        };
+        let r = record::Record::new("web", "runc", &["true"]);
         r.save_unsynced(&w).unwrap();
         assert_eq!(record::Record::load(&w).unwrap(), r);
         let names: std::collections::BTreeSet<String> =
