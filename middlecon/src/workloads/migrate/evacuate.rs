@@ -7,13 +7,21 @@ use std::sync::Arc;
 
 /// Picks a target for each of `names` among `candidates` (name, load; unknown load last),
 /// spreading them: each goes to the candidate with the lowest load plus the workloads it
-/// was already given.
-pub fn plan(names: &[String], candidates: &[(String, Option<f64>)]) -> Vec<(String, String)> {
+/// was already given, among those that `fits` (workload, host): that have its runtime
+/// class. A workload no candidate fits goes to the best of all (its migration then says
+/// what the target lacks).
+pub fn plan(
+    names: &[String],
+    candidates: &[(String, Option<f64>)],
+    fits: impl Fn(&str, &str) -> bool,
+) -> Vec<(String, String)> {
     let mut given = vec![0usize; candidates.len()];
     names
         .iter()
         .filter_map(|n| {
-            let best = (0..candidates.len()).min_by(|&a, &b| {
+            let fitting: Vec<usize> = (0..candidates.len()).filter(|&i| fits(n, &candidates[i].0)).collect();
+            let among = if fitting.is_empty() { (0..candidates.len()).collect() } else { fitting };
+            let best = among.into_iter().min_by(|&a, &b| {
                 let score = |i: usize| candidates[i].1.unwrap_or(1e9) + given[i] as f64;
                 score(a).total_cmp(&score(b)).then(candidates[a].0.cmp(&candidates[b].0))
             })?;
@@ -60,7 +68,15 @@ impl Mover {
                 if only.is_empty() { String::new() } else { format!(" among {}", only.join(", ")) }
             )));
         }
-        Ok(plan(&names, &candidates))
+        let class = |name: &str| {
+            let runtime = self.workloads.get(name).map(|r| r.runtime).unwrap_or_default();
+            std::path::Path::new(&runtime).file_name().map(|f| f.to_string_lossy().into_owned())
+        };
+        let fits = |name: &str, to: &str| match (class(name), self.peers.runtimes(to)) {
+            (Some(c), Some(has)) => has.contains(&c),
+            _ => true,
+        };
+        Ok(plan(&names, &candidates, fits))
     }
 
     /// Makes the moves of `plan`, `parallel` at a time, each reported to `report`.
@@ -105,12 +121,25 @@ mod tests {
         let names: Vec<String> = (1..=5).map(|i| format!("w{i}")).collect();
         let c =
             vec![("a".to_string(), Some(0.1)), ("b".to_string(), Some(0.2)), ("busy".to_string(), Some(8.0))];
-        let p = plan(&names, &c);
+        let p = plan(&names, &c, |_, _| true);
         let to_a = p.iter().filter(|(_, t)| t == "a").count();
         let to_b = p.iter().filter(|(_, t)| t == "b").count();
         assert_eq!((to_a, to_b, p.len()), (3, 2, 5), "{p:?}");
-        assert!(plan(&names, &[]).is_empty());
-        let unknown = plan(&names[..1], &[("x".into(), None), ("y".into(), Some(3.0))]);
+        assert!(plan(&names, &[], |_, _| true).is_empty());
+        let unknown = plan(&names[..1], &[("x".into(), None), ("y".into(), Some(3.0))], |_, _| true);
         assert_eq!(unknown[0].1, "y", "a known load beats an unknown one");
+    }
+
+    #[test]
+    fn evacuation_sends_a_workload_only_where_its_runtime_class_is() {
+        let names: Vec<String> = ["sandboxed", "plain"].map(String::from).to_vec();
+        let c = vec![("idle".to_string(), Some(0.0)), ("busy".to_string(), Some(5.0))];
+        // Only `busy` has runsc: the sandboxed workload goes there despite the load.
+        let fits = |n: &str, h: &str| n != "sandboxed" || h == "busy";
+        let p = plan(&names, &c, fits);
+        assert_eq!(p, [("sandboxed".into(), "busy".into()), ("plain".into(), "idle".into())]);
+        // Nobody has it: the best of all, whose refusal then names what it lacks.
+        let p = plan(&names[..1], &c, |_, _| false);
+        assert_eq!(p, [("sandboxed".to_string(), "idle".to_string())]);
     }
 }
