@@ -492,7 +492,12 @@ async fn bad_requests_get_distinct_statuses_and_change_nothing() {
         (run("bad/name", &rootfs, "", &["sleep", "1"]), InvalidArgument, Invalid, "workload name"),
         (run("x", &rootfs, "", &[]), InvalidArgument, Invalid, "a command is required"),
         (run("x", "relative", "", &["sleep", "1"]), InvalidArgument, Invalid, "rootfs"),
-        (run("x", &rootfs, "nosuchruntime", &["sleep", "1"]), FailedPrecondition, NoRuntime, "OCI runtime"),
+        (
+            run("x", &rootfs, "nosuchruntime", &["sleep", "1"]),
+            FailedPrecondition,
+            NoRuntime,
+            "host host-0 has no runtime \"nosuchruntime\"",
+        ),
     ];
     for (req, code, typed, prefix) in cases {
         let e = c.run(req).await.expect_err("refused");
