@@ -68,6 +68,20 @@ pub trait Containers: Send + Sync + 'static {
         log: &Path,
     ) -> Result<Option<u32>, WorkloadError>;
 
+    /// Whether `runtime`'s containers are created ahead on a migration's target
+    /// ([`super::classes::RuntimeClass::creates_ahead`]).
+    fn creates_ahead(&self, runtime: &str) -> bool;
+
+    /// Creates container `id` from the bundle (`config.json` and its root filesystem
+    /// directory, which may still be filling) without starting its process: nothing of the
+    /// workload runs until [`Containers::start_created`]. A container of that id left
+    /// behind is deleted first.
+    async fn create(&self, id: &str, runtime: &str, bundle: &Path, log: &Path) -> Result<(), WorkloadError>;
+
+    /// Starts the process of container `id`, made by [`Containers::create`]. Returns the
+    /// init's pid when the runtime recorded it.
+    async fn start_created(&self, id: &str, runtime: &str) -> Result<Option<u32>, WorkloadError>;
+
     /// What the runtime would say of container `id`.
     fn status(&self, id: &str, runtime: &str) -> ContainerStatus;
 
@@ -179,6 +193,22 @@ impl Containers for Oci {
         self.delete(&rt, id).await.map_err(WorkloadError::Runtime)?;
         rt.run(id, bundle, log).await.map_err(WorkloadError::Runtime)?;
         // The runtime has just said it started: its state file saves asking it again.
+        Ok(rt.init_pid(id))
+    }
+
+    fn creates_ahead(&self, runtime: &str) -> bool {
+        self.oci(runtime).is_ok_and(|rt| rt.class.creates_ahead())
+    }
+
+    async fn create(&self, id: &str, runtime: &str, bundle: &Path, log: &Path) -> Result<(), WorkloadError> {
+        let rt = self.oci(runtime)?;
+        self.delete(&rt, id).await.map_err(WorkloadError::Runtime)?;
+        rt.create(id, bundle, log).await.map_err(WorkloadError::Runtime)
+    }
+
+    async fn start_created(&self, id: &str, runtime: &str) -> Result<Option<u32>, WorkloadError> {
+        let rt = self.oci(runtime)?;
+        rt.start(id).await.map_err(WorkloadError::Runtime)?;
         Ok(rt.init_pid(id))
     }
 

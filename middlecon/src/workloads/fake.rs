@@ -41,6 +41,11 @@ pub struct FakeContainers {
     classes: Mutex<Option<Vec<String>>>,
     /// The runtime each container was started with.
     started_with: Mutex<HashMap<String, String>>,
+    /// Containers created (runsc's are, on a migration's target) and not started: nothing
+    /// of them runs.
+    created: Mutex<HashMap<String, (String, std::path::PathBuf)>>,
+    /// How many containers were created ahead of their start.
+    pub created_ahead: AtomicU32,
 }
 
 impl FakeContainers {
@@ -67,9 +72,10 @@ impl FakeContainers {
         self.state().get(id).copied().unwrap_or(ContainerStatus::Gone)
     }
 
-    /// The ids of the containers this host has, running or not.
+    /// The ids of the containers this host has, running or not (created, too).
     pub fn ids(&self) -> Vec<String> {
         let mut ids: Vec<String> = self.state().keys().cloned().collect();
+        ids.extend(self.created.lock().unwrap().keys().cloned());
         ids.sort();
         ids
     }
@@ -179,6 +185,25 @@ impl Containers for FakeContainers {
         Ok(Some(pid))
     }
 
+    fn creates_ahead(&self, runtime: &str) -> bool {
+        runtime == "runsc"
+    }
+
+    async fn create(&self, id: &str, runtime: &str, bundle: &Path, _log: &Path) -> Result<(), WorkloadError> {
+        self.known(runtime)?;
+        assert!(bundle.join("config.json").is_file(), "a create without config.json in {}", bundle.display());
+        self.created.lock().unwrap().insert(id.to_string(), (runtime.to_string(), bundle.to_path_buf()));
+        self.created_ahead.fetch_add(1, Ordering::SeqCst);
+        Ok(())
+    }
+
+    async fn start_created(&self, id: &str, runtime: &str) -> Result<Option<u32>, WorkloadError> {
+        let made = self.created.lock().unwrap().remove(id);
+        let Some((by, bundle)) = made else { panic!("{id} was not created") };
+        assert_eq!(by, runtime, "{id} was created by {by}");
+        self.start(id, runtime, &bundle, Path::new("")).await
+    }
+
     fn status(&self, id: &str, _runtime: &str) -> ContainerStatus {
         self.get(id)
     }
@@ -205,6 +230,7 @@ impl Containers for FakeContainers {
     }
 
     async fn remove(&self, id: &str, _runtime: &str) -> Result<(), WorkloadError> {
+        self.created.lock().unwrap().remove(id);
         self.exit(id);
         self.state().remove(id);
         Ok(())

@@ -128,6 +128,32 @@ impl OciRuntime {
     /// then tells its init). The container's stdout and stderr go to `log` (a file: a pipe
     /// would tie the container to this process).
     pub async fn run(&self, id: &str, bundle: &Path, log: &Path) -> Result<(), RuntimeError> {
+        self.launch("run", &["run", "--detach", "--bundle"], id, bundle, log).await
+    }
+
+    /// Creates container `id` from `bundle` without starting its process (OCI `create`);
+    /// [`OciRuntime::start`] starts it. Its output goes to `log`, as for [`OciRuntime::run`].
+    pub async fn create(&self, id: &str, bundle: &Path, log: &Path) -> Result<(), RuntimeError> {
+        self.launch("create", &["create", "--bundle"], id, bundle, log).await
+    }
+
+    /// Starts the process of container `id`, made by [`OciRuntime::create`].
+    pub async fn start(&self, id: &str) -> Result<(), RuntimeError> {
+        let mut cmd = self.command();
+        cmd.args(["start", id]);
+        self.exec("start", id, cmd).await.map(|_| ())
+    }
+
+    /// `verb` (`args`, then `bundle` and `id`) with the container's output appended to
+    /// `log`, waited for.
+    async fn launch(
+        &self,
+        verb: &'static str,
+        args: &[&str],
+        id: &str,
+        bundle: &Path,
+        log: &Path,
+    ) -> Result<(), RuntimeError> {
         std::fs::create_dir_all(&self.root)
             .map_err(|source| RuntimeError::Spawn { bin: self.binary.display().to_string(), source })?;
         let file = std::fs::OpenOptions::new()
@@ -139,7 +165,7 @@ impl OciRuntime {
             .try_clone()
             .map_err(|source| RuntimeError::Spawn { bin: self.binary.display().to_string(), source })?;
         let mut cmd = self.command();
-        cmd.args(["run", "--detach", "--bundle"]).arg(bundle).arg(id);
+        cmd.args(args).arg(bundle).arg(id);
         cmd.stdout(file).stderr(err);
         // Not `output()`: that would pipe stdout and stderr, which the container inherits,
         // and wait for the container to close them. The runtime's complaints are in the log.
@@ -147,12 +173,12 @@ impl OciRuntime {
         let mut child = cmd.spawn().map_err(|source| RuntimeError::Spawn { bin: bin.clone(), source })?;
         let status = tokio::time::timeout(COMMAND_TIMEOUT, child.wait())
             .await
-            .map_err(|_| RuntimeError::Timeout { bin: bin.clone(), verb: "run", id: id.into() })?
+            .map_err(|_| RuntimeError::Timeout { bin: bin.clone(), verb, id: id.into() })?
             .map_err(|source| RuntimeError::Spawn { bin: bin.clone(), source })?;
         if !status.success() {
             return Err(RuntimeError::Failed {
                 bin,
-                verb: "run",
+                verb,
                 id: id.into(),
                 message: format!("{status}: {}", tail(log)),
             });

@@ -41,6 +41,14 @@ pub trait RuntimeClass: Send + Sync + 'static {
         &[]
     }
 
+    /// Whether a migration's target creates the container (OCI `create`) while the files
+    /// arrive and only starts it (`start`) when told to: for a class whose start is mostly
+    /// its `create` (runsc boots its sandbox there), that takes the creation out of the
+    /// workload's downtime. The container's process does not run before `start`.
+    fn creates_ahead(&self) -> bool {
+        false
+    }
+
     /// Whether container `id` (whose init runs) is frozen.
     fn paused(&self, d: &Driver<'_>, id: &str) -> bool {
         d.cgroups.frozen(id) == Some(true)

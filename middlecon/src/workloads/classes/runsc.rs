@@ -9,6 +9,8 @@
 //! - Frozen by its own `pause` and thawed by `resume`: the sandbox stops its tasks itself
 //!   (the cgroup freezer would stop the user-space kernel between two steps) and records
 //!   `paused` in its state, which is where [`Runsc::paused`] reads it.
+//! - Created ahead on a migration's target (its `create` boots the sandbox while the files
+//!   arrive) and started when the target is told to start it.
 //! - Asked to end by its `kill`: the host pid runsc records is the sandbox, not the
 //!   container's init, which only the sandbox can signal.
 
@@ -27,6 +29,12 @@ impl RuntimeClass for Runsc {
 
     fn flags(&self) -> &'static [&'static str] {
         &["--platform=ptrace", "--network=host"]
+    }
+
+    /// Its `create` boots the sandbox and the gofer (most of a `run`); `start` then only
+    /// starts the container's process in it.
+    fn creates_ahead(&self) -> bool {
+        true
     }
 
     fn paused(&self, d: &Driver<'_>, id: &str) -> bool {
@@ -73,6 +81,7 @@ mod tests {
     #[test]
     fn runsc_runs_on_ptrace_with_the_hosts_network_and_reads_its_own_pause() {
         assert_eq!(Runsc.flags(), ["--platform=ptrace", "--network=host"]);
+        assert!(Runsc.creates_ahead() && !super::super::runc::Runc.creates_ahead());
         let state = tempfile::tempdir().unwrap();
         let rt = OciRuntime::with_binary("runsc", "/usr/bin/runsc".into(), state.path());
         let cgroups = Cgroups::under(&[], "h-1");

@@ -8,8 +8,9 @@
 //!   transfer first;
 //! - [`receive`] (`dcos.workloads.transfer`, bulk): receives the root filesystem into the
 //!   reservation, until it ends, stalls, or is stopped ([`Transfers`]);
-//! - [`start`] (`dcos.workloads.start`): starts the received workload, then makes it
-//!   `Owned` (the target's commit point) and answers;
+//! - [`start`] (`dcos.workloads.start`): starts the received workload (created at the
+//!   reservation already where its runtime class gains by it: runsc), then makes it `Owned`
+//!   (the target's commit point) and answers;
 //! - [`settle`] (`dcos.workloads.settle`): tells a source in doubt whether an epoch was
 //!   started here; a reservation not started is dropped (its transfer stopped), so it can
 //!   never start later.
@@ -165,6 +166,7 @@ pub async fn reserve(w: &Arc<Workloads>, t: &Timings, payload: &[u8]) -> Result<
         return Err(e);
     }
     tracing::info!(workload = %name, from = %req.from, epoch = req.epoch, "reserved for an incoming migration");
+    w.create_ahead(&record);
     tokio::spawn(expire(w.clone(), name, req.epoch, t.reservation_idle));
     Ok(encode(&serde_json::json!({})))
 }
@@ -236,7 +238,10 @@ pub async fn receive(
     let _guard = lock.lock().await;
     let record = reserved(w, &a, "receive", |p| p.can_receive(a.epoch))?;
     let dest = w.rootfs(&a.name);
-    let _ = std::fs::remove_dir_all(&dest);
+    // A container created ahead serves this very directory: it is filled, not replaced.
+    if !w.creating_ahead(&a.name) {
+        let _ = std::fs::remove_dir_all(&dest);
+    }
     let (switch, _running) = w.transfers.begin(&a.name, a.epoch);
     match transfer::receive_tree(Stoppable::new(body, switch), dest, t.stall).await {
         Ok(bytes) => {
@@ -263,7 +268,7 @@ pub async fn start(w: &Arc<Workloads>, payload: &[u8]) -> Result<Vec<u8>, Worklo
     let lock = w.name_lock(&a.name);
     let _guard = lock.lock().await;
     let mut record = reserved(w, &a, "start", |p| p.can_start_incoming(a.epoch))?;
-    let started = match w.start_container(&record).await {
+    let started = match w.start_created(&record).await {
         Ok(t) => t,
         Err(e) => {
             w.discard(&record).await;

@@ -306,13 +306,40 @@ async fn a_migration_may_change_the_runtime_class_into_the_sandbox_and_back() {
     assert_eq!(f.one_copy().await, "b");
     assert_eq!(f.workloads("b").get("web").unwrap().runtime, "runsc", "b's record keeps the new class");
     assert_eq!(f.host("b").containers.runtime_of("web").as_deref(), Some("runsc"), "started by runsc");
+    let created = |h: &str| f.host(h).containers.created_ahead.load(std::sync::atomic::Ordering::SeqCst);
+    assert_eq!(created("b"), 1, "runsc's container was created while the files arrived, then started");
     // Without --runtime the class stays: back to a, still sandboxed, then out of it.
     f.migrate_as("b", "a", "").await.expect("moved back");
     assert_eq!(f.workloads("a").get("web").unwrap().runtime, "runsc");
     assert_eq!(f.host("a").containers.runtime_of("web").as_deref(), Some("runsc"));
+    assert_eq!(created("a"), 1, "created ahead on a too");
     f.migrate_as("a", "b", "runc").await.expect("out of the sandbox");
+    assert_eq!(created("b"), 1, "runc's containers are not created ahead");
     assert_eq!(f.host("b").containers.runtime_of("web").as_deref(), Some("runc"));
     assert_eq!(f.workloads("b").list_one("web").unwrap().runtime, "runc");
+}
+
+#[tokio::test]
+async fn a_container_created_ahead_never_runs_unless_started_and_goes_when_the_attempt_does() {
+    // Each fault ends the attempt after the target created runsc's container ahead of the
+    // start: it must never have run there, and nothing of it may stay.
+    for fault in ["start lost", "target restarted before start", "copy cut"] {
+        let f = Fleet::new().await;
+        match fault {
+            "start lost" => drop(f.net.faults().drop_call.insert(START)),
+            "target restarted before start" => f.net.faults().restart_before = Some(START),
+            _ => f.net.faults().cut_after = Some(2000),
+        }
+        let e = f.migrate_as("a", "b", "runsc").await.unwrap_err();
+        assert!(
+            matches!(e.code(), ErrorCode::Unreachable | ErrorCode::Conflict | ErrorCode::Transfer),
+            "{fault}: {e}"
+        );
+        let b = &f.host("b").containers;
+        assert_eq!(b.created_ahead.load(std::sync::atomic::Ordering::SeqCst), 1, "{fault}: created ahead");
+        assert_eq!(b.started.load(std::sync::atomic::Ordering::SeqCst), 0, "{fault}: never started on b");
+        assert_eq!(f.one_copy().await, "a", "{fault}");
+    }
 }
 
 #[tokio::test]
