@@ -199,3 +199,18 @@ pub async fn rest_of(mut stream: tonic::Streaming<pb::MigrateProgress>) -> Vec<p
     }
     all
 }
+
+/// Waits for a `copy` message that has sent some bytes.
+pub async fn until_copying(stream: &mut tonic::Streaming<pb::MigrateProgress>) {
+    loop {
+        let m = tokio::time::timeout(Duration::from_secs(20), stream.message())
+            .await
+            .expect("progress within 20 s")
+            .expect("stream open")
+            .expect("a message");
+        assert!(!m.done, "the migration ended before copying: {m:?}");
+        if m.step() == pb::MigratePhase::Copy && m.bytes_sent > 0 {
+            return;
+        }
+    }
+}

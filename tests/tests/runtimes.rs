@@ -11,7 +11,7 @@
 use dcos_core::model::{ContainerList, ProcList, Runtime};
 use dcos_proto::v1 as pb;
 use dcos_tests::mesh::dcos_as;
-use dcos_tests::workload_mesh::Mesh;
+use dcos_tests::workload_mesh::{rest_of, until_copying, Mesh};
 use std::time::{Duration, Instant};
 
 const T: Duration = Duration::from_secs(5);
@@ -166,6 +166,46 @@ async fn a_workload_moves_from_runc_into_the_gvisor_sandbox_and_back_with_its_fi
     starts(&mesh, 0, "mv", 3).await;
     assert!(mesh.list(1).await.is_empty(), "nothing left on host-1");
     assert!(dcos_linux::oci::ids(&mesh.state_dir(1).join("runtime/runsc")).is_empty(), "no sandbox left");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_sandbox_made_ahead_runs_nothing_before_its_start_and_a_target_that_died_removes_it() {
+    if skip() {
+        return;
+    }
+    let mut mesh = Mesh::new(2);
+    mesh.add_state(48);
+    mesh.run(0, "big", SCRIPT).await;
+    starts(&mesh, 0, "big", 1).await;
+    let req = pb::MigrateRequest {
+        name: "big".into(),
+        to: "host-1".into(),
+        runtime: "runsc".into(),
+        bwlimit: 8 << 20,
+        ..Default::default()
+    };
+    let mut stream = mesh.client(0).await.migrate(req).await.expect("Migrate starts").into_inner();
+    until_copying(&mut stream).await;
+    // While the files arrive, host-1 has the sandbox booted, its workload not started.
+    let root = mesh.state_dir(1).join("runtime/runsc");
+    let state = dcos_tests::eventually(Duration::from_secs(10), "the sandbox created ahead", || async {
+        dcos_linux::oci::read(&root, "big")
+    })
+    .await;
+    assert_eq!(state.recorded, Some(dcos_linux::oci::Status::Created), "{state:?}");
+    let sandbox = state.init_pid.expect("the sandbox's pid");
+    // The target dies mid-transfer: the workload stays on host-0, and host-1, restarted,
+    // removes the sandbox it had made.
+    mesh.daemons[1].take().expect("target daemon").kill();
+    let last = rest_of(stream).await.pop().expect("a last message");
+    assert!(last.done && !last.error.is_empty(), "the migration fails: {last:?}");
+    let source = mesh.list(0).await;
+    assert_eq!((only(&source, "big").status.as_str(), source[0].runtime.as_str()), ("running", "runc"));
+    assert_eq!(mesh.file_in(0, "big", "starts").map(|s| s.lines().count()), Some(1), "never restarted");
+    mesh.daemons[1] = Some(mesh.start(1));
+    assert!(mesh.list(1).await.is_empty());
+    assert!(dcos_linux::oci::ids(&root).is_empty(), "no sandbox state left on host-1");
+    assert!(!cmdline_on(&mesh, 1, sandbox).starts_with("runsc-sandbox"), "the sandbox has ended");
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]

@@ -8,25 +8,10 @@ use dcos_core::model::{ContainerList, ProcList};
 use dcos_core::tls::Identity;
 use dcos_proto::v1 as pb;
 use dcos_proto::v1::workloads_client::WorkloadsClient;
-use dcos_tests::workload_mesh::{rest_of, Mesh};
+use dcos_tests::workload_mesh::{rest_of, until_copying, Mesh};
 use std::time::Duration;
 
 const T: Duration = Duration::from_secs(5);
-
-/// Waits for a `copy` message that has sent some bytes.
-async fn until_copying(stream: &mut tonic::Streaming<pb::MigrateProgress>) {
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(20), stream.message())
-            .await
-            .expect("progress within 20 s")
-            .expect("stream open")
-            .expect("a message");
-        assert!(!m.done, "the migration ended before copying: {m:?}");
-        if m.step() == pb::MigratePhase::Copy && m.bytes_sent > 0 {
-            return;
-        }
-    }
-}
 
 fn running(list: &[pb::Workload], name: &str) -> bool {
     list.iter().any(|w| w.name == name && w.status == "running" && w.pid > 0)
