@@ -186,7 +186,8 @@ async fn a_sandbox_made_ahead_runs_nothing_before_its_start_and_a_target_that_di
     };
     let mut stream = mesh.client(0).await.migrate(req).await.expect("Migrate starts").into_inner();
     until_copying(&mut stream).await;
-    // While the files arrive, host-1 has the sandbox booted, its workload not started.
+    // Since the reservation (before the freeze), host-1 has the sandbox booted, its
+    // workload not started.
     let root = mesh.state_dir(1).join("runtime/runsc");
     let state = dcos_tests::eventually(Duration::from_secs(10), "the sandbox created ahead", || async {
         dcos_linux::oci::read(&root, "big")

@@ -187,9 +187,9 @@ pub struct Workloads {
     /// The incoming transfers running on the target side ([`migrate::target::Transfers`]).
     pub(crate) transfers: migrate::target::Transfers,
     free_space: Box<FreeSpace>,
-    /// Incoming workloads whose container is being created ahead of their start
-    /// ([`Workloads::create_ahead`]): whether it was.
-    ahead: Mutex<HashMap<String, tokio::task::JoinHandle<bool>>>,
+    /// Incoming workloads whose container was created ahead of their start
+    /// ([`Workloads::create_ahead`]).
+    ahead: Mutex<std::collections::HashSet<String>>,
 }
 
 impl Workloads {
@@ -461,58 +461,45 @@ impl Workloads {
         Ok((crate::peer::unix_ms(SystemTime::now()), pid))
     }
 
-    /// A migration's target: creates reserved workload `record`'s container in the
-    /// background while its files arrive, where its runtime class gains by it
-    /// ([`Containers::creates_ahead`]); the start then only starts it
-    /// ([`Workloads::start_created`]). Its process does not run before that start.
-    pub(crate) fn create_ahead(self: &Arc<Self>, record: &Record) {
+    /// A migration's target: creates reserved workload `record`'s container before its
+    /// files arrive, where its runtime class gains by it ([`Containers::creates_ahead`]);
+    /// the start then only starts it ([`Workloads::start_created`]). Its process does not
+    /// run before that start. A failure is logged and leaves the whole start to the start.
+    /// The caller holds the name's lock, so nothing drops the reservation meanwhile.
+    pub(crate) async fn create_ahead(&self, record: &Record) {
         if !self.containers.creates_ahead(&record.runtime) {
             return;
         }
-        let (w, r) = (self.clone(), record.clone());
-        let task = tokio::spawn(async move {
-            let dir = w.workload_dir(&r.name);
-            let made = std::fs::create_dir_all(dir.join("bundle").join("rootfs"))
-                .map_err(io_err(dir.display()))
-                .and_then(|()| w.write_config(&r));
-            let created = match made {
-                Ok(()) => {
-                    w.containers
-                        .create(&r.name, &r.runtime, &dir.join("bundle"), &dir.join("output.log"))
-                        .await
-                }
-                Err(e) => Err(e),
-            };
-            match created {
-                Ok(()) => true,
-                Err(e) => {
-                    tracing::warn!(workload = %r.name, "creating ahead of the start failed, left to the start: {e}");
-                    false
-                }
+        let dir = self.workload_dir(&record.name);
+        let bundle = dir.join("bundle");
+        let made = std::fs::create_dir_all(bundle.join("rootfs"))
+            .map_err(io_err(dir.display()))
+            .and_then(|()| self.write_config(record));
+        let created = match made {
+            Ok(()) => {
+                self.containers.create(&record.name, &record.runtime, &bundle, &dir.join("output.log")).await
             }
-        });
-        self.ahead.lock().unwrap_or_else(|e| e.into_inner()).insert(record.name.clone(), task);
-    }
-
-    /// Whether workload `name`'s container is being created ahead ([`Workloads::create_ahead`]).
-    pub(crate) fn creating_ahead(&self, name: &str) -> bool {
-        self.ahead.lock().unwrap_or_else(|e| e.into_inner()).contains_key(name)
-    }
-
-    /// Waits for the creation ahead of `name`'s container, if there is one: whether it left
-    /// a created container.
-    async fn created_ahead(&self, name: &str) -> bool {
-        let task = self.ahead.lock().unwrap_or_else(|e| e.into_inner()).remove(name);
-        match task {
-            Some(t) => t.await.unwrap_or(false),
-            None => false,
+            Err(e) => Err(e),
+        };
+        match created {
+            Ok(()) => {
+                self.ahead.lock().unwrap_or_else(|e| e.into_inner()).insert(record.name.clone());
+            }
+            Err(e) => {
+                tracing::warn!(workload = %record.name, "creating ahead of the start failed, left to the start: {e}")
+            }
         }
+    }
+
+    /// Whether workload `name`'s container was created ahead ([`Workloads::create_ahead`]).
+    pub(crate) fn created_ahead(&self, name: &str) -> bool {
+        self.ahead.lock().unwrap_or_else(|e| e.into_inner()).contains(name)
     }
 
     /// A migration's target: starts incoming workload `record`, created ahead if it was,
     /// else from its bundle. Returns the start time.
     pub(crate) async fn start_created(&self, record: &Record) -> Result<i64, WorkloadError> {
-        if !self.created_ahead(&record.name).await {
+        if !self.ahead.lock().unwrap_or_else(|e| e.into_inner()).remove(&record.name) {
             return self.start_container(record).await;
         }
         self.containers.start_created(&record.name, &record.runtime).await?;
@@ -521,8 +508,7 @@ impl Workloads {
 
     /// Removes a workload's container and directory (best effort, logged) and its entry.
     pub(crate) async fn discard(&self, record: &Record) {
-        // A creation ahead finishes first, so that what it made is removed too.
-        self.created_ahead(&record.name).await;
+        self.ahead.lock().unwrap_or_else(|e| e.into_inner()).remove(&record.name);
         if let Err(e) = self.containers.remove(&record.name, &record.runtime).await {
             tracing::warn!(workload = %record.name, "deleting the container: {e}");
         }

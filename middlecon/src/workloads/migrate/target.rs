@@ -2,15 +2,16 @@
 //! (host role only, like all peer traffic), each a function over this host's workloads:
 //!
 //! - [`reserve`] (`dcos.workloads.reserve`): checks runtime, free space and that the name
-//!   is free, and records an `Incoming` reservation for the attempt's epoch (dropped when
-//!   idle: [`expire`]). A newer attempt of the same source replaces an unstarted
-//!   reservation of an older epoch (the source restarted and tries again), stopping its
-//!   transfer first;
+//!   is free, records an `Incoming` reservation for the attempt's epoch (dropped when
+//!   idle: [`expire`]), and creates the container ahead where its class gains by it (runsc
+//!   boots its sandbox before the source freezes anything). A newer attempt of the same
+//!   source replaces an unstarted reservation of an older epoch (the source restarted and
+//!   tries again), stopping its transfer first;
 //! - [`receive`] (`dcos.workloads.transfer`, bulk): receives the root filesystem into the
 //!   reservation, until it ends, stalls, or is stopped ([`Transfers`]);
-//! - [`start`] (`dcos.workloads.start`): starts the received workload (created at the
-//!   reservation already where its runtime class gains by it: runsc), then makes it `Owned`
-//!   (the target's commit point) and answers;
+//! - [`start`] (`dcos.workloads.start`): starts the received workload (only its process,
+//!   where it was created at the reservation), then makes it `Owned` (the target's commit
+//!   point) and answers;
 //! - [`settle`] (`dcos.workloads.settle`): tells a source in doubt whether an epoch was
 //!   started here; a reservation not started is dropped (its transfer stopped), so it can
 //!   never start later.
@@ -146,6 +147,10 @@ pub async fn reserve(w: &Arc<Workloads>, t: &Timings, payload: &[u8]) -> Result<
     record.epoch = req.epoch;
     record.phase = Phase::Incoming { from: req.from.clone(), epoch: req.epoch, received: false };
     supersede(w, &name, &req.from, req.epoch).await;
+    // Held from here while a container is created ahead: a settle waits for it, then
+    // removes it (`supersede` takes it itself, so not before).
+    let lock = w.name_lock(&name);
+    let _guard = lock.lock().await;
     let host = w.host.clone();
     w.update(&name, |cur| match cur {
         Some(c) => Err(WorkloadError::Conflict(format!(
@@ -166,7 +171,7 @@ pub async fn reserve(w: &Arc<Workloads>, t: &Timings, payload: &[u8]) -> Result<
         return Err(e);
     }
     tracing::info!(workload = %name, from = %req.from, epoch = req.epoch, "reserved for an incoming migration");
-    w.create_ahead(&record);
+    w.create_ahead(&record).await;
     tokio::spawn(expire(w.clone(), name, req.epoch, t.reservation_idle));
     Ok(encode(&serde_json::json!({})))
 }
@@ -239,7 +244,7 @@ pub async fn receive(
     let record = reserved(w, &a, "receive", |p| p.can_receive(a.epoch))?;
     let dest = w.rootfs(&a.name);
     // A container created ahead serves this very directory: it is filled, not replaced.
-    if !w.creating_ahead(&a.name) {
+    if !w.created_ahead(&a.name) {
         let _ = std::fs::remove_dir_all(&dest);
     }
     let (switch, _running) = w.transfers.begin(&a.name, a.epoch);
