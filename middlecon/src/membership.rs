@@ -739,6 +739,7 @@ mod tests {
             k2i: String::new(),
             api: String::new(),
             version: "0".into(),
+            runtimes: vec!["runc".into(), "runsc".into()],
         }
     }
 
