@@ -147,10 +147,6 @@ pub async fn reserve(w: &Arc<Workloads>, t: &Timings, payload: &[u8]) -> Result<
     record.epoch = req.epoch;
     record.phase = Phase::Incoming { from: req.from.clone(), epoch: req.epoch, received: false };
     supersede(w, &name, &req.from, req.epoch).await;
-    // Held from here while a container is created ahead: a settle waits for it, then
-    // removes it (`supersede` takes it itself, so not before).
-    let lock = w.name_lock(&name);
-    let _guard = lock.lock().await;
     let host = w.host.clone();
     w.update(&name, |cur| match cur {
         Some(c) => Err(WorkloadError::Conflict(format!(
@@ -171,7 +167,17 @@ pub async fn reserve(w: &Arc<Workloads>, t: &Timings, payload: &[u8]) -> Result<
         return Err(e);
     }
     tracing::info!(workload = %name, from = %req.from, epoch = req.epoch, "reserved for an incoming migration");
-    w.create_ahead(&record).await;
+    if w.containers().creates_ahead(&record.runtime) {
+        // Held while the container is created ahead: a settle waits for it, then removes
+        // it; a reservation dropped before it is not created for. (Taken once the name is
+        // claimed: another source's reserve is refused at once, not after a running
+        // transfer of this name lets go of it.)
+        let lock = w.name_lock(&name);
+        let _guard = lock.lock().await;
+        if w.get(&name).is_some_and(|r| r.phase == record.phase) {
+            w.create_ahead(&record).await;
+        }
+    }
     tokio::spawn(expire(w.clone(), name, req.epoch, t.reservation_idle));
     Ok(encode(&serde_json::json!({})))
 }
