@@ -43,3 +43,14 @@ pub fn exit_code(what: &str, result: Result<()>) -> std::process::ExitCode {
         }
     }
 }
+
+/// A report header's last two lines: the load average at the start (`load_start`) and now,
+/// the seconds since `started`, and the command line that ran the benchmark.
+pub fn closing_lines(load_start: &str, started: std::time::Instant) -> String {
+    format!(
+        "- load average at the start: {load_start}; at the end: {}; {:.0} s in all\n- command: `{}`\n\n",
+        crate::probe::loadavg(),
+        started.elapsed().as_secs_f64(),
+        std::env::args().collect::<Vec<_>>().join(" ")
+    )
+}

@@ -1812,13 +1812,7 @@ async fn run(args: &RunArgs, plan: &Plan) -> Result<(String, serde_json::Value)>
         middlecon.display(),
         probe::version(&b.runc)
     );
-    let _ = writeln!(
-        out,
-        "- load average at the start: {load_start}; at the end: {}; {:.0} s in all",
-        probe::loadavg(),
-        started.elapsed().as_secs_f64()
-    );
-    let _ = writeln!(out, "- command: `{}`\n", std::env::args().collect::<Vec<_>>().join(" "));
+    out.push_str(&dcos_bench::report::closing_lines(&load_start, started));
     let _ = writeln!(out, "| target | figure (median) | reference (same run) | ratio | limit | result |");
     let _ = writeln!(out, "| --- | ---: | ---: | ---: | --- | --- |");
     let mut json = serde_json::Map::new();

@@ -1356,20 +1356,14 @@ fn classes_and_report(args: &ClassesArgs) -> Result<()> {
         let _ = writeln!(out, "- runtimes: {}; middlecon {}", versions.join("; "), middlecon.display());
         let _ = writeln!(
             out,
-            "- two network-namespace hosts on a bridge, each running the release middlecon in a PID namespace of its own; runsc with middlecon's flags (`--platform=ptrace --network=host`)"
+            "- two network-namespace hosts on a bridge, each running that middlecon in a PID namespace of its own; runsc with middlecon's flags (`--platform=ptrace --network=host`)"
         );
         let _ = writeln!(
             out,
             "- medians, minimums and maximums of {} round(s) after one warm-up; in each round the classes follow one another, and each class's two measures swap order every round",
             args.runs
         );
-        let _ = writeln!(
-            out,
-            "- load average at the start: {load_start}; at the end: {}; {:.0} s in all",
-            probe::loadavg(),
-            started.elapsed().as_secs_f64()
-        );
-        let _ = writeln!(out, "- command: `{}`\n", std::env::args().collect::<Vec<_>>().join(" "));
+        out.push_str(&dcos_bench::report::closing_lines(&load_start, started));
         out.push_str(&render_classes(&s, args));
         anyhow::Ok(out)
     })?;
