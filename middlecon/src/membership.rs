@@ -88,9 +88,6 @@ pub struct Node {
     pub k2i: String,
     pub api: String,
     pub version: String,
-    /// The runtime classes it has (`runc`, `crun`, `runsc`): where a workload of each
-    /// class may go.
-    pub runtimes: Vec<String>,
 }
 
 impl Node {
@@ -105,7 +102,6 @@ impl Node {
             k2i: String::new(),
             api: String::new(),
             version: String::new(),
-            runtimes: Vec::new(),
         }
     }
 }
@@ -181,6 +177,20 @@ pub struct Settings {
     pub forget_dead_after: Duration,
     /// How often this host spreads its load figure.
     pub load_every: Duration,
+}
+
+/// The label a host's runtime classes travel in (`runc,runsc`), so that the gossiped
+/// identity keeps its encoding and hosts of the versions before and after the classes still
+/// understand each other; members list the classes in `runtimes`, not among their labels.
+const RUNTIMES_LABEL: &str = "dcos.runtimes";
+
+/// `labels` with the runtime classes added under [`RUNTIMES_LABEL`].
+fn with_runtimes(labels: &BTreeMap<String, String>, runtimes: &[String]) -> BTreeMap<String, String> {
+    let mut labels = labels.clone();
+    if !runtimes.is_empty() {
+        labels.insert(RUNTIMES_LABEL.to_string(), runtimes.join(","));
+    }
+    labels
 }
 
 /// A duration in milliseconds from the environment variable `name`, else `default`.
@@ -393,11 +403,10 @@ pub fn start(settings: Settings, client: Client) -> Handle {
         bump: now_ms(),
         name: settings.name.clone(),
         dc: settings.dc.clone(),
-        labels: settings.labels.clone(),
+        labels: with_runtimes(&settings.labels, &settings.runtimes),
         k2i: settings.k2i.clone(),
         api: settings.api.clone(),
         version: env!("CARGO_PKG_VERSION").to_string(),
-        runtimes: settings.runtimes.clone(),
     };
     let loads: Loads = Arc::default();
     let seed = now_ms() ^ (u64::from(std::process::id()) << 32);
@@ -578,14 +587,23 @@ impl Task {
         let member = |n: &Node, state: State| Member {
             name: n.name.clone(),
             dc: n.dc.clone(),
-            labels: n.labels.clone(),
+            labels: n
+                .labels
+                .iter()
+                .filter(|(k, _)| *k != RUNTIMES_LABEL)
+                .map(|(k, v)| (k.clone(), v.clone()))
+                .collect(),
             k2i: n.k2i.clone(),
             api: n.api.clone(),
             addr: n.addr,
             state,
             load: loads.figures.get(&n.addr).copied(),
             version: n.version.clone(),
-            runtimes: n.runtimes.clone(),
+            runtimes: n
+                .labels
+                .get(RUNTIMES_LABEL)
+                .map(|r| r.split(',').map(String::from).collect())
+                .unwrap_or_default(),
             saturated: loads
                 .full
                 .get(&n.addr)
@@ -739,7 +757,6 @@ mod tests {
             k2i: String::new(),
             api: String::new(),
             version: "0".into(),
-            runtimes: vec!["runc".into(), "runsc".into()],
         }
     }
 

@@ -81,6 +81,7 @@ mod tests {
             state,
             load: None,
             version: "0.1.0".into(),
+            runtimes: Vec::new(),
             saturated: Vec::new(),
         }
     }
