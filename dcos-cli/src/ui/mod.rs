@@ -343,8 +343,13 @@ async fn follow(ui: Arc<Ui>, from: ApiHost, body: MigrateBody, view: Arc<Mutex<M
             return fail(code, message);
         }
     };
-    let request =
-        pb::MigrateRequest { name: body.name, to: body.to, mode: migration::mode(Mode::Cold), bwlimit: 0 };
+    let request = pb::MigrateRequest {
+        name: body.name,
+        to: body.to,
+        mode: migration::mode(Mode::Cold),
+        bwlimit: 0,
+        runtime: String::new(),
+    };
     let mut stream = match migration::open(client.migrate(request), STALL).await {
         Ok(s) => s,
         Err(migration::End::Status(s)) => {
