@@ -4,7 +4,8 @@
 #
 # The load, in a loop: `dcos ps --limit 20` and `dcos top --once` across the fleet, a
 # `dcos call` to another host, a workload run, migrated to another host and back, and
-# stopped, and a request to the demo's service (which wakes, idles and stops its instance).
+# stopped, and a request to a service of its own (busybox httpd, `--idle-stop 5s`: woken,
+# idled and stopped again and again).
 # Every WINDOW seconds each k2i's and middlecon's RSS and open descriptors are read from
 # /proc, and each operation's median latency in that window is kept.
 #
@@ -42,13 +43,20 @@ for _ in $(seq 1 120); do
 done
 grep -q "fleet running" "$out" || { cat "$out" >&2; exit 1; }
 eval "$(grep -o 'export DCOS_[A-Z_]*=[^ ]*\( DCOS_[A-Z_]*=[^ ]*\)*' "$out" | sed 's/^/export /; s/^export export/export/')"
-port="$(grep -o -- '--port [0-9]*' "$out" | head -1 | cut -d' ' -f2)"
 rootfs="$(grep -o -- '--rootfs [^ ]*' "$out" | head -1 | cut -d' ' -f2)"
 hosts=(demo-1 demo-2 demo-3)
+port=""
+if [[ -n "$rootfs" ]]; then
+  port="$(python3 -c 'import socket; s = socket.socket(); s.bind(("127.0.0.1", 0)); print(s.getsockname()[1])')"
+  "$dcos" service create soak --hosts "${hosts[0]}" --port "$port" --rootfs "$rootfs" --idle-stop 5s \
+    -- sh -c 'exec busybox httpd -f -p 127.0.0.1:$PORT -h /www' >/dev/null
+fi
+echo "soak: fleet up; service port ${port:-none}, rootfs ${rootfs:-none}" >&2
 
-# The daemons: the demo's children named k2i or middlecon.
+# The daemons: the processes named k2i or middlecon that run with this fleet's files (k2i
+# runs under a PID-namespace wrapper, not as the demo's child).
 daemons() {
-  for p in $(pgrep -P "$demo"); do
+  for p in $(pgrep -f -- "$dir/fleet"); do
     local name
     name="$(cat "/proc/$p/comm" 2>/dev/null || true)"
     [[ "$name" == k2i || "$name" == middlecon ]] && echo "$p $name"
@@ -87,7 +95,9 @@ while (( $(date +%s) - start < duration )); do
       timed migrate "$dcos" migrate "$name" --to "${hosts[1]}"
       "$dcos" stop "$name" >/dev/null 2>&1 || true
     fi
-    [[ -n "$port" ]] && timed service curl -sf -m 10 "http://127.0.0.1:$port/"
+    if [[ -n "$port" ]]; then
+      timed service curl -sf -m 10 "http://127.0.0.1:$port/"
+    fi
   done
   k_rss="" m_rss="" k_fd="" m_fd=""
   while read -r p name; do
@@ -101,12 +111,12 @@ while (( $(date +%s) - start < duration )); do
   row="| $n | ${k_rss%/} | ${m_rss%/} | ${k_fd%/} | ${m_fd%/}"
   for kind in ps top call migrate service; do
     vals="${lat[$kind]:-}"
-    fails=$((fails + $(grep -o fail <<<"$vals" | wc -l)))
-    row+=" | $(tr ' ' '\n' <<<"$vals" | grep -E '^[0-9]+$' | median)"
+    fails=$((fails + $({ grep -o fail <<<"$vals" || true; } | wc -l)))
+    row+=" | $(tr ' ' '\n' <<<"$vals" | { grep -E '^[0-9]+$' || true; } | median)"
   done
   row+=" | $fails |"
   echo "$row"
-  [[ -z "$first" ]] && first="$row"
+  if [[ -z "$first" ]]; then first="$row"; fi
   last="$row"
 done
 echo
