@@ -379,8 +379,12 @@ impl Workloads {
         Ok(out)
     }
 
+    /// The lock of `name` for the target side's steps. Locks nobody holds or waits for are
+    /// dropped on the way, so the map does not keep one per name ever migrated here.
     pub(crate) fn name_lock(&self, name: &str) -> Arc<tokio::sync::Mutex<()>> {
-        self.name_locks.lock().unwrap_or_else(|e| e.into_inner()).entry(name.to_string()).or_default().clone()
+        let mut locks = self.name_locks.lock().unwrap_or_else(|e| e.into_inner());
+        locks.retain(|_, lock| Arc::strong_count(lock) > 1);
+        locks.entry(name.to_string()).or_default().clone()
     }
 
     pub fn workload_dir(&self, name: &str) -> PathBuf {
@@ -851,6 +855,19 @@ mod tests {
         assert!(w.get("web").is_none());
         let dir = w.workload_dir("web");
         fake::eventually(|| !dir.exists()).await;
+    }
+
+    #[tokio::test]
+    async fn name_locks_are_kept_only_while_held() {
+        let host = fake::FakeHost::new("h");
+        let w = host.open().await;
+        let held = w.name_lock("kept");
+        for i in 0..100 {
+            drop(w.name_lock(&format!("gone-{i}")));
+        }
+        let again = w.name_lock("kept");
+        assert!(Arc::ptr_eq(&held, &again), "a held lock is the one a second caller gets");
+        assert_eq!(w.name_locks.lock().unwrap().len(), 1, "only the held one is kept");
     }
 
     #[tokio::test]
