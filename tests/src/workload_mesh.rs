@@ -202,15 +202,27 @@ pub async fn rest_of(mut stream: tonic::Streaming<pb::MigrateProgress>) -> Vec<p
 
 /// Waits for a `copy` message that has sent some bytes.
 pub async fn until_copying(stream: &mut tonic::Streaming<pb::MigrateProgress>) {
+    until_step(stream, pb::MigratePhase::Copy).await;
+}
+
+/// Reads progress until a message of `phase` (for `copy`, one that has sent some bytes);
+/// returns the messages read. The migration ending first fails the test.
+pub async fn until_step(
+    stream: &mut tonic::Streaming<pb::MigrateProgress>,
+    phase: pb::MigratePhase,
+) -> Vec<pb::MigrateProgress> {
+    let mut seen = Vec::new();
     loop {
         let m = tokio::time::timeout(Duration::from_secs(20), stream.message())
             .await
             .expect("progress within 20 s")
             .expect("stream open")
             .expect("a message");
-        assert!(!m.done, "the migration ended before copying: {m:?}");
-        if m.step() == pb::MigratePhase::Copy && m.bytes_sent > 0 {
-            return;
+        assert!(!m.done, "the migration ended before {}: {m:?}", phase.word());
+        let reached = m.step() == phase && (phase != pb::MigratePhase::Copy || m.bytes_sent > 0);
+        seen.push(m);
+        if reached {
+            return seen;
         }
     }
 }

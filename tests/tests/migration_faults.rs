@@ -14,7 +14,7 @@
 //! are in `workloads.rs`.
 
 use dcos_proto::v1 as pb;
-use dcos_tests::workload_mesh::{rest_of, Mesh};
+use dcos_tests::workload_mesh::{rest_of, until_step, Mesh};
 use std::time::{Duration, Instant};
 
 #[derive(Debug, Clone, Copy, PartialEq)]
@@ -52,20 +52,7 @@ async fn cell(fault: Fault, phase: pb::MigratePhase) {
     mesh.run(0, "w", "exec sleep 3600").await;
     // 16 MiB at 16 MiB/s: a copy of about a second, long enough to land in.
     let mut stream = mesh.start_migration(0, "w", 1, 16 << 20).await.expect("Migrate starts");
-    let mut seen = Vec::new();
-    loop {
-        let m = tokio::time::timeout(Duration::from_secs(20), stream.message())
-            .await
-            .expect("progress within 20 s")
-            .expect("stream open")
-            .expect("a message");
-        assert!(!m.done, "ended before {phase:?}: {m:?}");
-        let reached = m.step() == phase && (phase != pb::MigratePhase::Copy || m.bytes_sent > 0);
-        seen.push(m);
-        if reached {
-            break;
-        }
-    }
+    let mut seen = until_step(&mut stream, phase).await;
     let host = if fault == Fault::KillSource { 0 } else { 1 };
     match fault {
         Fault::CutLink => mesh.fleet.cut(0, 1).expect("cut"),
