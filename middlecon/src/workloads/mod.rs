@@ -159,16 +159,13 @@ fn statvfs_free(dir: &Path) -> std::io::Result<u64> {
 }
 
 /// This host's workloads.
-/// Whether `record`'s workload was started before the host last booted (this host's boot
-/// time unknown: no).
-fn started_before_boot(record: &Record) -> bool {
-    match dcos_linux::boot::unix_ms(dcos_linux::proc_root()) {
-        Ok(boot) => record.started_unix_ms > 0 && record.started_unix_ms < boot,
-        Err(e) => {
-            tracing::warn!("the host's boot time: {e}");
-            false
-        }
-    }
+/// When this host last booted (ms since the epoch), read once per start of the daemon;
+/// unknown: 0, so that no workload counts as started before it.
+fn boot_unix_ms() -> i64 {
+    dcos_linux::boot::unix_ms(dcos_linux::proc_root()).unwrap_or_else(|e| {
+        tracing::warn!("the host's boot time: {e}");
+        0
+    })
 }
 
 pub struct Workloads {
@@ -230,6 +227,7 @@ impl Workloads {
             free_space,
             ahead: Mutex::default(),
         });
+        let booted = boot_unix_ms();
         let entries = std::fs::read_dir(&dir).map_err(io_err(dir.display()))?;
         for entry in entries.flatten() {
             let path = entry.path();
@@ -259,7 +257,7 @@ impl Workloads {
                     continue;
                 }
             };
-            w.readopt(record).await;
+            w.readopt(record, booted).await;
         }
         // What containers this host no longer has left of themselves: they died without a
         // `delete` (the machine or the daemon's whole PID namespace killed).
@@ -277,13 +275,15 @@ impl Workloads {
         self.containers.close();
     }
 
-    async fn readopt(&self, mut record: Record) {
+    /// Adopts `record` as a starting daemon finds it; `booted`: the host's boot time.
+    async fn readopt(&self, mut record: Record, booted: i64) {
         let name = record.name.clone();
         match record.phase.clone() {
             Phase::Owned => {
                 tracing::info!(workload = %name, "re-adopted");
                 self.put(record.clone());
-                if record.service.is_none() && started_before_boot(&record) {
+                let before_boot = record.started_unix_ms > 0 && record.started_unix_ms < booted;
+                if record.service.is_none() && before_boot {
                     self.start_again_after_boot(record).await;
                 }
             }
