@@ -7,8 +7,8 @@
 //! - `relay-bench run`: the driver. It starts the upstreams and one front process per
 //!   copier, then times, run after run, every cell of: upstream × connection handling ×
 //!   response size × concurrent connections, over each path: straight to the upstream, and
-//!   through a front that relays with splice, with the relay's buffered copy, and with
-//!   tokio's `copy_bidirectional` (64 KiB buffers, a reference for the buffered copy).
+//!   through a front that relays with the adaptive copy (the default), with splice alone,
+//!   with the relay's buffered copy, and with tokio's `copy_bidirectional` (64 KiB buffers, a reference for the buffered copy).
 //!   Connection handling: one connection per request, as an HTTP/1.0 client makes them
 //!   (connect, send, read to the end), or every request on one kept-alive connection per
 //!   client. Latency cells (one connection) take the paths in turn request by request, so
@@ -119,6 +119,7 @@ struct FrontArgs {
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
 enum FrontCopier {
+    Adaptive,
     Splice,
     Buffered,
     Tokio,
@@ -229,6 +230,7 @@ async fn front(args: FrontArgs) -> Result<Vec<SocketAddr>> {
 async fn relay_to(copier: FrontCopier, mut client: TcpStream, upstream: SocketAddr) {
     let done = match TcpStream::connect(upstream).await {
         Ok(up) => match copier {
+            FrontCopier::Adaptive => relay::relay_with(relay::Copier::Adaptive, client, up).await.map(drop),
             FrontCopier::Splice => relay::relay_with(relay::Copier::Splice, client, up).await.map(drop),
             FrontCopier::Buffered => relay::relay_with(relay::Copier::Buffered, client, up).await.map(drop),
             FrontCopier::Tokio => tokio_copy(&mut client, up).await,
@@ -369,8 +371,9 @@ fn size_label(size: usize) -> String {
 }
 
 /// The paths a request can take: straight, then through each front.
-const PATHS: [&str; 4] = ["direct", "splice", "buffered", "tokio copy"];
-const FRONTS: [FrontCopier; 3] = [FrontCopier::Splice, FrontCopier::Buffered, FrontCopier::Tokio];
+const PATHS: [&str; 5] = ["direct", "adaptive", "splice", "buffered", "tokio copy"];
+const FRONTS: [FrontCopier; 4] =
+    [FrontCopier::Adaptive, FrontCopier::Splice, FrontCopier::Buffered, FrontCopier::Tokio];
 
 /// One path of one cell in one run.
 #[derive(Debug, Clone, Copy, Default)]

@@ -8,12 +8,16 @@
 //!   has, wait until the destination is writable, move all of it, and again. Both loops run
 //!   inside the caller's future (no task is spawned), so dropping the future closes both
 //!   connections and leaves nothing behind.
-//! - Bytes move by `splice(2)` through a pipe per direction ([`Copier::Splice`]): they go
-//!   from one socket's receive queue to the other's send queue without a copy into this
-//!   process, and an idle connection holds no buffer of ours. Empty pipes are kept for the
-//!   next relays. When a pipe cannot be made (the process is out of file descriptors), that
-//!   direction copies through a buffer instead ([`Copier::Buffered`]).
-//!   docs/benchmarks.md ("Service front relay") compares the two.
+//! - Bytes move through a buffer lent for one read and its write, then given back
+//!   ([`Copier::Adaptive`], the default): for the small reads of requests and answers, one
+//!   `recv(2)` and one `send(2)` cost less than two splices through a pipe. A direction
+//!   whose read fills the buffer carries a bulk transfer, and moves on to `splice(2)`
+//!   through a pipe ([`Copier::Splice`]): from one socket's receive queue to the other's
+//!   send queue without a copy into this process. Either way an idle connection holds no
+//!   buffer of ours; spare buffers and empty pipes are kept for the next relays. When a
+//!   pipe cannot be made (the process is out of file descriptors), the direction goes on
+//!   with a buffer of its own ([`Copier::Buffered`]).
+//!   docs/benchmarks.md ("Service front relay") compares the three.
 //! - A half-close is passed on: when one side shuts its write half, the relay shuts the
 //!   other side's write half and keeps the opposite direction running.
 //! - A reset (or any other error) on either side ends both directions: both connections
@@ -39,7 +43,8 @@ use tokio::net::TcpStream;
 /// refuses (an unprivileged user past `/proc/sys/fs/pipe-user-pages-soft`), the pipe keeps
 /// its size.
 const PIPE_SIZE: usize = 256 * 1024;
-/// The buffer of each direction of [`Copier::Buffered`].
+/// The buffer of each direction of [`Copier::Buffered`], and each buffer
+/// [`Copier::Adaptive`] lends: a read that fills it moves the direction on to splice.
 const BUFFER: usize = 64 * 1024;
 
 /// Bytes a finished relay carried each way.
@@ -54,8 +59,10 @@ pub struct Relayed {
 /// How a relay moves bytes from one socket to the other.
 #[derive(Debug, Clone, Copy, Default, PartialEq, Eq)]
 pub enum Copier {
-    /// `splice(2)` through a pipe per direction; the bytes never enter this process.
+    /// A buffer lent for each read and its write; `splice(2)` once a read fills it.
     #[default]
+    Adaptive,
+    /// `splice(2)` through a pipe per direction; the bytes never enter this process.
     Splice,
     /// `recv(2)` into a buffer per direction and `send(2)` out of it.
     Buffered,
@@ -107,6 +114,7 @@ async fn one_way(from: &TcpStream, to: &TcpStream, copier: Copier) -> io::Result
         while left > 0 {
             left -= when_ready(to, Interest::WRITABLE, || mover.drain(to, got, left)).await?;
         }
+        mover.given(got);
         total += got as u64;
     }
 }
@@ -131,6 +139,8 @@ async fn when_ready<T>(
 enum Mover {
     Pipe(Pipe),
     Buffer(Box<[u8]>),
+    /// A buffer from [`SPARE_BUFFERS`] while bytes wait in it, none in between.
+    Lent(Option<Box<[u8]>>),
 }
 
 impl Mover {
@@ -144,6 +154,7 @@ impl Mover {
                 }
             },
             Copier::Buffered => Mover::Buffer(vec![0; BUFFER].into_boxed_slice()),
+            Copier::Adaptive => Mover::Lent(None),
         }
     }
 
@@ -159,6 +170,19 @@ impl Mover {
                 SpliceFFlags::SPLICE_F_NONBLOCK | SpliceFFlags::SPLICE_F_MOVE,
             ),
             Mover::Buffer(buf) => recv(from.as_raw_fd(), buf, MsgFlags::empty()),
+            Mover::Lent(lent) => {
+                let buf = lent.get_or_insert_with(borrow_buffer);
+                match recv(from.as_raw_fd(), buf, MsgFlags::empty()) {
+                    Ok(n) if n > 0 => Ok(n),
+                    nothing => {
+                        // Nothing to pass on: the buffer goes back at once.
+                        if let Some(buf) = lent.take() {
+                            give_back_buffer(buf);
+                        }
+                        nothing
+                    }
+                }
+            }
         };
         Ok(got?)
     }
@@ -168,8 +192,27 @@ impl Mover {
         let gave = match self {
             Mover::Pipe(pipe) => splice(&pipe.read, None, to, None, left, SpliceFFlags::SPLICE_F_NONBLOCK),
             Mover::Buffer(buf) => send(to.as_raw_fd(), &buf[got - left..got], MsgFlags::MSG_NOSIGNAL),
+            Mover::Lent(lent) => {
+                let buf = lent.as_deref().expect("a lent buffer holds the bytes taken");
+                send(to.as_raw_fd(), &buf[got - left..got], MsgFlags::MSG_NOSIGNAL)
+            }
         };
         Ok(gave?)
+    }
+
+    /// All `got` bytes taken have been given: a lent buffer goes back, and a direction whose
+    /// read filled it moves on to splice.
+    fn given(&mut self, got: usize) {
+        if let Mover::Lent(lent) = self {
+            if let Some(buf) = lent.take() {
+                give_back_buffer(buf);
+            }
+            if got == BUFFER {
+                if let Ok(pipe) = Pipe::take() {
+                    *self = Mover::Pipe(pipe);
+                }
+            }
+        }
     }
 
     /// Done with, everything taken given: a pipe goes back to the spares.
@@ -177,6 +220,23 @@ impl Mover {
         if let Mover::Pipe(pipe) = self {
             pipe.give_back();
         }
+    }
+}
+
+/// Buffers [`Copier::Adaptive`] lent and got back, for the next reads.
+static SPARE_BUFFERS: Mutex<Vec<Box<[u8]>>> = Mutex::new(Vec::new());
+/// At most this many spare buffers.
+const SPARE_BUFFERS_MAX: usize = 64;
+
+fn borrow_buffer() -> Box<[u8]> {
+    let spare = SPARE_BUFFERS.lock().unwrap_or_else(PoisonError::into_inner).pop();
+    spare.unwrap_or_else(|| vec![0; BUFFER].into_boxed_slice())
+}
+
+fn give_back_buffer(buf: Box<[u8]>) {
+    let mut spare = SPARE_BUFFERS.lock().unwrap_or_else(PoisonError::into_inner);
+    if spare.len() < SPARE_BUFFERS_MAX {
+        spare.push(buf);
     }
 }
 
@@ -220,7 +280,7 @@ mod tests {
     use tokio::io::{AsyncReadExt, AsyncWriteExt};
     use tokio::net::TcpListener;
 
-    const BOTH: [Copier; 2] = [Copier::Splice, Copier::Buffered];
+    const ALL: [Copier; 3] = [Copier::Adaptive, Copier::Splice, Copier::Buffered];
     /// Bound on anything a test waits for; a relay that stalls fails the test instead of
     /// hanging it.
     const PATIENCE: Duration = Duration::from_secs(20);
@@ -284,7 +344,7 @@ mod tests {
 
     #[tokio::test]
     async fn relay_carries_10_mib_each_way_at_once_intact() {
-        for copier in BOTH {
+        for copier in ALL {
             let t = through(copier).await;
             let (up, down) = (noise(10 << 20, 1), noise(10 << 20, 2));
             let (at_upstream, at_client) = within("both ways", async {
@@ -329,21 +389,21 @@ mod tests {
 
     #[tokio::test]
     async fn relay_passes_on_a_client_half_close_and_still_delivers_the_answer() {
-        for copier in BOTH {
+        for copier in ALL {
             half_close_then_answer(copier, true).await;
         }
     }
 
     #[tokio::test]
     async fn relay_passes_on_an_upstream_half_close_and_still_delivers_the_client_bytes() {
-        for copier in BOTH {
+        for copier in ALL {
             half_close_then_answer(copier, false).await;
         }
     }
 
     #[tokio::test]
     async fn relay_resets_the_client_when_the_upstream_resets_mid_transfer() {
-        for copier in BOTH {
+        for copier in ALL {
             let mut t = through(copier).await;
             let sent = noise(256 * 1024, 7);
             t.upstream.write_all(&sent).await.unwrap();
@@ -368,7 +428,7 @@ mod tests {
 
     #[tokio::test]
     async fn relay_resets_the_upstream_when_the_client_resets_mid_transfer() {
-        for copier in BOTH {
+        for copier in ALL {
             let mut t = through(copier).await;
             t.client.write_all(&noise(100_000, 8)).await.unwrap();
             t.client.set_zero_linger().unwrap();
@@ -417,7 +477,7 @@ mod tests {
     async fn run_200() {
         let tasks = || tokio::runtime::Handle::current().metrics().num_alive_tasks();
         // Splice twice: the second round runs on the pipes the first one left spare.
-        for copier in [Copier::Splice, Copier::Buffered, Copier::Splice] {
+        for copier in [Copier::Adaptive, Copier::Splice, Copier::Buffered, Copier::Splice] {
             let (fds_before, spare_before, tasks_before) = (open_fds(), spare_pipes(), tasks());
             let mut all = tokio::task::JoinSet::new();
             for n in 0..200u64 {
@@ -486,7 +546,7 @@ mod tests {
         // More than the sockets on both sides can hold: the relay must wait for the client
         // to read, and while it waits this one thread must keep running.
         let sent = std::sync::Arc::new(noise(96 << 20, 9));
-        for copier in BOTH {
+        for copier in ALL {
             let mut t = through(copier).await;
             let writer = tokio::spawn({
                 let sent = std::sync::Arc::clone(&sent);
@@ -504,6 +564,45 @@ mod tests {
             t.client.shutdown().await.unwrap();
             drop(within("the writer", writer).await.unwrap());
             within("the relay's end", t.relay).await.unwrap().unwrap();
+        }
+    }
+
+    /// A server that answers and then closes, its end arriving after the answer was read (so
+    /// the end crosses on its own), 200 times in a row: each client gets the whole answer and
+    /// a clean end, never a reset.
+    #[tokio::test]
+    async fn relay_passes_on_an_end_that_arrives_alone() {
+        for copier in ALL {
+            for n in 0..200u64 {
+                let t = through(copier).await;
+                let (request, answer) = (noise(128, 2 * n), noise(1024, 2 * n + 1));
+                let (read_it, answer_read) = tokio::sync::oneshot::channel::<()>();
+                let mut upstream = t.upstream;
+                let server = async {
+                    let mut got = vec![0u8; 128];
+                    upstream.read_exact(&mut got).await.unwrap();
+                    upstream.write_all(&answer).await.unwrap();
+                    answer_read.await.unwrap();
+                    drop(upstream);
+                    got
+                };
+                let mut client = t.client;
+                let asking = async {
+                    client.write_all(&request).await.unwrap();
+                    let mut got = vec![0u8; answer.len()];
+                    client.read_exact(&mut got).await.unwrap();
+                    read_it.send(()).unwrap();
+                    let mut rest = Vec::new();
+                    client.read_to_end(&mut rest).await.map(|_| (got, rest))
+                };
+                let (at_server, at_client) =
+                    within("one request", async { tokio::join!(server, asking) }).await;
+                assert!(at_server == request, "{copier:?} #{n}: the request changed");
+                let (got, rest) = at_client.unwrap_or_else(|e| panic!("{copier:?} #{n}: {e}"));
+                assert!(got == answer && rest.is_empty(), "{copier:?} #{n}: the answer changed");
+                drop(client);
+                within("the relay's end", t.relay).await.unwrap().unwrap();
+            }
         }
     }
 }
