@@ -9,8 +9,7 @@
 //! - [`front`]: the TCP listener on the service's port and the relay to an instance (or to
 //!   a peer's front when this host is saturated).
 //! - [`relay`]: the bytes of one connection to an instance and back (a lent buffer, then
-//!   `splice(2)` for bulk),
-//!   half-closes passed on, resets propagated.
+//!   `splice(2)` for bulk), half-closes passed on, resets propagated.
 //! - [`spill`]: where a saturated front sends a connection (a peer's front with room).
 //! - [`counters`]: per-service counters, also as Prometheus text.
 //!
