@@ -8,6 +8,7 @@
 //! - [`pki`]: the fleet CA, issuing certificates that carry a name and a role.
 //! - [`tls`]: rustls server and client configurations built from those files, and the
 //!   identity (name, role) read back from a peer's certificate.
+//! - [`reload`]: a daemon's TLS identity replaced while it runs (SIGHUP, changed files).
 //! - [`settings`](mod@settings): a daemon's settings declared once (flags and file), merged and checked
 //!   alike: the error naming a setting, TLS files.
 //! - [`tokens`]: bearer tokens for dashboards, stored only as SHA-256 hashes.
@@ -20,6 +21,7 @@ pub mod daemon;
 pub mod model;
 pub mod names;
 pub mod pki;
+pub mod reload;
 pub mod role;
 pub mod settings;
 pub mod tls;

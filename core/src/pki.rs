@@ -3,12 +3,18 @@
 //! A certificate names its holder in the subject CN and carries the holder's role in the
 //! subject OU (`viewer`, `host` or `admin`), so the certificate alone is the identity.
 //! Every leaf is valid for both server and client authentication: hosts are both.
+//!
+//! The CA also keeps a revocation list, `crl.pem` beside `ca.crt` ([`revoke_in_dir`]): an
+//! X.509 CRL signed by the CA, which daemons check every certificate against.
 
 use crate::role::Role;
 use rcgen::{
-    BasicConstraints, CertificateParams, DistinguishedName, DnType, ExtendedKeyUsagePurpose, IsCa, KeyPair,
-    KeyUsagePurpose, SanType,
+    BasicConstraints, CertificateParams, CertificateRevocationListParams, DistinguishedName, DnType,
+    ExtendedKeyUsagePurpose, IsCa, KeyIdMethod, KeyPair, KeyUsagePurpose, RevokedCertParams, SanType,
+    SerialNumber,
 };
+use rustls_pki_types::pem::PemObject;
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer};
 use std::fs;
 use std::io::Write;
 use std::net::IpAddr;
@@ -31,6 +37,10 @@ pub enum PkiError {
     BadCa { dir: PathBuf, reason: String },
     #[error("certificate generation failed: {0}")]
     Generate(#[from] rcgen::Error),
+    #[error("{path}: {reason}")]
+    Unreadable { path: PathBuf, reason: String },
+    #[error("{0:?} is not a serial number in hex (e.g. 3A:0F:91 or 3a0f91)")]
+    BadSerial(String),
 }
 
 /// Subject organization of every dcos certificate.
@@ -198,6 +208,112 @@ pub fn init_dir(dir: &Path) -> Result<Ca, PkiError> {
     write_secret(&dir.join("admin.key"), &admin.key)?;
     write_public(&dir.join("admin.crt"), &admin.cert)?;
     Ok(ca)
+}
+
+/// The revocation list's file in the CA's directory (and, by default, beside `--ca`).
+pub const CRL_FILE: &str = "crl.pem";
+/// How long a revocation list says it is current (daemons use it past that too).
+const CRL_VALIDITY: Duration = Duration::days(365);
+
+/// What [`revoke_in_dir`] wrote.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Revoked {
+    pub path: PathBuf,
+    /// The serial revoked, in hex.
+    pub serial: String,
+    /// Every serial the list now revokes.
+    pub serials: usize,
+    /// The list's CRL number.
+    pub number: u64,
+    /// The serial was revoked already (the list is written again all the same).
+    pub already: bool,
+}
+
+/// A serial number in hex, with or without colons or `0x`: its bytes, leading zeros cut.
+pub fn parse_serial(text: &str) -> Result<Vec<u8>, PkiError> {
+    let bad = || PkiError::BadSerial(text.to_string());
+    let mut digits: String = text.trim().trim_start_matches("0x").chars().filter(|c| *c != ':').collect();
+    if digits.is_empty() {
+        return Err(bad());
+    }
+    if digits.len() % 2 == 1 {
+        digits.insert(0, '0');
+    }
+    let bytes = hex::decode(&digits).map_err(|_| bad())?;
+    Ok(canonical_serial(&bytes))
+}
+
+fn canonical_serial(bytes: &[u8]) -> Vec<u8> {
+    let start = bytes.iter().position(|b| *b != 0).unwrap_or(bytes.len().saturating_sub(1));
+    bytes[start..].to_vec()
+}
+
+/// The serial number of the PEM certificate in `path`, and its holder's name (CN).
+pub fn certificate_serial(path: &Path) -> Result<(Vec<u8>, String), PkiError> {
+    let bad = |reason: String| PkiError::Unreadable { path: path.to_path_buf(), reason };
+    let der = CertificateDer::from_pem_file(path).map_err(|e| bad(format!("no PEM certificate: {e}")))?;
+    let (_, x509) = x509_parser::parse_x509_certificate(der.as_ref()).map_err(|e| bad(e.to_string()))?;
+    let name = x509.subject().iter_common_name().next().and_then(|c| c.as_str().ok()).unwrap_or_default();
+    Ok((canonical_serial(x509.raw_serial()), name.to_string()))
+}
+
+/// `dcos certs revoke`: `serial` added to `crl.pem` in `dir`, a new list signed by the CA
+/// there, keeping every serial revoked before and numbered one more than the last.
+pub fn revoke_in_dir(dir: &Path, serial: &[u8]) -> Result<Revoked, PkiError> {
+    let ca = Ca::load(dir)?;
+    let path = dir.join(CRL_FILE);
+    let (mut revoked, last) = read_crl(&path)?;
+    let serial = canonical_serial(serial);
+    let already = revoked.iter().any(|r| r.serial_number.as_ref() == serial.as_slice());
+    let now = OffsetDateTime::now_utc();
+    if !already {
+        revoked.push(RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&serial),
+            revocation_time: now,
+            reason_code: None,
+            invalidity_date: None,
+        });
+    }
+    let number = last + 1;
+    let params = CertificateRevocationListParams {
+        this_update: now,
+        next_update: now + CRL_VALIDITY,
+        crl_number: SerialNumber::from(number),
+        issuing_distribution_point: None,
+        revoked_certs: revoked,
+        key_identifier_method: KeyIdMethod::Sha256,
+    };
+    let serials = params.revoked_certs.len();
+    let issuer = ca.params.clone().self_signed(&ca.key)?;
+    let crl = params.signed_by(&issuer, &ca.key)?;
+    write_public(&path, &crl.pem()?)?;
+    Ok(Revoked { path, serial: hex::encode(&serial), serials, number, already })
+}
+
+/// The revoked serials (with their revocation times) and the CRL number of the list in
+/// `path`; none and 0 if there is no list yet.
+fn read_crl(path: &Path) -> Result<(Vec<RevokedCertParams>, u64), PkiError> {
+    let bad = |reason: String| PkiError::Unreadable { path: path.to_path_buf(), reason };
+    let bytes = match fs::read(path) {
+        Ok(b) => b,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok((Vec::new(), 0)),
+        Err(source) => return Err(PkiError::Io { path: path.to_path_buf(), source }),
+    };
+    let der =
+        CertificateRevocationListDer::from_pem_slice(&bytes).map_err(|e| bad(format!("no PEM CRL: {e}")))?;
+    let (_, crl) = x509_parser::parse_x509_crl(der.as_ref()).map_err(|e| bad(e.to_string()))?;
+    let revoked = crl
+        .iter_revoked_certificates()
+        .map(|r| RevokedCertParams {
+            serial_number: SerialNumber::from_slice(&canonical_serial(r.raw_serial())),
+            revocation_time: OffsetDateTime::from_unix_timestamp(r.revocation_date.timestamp())
+                .unwrap_or_else(|_| OffsetDateTime::now_utc()),
+            reason_code: None,
+            invalidity_date: None,
+        })
+        .collect();
+    let number = crl.crl_number().and_then(|n| u64::try_from(n).ok()).unwrap_or(0);
+    Ok((revoked, number))
 }
 
 /// `dcos certs issue`: `NAME.crt` and `NAME.key` in `dir`, signed by the CA there.

@@ -4,12 +4,15 @@
 //! addresses and the default host name. Each daemon's own `config` module declares its
 //! settings with these and validates them into the `Config` it runs with.
 
+use crate::reload::{CrlFile, ReloadableIdentity};
 use crate::tls::{Identity, TlsError, TlsFiles};
+use crate::Role;
 use serde::de::DeserializeOwned;
 use serde::{Deserialize, Deserializer};
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
 use std::path::{Path, PathBuf};
+use std::sync::Arc;
 
 pub mod testing;
 
@@ -204,15 +207,35 @@ pub fn tls_files(
 
 /// Loads the identity, naming the file at fault (`cert`, `key` or `ca`).
 pub fn load_identity(files: &TlsFiles) -> Result<Identity, ConfigError> {
-    Identity::load(files).map_err(|e| {
-        let setting = match &e {
-            TlsError::NoKey { .. } => "key",
-            TlsError::Read { path, .. } if *path == files.key => "key",
-            e if e.to_string().starts_with(&files.ca.display().to_string()) => "ca",
-            _ => "cert",
-        };
-        bad(setting, e.to_string())
+    Identity::load(files).map_err(|e| tls_fault(e, files))
+}
+
+/// Loads a daemon's reloadable identity with its revocation list (`--crl`, else `crl.pem`
+/// beside `--ca` if there), naming the file at fault (`cert`, `key`, `ca` or `crl`); the
+/// certificate must carry `role` when one is given.
+pub fn load_reloadable(
+    files: TlsFiles,
+    crl: Option<PathBuf>,
+    role: Option<Role>,
+) -> Result<Arc<ReloadableIdentity>, ConfigError> {
+    let crl = CrlFile::new(crl, &files.ca);
+    let crl_path = crl.path.clone();
+    ReloadableIdentity::load(files.clone(), Some(crl), role).map_err(|e| match &e {
+        TlsError::Crl { .. } => bad("crl", e.to_string()),
+        TlsError::Read { path, .. } if *path == crl_path => bad("crl", e.to_string()),
+        _ => tls_fault(e, &files),
     })
+}
+
+/// The setting a TLS error is about.
+fn tls_fault(e: TlsError, files: &TlsFiles) -> ConfigError {
+    let setting = match &e {
+        TlsError::NoKey { .. } | TlsError::KeyMismatch { .. } => "key",
+        TlsError::Read { path, .. } if *path == files.key => "key",
+        e if e.to_string().starts_with(&files.ca.display().to_string()) => "ca",
+        _ => "cert",
+    };
+    bad(setting, e.to_string())
 }
 
 /// Parses a `K=V` label.

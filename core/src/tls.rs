@@ -8,13 +8,18 @@
 //! [`PeerIdentity`].
 
 use crate::role::Role;
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::CryptoProvider;
+use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
-use rustls::{ClientConfig, RootCertStore, ServerConfig};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
-use rustls_pki_types::{CertificateDer, PrivateKeyDer};
+use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime};
+use std::collections::HashMap;
 use std::path::{Path, PathBuf};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use time::OffsetDateTime;
 
 /// Why TLS material could not be used. Each names the file at fault.
@@ -34,6 +39,14 @@ pub enum TlsError {
     NotYetValid { path: PathBuf, not_before: String },
     #[error("certificate has no dcos role (subject OU must be viewer, host or admin)")]
     NoRole,
+    #[error(
+        "{path} carries role {role}; this daemon needs a {want} certificate (dcos certs issue --role {want})"
+    )]
+    WrongRole { path: PathBuf, role: Role, want: Role },
+    #[error("{key}: this private key does not match the certificate in {cert}")]
+    KeyMismatch { cert: PathBuf, key: PathBuf },
+    #[error("{path}: not a revocation list dcos can use: {reason}")]
+    Crl { path: PathBuf, reason: String },
     #[error("TLS configuration rejected: {0}")]
     Config(#[from] rustls::Error),
     #[error("client verifier rejected: {0}")]
@@ -70,6 +83,10 @@ pub struct Identity {
     pub roots: Arc<RootCertStore>,
     /// Who this certificate says we are.
     pub peer: PeerIdentity,
+    /// The CA's revocation list, when one is used ([`Identity::with_crl`]).
+    crls: Vec<CertificateRevocationListDer<'static>>,
+    /// How many serials that list revokes.
+    pub revoked: usize,
 }
 
 impl Clone for Identity {
@@ -79,6 +96,8 @@ impl Clone for Identity {
             key: self.key.clone_key(),
             roots: self.roots.clone(),
             peer: self.peer.clone(),
+            crls: self.crls.clone(),
+            revoked: self.revoked,
         }
     }
 }
@@ -92,7 +111,8 @@ pub struct PeerIdentity {
     pub not_after: i64,
 }
 
-fn provider() -> Arc<CryptoProvider> {
+/// The crypto provider of every dcos TLS configuration (ring).
+pub fn provider() -> Arc<CryptoProvider> {
     Arc::new(rustls::crypto::ring::default_provider())
 }
 
@@ -132,7 +152,84 @@ impl Identity {
             other => other,
         })?;
         check_validity(&files.cert, &chain[0], OffsetDateTime::now_utc())?;
-        Ok(Identity { chain, key, roots, peer })
+        CertifiedKey::from_der(chain.clone(), key.clone_key(), &provider()).map_err(|e| match e {
+            rustls::Error::InconsistentKeys(_) => {
+                TlsError::KeyMismatch { cert: files.cert.clone(), key: files.key.clone() }
+            }
+            other => TlsError::Config(other),
+        })?;
+        Ok(Identity { chain, key, roots, peer, crls: Vec::new(), revoked: 0 })
+    }
+
+    /// This identity with the revocation list in `path` (PEM, issued by the fleet CA): a
+    /// revoked certificate then fails the handshake wherever this identity verifies one.
+    /// The list must be signed by the CA; one that revokes this identity's own certificate
+    /// is used all the same (and said so in the log).
+    pub fn with_crl(mut self, path: &Path) -> Result<Identity, TlsError> {
+        let bad = |reason: String| TlsError::Crl { path: path.into(), reason };
+        let bytes = std::fs::read(path).map_err(|source| TlsError::Read { path: path.into(), source })?;
+        let crls: Vec<_> =
+            CertificateRevocationListDer::pem_slice_iter(&bytes).filter_map(Result::ok).collect();
+        if crls.is_empty() {
+            return Err(bad("no PEM X509 CRL found".into()));
+        }
+        let mut revoked = 0;
+        for crl in &crls {
+            let (_, parsed) = x509_parser::parse_x509_crl(crl.as_ref()).map_err(|e| bad(e.to_string()))?;
+            revoked += parsed.iter_revoked_certificates().count();
+        }
+        self.crls = crls;
+        self.revoked = revoked;
+        // Our own certificate, checked against the list, proves it is the CA's (signed by
+        // it, covering its certificates) before any peer is judged by it.
+        let verifier = self.client_verifier(true).map_err(|e| bad(e.to_string()))?;
+        match verifier.verify_client_cert(&self.chain[0], &self.chain[1..], UnixTime::now()) {
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked)) => {
+                tracing::error!(
+                    "{}: revokes this host's own certificate ({}); peers will refuse it: issue a new one",
+                    path.display(),
+                    self.peer.name
+                );
+            }
+            Err(rustls::Error::InvalidCertRevocationList(e)) => {
+                return Err(bad(format!("not signed by the CA in use ({e:?})")));
+            }
+            Err(rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownRevocationStatus)) => {
+                return Err(bad("it does not cover certificates of the CA in use".into()));
+            }
+            _ => {}
+        }
+        Ok(self)
+    }
+
+    /// Whether a revocation list is in use.
+    pub fn has_crl(&self) -> bool {
+        !self.crls.is_empty()
+    }
+
+    /// The verifier of client certificates: chained to the fleet CA and not revoked;
+    /// `require`: a client without one fails the handshake.
+    pub fn client_verifier(&self, require: bool) -> Result<Arc<dyn ClientCertVerifier>, TlsError> {
+        let mut builder = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider());
+        if !self.crls.is_empty() {
+            builder = builder.with_crls(self.crls.iter().cloned()).only_check_end_entity_revocation();
+        }
+        let builder = if require { builder } else { builder.allow_unauthenticated() };
+        builder.build().map_err(|e| TlsError::Verifier(e.to_string()))
+    }
+
+    /// The verifier of server certificates: chained to the fleet CA and not revoked.
+    pub fn server_verifier(&self) -> Result<Arc<WebPkiServerVerifier>, TlsError> {
+        let mut builder = WebPkiServerVerifier::builder_with_provider(self.roots.clone(), provider());
+        if !self.crls.is_empty() {
+            builder = builder.with_crls(self.crls.iter().cloned()).only_check_end_entity_revocation();
+        }
+        builder.build().map_err(|e| TlsError::Verifier(e.to_string()))
+    }
+
+    /// The certificate chain and signing key, as rustls presents them.
+    pub fn certified_key(&self) -> Result<Arc<CertifiedKey>, TlsError> {
+        Ok(Arc::new(CertifiedKey::from_der(self.chain.clone(), self.key.clone_key(), &provider())?))
     }
 
     /// A 32-byte secret for `purpose`, derived from the private key (HMAC-SHA256 keyed
@@ -160,9 +257,7 @@ impl Identity {
     }
 
     fn build_server_config(&self, alpn: &[&[u8]], require: bool) -> Result<Arc<ServerConfig>, TlsError> {
-        let builder = WebPkiClientVerifier::builder_with_provider(self.roots.clone(), provider());
-        let builder = if require { builder } else { builder.allow_unauthenticated() };
-        let verifier = builder.build().map_err(|e| TlsError::Verifier(e.to_string()))?;
+        let verifier = self.client_verifier(require)?;
         let mut cfg = ServerConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .with_client_cert_verifier(verifier)
@@ -173,12 +268,95 @@ impl Identity {
 
     /// A client configuration presenting this identity and trusting only the fleet CA.
     pub fn client_config(&self, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
+        self.build_client_config(alpn, self.server_verifier()?)
+    }
+
+    /// As [`Identity::client_config`], noting in `seen` when each server's certificate
+    /// expires.
+    pub fn client_config_seeing(
+        &self,
+        alpn: &[&[u8]],
+        seen: &SeenCertificates,
+    ) -> Result<Arc<ClientConfig>, TlsError> {
+        let verifier = Arc::new(Seeing { inner: self.server_verifier()?, seen: seen.clone() });
+        self.build_client_config(alpn, verifier)
+    }
+
+    fn build_client_config(
+        &self,
+        alpn: &[&[u8]],
+        verifier: Arc<dyn ServerCertVerifier>,
+    ) -> Result<Arc<ClientConfig>, TlsError> {
         let mut cfg = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
-            .with_root_certificates(self.roots.clone())
+            .dangerous()
+            .with_custom_certificate_verifier(verifier)
             .with_client_auth_cert(self.chain.clone(), self.key.clone_key())?;
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
         Ok(Arc::new(cfg))
+    }
+}
+
+/// When each server certificate a client verified expires (seconds since the epoch), by the
+/// name the server was asked for (an IP address or a DNS name). Clones share the record.
+#[derive(Debug, Clone, Default)]
+pub struct SeenCertificates(Arc<Mutex<HashMap<String, i64>>>);
+
+impl SeenCertificates {
+    /// The not-after of the certificate `server` presented, if it was seen.
+    pub fn not_after(&self, server: &str) -> Option<i64> {
+        self.0.lock().unwrap_or_else(|e| e.into_inner()).get(server).copied()
+    }
+}
+
+/// A server verifier that notes each verified certificate's not-after.
+#[derive(Debug)]
+struct Seeing {
+    inner: Arc<WebPkiServerVerifier>,
+    seen: SeenCertificates,
+}
+
+impl ServerCertVerifier for Seeing {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        let verified = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        if let Ok((_, x509)) = x509_parser::parse_x509_certificate(end_entity.as_ref()) {
+            let not_after = x509.validity().not_after.timestamp();
+            self.seen
+                .0
+                .lock()
+                .unwrap_or_else(|e| e.into_inner())
+                .insert(server_name.to_str().into_owned(), not_after);
+        }
+        Ok(verified)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls12_signature(m, c, d)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        m: &[u8],
+        c: &CertificateDer<'_>,
+        d: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.inner.verify_tls13_signature(m, c, d)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.inner.supported_verify_schemes()
     }
 }
 
@@ -191,7 +369,8 @@ pub fn anonymous_client_config(roots: Arc<RootCertStore>) -> Result<Arc<ClientCo
     Ok(Arc::new(cfg))
 }
 
-fn rfc3339(t: i64) -> String {
+/// Seconds since the epoch as an RFC 3339 time (UTC).
+pub fn rfc3339(t: i64) -> String {
     OffsetDateTime::from_unix_timestamp(t)
         .ok()
         .and_then(|t| t.format(&time::format_description::well_known::Rfc3339).ok())

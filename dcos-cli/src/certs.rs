@@ -20,6 +20,27 @@ pub fn run(cmd: CertsCommand) -> Result<()> {
             let (cert, key) = pki::issue_into_dir(&dir, &spec)?;
             println!("wrote {} and {} (role {role}, valid {days} days)", cert.display(), key.display());
         }
+        CertsCommand::Revoke { dir, serial, cert } => {
+            let (serial, name) = match (serial, cert) {
+                (Some(hex), _) => (pki::parse_serial(&hex)?, None),
+                (None, Some(path)) => {
+                    let (serial, name) = pki::certificate_serial(&path)?;
+                    (serial, Some(name))
+                }
+                (None, None) => unreachable!("clap requires --serial or CERT.pem"),
+            };
+            let r = pki::revoke_in_dir(&dir, &serial)?;
+            let who = name.map(|n| format!(" ({n})")).unwrap_or_default();
+            let was = if r.already { " (it was revoked already)" } else { "" };
+            println!(
+                "revoked serial {}{who}{was}: wrote {} (CRL number {}, {} revoked)",
+                r.serial,
+                r.path.display(),
+                r.number,
+                r.serials
+            );
+            println!("daemons reading it pick it up within seconds (or at once on SIGHUP)");
+        }
     }
     Ok(())
 }

@@ -141,7 +141,7 @@ pub fn parse_duration(s: &str) -> Result<std::time::Duration, String> {
 #[command(defer = true)]
 pub enum Command {
     /// Fleet members: name, dc, state, address, load, version.
-    Hosts,
+    Hosts(HostsArgs),
     /// One process table across the fleet, a HOST column first.
     Ps(PsArgs),
     /// Per-host summaries and the fleet's top processes, refreshing.
@@ -573,6 +573,20 @@ pub enum CertsCommand {
         #[arg(long, default_value_t = 365)]
         days: u32,
     },
+    /// Revoke a certificate: add its serial to DIR/crl.pem, signed by the CA there. Daemons
+    /// whose --ca is in DIR (or whose --crl names the file) refuse it at the next handshake.
+    #[command(group(clap::ArgGroup::new("which").required(true).args(["serial", "cert"])))]
+    Revoke {
+        /// The CA's directory (`dcos certs init --dir`): ca.crt and ca.key are read there.
+        #[arg(long)]
+        dir: PathBuf,
+        /// The serial number, in hex (as `openssl x509 -serial` prints it).
+        #[arg(long)]
+        serial: Option<String>,
+        /// The certificate to revoke (PEM).
+        #[arg(value_name = "CERT.pem")]
+        cert: Option<PathBuf>,
+    },
 }
 
 #[derive(Debug, Subcommand)]
@@ -613,6 +627,14 @@ pub struct DemoArgs {
     /// Directory for the demo's CA and logs [default: a temporary directory].
     #[arg(long)]
     pub dir: Option<PathBuf>,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct HostsArgs {
+    /// Warn about certificates (each host's k2i certificate, and yours) that expire within
+    /// this many days; 0: never.
+    #[arg(long, value_name = "DAYS", default_value_t = 14)]
+    pub warn_expiry: u32,
 }
 
 #[derive(Debug, Clone, Args)]

@@ -265,7 +265,8 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         names[0]
     );
     println!("\n$ dcos hosts            # membership, as the seed's middlecon sees it");
-    let mut worst = commands::hosts::run_seed(&tls, &fleet, &seed).await?;
+    let expiry = crate::cli::HostsArgs { warn_expiry: 14 };
+    let mut worst = commands::hosts::run_seed(&tls, &fleet, &seed, &expiry).await?;
     let ctx = Context::new(&tls, &fleet).await?;
     println!("\n$ dcos ps --sort=-cpu --limit 12      # every member's k2i");
     let ps = PsArgs {

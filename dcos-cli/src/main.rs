@@ -65,14 +65,14 @@ async fn run_online(tls: &TlsArgs, fleet: &FleetArgs, command: Command) -> u8 {
 async fn run_fleet(tls: &TlsArgs, fleet: &FleetArgs, command: &Command) -> u8 {
     let result = async {
         // `dcos hosts --seed` lists membership's view; other fleet commands ask each k2i.
-        if let (Command::Hosts, Some(seed), None, None) =
+        if let (Command::Hosts(args), Some(seed), None, None) =
             (command, &fleet.seed, &fleet.inventory, &fleet.hosts)
         {
-            return commands::hosts::run_seed(tls, fleet, seed).await;
+            return commands::hosts::run_seed(tls, fleet, seed, args).await;
         }
         let ctx = Context::new(tls, fleet).await?;
         match command {
-            Command::Hosts => commands::hosts::run(&ctx).await,
+            Command::Hosts(args) => commands::hosts::run(&ctx, tls, args).await,
             Command::Ps(args) => commands::ps::run(&ctx, args).await,
             Command::Top(args) => commands::top::run(&ctx, args).await,
             Command::Containers => commands::containers::run(&ctx).await,

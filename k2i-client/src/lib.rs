@@ -11,7 +11,7 @@
 #![forbid(unsafe_code)]
 
 use dcos_core::model::ErrorBody;
-use dcos_core::tls::{Identity, TlsError};
+use dcos_core::tls::{Identity, SeenCertificates, TlsError};
 use http_body_util::{BodyExt, Full};
 use hyper::body::Bytes;
 use hyper_rustls::HttpsConnector;
@@ -60,12 +60,24 @@ impl FetchError {
 pub struct K2iClient {
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
     token: Option<String>,
+    /// When each k2i's certificate expires, as seen in the handshakes.
+    seen: SeenCertificates,
 }
 
 impl K2iClient {
     /// A client presenting `identity`'s certificate.
     pub fn new(identity: &Identity) -> Result<K2iClient, TlsError> {
-        Ok(Self::with_tls((*identity.client_config(&[])?).clone(), None))
+        let seen = SeenCertificates::default();
+        let mut client = Self::with_tls((*identity.client_config_seeing(&[], &seen)?).clone(), None);
+        client.seen = seen;
+        Ok(client)
+    }
+
+    /// When the certificate of the k2i at `base` (`https://HOST:PORT`) expires, in seconds
+    /// since the epoch, once this client has connected to it (clients with a certificate).
+    pub fn certificate_not_after(&self, base: &str) -> Option<i64> {
+        let uri: hyper::Uri = base.parse().ok()?;
+        self.seen.not_after(uri.host()?.trim_start_matches('[').trim_end_matches(']'))
     }
 
     /// A client with a bearer token and no certificate.
@@ -92,7 +104,7 @@ impl K2iClient {
             .wrap_connector(http);
         let http =
             Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
-        K2iClient { http, token }
+        K2iClient { http, token, seen: SeenCertificates::default() }
     }
 
     /// `GET base + path`, decoded as JSON, within `timeout`.

@@ -2,11 +2,11 @@
 //! completely before any port is bound. Every error names the setting at fault.
 
 use crate::sysctl::AllowList;
+use dcos_core::reload::ReloadableIdentity;
 pub use dcos_core::settings::ConfigError;
 use dcos_core::settings::{
-    address, bad, load_identity, name, pairs, parse_label, split_pair, tls_files, Pair,
+    address, bad, load_reloadable, name, pairs, parse_label, split_pair, tls_files, Pair,
 };
-use dcos_core::tls::Identity;
 use dcos_core::tokens::Tokens;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -34,6 +34,10 @@ dcos_core::settings! {
         /// The fleet CA certificate (PEM); client certificates must chain to it.
         #[arg(long)]
         pub ca: Option<PathBuf>,
+        /// The fleet CA's revocation list (PEM, `dcos certs revoke`); revoked client
+        /// certificates fail the handshake [default: crl.pem beside --ca, once it exists].
+        #[arg(long)]
+        pub crl: Option<PathBuf>,
         /// Host name reported [default: the hostname].
         #[arg(long)]
         pub name: Option<String>,
@@ -79,7 +83,8 @@ dcos_core::settings! {
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub identity: Identity,
+    /// Read again on SIGHUP and when its files change (`dcos_core::reload::watch`).
+    pub identity: std::sync::Arc<ReloadableIdentity>,
     pub name: String,
     pub dc: String,
     pub labels: BTreeMap<String, String>,
@@ -118,7 +123,7 @@ impl Config {
     pub fn from_flags(flags: Settings) -> Result<Config, ConfigError> {
         let s = flags.over_file()?;
         let listen = address("listen", s.listen, DEFAULT_LISTEN)?;
-        let identity = load_identity(&tls_files(s.cert, s.key, s.ca)?)?;
+        let identity = load_reloadable(tls_files(s.cert, s.key, s.ca)?, s.crl, None)?;
         let name = name(s.name)?;
         let dc = s.dc.unwrap_or_else(|| "default".into());
         let labels = pairs("label", s.labels, parse_label).collect::<Result<_, _>>()?;

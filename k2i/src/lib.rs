@@ -66,7 +66,8 @@ pub async fn run(
         config.audit_log,
     );
     let metrics = state.metrics.clone();
-    let tls = config.identity.server_config(&[b"http/1.1"]).context("building the TLS configuration")?;
+    let tls =
+        config.identity.server_config(&[b"http/1.1"], false).context("building the TLS configuration")?;
     let app = cors::layer(server::router(state), config.cors_origins);
     server::serve(listener, tls, app, metrics, release, shutdown).await?;
     Ok(())

@@ -34,7 +34,7 @@ use crate::access::{Caller, LOCAL};
 use crate::directory::Directory;
 use crate::peer::{self, Outcome, PeerReply, PeerRequest, Services};
 use crate::routing::{Registry, Responder};
-use dcos_core::tls::{peer_identity, Identity, PeerIdentity};
+use dcos_core::tls::{peer_identity, PeerIdentity};
 use dcos_proto::v1 as pb;
 use services::ServicesApi;
 use std::collections::BTreeMap;
@@ -497,13 +497,13 @@ const OPENMETRICS: &str = "application/openmetrics-text; version=1.0.0; charset=
 /// Serves the API on `listeners` until `shutdown` turns true; removes the socket file.
 pub async fn serve(
     listeners: Listeners,
-    identity: &Identity,
+    identity: &Arc<dcos_core::reload::ReloadableIdentity>,
     api: Api,
     workloads: Option<WorkloadsApi>,
     services: Option<ServicesApi>,
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
-    let tls = identity.server_config_require_client_auth(&ALPN).map_err(|e| e.to_string())?;
+    let tls = identity.server_config(&ALPN, true).map_err(|e| e.to_string())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let Listeners { tcp, unix, socket } = listeners;
 
@@ -609,7 +609,7 @@ pub fn spawn(
     let api = Api {
         name: config.name.clone(),
         dc: config.dc.clone(),
-        identity: config.identity.peer.clone(),
+        identity: config.identity.current().identity.peer.clone(),
         services,
         registry,
         client: client.clone(),

@@ -2,11 +2,11 @@
 //! validated completely before the UDP port is bound. Every error names the setting.
 
 use crate::access::Access;
+use dcos_core::reload::ReloadableIdentity;
 pub use dcos_core::settings::ConfigError;
 use dcos_core::settings::{
-    address, bad, load_identity, name, pairs, parse_label, split_pair, tls_files, Pair,
+    address, bad, load_reloadable, name, pairs, parse_label, split_pair, tls_files, Pair,
 };
-use dcos_core::tls::Identity;
 use dcos_core::Role;
 use std::collections::BTreeMap;
 use std::net::{IpAddr, SocketAddr};
@@ -34,6 +34,10 @@ dcos_core::settings! {
         /// The fleet CA certificate (PEM); peers' certificates must chain to it.
         #[arg(long)]
         pub ca: Option<PathBuf>,
+        /// The fleet CA's revocation list (PEM, `dcos certs revoke`); revoked peers and API
+        /// clients fail the handshake [default: crl.pem beside --ca, once it exists].
+        #[arg(long)]
+        pub crl: Option<PathBuf>,
         /// Host name [default: the hostname].
         #[arg(long)]
         pub name: Option<String>,
@@ -78,7 +82,9 @@ dcos_core::settings! {
 #[derive(Debug)]
 pub struct Config {
     pub listen: SocketAddr,
-    pub identity: Identity,
+    /// Read again on SIGHUP and when its files change (`dcos_core::reload::watch`); it
+    /// must stay a `host` certificate.
+    pub identity: std::sync::Arc<ReloadableIdentity>,
     pub name: String,
     pub dc: String,
     pub labels: BTreeMap<String, String>,
@@ -123,17 +129,7 @@ impl Config {
         let s = flags.over_file()?;
         let listen = address("listen", s.listen, DEFAULT_LISTEN)?;
         let files = tls_files(s.cert, s.key, s.ca)?;
-        let identity = load_identity(&files)?;
-        if identity.peer.role != Role::Host {
-            return Err(bad(
-                "cert",
-                format!(
-                    "{} carries role {}; middlecon needs a host certificate (dcos certs issue --role host)",
-                    files.cert.display(),
-                    identity.peer.role
-                ),
-            ));
-        }
+        let identity = load_reloadable(files, s.crl, Some(Role::Host))?;
         let name = name(s.name)?;
         let dc = s.dc.unwrap_or_else(|| "default".into());
         if dc.is_empty() {

@@ -36,6 +36,7 @@
 //!   frame is followed by data that a [`BulkService`] reads itself ([`Client::open_bulk`]).
 
 use crate::access::{self, Access};
+use dcos_core::reload::ReloadableIdentity;
 use dcos_core::tls::{peer_identity, Identity, PeerIdentity};
 use dcos_core::Role;
 use prost::Message;
@@ -107,8 +108,7 @@ fn transport(serving: bool) -> Arc<quinn::TransportConfig> {
     Arc::new(t)
 }
 
-fn client_config(identity: &Identity, serving: bool) -> Result<quinn::ClientConfig, PeerError> {
-    let tls = identity.client_config(&[ALPN])?;
+fn client_config(tls: Arc<rustls::ClientConfig>, serving: bool) -> Result<quinn::ClientConfig, PeerError> {
     let quic =
         quinn::crypto::rustls::QuicClientConfig::try_from(tls).map_err(|_| PeerError::NoInitialSuite)?;
     let mut cfg = quinn::ClientConfig::new(Arc::new(quic));
@@ -116,8 +116,7 @@ fn client_config(identity: &Identity, serving: bool) -> Result<quinn::ClientConf
     Ok(cfg)
 }
 
-fn server_config(identity: &Identity) -> Result<quinn::ServerConfig, PeerError> {
-    let tls = identity.server_config_require_client_auth(&[ALPN])?;
+fn server_config(tls: Arc<rustls::ServerConfig>) -> Result<quinn::ServerConfig, PeerError> {
     let quic =
         quinn::crypto::rustls::QuicServerConfig::try_from(tls).map_err(|_| PeerError::NoInitialSuite)?;
     let mut cfg = quinn::ServerConfig::with_crypto(Arc::new(quic));
@@ -145,8 +144,10 @@ fn endpoint_config(identity: &Identity) -> quinn::EndpointConfig {
 }
 
 /// A daemon's endpoint on `listen`: accepts peers and dials them, on one UDP socket whose
-/// buffers are [`SOCKET_BUFFER`] (as far as the kernel allows).
-pub fn endpoint(identity: &Identity, listen: SocketAddr) -> Result<Endpoint, PeerError> {
+/// buffers are [`SOCKET_BUFFER`] (as far as the kernel allows). Each handshake, both ways,
+/// uses the identity in use then (a reload reaches new connections; open ones stay); the
+/// stateless-reset and connection-ID keys are derived from the key at start.
+pub fn endpoint(identity: &Arc<ReloadableIdentity>, listen: SocketAddr) -> Result<Endpoint, PeerError> {
     let bind = |source| PeerError::Bind { addr: listen, source };
     let socket = std::net::UdpSocket::bind(listen).map_err(bind)?;
     for (what, set) in [
@@ -158,9 +159,10 @@ pub fn endpoint(identity: &Identity, listen: SocketAddr) -> Result<Endpoint, Pee
         }
     }
     let runtime = Arc::new(quinn::TokioRuntime);
-    let mut ep = Endpoint::new(endpoint_config(identity), Some(server_config(identity)?), socket, runtime)
+    let server = server_config(identity.server_config(&[ALPN], true)?)?;
+    let mut ep = Endpoint::new(endpoint_config(&identity.current().identity), Some(server), socket, runtime)
         .map_err(bind)?;
-    ep.set_default_client_config(client_config(identity, true)?);
+    ep.set_default_client_config(client_config(identity.client_config(&[ALPN])?, true)?);
     Ok(ep)
 }
 
@@ -168,7 +170,7 @@ pub fn endpoint(identity: &Identity, listen: SocketAddr) -> Result<Endpoint, Pee
 pub fn client_endpoint(identity: &Identity) -> Result<Endpoint, PeerError> {
     let any: SocketAddr = "0.0.0.0:0".parse().expect("literal address");
     let mut ep = Endpoint::client(any).map_err(|source| PeerError::Bind { addr: any, source })?;
-    ep.set_default_client_config(client_config(identity, false)?);
+    ep.set_default_client_config(client_config(identity.client_config(&[ALPN])?, false)?);
     Ok(ep)
 }
 

@@ -2,6 +2,7 @@
 //! take too long, so what the responder does (and does not do) is visible.
 
 use dcos_core::pki::{self, LeafSpec};
+use dcos_core::reload::ReloadableIdentity;
 use dcos_core::tls::{Identity, TlsFiles};
 use dcos_core::Role;
 use middlecon::peer::{self, Client, Outcome, Request, Response, Service, ServiceFuture, Services};
@@ -77,7 +78,8 @@ async fn the_responder_checks_deadlines_reports_app_errors_and_cancels() {
         .with("count", Counting(calls.clone()))
         .with("fail", Failing)
         .with("slow", Slow(dropped.clone()));
-    let ep = peer::endpoint(&server, "127.0.0.1:0".parse().unwrap()).unwrap();
+    let ep =
+        peer::endpoint(&ReloadableIdentity::fixed(server).unwrap(), "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = ep.local_addr().unwrap();
     let (stop, stopped) = tokio::sync::oneshot::channel::<()>();
     let serving = tokio::spawn(peer::serve(Client::with_endpoint(ep), services, async {
@@ -124,7 +126,8 @@ fn daemon(
     dir: &std::path::Path,
     name: &str,
 ) -> (Client, std::net::SocketAddr, Arc<AtomicUsize>, tokio::sync::oneshot::Sender<()>) {
-    let ep = peer::endpoint(&identity(dir, name), "127.0.0.1:0".parse().unwrap()).unwrap();
+    let fixed = ReloadableIdentity::fixed(identity(dir, name)).unwrap();
+    let ep = peer::endpoint(&fixed, "127.0.0.1:0".parse().unwrap()).unwrap();
     let addr = ep.local_addr().unwrap();
     let calls = Arc::new(AtomicUsize::new(0));
     let client = Client::with_endpoint(ep);

@@ -1,17 +1,23 @@
 //! `dcos hosts`: every selected host, its state and summary (`GET /v1/host` on each k2i),
 //! or with `--seed` (and no inventory or `--hosts`) the member list of that middlecon
 //! (`Membership.Members`): membership's view of every host, dead ones included.
+//!
+//! Both warn on stderr about certificates that expire within `--warn-expiry` days: the
+//! operator's own, and (asking each k2i) each host's k2i certificate, read from the TLS
+//! handshake; `-o json` carries the same as `certificate` fields.
 
 use super::{Context, SetupError};
 use crate::cli::Format;
-use crate::cli::{FleetArgs, TlsArgs};
+use crate::cli::{FleetArgs, HostsArgs, TlsArgs};
 use crate::fanout::HostReport;
 use crate::output;
 use crate::table;
 use dcos_core::model::HostSummary;
 use dcos_proto::v1 as pb;
 
-pub async fn run(ctx: &Context) -> Result<u8, SetupError> {
+pub async fn run(ctx: &Context, tls: &TlsArgs, args: &HostsArgs) -> Result<u8, SetupError> {
+    let mine = Expiry::new(super::identity(tls)?.peer.not_after, args.warn_expiry);
+    mine.warn("your certificate");
     let answers = ctx.fanout.get_all::<HostSummary, _>(&ctx.targets, |_| "/v1/host".into()).await;
     let mut reports = Vec::new();
     let mut rows = Vec::new();
@@ -40,6 +46,11 @@ pub async fn run(ctx: &Context) -> Result<u8, SetupError> {
                 let mut item = output::with_host(&h.name, h);
                 item["state"] = "alive".into();
                 item["address"] = address.into();
+                if let Some(not_after) = ctx.fanout.client.certificate_not_after(&t.k2i) {
+                    let expiry = Expiry::new(not_after, args.warn_expiry);
+                    expiry.warn(&format!("{}'s certificate (k2i {})", h.name, t.k2i));
+                    item["certificate"] = expiry.json();
+                }
                 items.push(item);
             }
             None => {
@@ -62,7 +73,9 @@ pub async fn run(ctx: &Context) -> Result<u8, SetupError> {
         reports.push(a.report);
     }
     match ctx.format {
-        Format::Json => output::print_document("members", &reports, &items),
+        Format::Json => output::print_line(&serde_json::json!({
+            "hosts": reports, "members": items, "certificate": mine.json(),
+        })),
         Format::Ndjson => items.iter().for_each(output::print_line),
         Format::Table => {
             let cut: Vec<Vec<String>> = rows
@@ -87,8 +100,16 @@ pub async fn run(ctx: &Context) -> Result<u8, SetupError> {
 
 /// `dcos hosts --seed ADDR`: the members the seed's middlecon lists, narrowed by `--dc`
 /// and `--label`. Exit 0 once the seed answered (the STATE column tells who is dead).
-pub async fn run_seed(tls: &TlsArgs, fleet: &FleetArgs, seed: &str) -> Result<u8, SetupError> {
+/// Membership says nothing of the hosts' certificates: only the operator's is checked.
+pub async fn run_seed(
+    tls: &TlsArgs,
+    fleet: &FleetArgs,
+    seed: &str,
+    args: &HostsArgs,
+) -> Result<u8, SetupError> {
     let started = std::time::Instant::now();
+    let mine = Expiry::new(super::identity(tls)?.peer.not_after, args.warn_expiry);
+    mine.warn("your certificate");
     let (addr, reply) = crate::api::members(tls, fleet, seed).await?;
     let wanted = crate::fleet::parse_labels(&fleet.labels)?;
     let members: Vec<&pb::Member> = reply
@@ -124,7 +145,9 @@ pub async fn run_seed(tls: &TlsArgs, fleet: &FleetArgs, seed: &str) -> Result<u8
                 elapsed_ms: started.elapsed().as_millis() as u64,
             };
             if fleet.output == Format::Json {
-                output::print_document("members", &[report], &items);
+                output::print_line(&serde_json::json!({
+                    "hosts": [report], "members": items, "certificate": mine.json(),
+                }));
             } else {
                 items.iter().for_each(output::print_line);
                 output::print_line(&output::host_status_line(&report));
@@ -162,4 +185,39 @@ pub async fn run_seed(tls: &TlsArgs, fleet: &FleetArgs, seed: &str) -> Result<u8
         }
     }
     Ok(crate::exit::OK)
+}
+
+/// When a certificate expires, against the warning window.
+struct Expiry {
+    not_after: i64,
+    /// Whole days left (negative: expired).
+    days_left: i64,
+    expiring: bool,
+}
+
+impl Expiry {
+    fn new(not_after: i64, warn_days: u32) -> Expiry {
+        let left = not_after - dcos_core::unix_ms(std::time::SystemTime::now()) / 1000;
+        let expiring = warn_days > 0 && left <= i64::from(warn_days) * 86_400;
+        Expiry { not_after, days_left: left.div_euclid(86_400), expiring }
+    }
+
+    /// A warning on stderr about `whose` certificate, if it is expiring.
+    fn warn(&self, whose: &str) {
+        if self.expiring {
+            eprintln!(
+                "dcos: warning: {whose} expires {} (in {} days): issue a new one (dcos certs issue) and put it in place",
+                dcos_core::tls::rfc3339(self.not_after),
+                self.days_left
+            );
+        }
+    }
+
+    fn json(&self) -> serde_json::Value {
+        serde_json::json!({
+            "not_after": dcos_core::tls::rfc3339(self.not_after),
+            "days_left": self.days_left,
+            "expiring": self.expiring,
+        })
+    }
 }

@@ -1,5 +1,6 @@
 //! The k2i daemon: parse and validate settings (exit 2 on a bad one, before binding), bind,
-//! announce the address on stdout, serve until SIGTERM or SIGINT.
+//! announce the address on stdout, serve until SIGTERM or SIGINT; reload the TLS files on
+//! SIGHUP and when they change.
 
 use clap::Parser;
 use k2i::config::{Config, Settings};
@@ -33,6 +34,10 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Err(e) = dcos_core::reload::watch(config.identity.clone()) {
+            eprintln!("k2i: cannot install the SIGHUP handler: {e}");
+            return ExitCode::FAILURE;
+        }
         let listener = match tokio::net::TcpListener::bind(config.listen).await {
             Ok(l) => l,
             Err(e) => {

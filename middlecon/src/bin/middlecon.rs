@@ -1,6 +1,7 @@
 //! The middlecon daemon: parse and validate settings (exit 2 on a bad one, before binding),
 //! bind the peer UDP port and the API, announce `middlecon NAME listening on quic://ADDR
-//! api ADDR` as the first stdout line, serve until SIGTERM or SIGINT.
+//! api ADDR` as the first stdout line, serve until SIGTERM or SIGINT; reload the TLS files
+//! on SIGHUP and when they change.
 //!
 //! `middlecon purge` instead removes what a stopped daemon left on the machine.
 
@@ -86,6 +87,10 @@ fn main() -> ExitCode {
                 return ExitCode::FAILURE;
             }
         };
+        if let Err(e) = dcos_core::reload::watch(config.identity.clone()) {
+            eprintln!("middlecon: cannot install the SIGHUP handler: {e}");
+            return ExitCode::FAILURE;
+        }
         let endpoint = match middlecon::peer::endpoint(&config.identity, config.listen) {
             Ok(e) => e,
             Err(e) => {

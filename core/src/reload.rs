@@ -1,0 +1,403 @@
+//! A daemon's TLS identity, replaced while it runs: its certificate, key, fleet CA and
+//! revocation list are read again on SIGHUP and when the files change, without dropping a
+//! connection.
+//!
+//! [`ReloadableIdentity`] holds the identity in use. The rustls configurations it builds
+//! ([`ReloadableIdentity::server_config`], [`ReloadableIdentity::client_config`]) ask it at
+//! every handshake for the certificate to present and the verifier to judge the peer with,
+//! so a reload takes effect at the next handshake; established connections keep the
+//! identity they were opened with. A reload that fails (a file unreadable, a key that does
+//! not match the certificate, an expired certificate, a revocation list not signed by the
+//! CA) changes nothing: the error, naming the file, is returned (and logged by
+//! [`watch`]).
+//!
+//! Resumed TLS sessions skip certificate checks, so the server's session cache belongs to
+//! the identity in use: a reload starts an empty one, and a certificate revoked since can
+//! only come back through a full handshake, which refuses it. Outbound connections do not
+//! resume at all.
+//!
+//! [`watch`] (feature `daemon`) reloads on SIGHUP and polls the files' modification times
+//! every [`POLL_EVERY`]: a change is acted on once the files have stayed the same for one
+//! more poll, so a certificate and its key copied one after the other are read together.
+
+use crate::role::Role;
+use crate::tls::{provider, Identity, TlsError, TlsFiles};
+use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
+use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
+use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions};
+use rustls::sign::CertifiedKey;
+use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use std::path::{Path, PathBuf};
+use std::sync::{Arc, Mutex, RwLock};
+use std::time::Duration;
+
+/// How often [`watch`] looks at the files' modification times.
+pub const POLL_EVERY: Duration = Duration::from_secs(2);
+/// Sessions a server keeps for resumption (rustls' default).
+const SESSIONS: usize = 256;
+
+/// The revocation list a daemon uses: `--crl`, or `crl.pem` beside `--ca`.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct CrlFile {
+    pub path: PathBuf,
+    /// Named by `--crl`: it must exist. The default is used once it exists.
+    pub required: bool,
+}
+
+impl CrlFile {
+    /// `--crl` when given, else `crl.pem` in the directory of `ca`.
+    pub fn new(flag: Option<PathBuf>, ca: &Path) -> CrlFile {
+        match flag {
+            Some(path) => CrlFile { path, required: true },
+            None => CrlFile { path: ca.with_file_name("crl.pem"), required: false },
+        }
+    }
+}
+
+/// An identity in use, with what its handshakes need built once.
+pub struct Loaded {
+    pub identity: Identity,
+    certified: Arc<CertifiedKey>,
+    optional: Arc<dyn ClientCertVerifier>,
+    required: Arc<dyn ClientCertVerifier>,
+    server: Arc<WebPkiServerVerifier>,
+    sessions: Arc<ServerSessionMemoryCache>,
+}
+
+impl Loaded {
+    fn new(identity: Identity) -> Result<Loaded, TlsError> {
+        Ok(Loaded {
+            certified: identity.certified_key()?,
+            optional: identity.client_verifier(false)?,
+            required: identity.client_verifier(true)?,
+            server: identity.server_verifier()?,
+            sessions: ServerSessionMemoryCache::new(SESSIONS),
+            identity,
+        })
+    }
+}
+
+/// Where an identity is read from, and what it must be.
+struct Source {
+    files: TlsFiles,
+    crl: Option<CrlFile>,
+    role: Option<Role>,
+    /// The files as they were at the last reload attempt.
+    attempted: Mutex<Stamps>,
+}
+
+/// Each file's modification time, size and inode (`None`: absent).
+pub type Stamps = Vec<Option<(std::time::SystemTime, u64, u64)>>;
+
+/// A TLS identity that can be replaced while it is in use; see the module documentation.
+pub struct ReloadableIdentity {
+    source: Option<Source>,
+    current: RwLock<Arc<Loaded>>,
+}
+
+impl std::fmt::Debug for ReloadableIdentity {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ReloadableIdentity")
+            .field("files", &self.source.as_ref().map(|s| &s.files))
+            .field("peer", &self.current().identity.peer)
+            .finish()
+    }
+}
+
+impl ReloadableIdentity {
+    /// Loads `files` (and the revocation list `crl`, if it is there or required); the
+    /// certificate must carry `role` when one is given.
+    pub fn load(files: TlsFiles, crl: Option<CrlFile>, role: Option<Role>) -> Result<Arc<Self>, TlsError> {
+        let source = Source { files, crl, role, attempted: Mutex::new(Vec::new()) };
+        *source.attempted.lock().unwrap_or_else(|e| e.into_inner()) = source.stamps();
+        let loaded = source.read(false)?;
+        Ok(Arc::new(ReloadableIdentity { source: Some(source), current: RwLock::new(Arc::new(loaded)) }))
+    }
+
+    /// An identity that is never reloaded (tools, in-process tests).
+    pub fn fixed(identity: Identity) -> Result<Arc<Self>, TlsError> {
+        let loaded = Loaded::new(identity)?;
+        Ok(Arc::new(ReloadableIdentity { source: None, current: RwLock::new(Arc::new(loaded)) }))
+    }
+
+    /// The identity in use now.
+    pub fn current(&self) -> Arc<Loaded> {
+        self.current.read().unwrap_or_else(|e| e.into_inner()).clone()
+    }
+
+    /// The files (and revocation list) this identity is read from; `None` if fixed.
+    pub fn files(&self) -> Option<(&TlsFiles, Option<&CrlFile>)> {
+        self.source.as_ref().map(|s| (&s.files, s.crl.as_ref()))
+    }
+
+    /// Reads the files again and, if they make a usable identity, uses it from the next
+    /// handshake on. On an error the identity in use stays.
+    pub fn reload(&self) -> Result<Arc<Loaded>, TlsError> {
+        let Some(source) = &self.source else { return Ok(self.current()) };
+        *source.attempted.lock().unwrap_or_else(|e| e.into_inner()) = source.stamps();
+        let had_crl = self.current().identity.has_crl();
+        let loaded = Arc::new(source.read(had_crl)?);
+        *self.current.write().unwrap_or_else(|e| e.into_inner()) = loaded.clone();
+        Ok(loaded)
+    }
+
+    /// The files' stamps now (empty if fixed).
+    pub fn stamps(&self) -> Stamps {
+        self.source.as_ref().map(Source::stamps).unwrap_or_default()
+    }
+
+    /// Whether `stamps` differ from the files' at the last reload attempt.
+    pub fn changed_since_attempt(&self, stamps: &Stamps) -> bool {
+        self.source
+            .as_ref()
+            .is_some_and(|s| *s.attempted.lock().unwrap_or_else(|e| e.into_inner()) != *stamps)
+    }
+
+    /// A server configuration (TLS 1.3) presenting the identity in use at each handshake;
+    /// `require_client_auth`: a client without a certificate fails the handshake.
+    pub fn server_config(
+        self: &Arc<Self>,
+        alpn: &[&[u8]],
+        require_client_auth: bool,
+    ) -> Result<Arc<ServerConfig>, TlsError> {
+        let verifier = Arc::new(Clients { live: self.clone(), require: require_client_auth });
+        let mut cfg = ServerConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .with_client_cert_verifier(verifier)
+            .with_cert_resolver(Arc::new(Live(self.clone())));
+        cfg.session_storage = Arc::new(Live(self.clone()));
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(cfg))
+    }
+
+    /// A client configuration (TLS 1.3) presenting the identity in use, and judging servers
+    /// with its CA and revocation list, at each handshake. Sessions are not resumed.
+    pub fn client_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
+        let mut cfg = ClientConfig::builder_with_provider(provider())
+            .with_protocol_versions(&[&rustls::version::TLS13])?
+            .dangerous()
+            .with_custom_certificate_verifier(Arc::new(Live(self.clone())))
+            .with_client_cert_resolver(Arc::new(Live(self.clone())));
+        cfg.resumption = rustls::client::Resumption::disabled();
+        cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
+        Ok(Arc::new(cfg))
+    }
+}
+
+impl Source {
+    fn paths(&self) -> impl Iterator<Item = &Path> {
+        let f = &self.files;
+        [f.cert.as_path(), f.key.as_path(), f.ca.as_path()]
+            .into_iter()
+            .chain(self.crl.as_ref().map(|c| c.path.as_path()))
+    }
+
+    fn stamps(&self) -> Stamps {
+        use std::os::unix::fs::MetadataExt;
+        self.paths()
+            .map(|p| {
+                std::fs::metadata(p)
+                    .ok()
+                    .map(|m| (m.modified().unwrap_or(std::time::UNIX_EPOCH), m.len(), m.ino()))
+            })
+            .collect()
+    }
+
+    /// The identity the files make now. A revocation list once used must stay readable:
+    /// its absence is an error, not a reason to stop checking.
+    fn read(&self, had_crl: bool) -> Result<Loaded, TlsError> {
+        let mut identity = Identity::load(&self.files)?;
+        if let Some(want) = self.role.filter(|r| *r != identity.peer.role) {
+            return Err(TlsError::WrongRole {
+                path: self.files.cert.clone(),
+                role: identity.peer.role,
+                want,
+            });
+        }
+        if let Some(crl) = &self.crl {
+            if crl.required || had_crl || crl.path.exists() {
+                identity = identity.with_crl(&crl.path)?;
+            }
+        }
+        Loaded::new(identity)
+    }
+}
+
+/// The rustls hooks that ask the identity in use at each handshake.
+#[derive(Debug)]
+struct Live(Arc<ReloadableIdentity>);
+
+impl ResolvesServerCert for Live {
+    fn resolve(&self, _hello: ClientHello<'_>) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current().certified.clone())
+    }
+}
+
+impl ResolvesClientCert for Live {
+    fn resolve(&self, _hints: &[&[u8]], _schemes: &[SignatureScheme]) -> Option<Arc<CertifiedKey>> {
+        Some(self.0.current().certified.clone())
+    }
+
+    fn has_certs(&self) -> bool {
+        true
+    }
+}
+
+impl StoresServerSessions for Live {
+    fn put(&self, key: Vec<u8>, value: Vec<u8>) -> bool {
+        self.0.current().sessions.put(key, value)
+    }
+
+    fn get(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.current().sessions.get(key)
+    }
+
+    fn take(&self, key: &[u8]) -> Option<Vec<u8>> {
+        self.0.current().sessions.take(key)
+    }
+
+    fn can_cache(&self) -> bool {
+        true
+    }
+}
+
+impl ServerCertVerifier for Live {
+    fn verify_server_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        server_name: &ServerName<'_>,
+        ocsp: &[u8],
+        now: UnixTime,
+    ) -> Result<ServerCertVerified, rustls::Error> {
+        self.0.current().server.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.current().server.verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.0.current().server.verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.0.current().server.supported_verify_schemes()
+    }
+}
+
+/// Client certificates judged by the identity in use (no CA names hinted: they change).
+#[derive(Debug)]
+struct Clients {
+    live: Arc<ReloadableIdentity>,
+    require: bool,
+}
+
+impl Clients {
+    fn verifier(&self) -> Arc<dyn ClientCertVerifier> {
+        let current = self.live.current();
+        if self.require {
+            current.required.clone()
+        } else {
+            current.optional.clone()
+        }
+    }
+}
+
+impl ClientCertVerifier for Clients {
+    fn client_auth_mandatory(&self) -> bool {
+        self.require
+    }
+
+    fn root_hint_subjects(&self) -> &[DistinguishedName] {
+        &[]
+    }
+
+    fn verify_client_cert(
+        &self,
+        end_entity: &CertificateDer<'_>,
+        intermediates: &[CertificateDer<'_>],
+        now: UnixTime,
+    ) -> Result<ClientCertVerified, rustls::Error> {
+        self.verifier().verify_client_cert(end_entity, intermediates, now)
+    }
+
+    fn verify_tls12_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier().verify_tls12_signature(message, cert, dss)
+    }
+
+    fn verify_tls13_signature(
+        &self,
+        message: &[u8],
+        cert: &CertificateDer<'_>,
+        dss: &DigitallySignedStruct,
+    ) -> Result<HandshakeSignatureValid, rustls::Error> {
+        self.verifier().verify_tls13_signature(message, cert, dss)
+    }
+
+    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
+        self.verifier().supported_verify_schemes()
+    }
+}
+
+/// What a successful reload says in the log.
+pub fn describe(loaded: &Loaded, files: Option<(&TlsFiles, Option<&CrlFile>)>) -> String {
+    let id = &loaded.identity;
+    let cert = files.map(|(f, _)| f.cert.display().to_string()).unwrap_or_default();
+    let not_after = crate::tls::rfc3339(id.peer.not_after);
+    let crl = match files.and_then(|(_, c)| c) {
+        Some(c) if id.has_crl() => format!("; revocation list {}: {} revoked", c.path.display(), id.revoked),
+        _ => "; no revocation list".into(),
+    };
+    format!("{cert}: {} (role {}), valid until {not_after}{crl}", id.peer.name, id.peer.role)
+}
+
+/// Reloads `identity` on SIGHUP and when its files change (see the module documentation),
+/// logging each reload and each failure, until the runtime ends. The SIGHUP handler is in
+/// place when this returns. Call it inside the runtime.
+#[cfg(feature = "daemon")]
+pub fn watch(identity: Arc<ReloadableIdentity>) -> std::io::Result<()> {
+    use tokio::signal::unix::{signal, SignalKind};
+    let mut hangup = signal(SignalKind::hangup())?;
+    tokio::spawn(async move {
+        let mut last = identity.stamps();
+        loop {
+            let why = tokio::select! {
+                _ = hangup.recv() => "SIGHUP",
+                _ = tokio::time::sleep(POLL_EVERY) => {
+                    let now = identity.stamps();
+                    let settled = now == last;
+                    last = now;
+                    if !(settled && identity.changed_since_attempt(&last)) {
+                        continue;
+                    }
+                    "the files changed"
+                }
+            };
+            match identity.reload() {
+                Ok(loaded) => {
+                    tracing::info!("TLS identity reloaded ({why}): {}", describe(&loaded, identity.files()))
+                }
+                Err(e) => tracing::error!("TLS reload ({why}) failed, the identity in use stays: {e}"),
+            }
+        }
+    });
+    Ok(())
+}
