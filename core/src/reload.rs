@@ -57,6 +57,7 @@ impl CrlFile {
 }
 
 /// An identity in use, with what its handshakes need built once.
+#[derive(Debug)]
 pub struct Loaded {
     pub identity: Identity,
     certified: Arc<CertifiedKey>,
@@ -376,12 +377,18 @@ pub fn describe(loaded: &Loaded, files: Option<(&TlsFiles, Option<&CrlFile>)>) -
 pub fn watch(identity: Arc<ReloadableIdentity>) -> std::io::Result<()> {
     use tokio::signal::unix::{signal, SignalKind};
     let mut hangup = signal(SignalKind::hangup())?;
+    // DCOS_TLS_POLL_MS: another polling interval (0: none, SIGHUP only). For tests.
+    let poll = std::env::var("DCOS_TLS_POLL_MS")
+        .ok()
+        .and_then(|v| v.parse::<u64>().ok())
+        .map(Duration::from_millis)
+        .unwrap_or(POLL_EVERY);
     tokio::spawn(async move {
         let mut last = identity.stamps();
         loop {
             let why = tokio::select! {
                 _ = hangup.recv() => "SIGHUP",
-                _ = tokio::time::sleep(POLL_EVERY) => {
+                _ = tokio::time::sleep(poll), if !poll.is_zero() => {
                     let now = identity.stamps();
                     let settled = now == last;
                     last = now;
@@ -400,4 +407,137 @@ pub fn watch(identity: Arc<ReloadableIdentity>) -> std::io::Result<()> {
         }
     });
     Ok(())
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::pki::{self, LeafSpec};
+
+    fn files(dir: &Path, name: &str) -> TlsFiles {
+        TlsFiles {
+            cert: dir.join(format!("{name}.crt")),
+            key: dir.join(format!("{name}.key")),
+            ca: dir.join("ca.crt"),
+        }
+    }
+
+    /// A fleet CA in a temporary directory with `host` and `viewer` issued.
+    fn fleet() -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        pki::init_dir(dir.path()).unwrap();
+        for (name, role) in [("host", Role::Host), ("viewer", Role::Viewer)] {
+            pki::issue_into_dir(dir.path(), &LeafSpec::new(name, role)).unwrap();
+        }
+        dir
+    }
+
+    /// A TLS 1.3 handshake in memory between `client` and `server`: the server's verdict.
+    fn handshake(client: Arc<ClientConfig>, server: Arc<ServerConfig>) -> Result<(), rustls::Error> {
+        let name = ServerName::try_from("host").unwrap();
+        let mut c = rustls::ClientConnection::new(client, name).unwrap();
+        let mut s = rustls::ServerConnection::new(server).unwrap();
+        while c.is_handshaking() || s.is_handshaking() {
+            let mut buf = Vec::new();
+            c.write_tls(&mut buf).unwrap();
+            s.read_tls(&mut buf.as_slice()).unwrap();
+            s.process_new_packets()?;
+            let mut back = Vec::new();
+            s.write_tls(&mut back).unwrap();
+            c.read_tls(&mut back.as_slice()).unwrap();
+            c.process_new_packets()?;
+            if buf.is_empty() && back.is_empty() {
+                break;
+            }
+        }
+        Ok(())
+    }
+
+    #[test]
+    fn a_revoked_client_is_refused_after_a_reload_and_the_list_keeps_every_serial() {
+        let dir = fleet();
+        let host = ReloadableIdentity::load(
+            files(dir.path(), "host"),
+            Some(CrlFile::new(None, &dir.path().join("ca.crt"))),
+            Some(Role::Host),
+        )
+        .unwrap();
+        let server = host.server_config(&[], true).unwrap();
+        let viewer = Identity::load(&files(dir.path(), "viewer")).unwrap();
+        handshake(viewer.client_config(&[]).unwrap(), server.clone()).expect("not revoked yet");
+
+        let (admin_serial, _) = pki::certificate_serial(&dir.path().join("admin.crt")).unwrap();
+        let first = pki::revoke_in_dir(dir.path(), &admin_serial).unwrap();
+        let (serial, name) = pki::certificate_serial(&dir.path().join("viewer.crt")).unwrap();
+        assert_eq!(name, "viewer");
+        let second = pki::revoke_in_dir(dir.path(), &serial).unwrap();
+        assert_eq!((first.number, second.number), (1, 2), "each list is numbered one more");
+        assert_eq!(second.serials, 2, "the serials revoked before stay revoked");
+        assert_eq!(pki::parse_serial(&second.serial.to_uppercase()).unwrap(), serial);
+
+        handshake(viewer.client_config(&[]).unwrap(), server.clone()).expect("the list is not read yet");
+        let loaded = host.reload().unwrap();
+        assert_eq!(loaded.identity.revoked, 2);
+        let err = handshake(viewer.client_config(&[]).unwrap(), server).unwrap_err();
+        assert_eq!(err, rustls::Error::InvalidCertificate(rustls::CertificateError::Revoked));
+    }
+
+    #[test]
+    fn a_failed_reload_keeps_the_identity_in_use_and_names_the_file() {
+        let dir = fleet();
+        let live = ReloadableIdentity::load(files(dir.path(), "host"), None, Some(Role::Host)).unwrap();
+        let before = live.current().identity.peer.not_after;
+
+        // A key that is not the certificate's.
+        std::fs::copy(dir.path().join("viewer.key"), dir.path().join("host.key")).unwrap();
+        let err = live.reload().unwrap_err();
+        assert!(matches!(err, TlsError::KeyMismatch { .. }), "{err}");
+        assert!(err.to_string().starts_with(&dir.path().join("host.key").display().to_string()), "{err}");
+        // A certificate of another role.
+        std::fs::copy(dir.path().join("viewer.crt"), dir.path().join("host.crt")).unwrap();
+        std::fs::copy(dir.path().join("viewer.key"), dir.path().join("host.key")).unwrap();
+        let err = live.reload().unwrap_err();
+        assert!(err.to_string().contains("needs a host certificate"), "{err}");
+        // An expired one.
+        let mut old = LeafSpec::new("host", Role::Host);
+        old.not_before = time::OffsetDateTime::now_utc() - time::Duration::days(10);
+        old.not_after = time::OffsetDateTime::now_utc() - time::Duration::days(1);
+        pki::issue_into_dir(dir.path(), &old).unwrap();
+        assert!(matches!(live.reload().unwrap_err(), TlsError::Expired { .. }));
+        assert_eq!(live.current().identity.peer.name, "host");
+        assert_eq!(live.current().identity.peer.not_after, before, "the identity in use stays");
+
+        // A new certificate and key: in use from the next handshake.
+        let mut renewed = LeafSpec::new("host", Role::Host);
+        renewed.not_after = time::OffsetDateTime::now_utc() + time::Duration::days(30);
+        pki::issue_into_dir(dir.path(), &renewed).unwrap();
+        assert!(live.changed_since_attempt(&live.stamps()), "the files changed since");
+        live.reload().unwrap();
+        assert!(!live.changed_since_attempt(&live.stamps()));
+        assert!(live.current().identity.peer.not_after < before, "the renewed certificate is in use");
+    }
+
+    #[test]
+    fn a_revocation_list_of_another_ca_or_a_vanished_one_is_refused() {
+        let dir = fleet();
+        let other = fleet();
+        let (serial, _) = pki::certificate_serial(&other.path().join("viewer.crt")).unwrap();
+        pki::revoke_in_dir(other.path(), &serial).unwrap();
+        std::fs::copy(other.path().join(pki::CRL_FILE), dir.path().join(pki::CRL_FILE)).unwrap();
+        let crl = CrlFile::new(None, &dir.path().join("ca.crt"));
+        let err = ReloadableIdentity::load(files(dir.path(), "host"), Some(crl.clone()), None).unwrap_err();
+        assert!(matches!(err, TlsError::Crl { .. }), "{err}");
+        assert!(err.to_string().contains("crl.pem"), "{err}");
+
+        std::fs::remove_file(dir.path().join(pki::CRL_FILE)).unwrap();
+        let live = ReloadableIdentity::load(files(dir.path(), "host"), Some(crl), None).unwrap();
+        assert!(!live.current().identity.has_crl(), "no list yet: none used");
+        let (own, _) = pki::certificate_serial(&dir.path().join("viewer.crt")).unwrap();
+        pki::revoke_in_dir(dir.path(), &own).unwrap();
+        assert!(live.reload().unwrap().identity.has_crl(), "the list is used once it exists");
+        std::fs::remove_file(dir.path().join(pki::CRL_FILE)).unwrap();
+        let err = live.reload().unwrap_err();
+        assert!(err.to_string().contains("crl.pem"), "{err}");
+        assert!(live.current().identity.has_crl(), "a list once used stays in use");
+    }
 }
