@@ -4,14 +4,20 @@
 //! working; a renewed certificate is served from the next handshake; a reload that fails
 //! keeps the identity in use; `dcos hosts` warns about certificates about to expire.
 
+use dcos_core::tls::Identity;
 use dcos_core::Role;
-use dcos_tests::mesh::dcos_as;
+use dcos_proto::v1::messaging_client::MessagingClient;
+use dcos_proto::v1::{CallReply, Outcome};
+use dcos_tests::mesh::{self, dcos_as};
+use dcos_tests::netns::{Fleet, HostProcess, MIDDLECON_PORT};
 use dcos_tests::raw_https::{head, RawHttps};
 use dcos_tests::{bin, eventually, Daemon, Pki};
+use middlecon::peer::{CallError, Client};
 use nix::sys::signal::{kill, Signal};
 use nix::unistd::Pid;
+use std::net::SocketAddr;
 use std::process::{Command, Output};
-use std::time::Duration;
+use std::time::{Duration, SystemTime};
 
 /// How long a daemon may take to notice changed files by itself (two polls, and slack).
 const NOTICE: Duration = Duration::from_secs(15);
@@ -151,4 +157,103 @@ async fn hosts_warns_of_expiring_certificates_and_k2i_serves_a_renewed_one() {
     })
     .await;
     still_answers(&mut open).await;
+}
+
+/// `dcos.ping` on the middlecon at `addr` through the peer client `c`.
+async fn ping(c: &Client, addr: SocketAddr) -> Result<(), CallError> {
+    let reply = c.call(addr, "dcos.ping", Vec::new(), SystemTime::now() + Duration::from_secs(3)).await?;
+    assert_eq!(reply.outcome(), middlecon::peer::Outcome::Ok, "{reply:?}");
+    Ok(())
+}
+
+/// `dcos.ping` on `host` through the gRPC API of `channel`'s middlecon.
+async fn api_ping(channel: &tonic::transport::Channel, host: &str) -> CallReply {
+    let mut m = MessagingClient::new(channel.clone());
+    m.call(mesh::call("dcos.ping", host, 3000, b"")).await.expect("the API answers").into_inner()
+}
+
+/// host-0 and host-1, each told the other's address (`--peer`), joined.
+async fn two_middlecons(fleet: &Fleet, pki: &Pki) -> (HostProcess, HostProcess) {
+    let start = |i: usize| {
+        let other = 1 - i;
+        let peer = format!("host-{other}={}:{MIDDLECON_PORT}", fleet.host(other).addr);
+        mesh::start(fleet, pki, i, &["--peer", &peer])
+    };
+    let both = (start(0), start(1));
+    mesh::wait_formed(fleet, pki, 2).await;
+    both
+}
+
+/// Revoked certificates and middlecon (`sighup`: reloaded on the signal, with polling
+/// off; else by itself): a new connection from a revoked tool is refused while the one it
+/// opened before keeps answering; a revoked peer (host-1) keeps its open connection, and
+/// once restarted it is refused both ways: host-0 will not dial it and will not let it in.
+async fn revoked_peer_is_refused(sighup: bool) {
+    if sighup {
+        std::env::set_var("DCOS_TLS_POLL_MS", "0");
+    }
+    let fleet = Fleet::new(2).expect("fleet");
+    let pki = Pki::new();
+    let (mut mc0, mut mc1) = two_middlecons(&fleet, &pki).await;
+    let addr0 = SocketAddr::new(fleet.host(0).addr.into(), MIDDLECON_PORT);
+    let tester = pki.issue("tester", Role::Host);
+    let tool = || Client::new(&Identity::load(&tester).expect("identity")).expect("client");
+    let open = tool();
+    ping(&open, addr0).await.expect("the tool is let in before");
+    let api0 = mesh::channel(&fleet, &pki, 0, "admin", Role::Admin).await;
+    assert_eq!(api_ping(&api0, "host-1").await.outcome(), Outcome::Ok);
+
+    let dir = pki.dir.path().to_str().unwrap();
+    certs(&["revoke", "--dir", dir, tester.cert.to_str().unwrap()]);
+    certs(&["revoke", "--dir", dir, pki.files("host-1").cert.to_str().unwrap()]);
+    if sighup {
+        for p in [&mut mc0, &mut mc1] {
+            kill(Pid::from_raw(p.init_pid().expect("running") as i32), Signal::SIGHUP).expect("SIGHUP");
+        }
+    }
+    let refused = eventually(NOTICE, "host-0 to refuse the revoked tool", || {
+        let (fresh, open) = (tool(), &open);
+        async move {
+            ping(open, addr0).await.expect("the connection opened before answers");
+            ping(&fresh, addr0).await.err()
+        }
+    })
+    .await;
+    assert!(matches!(refused, CallError::Handshake { .. }), "{refused}");
+    assert!(refused.to_string().contains("Revoked"), "a clear error: {refused}");
+    ping(&open, addr0).await.expect("the connection opened before still answers");
+    let why = if sighup { "(SIGHUP)" } else { "(the files changed)" };
+    assert!(mc0.stderr().contains(&format!("TLS identity reloaded {why}")), "{}", mc0.stderr());
+    eventually(NOTICE, "host-1 to see its own certificate revoked", || async {
+        mc1.stderr().contains("revokes this host's own certificate").then_some(())
+    })
+    .await;
+    let reply = api_ping(&api0, "host-1").await;
+    assert_eq!(reply.outcome(), Outcome::Ok, "the open peer connection still carries calls: {reply:?}");
+
+    // host-1 restarted, with its revoked certificate: its open connection is gone, and no
+    // new one is made, whoever dials.
+    mc1.kill();
+    let again = ["--dc", "dc-a", "--peer", &format!("host-0={addr0}")];
+    let _mc1 = fleet.middlecon(1, &pki.files("host-1"), &again).expect("host-1 starts again");
+    let reply = eventually(NOTICE, "host-0 to refuse to dial host-1", || async {
+        let reply = api_ping(&api0, "host-1").await;
+        reply.message.contains("Revoked").then_some(reply)
+    })
+    .await;
+    assert_eq!(reply.outcome(), Outcome::PermissionDenied, "{reply:?}");
+    let api1 = mesh::channel(&fleet, &pki, 1, "admin", Role::Admin).await;
+    let reply = api_ping(&api1, "host-0").await;
+    assert_eq!(reply.outcome(), Outcome::PermissionDenied, "host-0 lets host-1 in no more: {reply:?}");
+    assert!(reply.message.contains("Revoked"), "{reply:?}");
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn middlecon_refuses_revoked_peers_after_sighup_and_keeps_open_connections() {
+    revoked_peer_is_refused(true).await;
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn middlecon_refuses_revoked_peers_once_the_list_changes_on_disk() {
+    revoked_peer_is_refused(false).await;
 }
