@@ -316,6 +316,15 @@ fn read_crl(path: &Path) -> Result<(Vec<RevokedCertParams>, u64), PkiError> {
     Ok((revoked, number))
 }
 
+/// The files [`init_dir`] and [`issue_into_dir`] write for `name` in `dir`, with the CA's.
+pub fn files_in(dir: &Path, name: &str) -> crate::tls::TlsFiles {
+    crate::tls::TlsFiles {
+        cert: dir.join(format!("{name}.crt")),
+        key: dir.join(format!("{name}.key")),
+        ca: dir.join("ca.crt"),
+    }
+}
+
 /// `dcos certs issue`: `NAME.crt` and `NAME.key` in `dir`, signed by the CA there.
 pub fn issue_into_dir(dir: &Path, spec: &LeafSpec) -> Result<(PathBuf, PathBuf), PkiError> {
     let ca = Ca::load(dir)?;

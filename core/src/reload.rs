@@ -21,14 +21,14 @@
 //! more poll, so a certificate and its key copied one after the other are read together.
 
 use crate::role::Role;
-use crate::tls::{provider, Identity, TlsError, TlsFiles};
-use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
+use crate::tls::{provider, Identity, ServerCheck, TlsError, TlsFiles};
+use rustls::client::danger::HandshakeSignatureValid;
 use rustls::client::{ResolvesClientCert, WebPkiServerVerifier};
 use rustls::server::danger::{ClientCertVerified, ClientCertVerifier};
 use rustls::server::{ClientHello, ResolvesServerCert, ServerSessionMemoryCache, StoresServerSessions};
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, DistinguishedName, ServerConfig, SignatureScheme};
-use rustls_pki_types::{CertificateDer, ServerName, UnixTime};
+use rustls::{ClientConfig, DigitallySignedStruct as Dss, DistinguishedName, ServerConfig, SignatureScheme};
+use rustls_pki_types::{CertificateDer, UnixTime};
 use std::path::{Path, PathBuf};
 use std::sync::{Arc, Mutex, RwLock};
 use std::time::Duration;
@@ -176,10 +176,15 @@ impl ReloadableIdentity {
     /// A client configuration (TLS 1.3) presenting the identity in use, and judging servers
     /// with its CA and revocation list, at each handshake. Sessions are not resumed.
     pub fn client_config(self: &Arc<Self>, alpn: &[&[u8]]) -> Result<Arc<ClientConfig>, TlsError> {
+        let live = self.clone();
+        let servers = move || live.current().server.clone();
         let mut cfg = ClientConfig::builder_with_provider(provider())
             .with_protocol_versions(&[&rustls::version::TLS13])?
             .dangerous()
-            .with_custom_certificate_verifier(Arc::new(Live(self.clone())))
+            .with_custom_certificate_verifier(Arc::new(ServerCheck {
+                current: Box::new(servers),
+                seen: None,
+            }))
             .with_client_cert_resolver(Arc::new(Live(self.clone())));
         cfg.resumption = rustls::client::Resumption::disabled();
         cfg.alpn_protocols = alpn.iter().map(|p| p.to_vec()).collect();
@@ -264,40 +269,8 @@ impl StoresServerSessions for Live {
     }
 }
 
-impl ServerCertVerifier for Live {
-    fn verify_server_cert(
-        &self,
-        end_entity: &CertificateDer<'_>,
-        intermediates: &[CertificateDer<'_>],
-        server_name: &ServerName<'_>,
-        ocsp: &[u8],
-        now: UnixTime,
-    ) -> Result<ServerCertVerified, rustls::Error> {
-        self.0.current().server.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)
-    }
-
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.current().server.verify_tls12_signature(message, cert, dss)
-    }
-
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.0.current().server.verify_tls13_signature(message, cert, dss)
-    }
-
-    fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.0.current().server.supported_verify_schemes()
-    }
-}
+/// What a handshake signature check answers.
+type Signed = Result<HandshakeSignatureValid, rustls::Error>;
 
 /// Client certificates judged by the identity in use (no CA names hinted: they change).
 #[derive(Debug)]
@@ -335,22 +308,12 @@ impl ClientCertVerifier for Clients {
         self.verifier().verify_client_cert(end_entity, intermediates, now)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier().verify_tls12_signature(message, cert, dss)
+    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &Dss) -> Signed {
+        self.verifier().verify_tls12_signature(m, c, d)
     }
 
-    fn verify_tls13_signature(
-        &self,
-        message: &[u8],
-        cert: &CertificateDer<'_>,
-        dss: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.verifier().verify_tls13_signature(message, cert, dss)
+    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &Dss) -> Signed {
+        self.verifier().verify_tls13_signature(m, c, d)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
@@ -412,15 +375,7 @@ pub fn watch(identity: Arc<ReloadableIdentity>) -> std::io::Result<()> {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::pki::{self, LeafSpec};
-
-    fn files(dir: &Path, name: &str) -> TlsFiles {
-        TlsFiles {
-            cert: dir.join(format!("{name}.crt")),
-            key: dir.join(format!("{name}.key")),
-            ca: dir.join("ca.crt"),
-        }
-    }
+    use crate::pki::{self, files_in as files, LeafSpec};
 
     /// A fleet CA in a temporary directory with `host` and `viewer` issued.
     fn fleet() -> tempfile::TempDir {
@@ -434,7 +389,7 @@ mod tests {
 
     /// A TLS 1.3 handshake in memory between `client` and `server`: the server's verdict.
     fn handshake(client: Arc<ClientConfig>, server: Arc<ServerConfig>) -> Result<(), rustls::Error> {
-        let name = ServerName::try_from("host").unwrap();
+        let name = rustls_pki_types::ServerName::try_from("host").unwrap();
         let mut c = rustls::ClientConnection::new(client, name).unwrap();
         let mut s = rustls::ServerConnection::new(server).unwrap();
         while c.is_handshaking() || s.is_handshaking() {

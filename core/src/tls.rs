@@ -14,7 +14,7 @@ use rustls::crypto::CryptoProvider;
 use rustls::server::danger::ClientCertVerifier;
 use rustls::server::WebPkiClientVerifier;
 use rustls::sign::CertifiedKey;
-use rustls::{ClientConfig, DigitallySignedStruct, RootCertStore, ServerConfig, SignatureScheme};
+use rustls::{ClientConfig, DigitallySignedStruct as Dss, RootCertStore, ServerConfig, SignatureScheme};
 use rustls_pki_types::pem::PemObject;
 use rustls_pki_types::{CertificateDer, CertificateRevocationListDer, PrivateKeyDer, ServerName, UnixTime};
 use std::collections::HashMap;
@@ -278,8 +278,9 @@ impl Identity {
         alpn: &[&[u8]],
         seen: &SeenCertificates,
     ) -> Result<Arc<ClientConfig>, TlsError> {
-        let verifier = Arc::new(Seeing { inner: self.server_verifier()?, seen: seen.clone() });
-        self.build_client_config(alpn, verifier)
+        let verifier = self.server_verifier()?;
+        let check = ServerCheck { current: Box::new(move || verifier.clone()), seen: Some(seen.clone()) };
+        self.build_client_config(alpn, Arc::new(check))
     }
 
     fn build_client_config(
@@ -297,6 +298,9 @@ impl Identity {
     }
 }
 
+/// What a handshake signature check answers (the verifiers of this crate delegate it).
+type SigValid = Result<HandshakeSignatureValid, rustls::Error>;
+
 /// When each server certificate a client verified expires (seconds since the epoch), by the
 /// name the server was asked for (an IP address or a DNS name). Clones share the record.
 #[derive(Debug, Clone, Default)]
@@ -309,14 +313,21 @@ impl SeenCertificates {
     }
 }
 
-/// A server verifier that notes each verified certificate's not-after.
-#[derive(Debug)]
-struct Seeing {
-    inner: Arc<WebPkiServerVerifier>,
-    seen: SeenCertificates,
+/// The server verifier of every client configuration built here: the fleet CA's (with its
+/// revocation list) as `current` gives it at each handshake, noting in `seen` (if any) when
+/// each verified certificate expires.
+pub(crate) struct ServerCheck {
+    pub current: Box<dyn Fn() -> Arc<WebPkiServerVerifier> + Send + Sync>,
+    pub seen: Option<SeenCertificates>,
 }
 
-impl ServerCertVerifier for Seeing {
+impl std::fmt::Debug for ServerCheck {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ServerCheck").field("verifier", &(self.current)()).finish()
+    }
+}
+
+impl ServerCertVerifier for ServerCheck {
     fn verify_server_cert(
         &self,
         end_entity: &CertificateDer<'_>,
@@ -325,11 +336,12 @@ impl ServerCertVerifier for Seeing {
         ocsp: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        let verified = self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
-        if let Ok((_, x509)) = x509_parser::parse_x509_certificate(end_entity.as_ref()) {
+        let verified =
+            (self.current)().verify_server_cert(end_entity, intermediates, server_name, ocsp, now)?;
+        let parsed = x509_parser::parse_x509_certificate(end_entity.as_ref());
+        if let (Some(seen), Ok((_, x509))) = (&self.seen, parsed) {
             let not_after = x509.validity().not_after.timestamp();
-            self.seen
-                .0
+            seen.0
                 .lock()
                 .unwrap_or_else(|e| e.into_inner())
                 .insert(server_name.to_str().into_owned(), not_after);
@@ -337,26 +349,16 @@ impl ServerCertVerifier for Seeing {
         Ok(verified)
     }
 
-    fn verify_tls12_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls12_signature(m, c, d)
+    fn verify_tls12_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &Dss) -> SigValid {
+        (self.current)().verify_tls12_signature(m, c, d)
     }
 
-    fn verify_tls13_signature(
-        &self,
-        m: &[u8],
-        c: &CertificateDer<'_>,
-        d: &DigitallySignedStruct,
-    ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        self.inner.verify_tls13_signature(m, c, d)
+    fn verify_tls13_signature(&self, m: &[u8], c: &CertificateDer<'_>, d: &Dss) -> SigValid {
+        (self.current)().verify_tls13_signature(m, c, d)
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.inner.supported_verify_schemes()
+        (self.current)().supported_verify_schemes()
     }
 }
 
@@ -414,14 +416,7 @@ mod tests {
     use super::*;
     use crate::pki::{self, LeafSpec};
 
-    /// The files `pki::init_dir` and `pki::issue_into_dir` write for `name` in `dir`.
-    fn files_in(dir: &Path, name: &str) -> TlsFiles {
-        TlsFiles {
-            cert: dir.join(format!("{name}.crt")),
-            key: dir.join(format!("{name}.key")),
-            ca: dir.join("ca.crt"),
-        }
-    }
+    use crate::pki::files_in;
 
     #[test]
     fn identity_carries_name_and_role_and_expired_certificates_are_refused() {
