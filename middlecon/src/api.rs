@@ -428,6 +428,8 @@ impl pb::membership_server::Membership for Api {
                     load: m.load.unwrap_or(-1.0),
                     version: m.version,
                     runtimes: m.runtimes,
+                    // Not heard yet: 0.
+                    cert_not_after: m.cert_not_after.unwrap_or_default(),
                 })
                 .collect(),
             None => Vec::new(),

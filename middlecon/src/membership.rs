@@ -23,6 +23,10 @@
 //!   every 25 s; gossip more often while there is news). It used to be a foca
 //!   custom broadcast, and foca gossips every 200 ms while any broadcast is pending, which
 //!   kept a large fleet's gossip (and CPU) busy all the time.
+//! - **Certificate expiry.** The not-after of this host's certificate in use (it changes
+//!   when the daemon reloads its TLS files) travels like the load figure, in the header
+//!   `swim-cert` of every SWIM packet (refreshed every [`LOAD_EVERY`]); members list it as
+//!   `cert_not_after`, so `dcos hosts --seed` can warn about a host's certificate.
 //! - **Member list.** Rebuilt (sorted, with the load figures) only when foca reports a
 //!   member change, a member's first load figure arrives, or every 500 ms (foca does not
 //!   report suspicions; newer load figures wait for it), not after every packet.
@@ -153,6 +157,9 @@ pub struct Member {
     /// The services whose fronts it said are saturated, as last heard.
     #[serde(default, skip_serializing_if = "Vec::is_empty")]
     pub saturated: Vec<String>,
+    /// When its certificate expires (seconds since the epoch), as last heard.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub cert_not_after: Option<i64>,
 }
 
 /// The `dcos.members` reply.
@@ -177,6 +184,8 @@ pub struct Settings {
     pub forget_dead_after: Duration,
     /// How often this host spreads its load figure.
     pub load_every: Duration,
+    /// This host's identity, whose certificate's expiry is told to the others.
+    pub identity: Option<Arc<dcos_core::reload::ReloadableIdentity>>,
 }
 
 /// The label a host's runtime classes travel in (`runc,runsc`), so that the gossiped
@@ -232,6 +241,7 @@ impl Settings {
             forget_dead_after: env_ms("MIDDLECON_FORGET_DEAD_AFTER_MS", FORGET_DEAD_AFTER),
             // A tokio interval may not be zero.
             load_every: env_ms("MIDDLECON_LOAD_EVERY_MS", LOAD_EVERY).max(Duration::from_millis(1)),
+            identity: Some(config.identity.clone()),
         }
     }
 }
@@ -255,6 +265,9 @@ const LOAD_HEADER: &str = "swim-load";
 /// Header of a `dcos.swim` call: the services whose fronts are saturated on the sender,
 /// comma-separated (absent: none).
 const FULL_HEADER: &str = "swim-full";
+/// Header of a `dcos.swim` call: when the sender's certificate expires (seconds since the
+/// epoch).
+const CERT_HEADER: &str = "swim-cert";
 
 /// This host's load figure and every member's latest one heard, and whether a member's
 /// first figure arrived since the member list was last rebuilt (later ones wait for the
@@ -267,9 +280,18 @@ struct LoadTable {
     /// The services saturated here (`Handle::set_saturated`), and on each member as heard.
     full_mine: String,
     full: HashMap<SocketAddr, String>,
+    /// When this host's certificate expires, and each member's as heard.
+    cert_mine: Option<i64>,
+    certs: HashMap<SocketAddr, i64>,
 }
 
 impl LoadTable {
+    fn set_cert(&mut self, addr: SocketAddr, not_after: i64) {
+        if self.certs.insert(addr, not_after) != Some(not_after) {
+            self.changed = true;
+        }
+    }
+
     fn record(&mut self, addr: SocketAddr, load: f64) {
         if self.figures.insert(addr, load).is_none() {
             self.changed = true;
@@ -284,6 +306,9 @@ impl LoadTable {
         }
         if !self.full_mine.is_empty() {
             headers.insert(FULL_HEADER.to_string(), self.full_mine.clone());
+        }
+        if let Some(cert) = self.cert_mine {
+            headers.insert(CERT_HEADER.to_string(), cert.to_string());
         }
         headers
     }
@@ -300,6 +325,9 @@ impl LoadTable {
         if self.full.get(&from).map_or(!full.is_empty(), |f| *f != full) {
             self.full.insert(from, full);
             self.changed = true;
+        }
+        if let Some(cert) = headers.get(CERT_HEADER).and_then(|c| c.parse::<i64>().ok()) {
+            self.set_cert(from, cert);
         }
         Some(from)
     }
@@ -425,6 +453,7 @@ pub fn start(settings: Settings, client: Client) -> Handle {
         changed: true,
         seeds: settings.seeds,
         load_every: settings.load_every,
+        identity: settings.identity,
     };
     tokio::spawn(task.run(rx));
     handle
@@ -441,6 +470,7 @@ struct Task {
     changed: bool,
     seeds: Vec<SocketAddr>,
     load_every: Duration,
+    identity: Option<Arc<dcos_core::reload::ReloadableIdentity>>,
 }
 
 impl Task {
@@ -514,13 +544,19 @@ impl Task {
         Ok(())
     }
 
-    /// Reads this host's load figure, which every SWIM packet it sends then carries.
+    /// Reads this host's load figure and its certificate's expiry, which every SWIM packet
+    /// it sends then carries.
     fn refresh_load(&mut self) -> Result<(), foca::Error> {
+        let me = self.foca.identity().addr;
+        let mut loads = lock(&self.loads);
         if let Some(load) = load_average() {
-            let me = self.foca.identity().addr;
-            let mut loads = lock(&self.loads);
             loads.mine = Some(load);
             loads.record(me, load);
+        }
+        if let Some(identity) = &self.identity {
+            let not_after = identity.current().identity.peer.not_after;
+            loads.cert_mine = Some(not_after);
+            loads.set_cert(me, not_after);
         }
         Ok(())
     }
@@ -609,6 +645,7 @@ impl Task {
                 .get(&n.addr)
                 .map(|f| f.split(',').filter(|s| !s.is_empty()).map(String::from).collect())
                 .unwrap_or_default(),
+            cert_not_after: loads.certs.get(&n.addr).copied(),
         };
         let mut others: Vec<Member> = self
             .foca

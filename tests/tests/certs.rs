@@ -257,3 +257,50 @@ async fn middlecon_refuses_revoked_peers_after_sighup_and_keeps_open_connections
 async fn middlecon_refuses_revoked_peers_once_the_list_changes_on_disk() {
     revoked_peer_is_refused(false).await;
 }
+
+/// `dcos hosts --seed` warns about a member whose certificate expires within the window, as
+/// membership gossips it, and no more once that member's middlecon has reloaded a renewed
+/// certificate (SIGHUP): the gossip follows the certificate in use.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn hosts_seed_warns_of_a_members_expiring_certificate_as_gossiped() {
+    std::env::set_var("DCOS_TLS_POLL_MS", "0");
+    let fleet = Fleet::new(2).expect("fleet");
+    let pki = Pki::new();
+    let dir = pki.dir.path().to_str().unwrap();
+    let ip1 = fleet.host(1).addr.to_string();
+    let issue = |days: &str| {
+        certs(&["issue", "--dir", dir, "--name", "host-1", "--role", "host", "--ip", &ip1, "--days", days]);
+    };
+    issue("3");
+    let _mc0 = mesh::start(&fleet, &pki, 0, &[]);
+    let seed = format!("{}:{MIDDLECON_PORT}", fleet.host(0).addr);
+    let mut mc1 =
+        fleet.middlecon(1, &pki.files("host-1"), &["--dc", "dc-a", "--seed", &seed]).expect("starts");
+    mesh::wait_formed(&fleet, &pki, 2).await;
+    let ask = || dcos_as(&pki, "admin", &["hosts", "--seed", &fleet.host(0).addr.to_string(), "-o", "json"]);
+    let member = |doc: &serde_json::Value, name: &str| {
+        doc["members"].as_array().unwrap().iter().find(|m| m["name"] == name).cloned().unwrap_or_default()
+    };
+
+    let out = eventually(NOTICE, "a warning about host-1's certificate", || async {
+        let out = ask();
+        stderr(&out).contains("warning: host-1's certificate (middlecon").then_some(out)
+    })
+    .await;
+    assert!(out.status.success(), "{}", stderr(&out));
+    assert!(stderr(&out).contains("(in 2 days)"), "{}", stderr(&out));
+    assert!(!stderr(&out).contains("host-0's certificate"), "host-0's is valid for a year: {}", stderr(&out));
+    let doc: serde_json::Value = serde_json::from_slice(&out.stdout).expect("JSON");
+    assert_eq!(member(&doc, "host-1")["certificate"]["expiring"], true, "{doc}");
+    assert_eq!(member(&doc, "host-0")["certificate"]["expiring"], false, "{doc}");
+
+    issue("365");
+    kill(Pid::from_raw(mc1.init_pid().expect("running") as i32), Signal::SIGHUP).expect("SIGHUP");
+    eventually(NOTICE, "host-1's renewed certificate gossiped", || async {
+        let out = ask();
+        let doc: serde_json::Value = serde_json::from_slice(&out.stdout).ok()?;
+        (member(&doc, "host-1")["certificate"]["expiring"] == false && !stderr(&out).contains("warning"))
+            .then_some(())
+    })
+    .await;
+}

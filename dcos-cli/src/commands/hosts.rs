@@ -100,7 +100,7 @@ pub async fn run(ctx: &Context, tls: &TlsArgs, args: &HostsArgs) -> Result<u8, S
 
 /// `dcos hosts --seed ADDR`: the members the seed's middlecon lists, narrowed by `--dc`
 /// and `--label`. Exit 0 once the seed answered (the STATE column tells who is dead).
-/// Membership says nothing of the hosts' certificates: only the operator's is checked.
+/// Each member's certificate is checked as membership gossips it (its middlecon's).
 pub async fn run_seed(
     tls: &TlsArgs,
     fleet: &FleetArgs,
@@ -125,16 +125,27 @@ pub async fn run_seed(
     };
     let load = |m: &pb::Member| (m.load >= 0.0).then_some(m.load);
     let dash = |s: &str| if s.is_empty() { "-".to_string() } else { s.to_string() };
+    let expiry =
+        |m: &pb::Member| (m.cert_not_after > 0).then(|| Expiry::new(m.cert_not_after, args.warn_expiry));
+    for m in &members {
+        if let Some(e) = expiry(m) {
+            e.warn(&format!("{}'s certificate (middlecon {})", m.name, m.addr));
+        }
+    }
     match fleet.output {
         Format::Json | Format::Ndjson => {
             let items: Vec<serde_json::Value> = members
                 .iter()
                 .map(|m| {
-                    serde_json::json!({
+                    let mut item = serde_json::json!({
                         "host": m.name, "name": m.name, "dc": m.dc, "state": state(m),
                         "address": m.addr, "load": load(m), "version": m.version,
                         "labels": m.labels, "k2i": m.k2i, "api": m.api, "runtimes": m.runtimes,
-                    })
+                    });
+                    if let Some(e) = expiry(m) {
+                        item["certificate"] = e.json();
+                    }
+                    item
                 })
                 .collect();
             let report = HostReport {

@@ -83,6 +83,7 @@ mod tests {
             version: "0.1.0".into(),
             runtimes: Vec::new(),
             saturated: Vec::new(),
+            cert_not_after: None,
         }
     }
 
