@@ -43,6 +43,13 @@ impl Role {
     }
 }
 
+/// The header a relay (a middlecon fanning out for an operator, SPEC section 8) sends to k2i
+/// with the operator's name; k2i honours it only from a `host` certificate.
+pub const ON_BEHALF_OF_HEADER: &str = "dcos-on-behalf-of";
+/// The operator's role beside [`ON_BEHALF_OF_HEADER`]: k2i answers with that role's rights,
+/// never more, and refuses every write on a relayed request.
+pub const ON_BEHALF_OF_ROLE_HEADER: &str = "dcos-on-behalf-of-role";
+
 impl fmt::Display for Role {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(self.as_str())

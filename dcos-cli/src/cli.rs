@@ -107,6 +107,10 @@ pub struct FleetArgs {
     /// Output format.
     #[arg(short = 'o', long = "output", global = true, value_enum, default_value_t = Format::Table)]
     pub output: Format,
+    /// ps, top, containers with --seed: ask each datacenter's hosts through one of its
+    /// middlecons (auto: when the hosts span more than one datacenter).
+    #[arg(long, global = true, value_enum, default_value_t = crate::relay::RelayMode::Auto)]
+    pub relay: crate::relay::RelayMode,
 }
 
 /// How results are printed.

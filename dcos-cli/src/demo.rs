@@ -256,6 +256,7 @@ pub async fn run(args: DemoArgs) -> Result<()> {
         labels: Vec::new(),
         timeout: Duration::from_secs(3),
         output: Format::Table,
+        relay: crate::relay::RelayMode::Auto,
     };
     let d = dir.display();
     println!(

@@ -6,7 +6,8 @@
 //! - [`certs`]: `dcos certs init|issue` and `dcos tokens new`.
 //! - [`fleet`]: which hosts to ask (inventory, `--hosts`, a `--seed`'s members, `--dc`,
 //!   `--label`).
-//! - [`fanout`]: asking every host at once, one deadline, one status per host.
+//! - [`fanout`]: asking every host at once, one deadline, one status per host;
+//!   [`relay`]: the same through one middlecon per datacenter (`--relay`).
 //! - [`commands`]: `hosts`, `ps`, `top`, `containers`, `sysctl`; `call`, `query`, the
 //!   workload commands `run`, `workloads`, `stop`, `migrate`, `evacuate` and the service
 //!   commands `service create|ls|show|rm` through middlecon.
@@ -29,6 +30,7 @@ pub mod fanout;
 pub mod fleet;
 pub mod migration;
 pub mod output;
+pub mod relay;
 pub mod table;
 pub mod ui;
 pub mod workload;

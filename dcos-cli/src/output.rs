@@ -96,7 +96,7 @@ mod tests {
     use super::*;
 
     fn report(status: &'static str) -> HostReport {
-        HostReport { host: "h".into(), address: "a".into(), status, error: None, elapsed_ms: 1 }
+        HostReport { host: "h".into(), address: "a".into(), status, error: None, elapsed_ms: 1, via: None }
     }
 
     #[test]

@@ -280,6 +280,7 @@ impl Session {
                     status,
                     error,
                     elapsed_ms,
+                    via: None,
                 };
                 Answer { host, report, result }
             }

@@ -8,7 +8,13 @@
 //! - [`FetchError`]: why a request to one host failed, sorted into the per-host statuses of
 //!   SPEC section 6 (`timeout`, `unreachable`, `tls_error`, `http_error`, `refused`) by
 //!   [`FetchError::status`]; k2i's JSON error bodies are read into its code and message.
+//! - [`fanout`]: one request to each of many hosts, a report per host, one deadline.
+//! - [`merge`]: the `--sort`/`--limit` merge of many hosts' answers into one table, shared by
+//!   the CLI and the datacenter relays so both give the same answer.
 #![forbid(unsafe_code)]
+
+pub mod fanout;
+pub mod merge;
 
 use dcos_core::model::ErrorBody;
 use dcos_core::tls::{Identity, SeenCertificates, TlsError};
@@ -80,6 +86,11 @@ impl K2iClient {
         self.seen.not_after(uri.host()?.trim_start_matches('[').trim_end_matches(']'))
     }
 
+    /// A client with a TLS configuration of the caller's (a daemon's reloadable identity).
+    pub fn with_config(tls: rustls::ClientConfig) -> K2iClient {
+        Self::with_tls(tls, None)
+    }
+
     /// A client with a bearer token and no certificate.
     pub fn with_token(roots: Arc<rustls::RootCertStore>, token: String) -> Result<K2iClient, TlsError> {
         let cfg = (*dcos_core::tls::anonymous_client_config(roots)?).clone();
@@ -127,6 +138,19 @@ impl K2iClient {
         body: Option<Vec<u8>>,
         timeout: Duration,
     ) -> Result<Bytes, FetchError> {
+        self.request_with(method, base, path, body, &[], timeout).await
+    }
+
+    /// As [`K2iClient::request`], with extra `headers`.
+    pub async fn request_with(
+        &self,
+        method: &str,
+        base: &str,
+        path: &str,
+        body: Option<Vec<u8>>,
+        headers: &[(&'static str, String)],
+        timeout: Duration,
+    ) -> Result<Bytes, FetchError> {
         let url = format!("{}{}", base.trim_end_matches('/'), path);
         let uri: hyper::Uri = url.parse().map_err(|_| FetchError::BadUrl(url.clone()))?;
         let mut req = hyper::Request::builder().method(method).uri(uri);
@@ -135,6 +159,9 @@ impl K2iClient {
         }
         if body.is_some() {
             req = req.header("content-type", "application/json");
+        }
+        for (name, value) in headers {
+            req = req.header(*name, value.as_str());
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))

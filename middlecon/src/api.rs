@@ -16,6 +16,8 @@
 //!   `Evacuate` for `admin` and local callers.
 //! - `Services` ([`services`]): `List` and `Show` for every role; `Create` and `Remove` for
 //!   `admin` and local callers.
+//! - `Relay.FanOut` ([`relay`]): every role (reads of the datacenter's k2i on the caller's
+//!   behalf, SPEC section 8).
 //! - Prometheus over HTTP on the same listeners: `GET /v1/sd/k2i` ([`sd`], the fleet's k2i
 //!   targets) for every role, and `GET /metrics` (the services' counters) where services run.
 //!
@@ -26,6 +28,7 @@
 //! host, then live members (this dc first, then the least loaded) until one serves it.
 //! `Query` asks every matching live member at once and streams the replies.
 
+pub mod relay;
 pub mod sd;
 pub mod services;
 pub mod workloads;
@@ -36,6 +39,7 @@ use crate::peer::{self, Outcome, PeerReply, PeerRequest, Services};
 use crate::routing::{Registry, Responder};
 use dcos_core::tls::{peer_identity, PeerIdentity};
 use dcos_proto::v1 as pb;
+use relay::RelayApi;
 use services::ServicesApi;
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -457,12 +461,14 @@ impl pb::membership_server::Membership for Api {
 
 fn router(
     api: Api,
+    relay: RelayApi,
     workloads: Option<WorkloadsApi>,
     services: Option<ServicesApi>,
 ) -> tonic::service::Routes {
     let members = api.directory.members.clone();
     let mut routes = tonic::service::Routes::new(pb::messaging_server::MessagingServer::new(api.clone()))
-        .add_service(pb::membership_server::MembershipServer::new(api));
+        .add_service(pb::membership_server::MembershipServer::new(api))
+        .add_service(pb::relay_server::RelayServer::new(relay));
     // Prometheus finds the fleet's k2i here (HTTP/1.1 or 2, same mTLS, any role).
     let router = std::mem::take(routes.axum_router_mut());
     *routes.axum_router_mut() = router.route(
@@ -506,6 +512,7 @@ pub async fn serve(
     shutdown: tokio::sync::watch::Receiver<bool>,
 ) -> Result<(), String> {
     let tls = identity.server_config(&ALPN, true).map_err(|e| e.to_string())?;
+    let relay = RelayApi::new(identity).map_err(|e| e.to_string())?;
     let acceptor = tokio_rustls::TlsAcceptor::from(tls);
     let Listeners { tcp, unix, socket } = listeners;
 
@@ -556,11 +563,11 @@ pub async fn serve(
     };
     let tcp_server = tonic::transport::Server::builder()
         .accept_http1(true)
-        .add_routes(router(api.clone(), workloads.clone(), services.clone()))
+        .add_routes(router(api.clone(), relay.clone(), workloads.clone(), services.clone()))
         .serve_with_incoming_shutdown(ReceiverStream::new(conn_rx), done(shutdown.clone()));
     let unix_server = tonic::transport::Server::builder()
         .accept_http1(true)
-        .add_routes(router(api, workloads, services))
+        .add_routes(router(api, relay, workloads, services))
         .serve_with_incoming_shutdown(unix_incoming, done(shutdown));
     let (a, b) = tokio::join!(tcp_server, unix_server);
     let _ = std::fs::remove_file(&socket);

@@ -5,9 +5,10 @@ use crate::cli::Format;
 use crate::output;
 use crate::table;
 use dcos_core::model::ContainerList;
+use k2i_client::fanout::Read;
 
 pub async fn run(ctx: &Context) -> Result<u8, SetupError> {
-    let answers = ctx.fanout.get_all::<ContainerList, _>(&ctx.targets, |_| "/v1/containers".into()).await;
+    let answers = ctx.all_answers::<ContainerList>(Read::Containers, "").await;
     let mut reports = Vec::new();
     let mut items = Vec::new();
     let mut rows = Vec::new();

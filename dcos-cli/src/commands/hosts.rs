@@ -18,7 +18,7 @@ use dcos_proto::v1 as pb;
 pub async fn run(ctx: &Context, tls: &TlsArgs, args: &HostsArgs) -> Result<u8, SetupError> {
     let mine = Expiry::new(super::identity(tls)?.peer.not_after, args.warn_expiry);
     mine.warn("your certificate");
-    let answers = ctx.fanout.get_all::<HostSummary, _>(&ctx.targets, |_| "/v1/host".into()).await;
+    let answers = ctx.fanout.get_all::<HostSummary>(&ctx.targets, |_| "/v1/host".into()).await;
     let mut reports = Vec::new();
     let mut rows = Vec::new();
     let mut items = Vec::new();
@@ -154,6 +154,7 @@ pub async fn run_seed(
                 status: "ok",
                 error: None,
                 elapsed_ms: started.elapsed().as_millis() as u64,
+                via: None,
             };
             if fleet.output == Format::Json {
                 output::print_line(&serde_json::json!({

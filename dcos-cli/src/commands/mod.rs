@@ -20,7 +20,13 @@ pub mod top;
 pub mod workloads;
 
 use crate::cli::{FleetArgs, Format, TlsArgs};
-use crate::fanout::FanOut;
+use crate::fanout::{Answer, FanOut};
+use crate::relay::{RelayMode, Relays};
+use futures::stream::{BoxStream, StreamExt};
+use k2i_client::fanout::Read;
+use serde::de::DeserializeOwned;
+use std::collections::BTreeSet;
+use std::sync::Arc;
 use crate::fleet::{self, FleetError, Target};
 use dcos_core::tls::{Identity, TlsFiles};
 use k2i_client::K2iClient;
@@ -48,31 +54,44 @@ impl SetupError {
     }
 }
 
-/// The selected fleet, a client with the operator's identity, and the output format.
+/// The selected fleet, a client with the operator's identity, the output format, and the
+/// relays to ask through, when relaying (`--relay`, SPEC section 8).
 pub struct Context {
     pub targets: Vec<Target>,
     pub fanout: FanOut,
     pub format: Format,
+    pub relays: Option<Arc<Relays>>,
 }
 
 /// The hosts named by the global options, narrowed by `--dc` and `--label`: an inventory,
 /// a `--hosts` list, or the members a `--seed` middlecon lists (those with a k2i URL that
 /// are not dead).
 pub async fn select_targets(tls: &TlsArgs, args: &FleetArgs) -> Result<Vec<Target>, SetupError> {
+    Ok(select(tls, args).await?.0)
+}
+
+/// As [`select_targets`], with the seed's members when a seed was asked.
+async fn select(
+    tls: &TlsArgs,
+    args: &FleetArgs,
+) -> Result<(Vec<Target>, Option<Vec<dcos_proto::v1::Member>>), SetupError> {
+    let mut members = None;
     let targets = if let Some(path) = &args.inventory {
         fleet::load_inventory(path)?
     } else if let Some(list) = &args.hosts {
         fleet::from_hosts_list(list)?
     } else if let Some(seed) = &args.seed {
         let (_, reply) = crate::api::members(tls, args, seed).await?;
-        fleet::from_members(&reply.members)?
+        let targets = fleet::from_members(&reply.members)?;
+        members = Some(reply.members);
+        targets
     } else {
         return Err(FleetError::NoFleet.into());
     };
     if targets.is_empty() {
         return Err(FleetError::NoFleet.into());
     }
-    Ok(fleet::narrow(targets, args.dc.as_deref(), &args.labels)?)
+    Ok((fleet::narrow(targets, args.dc.as_deref(), &args.labels)?, members))
 }
 
 /// Loads the operator's certificate (`--cert --key --ca` or `DCOS_*`).
@@ -89,11 +108,49 @@ pub fn identity(tls: &TlsArgs) -> Result<Identity, SetupError> {
 
 impl Context {
     pub async fn new(tls: &TlsArgs, args: &FleetArgs) -> Result<Context, SetupError> {
-        let targets = select_targets(tls, args).await?;
+        let (targets, members) = select(tls, args).await?;
         let id = identity(tls)?;
         let client = K2iClient::new(&id).map_err(|e| SetupError::Tls(e.to_string()))?;
         crate::fanout::raise_fd_limit();
-        Ok(Context { targets, fanout: FanOut::new(client, args.timeout), format: args.output })
+        let dcs: BTreeSet<&str> = targets.iter().map(|t| t.dc.as_str()).collect();
+        let relays = match (args.relay, members) {
+            (RelayMode::Never, _) => None,
+            (RelayMode::Always, None) => {
+                return Err(SetupError::Usage(
+                    "--relay always: relays are found through --seed (or DCOS_SEED)".into(),
+                ))
+            }
+            (RelayMode::Auto, _) if dcs.len() < 2 => None,
+            (_, Some(members)) => Some(Arc::new(Relays::new(&members, id))),
+            (RelayMode::Auto, None) => None,
+        };
+        Ok(Context { targets, fanout: FanOut::new(client, args.timeout), format: args.output, relays })
+    }
+
+    /// `read` with `query` (a query string without `?`) on every target: through the
+    /// relays when relaying, else directly; answers as hosts reply, `target` indexing
+    /// [`Context::targets`].
+    pub fn answers<T>(&self, read: Read, query: &str) -> BoxStream<'_, Answer<T>>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        match &self.relays {
+            Some(relays) => relays.answers(&self.fanout, &self.targets, read, query),
+            None => {
+                let path = read.path(query);
+                self.fanout.get(&self.targets, move |_| path.clone()).boxed()
+            }
+        }
+    }
+
+    /// As [`Context::answers`], collected in target order.
+    pub async fn all_answers<T>(&self, read: Read, query: &str) -> Vec<Answer<T>>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let mut all: Vec<Answer<T>> = self.answers(read, query).collect().await;
+        all.sort_by_key(|a| a.target);
+        all
     }
 }
 

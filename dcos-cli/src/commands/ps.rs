@@ -6,10 +6,11 @@ use crate::cli::{Format, GroupBy, PsArgs};
 use crate::fanout::HostReport;
 use crate::output;
 use crate::table;
-use dcos_core::model::{ProcList, Process};
+use dcos_core::model::ProcList;
 use dcos_query::ProcQuery;
 use futures::StreamExt;
-use std::cmp::Ordering;
+use k2i_client::fanout::Read;
+use k2i_client::merge;
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The query string sent to every host, checked here first so a typo is one error, not
@@ -43,31 +44,14 @@ pub fn query_string(args: &PsArgs) -> Result<(String, ProcQuery), SetupError> {
     Ok((qs, query))
 }
 
-/// A process and where it runs.
-pub struct Row {
-    pub host: String,
-    pub dc: String,
-    pub process: Process,
-}
-
-/// Orders rows by the query's sort (host, then pid, when none), the way one big `ps` would.
-pub fn merge_order(query: &ProcQuery) -> impl Fn(&Row, &Row) -> Ordering + '_ {
-    move |a, b| {
-        if query.sort.is_empty() {
-            a.host.cmp(&b.host).then(a.process.pid.cmp(&b.process.pid))
-        } else {
-            dcos_query::compare(&query.sort, &a.process, &b.process).then_with(|| a.host.cmp(&b.host))
-        }
-    }
-}
+pub use k2i_client::merge::{merge_order, Row};
 
 pub async fn run(ctx: &Context, args: &PsArgs) -> Result<u8, SetupError> {
     let (qs, query) = query_string(args)?;
-    let path = format!("/v1/proc?{qs}");
     let mut reports: Vec<HostReport> = Vec::with_capacity(ctx.targets.len());
     let mut rows: Vec<Row> = Vec::new();
     let streaming = ctx.format == Format::Ndjson && args.group_by.is_none();
-    let mut answers = ctx.fanout.get::<ProcList, _>(&ctx.targets, |_| path.clone());
+    let mut answers = ctx.answers::<ProcList>(Read::Processes, &qs);
     while let Some(mut answer) = answers.next().await {
         let dc = ctx.targets[answer.target].dc.clone();
         if let Some(list) = answer.value.take() {
@@ -88,10 +72,7 @@ pub async fn run(ctx: &Context, args: &PsArgs) -> Result<u8, SetupError> {
     }
     reports.sort_by(|a, b| a.host.cmp(&b.host));
     if !streaming {
-        rows.sort_by(merge_order(&query));
-        if let Some(limit) = args.limit {
-            rows.truncate(limit);
-        }
+        merge::sort_and_limit(&mut rows, &query);
         match args.group_by {
             Some(by) => print_groups(ctx.format, &reports, &group(&rows, by)),
             None => print_rows(ctx.format, &reports, &rows),

@@ -112,6 +112,7 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &QueryArgs) -> u8 {
             status: status_of(outcome),
             error: (outcome != pb::Outcome::Ok).then(|| format!("{}: {}", reply.outcome, reply.message)),
             elapsed_ms: reply.elapsed_ms,
+            via: None,
         };
         match fleet.output {
             Format::Table | Format::Wide => {

@@ -9,7 +9,7 @@ use k2i_client::FetchError;
 
 pub async fn get(ctx: &Context, key: &str) -> Result<u8, SetupError> {
     let path = format!("/v1/sysctl/{}", encode(key));
-    let answers = ctx.fanout.get_all::<SysctlValue, _>(&ctx.targets, |_| path.clone()).await;
+    let answers = ctx.fanout.get_all::<SysctlValue>(&ctx.targets, |_| path.clone()).await;
     let mut reports = Vec::new();
     let mut items = Vec::new();
     let mut rows = Vec::new();

@@ -10,6 +10,7 @@ use crate::output;
 use crate::table;
 use dcos_core::model::{HostSummary, Top};
 use dcos_query::{parse_sort, SortKey};
+use k2i_client::fanout::Read;
 
 /// One refresh: who answered, their summaries, and the merged top processes.
 pub struct Frame {
@@ -19,8 +20,8 @@ pub struct Frame {
 }
 
 pub async fn fetch(ctx: &Context, sort: &[SortKey], sort_text: &str, limit: usize) -> Frame {
-    let path = format!("/v1/top?limit={limit}&sort={}", encode(sort_text));
-    let answers = ctx.fanout.get_all::<Top, _>(&ctx.targets, |_| path.clone()).await;
+    let query = format!("limit={limit}&sort={}", encode(sort_text));
+    let answers = ctx.all_answers::<Top>(Read::Top, &query).await;
     let mut frame = Frame { reports: Vec::new(), hosts: Vec::new(), processes: Vec::new() };
     for mut a in answers {
         if let Some(top) = a.value.take() {
@@ -30,8 +31,7 @@ pub async fn fetch(ctx: &Context, sort: &[SortKey], sort_text: &str, limit: usiz
         }
         frame.reports.push(a.report);
     }
-    frame.processes.sort_by(|a, b| dcos_query::compare(sort, &a.1, &b.1).then_with(|| a.0.cmp(&b.0)));
-    frame.processes.truncate(limit);
+    k2i_client::merge::top(&mut frame.processes, sort, limit);
     frame
 }
 

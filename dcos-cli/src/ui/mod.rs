@@ -190,7 +190,13 @@ async fn me(State(ui): State<Arc<Ui>>) -> Json<Value> {
 async fn context(ui: &Ui) -> Context {
     let (at, current) = {
         let c = lock(&ui.ctx);
-        (c.0, Context { targets: c.1.targets.clone(), fanout: c.1.fanout.clone(), format: c.1.format })
+        (c.0, Context {
+                targets: c.1.targets.clone(),
+                fanout: c.1.fanout.clone(),
+                format: c.1.format,
+                relays: c.1.relays.clone(),
+            },
+        )
     };
     if ui.fleet.seed.is_none() || at.elapsed() < TARGETS_FOR {
         return current;
@@ -217,7 +223,7 @@ async fn fleet(State(ui): State<Arc<Ui>>) -> Json<Value> {
     let started = Instant::now();
     let (frame, containers) = tokio::join!(
         commands::top::fetch(&ctx, &sort, "-cpu", ui.top),
-        ctx.fanout.get_all::<ContainerList, _>(&ctx.targets, |_| "/v1/containers".into())
+        ctx.all_answers::<ContainerList>(k2i_client::fanout::Read::Containers, "")
     );
     {
         let mut k2i = lock(&ui.k2i);
@@ -250,7 +256,7 @@ async fn host(State(ui): State<Arc<Ui>>, Path(name): Path<String>) -> Response {
     let ctx = context(&ui).await;
     let target =
         Target { name: name.clone(), dc: String::new(), labels: Default::default(), k2i: url, api: None };
-    let answer = ctx.fanout.get_all::<Value, _>(&[target], |_| "/v1/proc?sort=-cpu&limit=300".into()).await;
+    let answer = ctx.fanout.get_all::<Value>(&[target], |_| "/v1/proc?sort=-cpu&limit=300".into()).await;
     match answer.into_iter().next() {
         Some(a) if a.value.is_some() => Json(a.value.unwrap_or_default()).into_response(),
         Some(a) => error(StatusCode::BAD_GATEWAY, format!("{name}: {}", a.report.error.unwrap_or_default())),

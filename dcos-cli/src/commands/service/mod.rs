@@ -230,6 +230,7 @@ pub(crate) mod tests {
             status,
             error: (status != "ok").then(|| "no answer within 3s".into()),
             elapsed_ms: 1,
+            via: None,
         }
     }
 

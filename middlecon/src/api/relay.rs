@@ -1,0 +1,292 @@
+//! The `Relay` gRPC service (SPEC section 8): one middlecon per datacenter fans a read out to
+//! the k2i of its datacenter for an operator, and streams back one answer per host.
+//!
+//! - Who: every role may ask (these are reads); the caller is the operator of the API
+//!   connection's certificate (the local socket counts as `admin`). The relay asks k2i with
+//!   its own `host` certificate and the on-behalf-of headers naming the operator and role
+//!   ([`dcos_core::role::ON_BEHALF_OF_HEADER`]): k2i answers with the operator's rights,
+//!   never the host's, refuses writes on relayed requests, and logs both names.
+//! - What: only the reads of [`Read`] (`GET /v1/proc`, `/v1/top`, `/v1/containers`); the
+//!   request names no path and no method, so there is no write to relay.
+//! - How: one pooled HTTPS client for the daemon's life, so the connections to the
+//!   datacenter's k2i stay open between requests; the fan-out of the CLI
+//!   ([`k2i_client::fanout`]) with its shared deadline; the CLI's merge
+//!   ([`k2i_client::merge`]) for `--sort`/`--limit`, so a relayed table is the direct one.
+//! - Streaming: failures go out at once; answers too when nothing is merged (no limit,
+//!   containers), the bodies passed on unparsed; merged answers once every host has answered
+//!   or timed out. When the caller goes away, the requests still out are dropped.
+
+use crate::access::Caller;
+use dcos_core::model::{ProcList, Top};
+use dcos_core::role::{ON_BEHALF_OF_HEADER, ON_BEHALF_OF_ROLE_HEADER};
+use dcos_core::reload::ReloadableIdentity;
+use std::sync::Arc;
+use dcos_proto::v1 as pb;
+use dcos_query::{ProcQuery, SortKey};
+use futures::StreamExt;
+use k2i_client::fanout::{Answer, Bytes, Endpoint, FanOut, Read};
+use k2i_client::{merge, K2iClient};
+use std::time::Duration;
+use tokio::sync::mpsc;
+use tokio_stream::wrappers::ReceiverStream;
+use tonic::{Request, Response, Status};
+
+/// The deadline of a request that gives none.
+const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
+/// The longest deadline a request may ask for.
+const MAX_TIMEOUT: Duration = Duration::from_secs(300);
+/// A reply message carries bodies up to about this many bytes (one host's may be larger).
+const REPLY_BYTES: usize = 1 << 20;
+/// `/v1/top`'s limit when the query gives none (k2i's own default).
+const TOP_DEFAULT_LIMIT: usize = 20;
+
+/// Serves `Relay` with the daemon's `host` identity.
+#[derive(Clone)]
+pub struct RelayApi {
+    client: K2iClient,
+}
+
+impl RelayApi {
+    /// With the daemon's identity in use (a reload applies to the next connection).
+    pub fn new(identity: &Arc<ReloadableIdentity>) -> Result<RelayApi, dcos_core::tls::TlsError> {
+        Ok(RelayApi { client: K2iClient::with_config((*identity.client_config(&[])?).clone()) })
+    }
+}
+
+/// A host of the request.
+struct Host {
+    name: String,
+    k2i: String,
+}
+
+impl Endpoint for Host {
+    fn name(&self) -> &str {
+        &self.name
+    }
+    fn k2i(&self) -> &str {
+        &self.k2i
+    }
+}
+
+/// How the answers are merged before they go back.
+enum Merge {
+    /// Passed on as they come.
+    None,
+    /// `/v1/proc` with a limit: the first `limit` by `sort`.
+    Processes { sort: Vec<SortKey>, limit: usize },
+    /// `/v1/top`: the fleet's first `limit` by `sort`.
+    Top { sort: Vec<SortKey>, limit: usize },
+}
+
+/// Percent-decodes one query-string component (`+` is a space).
+fn decode(s: &str) -> Result<String, String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        match bytes[i] {
+            b'%' => {
+                let hex = s.get(i + 1..i + 3).and_then(|h| u8::from_str_radix(h, 16).ok());
+                out.push(hex.ok_or_else(|| format!("bad escape in {s:?}"))?);
+                i += 3;
+            }
+            b'+' => {
+                out.push(b' ');
+                i += 1;
+            }
+            b => {
+                out.push(b);
+                i += 1;
+            }
+        }
+    }
+    String::from_utf8(out).map_err(|_| format!("{s:?} is not UTF-8 once decoded"))
+}
+
+/// The query string as decoded pairs; only URL-safe characters are accepted.
+fn pairs(query: &str) -> Result<Vec<(String, String)>, String> {
+    let safe = |c: char| c.is_ascii_alphanumeric() || "-._~%&=+,".contains(c);
+    if let Some(c) = query.chars().find(|c| !safe(*c)) {
+        return Err(format!("the query may not hold {c:?} (percent-encode it)"));
+    }
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| {
+            let (k, v) = p.split_once('=').unwrap_or((p, ""));
+            Ok((decode(k)?, decode(v)?))
+        })
+        .collect()
+}
+
+/// What to ask and how to merge, checked before any host is asked.
+fn plan(kind: pb::FanOutKind, query: &str) -> Result<(Read, Merge), String> {
+    let pairs = pairs(query)?;
+    let refs = || pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
+    match kind {
+        pb::FanOutKind::Processes => {
+            let q = ProcQuery::from_pairs(refs()).map_err(|e| format!("{}: {}", e.parameter, e.message))?;
+            let merge = match q.limit {
+                Some(limit) => Merge::Processes { sort: q.sort, limit },
+                None => Merge::None,
+            };
+            Ok((Read::Processes, merge))
+        }
+        pb::FanOutKind::Top => {
+            let mut sort = dcos_query::parse_sort("-cpu").map_err(|e| e.message)?;
+            let mut limit = TOP_DEFAULT_LIMIT;
+            for (k, v) in refs() {
+                match k {
+                    "sort" => sort = dcos_query::parse_sort(v).map_err(|e| format!("sort: {}", e.message))?,
+                    "limit" => limit = v.parse().map_err(|_| format!("limit: {v:?} is not a number"))?,
+                    _ => {}
+                }
+            }
+            Ok((Read::Top, Merge::Top { sort, limit }))
+        }
+        pb::FanOutKind::Containers => Ok((Read::Containers, Merge::None)),
+        pb::FanOutKind::Unspecified => Err("kind: say what to read (processes, top or containers)".into()),
+    }
+}
+
+fn to_pb(a: &Answer<impl Sized>, body: Vec<u8>) -> pb::HostAnswer {
+    pb::HostAnswer {
+        index: a.target as u32,
+        host: a.report.host.clone(),
+        address: a.report.address.clone(),
+        status: a.report.status.to_string(),
+        error: a.report.error.clone().unwrap_or_default(),
+        elapsed_ms: a.report.elapsed_ms,
+        body,
+    }
+}
+
+/// Sends `answers` in messages of about [`REPLY_BYTES`]; false once the caller is gone.
+async fn send(tx: &mpsc::Sender<Result<pb::FanOutReply, Status>>, answers: Vec<pb::HostAnswer>) -> bool {
+    let mut batch = Vec::new();
+    let mut bytes = 0;
+    for a in answers {
+        bytes += a.body.len() + 64;
+        batch.push(a);
+        if bytes >= REPLY_BYTES {
+            if tx.send(Ok(pb::FanOutReply { answers: std::mem::take(&mut batch) })).await.is_err() {
+                return false;
+            }
+            bytes = 0;
+        }
+    }
+    batch.is_empty() || tx.send(Ok(pb::FanOutReply { answers: batch })).await.is_ok()
+}
+
+/// Decodes an answer's body as `T`; a body that does not decode is the host's `http_error`.
+fn decoded<T: serde::de::DeserializeOwned>(a: Answer<Bytes>) -> Result<(Answer<()>, T), Answer<()>> {
+    let Answer { target, mut report, value } = a;
+    match value.map(|b| serde_json::from_slice::<T>(&b)) {
+        Some(Ok(v)) => Ok((Answer { target, report, value: None }, v)),
+        Some(Err(e)) => {
+            report.status = "http_error";
+            report.error = Some(format!("bad answer: {e}"));
+            Err(Answer { target, report, value: None })
+        }
+        None => Err(Answer { target, report, value: None }),
+    }
+}
+
+/// Runs one fan-out, sending what is final as it is.
+async fn relay(fan: FanOut, hosts: Vec<Host>, path: String, merge: Merge, tx: mpsc::Sender<Result<pb::FanOutReply, Status>>) {
+    let mut answers = fan.get_raw(&hosts, |_| path.clone()).ready_chunks(256);
+    let mut lists: Vec<(Answer<()>, ProcList)> = Vec::new();
+    let mut tops: Vec<(Answer<()>, Top)> = Vec::new();
+    while let Some(chunk) = answers.next().await {
+        let mut now = Vec::new();
+        for a in chunk {
+            match &merge {
+                Merge::None => {
+                    let body = a.value.as_ref().map(|b| b.to_vec()).unwrap_or_default();
+                    now.push(to_pb(&a, body));
+                }
+                Merge::Processes { .. } => match decoded::<ProcList>(a) {
+                    Ok(ok) => lists.push(ok),
+                    Err(failed) => now.push(to_pb(&failed, Vec::new())),
+                },
+                Merge::Top { .. } => match decoded::<Top>(a) {
+                    Ok(ok) => tops.push(ok),
+                    Err(failed) => now.push(to_pb(&failed, Vec::new())),
+                },
+            }
+        }
+        if !send(&tx, now).await {
+            return;
+        }
+    }
+    let merged: Vec<pb::HostAnswer> = match merge {
+        Merge::None => return,
+        Merge::Processes { sort, limit } => {
+            let (reports, mut lists): (Vec<_>, Vec<_>) = lists.into_iter().unzip();
+            merge::trim_lists(&mut lists, &sort, Some(limit));
+            reports.iter().zip(&lists).map(|(a, l)| to_pb(a, serde_json::to_vec(l).unwrap_or_default())).collect()
+        }
+        Merge::Top { sort, limit } => {
+            let (reports, mut tops): (Vec<_>, Vec<_>) = tops.into_iter().unzip();
+            merge::trim_tops(&mut tops, &sort, limit);
+            reports.iter().zip(&tops).map(|(a, t)| to_pb(a, serde_json::to_vec(t).unwrap_or_default())).collect()
+        }
+    };
+    send(&tx, merged).await;
+}
+
+#[tonic::async_trait]
+impl pb::relay_server::Relay for RelayApi {
+    type FanOutStream = ReceiverStream<Result<pb::FanOutReply, Status>>;
+
+    async fn fan_out(&self, request: Request<pb::FanOutRequest>) -> Result<Response<Self::FanOutStream>, Status> {
+        let caller = Caller::of(&request);
+        let role = caller.role();
+        if !role.can_read() {
+            return Err(Status::permission_denied(format!("{} may not read", caller.describe())));
+        }
+        let req = request.into_inner();
+        let (read, merge) = plan(req.kind(), &req.query).map_err(Status::invalid_argument)?;
+        let timeout = match req.timeout_ms {
+            0 => DEFAULT_TIMEOUT,
+            ms => Duration::from_millis(ms.into()).min(MAX_TIMEOUT),
+        };
+        let hosts: Vec<Host> = req.hosts.into_iter().map(|h| Host { name: h.name, k2i: h.k2i }).collect();
+        if let Some(bad) = hosts.iter().find(|h| !h.k2i.starts_with("https://")) {
+            return Err(Status::invalid_argument(format!("{}: k2i {:?} is not an https:// URL", bad.name, bad.k2i)));
+        }
+        tracing::debug!(operator = %caller.describe(), ?read, hosts = hosts.len(), "relaying");
+        let mut fan = FanOut::new(self.client.clone(), timeout);
+        fan.headers = vec![(ON_BEHALF_OF_HEADER, caller.name.clone()), (ON_BEHALF_OF_ROLE_HEADER, role.as_str().into())];
+        let (tx, rx) = mpsc::channel(16);
+        let path = read.path(&req.query);
+        tokio::spawn(async move {
+            // The caller gone: stop asking.
+            let closed = tx.clone();
+            tokio::select! {
+                _ = relay(fan, hosts, path, merge, tx) => {}
+                _ = closed.closed() => {}
+            }
+        });
+        Ok(Response::new(ReceiverStream::new(rx)))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn queries_decode_and_are_checked_before_anyone_is_asked() {
+        assert_eq!(
+            pairs("q=cpu%20%3E%201&sort=-cpu&limit=20").unwrap(),
+            [("q".into(), "cpu > 1".into()), ("sort".into(), "-cpu".into()), ("limit".into(), "20".into())]
+        );
+        assert!(pairs("a=b#c").is_err() && pairs("a=%zz").is_err() && pairs("x=/../").is_err());
+        assert!(matches!(plan(pb::FanOutKind::Processes, "sort=-cpu&limit=5"), Ok((Read::Processes, Merge::Processes { limit: 5, .. }))));
+        assert!(matches!(plan(pb::FanOutKind::Processes, "user=www"), Ok((Read::Processes, Merge::None))));
+        assert!(plan(pb::FanOutKind::Processes, "q=cpu%20%3E").is_err());
+        assert!(plan(pb::FanOutKind::Top, "sort=nosuchfield").is_err());
+        assert!(plan(pb::FanOutKind::Unspecified, "").is_err());
+    }
+}
