@@ -689,6 +689,10 @@ pub struct TopArgs {
     /// Sort the processes by this field (default -cpu).
     #[arg(long, default_value = "-cpu", allow_hyphen_values = true)]
     pub sort: String,
+    /// Refresh this many times, then exit (default: until `q`); without a terminal, or with
+    /// -o json/ndjson, the frames are printed one after another (JSON: one document a line).
+    #[arg(short = 'n', long, conflicts_with = "once", value_parser = clap::value_parser!(u64).range(1..))]
+    pub iterations: Option<u64>,
 }
 
 #[derive(Debug, Subcommand)]

@@ -158,6 +158,17 @@ async fn relayed_tables_are_the_direct_ones_and_say_which_relay_asked() {
     assert_eq!(top["processes"].as_array().unwrap().len(), 3, "{top}");
     assert!(top["hosts"].as_array().unwrap().iter().all(|h| h["via"].is_string()), "{top}");
 
+    // Refreshing: three frames, each through the relays (the same channels, kept open).
+    let out = s.dcos("olivia", &["-o", "ndjson", "top", "-n", "3", "--interval", "300ms"]).output().unwrap();
+    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let frames: Vec<Value> =
+        String::from_utf8_lossy(&out.stdout).lines().map(|l| serde_json::from_str(l).unwrap()).collect();
+    assert_eq!(frames.len(), 3);
+    for f in &frames {
+        assert_eq!(f["summaries"].as_array().unwrap().len(), 4, "{f}");
+        assert!(f["hosts"].as_array().unwrap().iter().all(|h| h["via"].is_string()), "{f}");
+    }
+
     // k2i's log names the operator and the relay that asked for her.
     for (i, k2i) in s.k2i.iter().enumerate() {
         let via = host_entry(&relayed, &format!("host-{i}"))["via"].as_str().unwrap().to_string();

@@ -82,9 +82,22 @@ pub async fn run(ctx: &Context, args: &TopArgs) -> Result<u8, SetupError> {
     let live =
         !args.once && ctx.format == Format::Table && std::io::IsTerminal::is_terminal(&std::io::stdout());
     if !live {
-        let frame = fetch(ctx, &sort, &args.sort, args.limit).await;
-        print_once(ctx.format, &frame);
-        return Ok(output::finish(&frame.reports));
+        let frames = if args.once { 1 } else { args.iterations.unwrap_or(1) };
+        let started = tokio::time::Instant::now();
+        let mut status = crate::exit::OK;
+        for n in 0..frames {
+            if n > 0 {
+                // Frames start every --interval, however long each took.
+                tokio::time::sleep_until(started + args.interval * n as u32).await;
+                if matches!(ctx.format, Format::Table | Format::Wide) {
+                    println!();
+                }
+            }
+            let frame = fetch(ctx, &sort, &args.sort, args.limit).await;
+            print_once(ctx.format, &frame);
+            status = output::finish(&frame.reports);
+        }
+        return Ok(status);
     }
     live_view(ctx, &sort, args).await
 }
@@ -114,7 +127,9 @@ async fn live_view(ctx: &Context, sort: &[SortKey], args: &TopArgs) -> Result<u8
     terminal::enable_raw_mode().map_err(tty)?;
     execute!(stdout, terminal::EnterAlternateScreen, cursor::Hide).map_err(tty)?;
     let mut keys = EventStream::new();
+    let mut frames = 0u64;
     let status = loop {
+        frames += 1;
         let frame = fetch(ctx, sort, &args.sort, args.limit).await;
         let status =
             if frame.reports.iter().all(|r| r.ok()) { crate::exit::OK } else { crate::exit::PARTIAL };
@@ -126,6 +141,9 @@ async fn live_view(ctx: &Context, sort: &[SortKey], args: &TopArgs) -> Result<u8
         }
         let _ = write!(stdout, "q: quit   refreshing every {:?}", args.interval);
         let _ = stdout.flush();
+        if args.iterations.is_some_and(|n| frames >= n) {
+            break status;
+        }
         let quit = tokio::select! {
             _ = tokio::time::sleep(args.interval) => false,
             ev = keys.next() => matches!(ev,
