@@ -61,6 +61,9 @@ impl FetchError {
     }
 }
 
+/// How long a pooled connection may wait idle for the next request.
+const POOL_IDLE: Duration = Duration::from_secs(30);
+
 /// A pooled client; clone freely.
 #[derive(Clone)]
 pub struct K2iClient {
@@ -74,7 +77,7 @@ impl K2iClient {
     /// A client presenting `identity`'s certificate.
     pub fn new(identity: &Identity) -> Result<K2iClient, TlsError> {
         let seen = SeenCertificates::default();
-        let mut client = Self::with_tls((*identity.client_config_seeing(&[], &seen)?).clone(), None);
+        let mut client = Self::with_tls((*identity.client_config_seeing(&[], &seen)?).clone(), None, POOL_IDLE);
         client.seen = seen;
         Ok(client)
     }
@@ -86,24 +89,26 @@ impl K2iClient {
         self.seen.not_after(uri.host()?.trim_start_matches('[').trim_end_matches(']'))
     }
 
-    /// A client with a TLS configuration of the caller's (a daemon's reloadable identity).
-    pub fn with_config(tls: rustls::ClientConfig) -> K2iClient {
-        Self::with_tls(tls, None)
+    /// A client with a TLS configuration of the caller's (a daemon's reloadable identity),
+    /// keeping idle connections open for `idle` (a relay keeps them between requests; k2i
+    /// keeps a `host` certificate's for two minutes).
+    pub fn with_config(tls: rustls::ClientConfig, idle: Duration) -> K2iClient {
+        Self::with_tls(tls, None, idle)
     }
 
     /// A client with a bearer token and no certificate.
     pub fn with_token(roots: Arc<rustls::RootCertStore>, token: String) -> Result<K2iClient, TlsError> {
         let cfg = (*dcos_core::tls::anonymous_client_config(roots)?).clone();
-        Ok(Self::with_tls(cfg, Some(token)))
+        Ok(Self::with_tls(cfg, Some(token), POOL_IDLE))
     }
 
     /// A client with no identity at all (health checks, the API document).
     pub fn anonymous(roots: Arc<rustls::RootCertStore>) -> Result<K2iClient, TlsError> {
         let cfg = (*dcos_core::tls::anonymous_client_config(roots)?).clone();
-        Ok(Self::with_tls(cfg, None))
+        Ok(Self::with_tls(cfg, None, POOL_IDLE))
     }
 
-    fn with_tls(tls: rustls::ClientConfig, token: Option<String>) -> K2iClient {
+    fn with_tls(tls: rustls::ClientConfig, token: Option<String>, idle: Duration) -> K2iClient {
         let mut http = HttpConnector::new();
         http.enforce_http(false);
         http.set_nodelay(true);
@@ -114,7 +119,7 @@ impl K2iClient {
             .enable_http1()
             .wrap_connector(http);
         let http =
-            Client::builder(TokioExecutor::new()).pool_idle_timeout(Duration::from_secs(30)).build(https);
+            Client::builder(TokioExecutor::new()).pool_idle_timeout(idle).build(https);
         K2iClient { http, token, seen: SeenCertificates::default() }
     }
 

@@ -35,6 +35,9 @@ pub const HANDSHAKE_TIMEOUT: Duration = Duration::from_secs(10);
 /// Request headers must arrive within this (and an idle keep-alive connection is closed
 /// once it has waited this long for the next request).
 pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
+/// As [`HEADER_TIMEOUT`] on connections from `host` certificates: a datacenter relay (SPEC
+/// section 8) keeps its connection to every k2i of its datacenter open between requests.
+pub const HOST_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
 /// What every handler may reach.
 #[derive(Clone)]
@@ -235,6 +238,10 @@ pub async fn serve(
                 .peer_certificates()
                 .and_then(|c| c.first())
                 .and_then(|c| dcos_core::tls::peer_identity(c).ok());
+            let idle = match &peer {
+                Some(p) if p.role == dcos_core::Role::Host => HOST_IDLE_TIMEOUT,
+                _ => HEADER_TIMEOUT,
+            };
             let info = ConnInfo { remote, peer };
             let svc = hyper::service::service_fn(move |mut req: hyper::Request<hyper::body::Incoming>| {
                 req.extensions_mut().insert(info.clone());
@@ -242,7 +249,7 @@ pub async fn serve(
             });
             let conn = hyper::server::conn::http1::Builder::new()
                 .timer(TokioTimer::new())
-                .header_read_timeout(HEADER_TIMEOUT)
+                .header_read_timeout(idle)
                 .serve_connection(TokioIo::new(JsonErrors::new(tls)), svc);
             if let Err(e) = watcher.watch(conn).await {
                 tracing::debug!(%remote, "connection ended: {e}");

@@ -66,6 +66,13 @@ pub struct Conn<S> {
     caller: Caller,
 }
 
+impl<S> Conn<S> {
+    /// `io` from `caller` (programs serving this API's services themselves: the benchmarks).
+    pub fn new(io: S, caller: Caller) -> Conn<S> {
+        Conn { io, caller }
+    }
+}
+
 impl<S> Connected for Conn<S> {
     type ConnectInfo = Caller;
     fn connect_info(&self) -> Caller {

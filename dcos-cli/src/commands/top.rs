@@ -17,12 +17,15 @@ pub struct Frame {
     pub reports: Vec<HostReport>,
     pub hosts: Vec<(String, HostSummary)>,
     pub processes: Vec<(String, dcos_core::model::Process)>,
+    /// How long the frame took to gather, in milliseconds.
+    pub elapsed_ms: u64,
 }
 
 pub async fn fetch(ctx: &Context, sort: &[SortKey], sort_text: &str, limit: usize) -> Frame {
+    let started = std::time::Instant::now();
     let query = format!("limit={limit}&sort={}", encode(sort_text));
     let answers = ctx.all_answers::<Top>(Read::Top, &query).await;
-    let mut frame = Frame { reports: Vec::new(), hosts: Vec::new(), processes: Vec::new() };
+    let mut frame = Frame { reports: Vec::new(), hosts: Vec::new(), processes: Vec::new(), elapsed_ms: 0 };
     for mut a in answers {
         if let Some(top) = a.value.take() {
             a.report.host = top.host.name.clone();
@@ -32,6 +35,7 @@ pub async fn fetch(ctx: &Context, sort: &[SortKey], sort_text: &str, limit: usiz
         frame.reports.push(a.report);
     }
     k2i_client::merge::top(&mut frame.processes, sort, limit);
+    frame.elapsed_ms = started.elapsed().as_millis() as u64;
     frame
 }
 
@@ -109,6 +113,7 @@ fn print_once(format: Format, frame: &Frame) {
                 "hosts": frame.reports,
                 "summaries": frame.hosts.iter().map(|(n, h)| output::with_host(n, h)).collect::<Vec<_>>(),
                 "processes": frame.processes.iter().map(|(n, p)| output::with_host(n, p)).collect::<Vec<_>>(),
+                "elapsed_ms": frame.elapsed_ms,
             });
             output::print_line(&doc);
         }

@@ -37,6 +37,9 @@ const DEFAULT_TIMEOUT: Duration = Duration::from_secs(3);
 const MAX_TIMEOUT: Duration = Duration::from_secs(300);
 /// A reply message carries bodies up to about this many bytes (one host's may be larger).
 const REPLY_BYTES: usize = 1 << 20;
+/// How long the connections to k2i wait idle for the next request (k2i keeps a `host`
+/// certificate's connection open for two minutes).
+const POOL_IDLE: Duration = Duration::from_secs(110);
 /// `/v1/top`'s limit when the query gives none (k2i's own default).
 const TOP_DEFAULT_LIMIT: usize = 20;
 
@@ -49,7 +52,7 @@ pub struct RelayApi {
 impl RelayApi {
     /// With the daemon's identity in use (a reload applies to the next connection).
     pub fn new(identity: &Arc<ReloadableIdentity>) -> Result<RelayApi, dcos_core::tls::TlsError> {
-        Ok(RelayApi { client: K2iClient::with_config((*identity.client_config(&[])?).clone()) })
+        Ok(RelayApi { client: K2iClient::with_config((*identity.client_config(&[])?).clone(), POOL_IDLE) })
     }
 }
 
