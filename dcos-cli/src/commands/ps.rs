@@ -11,6 +11,8 @@ use dcos_query::ProcQuery;
 use futures::StreamExt;
 use k2i_client::fanout::Read;
 use k2i_client::merge;
+use serde_json::value::RawValue;
+use std::io::{BufWriter, Write};
 use std::collections::{BTreeMap, BTreeSet};
 
 /// The query string sent to every host, checked here first so a typo is one error, not
@@ -46,50 +48,115 @@ pub fn query_string(args: &PsArgs) -> Result<(String, ProcQuery), SetupError> {
 
 pub use k2i_client::merge::{merge_order, Row};
 
+/// A host's processes as k2i sent them, each left undecoded.
+type RawList = ProcList<Box<RawValue>>;
+
 pub async fn run(ctx: &Context, args: &PsArgs) -> Result<u8, SetupError> {
     let (qs, query) = query_string(args)?;
+    let raw = args.group_by.is_none()
+        && (ctx.format == Format::Ndjson || (ctx.format == Format::Json && query.sort.is_empty()));
+    if raw {
+        return Ok(run_raw(ctx, &qs, query.limit).await);
+    }
     let mut reports: Vec<HostReport> = Vec::with_capacity(ctx.targets.len());
     let mut rows: Vec<Row> = Vec::new();
-    let streaming = ctx.format == Format::Ndjson && args.group_by.is_none();
     let mut answers = ctx.answers::<ProcList>(Read::Processes, &qs);
     while let Some(mut answer) = answers.next().await {
-        let dc = ctx.targets[answer.target].dc.clone();
         if let Some(list) = answer.value.take() {
             answer.report.host = list.host.clone();
-            let dc = if list.dc.is_empty() { dc } else { list.dc };
-            for p in list.processes {
-                if streaming {
-                    output::print_line(&output::Tagged { host: &list.host, item: &p });
-                } else {
-                    rows.push(Row { host: list.host.clone(), dc: dc.clone(), process: p });
-                }
-            }
-        }
-        if streaming {
-            output::print_line(&output::host_status_line(&answer.report));
+            let dc = if list.dc.is_empty() { ctx.targets[answer.target].dc.clone() } else { list.dc };
+            rows.extend(list.processes.into_iter().map(|p| Row { host: list.host.clone(), dc: dc.clone(), process: p }));
         }
         reports.push(answer.report);
     }
     reports.sort_by(|a, b| a.host.cmp(&b.host));
-    if !streaming {
-        merge::sort_and_limit(&mut rows, &query);
-        match args.group_by {
-            Some(by) => print_groups(ctx.format, &reports, &group(&rows, by)),
-            None => print_rows(ctx.format, &reports, &rows),
-        }
+    merge::sort_and_limit(&mut rows, &query);
+    match args.group_by {
+        Some(by) => print_groups(ctx.format, &reports, &group(&rows, by)),
+        None => print_rows(ctx.format, &reports, &rows),
     }
     Ok(output::finish(&reports))
+}
+
+/// `-o ndjson`, and `-o json` in the default order (host, then pid: each host's table as it
+/// comes, the hosts by name): the processes are passed through as k2i wrote them, each
+/// tagged with its host, never decoded into fields and encoded again.
+async fn run_raw(ctx: &Context, qs: &str, limit: Option<usize>) -> u8 {
+    let ndjson = ctx.format == Format::Ndjson;
+    let mut out = BufWriter::with_capacity(1 << 16, std::io::stdout());
+    let mut reports: Vec<HostReport> = Vec::with_capacity(ctx.targets.len());
+    let mut lists: Vec<RawList> = Vec::new();
+    let mut answers = ctx.answers::<RawList>(Read::Processes, qs);
+    while let Some(mut answer) = answers.next().await {
+        if let Some(list) = answer.value.take() {
+            answer.report.host = list.host.clone();
+            if ndjson {
+                for p in &list.processes {
+                    let _ = write_tagged(&mut out, &list.host, p).and_then(|_| out.write_all(b"\n"));
+                }
+            } else {
+                lists.push(list);
+            }
+        }
+        if ndjson {
+            let _ = serde_json::to_writer(&mut out, &output::host_status_line(&answer.report));
+            let _ = out.write_all(b"\n").and_then(|_| out.flush());
+        }
+        reports.push(answer.report);
+    }
+    reports.sort_by(|a, b| a.host.cmp(&b.host));
+    if !ndjson {
+        lists.sort_by(|a, b| a.host.cmp(&b.host));
+        let rows = lists.iter().flat_map(|l| l.processes.iter().map(move |p| (l.host.as_str(), p)));
+        let _ = write_document(&mut out, &reports, rows.take(limit.unwrap_or(usize::MAX)));
+    }
+    let _ = out.flush();
+    output::finish(&reports)
+}
+
+/// `{"hosts": [...], "processes": [...]}` from undecoded processes.
+fn write_document<'a>(
+    out: &mut impl Write,
+    reports: &[HostReport],
+    rows: impl Iterator<Item = (&'a str, &'a Box<RawValue>)>,
+) -> std::io::Result<()> {
+    out.write_all(b"{\"hosts\":")?;
+    serde_json::to_writer(&mut *out, reports)?;
+    out.write_all(b",\"processes\":[")?;
+    for (i, (host, p)) in rows.enumerate() {
+        if i > 0 {
+            out.write_all(b",")?;
+        }
+        write_tagged(out, host, p)?;
+    }
+    out.write_all(b"]}\n")
+}
+
+/// `{"host": HOST, <the process's fields>}` from a process as k2i wrote it.
+fn write_tagged(out: &mut impl Write, host: &str, process: &RawValue) -> std::io::Result<()> {
+    out.write_all(b"{\"host\":")?;
+    serde_json::to_writer(&mut *out, host)?;
+    match process.get().trim_start().strip_prefix('{').map(str::trim_start) {
+        Some(rest) if rest.starts_with('}') => out.write_all(b"}"),
+        Some(rest) => {
+            out.write_all(b",")?;
+            out.write_all(rest.as_bytes())
+        }
+        None => {
+            out.write_all(b",\"value\":")?;
+            out.write_all(process.get().as_bytes())?;
+            out.write_all(b"}")
+        }
+    }
 }
 
 fn print_rows(format: Format, reports: &[HostReport], rows: &[Row]) {
     match format {
         Format::Json => {
-            let items: Vec<_> = rows.iter().map(|r| output::with_host(&r.host, &r.process)).collect();
+            let items: Vec<_> = rows.iter().map(|r| output::Tagged { host: &r.host, item: &r.process }).collect();
             output::print_document("processes", reports, &items);
         }
-        Format::Ndjson => {
-            rows.iter().for_each(|r| output::print_line(&output::with_host(&r.host, &r.process)))
-        }
+        Format::Ndjson => rows.iter().for_each(|r| output::print_line(&output::Tagged { host: &r.host, item: &r.process })),
         Format::Table => {
             let cells: Vec<_> = rows.iter().map(|r| table::process_row(&r.host, &r.process, 100)).collect();
             print!("{}", table::render(&table::PROCESS_HEADER, &cells));
