@@ -13,6 +13,10 @@
 //!   makes a throwaway CA, starts `serve`, and times the real `dcos` binary and the curl
 //!   baseline, interleaved run by run. It prints a Markdown report.
 //!
+//! - `fleet-bench multi` ([`multi`]): the multi-datacenter mode (issue 18): 10,000 endpoints
+//!   in 10 datacenters behind a delaying proxy (`fleet-bench proxy`), a relay per datacenter,
+//!   `dcos ps` and `dcos top` relayed and direct, side by side.
+//!
 //! Run it as root through `scripts/bench-fleet.sh`, which builds `dcos` and this binary in
 //! release mode first. See `docs/benchmarks.md` for the method.
 
@@ -35,6 +39,11 @@ use std::io::Read;
 use std::path::{Path, PathBuf};
 use std::process::{Child, ChildStdin, Command, ExitCode, Stdio};
 use std::time::{Duration, Instant};
+
+#[path = "fleet-bench-dc/multi.rs"]
+mod multi;
+#[path = "fleet-bench-dc/proxy.rs"]
+mod proxy;
 
 /// Set in the environment of the copy of this program that runs inside the private
 /// network namespace, to the namespace it was started from.
@@ -60,6 +69,10 @@ enum Mode {
     Serve(ServeArgs),
     /// Run the benchmark in a private network namespace and print the report (as root).
     Run(RunArgs),
+    /// The multi-datacenter benchmark (as root; see `fleet-bench multi --help`).
+    Multi(multi::MultiArgs),
+    /// A TCP proxy adding a round trip (the driver of `multi` starts it itself).
+    Proxy(proxy::ProxyArgs),
 }
 
 #[derive(Debug, Clone, Args)]
@@ -73,6 +86,13 @@ struct ServeArgs {
     /// Directory with `ca.crt`, `fleet-sim.crt` and `fleet-sim.key`.
     #[arg(long)]
     ca: PathBuf,
+    /// Endpoints per datacenter: endpoint i reports dc `dc<i / dc-size>` (0: all `bench`).
+    #[arg(long, default_value_t = 0)]
+    dc_size: usize,
+    /// Also serve a seed's `Membership.Members` here, listing the endpoints and a relay per
+    /// datacenter ([`multi::seed_members`]).
+    #[arg(long)]
+    seed_listen: Option<std::net::SocketAddr>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -124,6 +144,20 @@ fn main() -> ExitCode {
                 ExitCode::FAILURE
             }
         },
+        Mode::Proxy(args) => dcos_bench::report::exit_code("fleet-bench proxy", proxy::run(&args)),
+        Mode::Multi(args) => {
+            if std::env::var_os(NETNS_ENV).is_none() {
+                return match reexec_in_netns() {
+                    Ok(code) => code,
+                    Err(e) => {
+                        eprintln!("fleet-bench: {e:#}");
+                        ExitCode::FAILURE
+                    }
+                };
+            }
+            let report = multi::run(&args).and_then(|r| args.report.emit(&r));
+            dcos_bench::report::exit_code("fleet-bench multi", report)
+        }
         Mode::Run(args) => {
             if std::env::var_os(NETNS_ENV).is_none() {
                 return match reexec_in_netns() {
@@ -155,17 +189,25 @@ fn progress(msg: impl AsRef<str>) {
     dcos_bench::report::progress("fleet-bench", msg.as_ref());
 }
 
-/// Raises the open-files limit to its hard maximum: a thousand listeners, or sockets.
+/// Raises the open-files limit: to [`FD_LIMIT`] as root (tens of thousands of listeners and
+/// sockets), else to its hard maximum.
 fn raise_fd_limit() {
     let mut lim = libc::rlimit { rlim_cur: 0, rlim_max: 0 };
-    // SAFETY: plain system calls on a local struct.
+    // SAFETY: plain system calls on local structs.
     unsafe {
+        let wide = libc::rlimit { rlim_cur: FD_LIMIT, rlim_max: FD_LIMIT };
+        if libc::setrlimit(libc::RLIMIT_NOFILE, &wide) == 0 {
+            return;
+        }
         if libc::getrlimit(libc::RLIMIT_NOFILE, &mut lim) == 0 && lim.rlim_cur < lim.rlim_max {
             lim.rlim_cur = lim.rlim_max;
             libc::setrlimit(libc::RLIMIT_NOFILE, &lim);
         }
     }
 }
+
+/// The open-files limit of the benchmark's processes when it runs as root.
+const FD_LIMIT: libc::rlim_t = 262_144;
 
 // ---------------------------------------------------------------------------------------
 // `serve`: many k2i endpoints in one process.
@@ -197,15 +239,19 @@ fn serve(args: &ServeArgs) -> Result<()> {
             .await
             .context("starting the sampler")?
             .context("starting the sampler thread")?;
+        if let Some(addr) = args.seed_listen {
+            multi::serve_seed(addr, &identity, multi::seed_members(args)).await?;
+        }
         for i in 0..args.count {
             let port = args.base_port + i as u16;
+            let dc = if args.dc_size == 0 { SIM_DC.to_string() } else { format!("dc{}", i / args.dc_size) };
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .with_context(|| format!("binding 127.0.0.1:{port}"))?;
             let state = AppState::new(
                 sampler.clone(),
-                &format!("sim-{i:04}"),
-                SIM_DC,
+                &multi::sim_name(i),
+                &dc,
                 Tokens::default(),
                 AllowList::default(),
                 None,
@@ -244,8 +290,9 @@ fn reexec_in_netns() -> Result<ExitCode> {
         bail!("run as root (scripts/bench-fleet.sh): the benchmark needs `unshare --net` and iptables");
     }
     let exe = std::env::current_exe().context("finding this executable")?;
+    // A mount namespace too: `multi` gives its clients and relays their own /etc/hosts.
     let status = Command::new("unshare")
-        .args(["--net", "--"])
+        .args(["--net", "--mount", "--"])
         .arg(&exe)
         .args(std::env::args_os().skip(1))
         .env(NETNS_ENV, own_netns()?)
@@ -291,10 +338,17 @@ struct Certs {
 
 impl Certs {
     fn new() -> Result<Certs> {
+        Certs::with_names(&[], &[])
+    }
+
+    /// As [`Certs::new`], the host certificate also valid for `ips` and `dns` names.
+    fn with_names(ips: &[std::net::IpAddr], dns: &[String]) -> Result<Certs> {
         let dir = tempfile::Builder::new().prefix("fleet-bench-").tempdir()?;
         pki::init_dir(dir.path()).context("creating the CA")?;
         let mut spec = LeafSpec::new(HOST_CERT, Role::Host);
         spec.ips = vec!["127.0.0.1".parse()?];
+        spec.ips.extend_from_slice(ips);
+        spec.dns = dns.to_vec();
         pki::issue_into_dir(dir.path(), &spec).context("issuing the host certificate")?;
         Ok(Certs { dir })
     }
@@ -312,10 +366,16 @@ struct Server {
 
 impl Server {
     fn start(count: usize, base_port: u16, ca: &Path) -> Result<Server> {
+        Server::start_with(count, base_port, ca, &[])
+    }
+
+    /// As [`Server::start`], with more `serve` arguments.
+    fn start_with(count: usize, base_port: u16, ca: &Path, extra: &[String]) -> Result<Server> {
         let exe = std::env::current_exe().context("finding this executable")?;
         let mut child = Command::new(exe)
             .arg("serve")
             .args(["--count", &count.to_string(), "--base-port", &base_port.to_string()])
+            .args(extra)
             .arg("--ca")
             .arg(ca)
             .env("RUST_LOG", "warn")
@@ -399,6 +459,9 @@ struct Exec {
     /// Exit status, or 128 + the signal.
     code: i32,
     stdout: Vec<u8>,
+    /// Bytes and lines of stdout (also when it was not kept).
+    stdout_bytes: u64,
+    stdout_lines: u64,
     stderr: Vec<u8>,
     /// User + system CPU of the command and the children it waited for (all curls under
     /// xargs), in ms.
@@ -460,6 +523,24 @@ fn drain(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<Ve
     })
 }
 
+/// Reads `pipe` to its end keeping nothing: its bytes and lines.
+fn count(pipe: Option<impl Read + Send + 'static>) -> std::thread::JoinHandle<(u64, u64)> {
+    std::thread::spawn(move || {
+        let (mut bytes, mut lines) = (0u64, 0u64);
+        let mut buf = vec![0u8; 1 << 16];
+        if let Some(mut p) = pipe {
+            while let Ok(n) = p.read(&mut buf) {
+                if n == 0 {
+                    break;
+                }
+                bytes += n as u64;
+                lines += buf[..n].iter().filter(|b| **b == b'\n').count() as u64;
+            }
+        }
+        (bytes, lines)
+    })
+}
+
 /// The argument that turns this program into the measuring helper:
 /// `fleet-bench __fleet-bench-measure REPORT PROGRAM ARGS...`.
 ///
@@ -509,17 +590,31 @@ fn measured(program: impl AsRef<std::ffi::OsStr>, report: &Path) -> Result<Comma
 /// Runs a [`measured`] command (stdout and stderr drained into memory) and reads what the
 /// helper wrote to `report`: exit status, wall time from spawn to reaping, CPU, peak RSS.
 fn timed(cmd: &mut Command, report: &Path, server: &Server) -> Result<Exec> {
+    timed_output(cmd, report, server, true)
+}
+
+/// As [`timed`]; without `keep`, stdout is only counted ([`Exec::stdout_bytes`],
+/// [`Exec::stdout_lines`]), not kept.
+fn timed_output(cmd: &mut Command, report: &Path, server: &Server, keep: bool) -> Result<Exec> {
     cmd.stdout(Stdio::piped()).stderr(Stdio::piped());
     let _ = std::fs::remove_file(report);
     let s0 = probe::cpu_ticks(server.pid())?;
     let m0 = MachineCpu::read()?;
     let mut child = cmd.spawn().context("spawning the measuring helper")?;
-    let out = drain(child.stdout.take());
+    let (out, counted) = if keep {
+        (Some(drain(child.stdout.take())), None)
+    } else {
+        (None, Some(count(child.stdout.take())))
+    };
     let err = drain(child.stderr.take());
     let helper = child.wait().context("waiting for the measuring helper")?;
     let s1 = probe::cpu_ticks(server.pid())?;
     let machine_cpu_ms = MachineCpu::read()?.busy_ms_since(&m0);
-    let stdout = out.join().unwrap_or_default();
+    let stdout = out.map(|o| o.join().unwrap_or_default()).unwrap_or_default();
+    let (stdout_bytes, stdout_lines) = match counted {
+        Some(c) => c.join().unwrap_or_default(),
+        None => (stdout.len() as u64, stdout.iter().filter(|b| **b == b'\n').count() as u64),
+    };
     let stderr = err.join().unwrap_or_default();
     let line = std::fs::read_to_string(report).unwrap_or_default();
     let fields: Vec<&str> = line.split_whitespace().collect();
@@ -535,6 +630,8 @@ fn timed(cmd: &mut Command, report: &Path, server: &Server) -> Result<Exec> {
         wall: Duration::from_nanos(wall_ns.max(0) as u64),
         code: code as i32,
         stdout,
+        stdout_bytes,
+        stdout_lines,
         stderr,
         cpu_ms: cpu_us as f64 / 1e3,
         max_rss: rss_kb.max(0) as u64 * 1024,
@@ -580,6 +677,9 @@ struct HostRow {
     address: String,
     status: String,
     elapsed_ms: u64,
+    /// The relay that asked the host, when one did.
+    #[serde(default)]
+    via: Option<String>,
 }
 
 struct Bench {
