@@ -232,6 +232,38 @@ impl Fleet {
         self.spawn_daemon(i, crate::bin("k2i"), &args.iter().map(String::as_str).collect::<Vec<_>>())
     }
 
+    /// Starts k2i on host `i` in datacenter `dc` (`--sample-interval 200ms`, the host's
+    /// certificate from `pki`) after the shell commands `before` (e.g. `sleep 1000 &`), in
+    /// the same PID namespace; waits for its announce.
+    pub fn k2i_after(&self, i: usize, pki: &Pki, dc: &str, before: &str) -> Result<HostProcess> {
+        let host = &self.hosts[i];
+        let tls = host.issue(pki);
+        let listen = format!("{}:{K2I_PORT}", host.addr);
+        let k2i = crate::bin("k2i");
+        let script = format!("{before} exec \"$0\" \"$@\"");
+        let (cert, key, ca) = (path_str(&tls.cert)?, path_str(&tls.key)?, path_str(&tls.ca)?);
+        let args = [
+            "-c",
+            &script,
+            path_str(&k2i)?,
+            "--listen",
+            &listen,
+            "--name",
+            &host.name,
+            "--dc",
+            dc,
+            "--sample-interval",
+            "200ms",
+            "--cert",
+            cert,
+            "--key",
+            key,
+            "--ca",
+            ca,
+        ];
+        self.spawn_daemon(i, "sh", &args)
+    }
+
     /// Boots host `i`: starts its init ([`HOST_INIT`], a reaping pid 1) in the host's network
     /// namespace and in a new PID and mount namespace with its own `/proc`
     /// (`nsenter --net=... unshare --pid --fork --mount-proc --kill-child host-init`), and

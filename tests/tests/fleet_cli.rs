@@ -11,31 +11,8 @@ use std::time::{Duration, Instant};
 
 /// Starts k2i on host `i` inside one PID namespace with a marker `sleep 1000<i>` beside it.
 fn k2i_with_marker(fleet: &Fleet, pki: &Pki, i: usize) -> HostProcess {
-    let host = fleet.host(i);
-    let tls = host.issue(pki);
-    let listen = format!("{}:7440", host.addr);
-    let k2i = dcos_tests::bin("k2i");
-    let script = format!("sleep 1000{i} & exec \"$0\" \"$@\"");
-    let args = [
-        "-c",
-        &script,
-        k2i.to_str().unwrap(),
-        "--listen",
-        &listen,
-        "--name",
-        &host.name,
-        "--dc",
-        if i == 2 { "dc-b" } else { "dc-a" },
-        "--sample-interval",
-        "200ms",
-        "--cert",
-        tls.cert.to_str().unwrap(),
-        "--key",
-        tls.key.to_str().unwrap(),
-        "--ca",
-        tls.ca.to_str().unwrap(),
-    ];
-    fleet.spawn_daemon(i, "sh", &args).expect("k2i starts on its host")
+    let dc = if i == 2 { "dc-b" } else { "dc-a" };
+    fleet.k2i_after(i, pki, dc, &format!("sleep 1000{i} &")).expect("k2i starts on its host")
 }
 
 struct Setup {

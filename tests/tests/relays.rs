@@ -27,32 +27,7 @@ fn dc(i: usize) -> &'static str {
 
 /// Starts k2i on host `i` with two `sleep` processes beside it in its PID namespace.
 fn k2i_on(fleet: &Fleet, pki: &Pki, i: usize) -> HostProcess {
-    let host = fleet.host(i);
-    let tls = host.issue(pki);
-    let listen = format!("{}:7440", host.addr);
-    let k2i = dcos_tests::bin("k2i");
-    let script = format!("sleep 1000{i} & sleep 2000{i} & exec \"$0\" \"$@\"");
-    let (cert, key, ca) = (tls.cert.to_str().unwrap(), tls.key.to_str().unwrap(), tls.ca.to_str().unwrap());
-    let args = [
-        "-c",
-        &script,
-        k2i.to_str().unwrap(),
-        "--listen",
-        &listen,
-        "--name",
-        &host.name,
-        "--dc",
-        dc(i),
-        "--sample-interval",
-        "200ms",
-        "--cert",
-        cert,
-        "--key",
-        key,
-        "--ca",
-        ca,
-    ];
-    fleet.spawn_daemon(i, "sh", &args).expect("k2i starts on its host")
+    fleet.k2i_after(i, pki, dc(i), &format!("sleep 1000{i} & sleep 2000{i} &")).expect("k2i starts on its host")
 }
 
 /// Four hosts, each with k2i and middlecon (seeded with host 0) in its datacenter.

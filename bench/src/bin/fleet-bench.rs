@@ -145,29 +145,11 @@ fn main() -> ExitCode {
             }
         },
         Mode::Proxy(args) => dcos_bench::report::exit_code("fleet-bench proxy", proxy::run(&args)),
-        Mode::Multi(args) => {
-            if std::env::var_os(NETNS_ENV).is_none() {
-                return match reexec_in_netns() {
-                    Ok(code) => code,
-                    Err(e) => {
-                        eprintln!("fleet-bench: {e:#}");
-                        ExitCode::FAILURE
-                    }
-                };
-            }
+        Mode::Multi(args) => in_netns(|| {
             let report = multi::run(&args).and_then(|r| args.report.emit(&r));
             dcos_bench::report::exit_code("fleet-bench multi", report)
-        }
-        Mode::Run(args) => {
-            if std::env::var_os(NETNS_ENV).is_none() {
-                return match reexec_in_netns() {
-                    Ok(code) => code,
-                    Err(e) => {
-                        eprintln!("fleet-bench: {e:#}");
-                        ExitCode::FAILURE
-                    }
-                };
-            }
+        }),
+        Mode::Run(args) => in_netns(|| {
             match run(&args) {
                 Ok(report) => match args.report.emit(&report) {
                     Ok(()) => ExitCode::SUCCESS,
@@ -181,6 +163,21 @@ fn main() -> ExitCode {
                     ExitCode::FAILURE
                 }
             }
+        }),
+    }
+}
+
+/// Runs `measure` in the benchmark's private network namespace: from outside it, this
+/// program again inside one ([`reexec_in_netns`]).
+fn in_netns(measure: impl FnOnce() -> ExitCode) -> ExitCode {
+    if std::env::var_os(NETNS_ENV).is_some() {
+        return measure();
+    }
+    match reexec_in_netns() {
+        Ok(code) => code,
+        Err(e) => {
+            eprintln!("fleet-bench: {e:#}");
+            ExitCode::FAILURE
         }
     }
 }
@@ -1204,13 +1201,7 @@ fn render(r: &Results, args: &RunArgs, h: &Header) -> String {
         probe::loadavg()
     );
     let _ = writeln!(out, "- command: `{}`\n", h.args_line);
-    let _ = writeln!(out, "| measure | median | min | target | ratio | result |");
-    let _ = writeln!(out, "| --- | ---: | ---: | --- | ---: | --- |");
-    for x in &rows {
-        let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} |", x[0], x[1], x[2], x[3], x[4], x[5]);
-    }
-
-    let _ = writeln!(out, "\nWhere the time goes (medians over the runs):\n");
+    targets_table(&mut out, &rows);
     let _ = writeln!(
         out,
         "| measure | wall | client CPU | serving process CPU | other processes' CPU | machine busy | client peak RSS | slowest host (dcos) |"
@@ -1247,6 +1238,16 @@ fn render(r: &Results, args: &RunArgs, h: &Header) -> String {
         cpus()
     );
     out
+}
+
+/// The table of targets, then the heading of the table of where the time goes.
+fn targets_table(out: &mut String, rows: &[[String; 6]]) {
+    let _ = writeln!(out, "| measure | median | min | target | ratio | result |");
+    let _ = writeln!(out, "| --- | ---: | ---: | --- | ---: | --- |");
+    for x in rows {
+        let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} |", x[0], x[1], x[2], x[3], x[4], x[5]);
+    }
+    let _ = writeln!(out, "\nWhere the time goes (medians over the runs):\n");
 }
 
 /// What the black-hole row says about answering hosts that timed out too, if any did.

@@ -532,10 +532,6 @@ pub fn run(args: &MultiArgs) -> Result<String> {
     Ok(render(&f, args, &date, &closing))
 }
 
-fn verdict_of(ok: bool) -> &'static str {
-    verdict(ok)
-}
-
 fn render(f: &Found, args: &MultiArgs, date: &str, closing: &str) -> String {
     let total = thousands(args.dcs * args.per_dc);
     let per = thousands(args.per_dc);
@@ -549,7 +545,7 @@ fn render(f: &Found, args: &MultiArgs, date: &str, closing: &str) -> String {
         f_ms(min(relayed)),
         "≤ 1 s".into(),
         format!("{:.2} × target", med(relayed) / 1000.0),
-        verdict_of(med(relayed) <= 1000.0).into(),
+        verdict(med(relayed) <= 1000.0).into(),
     ]);
     rows.push([
         "the same, `--relay never` (every host from the operator's machine)".into(),
@@ -566,7 +562,7 @@ fn render(f: &Found, args: &MultiArgs, date: &str, closing: &str) -> String {
         format!("{:.3}", min(relayed) / min(direct)),
         "≤ 0.3 × direct".into(),
         format!("{:.2} × target", ratio / 0.3),
-        verdict_of(ratio <= 0.3).into(),
+        verdict(ratio <= 0.3).into(),
     ]);
     let mut rest = f.top_rest.clone();
     rest.sort_by(f64::total_cmp);
@@ -583,7 +579,7 @@ fn render(f: &Found, args: &MultiArgs, date: &str, closing: &str) -> String {
         f_ms(min(&rest)),
         "≤ 200 ms".into(),
         format!("{:.2} × target", rest_med / 200.0),
-        verdict_of(rest_med <= 200.0).into(),
+        verdict(rest_med <= 200.0).into(),
     ]);
     let one = &f.one_dc.series.wall;
     let one_relayed = &f.one_dc_relayed.series.wall;
@@ -609,7 +605,7 @@ fn render(f: &Found, args: &MultiArgs, date: &str, closing: &str) -> String {
             format!("{:.3}", min(one) / min(before)),
             "≤ 1.05 × before (noise)".into(),
             format!("{:.2} × target", r / 1.05),
-            verdict_of(r <= 1.05).into(),
+            verdict(r <= 1.05).into(),
         ]);
     }
     rows.push([
@@ -633,7 +629,7 @@ fn render(f: &Found, args: &MultiArgs, date: &str, closing: &str) -> String {
             f_mb(rss),
             "≤ 100 MB".into(),
             format!("{:.2} × target", rss / 100e6),
-            verdict_of(rss <= 100e6).into(),
+            verdict(rss <= 100e6).into(),
         ]);
     }
     let (full, curl) = (&f.full_new.series.wall, &f.full_curl.series.wall);
@@ -655,7 +651,7 @@ fn render(f: &Found, args: &MultiArgs, date: &str, closing: &str) -> String {
         format!("{:.3}", min(full) / min(curl)),
         "≤ 0.3 × curl".into(),
         format!("{:.2} × target", fr / 0.3),
-        verdict_of(fr <= 0.3).into(),
+        verdict(fr <= 0.3).into(),
     ]);
 
     let mut out = String::new();
@@ -679,12 +675,7 @@ fn render(f: &Found, args: &MultiArgs, date: &str, closing: &str) -> String {
         args.runs, args.timeout
     );
     out.push_str(closing);
-    let _ = writeln!(out, "| measure | median | min | target | ratio | result |");
-    let _ = writeln!(out, "| --- | ---: | ---: | --- | ---: | --- |");
-    for x in &rows {
-        let _ = writeln!(out, "| {} | {} | {} | {} | {} | {} |", x[0], x[1], x[2], x[3], x[4], x[5]);
-    }
-    let _ = writeln!(out, "\nWhere the time goes (medians over the runs):\n");
+    targets_table(&mut out, &rows);
     let _ = writeln!(
         out,
         "| measure | wall | client CPU | k2i endpoints' CPU | relays' CPU | proxy CPU | machine busy | client peak RSS |"
