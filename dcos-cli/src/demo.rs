@@ -281,7 +281,13 @@ pub async fn run(args: DemoArgs) -> Result<()> {
     };
     worst = worst.max(commands::ps::run(&ctx, &ps).await?);
     println!("\n$ dcos top --once --limit 5");
-    let top = TopArgs { once: true, interval: Duration::from_secs(2), limit: 5, sort: "-cpu".into(), iterations: None };
+    let top = TopArgs {
+        once: true,
+        interval: Duration::from_secs(2),
+        limit: 5,
+        sort: "-cpu".into(),
+        iterations: None,
+    };
     worst = worst.max(commands::top::run(&ctx, &top).await?);
     if let Some(last) = names.last().filter(|_| names.len() > 1) {
         println!(

@@ -197,7 +197,11 @@ impl<T: DeserializeOwned + Send + 'static> Job<T> {
                 Read::Containers => pb::FanOutKind::Containers,
             } as i32,
             query: self.query.clone(),
-            hosts: self.targets.iter().map(|t| pb::FanOutHost { name: t.name.clone(), k2i: t.k2i.clone() }).collect(),
+            hosts: self
+                .targets
+                .iter()
+                .map(|t| pb::FanOutHost { name: t.name.clone(), k2i: t.k2i.clone() })
+                .collect(),
             timeout_ms: left.saturating_sub(RELAY_MARGIN).as_millis().max(1) as u32,
         };
         let mut client = pb::relay_client::RelayClient::new(channel).max_decoding_message_size(MAX_REPLY);
@@ -238,7 +242,11 @@ impl<T: DeserializeOwned + Send + 'static> Job<T> {
                 address: t.k2i.clone(),
                 status: "unreachable",
                 error: Some(format!("via {}: {why}", c.name)),
-                elapsed_ms: self.fanout.timeout.saturating_sub(self.deadline.saturating_duration_since(Instant::now())).as_millis() as u64,
+                elapsed_ms: self
+                    .fanout
+                    .timeout
+                    .saturating_sub(self.deadline.saturating_duration_since(Instant::now()))
+                    .as_millis() as u64,
                 via: Some(c.name.clone()),
             };
             if self.tx.send(Answer { target: self.indexes[i], report, value: None }).await.is_err() {

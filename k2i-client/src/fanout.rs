@@ -111,7 +111,9 @@ impl FanOut {
     where
         T: DeserializeOwned + Send + 'static,
     {
-        self.fetch(targets, path, |body| serde_json::from_slice(&body).map_err(|e| FetchError::Decode(e.to_string())))
+        self.fetch(targets, path, |body| {
+            serde_json::from_slice(&body).map_err(|e| FetchError::Decode(e.to_string()))
+        })
     }
 
     /// As [`FanOut::get`], the bodies undecoded (a relay passes them on as they are).
@@ -123,7 +125,12 @@ impl FanOut {
         self.fetch(targets, path, Ok)
     }
 
-    fn fetch<'a, T, E, P, D>(&'a self, targets: &'a [E], path: P, decode: D) -> impl Stream<Item = Answer<T>> + 'a
+    fn fetch<'a, T, E, P, D>(
+        &'a self,
+        targets: &'a [E],
+        path: P,
+        decode: D,
+    ) -> impl Stream<Item = Answer<T>> + 'a
     where
         T: Send + 'static,
         E: Endpoint + Sync,

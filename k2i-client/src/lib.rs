@@ -118,8 +118,7 @@ impl K2iClient {
             .https_only()
             .enable_http1()
             .wrap_connector(http);
-        let http =
-            Client::builder(TokioExecutor::new()).pool_idle_timeout(idle).build(https);
+        let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(idle).build(https);
         K2iClient { http, token, seen: SeenCertificates::default() }
     }
 

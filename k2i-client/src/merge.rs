@@ -122,7 +122,13 @@ mod tests {
                 p
             })
             .collect();
-        ProcList { host: host.into(), dc: "d".into(), sampled_at: String::new(), total: cpus.len(), processes }
+        ProcList {
+            host: host.into(),
+            dc: "d".into(),
+            sampled_at: String::new(),
+            total: cpus.len(),
+            processes,
+        }
     }
 
     #[test]
@@ -131,7 +137,9 @@ mod tests {
         let mut lists = vec![list("a", &[9.0, 5.0, 1.0]), list("b", &[7.0, 5.0, 0.5])];
         let mut rows: Vec<Row> = lists
             .iter()
-            .flat_map(|l| l.processes.iter().map(|p| Row { host: l.host.clone(), dc: l.dc.clone(), process: p.clone() }))
+            .flat_map(|l| {
+                l.processes.iter().map(|p| Row { host: l.host.clone(), dc: l.dc.clone(), process: p.clone() })
+            })
             .collect();
         let query = ProcQuery::from_pairs([("sort", "-cpu"), ("limit", "4")]).unwrap();
         sort_and_limit(&mut rows, &query);

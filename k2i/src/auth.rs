@@ -127,10 +127,10 @@ fn on_behalf_of(req: &Request, caller: Caller) -> Result<Caller, ApiError> {
             caller.name, caller.role
         )));
     }
-    let bad = |what: &str| {
-        ApiError::bad_request("bad_relay", format!("{what} must name the operator and a role"))
-    };
-    let operator = operator.to_str().ok().filter(|o| !o.is_empty()).ok_or_else(|| bad(ON_BEHALF_OF_HEADER))?;
+    let bad =
+        |what: &str| ApiError::bad_request("bad_relay", format!("{what} must name the operator and a role"));
+    let operator =
+        operator.to_str().ok().filter(|o| !o.is_empty()).ok_or_else(|| bad(ON_BEHALF_OF_HEADER))?;
     let role = req
         .headers()
         .get(ON_BEHALF_OF_ROLE_HEADER)

@@ -27,7 +27,9 @@ fn dc(i: usize) -> &'static str {
 
 /// Starts k2i on host `i` with two `sleep` processes beside it in its PID namespace.
 fn k2i_on(fleet: &Fleet, pki: &Pki, i: usize) -> HostProcess {
-    fleet.k2i_after(i, pki, dc(i), &format!("sleep 1000{i} & sleep 2000{i} &")).expect("k2i starts on its host")
+    fleet
+        .k2i_after(i, pki, dc(i), &format!("sleep 1000{i} & sleep 2000{i} &"))
+        .expect("k2i starts on its host")
 }
 
 /// Four hosts, each with k2i and middlecon (seeded with host 0) in its datacenter.
@@ -77,8 +79,9 @@ impl Setup {
     fn json(&self, who: &str, args: &[&str]) -> (Value, i32, String) {
         let out: Output = self.dcos(who, args).output().expect("dcos runs");
         let stderr = String::from_utf8_lossy(&out.stderr).into_owned();
-        let doc = serde_json::from_slice(&out.stdout)
-            .unwrap_or_else(|e| panic!("one JSON document ({e}): {}\n{stderr}", String::from_utf8_lossy(&out.stdout)));
+        let doc = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| {
+            panic!("one JSON document ({e}): {}\n{stderr}", String::from_utf8_lossy(&out.stdout))
+        });
         (doc, out.status.code().unwrap_or(-1), stderr)
     }
 }
@@ -89,12 +92,23 @@ fn rows(doc: &Value) -> Vec<(String, i64, String)> {
         .as_array()
         .expect("processes")
         .iter()
-        .map(|p| (p["host"].as_str().unwrap().into(), p["pid"].as_i64().unwrap(), p["cmd"].as_str().unwrap().into()))
+        .map(|p| {
+            (
+                p["host"].as_str().unwrap().into(),
+                p["pid"].as_i64().unwrap(),
+                p["cmd"].as_str().unwrap().into(),
+            )
+        })
         .collect()
 }
 
 fn host_entry<'a>(doc: &'a Value, host: &str) -> &'a Value {
-    doc["hosts"].as_array().unwrap().iter().find(|h| h["host"] == host).unwrap_or_else(|| panic!("{host} in {doc}"))
+    doc["hosts"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|h| h["host"] == host)
+        .unwrap_or_else(|| panic!("{host} in {doc}"))
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -112,7 +126,9 @@ async fn relayed_tables_are_the_direct_ones_and_say_which_relay_asked() {
     assert_eq!(rows(&relayed).len(), 6);
     for i in 0..4 {
         let name = format!("host-{i}");
-        let via = host_entry(&relayed, &name)["via"].as_str().unwrap_or_else(|| panic!("via for {name}: {relayed}"));
+        let via = host_entry(&relayed, &name)["via"]
+            .as_str()
+            .unwrap_or_else(|| panic!("via for {name}: {relayed}"));
         let relay: usize = via.trim_start_matches("host-").parse().expect("a host's name");
         assert_eq!(dc(relay), dc(i), "{name} asked by a relay of its own datacenter");
         assert_eq!(host_entry(&relayed, &name)["status"], "ok");
@@ -155,7 +171,8 @@ async fn relayed_tables_are_the_direct_ones_and_say_which_relay_asked() {
     }
 
     // `--relay always` with one datacenter relays; without a seed it is bad usage.
-    let (one_dc, code, _) = s.json("olivia", &["--relay", "always", "--dc", "dc-b", "-o", "json", "ps", "--limit", "1"]);
+    let (one_dc, code, _) =
+        s.json("olivia", &["--relay", "always", "--dc", "dc-b", "-o", "json", "ps", "--limit", "1"]);
     assert_eq!(code, 0);
     assert!(one_dc["hosts"].as_array().unwrap().iter().all(|h| h["via"].is_string()), "{one_dc}");
     let out = Command::new(dcos_tests::bin("dcos"))
@@ -172,7 +189,8 @@ async fn a_relay_killed_mid_request_leaves_its_hosts_unreachable_within_the_time
     // host-3's k2i stops answering (its connections open, nothing comes back): a relay
     // asking it waits until its deadline.
     let k2i3 = s.k2i[3].init_pid().expect("k2i's pid");
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(k2i3 as i32), nix::sys::signal::Signal::SIGSTOP).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(k2i3 as i32), nix::sys::signal::Signal::SIGSTOP)
+        .unwrap();
 
     let started = Instant::now();
     let child = s
@@ -185,8 +203,11 @@ async fn a_relay_killed_mid_request_leaves_its_hosts_unreachable_within_the_time
     let relay: usize = eventually(Duration::from_secs(8), "dc-b's relay to ask host-2", || {
         let log = s.k2i[2].stderr();
         async move {
-            let line = log.lines().find(|l| l.contains("relayed request") && l.contains("olivia"))?.to_string();
-            ["host-2", "host-3"].iter().position(|h| line.contains(&format!("relay={h}")) || line.contains(&format!("relayed request: {h} ")))
+            let line =
+                log.lines().find(|l| l.contains("relayed request") && l.contains("olivia"))?.to_string();
+            ["host-2", "host-3"].iter().position(|h| {
+                line.contains(&format!("relay={h}")) || line.contains(&format!("relayed request: {h} "))
+            })
         }
     })
     .await
@@ -196,7 +217,8 @@ async fn a_relay_killed_mid_request_leaves_its_hosts_unreachable_within_the_time
     let killed_at = started.elapsed();
     let out = child.wait_with_output().unwrap();
     let took = started.elapsed();
-    nix::sys::signal::kill(nix::unistd::Pid::from_raw(k2i3 as i32), nix::sys::signal::Signal::SIGCONT).unwrap();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(k2i3 as i32), nix::sys::signal::Signal::SIGCONT)
+        .unwrap();
 
     let stderr = String::from_utf8_lossy(&out.stderr);
     let doc: Value = serde_json::from_slice(&out.stdout).unwrap_or_else(|e| panic!("{e}: {stderr}"));
@@ -230,16 +252,23 @@ async fn nothing_relayed_can_write() {
     // A host asking k2i on someone's behalf may read with their role, never write, even
     // for an admin.
     let host = s.pki.client("host-1");
-    let as_viewer = [(ON_BEHALF_OF_HEADER, "olivia".to_string()), (ON_BEHALF_OF_ROLE_HEADER, "viewer".to_string())];
-    let as_admin = [(ON_BEHALF_OF_HEADER, "admin".to_string()), (ON_BEHALF_OF_ROLE_HEADER, "admin".to_string())];
+    let as_viewer =
+        [(ON_BEHALF_OF_HEADER, "olivia".to_string()), (ON_BEHALF_OF_ROLE_HEADER, "viewer".to_string())];
+    let as_admin =
+        [(ON_BEHALF_OF_HEADER, "admin".to_string()), (ON_BEHALF_OF_ROLE_HEADER, "admin".to_string())];
     host.request_with("GET", &k2i, "/v1/host", None, &as_viewer, t).await.expect("a relayed read");
     for headers in [&as_viewer, &as_admin] {
-        let e = host.request_with("PUT", &k2i, "/v1/sysctl/vm.swappiness", body(), headers, t).await.unwrap_err();
-        assert!(matches!(&e, FetchError::Http { status: 403, message, .. } if message.contains("never relayed")), "{e}");
+        let e =
+            host.request_with("PUT", &k2i, "/v1/sysctl/vm.swappiness", body(), headers, t).await.unwrap_err();
+        assert!(
+            matches!(&e, FetchError::Http { status: 403, message, .. } if message.contains("never relayed")),
+            "{e}"
+        );
     }
     // Only a host certificate may speak for someone else.
     let viewer = s.pki.client("olivia");
-    let as_admin_from_viewer = [(ON_BEHALF_OF_HEADER, "root".into()), (ON_BEHALF_OF_ROLE_HEADER, "admin".into())];
+    let as_admin_from_viewer =
+        [(ON_BEHALF_OF_HEADER, "root".into()), (ON_BEHALF_OF_ROLE_HEADER, "admin".into())];
     let e = viewer.request_with("GET", &k2i, "/v1/host", None, &as_admin_from_viewer, t).await.unwrap_err();
     assert!(matches!(&e, FetchError::Http { status: 403, .. }), "{e}");
 
@@ -248,15 +277,27 @@ async fn nothing_relayed_can_write() {
     let channel = mesh::channel(&s.fleet, &s.pki, 2, "olivia", Role::Viewer).await;
     let mut relay = pb::relay_client::RelayClient::new(channel);
     let hosts = vec![pb::FanOutHost { name: "host-3".into(), k2i: s.fleet.host(3).k2i_url() }];
-    let bad = pb::FanOutRequest { kind: pb::FanOutKind::Unspecified as i32, hosts: hosts.clone(), ..Default::default() };
+    let bad = pb::FanOutRequest {
+        kind: pb::FanOutKind::Unspecified as i32,
+        hosts: hosts.clone(),
+        ..Default::default()
+    };
     let status = relay.fan_out(bad).await.unwrap_err();
     assert_eq!(status.code(), tonic::Code::InvalidArgument, "{status:?}");
-    let read = pb::FanOutRequest { kind: pb::FanOutKind::Processes as i32, query: "limit=1".into(), hosts, timeout_ms: 3000 };
+    let read = pb::FanOutRequest {
+        kind: pb::FanOutKind::Processes as i32,
+        query: "limit=1".into(),
+        hosts,
+        timeout_ms: 3000,
+    };
     let mut stream = relay.fan_out(read).await.unwrap().into_inner();
     let reply = stream.message().await.unwrap().expect("an answer");
     assert_eq!(reply.answers[0].status, "ok", "{reply:?}");
     let log = s.k2i[3].stderr();
-    assert!(log.lines().any(|l| l.contains("relayed request") && l.contains("olivia") && l.contains("viewer")), "{log}");
+    assert!(
+        log.lines().any(|l| l.contains("relayed request") && l.contains("olivia") && l.contains("viewer")),
+        "{log}"
+    );
     // And `dcos sysctl set` is never relayed: it goes to the host itself.
     let out = s.dcos("olivia", &["sysctl", "set", "vm.swappiness=10", "--host", "host-3"]).output().unwrap();
     let stderr = String::from_utf8_lossy(&out.stderr);

@@ -149,19 +149,17 @@ fn main() -> ExitCode {
             let report = multi::run(&args).and_then(|r| args.report.emit(&r));
             dcos_bench::report::exit_code("fleet-bench multi", report)
         }),
-        Mode::Run(args) => in_netns(|| {
-            match run(&args) {
-                Ok(report) => match args.report.emit(&report) {
-                    Ok(()) => ExitCode::SUCCESS,
-                    Err(e) => {
-                        eprintln!("fleet-bench: {e:#}");
-                        ExitCode::FAILURE
-                    }
-                },
+        Mode::Run(args) => in_netns(|| match run(&args) {
+            Ok(report) => match args.report.emit(&report) {
+                Ok(()) => ExitCode::SUCCESS,
                 Err(e) => {
                     eprintln!("fleet-bench: {e:#}");
                     ExitCode::FAILURE
                 }
+            },
+            Err(e) => {
+                eprintln!("fleet-bench: {e:#}");
+                ExitCode::FAILURE
             }
         }),
     }
@@ -241,7 +239,7 @@ fn serve(args: &ServeArgs) -> Result<()> {
         }
         for i in 0..args.count {
             let port = args.base_port + i as u16;
-            let dc = if args.dc_size == 0 { SIM_DC.to_string() } else { format!("dc{}", i / args.dc_size) };
+            let dc = i.checked_div(args.dc_size).map_or_else(|| SIM_DC.to_string(), |k| format!("dc{k}"));
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .with_context(|| format!("binding 127.0.0.1:{port}"))?;

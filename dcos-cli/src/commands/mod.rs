@@ -21,15 +21,15 @@ pub mod workloads;
 
 use crate::cli::{FleetArgs, Format, TlsArgs};
 use crate::fanout::{Answer, FanOut};
+use crate::fleet::{self, FleetError, Target};
 use crate::relay::{RelayMode, Relays};
+use dcos_core::tls::{Identity, TlsFiles};
 use futures::stream::{BoxStream, StreamExt};
 use k2i_client::fanout::Read;
+use k2i_client::K2iClient;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeSet;
 use std::sync::Arc;
-use crate::fleet::{self, FleetError, Target};
-use dcos_core::tls::{Identity, TlsFiles};
-use k2i_client::K2iClient;
 
 /// A failure before any host was asked: bad usage (exit 2) or a broken setup (exit 1).
 #[derive(Debug, thiserror::Error)]

@@ -12,8 +12,8 @@ use futures::StreamExt;
 use k2i_client::fanout::Read;
 use k2i_client::merge;
 use serde_json::value::RawValue;
-use std::io::{BufWriter, Write};
 use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufWriter, Write};
 
 /// The query string sent to every host, checked here first so a typo is one error, not
 /// one per host.
@@ -65,7 +65,11 @@ pub async fn run(ctx: &Context, args: &PsArgs) -> Result<u8, SetupError> {
         if let Some(list) = answer.value.take() {
             answer.report.host = list.host.clone();
             let dc = if list.dc.is_empty() { ctx.targets[answer.target].dc.clone() } else { list.dc };
-            rows.extend(list.processes.into_iter().map(|p| Row { host: list.host.clone(), dc: dc.clone(), process: p }));
+            rows.extend(list.processes.into_iter().map(|p| Row {
+                host: list.host.clone(),
+                dc: dc.clone(),
+                process: p,
+            }));
         }
         reports.push(answer.report);
     }
@@ -153,10 +157,13 @@ fn write_tagged(out: &mut impl Write, host: &str, process: &RawValue) -> std::io
 fn print_rows(format: Format, reports: &[HostReport], rows: &[Row]) {
     match format {
         Format::Json => {
-            let items: Vec<_> = rows.iter().map(|r| output::Tagged { host: &r.host, item: &r.process }).collect();
+            let items: Vec<_> =
+                rows.iter().map(|r| output::Tagged { host: &r.host, item: &r.process }).collect();
             output::print_document("processes", reports, &items);
         }
-        Format::Ndjson => rows.iter().for_each(|r| output::print_line(&output::Tagged { host: &r.host, item: &r.process })),
+        Format::Ndjson => {
+            rows.iter().for_each(|r| output::print_line(&output::Tagged { host: &r.host, item: &r.process }))
+        }
         Format::Table => {
             let cells: Vec<_> = rows.iter().map(|r| table::process_row(&r.host, &r.process, 100)).collect();
             print!("{}", table::render(&table::PROCESS_HEADER, &cells));

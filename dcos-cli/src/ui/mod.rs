@@ -190,7 +190,9 @@ async fn me(State(ui): State<Arc<Ui>>) -> Json<Value> {
 async fn context(ui: &Ui) -> Context {
     let (at, current) = {
         let c = lock(&ui.ctx);
-        (c.0, Context {
+        (
+            c.0,
+            Context {
                 targets: c.1.targets.clone(),
                 fanout: c.1.fanout.clone(),
                 format: c.1.format,

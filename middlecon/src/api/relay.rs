@@ -182,21 +182,28 @@ async fn send(tx: &mpsc::Sender<Result<pb::FanOutReply, Status>>, answers: Vec<p
 }
 
 /// Decodes an answer's body as `T`; a body that does not decode is the host's `http_error`.
-fn decoded<T: serde::de::DeserializeOwned>(a: Answer<Bytes>) -> Result<(Answer<()>, T), Answer<()>> {
+fn decoded<T: serde::de::DeserializeOwned>(a: Answer<Bytes>) -> (Answer<()>, Option<T>) {
     let Answer { target, mut report, value } = a;
-    match value.map(|b| serde_json::from_slice::<T>(&b)) {
-        Some(Ok(v)) => Ok((Answer { target, report, value: None }, v)),
+    let value = match value.map(|b| serde_json::from_slice::<T>(&b)) {
+        Some(Ok(v)) => Some(v),
         Some(Err(e)) => {
             report.status = "http_error";
             report.error = Some(format!("bad answer: {e}"));
-            Err(Answer { target, report, value: None })
+            None
         }
-        None => Err(Answer { target, report, value: None }),
-    }
+        None => None,
+    };
+    (Answer { target, report, value: None }, value)
 }
 
 /// Runs one fan-out, sending what is final as it is.
-async fn relay(fan: FanOut, hosts: Vec<Host>, path: String, merge: Merge, tx: mpsc::Sender<Result<pb::FanOutReply, Status>>) {
+async fn relay(
+    fan: FanOut,
+    hosts: Vec<Host>,
+    path: String,
+    merge: Merge,
+    tx: mpsc::Sender<Result<pb::FanOutReply, Status>>,
+) {
     let mut answers = fan.get_raw(&hosts, |_| path.clone()).ready_chunks(256);
     let mut lists: Vec<(Answer<()>, ProcList)> = Vec::new();
     let mut tops: Vec<(Answer<()>, Top)> = Vec::new();
@@ -209,12 +216,12 @@ async fn relay(fan: FanOut, hosts: Vec<Host>, path: String, merge: Merge, tx: mp
                     now.push(to_pb(&a, body));
                 }
                 Merge::Processes { .. } => match decoded::<ProcList>(a) {
-                    Ok(ok) => lists.push(ok),
-                    Err(failed) => now.push(to_pb(&failed, Vec::new())),
+                    (a, Some(list)) => lists.push((a, list)),
+                    (failed, None) => now.push(to_pb(&failed, Vec::new())),
                 },
                 Merge::Top { .. } => match decoded::<Top>(a) {
-                    Ok(ok) => tops.push(ok),
-                    Err(failed) => now.push(to_pb(&failed, Vec::new())),
+                    (a, Some(top)) => tops.push((a, top)),
+                    (failed, None) => now.push(to_pb(&failed, Vec::new())),
                 },
             }
         }
@@ -227,12 +234,20 @@ async fn relay(fan: FanOut, hosts: Vec<Host>, path: String, merge: Merge, tx: mp
         Merge::Processes { sort, limit } => {
             let (reports, mut lists): (Vec<_>, Vec<_>) = lists.into_iter().unzip();
             merge::trim_lists(&mut lists, &sort, Some(limit));
-            reports.iter().zip(&lists).map(|(a, l)| to_pb(a, serde_json::to_vec(l).unwrap_or_default())).collect()
+            reports
+                .iter()
+                .zip(&lists)
+                .map(|(a, l)| to_pb(a, serde_json::to_vec(l).unwrap_or_default()))
+                .collect()
         }
         Merge::Top { sort, limit } => {
             let (reports, mut tops): (Vec<_>, Vec<_>) = tops.into_iter().unzip();
             merge::trim_tops(&mut tops, &sort, limit);
-            reports.iter().zip(&tops).map(|(a, t)| to_pb(a, serde_json::to_vec(t).unwrap_or_default())).collect()
+            reports
+                .iter()
+                .zip(&tops)
+                .map(|(a, t)| to_pb(a, serde_json::to_vec(t).unwrap_or_default()))
+                .collect()
         }
     };
     send(&tx, merged).await;
@@ -242,7 +257,10 @@ async fn relay(fan: FanOut, hosts: Vec<Host>, path: String, merge: Merge, tx: mp
 impl pb::relay_server::Relay for RelayApi {
     type FanOutStream = ReceiverStream<Result<pb::FanOutReply, Status>>;
 
-    async fn fan_out(&self, request: Request<pb::FanOutRequest>) -> Result<Response<Self::FanOutStream>, Status> {
+    async fn fan_out(
+        &self,
+        request: Request<pb::FanOutRequest>,
+    ) -> Result<Response<Self::FanOutStream>, Status> {
         let caller = Caller::of(&request);
         let role = caller.role();
         if !role.can_read() {
@@ -256,11 +274,17 @@ impl pb::relay_server::Relay for RelayApi {
         };
         let hosts: Vec<Host> = req.hosts.into_iter().map(|h| Host { name: h.name, k2i: h.k2i }).collect();
         if let Some(bad) = hosts.iter().find(|h| !h.k2i.starts_with("https://")) {
-            return Err(Status::invalid_argument(format!("{}: k2i {:?} is not an https:// URL", bad.name, bad.k2i)));
+            return Err(Status::invalid_argument(format!(
+                "{}: k2i {:?} is not an https:// URL",
+                bad.name, bad.k2i
+            )));
         }
         tracing::debug!(operator = %caller.describe(), ?read, hosts = hosts.len(), "relaying");
         let mut fan = FanOut::new(self.client.clone(), timeout);
-        fan.headers = vec![(ON_BEHALF_OF_HEADER, caller.name.clone()), (ON_BEHALF_OF_ROLE_HEADER, role.as_str().into())];
+        fan.headers = vec![
+            (ON_BEHALF_OF_HEADER, caller.name.clone()),
+            (ON_BEHALF_OF_ROLE_HEADER, role.as_str().into()),
+        ];
         let (tx, rx) = mpsc::channel(16);
         let path = read.path(&req.query);
         tokio::spawn(async move {
@@ -286,7 +310,10 @@ mod tests {
             [("q".into(), "cpu > 1".into()), ("sort".into(), "-cpu".into()), ("limit".into(), "20".into())]
         );
         assert!(pairs("a=b#c").is_err() && pairs("a=%zz").is_err() && pairs("x=/../").is_err());
-        assert!(matches!(plan(pb::FanOutKind::Processes, "sort=-cpu&limit=5"), Ok((Read::Processes, Merge::Processes { limit: 5, .. }))));
+        assert!(matches!(
+            plan(pb::FanOutKind::Processes, "sort=-cpu&limit=5"),
+            Ok((Read::Processes, Merge::Processes { limit: 5, .. }))
+        ));
         assert!(matches!(plan(pb::FanOutKind::Processes, "user=www"), Ok((Read::Processes, Merge::None))));
         assert!(plan(pb::FanOutKind::Processes, "q=cpu%20%3E").is_err());
         assert!(plan(pb::FanOutKind::Top, "sort=nosuchfield").is_err());
