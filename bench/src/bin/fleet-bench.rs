@@ -93,6 +93,13 @@ struct ServeArgs {
     /// datacenter ([`multi::seed_members`]).
     #[arg(long)]
     seed_listen: Option<std::net::SocketAddr>,
+    /// The fleet-wide index of this process's first endpoint (several processes share a
+    /// fleet when one process may not hold enough open files): endpoint i is `sim-(first+i)`.
+    #[arg(long, default_value_t = 0)]
+    first: usize,
+    /// Endpoints in the whole fleet, for the seed's list [default: --count].
+    #[arg(long)]
+    fleet_count: Option<usize>,
 }
 
 #[derive(Debug, Clone, Args)]
@@ -239,13 +246,15 @@ fn serve(args: &ServeArgs) -> Result<()> {
         }
         for i in 0..args.count {
             let port = args.base_port + i as u16;
-            let dc = i.checked_div(args.dc_size).map_or_else(|| SIM_DC.to_string(), |k| format!("dc{k}"));
+            let dc = (args.first + i)
+                .checked_div(args.dc_size)
+                .map_or_else(|| SIM_DC.to_string(), |k| format!("dc{k}"));
             let listener = tokio::net::TcpListener::bind(("127.0.0.1", port))
                 .await
                 .with_context(|| format!("binding 127.0.0.1:{port}"))?;
             let state = AppState::new(
                 sampler.clone(),
-                &multi::sim_name(i),
+                &multi::sim_name(args.first + i),
                 &dc,
                 Tokens::default(),
                 AllowList::default(),

@@ -35,6 +35,11 @@ const RELAY_API_BASE: u16 = 7600;
 const RELAY_PEER_BASE: u16 = 7700;
 /// Where the other datacenters are, seen from the operator's: the proxy's address.
 const FAR: &str = "127.0.0.2";
+/// Endpoints per serving process: with the relays' kept connections and a direct fan-out's
+/// beside its listeners, a process holds up to three open files per endpoint, and the
+/// machine allows a process 20,000 (its hard limit, which root in this container cannot
+/// raise).
+const PER_PROCESS: usize = 5000;
 /// The load every relay gossips in the seed's list.
 const RELAY_LOAD: f64 = 0.5;
 
@@ -106,9 +111,10 @@ fn dc_host(k: usize) -> String {
 /// `dc0`'s on `127.0.0.1`, the others' on [`FAR`].
 pub fn seed_members(args: &ServeArgs) -> Vec<pb::Member> {
     let per = args.dc_size.max(1);
-    let dcs = args.count.div_ceil(per);
+    let count = args.fleet_count.unwrap_or(args.count);
+    let dcs = count.div_ceil(per);
     let alive = pb::MemberState::Alive as i32;
-    let mut members: Vec<pb::Member> = (0..args.count)
+    let mut members: Vec<pb::Member> = (0..count)
         .map(|i| pb::Member {
             name: sim_name(i),
             dc: format!("dc{}", i / per),
@@ -218,8 +224,12 @@ fn hosts_file(dcs: usize, ip: impl Fn(usize) -> &'static str) -> String {
 struct World {
     dcos: PathBuf,
     certs: Certs,
+    /// The endpoints are split over several processes (and the proxy over several) so that
+    /// none needs more open files than the machine allows one process; the first serves
+    /// the seed too.
     server: Server,
-    proxy: Child2,
+    more_servers: Vec<Server>,
+    proxies: Vec<Child2>,
     relays: Vec<Child2>,
     args: MultiArgs,
     report: PathBuf,
@@ -256,17 +266,24 @@ impl World {
         Ok(cmd)
     }
 
-    /// CPU ticks of the relays and of the proxy.
-    fn side_ticks(&self) -> (u64, u64) {
-        let relays = self.relays.iter().map(|r| probe::cpu_ticks(r.child.id() as i32).unwrap_or(0)).sum();
-        (relays, probe::cpu_ticks(self.proxy.child.id() as i32).unwrap_or(0))
+    /// CPU ticks of the relays, of the proxies, and of the endpoints' other processes.
+    fn side_ticks(&self) -> (u64, u64, u64) {
+        let ticks = |pids: &mut dyn Iterator<Item = u32>| -> u64 {
+            pids.map(|p| probe::cpu_ticks(p as i32).unwrap_or(0)).sum()
+        };
+        (
+            ticks(&mut self.relays.iter().map(|r| r.child.id())),
+            ticks(&mut self.proxies.iter().map(|p| p.child.id())),
+            ticks(&mut self.more_servers.iter().map(|s| s.pid() as u32)),
+        )
     }
 
     fn run(&self, cmd: &mut Command, keep: bool) -> Result<(Exec, Side)> {
-        let (r0, p0) = self.side_ticks();
-        let e = timed_output(cmd, &self.report, &self.server, keep)?;
-        let (r1, p1) = self.side_ticks();
+        let (r0, p0, s0) = self.side_ticks();
+        let mut e = timed_output(cmd, &self.report, &self.server, keep)?;
+        let (r1, p1, s1) = self.side_ticks();
         let tick = |t: u64| t as f64 / probe::clk_tck() * 1e3;
+        e.server_cpu_ms += tick(s1.saturating_sub(s0));
         Ok((e, Side { relays_ms: tick(r1.saturating_sub(r0)), proxy_ms: tick(p1.saturating_sub(p0)) }))
     }
 
@@ -338,7 +355,7 @@ impl World {
         let mut cmd = measured(binary, &self.report)?;
         self.env(&mut cmd);
         cmd.env("DCOS_HOSTS", hosts.join(",")).args(["--timeout", "30s", "-o", "json", "ps"]);
-        let e = timed(&mut cmd, &self.report, &self.server)?;
+        let (e, _) = self.run(&mut cmd, true)?;
         let doc = parse_ps(&e)?;
         check_all_ok(&e, &doc, n)?;
         Ok((e, doc))
@@ -356,7 +373,7 @@ impl World {
             .args(["--cacert", "ca.crt", "--cert", "admin.crt", "--key", "admin.key", "-o", "/dev/null"])
             .current_dir(self.certs.dir.path())
             .stdin(std::fs::File::open(&file)?);
-        let e = timed(&mut cmd, &self.report, &self.server)?;
+        let (e, _) = self.run(&mut cmd, true)?;
         ensure!(e.code == 0, "xargs curl exited with {}: {}", e.code, e.stderr_head());
         Ok(e)
     }
@@ -451,24 +468,38 @@ pub fn run(args: &MultiArgs) -> Result<String> {
     run_quiet(Command::new("mount").arg("--bind").arg(&operator_hosts).arg("/etc/hosts"))?;
 
     progress(format!("starting {total} k2i endpoints in {} datacenters, and the seed", args.dcs));
-    let extra = vec![
-        "--dc-size".to_string(),
-        args.per_dc.to_string(),
-        "--seed-listen".into(),
-        format!("127.0.0.1:{SEED_PORT}"),
-    ];
-    let server = Server::start_with(total, args.base_port, certs.dir.path(), &extra)?;
+    // A process holds its listeners, the relays' kept connections and the direct ones.
+    let per_process = PER_PROCESS.min(total);
+    let mut servers = Vec::new();
+    for first in (0..total).step_by(per_process) {
+        let count = per_process.min(total - first);
+        let mut extra =
+            vec!["--dc-size".to_string(), args.per_dc.to_string(), "--first".into(), first.to_string()];
+        if first == 0 {
+            extra.extend(["--seed-listen".into(), format!("127.0.0.1:{SEED_PORT}")]);
+            extra.extend(["--fleet-count".into(), total.to_string()]);
+        }
+        let base = u16::try_from(args.base_port as usize + first)?;
+        servers.push(Server::start_with(count, base, certs.dir.path(), &extra)?);
+    }
+    let server = servers.remove(0);
     let exe = std::env::current_exe()?;
-    let mut proxy = Command::new(&exe);
     let first_far = args.base_port as usize + args.per_dc;
-    proxy
-        .args(["proxy", "--listen-ip", FAR, "--to-ip", "127.0.0.1", "--rtt-ms", &args.rtt_ms.to_string()])
-        .args(["--ports", &format!("{first_far}-{}", args.base_port as usize + total - 1)])
-        .args([
-            "--ports",
-            &format!("{}-{}", RELAY_API_BASE as usize + 1, RELAY_API_BASE as usize + args.dcs - 1),
-        ]);
-    let proxy = start_announced(proxy, "ready", "the proxy")?;
+    let last = args.base_port as usize + total - 1;
+    let mut proxies = Vec::new();
+    for (n, from) in (first_far..=last).step_by(PER_PROCESS / 2).enumerate() {
+        let to = (from + PER_PROCESS / 2 - 1).min(last);
+        let mut proxy = Command::new(&exe);
+        proxy
+            .args(["proxy", "--listen-ip", FAR, "--to-ip", "127.0.0.1", "--rtt-ms", &args.rtt_ms.to_string()])
+            .args(["--ports", &format!("{from}-{to}")]);
+        if n == 0 {
+            let relays =
+                format!("{}-{}", RELAY_API_BASE as usize + 1, RELAY_API_BASE as usize + args.dcs - 1);
+            proxy.args(["--ports", &relays]);
+        }
+        proxies.push(start_announced(proxy, "ready", "a proxy")?);
+    }
     let state = tempfile::Builder::new().prefix("fleet-bench-relays-").tempdir()?;
     let mut relays = Vec::new();
     for k in 0..args.dcs {
@@ -497,7 +528,16 @@ pub fn run(args: &MultiArgs) -> Result<String> {
     }
     std::thread::sleep(Duration::from_secs(args.settle));
     let report = certs.path("measured.txt");
-    let world = World { dcos: dcos.clone(), certs, server, proxy, relays, args: args.clone(), report };
+    let world = World {
+        dcos: dcos.clone(),
+        certs,
+        server,
+        more_servers: servers,
+        proxies,
+        relays,
+        args: args.clone(),
+        report,
+    };
 
     progress("warm-up, not counted: relayed and direct ps, the full table");
     for (what, extra, relayed) in [("relayed", &[][..], true), ("direct", &["--relay", "never"][..], false)] {
@@ -700,11 +740,13 @@ fn render(f: &Found, args: &MultiArgs, date: &str, closing: &str) -> String {
     }
     let _ = writeln!(
         out,
-        "- {total} real k2i HTTPS endpoints (mTLS) in {} datacenters of {per}, ALL SERVED BY ONE PROCESS on this \
-         machine, with a seed listing them and one relay (a real middlecon, release build) per datacenter; \
+        "- {total} real k2i HTTPS endpoints (mTLS) in {} datacenters of {per}, served by {} processes on \
+         this machine (a sampler each), with a seed listing them and one relay (a real middlecon, release build) per datacenter; \
          {} ms round trip added between datacenters by `fleet-bench proxy` (one round trip before a connection \
          reaches its server, half a round trip on every chunk each way), none within one; the operator in `dc0`",
-        args.dcs, args.rtt_ms
+        args.dcs,
+        (args.dcs * args.per_dc).div_ceil(PER_PROCESS),
+        args.rtt_ms
     );
     let _ = writeln!(
         out,
