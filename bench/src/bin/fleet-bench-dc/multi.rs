@@ -331,7 +331,20 @@ impl World {
     /// `dcos -o ndjson top -n F --interval 1s`: the exec and each frame's `elapsed_ms`.
     fn top(&self) -> Result<(Exec, Side, Vec<f64>)> {
         let (frames, limit) = (self.args.top_frames.to_string(), self.args.limit.to_string());
-        let args = ["-o", "ndjson", "top", "-n", &frames, "--interval", "1s", "--limit", &limit];
+        let timeout = &self.args.timeout;
+        let args = [
+            "--timeout",
+            timeout,
+            "-o",
+            "ndjson",
+            "top",
+            "-n",
+            &frames,
+            "--interval",
+            "1s",
+            "--limit",
+            &limit,
+        ];
         let (e, side) = self.run(&mut self.seeded(&self.dcos, &args)?, true)?;
         ensure!(e.code == 0 || e.code == 3, "dcos top exited with {}: {}", e.code, e.stderr_head());
         let mut elapsed = Vec::new();
@@ -340,7 +353,11 @@ impl World {
             ensure!(f.hosts.len() == self.total(), "a frame reported {} hosts", f.hosts.len());
             ensure!(f.hosts.iter().all(|h| h.via.is_some()), "a frame's hosts not all through relays");
             let failed = f.hosts.iter().filter(|h| h.status != "ok").count();
-            ensure!(failed * 100 <= f.hosts.len(), "{failed} hosts of a frame did not answer");
+            ensure!(
+                failed * 100 <= f.hosts.len(),
+                "{failed} hosts of a frame did not answer: {}",
+                e.stderr_head()
+            );
             elapsed.push(f.elapsed_ms as f64);
         }
         ensure!(elapsed.len() == self.args.top_frames, "{} frames printed", elapsed.len());
