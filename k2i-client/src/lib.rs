@@ -77,7 +77,8 @@ impl K2iClient {
     /// A client presenting `identity`'s certificate.
     pub fn new(identity: &Identity) -> Result<K2iClient, TlsError> {
         let seen = SeenCertificates::default();
-        let mut client = Self::with_tls((*identity.client_config_seeing(&[], &seen)?).clone(), None, POOL_IDLE);
+        let mut client =
+            Self::with_tls((*identity.client_config_seeing(&[], &seen)?).clone(), None, POOL_IDLE);
         client.seen = seen;
         Ok(client)
     }

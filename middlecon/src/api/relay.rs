@@ -18,14 +18,14 @@
 
 use crate::access::Caller;
 use dcos_core::model::{ProcList, Top};
-use dcos_core::role::{ON_BEHALF_OF_HEADER, ON_BEHALF_OF_ROLE_HEADER};
 use dcos_core::reload::ReloadableIdentity;
-use std::sync::Arc;
+use dcos_core::role::{ON_BEHALF_OF_HEADER, ON_BEHALF_OF_ROLE_HEADER};
 use dcos_proto::v1 as pb;
 use dcos_query::{ProcQuery, SortKey};
 use futures::StreamExt;
 use k2i_client::fanout::{Answer, Bytes, Endpoint, FanOut, Read};
 use k2i_client::{merge, K2iClient};
+use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
 use tokio_stream::wrappers::ReceiverStream;
