@@ -3,7 +3,9 @@
 # installs Debian's nats-server if it is missing (benchmarks are not run in CI, so
 # scripts/setup.sh does not), then runs
 #   1. middlecon-bench: request/reply through two middlecon daemons, side by side with NATS
-#      request-reply and a bare tonic call (a few minutes at most), and
+#      request-reply (two nats-servers clustered with TLS, one per host, and a single plain
+#      server) and a bare tonic call, with the CPU per call of every process (a few minutes
+#      at most), and
 #   2. middlecon-members: 100 middlecon daemons on 127.0.0.1..100, join and failure detection,
 # and writes both reports, in Markdown, to stdout and to OUT (default
 # /tmp/middlecon-bench.md). Usage:

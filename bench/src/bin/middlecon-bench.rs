@@ -1,20 +1,28 @@
-//! The middlecon request/reply benchmark (issue 4): latency and throughput of a call that
-//! crosses two real middlecon daemons, side by side in ONE run with NATS request-reply and
-//! with a bare tonic unary call (the floor).
+//! The middlecon request/reply benchmark (issues 4 and 19): latency, throughput and CPU per
+//! call of a call that crosses two real middlecon daemons, side by side in ONE run with
+//! NATS request-reply (as a fleet runs it, and as one plain server) and with a bare tonic
+//! unary call (the floor).
 //!
 //! - **middlecon**: caller → daemon A (`Messaging.Call` on A's Unix socket) → QUIC (mTLS)
 //!   → daemon B → a runtime registered on B's Unix socket with `Messaging.Serve`, which
 //!   answers with the payload, and back. Both daemons are the release binary on
 //!   127.0.0.1, A knowing B from `--peer`.
-//! - **NATS**: Debian's `nats-server` on 127.0.0.1; `async-nats` clients, one subscriber
-//!   replying with the payload, callers using `Client::request`.
+//! - **NATS clustered, TLS** (the fair anchor): one `nats-server` per host (A and B, both on
+//!   127.0.0.1 like the daemons), routed to each other, TLS with verified certificates of
+//!   the same fleet CA on client and route connections; the caller on A's server, the
+//!   responder on B's.
+//! - **NATS single, plain**: one `nats-server` with its defaults (plain TCP), caller and
+//!   responder on it.
 //! - **tonic**: a `Messaging` server in this process on 127.0.0.1 TCP (h2, no TLS) whose
 //!   `Call` answers with the payload.
 //!
-//! Every cell (payload × concurrent callers × system) runs for a fixed time after a short
-//! warm-up, the systems in a rotating order, for several runs; the report gives the
-//! medians over the runs of p50, p99 and calls/s, and the ratios middlecon/NATS. It also
-//! times `no_responders` (a service nobody serves on B) against `dcos.ping` on B.
+//! Each system's responder is a process of its own (this binary, `respond`), so the report
+//! gives the CPU per call of every process a call crosses: caller (this process), server
+//! or daemon A, B, responder. Every cell (payload × concurrent callers × system) runs for a
+//! fixed time after a short warm-up, the systems in a rotating order, for several runs; the
+//! report gives the medians over the runs of p50, p99, calls/s and CPU, and the ratios of
+//! middlecon to each NATS. It also times `no_responders` (a service nobody serves on B)
+//! against `dcos.ping` on B.
 //!
 //! Run it through `scripts/bench-middlecon.sh` (release build, installs nats-server if
 //! missing). See `docs/benchmarks.md`.
@@ -22,8 +30,10 @@
 use anyhow::{bail, ensure, Context, Result};
 use clap::Parser;
 use dcos_bench::middlecon::{binary, run_report, Ca, Daemon, Spec};
+use dcos_bench::nats::{self, Member, NatsServer};
 use dcos_bench::probe;
 use dcos_bench::stats::{percentile, summarize};
+use dcos_core::tls::TlsFiles;
 use dcos_proto::v1 as pb;
 use futures::StreamExt;
 use pb::messaging_client::MessagingClient;
@@ -48,11 +58,13 @@ const LOCALHOST: IpAddr = IpAddr::V4(Ipv4Addr::LOCALHOST);
 const ROUND_TRIP_NOISE: f64 = 1.1;
 /// Every call's deadline, from when it is made.
 const DEADLINE: Duration = Duration::from_secs(5);
+/// How long a path may take to answer its first call (a cluster's routes and interest).
+const FIRST_CALL: Duration = Duration::from_secs(15);
 
 #[derive(Debug, Clone, Parser)]
 #[command(
     name = "middlecon-bench",
-    about = "Request/reply through two middlecon daemons, side by side with NATS request-reply and a bare tonic call."
+    about = "Request/reply through two middlecon daemons, side by side with NATS request-reply (clustered with TLS, and a single plain server) and a bare tonic call."
 )]
 struct Args {
     /// Runs of every cell, interleaved; medians over the runs are reported.
@@ -82,11 +94,38 @@ struct Args {
     /// The NATS server binary.
     #[arg(long, default_value = "nats-server")]
     nats_server: PathBuf,
+    /// Measure only these systems (all are started); e.g. `--only middlecon` to profile it.
+    #[arg(long, value_delimiter = ',', value_enum)]
+    only: Vec<System>,
     #[command(flatten)]
     report: dcos_bench::report::ReportArgs,
 }
 
+/// `middlecon-bench respond`: the echo responder of one system, in a process of its own.
+/// Prints `ready` once it serves; exits when its stdin closes.
+#[derive(Debug, Parser)]
+#[command(name = "middlecon-bench respond")]
+struct Respond {
+    /// Serve on this middlecon's Unix socket (`Messaging.Serve`).
+    #[arg(long, conflicts_with = "nats")]
+    middlecon: Option<PathBuf>,
+    /// Subscribe on this NATS server.
+    #[arg(long)]
+    nats: Option<String>,
+    /// TLS for NATS: the client certificate.
+    #[arg(long, requires_all = ["key", "ca"])]
+    cert: Option<PathBuf>,
+    #[arg(long)]
+    key: Option<PathBuf>,
+    #[arg(long)]
+    ca: Option<PathBuf>,
+}
+
 fn main() -> ExitCode {
+    if std::env::args_os().nth(1).is_some_and(|a| a == "respond") {
+        let r = Respond::parse_from(std::env::args_os().skip(1));
+        return dcos_bench::report::exit_code("middlecon-bench respond", respond(r));
+    }
     let args = Args::parse();
     run_report("middlecon-bench", &args.report, run(&args))
 }
@@ -96,24 +135,149 @@ fn progress(msg: impl AsRef<str>) {
 }
 
 // ---------------------------------------------------------------------------------------
-// The three systems, each behind the same `call`.
+// The responder process.
 
-#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+/// Serves the echo on one thread (the same runtime for every system) until stdin closes.
+fn respond(r: Respond) -> Result<()> {
+    let rt = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+    rt.block_on(async move {
+        match (&r.middlecon, &r.nats) {
+            (Some(socket), None) => serve_echo(socket).await?,
+            (None, Some(url)) => {
+                let tls = match (r.cert, r.key, r.ca) {
+                    (Some(cert), Some(key), Some(ca)) => Some(TlsFiles { cert, key, ca }),
+                    _ => None,
+                };
+                nats_echo(url, tls.as_ref()).await?
+            }
+            _ => bail!("give --middlecon SOCKET or --nats URL"),
+        }
+        println!("ready");
+        use std::io::Write as _;
+        std::io::stdout().flush()?;
+        tokio::task::spawn_blocking(|| {
+            use std::io::Read as _;
+            let _ = std::io::stdin().read_to_end(&mut Vec::new());
+        })
+        .await?;
+        Ok(())
+    })
+}
+
+/// A responder process of this binary; killed when dropped.
+struct Responder {
+    child: Child,
+}
+
+impl Responder {
+    fn start(args: &[&std::ffi::OsStr]) -> Result<Responder> {
+        let exe = std::env::current_exe().context("this benchmark's executable")?;
+        let mut child = Command::new(exe)
+            .arg("respond")
+            .args(args)
+            .stdin(Stdio::piped())
+            .stdout(Stdio::piped())
+            .spawn()
+            .context("starting a responder")?;
+        let stdout = child.stdout.take().context("responder stdout")?;
+        let line = dcos_localfleet::first_line(stdout, FIRST_CALL).unwrap_or_default();
+        let mut r = Responder { child };
+        if line != "ready" {
+            r.kill();
+            bail!("the responder ({args:?}) did not start: {line:?}");
+        }
+        Ok(r)
+    }
+
+    fn pid(&self) -> i32 {
+        self.child.id() as i32
+    }
+
+    fn kill(&mut self) {
+        let _ = self.child.kill();
+        let _ = self.child.wait();
+    }
+}
+
+impl Drop for Responder {
+    fn drop(&mut self) {
+        self.kill();
+    }
+}
+
+/// A runtime on `socket` serving [`ECHO`] with `Messaging.Serve`: answers with the payload.
+async fn serve_echo(socket: &Path) -> Result<()> {
+    let channel = middlecon_client::connect_unix(socket).await?;
+    let mut client = MessagingClient::new(channel);
+    let (tx, rx) = mpsc::channel::<pb::ServeMessage>(1024);
+    let register = pb::serve_message::Msg::Register(pb::Register { services: vec![ECHO.into()] });
+    tx.send(pb::ServeMessage { msg: Some(register) }).await?;
+    let mut deliveries = client.serve(ReceiverStream::new(rx)).await.context("Messaging.Serve")?.into_inner();
+    match deliveries.message().await.context("the registration's acknowledgement")? {
+        Some(pb::Delivery { msg: Some(pb::delivery::Msg::Registered(_)) }) => {}
+        other => bail!("Serve answered {other:?}, not Registered"),
+    }
+    tokio::spawn(async move {
+        while let Ok(Some(d)) = deliveries.message().await {
+            if let Some(pb::delivery::Msg::Request(r)) = d.msg {
+                let resp = pb::Response {
+                    id: r.id,
+                    outcome: Outcome::Ok as i32,
+                    payload: r.payload,
+                    ..Default::default()
+                };
+                let msg = pb::ServeMessage { msg: Some(pb::serve_message::Msg::Response(resp)) };
+                if tx.send(msg).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+/// A NATS subscriber on [`ECHO`] replying with the payload.
+async fn nats_echo(url: &str, tls: Option<&TlsFiles>) -> Result<()> {
+    let client = nats::connect(url, tls, DEADLINE).await.context("connecting the NATS responder")?;
+    let mut sub = client.subscribe(ECHO).await?;
+    client.flush().await?;
+    tokio::spawn(async move {
+        while let Some(m) = sub.next().await {
+            if let Some(reply) = m.reply {
+                if client.publish(reply, m.payload).await.is_err() {
+                    return;
+                }
+            }
+        }
+    });
+    Ok(())
+}
+
+// ---------------------------------------------------------------------------------------
+// The systems, each behind the same `call`.
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum System {
     Middlecon,
-    Nats,
+    NatsCluster,
+    NatsSingle,
     Tonic,
 }
 
-const SYSTEMS: [System; 3] = [System::Middlecon, System::Nats, System::Tonic];
+const SYSTEMS: [System; 4] = [System::Middlecon, System::NatsCluster, System::NatsSingle, System::Tonic];
 
 impl System {
     fn label(self) -> &'static str {
         match self {
             System::Middlecon => "middlecon",
-            System::Nats => "NATS",
+            System::NatsCluster => "NATS clustered, TLS",
+            System::NatsSingle => "NATS single, plain",
             System::Tonic => "tonic (floor)",
         }
+    }
+
+    fn index(self) -> usize {
+        SYSTEMS.iter().position(|&s| s == self).unwrap_or(0)
     }
 }
 
@@ -164,8 +328,20 @@ impl Caller {
         );
         Ok(())
     }
-}
 
+    /// The first echo, retried until [`FIRST_CALL`] has passed (a cluster's routes form and
+    /// the responder's interest reaches the caller's server meanwhile).
+    async fn first_echo(&mut self) -> Result<()> {
+        let started = Instant::now();
+        loop {
+            match self.echo(b"hello").await {
+                Ok(()) => return Ok(()),
+                Err(e) if started.elapsed() > FIRST_CALL => return Err(e.context("a first echo call")),
+                Err(_) => tokio::time::sleep(Duration::from_millis(50)).await,
+            }
+        }
+    }
+}
 /// The tonic floor: `Call` answers with its payload; the other methods are not served.
 struct TonicEcho;
 
@@ -213,106 +389,12 @@ async fn tonic_floor() -> Result<MessagingClient<Channel>> {
     Ok(MessagingClient::new(channel))
 }
 
-/// A runtime on `socket` serving [`ECHO`] with `Messaging.Serve`: answers with the payload.
-async fn serve_echo(socket: &Path) -> Result<()> {
-    let channel = middlecon_client::connect_unix(socket).await?;
-    let mut client = MessagingClient::new(channel);
-    let (tx, rx) = mpsc::channel::<pb::ServeMessage>(1024);
-    let register = pb::serve_message::Msg::Register(pb::Register { services: vec![ECHO.into()] });
-    tx.send(pb::ServeMessage { msg: Some(register) }).await?;
-    let mut deliveries = client.serve(ReceiverStream::new(rx)).await.context("Messaging.Serve")?.into_inner();
-    match deliveries.message().await.context("the registration's acknowledgement")? {
-        Some(pb::Delivery { msg: Some(pb::delivery::Msg::Registered(_)) }) => {}
-        other => bail!("Serve answered {other:?}, not Registered"),
-    }
-    tokio::spawn(async move {
-        while let Ok(Some(d)) = deliveries.message().await {
-            if let Some(pb::delivery::Msg::Request(r)) = d.msg {
-                let resp = pb::Response {
-                    id: r.id,
-                    outcome: Outcome::Ok as i32,
-                    payload: r.payload,
-                    ..Default::default()
-                };
-                let msg = pb::ServeMessage { msg: Some(pb::serve_message::Msg::Response(resp)) };
-                if tx.send(msg).await.is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
-/// `nats-server` on 127.0.0.1, killed when dropped.
-struct NatsServer {
-    child: Child,
-    url: String,
-}
-
-impl NatsServer {
-    async fn start(bin: &Path, dir: &Path) -> Result<NatsServer> {
-        // A port the kernel just handed out, released for the server to bind.
-        let port = std::net::TcpListener::bind((LOCALHOST, 0))?.local_addr()?.port();
-        let log = std::fs::File::create(dir.join("nats-server.log"))?;
-        let child = Command::new(bin)
-            .args(["-a", "127.0.0.1", "-p", &port.to_string()])
-            .stdin(Stdio::null())
-            .stdout(Stdio::null())
-            .stderr(log)
-            .spawn()
-            .with_context(|| format!("starting {} (apt package nats-server)", bin.display()))?;
-        let server = NatsServer { child, url: format!("nats://127.0.0.1:{port}") };
-        let started = Instant::now();
-        while tokio::net::TcpStream::connect(("127.0.0.1", port)).await.is_err() {
-            ensure!(
-                started.elapsed() < Duration::from_secs(10),
-                "nats-server did not listen on {port} within 10 s"
-            );
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-        Ok(server)
-    }
-
-    fn pid(&self) -> i32 {
-        self.child.id() as i32
-    }
-
-    fn version(bin: &Path) -> String {
-        Command::new(bin)
-            .arg("--version")
-            .output()
-            .map(|o| String::from_utf8_lossy(&o.stdout).trim().to_string())
-            .unwrap_or_default()
-    }
-}
-
-impl Drop for NatsServer {
-    fn drop(&mut self) {
-        let _ = self.child.kill();
-        let _ = self.child.wait();
-    }
-}
-
-/// A NATS subscriber on [`ECHO`] replying with the payload, on its own connection.
-async fn nats_echo(url: &str) -> Result<()> {
-    let client = async_nats::connect(url).await.context("connecting the NATS responder")?;
-    let mut sub = client.subscribe(ECHO).await?;
-    client.flush().await?;
-    tokio::spawn(async move {
-        while let Some(m) = sub.next().await {
-            if let Some(reply) = m.reply {
-                if client.publish(reply, m.payload).await.is_err() {
-                    return;
-                }
-            }
-        }
-    });
-    Ok(())
-}
-
 // ---------------------------------------------------------------------------------------
 // Measuring one cell.
+
+/// The processes a call crosses, for CPU per call: caller (this process), server or
+/// daemon A, B, responder.
+const PROCESSES: [&str; 4] = ["caller", "A", "B", "responder"];
 
 /// One cell of one run.
 #[derive(Debug, Clone, Copy)]
@@ -320,15 +402,8 @@ struct Cell {
     p50_us: f64,
     p99_us: f64,
     per_s: f64,
-    /// CPU per call of the serving processes (daemons A and B; nats-server; none for the
-    /// in-process tonic floor), and of this process (callers, responders), in µs.
-    infra_cpu_us: f64,
-    bench_cpu_us: f64,
-}
-
-/// CPU ticks of a set of processes.
-fn ticks(pids: &[i32]) -> u64 {
-    pids.iter().map(|&p| probe::cpu_ticks(p).unwrap_or(0)).sum()
+    /// CPU per call (µs) of each of [`PROCESSES`]; NaN where the system has no such process.
+    cpu_us: [f64; 4],
 }
 
 fn ticks_to_us(t: u64) -> f64 {
@@ -367,27 +442,37 @@ async fn load(
     Ok((all, start.elapsed()))
 }
 
+/// CPU ticks of each process (0 for an absent one).
+fn ticks(pids: &[Option<i32>; 4]) -> [u64; 4] {
+    pids.map(|p| p.map(|p| probe::cpu_ticks(p).unwrap_or(0)).unwrap_or(0))
+}
+
 async fn measure(
     caller: &Caller,
-    infra: &[i32],
+    pids: &[Option<i32>; 4],
     payload: usize,
     callers: usize,
     args: &Args,
 ) -> Result<Cell> {
     let payload = Arc::new((0..payload).map(|i| (i % 251) as u8).collect::<Vec<u8>>());
     load(caller, &payload, callers, Duration::from_millis(args.warmup_ms), args.max_calls).await?;
-    let (i0, b0) = (ticks(infra), ticks(&[std::process::id() as i32]));
+    let t0 = ticks(pids);
     let (mut lat, elapsed) =
         load(caller, &payload, callers, Duration::from_millis(args.cell_ms), args.max_calls).await?;
-    let (i1, b1) = (ticks(infra), ticks(&[std::process::id() as i32]));
+    let t1 = ticks(pids);
     lat.sort_by(f64::total_cmp);
     let n = lat.len() as f64;
+    let mut cpu_us = [f64::NAN; 4];
+    for i in 0..4 {
+        if pids[i].is_some() {
+            cpu_us[i] = ticks_to_us(t1[i] - t0[i]) / n;
+        }
+    }
     Ok(Cell {
         p50_us: percentile(&lat, 50.0),
         p99_us: percentile(&lat, 99.0),
         per_s: n / elapsed.as_secs_f64(),
-        infra_cpu_us: if infra.is_empty() { f64::NAN } else { ticks_to_us(i1 - i0) / n },
-        bench_cpu_us: ticks_to_us(b1 - b0) / n,
+        cpu_us,
     })
 }
 
@@ -443,11 +528,46 @@ struct Setup {
     _ca: Ca,
     a: Daemon,
     b: Daemon,
-    nats: NatsServer,
-    callers: [Caller; 3],
-    /// A NATS client for the no_responders comparison.
+    /// NATS servers: the cluster's A and B, then the single one.
+    cluster: [NatsServer; 2],
+    single: NatsServer,
+    /// Responders of middlecon, NATS clustered, NATS single.
+    responders: [Responder; 3],
+    callers: [Caller; 4],
+    /// A NATS client of the single server, for the no_responders comparison.
     nats_client: async_nats::Client,
     mc_client: MessagingClient<Channel>,
+}
+
+impl Setup {
+    /// The processes of `sys`'s calls ([`PROCESSES`]).
+    fn pids(&self, sys: System) -> [Option<i32>; 4] {
+        let me = Some(std::process::id() as i32);
+        match sys {
+            System::Middlecon => [me, Some(self.a.pid()), Some(self.b.pid()), Some(self.responders[0].pid())],
+            System::NatsCluster => {
+                [me, Some(self.cluster[0].pid()), Some(self.cluster[1].pid()), Some(self.responders[1].pid())]
+            }
+            System::NatsSingle => [me, Some(self.single.pid()), None, Some(self.responders[2].pid())],
+            System::Tonic => [me, None, None, None],
+        }
+    }
+}
+
+/// Two nats-servers on 127.0.0.1, one per host, routed to each other, all TLS.
+async fn nats_cluster(ca: &Ca, bin: &Path) -> Result<[NatsServer; 2]> {
+    let mut members = Vec::new();
+    for name in ["nats-a", "nats-b"] {
+        members.push(Member {
+            name: name.into(),
+            client: SocketAddr::new(LOCALHOST, nats::free_port(LOCALHOST)?),
+            route: SocketAddr::new(LOCALHOST, nats::free_port(LOCALHOST)?),
+            tls: ca.issue_host(name, LOCALHOST)?,
+        });
+    }
+    let a = NatsServer::clustered(bin, ca.dir.path(), &members[0], &members).await?;
+    let b = NatsServer::clustered(bin, ca.dir.path(), &members[1], &members).await?;
+    Ok([a, b])
 }
 
 async fn setup(args: &Args) -> Result<Setup> {
@@ -469,29 +589,54 @@ async fn setup(args: &Args) -> Result<Setup> {
     sa.peers = vec![(b.name.clone(), b.addr)];
     let a = Daemon::start(&bin, &sa)?;
     progress(format!("middlecon A at {} and B at {}", a.addr, b.addr));
-    serve_echo(&b.socket).await.context("registering the echo runtime on B")?;
+    let mc_responder =
+        Responder::start(&["--middlecon".as_ref(), b.socket.as_os_str()]).context("the echo runtime on B")?;
     let channel = middlecon_client::connect_unix(&a.socket).await?;
     let mc_client = MessagingClient::new(channel);
 
-    let nats = NatsServer::start(&args.nats_server, ca.dir.path()).await?;
-    progress(format!("{} at {}", NatsServer::version(&args.nats_server), nats.url));
-    nats_echo(&nats.url).await?;
-    let nats_client = async_nats::ConnectOptions::new()
-        .request_timeout(Some(DEADLINE))
-        .connect(&nats.url)
-        .await
-        .context("connecting the NATS caller")?;
+    let cluster = nats_cluster(&ca, &args.nats_server).await?;
+    progress(format!(
+        "{} clustered with TLS at {} and {}",
+        NatsServer::version(&args.nats_server),
+        cluster[0].url(),
+        cluster[1].url()
+    ));
+    let b_tls = cluster[1].tls.clone().context("the cluster's TLS files")?;
+    let b_url = cluster[1].url();
+    let mut flags: Vec<&std::ffi::OsStr> = vec!["--nats".as_ref(), b_url.as_ref()];
+    flags.extend(b_tls.flags());
+    let cluster_responder = Responder::start(&flags).context("the responder on NATS B")?;
+    let caller_tls = ca.issue_host("nats-caller", LOCALHOST)?;
+    let cluster_client = nats::connect(&cluster[0].url(), Some(&caller_tls), DEADLINE).await?;
+
+    let single = NatsServer::plain(&args.nats_server, ca.dir.path(), LOCALHOST).await?;
+    progress(format!("single plain server at {}", single.url()));
+    let single_url = single.url();
+    let single_responder = Responder::start(&["--nats".as_ref(), single_url.as_ref()])?;
+    let nats_client = nats::connect(&single_url, None, DEADLINE).await.context("the NATS caller")?;
+
     let tonic = tonic_floor().await?;
-    let callers = [
+    let mut callers = [
         Caller::Middlecon { client: mc_client.clone(), host: b.name.clone() },
+        Caller::Nats(cluster_client),
         Caller::Nats(nats_client.clone()),
         Caller::Tonic(tonic),
     ];
     // Every path answers before anything is timed.
-    for c in &callers {
-        c.clone().echo(b"hello").await.context("a first echo call")?;
+    for (c, sys) in callers.iter_mut().zip(SYSTEMS) {
+        c.first_echo().await.with_context(|| sys.label())?;
     }
-    Ok(Setup { _ca: ca, a, b, nats, callers, nats_client, mc_client })
+    Ok(Setup {
+        _ca: ca,
+        a,
+        b,
+        cluster,
+        single,
+        responders: [mc_responder, cluster_responder, single_responder],
+        callers,
+        nats_client,
+        mc_client,
+    })
 }
 
 /// Samples of one cell over the runs.
@@ -506,7 +651,7 @@ impl Samples {
 
 struct Results {
     /// Indexed by (payload, callers) cell, then system.
-    cells: Vec<((usize, usize), [Samples; 3])>,
+    cells: Vec<((usize, usize), [Samples; 4])>,
     none_mc: Vec<f64>,
     ping_mc: Vec<f64>,
     /// `dcos.ping` on daemon A itself: the API hop alone.
@@ -528,15 +673,6 @@ async fn run(args: &Args) -> Result<String> {
         .unwrap_or_default();
     let load_start = probe::loadavg();
     let s = setup(args).await?;
-    let mc_pids = [s.a.pid(), s.b.pid()];
-    let nats_pid = [s.nats.pid()];
-    let infra = |sys: System| -> &[i32] {
-        match sys {
-            System::Middlecon => &mc_pids,
-            System::Nats => &nats_pid,
-            System::Tonic => &[],
-        }
-    };
     let grid: Vec<(usize, usize)> =
         args.payloads.iter().flat_map(|&p| args.callers.iter().map(move |&c| (p, c))).collect();
     let mut r = Results {
@@ -555,7 +691,10 @@ async fn run(args: &Args) -> Result<String> {
             for k in 0..SYSTEMS.len() {
                 let idx = (k + run + i) % SYSTEMS.len();
                 let sys = SYSTEMS[idx];
-                let cell = measure(&s.callers[idx], infra(sys), payload, callers, args)
+                if !args.only.is_empty() && !args.only.contains(&sys) {
+                    continue;
+                }
+                let cell = measure(&s.callers[idx], &s.pids(sys), payload, callers, args)
                     .await
                     .with_context(|| format!("{} with {payload} B and {callers} callers", sys.label()))?;
                 let _ = write!(line, " {} p50 {:.0} µs {:.0}/s;", sys.label(), cell.p50_us, cell.per_s);
@@ -579,14 +718,18 @@ async fn run(args: &Args) -> Result<String> {
     for d in [&mut s.a, &mut s.b] {
         ensure!(d.running(), "{} exited during the benchmark: {}", d.name, d.stderr_tail());
     }
-    for (name, pid) in [("middlecon A", s.a.pid()), ("middlecon B", s.b.pid()), ("nats-server", s.nats.pid())]
-    {
+    for (name, pid) in [
+        ("middlecon A", s.a.pid()),
+        ("middlecon B", s.b.pid()),
+        ("nats-server A (cluster)", s.cluster[0].pid()),
+        ("nats-server B (cluster)", s.cluster[1].pid()),
+        ("nats-server (single)", s.single.pid()),
+    ] {
         r.rss.push((name.into(), probe::status_bytes(pid, "VmRSS").unwrap_or(0)));
     }
     let header = Header { date, load_start, nats_version: NatsServer::version(&args.nats_server) };
     Ok(render(&r, args, &header))
 }
-
 // ---------------------------------------------------------------------------------------
 // The report.
 
@@ -622,6 +765,60 @@ fn payload_label(bytes: usize) -> String {
     }
 }
 
+/// A middlecon figure against an anchor's: the target is `ratio ≤ limit` (`at_most`) or
+/// `ratio ≥ limit`.
+struct Target {
+    measure: String,
+    anchor: System,
+    mine: f64,
+    theirs: f64,
+    limit: f64,
+    at_most: bool,
+}
+
+impl Target {
+    fn row(&self, fmt: impl Fn(f64) -> String) -> String {
+        let ratio = self.mine / self.theirs;
+        let (sign, ok) =
+            if self.at_most { ("≤", ratio <= self.limit) } else { ("≥", ratio >= self.limit) };
+        format!(
+            "| {} | {} | {} | {} | {ratio:.2} | {sign} {:.2}× | {} |",
+            self.measure,
+            fmt(self.mine),
+            self.anchor.label(),
+            fmt(self.theirs),
+            self.limit,
+            verdict(ok)
+        )
+    }
+}
+
+/// Issue 19's targets for one cell: with one caller p50 and p99 ≤ the clustered anchor's
+/// and p50 ≤ 1.5× the single server's; with 64 callers or more calls/s ≥ the clustered
+/// anchor's and ≥ 0.5× the single server's.
+fn targets(cell: &str, callers: usize, s: &[Samples; 4]) -> (Vec<Target>, Vec<Target>) {
+    let mc = &s[System::Middlecon.index()];
+    let t = |measure: &str, anchor: System, f: &dyn Fn(&Cell) -> f64, limit: f64, at_most: bool| Target {
+        measure: format!("{measure}, {cell}"),
+        anchor,
+        mine: mc.med(f),
+        theirs: s[anchor.index()].med(f),
+        limit,
+        at_most,
+    };
+    let (mut lat, mut rate) = (vec![], vec![]);
+    if callers == 1 {
+        lat.push(t("p50", System::NatsCluster, &|c| c.p50_us, 1.0, true));
+        lat.push(t("p99", System::NatsCluster, &|c| c.p99_us, 1.0, true));
+        lat.push(t("p50", System::NatsSingle, &|c| c.p50_us, 1.5, true));
+    }
+    if callers >= 64 {
+        rate.push(t("calls/s", System::NatsCluster, &|c| c.per_s, 1.0, false));
+        rate.push(t("calls/s", System::NatsSingle, &|c| c.per_s, 0.5, false));
+    }
+    (lat, rate)
+}
+
 fn render(r: &Results, args: &Args, h: &Header) -> String {
     let mut out = String::new();
     let _ = writeln!(out, "### middlecon request/reply benchmark, {}\n", h.date);
@@ -637,9 +834,13 @@ fn render(r: &Results, args: &Args, h: &Header) -> String {
     );
     let _ = writeln!(
         out,
-        "- NATS: {} on 127.0.0.1 (defaults, plain TCP, no TLS); async-nats `Client::request` callers on one \
-         connection, one subscriber echoing on another",
+        "- NATS clustered, TLS: {} twice on 127.0.0.1 (servers A and B), routed to each other, TLS with verified \
+         certificates of the fleet CA on client and route connections; the caller on A, the responder on B",
         h.nats_version
+    );
+    let _ = writeln!(
+        out,
+        "- NATS single, plain: the same server once, its defaults (plain TCP, no TLS); caller and responder on it"
     );
     let _ = writeln!(
         out,
@@ -648,9 +849,10 @@ fn render(r: &Results, args: &Args, h: &Header) -> String {
     );
     let _ = writeln!(
         out,
-        "- callers and responders share this benchmark process (tokio, 2 worker threads); every caller's clone \
-         shares one connection; each cell runs {} ms after {} ms of warm-up, in a rotating order of the systems; \
-         {} runs; figures are medians over the runs of each run's p50, p99 and calls/s",
+        "- callers: async-nats `Client::request` or a tonic client, in this benchmark process (tokio, 2 worker \
+         threads), every caller's clone sharing one connection; each system's echo responder in a process of its \
+         own (one thread); each cell runs {} ms after {} ms of warm-up, in a rotating order of the systems; {} runs; \
+         figures are medians over the runs of each run's p50, p99, calls/s and CPU",
         args.cell_ms, args.warmup_ms, args.runs
     );
     let _ = writeln!(
@@ -662,81 +864,69 @@ fn render(r: &Results, args: &Args, h: &Header) -> String {
 
     let _ = writeln!(
         out,
-        "| payload | callers | system | p50 | p99 | calls/s | server CPU / call | bench CPU / call |"
+        "| payload | callers | system | p50 | p99 | calls/s | CPU / call: caller | A | B | responder | all |"
     );
-    let _ = writeln!(out, "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: |");
+    let _ = writeln!(out, "| --- | ---: | --- | ---: | ---: | ---: | ---: | ---: | ---: | ---: | ---: |");
     for ((payload, callers), samples) in &r.cells {
         for (idx, sys) in SYSTEMS.iter().enumerate() {
             let s = &samples[idx];
+            let cpu: Vec<f64> = (0..PROCESSES.len()).map(|i| s.med(|c| c.cpu_us[i])).collect();
+            let all = s.med(|c| c.cpu_us.iter().filter(|v| !v.is_nan()).sum());
             let _ = writeln!(
                 out,
-                "| {} | {callers} | {} | {} | {} | {:.0} | {} | {} |",
+                "| {} | {callers} | {} | {} | {} | {:.0} | {} | {} | {} | {} | {} |",
                 payload_label(*payload),
                 sys.label(),
                 us(s.med(|c| c.p50_us)),
                 us(s.med(|c| c.p99_us)),
                 s.med(|c| c.per_s),
-                us(s.med(|c| c.infra_cpu_us)),
-                us(s.med(|c| c.bench_cpu_us)),
+                us(cpu[0]),
+                us(cpu[1]),
+                us(cpu[2]),
+                us(cpu[3]),
+                us(all),
             );
         }
     }
     let _ = writeln!(
         out,
-        "\nServer CPU is the user + system time of daemons A and B together (middlecon) or of nats-server, per call; \
-         bench CPU is this process's (callers and responders; for tonic, the server too). From `/proc/PID/stat`, \
-         {:.0} ms ticks.\n",
+        "\nCPU per call is each process's user + system time over the cell's calls, from `/proc/PID/stat` ({:.0} ms \
+         ticks): the caller is this process (for tonic, the server too); A and B are the daemons (middlecon) or \
+         the servers (NATS; the single server is A); the responder is the echo's process.\n",
         1e3 / probe::clk_tck()
     );
 
-    let _ = writeln!(out, "| measure | middlecon | NATS | middlecon ÷ NATS | target | result |");
-    let _ = writeln!(out, "| --- | ---: | ---: | ---: | --- | --- |");
+    let _ = writeln!(out, "| measure | middlecon | anchor | anchor's | ratio | target | result |");
+    let _ = writeln!(out, "| --- | ---: | --- | ---: | ---: | --- | --- |");
     for ((payload, callers), samples) in &r.cells {
-        let (mc, nats) = (&samples[0], &samples[1]);
         let cell =
             format!("{}, {callers} caller{}", payload_label(*payload), if *callers == 1 { "" } else { "s" });
-        if *callers == 1 {
-            let (m50, n50) = (mc.med(|c| c.p50_us), nats.med(|c| c.p50_us));
-            let (m99, n99) = (mc.med(|c| c.p99_us), nats.med(|c| c.p99_us));
-            let _ = writeln!(
-                out,
-                "| p50, {cell} | {} | {} | {:.2} | ≤ NATS (aim ≤ 100 µs: {}) | {} |",
-                us(m50),
-                us(n50),
-                m50 / n50,
-                if m50 <= 100.0 { "met" } else { "missed" },
-                verdict(m50 <= n50)
-            );
-            let _ = writeln!(
-                out,
-                "| p99, {cell} | {} | {} | {:.2} | ≤ NATS | {} |",
-                us(m99),
-                us(n99),
-                m99 / n99,
-                verdict(m99 <= n99)
-            );
+        let (lat, rate) = targets(&cell, *callers, samples);
+        for t in lat {
+            let _ = writeln!(out, "{}", t.row(us));
         }
-        let (mt, nt) = (mc.med(|c| c.per_s), nats.med(|c| c.per_s));
-        let target = if *callers >= 64 { "≥ NATS" } else { "(stated)" };
-        let result = if *callers >= 64 { verdict(mt >= nt) } else { "" };
-        let _ =
-            writeln!(out, "| calls/s, {cell} | {mt:.0} | {nt:.0} | {:.2} | {target} | {result} |", mt / nt);
+        for t in rate {
+            let _ = writeln!(out, "{}", t.row(|v| format!("{v:.0}")));
+        }
     }
     let none = summarize(&r.none_mc).median;
     let ping = summarize(&r.ping_mc).median;
     let none_nats = summarize(&r.none_nats).median;
     let _ = writeln!(
         out,
-        "| `no_responders` p50 (middlecon: a service nobody serves on B; NATS: a subject nobody subscribes to) | {} | {} | {:.2} | within one round trip: ≤ 1.1 × middlecon's `dcos.ping` on B (p50 {}; here {:.2} ×) | {} |",
+        "| `no_responders` p50 (a service nobody serves on B) | {} | `dcos.ping` on B (NATS single: {}) | {} | {:.2} | ≤ 1.1× (one round trip) | {} |",
         us(none),
         us(none_nats),
-        none / none_nats,
         us(ping),
         none / ping,
         verdict(none <= ROUND_TRIP_NOISE * ping)
     );
     let local = summarize(&r.ping_local).median;
-    let echo_1 = r.cells.iter().find(|((_, c), _)| *c == 1).map(|((p, _), s)| (*p, s[0].med(|c| c.p50_us)));
+    let echo_1 = r
+        .cells
+        .iter()
+        .find(|((_, c), _)| *c == 1)
+        .map(|((p, _), s)| (*p, s[System::Middlecon.index()].med(|c| c.p50_us)));
     let _ = writeln!(
         out,
         "\n`no_responders` and `dcos.ping`: {} sequential calls of each per run, in alternating blocks; the median \
@@ -785,5 +975,27 @@ mod tests {
         assert_eq!(us(87.4), "87 µs");
         assert_eq!(us(3.25), "3.2 µs");
         assert_eq!(us(f64::NAN), "—");
+    }
+
+    fn cell(p50_us: f64, per_s: f64) -> Cell {
+        Cell { p50_us, p99_us: 2.0 * p50_us, per_s, cpu_us: [1.0; 4] }
+    }
+
+    #[test]
+    fn targets_compare_with_both_anchors() {
+        let s = |c: Cell| Samples(vec![c]);
+        let cells =
+            [s(cell(150.0, 20_000.0)), s(cell(200.0, 30_000.0)), s(cell(100.0, 35_000.0)), s(cell(1.0, 1.0))];
+        let (lat, rate) = targets("128 B, 1 caller", 1, &cells);
+        assert!(rate.is_empty());
+        let rows: Vec<String> = lat.iter().map(|t| t.row(us)).collect();
+        assert!(rows[0].contains("NATS clustered, TLS") && rows[0].ends_with("PASS |"), "{}", rows[0]);
+        assert!(rows[2].contains("NATS single, plain") && rows[2].contains("≤ 1.50×"), "{}", rows[2]);
+        assert!(rows[2].contains("1.50 |") && rows[2].ends_with("PASS |"), "{}", rows[2]);
+        let (lat, rate) = targets("128 B, 64 callers", 64, &cells);
+        assert!(lat.is_empty());
+        let rows: Vec<String> = rate.iter().map(|t| t.row(|v| format!("{v:.0}"))).collect();
+        assert!(rows[0].ends_with("FAIL |"), "{}", rows[0]);
+        assert!(rows[1].contains("≥ 0.50×") && rows[1].ends_with("PASS |"), "{}", rows[1]);
     }
 }
