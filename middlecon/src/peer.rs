@@ -22,6 +22,11 @@
 //!   `host` one too.
 //! - One bidirectional stream per call: the caller writes one frame holding a
 //!   [`PeerRequest`] and finishes; the responder writes one frame holding a [`PeerReply`].
+//!   Each side takes the other's end of stream with the frame when it came with it
+//!   ([`at_end`]), so a call closes its stream quietly: a stream left unread (or stopped)
+//!   makes quinn send `STOP_SENDING`, and the peer a `RESET_STREAM` in answer, packets for
+//!   nothing. A caller that goes away before the reply still stops the stream, which
+//!   cancels the call on the responder.
 //!   A frame is a 4-byte big-endian length and that many bytes of protobuf
 //!   (`proto/middlecon/v1/peer.proto`).
 //! - The responder checks the absolute deadline and the access rules ([`crate::access`];
@@ -323,6 +328,15 @@ async fn read_frame<M: Message + Default>(recv: &mut impl FrameSource) -> Result
     Ok(M::decode(buf.as_slice())?)
 }
 
+/// Whether `recv` has ended (its FIN arrived) right after the frame just read, seen without
+/// waiting: a stream read to its end is dropped without a `STOP_SENDING`. Bytes after the
+/// frame, or no end yet, give false; the stream is then stopped when dropped, as before.
+fn at_end(recv: &mut RecvStream) -> bool {
+    let next = std::pin::pin!(recv.read_chunk(1, true));
+    let mut cx = std::task::Context::from_waker(std::task::Waker::noop());
+    matches!(next.poll(&mut cx), std::task::Poll::Ready(Ok(None)))
+}
+
 fn encode_frame(msg: &impl Message) -> Vec<u8> {
     let len = msg.encoded_len();
     let mut buf = Vec::with_capacity(4 + len);
@@ -471,8 +485,10 @@ async fn stream(mut send: SendStream, mut recv: RecvStream, services: Arc<Servic
             }
         }
         Ok(req) => {
-            // Nothing more is expected on this stream.
-            let _ = recv.stop(VarInt::from_u32(0));
+            // Nothing more is expected on this stream: stopped, unless it has ended.
+            if !at_end(&mut recv) {
+                let _ = recv.stop(VarInt::from_u32(0));
+            }
             let caller = access::relayed_caller(&req.headers, &caller);
             answer(req, &services, caller, &send).await
         }
@@ -952,7 +968,9 @@ async fn exchange(
         }
         return Err(CallError::ConnectionLost { addr, reason: format!("sending the request: {e}") });
     }
-    read_frame::<PeerReply>(&mut recv).await.map_err(|e| read_error(addr, e))
+    let reply = read_frame::<PeerReply>(&mut recv).await.map_err(|e| read_error(addr, e))?;
+    at_end(&mut recv);
+    Ok(reply)
 }
 
 #[cfg(test)]
