@@ -23,14 +23,14 @@ impl Directory {
     /// The peer address of the host called `name`: from membership (unless it is dead),
     /// else from the `--peer` table. The error says why there is none, for a person.
     pub fn resolve(&self, name: &str) -> Result<SocketAddr, String> {
-        let member = self.members.as_ref().and_then(|m| m.members().into_iter().find(|m| m.name == name));
+        let member = self.members.as_ref().and_then(|m| m.address_of(name));
         match member {
-            Some(m) if m.state != State::Dead => Ok(m.addr),
-            Some(m) => self
+            Some((addr, state)) if state != State::Dead => Ok(addr),
+            Some((addr, _)) => self
                 .peers
                 .get(name)
                 .copied()
-                .ok_or_else(|| format!("{name} ({}) is dead according to membership", m.addr)),
+                .ok_or_else(|| format!("{name} ({addr}) is dead according to membership")),
             None => self
                 .peers
                 .get(name)

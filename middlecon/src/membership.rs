@@ -377,6 +377,12 @@ impl Handle {
         lock(&self.members).clone()
     }
 
+    /// The peer address and state of the member called `name`, copying nothing else (a
+    /// call's route looks its target up here).
+    pub fn address_of(&self, name: &str) -> Option<(SocketAddr, State)> {
+        lock(&self.members).iter().find(|m| m.name == name).map(|m| (m.addr, m.state))
+    }
+
     /// Says, with every SWIM packet from now on, which services' fronts are saturated on this
     /// host (a peer's front spills to it only if not).
     pub fn set_saturated(&self, services: &[String]) {
