@@ -8,11 +8,14 @@
 //!   (`v1::messaging_client`, ...).
 //! - [`codec`]: prost's gRPC codec, with a message that does not decode reported as
 //!   `INVALID_ARGUMENT`.
+//! - [`local`]: the lean local protocol on the Unix socket beside gRPC (`Messaging.Call`
+//!   without HTTP/2): its preface, frames, reading and writing.
 //! - Where a middlecon listens unless told otherwise ([`DEFAULT_PEER_PORT`],
 //!   [`DEFAULT_API_PORT`], [`DEFAULT_SOCKET`]): the daemon and its clients both read them here.
 #![forbid(unsafe_code)]
 
 pub mod codec;
+pub mod local;
 
 /// Generated from `middlecon/v1/*.proto`.
 pub mod v1 {

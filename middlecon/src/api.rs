@@ -28,6 +28,7 @@
 //! host, then live members (this dc first, then the least loaded) until one serves it.
 //! `Query` asks every matching live member at once and streams the replies.
 
+pub mod local;
 pub mod relay;
 pub mod sd;
 pub mod services;
@@ -60,16 +61,19 @@ use workloads::WorkloadsApi;
 const ALPN: [&[u8]; 2] = [b"h2", b"http/1.1"];
 /// The deadline of a call that does not set one.
 const DEFAULT_DEADLINE: Duration = Duration::from_secs(10);
-/// A connection carrying who is on the other end, for tonic's request extensions.
+/// A connection carrying who is on the other end, for tonic's request extensions, and the
+/// bytes already read from it to tell its protocol (the Unix socket's), which reads give
+/// back first.
 pub struct Conn<S> {
     io: S,
     caller: Caller,
+    head: Vec<u8>,
 }
 
 impl<S> Conn<S> {
     /// `io` from `caller` (programs serving this API's services themselves: the benchmarks).
     pub fn new(io: S, caller: Caller) -> Conn<S> {
-        Conn { io, caller }
+        Conn { io, caller, head: Vec::new() }
     }
 }
 
@@ -86,7 +90,14 @@ impl<S: AsyncRead + Unpin> AsyncRead for Conn<S> {
         cx: &mut Context<'_>,
         buf: &mut ReadBuf<'_>,
     ) -> Poll<std::io::Result<()>> {
-        Pin::new(&mut self.get_mut().io).poll_read(cx, buf)
+        let me = self.get_mut();
+        if !me.head.is_empty() {
+            let n = me.head.len().min(buf.remaining());
+            buf.put_slice(&me.head[..n]);
+            me.head.drain(..n);
+            return Poll::Ready(Ok(()));
+        }
+        Pin::new(&mut me.io).poll_read(cx, buf)
     }
 }
 
@@ -556,15 +567,16 @@ pub async fn serve(
                     return tracing::info!(%remote, "api client certificate carries no dcos identity");
                 };
                 let _ = conn_tx
-                    .send(Ok(Conn { io: tls, caller: Caller { name: who.name, role: Some(who.role) } }))
+                    .send(Ok(Conn {
+                        io: tls,
+                        caller: Caller { name: who.name, role: Some(who.role) },
+                        head: Vec::new(),
+                    }))
                     .await;
             });
         }
     });
-    let unix_incoming =
-        tokio_stream::StreamExt::map(tokio_stream::wrappers::UnixListenerStream::new(unix), |s| {
-            s.map(|io| Conn { io, caller: Caller { name: LOCAL.into(), role: None } })
-        });
+    let unix_incoming = sniff_unix(unix, api.clone(), shutdown.clone());
     let done = |mut rx: tokio::sync::watch::Receiver<bool>| async move {
         let _ = rx.wait_for(|s| *s).await;
     };
@@ -579,6 +591,54 @@ pub async fn serve(
     let (a, b) = tokio::join!(tcp_server, unix_server);
     let _ = std::fs::remove_file(&socket);
     a.and(b).map_err(|e| e.to_string())
+}
+
+/// How long a connection to the Unix socket may take to send its first bytes.
+const FIRST_BYTES: Duration = Duration::from_secs(10);
+
+/// Accepts on the Unix socket: a connection that opens with the local protocol's preface is
+/// served by [`local::serve`]; any other goes to gRPC (the stream returned), its first bytes
+/// kept in its [`Conn`].
+fn sniff_unix(
+    unix: UnixListener,
+    api: Api,
+    mut stop: tokio::sync::watch::Receiver<bool>,
+) -> ReceiverStream<Result<Conn<tokio::net::UnixStream>, std::io::Error>> {
+    let (conn_tx, conn_rx) = mpsc::channel(64);
+    tokio::spawn(async move {
+        loop {
+            let mut io = tokio::select! {
+                a = unix.accept() => match a {
+                    Ok((io, _)) => io,
+                    Err(e) => { tracing::warn!("api accept (unix): {e}"); continue; }
+                },
+                _ = stop.wait_for(|s| *s) => break,
+            };
+            let (api, conn_tx) = (api.clone(), conn_tx.clone());
+            tokio::spawn(async move {
+                use tokio::io::AsyncReadExt;
+                let mut head = [0u8; dcos_proto::local::PREFACE.len()];
+                let mut got = 0;
+                // Up to the preface's length, or fewer if the connection ends first.
+                while got < head.len() {
+                    match tokio::time::timeout(FIRST_BYTES, io.read(&mut head[got..])).await {
+                        Ok(Ok(0)) => break,
+                        Ok(Ok(n)) => got += n,
+                        Ok(Err(_)) | Err(_) => return,
+                    }
+                    if head[..got] != dcos_proto::local::PREFACE[..got] {
+                        break;
+                    }
+                }
+                if head[..] == dcos_proto::local::PREFACE[..] {
+                    return local::serve(io, api).await;
+                }
+                let caller = Caller { name: LOCAL.into(), role: None };
+                let _ = conn_tx.send(Ok(Conn { io, caller, head: head[..got].to_vec() })).await;
+            });
+        }
+    });
+    ReceiverStream::new(conn_rx)
 }
 
 /// What the API serves besides messaging and membership, where this daemon runs them.

@@ -226,14 +226,7 @@ async fn no_responders_is_fast_and_a_slow_responder_is_cancelled_at_the_deadline
     assert!(took < budget + Duration::from_millis(600), "took {took:?}");
 
     // The runtime got the request, then a Cancel for it.
-    let id = match tokio::time::timeout(Duration::from_secs(2), seen.recv()).await {
-        Ok(Some(Seen::Request(id, service))) if service == "demo.slow" => id,
-        other => panic!("the runtime should have seen the demo.slow request: {other:?}"),
-    };
-    match tokio::time::timeout(Duration::from_secs(2), seen.recv()).await {
-        Ok(Some(Seen::Cancel(c))) => assert_eq!(c, id, "the Cancel names the request"),
-        other => panic!("the runtime should be told to stop: {other:?}"),
-    }
+    slow_request_then_cancel(&mut seen).await;
 }
 
 #[tokio::test(flavor = "multi_thread", worker_threads = 2)]
@@ -385,4 +378,85 @@ async fn a_stopping_daemon_ends_serve_streams_with_ok() {
     assert!(matches!(end, Ok(None)), "ended with OK, not a broken stream: {end:?}");
     let status = daemons[0].wait(Duration::from_secs(5)).expect("middlecon exits");
     assert!(status.success(), "{status}");
+}
+
+/// Waits for the runtime to see a `demo.slow` request (skipping other requests), then a
+/// `Cancel` naming it.
+async fn slow_request_then_cancel(seen: &mut mpsc::UnboundedReceiver<Seen>) {
+    let id = loop {
+        match tokio::time::timeout(Duration::from_secs(2), seen.recv()).await {
+            Ok(Some(Seen::Request(id, service))) if service == "demo.slow" => break id,
+            Ok(Some(_)) => continue,
+            other => panic!("the runtime should have seen a demo.slow request: {other:?}"),
+        }
+    };
+    match tokio::time::timeout(Duration::from_secs(2), seen.recv()).await {
+        Ok(Some(Seen::Cancel(c))) => assert_eq!(c, id, "the Cancel names the request"),
+        other => panic!("the runtime should be told to stop: {other:?}"),
+    }
+}
+
+/// The lean local protocol on host 0's Unix socket (`middlecon_client::LocalClient`): the
+/// outcomes of `Messaging.Call` over gRPC, many calls on one connection, a call dropped by
+/// its caller cancelled on the runtime; gRPC on the same socket still answers.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_protocol_gives_the_same_outcomes_and_cancels_a_dropped_call() {
+    let fleet = Fleet::new(2).expect("fleet");
+    let pki = Pki::new();
+    let _d = middlecons(&fleet, &pki, true);
+    let (mut seen, _keep) = runtime(&fleet, 1).await;
+    let local = middlecon_client::LocalClient::connect(&socket(&fleet, 0)).await.expect("local protocol");
+
+    let reply = local.call(&to_host("demo.echo", "host-1", in_ms(5_000), b"hello")).await.unwrap();
+    assert_eq!((reply.outcome(), reply.payload.as_slice()), (Outcome::Ok, &b"hello"[..]), "{reply:?}");
+    assert_eq!(reply.responder, "host-1");
+    let reply = local.call(&to_host("dcos.ping", "host-0", in_ms(5_000), b"")).await.unwrap();
+    let pong: Pong = serde_json::from_slice(&reply.payload).expect("JSON pong");
+    assert_eq!(pong.name, "host-0", "a call to this host is answered here");
+    let reply = local.call(&to_host("dcos.ping", "host-9", in_ms(5_000), b"")).await.unwrap();
+    assert_eq!(reply.outcome(), Outcome::Unreachable, "{reply:?}");
+    let started = Instant::now();
+    let reply = local.call(&to_host("demo.nobody", "host-1", in_ms(5_000), b"")).await.unwrap();
+    assert_eq!(reply.outcome(), Outcome::NoResponders, "{reply:?}");
+    assert!(started.elapsed() < Duration::from_secs(1), "no_responders at once");
+
+    // Calls at once on one connection each get their own reply.
+    let calls = (0..50u32).map(|i| {
+        let local = local.clone();
+        async move {
+            let payload = format!("call {i}").into_bytes();
+            let reply = local.call(&to_host("demo.echo", "host-1", in_ms(5_000), &payload)).await.unwrap();
+            assert_eq!(reply.payload, payload, "{reply:?}");
+        }
+    });
+    futures::future::join_all(calls).await;
+
+    // The deadline: demo.slow never answers; the runtime is told to stop.
+    let budget = Duration::from_millis(700);
+    let started = Instant::now();
+    let reply =
+        local.call(&to_host("demo.slow", "host-1", in_ms(budget.as_millis() as u64), b"")).await.unwrap();
+    assert_eq!(reply.outcome(), Outcome::DeadlineExceeded, "{reply:?}");
+    assert!(started.elapsed() >= budget - Duration::from_millis(50), "gave up early");
+    slow_request_then_cancel(&mut seen).await;
+
+    // A caller that stops waiting long before the deadline cancels the call at once.
+    let gave_up = Instant::now();
+    let waited = tokio::time::timeout(
+        Duration::from_millis(300),
+        local.call(&to_host("demo.slow", "host-1", in_ms(30_000), b"")),
+    )
+    .await;
+    assert!(waited.is_err(), "demo.slow does not answer");
+    slow_request_then_cancel(&mut seen).await;
+    assert!(gave_up.elapsed() < Duration::from_secs(5), "cancelled long before its 30 s deadline");
+
+    // gRPC on the same socket is told apart and still served.
+    let channel = middlecon_client::connect_unix(&socket(&fleet, 0)).await.expect("gRPC on the socket");
+    let reply = MessagingClient::new(channel)
+        .call(to_host("demo.echo", "host-1", in_ms(5_000), b"grpc"))
+        .await
+        .expect("Call over gRPC")
+        .into_inner();
+    assert_eq!(reply.payload, b"grpc");
 }
