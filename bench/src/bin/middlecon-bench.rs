@@ -6,7 +6,8 @@
 //! - **middlecon**: caller → daemon A (`Messaging.Call` on A's Unix socket) → QUIC (mTLS)
 //!   → daemon B → a runtime registered on B's Unix socket with `Messaging.Serve`, which
 //!   answers with the payload, and back. Both daemons are the release binary on
-//!   127.0.0.1, A knowing B from `--peer`.
+//!   127.0.0.1, A knowing B from `--peer`. The caller speaks gRPC, or (**middlecon, local
+//!   protocol**) the lean local protocol (`middlecon_client::LocalClient`) on the same socket.
 //! - **NATS clustered, TLS** (the fair anchor): one `nats-server` per host (A and B, both on
 //!   127.0.0.1 like the daemons), routed to each other, TLS with verified certificates of
 //!   the same fleet CA on client and route connections; the caller on A's server, the
@@ -119,6 +120,13 @@ struct Respond {
     key: Option<PathBuf>,
     #[arg(long)]
     ca: Option<PathBuf>,
+}
+
+impl Args {
+    /// Whether `sys` is measured (`--only`).
+    fn measures(&self, sys: System) -> bool {
+        self.only.is_empty() || self.only.contains(&sys)
+    }
 }
 
 fn main() -> ExitCode {
@@ -259,17 +267,22 @@ async fn nats_echo(url: &str, tls: Option<&TlsFiles>) -> Result<()> {
 #[derive(Debug, Clone, Copy, PartialEq, Eq, clap::ValueEnum)]
 enum System {
     Middlecon,
+    MiddleconLocal,
     NatsCluster,
     NatsSingle,
     Tonic,
 }
 
-const SYSTEMS: [System; 4] = [System::Middlecon, System::NatsCluster, System::NatsSingle, System::Tonic];
+const SYSTEMS: [System; 5] =
+    [System::Middlecon, System::MiddleconLocal, System::NatsCluster, System::NatsSingle, System::Tonic];
+/// The systems judged against the anchors.
+const MIDDLECONS: [System; 2] = [System::Middlecon, System::MiddleconLocal];
 
 impl System {
     fn label(self) -> &'static str {
         match self {
             System::Middlecon => "middlecon",
+            System::MiddleconLocal => "middlecon, local protocol",
             System::NatsCluster => "NATS clustered, TLS",
             System::NatsSingle => "NATS single, plain",
             System::Tonic => "tonic (floor)",
@@ -287,6 +300,11 @@ enum Caller {
     /// `Messaging.Call` on daemon A's socket, to `host`.
     Middlecon {
         client: MessagingClient<Channel>,
+        host: String,
+    },
+    /// The same over the lean local protocol.
+    MiddleconLocal {
+        client: middlecon_client::LocalClient,
         host: String,
     },
     Nats(async_nats::Client),
@@ -312,6 +330,16 @@ impl Caller {
                 ensure!(
                     reply.outcome() == Outcome::Ok,
                     "middlecon call: {:?}: {}",
+                    reply.outcome(),
+                    reply.message
+                );
+                reply.payload
+            }
+            Caller::MiddleconLocal { client, host } => {
+                let reply = client.call(&call_request(ECHO, host, payload)).await?;
+                ensure!(
+                    reply.outcome() == Outcome::Ok,
+                    "middlecon call (local protocol): {:?}: {}",
                     reply.outcome(),
                     reply.message
                 );
@@ -533,7 +561,7 @@ struct Setup {
     single: NatsServer,
     /// Responders of middlecon, NATS clustered, NATS single.
     responders: [Responder; 3],
-    callers: [Caller; 4],
+    callers: [Caller; 5],
     /// A NATS client of the single server, for the no_responders comparison.
     nats_client: async_nats::Client,
     mc_client: MessagingClient<Channel>,
@@ -544,7 +572,9 @@ impl Setup {
     fn pids(&self, sys: System) -> [Option<i32>; 4] {
         let me = Some(std::process::id() as i32);
         match sys {
-            System::Middlecon => [me, Some(self.a.pid()), Some(self.b.pid()), Some(self.responders[0].pid())],
+            System::Middlecon | System::MiddleconLocal => {
+                [me, Some(self.a.pid()), Some(self.b.pid()), Some(self.responders[0].pid())]
+            }
             System::NatsCluster => {
                 [me, Some(self.cluster[0].pid()), Some(self.cluster[1].pid()), Some(self.responders[1].pid())]
             }
@@ -593,6 +623,7 @@ async fn setup(args: &Args) -> Result<Setup> {
         Responder::start(&["--middlecon".as_ref(), b.socket.as_os_str()]).context("the echo runtime on B")?;
     let channel = middlecon_client::connect_unix(&a.socket).await?;
     let mc_client = MessagingClient::new(channel);
+    let mc_local = middlecon_client::LocalClient::connect(&a.socket).await?;
 
     let cluster = nats_cluster(&ca, &args.nats_server).await?;
     progress(format!(
@@ -618,13 +649,16 @@ async fn setup(args: &Args) -> Result<Setup> {
     let tonic = tonic_floor().await?;
     let mut callers = [
         Caller::Middlecon { client: mc_client.clone(), host: b.name.clone() },
+        Caller::MiddleconLocal { client: mc_local, host: b.name.clone() },
         Caller::Nats(cluster_client),
         Caller::Nats(nats_client.clone()),
         Caller::Tonic(tonic),
     ];
-    // Every path answers before anything is timed.
+    // Every path measured answers before anything is timed.
     for (c, sys) in callers.iter_mut().zip(SYSTEMS) {
-        c.first_echo().await.with_context(|| sys.label())?;
+        if args.measures(sys) {
+            c.first_echo().await.with_context(|| sys.label())?;
+        }
     }
     Ok(Setup {
         _ca: ca,
@@ -651,7 +685,7 @@ impl Samples {
 
 struct Results {
     /// Indexed by (payload, callers) cell, then system.
-    cells: Vec<((usize, usize), [Samples; 4])>,
+    cells: Vec<((usize, usize), [Samples; 5])>,
     none_mc: Vec<f64>,
     ping_mc: Vec<f64>,
     /// `dcos.ping` on daemon A itself: the API hop alone.
@@ -691,7 +725,7 @@ async fn run(args: &Args) -> Result<String> {
             for k in 0..SYSTEMS.len() {
                 let idx = (k + run + i) % SYSTEMS.len();
                 let sys = SYSTEMS[idx];
-                if !args.only.is_empty() && !args.only.contains(&sys) {
+                if !args.measures(sys) {
                     continue;
                 }
                 let cell = measure(&s.callers[idx], &s.pids(sys), payload, callers, args)
@@ -769,6 +803,7 @@ fn payload_label(bytes: usize) -> String {
 /// `ratio ≥ limit`.
 struct Target {
     measure: String,
+    system: System,
     anchor: System,
     mine: f64,
     theirs: f64,
@@ -782,8 +817,9 @@ impl Target {
         let (sign, ok) =
             if self.at_most { ("≤", ratio <= self.limit) } else { ("≥", ratio >= self.limit) };
         format!(
-            "| {} | {} | {} | {} | {ratio:.2} | {sign} {:.2}× | {} |",
+            "| {} | {} | {} | {} | {} | {ratio:.2} | {sign} {:.2}× | {} |",
             self.measure,
+            self.system.label(),
             fmt(self.mine),
             self.anchor.label(),
             fmt(self.theirs),
@@ -796,10 +832,11 @@ impl Target {
 /// Issue 19's targets for one cell: with one caller p50 and p99 ≤ the clustered anchor's
 /// and p50 ≤ 1.5× the single server's; with 64 callers or more calls/s ≥ the clustered
 /// anchor's and ≥ 0.5× the single server's.
-fn targets(cell: &str, callers: usize, s: &[Samples; 4]) -> (Vec<Target>, Vec<Target>) {
-    let mc = &s[System::Middlecon.index()];
+fn targets(system: System, cell: &str, callers: usize, s: &[Samples; 5]) -> (Vec<Target>, Vec<Target>) {
+    let mc = &s[system.index()];
     let t = |measure: &str, anchor: System, f: &dyn Fn(&Cell) -> f64, limit: f64, at_most: bool| Target {
         measure: format!("{measure}, {cell}"),
+        system,
         anchor,
         mine: mc.med(f),
         theirs: s[anchor.index()].med(f),
@@ -834,6 +871,11 @@ fn render(r: &Results, args: &Args, h: &Header) -> String {
     );
     let _ = writeln!(
         out,
+        "- middlecon, local protocol: the same, the caller speaking the lean local protocol \
+         (`middlecon_client::LocalClient`) on A's socket instead of gRPC"
+    );
+    let _ = writeln!(
+        out,
         "- NATS clustered, TLS: {} twice on 127.0.0.1 (servers A and B), routed to each other, TLS with verified \
          certificates of the fleet CA on client and route connections; the caller on A, the responder on B",
         h.nats_version
@@ -849,7 +891,7 @@ fn render(r: &Results, args: &Args, h: &Header) -> String {
     );
     let _ = writeln!(
         out,
-        "- callers: async-nats `Client::request` or a tonic client, in this benchmark process (tokio, 2 worker \
+        "- callers: async-nats `Client::request`, a tonic client or a `LocalClient`, in this benchmark process (tokio, 2 worker \
          threads), every caller's clone sharing one connection; each system's echo responder in a process of its \
          own (one thread); each cell runs {} ms after {} ms of warm-up, in a rotating order of the systems; {} runs; \
          figures are medians over the runs of each run's p50, p99, calls/s and CPU",
@@ -896,17 +938,19 @@ fn render(r: &Results, args: &Args, h: &Header) -> String {
         1e3 / probe::clk_tck()
     );
 
-    let _ = writeln!(out, "| measure | middlecon | anchor | anchor's | ratio | target | result |");
-    let _ = writeln!(out, "| --- | ---: | --- | ---: | ---: | --- | --- |");
+    let _ = writeln!(out, "| measure | system | figure | anchor | anchor's | ratio | target | result |");
+    let _ = writeln!(out, "| --- | --- | ---: | --- | ---: | ---: | --- | --- |");
     for ((payload, callers), samples) in &r.cells {
         let cell =
             format!("{}, {callers} caller{}", payload_label(*payload), if *callers == 1 { "" } else { "s" });
-        let (lat, rate) = targets(&cell, *callers, samples);
-        for t in lat {
-            let _ = writeln!(out, "{}", t.row(us));
-        }
-        for t in rate {
-            let _ = writeln!(out, "{}", t.row(|v| format!("{v:.0}")));
+        for system in MIDDLECONS {
+            let (lat, rate) = targets(system, &cell, *callers, samples);
+            for t in lat {
+                let _ = writeln!(out, "{}", t.row(us));
+            }
+            for t in rate {
+                let _ = writeln!(out, "{}", t.row(|v| format!("{v:.0}")));
+            }
         }
     }
     let none = summarize(&r.none_mc).median;
@@ -914,7 +958,7 @@ fn render(r: &Results, args: &Args, h: &Header) -> String {
     let none_nats = summarize(&r.none_nats).median;
     let _ = writeln!(
         out,
-        "| `no_responders` p50 (a service nobody serves on B) | {} | `dcos.ping` on B (NATS single: {}) | {} | {:.2} | ≤ 1.1× (one round trip) | {} |",
+        "| `no_responders` p50 (a service nobody serves on B) | middlecon | {} | `dcos.ping` on B (NATS single: {}) | {} | {:.2} | ≤ 1.1× (one round trip) | {} |",
         us(none),
         us(none_nats),
         us(ping),
@@ -984,15 +1028,20 @@ mod tests {
     #[test]
     fn targets_compare_with_both_anchors() {
         let s = |c: Cell| Samples(vec![c]);
-        let cells =
-            [s(cell(150.0, 20_000.0)), s(cell(200.0, 30_000.0)), s(cell(100.0, 35_000.0)), s(cell(1.0, 1.0))];
-        let (lat, rate) = targets("128 B, 1 caller", 1, &cells);
+        let cells = [
+            s(cell(150.0, 20_000.0)),
+            s(cell(900.0, 1.0)),
+            s(cell(200.0, 30_000.0)),
+            s(cell(100.0, 35_000.0)),
+            s(cell(1.0, 1.0)),
+        ];
+        let (lat, rate) = targets(System::Middlecon, "128 B, 1 caller", 1, &cells);
         assert!(rate.is_empty());
         let rows: Vec<String> = lat.iter().map(|t| t.row(us)).collect();
         assert!(rows[0].contains("NATS clustered, TLS") && rows[0].ends_with("PASS |"), "{}", rows[0]);
         assert!(rows[2].contains("NATS single, plain") && rows[2].contains("≤ 1.50×"), "{}", rows[2]);
         assert!(rows[2].contains("1.50 |") && rows[2].ends_with("PASS |"), "{}", rows[2]);
-        let (lat, rate) = targets("128 B, 64 callers", 64, &cells);
+        let (lat, rate) = targets(System::Middlecon, "128 B, 64 callers", 64, &cells);
         assert!(lat.is_empty());
         let rows: Vec<String> = rate.iter().map(|t| t.row(|v| format!("{v:.0}"))).collect();
         assert!(rows[0].ends_with("FAIL |"), "{}", rows[0]);
