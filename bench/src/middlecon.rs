@@ -56,6 +56,8 @@ pub struct Spec {
     pub seeds: Vec<SocketAddr>,
     /// `--peer NAME=ADDR`.
     pub peers: Vec<(String, SocketAddr)>,
+    /// Environment variables set for it (e.g. `DCOS_WORKER_THREADS`).
+    pub env: Vec<(String, String)>,
 }
 
 /// A running middlecon; SIGKILLed and reaped when dropped.
@@ -93,6 +95,7 @@ impl Daemon {
         for (name, addr) in &spec.peers {
             cmd.arg("--peer").arg(format!("{name}={addr}"));
         }
+        cmd.envs(spec.env.iter().map(|(k, v)| (k, v)));
         let log = std::fs::File::create(&stderr_log).context("creating the daemon's log")?;
         let mut child = cmd
             .stdin(Stdio::null())

@@ -8,6 +8,8 @@
 //!   answers with the payload, and back. Both daemons are the release binary on
 //!   127.0.0.1, A knowing B from `--peer`. The caller speaks gRPC, or (**middlecon, local
 //!   protocol**) the lean local protocol (`middlecon_client::LocalClient`) on the same socket.
+//! - **middlecon, local protocol, one thread**: the same on a second pair of daemons that
+//!   run tokio's current-thread scheduler (`DCOS_WORKER_THREADS=0`), with its own runtime.
 //! - **NATS clustered, TLS** (the fair anchor): one `nats-server` per host (A and B, both on
 //!   127.0.0.1 like the daemons), routed to each other, TLS with verified certificates of
 //!   the same fleet CA on client and route connections; the caller on A's server, the
@@ -268,21 +270,29 @@ async fn nats_echo(url: &str, tls: Option<&TlsFiles>) -> Result<()> {
 enum System {
     Middlecon,
     MiddleconLocal,
+    MiddleconOneThread,
     NatsCluster,
     NatsSingle,
     Tonic,
 }
 
-const SYSTEMS: [System; 5] =
-    [System::Middlecon, System::MiddleconLocal, System::NatsCluster, System::NatsSingle, System::Tonic];
+const SYSTEMS: [System; 6] = [
+    System::Middlecon,
+    System::MiddleconLocal,
+    System::MiddleconOneThread,
+    System::NatsCluster,
+    System::NatsSingle,
+    System::Tonic,
+];
 /// The systems judged against the anchors.
-const MIDDLECONS: [System; 2] = [System::Middlecon, System::MiddleconLocal];
+const MIDDLECONS: [System; 3] = [System::Middlecon, System::MiddleconLocal, System::MiddleconOneThread];
 
 impl System {
     fn label(self) -> &'static str {
         match self {
             System::Middlecon => "middlecon",
             System::MiddleconLocal => "middlecon, local protocol",
+            System::MiddleconOneThread => "middlecon, local protocol, one thread",
             System::NatsCluster => "NATS clustered, TLS",
             System::NatsSingle => "NATS single, plain",
             System::Tonic => "tonic (floor)",
@@ -552,16 +562,55 @@ fn p50(mut v: Vec<f64>) -> f64 {
 // ---------------------------------------------------------------------------------------
 // The run.
 
-struct Setup {
-    _ca: Ca,
+/// Two middlecon daemons, A knowing B from `--peer`, and the echo's runtime on B.
+struct Pair {
     a: Daemon,
     b: Daemon,
+    responder: Responder,
+}
+
+impl Pair {
+    /// Starts daemons `{prefix}-a` and `{prefix}-b` with `env`.
+    fn start(bin: &Path, ca: &Ca, prefix: &str, env: &[(&str, &str)]) -> Result<Pair> {
+        let spec = |name: String| -> Result<Spec> {
+            Ok(Spec {
+                ip: LOCALHOST,
+                port: 0,
+                tls: ca.issue_host(&name, LOCALHOST)?,
+                state_dir: ca.dir.path().join(&name),
+                seeds: vec![],
+                peers: vec![],
+                env: env.iter().map(|(k, v)| (k.to_string(), v.to_string())).collect(),
+                name,
+            })
+        };
+        let b = Daemon::start(bin, &spec(format!("{prefix}-b"))?)?;
+        let mut sa = spec(format!("{prefix}-a"))?;
+        sa.peers = vec![(b.name.clone(), b.addr)];
+        let a = Daemon::start(bin, &sa)?;
+        progress(format!("middlecon {} at {} and {} at {}", a.name, a.addr, b.name, b.addr));
+        let responder = Responder::start(&["--middlecon".as_ref(), b.socket.as_os_str()])
+            .with_context(|| format!("the echo runtime on {}", b.name))?;
+        Ok(Pair { a, b, responder })
+    }
+
+    fn pids(&self, me: Option<i32>) -> [Option<i32>; 4] {
+        [me, Some(self.a.pid()), Some(self.b.pid()), Some(self.responder.pid())]
+    }
+}
+
+struct Setup {
+    _ca: Ca,
+    /// The daemons as deployed (two tokio workers each).
+    mc: Pair,
+    /// The same on tokio's current-thread scheduler (`DCOS_WORKER_THREADS=0`).
+    one_thread: Pair,
     /// NATS servers: the cluster's A and B, then the single one.
     cluster: [NatsServer; 2],
     single: NatsServer,
-    /// Responders of middlecon, NATS clustered, NATS single.
-    responders: [Responder; 3],
-    callers: [Caller; 5],
+    /// Responders of NATS clustered, NATS single.
+    responders: [Responder; 2],
+    callers: [Caller; 6],
     /// A NATS client of the single server, for the no_responders comparison.
     nats_client: async_nats::Client,
     mc_client: MessagingClient<Channel>,
@@ -572,13 +621,12 @@ impl Setup {
     fn pids(&self, sys: System) -> [Option<i32>; 4] {
         let me = Some(std::process::id() as i32);
         match sys {
-            System::Middlecon | System::MiddleconLocal => {
-                [me, Some(self.a.pid()), Some(self.b.pid()), Some(self.responders[0].pid())]
-            }
+            System::Middlecon | System::MiddleconLocal => self.mc.pids(me),
+            System::MiddleconOneThread => self.one_thread.pids(me),
             System::NatsCluster => {
-                [me, Some(self.cluster[0].pid()), Some(self.cluster[1].pid()), Some(self.responders[1].pid())]
+                [me, Some(self.cluster[0].pid()), Some(self.cluster[1].pid()), Some(self.responders[0].pid())]
             }
-            System::NatsSingle => [me, Some(self.single.pid()), None, Some(self.responders[2].pid())],
+            System::NatsSingle => [me, Some(self.single.pid()), None, Some(self.responders[1].pid())],
             System::Tonic => [me, None, None, None],
         }
     }
@@ -603,27 +651,12 @@ async fn nats_cluster(ca: &Ca, bin: &Path) -> Result<[NatsServer; 2]> {
 async fn setup(args: &Args) -> Result<Setup> {
     let bin = binary(args.middlecon.as_deref())?;
     let ca = Ca::new("middlecon-bench-")?;
-    let spec = |name: &str| -> Result<Spec> {
-        Ok(Spec {
-            name: name.into(),
-            ip: LOCALHOST,
-            port: 0,
-            tls: ca.issue_host(name, LOCALHOST)?,
-            state_dir: ca.dir.path().join(name),
-            seeds: vec![],
-            peers: vec![],
-        })
-    };
-    let b = Daemon::start(&bin, &spec("mc-b")?)?;
-    let mut sa = spec("mc-a")?;
-    sa.peers = vec![(b.name.clone(), b.addr)];
-    let a = Daemon::start(&bin, &sa)?;
-    progress(format!("middlecon A at {} and B at {}", a.addr, b.addr));
-    let mc_responder =
-        Responder::start(&["--middlecon".as_ref(), b.socket.as_os_str()]).context("the echo runtime on B")?;
-    let channel = middlecon_client::connect_unix(&a.socket).await?;
+    let mc = Pair::start(&bin, &ca, "mc", &[])?;
+    let one_thread = Pair::start(&bin, &ca, "mc1", &[("DCOS_WORKER_THREADS", "0")])?;
+    let channel = middlecon_client::connect_unix(&mc.a.socket).await?;
     let mc_client = MessagingClient::new(channel);
-    let mc_local = middlecon_client::LocalClient::connect(&a.socket).await?;
+    let mc_local = middlecon_client::LocalClient::connect(&mc.a.socket).await?;
+    let one_local = middlecon_client::LocalClient::connect(&one_thread.a.socket).await?;
 
     let cluster = nats_cluster(&ca, &args.nats_server).await?;
     progress(format!(
@@ -648,8 +681,9 @@ async fn setup(args: &Args) -> Result<Setup> {
 
     let tonic = tonic_floor().await?;
     let mut callers = [
-        Caller::Middlecon { client: mc_client.clone(), host: b.name.clone() },
-        Caller::MiddleconLocal { client: mc_local, host: b.name.clone() },
+        Caller::Middlecon { client: mc_client.clone(), host: mc.b.name.clone() },
+        Caller::MiddleconLocal { client: mc_local, host: mc.b.name.clone() },
+        Caller::MiddleconLocal { client: one_local, host: one_thread.b.name.clone() },
         Caller::Nats(cluster_client),
         Caller::Nats(nats_client.clone()),
         Caller::Tonic(tonic),
@@ -662,11 +696,11 @@ async fn setup(args: &Args) -> Result<Setup> {
     }
     Ok(Setup {
         _ca: ca,
-        a,
-        b,
+        mc,
+        one_thread,
         cluster,
         single,
-        responders: [mc_responder, cluster_responder, single_responder],
+        responders: [cluster_responder, single_responder],
         callers,
         nats_client,
         mc_client,
@@ -685,7 +719,7 @@ impl Samples {
 
 struct Results {
     /// Indexed by (payload, callers) cell, then system.
-    cells: Vec<((usize, usize), [Samples; 5])>,
+    cells: Vec<((usize, usize), [Samples; 6])>,
     none_mc: Vec<f64>,
     ping_mc: Vec<f64>,
     /// `dcos.ping` on daemon A itself: the API hop alone.
@@ -739,22 +773,26 @@ async fn run(args: &Args) -> Result<String> {
         // no_responders against one round trip, in alternating blocks.
         let block = (args.no_responders_calls / 5).max(1);
         for _ in 0..5 {
-            r.ping_mc.push(p50(sequential(&s.mc_client, &s.b.name, "dcos.ping", Outcome::Ok, block).await?));
-            r.none_mc
-                .push(p50(sequential(&s.mc_client, &s.b.name, NOBODY, Outcome::NoResponders, block).await?));
+            r.ping_mc
+                .push(p50(sequential(&s.mc_client, &s.mc.b.name, "dcos.ping", Outcome::Ok, block).await?));
+            r.none_mc.push(p50(
+                sequential(&s.mc_client, &s.mc.b.name, NOBODY, Outcome::NoResponders, block).await?
+            ));
             r.none_nats.push(p50(nats_no_responders(&s.nats_client, block).await?));
             r.ping_local
-                .push(p50(sequential(&s.mc_client, &s.a.name, "dcos.ping", Outcome::Ok, block).await?));
+                .push(p50(sequential(&s.mc_client, &s.mc.a.name, "dcos.ping", Outcome::Ok, block).await?));
         }
     }
     progress(format!("measured in {:.0} s", started.elapsed().as_secs_f64()));
     let mut s = s;
-    for d in [&mut s.a, &mut s.b] {
+    for d in [&mut s.mc.a, &mut s.mc.b, &mut s.one_thread.a, &mut s.one_thread.b] {
         ensure!(d.running(), "{} exited during the benchmark: {}", d.name, d.stderr_tail());
     }
     for (name, pid) in [
-        ("middlecon A", s.a.pid()),
-        ("middlecon B", s.b.pid()),
+        ("middlecon A", s.mc.a.pid()),
+        ("middlecon B", s.mc.b.pid()),
+        ("middlecon A (one thread)", s.one_thread.a.pid()),
+        ("middlecon B (one thread)", s.one_thread.b.pid()),
         ("nats-server A (cluster)", s.cluster[0].pid()),
         ("nats-server B (cluster)", s.cluster[1].pid()),
         ("nats-server (single)", s.single.pid()),
@@ -832,7 +870,7 @@ impl Target {
 /// Issue 19's targets for one cell: with one caller p50 and p99 ≤ the clustered anchor's
 /// and p50 ≤ 1.5× the single server's; with 64 callers or more calls/s ≥ the clustered
 /// anchor's and ≥ 0.5× the single server's.
-fn targets(system: System, cell: &str, callers: usize, s: &[Samples; 5]) -> (Vec<Target>, Vec<Target>) {
+fn targets(system: System, cell: &str, callers: usize, s: &[Samples; 6]) -> (Vec<Target>, Vec<Target>) {
     let mc = &s[system.index()];
     let t = |measure: &str, anchor: System, f: &dyn Fn(&Cell) -> f64, limit: f64, at_most: bool| Target {
         measure: format!("{measure}, {cell}"),
@@ -873,6 +911,11 @@ fn render(r: &Results, args: &Args, h: &Header) -> String {
         out,
         "- middlecon, local protocol: the same, the caller speaking the lean local protocol \
          (`middlecon_client::LocalClient`) on A's socket instead of gRPC"
+    );
+    let _ = writeln!(
+        out,
+        "- middlecon, local protocol, one thread: the same with two more daemons that run tokio's \
+         current-thread scheduler (`DCOS_WORKER_THREADS=0`) instead of two workers, and their own echo runtime"
     );
     let _ = writeln!(
         out,
@@ -1030,6 +1073,7 @@ mod tests {
         let s = |c: Cell| Samples(vec![c]);
         let cells = [
             s(cell(150.0, 20_000.0)),
+            s(cell(900.0, 1.0)),
             s(cell(900.0, 1.0)),
             s(cell(200.0, 30_000.0)),
             s(cell(100.0, 35_000.0)),

@@ -194,6 +194,7 @@ async fn one_run(
             state_dir: ca.dir.path().join(format!("run-{run}")).join(name_of(i)),
             seeds: seeds.clone(),
             peers: vec![],
+            env: vec![],
         };
         let daemon = Daemon::start(bin, &spec)?;
         if i == 0 {
