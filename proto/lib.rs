@@ -37,6 +37,14 @@ pub const DEFAULT_SOCKET: &str = "/run/middlecon/api.sock";
 
 use v1::{ErrorCode, MigratePhase};
 
+impl v1::ServeMessage {
+    /// A runtime's `ok` answer to request `id`, carrying `payload`.
+    pub fn ok(id: u64, payload: Vec<u8>) -> v1::ServeMessage {
+        let response = v1::Response { id, outcome: v1::Outcome::Ok as i32, payload, ..Default::default() };
+        v1::ServeMessage { msg: Some(v1::serve_message::Msg::Response(response)) }
+    }
+}
+
 impl ErrorCode {
     /// The code as users and scripts see it (`dcos: no_space: ...`): the name without its
     /// `ERROR_CODE_` prefix, in lower case; `unknown` for one this build does not know.

@@ -1,6 +1,8 @@
 //! The gRPC API (`proto/middlecon/v1/middlecon.proto`, package `middlecon.v1`), served on
 //! the local Unix socket (`--socket`, mode 0660, callers trusted as local) and on TCP with
-//! mTLS (`--api`, a client certificate of the fleet CA is required).
+//! mTLS (`--api`, a client certificate of the fleet CA is required). The Unix socket also
+//! speaks the lean local protocol ([`local`]: `Call` without HTTP/2), told apart by the
+//! first bytes a connection sends.
 //!
 //! Who may do what (SPEC section 2 roles, read from the client certificate):
 //!

@@ -93,13 +93,7 @@ async fn runtime(fleet: &Fleet, i: usize) -> (mpsc::UnboundedReceiver<Seen>, mps
                 Some(pb::delivery::Msg::Request(r)) => {
                     let _ = seen_tx.send(Seen::Request(r.id, r.service.clone()));
                     if r.service == "demo.echo" {
-                        let resp = pb::Response {
-                            id: r.id,
-                            outcome: Outcome::Ok as i32,
-                            payload: r.payload,
-                            ..Default::default()
-                        };
-                        let msg = pb::ServeMessage { msg: Some(pb::serve_message::Msg::Response(resp)) };
+                        let msg = pb::ServeMessage::ok(r.id, r.payload);
                         let _ = answers.send(msg).await;
                     }
                 }

@@ -230,13 +230,7 @@ async fn serve_echo(socket: &Path) -> Result<()> {
     tokio::spawn(async move {
         while let Ok(Some(d)) = deliveries.message().await {
             if let Some(pb::delivery::Msg::Request(r)) = d.msg {
-                let resp = pb::Response {
-                    id: r.id,
-                    outcome: Outcome::Ok as i32,
-                    payload: r.payload,
-                    ..Default::default()
-                };
-                let msg = pb::ServeMessage { msg: Some(pb::serve_message::Msg::Response(resp)) };
+                let msg = pb::ServeMessage::ok(r.id, r.payload);
                 if tx.send(msg).await.is_err() {
                     return;
                 }
