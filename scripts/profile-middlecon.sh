@@ -24,7 +24,7 @@ mkdir -p "$out"
 bench=$!
 for _ in $(seq 300); do grep -q "run 1/" "$out/progress.log" 2>/dev/null && break; sleep 0.2; done
 # The processes: this benchmark (caller), daemons A and B and the runtime of the pair measured.
-pair=mc; [[ "$system" == middlecon-one-thread ]] && pair=mc1
+pair=mc; [[ "$system" == middlecon-two-workers ]] && pair=mc2
 map="$bench=caller"
 for p in $(pgrep -P "$bench"); do
   cmd="$(tr '\0' ' ' <"/proc/$p/cmdline")"

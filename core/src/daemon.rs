@@ -14,14 +14,15 @@ pub fn init_logging() {
         .init();
 }
 
-/// The daemons' runtime: two worker threads, timers and I/O.
-pub fn runtime() -> std::io::Result<tokio::runtime::Runtime> {
-    // DCOS_WORKER_THREADS: how many (0: one thread for everything, tokio's current-thread
-    // scheduler). For measuring; the default suits this machine size.
-    match std::env::var("DCOS_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok()) {
-        Some(0) => tokio::runtime::Builder::new_current_thread().enable_all().build(),
-        Some(n) => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
-        None => tokio::runtime::Builder::new_multi_thread().worker_threads(2).enable_all().build(),
+/// A daemon's runtime, timers and I/O: `workers` tokio worker threads, or with 0 one thread
+/// for everything (tokio's current-thread scheduler), unless `DCOS_WORKER_THREADS` says
+/// otherwise (for measuring).
+pub fn runtime(workers: usize) -> std::io::Result<tokio::runtime::Runtime> {
+    let workers =
+        std::env::var("DCOS_WORKER_THREADS").ok().and_then(|v| v.parse::<usize>().ok()).unwrap_or(workers);
+    match workers {
+        0 => tokio::runtime::Builder::new_current_thread().enable_all().build(),
+        n => tokio::runtime::Builder::new_multi_thread().worker_threads(n).enable_all().build(),
     }
 }
 

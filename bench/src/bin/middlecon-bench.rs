@@ -8,8 +8,9 @@
 //!   answers with the payload, and back. Both daemons are the release binary on
 //!   127.0.0.1, A knowing B from `--peer`. The caller speaks gRPC, or (**middlecon, local
 //!   protocol**) the lean local protocol (`middlecon_client::LocalClient`) on the same socket.
-//! - **middlecon, local protocol, one thread**: the same on a second pair of daemons that
-//!   run tokio's current-thread scheduler (`DCOS_WORKER_THREADS=0`), with its own runtime.
+//! - **middlecon, local protocol, two workers**: the same on a second pair of daemons that
+//!   run two tokio workers (`DCOS_WORKER_THREADS=2`, as middlecon did before issue 19)
+//!   instead of one thread, with its own runtime.
 //! - **NATS clustered, TLS** (the fair anchor): one `nats-server` per host (A and B, both on
 //!   127.0.0.1 like the daemons), routed to each other, TLS with verified certificates of
 //!   the same fleet CA on client and route connections; the caller on A's server, the
@@ -264,7 +265,7 @@ async fn nats_echo(url: &str, tls: Option<&TlsFiles>) -> Result<()> {
 enum System {
     Middlecon,
     MiddleconLocal,
-    MiddleconOneThread,
+    MiddleconTwoWorkers,
     NatsCluster,
     NatsSingle,
     Tonic,
@@ -273,20 +274,20 @@ enum System {
 const SYSTEMS: [System; 6] = [
     System::Middlecon,
     System::MiddleconLocal,
-    System::MiddleconOneThread,
+    System::MiddleconTwoWorkers,
     System::NatsCluster,
     System::NatsSingle,
     System::Tonic,
 ];
 /// The systems judged against the anchors.
-const MIDDLECONS: [System; 3] = [System::Middlecon, System::MiddleconLocal, System::MiddleconOneThread];
+const MIDDLECONS: [System; 3] = [System::Middlecon, System::MiddleconLocal, System::MiddleconTwoWorkers];
 
 impl System {
     fn label(self) -> &'static str {
         match self {
             System::Middlecon => "middlecon",
             System::MiddleconLocal => "middlecon, local protocol",
-            System::MiddleconOneThread => "middlecon, local protocol, one thread",
+            System::MiddleconTwoWorkers => "middlecon, local protocol, two workers",
             System::NatsCluster => "NATS clustered, TLS",
             System::NatsSingle => "NATS single, plain",
             System::Tonic => "tonic (floor)",
@@ -595,10 +596,10 @@ impl Pair {
 
 struct Setup {
     _ca: Ca,
-    /// The daemons as deployed (two tokio workers each).
+    /// The daemons as deployed (one thread each).
     mc: Pair,
-    /// The same on tokio's current-thread scheduler (`DCOS_WORKER_THREADS=0`).
-    one_thread: Pair,
+    /// The same on two tokio workers (`DCOS_WORKER_THREADS=2`).
+    two_workers: Pair,
     /// NATS servers: the cluster's A and B, then the single one.
     cluster: [NatsServer; 2],
     single: NatsServer,
@@ -616,7 +617,7 @@ impl Setup {
         let me = Some(std::process::id() as i32);
         match sys {
             System::Middlecon | System::MiddleconLocal => self.mc.pids(me),
-            System::MiddleconOneThread => self.one_thread.pids(me),
+            System::MiddleconTwoWorkers => self.two_workers.pids(me),
             System::NatsCluster => {
                 [me, Some(self.cluster[0].pid()), Some(self.cluster[1].pid()), Some(self.responders[0].pid())]
             }
@@ -646,11 +647,11 @@ async fn setup(args: &Args) -> Result<Setup> {
     let bin = binary(args.middlecon.as_deref())?;
     let ca = Ca::new("middlecon-bench-")?;
     let mc = Pair::start(&bin, &ca, "mc", &[])?;
-    let one_thread = Pair::start(&bin, &ca, "mc1", &[("DCOS_WORKER_THREADS", "0")])?;
+    let two_workers = Pair::start(&bin, &ca, "mc2", &[("DCOS_WORKER_THREADS", "2")])?;
     let channel = middlecon_client::connect_unix(&mc.a.socket).await?;
     let mc_client = MessagingClient::new(channel);
     let mc_local = middlecon_client::LocalClient::connect(&mc.a.socket).await?;
-    let one_local = middlecon_client::LocalClient::connect(&one_thread.a.socket).await?;
+    let one_local = middlecon_client::LocalClient::connect(&two_workers.a.socket).await?;
 
     let cluster = nats_cluster(&ca, &args.nats_server).await?;
     progress(format!(
@@ -677,7 +678,7 @@ async fn setup(args: &Args) -> Result<Setup> {
     let mut callers = [
         Caller::Middlecon { client: mc_client.clone(), host: mc.b.name.clone() },
         Caller::MiddleconLocal { client: mc_local, host: mc.b.name.clone() },
-        Caller::MiddleconLocal { client: one_local, host: one_thread.b.name.clone() },
+        Caller::MiddleconLocal { client: one_local, host: two_workers.b.name.clone() },
         Caller::Nats(cluster_client),
         Caller::Nats(nats_client.clone()),
         Caller::Tonic(tonic),
@@ -691,7 +692,7 @@ async fn setup(args: &Args) -> Result<Setup> {
     Ok(Setup {
         _ca: ca,
         mc,
-        one_thread,
+        two_workers,
         cluster,
         single,
         responders: [cluster_responder, single_responder],
@@ -779,14 +780,14 @@ async fn run(args: &Args) -> Result<String> {
     }
     progress(format!("measured in {:.0} s", started.elapsed().as_secs_f64()));
     let mut s = s;
-    for d in [&mut s.mc.a, &mut s.mc.b, &mut s.one_thread.a, &mut s.one_thread.b] {
+    for d in [&mut s.mc.a, &mut s.mc.b, &mut s.two_workers.a, &mut s.two_workers.b] {
         ensure!(d.running(), "{} exited during the benchmark: {}", d.name, d.stderr_tail());
     }
     for (name, pid) in [
         ("middlecon A", s.mc.a.pid()),
         ("middlecon B", s.mc.b.pid()),
-        ("middlecon A (one thread)", s.one_thread.a.pid()),
-        ("middlecon B (one thread)", s.one_thread.b.pid()),
+        ("middlecon A (two workers)", s.two_workers.a.pid()),
+        ("middlecon B (two workers)", s.two_workers.b.pid()),
         ("nats-server A (cluster)", s.cluster[0].pid()),
         ("nats-server B (cluster)", s.cluster[1].pid()),
         ("nats-server (single)", s.single.pid()),
@@ -899,7 +900,7 @@ fn render(r: &Results, args: &Args, h: &Header) -> String {
         out,
         "- middlecon: caller → `Messaging.Call` on daemon A's Unix socket → QUIC (TLS 1.3, mTLS) → daemon B → \
          a runtime on B's Unix socket (`Messaging.Serve`) echoing the payload, and back; two release `middlecon` \
-         processes on 127.0.0.1"
+         processes on 127.0.0.1, each on one thread (the default)"
     );
     let _ = writeln!(
         out,
@@ -908,8 +909,9 @@ fn render(r: &Results, args: &Args, h: &Header) -> String {
     );
     let _ = writeln!(
         out,
-        "- middlecon, local protocol, one thread: the same with two more daemons that run tokio's \
-         current-thread scheduler (`DCOS_WORKER_THREADS=0`) instead of two workers, and their own echo runtime"
+        "- middlecon, local protocol, two workers: the same with two more daemons that run two tokio workers \
+         (`DCOS_WORKER_THREADS=2`, middlecon's runtime before issue 19) instead of one thread, and their own echo \
+         runtime"
     );
     let _ = writeln!(
         out,

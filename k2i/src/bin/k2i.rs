@@ -17,7 +17,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match dcos_core::daemon::runtime() {
+    let runtime = match dcos_core::daemon::runtime(2) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("k2i: cannot start the runtime: {e}");

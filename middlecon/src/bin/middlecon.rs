@@ -10,6 +10,13 @@ use middlecon::config::{Config, Settings};
 use std::path::PathBuf;
 use std::process::ExitCode;
 
+/// middlecon runs on one thread (tokio's current-thread scheduler): a call's every step
+/// (the socket read, QUIC, the reply) then runs where the event arrived, without waking a
+/// second worker, which costs more CPU per call than it saves on two cores. Its blocking
+/// work (archives, root filesystems, records) goes to tokio's blocking threads.
+/// `DCOS_WORKER_THREADS` overrides it for measuring.
+const WORKERS: usize = 0;
+
 /// `middlecon purge`: what `--state-dir` and `--name` of a daemon that is gone for good left
 /// on this machine, removed.
 #[derive(Debug, Parser)]
@@ -39,7 +46,7 @@ fn purge(args: Purge) -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match dcos_core::daemon::runtime() {
+    let runtime = match dcos_core::daemon::runtime(WORKERS) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("middlecon purge: cannot start the runtime: {e}");
@@ -70,7 +77,7 @@ fn main() -> ExitCode {
             return ExitCode::from(2);
         }
     };
-    let runtime = match dcos_core::daemon::runtime() {
+    let runtime = match dcos_core::daemon::runtime(WORKERS) {
         Ok(r) => r,
         Err(e) => {
             eprintln!("middlecon: cannot start the runtime: {e}");
