@@ -20,6 +20,10 @@ pub const PREFACE: &[u8; 8] = b"MCLOCAL1";
 /// The largest frame either side accepts: the peer wire's payload limit (4 MiB) and room for
 /// the service name, headers and message.
 pub const MAX_FRAME: usize = 4 * 1024 * 1024 + 64 * 1024;
+/// Calls one connection may have in flight, replies not yet written included: a call over
+/// it is answered `resource_exhausted` at once (and a client that does not read its replies
+/// is cut off).
+pub const MAX_IN_FLIGHT: usize = 4096;
 /// The bytes of a frame's header: length, kind, id.
 const HEADER: usize = 4 + 1 + 8;
 
@@ -93,7 +97,7 @@ pub async fn read_frame<R: AsyncRead + Unpin>(r: &mut R) -> Result<Option<Frame>
 
 /// Writes the frames `rx` gives to `w` until `rx` closes or a write fails; frames queued
 /// meanwhile go out together, in one write.
-pub async fn write_frames<W: AsyncWrite + Unpin>(mut rx: mpsc::UnboundedReceiver<Vec<u8>>, mut w: W) {
+pub async fn write_frames<W: AsyncWrite + Unpin>(mut rx: mpsc::Receiver<Vec<u8>>, mut w: W) {
     let mut buf = Vec::new();
     while let Some(first) = rx.recv().await {
         buf.clear();

@@ -28,7 +28,7 @@ pub enum LocalError {
 type Pending = Mutex<HashMap<u64, oneshot::Sender<Vec<u8>>>>;
 
 struct Shared {
-    tx: mpsc::UnboundedSender<Vec<u8>>,
+    tx: mpsc::Sender<Vec<u8>>,
     pending: Pending,
     next_id: AtomicU64,
 }
@@ -53,7 +53,8 @@ struct Waiting<'a> {
 impl Drop for Waiting<'_> {
     fn drop(&mut self) {
         if !self.answered && lock(&self.shared.pending).remove(&self.id).is_some() {
-            let _ = self.shared.tx.send(local::frame(Kind::Cancel, self.id, None::<&pb::CallRequest>));
+            // With the queue full (the daemon reads nothing) the call is left to its deadline.
+            let _ = self.shared.tx.try_send(local::frame(Kind::Cancel, self.id, None::<&pb::CallRequest>));
         }
     }
 }
@@ -65,7 +66,7 @@ impl LocalClient {
         let mut io = tokio::net::UnixStream::connect(path).await.map_err(err)?;
         io.write_all(local::PREFACE).await.map_err(err)?;
         let (rd, wr) = io.into_split();
-        let (tx, rx) = mpsc::unbounded_channel();
+        let (tx, rx) = mpsc::channel(local::MAX_IN_FLIGHT);
         tokio::spawn(local::write_frames(rx, wr));
         let shared = Arc::new(Shared { tx, pending: Mutex::default(), next_id: AtomicU64::new(1) });
         let reader = Arc::downgrade(&shared);
@@ -94,7 +95,7 @@ impl LocalClient {
         let (tx, rx) = oneshot::channel();
         lock(&shared.pending).insert(id, tx);
         let mut waiting = Waiting { shared, id, answered: false };
-        if shared.tx.send(local::frame(Kind::Call, id, Some(request))).is_err() {
+        if shared.tx.send(local::frame(Kind::Call, id, Some(request))).await.is_err() {
             return Err(LocalError::Closed);
         }
         let body = rx.await.map_err(|_| LocalError::Closed)?;
