@@ -2,7 +2,8 @@
 # Profiles the four processes of a middlecon call (issue 19): runs middlecon-bench on one
 # system and cell long enough to sample, records `perf record -g` (DWARF call graphs,
 # cpu-clock) of the caller (the benchmark), daemons A and B and the echo runtime, and
-# writes, per process, the folded stacks (`NAME.folded`, the input of any flame graph tool)
+# writes, per process, the folded stacks (`NAME.folded`; `NAME.svg`, its flame graph, where
+# inferno's `inferno-flamegraph` is installed)
 # and a summary (`summary.md`: top functions by own time, and the share of time under
 # marked parts of the path). Usage, as root, after a release build (scripts/bench-middlecon.sh
 # makes one):
@@ -102,4 +103,12 @@ with open(f'{out}/summary.md', 'w') as md:
             md.write(f'| {100 * v / total:.1f} % | `{k[:110]}` |\n')
 PY
 rm -f "$out/perf.data" "$out/perf.txt"
-echo "profile-middlecon: $out/summary.md and $out/*.folded"
+# Flame graphs, where inferno is installed (`cargo install inferno`).
+if command -v inferno-flamegraph >/dev/null; then
+  for f in "$out"/*.folded; do
+    name="$(basename "$f" .folded)"
+    inferno-flamegraph --minwidth 0.4 --title "middlecon call, $system, $callers callers, 128 B: $name" \
+      <"$f" >"$out/$name.svg"
+  done
+fi
+echo "profile-middlecon: $out/summary.md, $out/*.folded (and $out/*.svg with inferno)"
