@@ -454,3 +454,65 @@ async fn the_local_protocol_gives_the_same_outcomes_and_cancels_a_dropped_call()
         .into_inner();
     assert_eq!(reply.payload, b"grpc");
 }
+
+/// One local-protocol connection holds at most `local::MAX_IN_FLIGHT` calls: with that
+/// many waiting on runtimes that never answer, the next call on it is refused at once with
+/// `resource_exhausted` naming the connection's limit, the calls waiting stay untouched,
+/// and another connection is still served.
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn the_local_protocol_refuses_a_call_over_its_in_flight_limit() {
+    use futures::stream::{FuturesUnordered, StreamExt};
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    use std::sync::Arc;
+    let fleet = Fleet::new(2).expect("fleet");
+    let pki = Pki::new();
+    let _d = middlecons(&fleet, &pki, true);
+    // The router takes 1,024 calls in flight per runtime: four hold the connection's limit.
+    let mut runtimes = Vec::new();
+    for _ in 0..4 {
+        runtimes.push(runtime(&fleet, 1).await);
+    }
+    let local = middlecon_client::LocalClient::connect(&socket(&fleet, 0)).await.expect("local protocol");
+    let limit = dcos_proto::local::MAX_IN_FLIGHT;
+    let slow = to_host("demo.slow", "host-1", in_ms(60_000), b"");
+    // The calls wait in a task that counts any that end; the runtimes say when all of them
+    // arrived, so the daemon has read every one before the call over the limit.
+    let ended = Arc::new(AtomicUsize::new(0));
+    let waiting = tokio::spawn({
+        let (local, slow, ended) = (local.clone(), slow.clone(), ended.clone());
+        async move {
+            let mut calls: FuturesUnordered<_> = (0..limit).map(|_| local.call(&slow)).collect();
+            while calls.next().await.is_some() {
+                ended.fetch_add(1, Ordering::Relaxed);
+            }
+        }
+    });
+    let mut arrived = 0;
+    let until = Instant::now() + Duration::from_secs(60);
+    while arrived < limit {
+        assert!(Instant::now() < until, "only {arrived} of {limit} calls reached the runtimes");
+        for (seen, _) in runtimes.iter_mut() {
+            while let Ok(s) = seen.try_recv() {
+                arrived += matches!(s, Seen::Request(..)) as usize;
+            }
+        }
+        tokio::time::sleep(Duration::from_millis(20)).await;
+    }
+
+    let started = Instant::now();
+    let over = local
+        .call(&to_host("demo.slow", "host-1", in_ms(10_000), b""))
+        .await
+        .expect("the call over the limit is answered");
+    assert_eq!(over.outcome(), Outcome::ResourceExhausted, "{over:?}");
+    assert!(over.message.contains("in flight on this connection"), "{over:?}");
+    assert!(started.elapsed() < Duration::from_secs(5), "refused at once, not at its deadline");
+    assert_eq!(ended.load(Ordering::Relaxed), 0, "a waiting call ended");
+
+    let other =
+        middlecon_client::LocalClient::connect(&socket(&fleet, 0)).await.expect("a second connection");
+    let reply = other.call(&to_host("dcos.ping", "host-0", in_ms(5_000), b"")).await.unwrap();
+    assert_eq!(reply.outcome(), Outcome::Ok, "{reply:?}");
+    waiting.abort();
+    drop(runtimes);
+}

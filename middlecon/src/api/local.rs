@@ -4,9 +4,9 @@
 //! call runs in a task of its own; a `Cancel` frame, or the connection's end, drops it, as
 //! a cancelled gRPC call is dropped. Replies queued at once leave in one write. At most
 //! [`local::MAX_IN_FLIGHT`] calls per connection, replies not yet written included; a call
-//! over that is answered `resource_exhausted`. A frame
-//! that does not read or decode (or a reply from the client) closes the connection: the
-//! client is broken, and its calls are dropped.
+//! over that is answered `resource_exhausted`. A frame that does not read or decode (or a
+//! reply from the client) closes the connection: the client is broken, and its calls are
+//! dropped.
 
 use super::Api;
 use crate::access::{Caller, LOCAL};
