@@ -444,6 +444,42 @@ mod tests {
         SPARE_PIPES.lock().unwrap().len()
     }
 
+    fn spare_buffers() -> usize {
+        SPARE_BUFFERS.lock().unwrap().len()
+    }
+
+    #[test]
+    fn adaptive_relay_gives_its_buffer_back_between_reads_and_splices_a_bulk_answer() {
+        // The spare buffers and pipes are the process's: counted in a process of its own.
+        alone("adaptive_relay_gives_its_buffer_back_between_reads_and_splices_a_bulk_answer", || {
+            let rt = tokio::runtime::Builder::new_current_thread().enable_all().build().unwrap();
+            rt.block_on(async {
+                let mut t = through(Copier::Adaptive).await;
+                // A small request and answer: each direction borrows a buffer for its read and
+                // gives it back, so the open, idle connection holds none.
+                t.client.write_all(b"ping").await.unwrap();
+                let mut got = [0u8; 4];
+                within("the request", t.upstream.read_exact(&mut got)).await.unwrap();
+                t.upstream.write_all(b"pong").await.unwrap();
+                within("the answer", t.client.read_exact(&mut got)).await.unwrap();
+                assert_eq!(&got, b"pong");
+                assert_eq!(spare_buffers(), 1, "the idle relay kept a buffer, or lent a second one");
+                assert_eq!(spare_pipes(), 0, "small reads went through a pipe");
+                // A bulk answer fills the buffer: that direction moves on to a pipe, which goes
+                // back to the spares when the relay ends.
+                let bulk = noise(4 << 20, 12);
+                let (at_upstream, at_client) = within("a bulk answer", async {
+                    tokio::join!(exchange(t.upstream, &bulk), exchange(t.client, b""))
+                })
+                .await;
+                assert!(at_upstream.unwrap().is_empty());
+                assert!(at_client.unwrap() == bulk, "the bulk answer changed");
+                within("the relay's end", t.relay).await.unwrap().unwrap();
+                assert_eq!(spare_pipes(), 1, "the bulk direction did not move on to splice");
+            });
+        });
+    }
+
     fn open_fds() -> usize {
         std::fs::read_dir("/proc/self/fd").unwrap().count()
     }
