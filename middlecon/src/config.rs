@@ -72,6 +72,11 @@ dcos_core::settings! {
         /// `dcos --seed` can reach every host's k2i).
         #[arg(long)]
         pub k2i: Option<String>,
+        /// How a service's ready instances get their connections: `kernel` (NAT rules steer
+        /// them, the front out of their path; relayed when this host cannot) or `relay`
+        /// (the front relays every byte) [default: kernel].
+        #[arg(long)]
+        pub service_steering: Option<String>,
         /// Service pattern -> roles allowed to call it (see [`crate::access`]); file only.
         #[arg(skip)]
         pub access: BTreeMap<String, Vec<String>>,
@@ -103,6 +108,16 @@ pub struct Config {
     pub k2i: String,
     /// Who may call which service.
     pub access: Access,
+    pub steering: Steering,
+}
+
+/// How a service's ready instances get their connections (`--service-steering`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Steering {
+    /// NAT rules steer them; the front counts them (`crate::services::steer`).
+    Kernel,
+    /// The front relays every connection.
+    Relay,
 }
 
 pub const DEFAULT_LISTEN: &str = "0.0.0.0:7441";
@@ -180,6 +195,11 @@ impl Config {
         }
         let k2i = k2i.trim_end_matches('/').to_string();
         let access = Access::from_table(&s.access).map_err(|m| bad("access", m))?;
+        let steering = match s.service_steering.as_deref().unwrap_or("kernel") {
+            "kernel" => Steering::Kernel,
+            "relay" => Steering::Relay,
+            other => return Err(bad("service-steering", format!("{other:?} is neither kernel nor relay"))),
+        };
         Ok(Config {
             listen,
             identity,
@@ -194,6 +214,7 @@ impl Config {
             k2i,
             access,
             runtime,
+            steering,
         })
     }
 }

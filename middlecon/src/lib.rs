@@ -79,7 +79,8 @@ pub async fn run(
         services =
             workloads::migrate::quic::TargetServices::new(w.clone(), Default::default()).install(services);
         let spill = Arc::new(services::spill::Members { me: config.name.clone(), members: handle.clone() });
-        match services::Services::open(&config.state_dir, w.clone(), spill).await {
+        let steer = services::steering(config.steering).await;
+        match services::Services::open(&config.state_dir, w.clone(), spill, steer).await {
             Ok(s) => fronts = Some(s),
             Err(e) => tracing::error!("services not opened: {e}"),
         }

@@ -299,3 +299,74 @@ async fn a_saturated_front_spills_to_a_peers_front() {
     open.read_to_string(&mut answer).await.unwrap();
     assert!(answer.ends_with(PAGE));
 }
+
+/// Host `i`'s NAT rules, as `iptables-save` prints them in its network namespace.
+fn nat_rules(mesh: &Mesh, i: usize) -> String {
+    let out = mesh.fleet.exec(i, "iptables-save", &["-t", "nat"]).expect("iptables-save runs");
+    String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+fn signal(mesh: &mut Mesh, i: usize, signal: nix::sys::signal::Signal) {
+    let pid = mesh.daemons[i].as_mut().unwrap().init_pid().expect("middlecon runs");
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(pid as i32), signal).unwrap();
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_ready_instance_gets_connections_from_the_kernel_counted_and_served_with_middlecon_paused() {
+    let mut mesh = mesh(1);
+    let mut spec = web(&mesh, &[0]);
+    spec.idle_stop_ms = 1_000;
+    create(&mesh, 0, spec).await;
+    // The first request wakes the service through its front; from then on the kernel
+    // sends new connections to the instance.
+    assert_eq!(get(front(&mesh, 0)).await.unwrap().0, 200);
+    let port = show(&mesh, 0).await.instances[0].port;
+    let steering = format!("-j DNAT --to-destination 127.0.0.1:{port}");
+    dcos_tests::eventually(Duration::from_secs(5), "the kernel steering to the instance", || async {
+        nat_rules(&mesh, 0).contains(&steering).then_some(())
+    })
+    .await;
+    // middlecon stopped dead: a request is still answered, as the front is not in its path.
+    signal(&mut mesh, 0, nix::sys::signal::Signal::SIGSTOP);
+    let answered = get(front(&mesh, 0)).await;
+    signal(&mut mesh, 0, nix::sys::signal::Signal::SIGCONT);
+    assert_eq!(answered.expect("answered with middlecon stopped").1, PAGE);
+    // Steered connections are counted: three held open show as the instance's, and as the
+    // service's connections.
+    let before = show(&mesh, 0).await.service.unwrap().connections;
+    let mut held = Vec::new();
+    for _ in 0..3 {
+        let mut conn = TcpStream::connect(front(&mesh, 0)).await.unwrap();
+        conn.write_all(b"GET / HTTP/1.0\r\n").await.unwrap();
+        held.push(conn);
+    }
+    dcos_tests::eventually(Duration::from_secs(5), "three steered connections counted", || async {
+        let shown = show(&mesh, 0).await;
+        let (service, instance) = (shown.service.unwrap(), &shown.instances[0]);
+        (instance.inflight == 3 && service.connections == before + 3).then_some(())
+    })
+    .await;
+    // Held past --idle-stop, they keep the instance: it is not idle while they are open.
+    tokio::time::sleep(Duration::from_millis(1_500)).await;
+    assert_eq!(show(&mesh, 0).await.instances.len(), 1, "stopped under open connections");
+    for mut conn in held {
+        conn.write_all(b"\r\n").await.unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.ends_with(PAGE), "{answer:?}");
+    }
+    // Then idle: it stops, and new connections reach the front again (the chain is empty).
+    let idle = Instant::now();
+    dcos_tests::eventually(Duration::from_secs(5), "the idle instance stopped", || async {
+        show(&mesh, 0).await.instances.is_empty().then_some(())
+    })
+    .await;
+    assert!(idle.elapsed() >= Duration::from_millis(900), "stopped after {:?}", idle.elapsed());
+    assert!(!nat_rules(&mesh, 0).contains("-j DNAT"), "{}", nat_rules(&mesh, 0));
+    assert_eq!(get(front(&mesh, 0)).await.unwrap().0, 200, "woken again through the front");
+    // Removed: no rule of the service is left.
+    let req = pb::RemoveServiceRequest { name: "web".into(), drain_ms: 0 };
+    client(&mesh, 0).await.remove(req).await.expect("Remove");
+    let rules = nat_rules(&mesh, 0);
+    assert!(!rules.contains("DCOS-SVC-8080"), "{rules}");
+}

@@ -26,7 +26,7 @@ impl ServicesApi {
 
     /// The services' counters as Prometheus text.
     pub fn metrics(&self) -> String {
-        self.services.metrics.text()
+        self.services.metrics_text()
     }
 }
 

@@ -46,6 +46,7 @@ pub async fn serve(
             }
         },
     };
+    service.front_bound.store(true, std::sync::atomic::Ordering::SeqCst);
     loop {
         let (conn, from) = tokio::select! {
             accepted = listener.accept() => match accepted {

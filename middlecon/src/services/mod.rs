@@ -11,6 +11,8 @@
 //! - [`relay`]: the bytes of one connection to an instance and back (a lent buffer, then
 //!   `splice(2)` for bulk), half-closes passed on, resets propagated.
 //! - [`spill`]: where a saturated front sends a connection (a peer's front with room).
+//! - [`steer`]: the kernel's NAT sending a ready instance its connections directly, the
+//!   front out of their path, and conntrack's events counting them.
 //! - [`counters`]: per-service counters, also as Prometheus text.
 //!
 //! [`Services`] holds this host's services: it opens them at start (definitions from the
@@ -24,6 +26,7 @@ pub mod pool;
 pub mod relay;
 pub mod spec;
 pub mod spill;
+pub mod steer;
 
 #[cfg(test)]
 mod tests;
@@ -36,6 +39,8 @@ use std::collections::BTreeMap;
 use std::path::Path;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
+pub use steer::NoSteer;
+use steer::Steer;
 use tokio::net::TcpListener;
 use tokio::sync::watch;
 
@@ -82,8 +87,25 @@ impl From<&Instance> for InstanceView {
             spare: i.spare,
             started_unix_ms: i.started_unix_ms,
             connections: i.taken,
-            inflight: i.inflight,
+            inflight: i.load(),
             port: i.port,
+        }
+    }
+}
+
+/// How this host's services get their connections: steered by the kernel where
+/// `--service-steering kernel` asks and the host can (else relayed, with a warning).
+pub async fn steering(how: crate::config::Steering) -> Arc<dyn Steer> {
+    if how == crate::config::Steering::Relay {
+        return Arc::new(NoSteer);
+    }
+    match steer::Kernel::start().await {
+        Ok(k) => k,
+        Err(e) => {
+            tracing::warn!(
+                "services: connections are relayed by their fronts, not steered by the kernel: {e}"
+            );
+            Arc::new(NoSteer)
         }
     }
 }
@@ -102,6 +124,7 @@ pub struct Services {
     store: spec::Store,
     pub metrics: counters::Metrics,
     spill: Arc<dyn spill::Spill>,
+    steer: Arc<dyn Steer>,
     running: Mutex<BTreeMap<String, Running>>,
     /// One create or remove at a time: a name is never half-made.
     changing: tokio::sync::Mutex<()>,
@@ -115,6 +138,7 @@ impl Services {
         state_dir: &Path,
         workloads: Arc<Workloads>,
         spill: Arc<dyn spill::Spill>,
+        steer: Arc<dyn Steer>,
     ) -> Result<Arc<Services>, WorkloadError> {
         let store = spec::Store::open(state_dir)
             .map_err(crate::workloads::error::io_err(format!("{}/services", state_dir.display())))?;
@@ -123,10 +147,13 @@ impl Services {
             store,
             metrics: counters::Metrics::default(),
             spill,
+            steer,
             running: Mutex::default(),
             changing: tokio::sync::Mutex::new(()),
         });
         let specs = services.store.load();
+        let fronts: Vec<u16> = specs.iter().map(|s| s.port).collect();
+        services.steer.keep_only(&fronts).await;
         let mut instances: BTreeMap<String, Vec<Workload>> = BTreeMap::new();
         for w in services.workloads.list() {
             if let Some(name) = w.service.clone() {
@@ -183,7 +210,8 @@ impl Services {
     /// the front) and its tick.
     fn start(&self, spec: ServiceSpec, listener: Option<TcpListener>, adopted: Vec<Workload>) {
         let name = spec.name.clone();
-        let service = Service::new(spec, self.workloads.clone(), self.metrics.of(&name), adopted);
+        let service =
+            Service::new(spec, self.workloads.clone(), self.steer.clone(), self.metrics.of(&name), adopted);
         let (stop, stopped) = watch::channel(false);
         let front =
             tokio::spawn(front::serve(service.clone(), listener, self.spill.clone(), stopped.clone()));
@@ -201,6 +229,10 @@ impl Services {
         });
         service.tick();
         self.running.lock().unwrap_or_else(|e| e.into_inner()).insert(name, Running { service, stop, front });
+    }
+
+    fn services(&self) -> Vec<Arc<Service>> {
+        self.running.lock().unwrap_or_else(|e| e.into_inner()).values().map(|r| r.service.clone()).collect()
     }
 
     fn get(&self, name: &str) -> Option<Arc<Service>> {
@@ -253,7 +285,7 @@ impl Services {
         let c = self.metrics.of(&spec.name);
         let (instances, inflight, last_error) = match service {
             Some(s) => {
-                let pool = s.pool();
+                let pool = s.synced();
                 (pool.instances.len() as u32, pool.inflight(), pool.last_error.clone())
             }
             None => (0, 0, String::new()),
@@ -273,16 +305,18 @@ impl Services {
         }
     }
 
+    /// The counters of this host's services as Prometheus text, steered connections counted
+    /// up to now.
+    pub fn metrics_text(&self) -> String {
+        for s in self.services() {
+            drop(s.synced());
+        }
+        self.metrics.text()
+    }
+
     /// Every service of this host.
     pub fn list(&self) -> Vec<Summary> {
-        let running: Vec<Arc<Service>> = self
-            .running
-            .lock()
-            .unwrap_or_else(|e| e.into_inner())
-            .values()
-            .map(|r| r.service.clone())
-            .collect();
-        running.iter().map(|s| self.summary_of(&s.spec, Some(s))).collect()
+        self.services().iter().map(|s| self.summary_of(&s.spec, Some(s))).collect()
     }
 
     /// Service `name` and its instances.
@@ -291,7 +325,7 @@ impl Services {
             name: name.to_string(),
             host: self.workloads.host.clone(),
         })?;
-        let instances = service.pool().instances.iter().map(InstanceView::from).collect();
+        let instances = service.synced().instances.iter().map(InstanceView::from).collect();
         Ok((self.summary_of(&service.spec, Some(&service)), instances))
     }
 

@@ -22,9 +22,16 @@
 //!   closed at once when no other instance is on its way. Starts after failures are
 //!   bounded by a fixed rate ([`FAILURES_ALLOWED`] per [`FAILURE_WINDOW`]): past it, the
 //!   service is throttled until the window has room, and says so in `service show`.
+//! - **Steering** ([`Service::steer_routes`]): while the host is not saturated, the
+//!   instances that take new connections are given them by
+//!   the kernel ([`super::steer`]); an instance's load is then its relayed connections plus
+//!   the steered ones conntrack counts. A service with `--max-requests` is not steered: its
+//!   front counts every connection as it admits it. An instance leaves the routes before it
+//!   drains, and stops only once the kernel has stopped sending it connections.
 
 use super::counters::Counters;
 use super::spec::ServiceSpec;
+use super::steer::Steer;
 use crate::workloads::{RunSpec, Status, Workloads};
 use std::collections::VecDeque;
 use std::net::{Ipv4Addr, SocketAddr};
@@ -39,6 +46,9 @@ pub const FAILURES_ALLOWED: usize = 5;
 pub const FAILURE_WINDOW: Duration = Duration::from_secs(30);
 /// How often a starting instance's port is tried.
 const READY_POLL: Duration = Duration::from_millis(1);
+/// How long after the kernel stops steering to an instance its last connection events are
+/// awaited before the instance may stop.
+const UNSTEER_GRACE: Duration = Duration::from_millis(30);
 
 /// Where an instance is in its life.
 #[derive(Debug, Clone, Copy, PartialEq, Eq)]
@@ -65,9 +75,17 @@ pub struct Instance {
     pub pid: u32,
     pub started: Instant,
     pub started_unix_ms: i64,
-    /// Connections open to it now, and taken since it started.
+    /// Connections relayed to it by the front now, and connections taken since it started
+    /// (relayed and steered).
     pub inflight: u32,
     pub taken: u64,
+    /// Connections the kernel steered to it, open now, and in all (as last counted).
+    pub steered: u32,
+    steered_taken: u64,
+    /// The kernel steers new connections to it now; and when it stopped doing so.
+    routed: bool,
+    unrouted_at: Option<Instant>,
+
     /// When its last connection ended (or it became ready).
     pub idle_since: Instant,
     /// A connection to its port made ahead of time, for the next client ([`Service::warm_up`]).
@@ -94,6 +112,10 @@ impl Instance {
             started_unix_ms,
             inflight: 0,
             taken: 0,
+            steered: 0,
+            steered_taken: 0,
+            routed: false,
+            unrouted_at: None,
             idle_since: now,
             warm: None,
             warming: false,
@@ -104,6 +126,17 @@ impl Instance {
     /// May hold a warm connection: ready, not leaving, and not one that speaks first.
     fn warmable(&self) -> bool {
         self.state == State::Ready && !self.retiring && !self.speaks_first
+    }
+
+    /// Its open connections: relayed and steered.
+    pub fn load(&self) -> u32 {
+        self.inflight + self.steered
+    }
+
+    /// The kernel sends it no new connection, and has not for long enough that every one it
+    /// sent is counted.
+    fn unsteered(&self, now: Instant) -> bool {
+        !self.routed && self.unrouted_at.is_none_or(|t| now.duration_since(t) >= UNSTEER_GRACE)
     }
 
     /// Takes new connections.
@@ -140,8 +173,13 @@ impl Pool {
         self.instances.iter_mut().find(|i| i.id == id)
     }
 
-    /// Open connections through the front now.
+    /// Open connections now, relayed and steered.
     pub fn inflight(&self) -> u32 {
+        self.instances.iter().map(|i| i.load()).sum()
+    }
+
+    /// Open connections relayed by the front now.
+    fn relayed(&self) -> u32 {
         self.instances.iter().map(|i| i.inflight).sum()
     }
 
@@ -162,7 +200,7 @@ impl Pool {
     /// Whether every instance this host may have is busy at the target: a front may spill.
     pub fn saturated(&self, spec: &ServiceSpec) -> bool {
         let open: Vec<&Instance> = self.instances.iter().filter(|i| i.open()).collect();
-        self.active() >= spec.max && open.iter().all(|i| i.inflight >= spec.target_inflight)
+        self.active() >= spec.max && open.iter().all(|i| i.load() >= spec.target_inflight)
     }
 
     /// Why held connections give up after a failed start.
@@ -250,6 +288,9 @@ impl Drop for Lease {
 pub struct Service {
     pub spec: ServiceSpec,
     workloads: Arc<Workloads>,
+    steer: Arc<dyn Steer>,
+    /// The front listens on the service's port (steering to instances is then allowed).
+    pub front_bound: AtomicBool,
     pool: Mutex<Pool>,
     /// Told when an instance becomes ready, fails or frees a connection, or the service closes.
     changed: Notify,
@@ -264,6 +305,7 @@ impl Service {
     pub fn new(
         spec: ServiceSpec,
         workloads: Arc<Workloads>,
+        steer: Arc<dyn Steer>,
         counters: Arc<Counters>,
         adopted: Vec<crate::workloads::Workload>,
     ) -> Arc<Service> {
@@ -281,6 +323,8 @@ impl Service {
         Arc::new(Service {
             spec,
             workloads,
+            steer,
+            front_bound: AtomicBool::new(false),
             pool: Mutex::new(Pool { instances, ..Pool::default() }),
             changed: Notify::new(),
             counters,
@@ -364,7 +408,7 @@ impl Service {
     /// The open instance with the fewest connections, leased (under the pool lock).
     fn take(self: &Arc<Self>, pool: &mut Pool) -> Option<Lease> {
         let max_requests = self.spec.max_requests;
-        let i = pool.instances.iter_mut().filter(|i| i.open()).min_by_key(|i| (i.inflight, i.taken))?;
+        let i = pool.instances.iter_mut().filter(|i| i.open()).min_by_key(|i| (i.load(), i.taken))?;
         i.inflight += 1;
         i.taken += 1;
         if max_requests > 0 && i.taken >= max_requests {
@@ -500,6 +544,7 @@ impl Service {
             let _ = first.set_nodelay(true);
             i.warm = Some(first);
         }
+        self.steer_routes(&mut pool);
         drop(pool);
         tracing::info!(service = %self.spec.name, instance = %id, port, spare,
             ready_ms = began.elapsed().as_millis() as u64, "instance ready");
@@ -548,7 +593,11 @@ impl Service {
         let mut pool = self.pool();
         pool.failures.push_back(Instant::now());
         pool.last_error = why;
+        if let Some(i) = pool.get(id) {
+            self.steer.release(i.port);
+        }
         pool.instances.retain(|i| i.id != id);
+        self.steer_routes(&mut pool);
         if !pool.instances.iter().any(|i| i.active()) {
             pool.failed = true;
         }
@@ -569,9 +618,67 @@ impl Service {
                 Err(e) if e.code() == crate::workloads::ErrorCode::NotFound => {}
                 Err(e) => tracing::warn!(service = %service.spec.name, instance = %id, "stopping: {e}"),
             }
-            service.pool().instances.retain(|i| i.id != id);
+            let mut pool = service.pool();
+            if let Some(i) = pool.get(&id) {
+                service.steer.release(i.port);
+            }
+            pool.instances.retain(|i| i.id != id);
+            drop(pool);
             service.changed.notify_waiters();
         });
+    }
+
+    /// The pool, with the kernel's counts of steered connections brought in first.
+    pub fn synced(&self) -> MutexGuard<'_, Pool> {
+        let mut pool = self.pool();
+        self.sync_steered(&mut pool);
+        pool
+    }
+
+    /// Brings the kernel's counts of steered connections, and what it steers to, into the
+    /// pool (under the pool lock). New steered connections count as taken, and as the
+    /// service's connections; an instance with one open, or one that just ended, is not idle.
+    fn sync_steered(&self, pool: &mut Pool) {
+        let now = Instant::now();
+        let routed = self.steer.routed(self.spec.port);
+        for i in pool.instances.iter_mut() {
+            let load = self.steer.load(i.port);
+            let new = load.taken.saturating_sub(i.steered_taken);
+            if new > 0 {
+                i.taken += new;
+                i.steered_taken = load.taken;
+                self.counters.connections.inc_by(new);
+            }
+            i.steered = load.open;
+            if let Some(last) = load.last.filter(|l| *l > i.idle_since && i.state != State::Draining) {
+                i.idle_since = last;
+            }
+            if i.steered > 0 && i.state != State::Draining {
+                i.idle_since = now;
+            }
+            let routed_now = routed.ports.contains(&i.port);
+            if i.routed && !routed_now {
+                i.unrouted_at = Some(routed.since);
+            }
+            i.routed = routed_now;
+        }
+    }
+
+    /// Asks the kernel to steer new connections to the instances that take them, spread
+    /// evenly (under the pool lock); to none (the front) while the host is saturated (so the
+    /// front may spill), the service closes, its front is not bound, or it counts requests.
+    fn steer_routes(&self, pool: &mut Pool) {
+        let steerable = !self.closing.load(Ordering::SeqCst)
+            && self.front_bound.load(Ordering::SeqCst)
+            && self.spec.max_requests == 0
+            && !pool.saturated(&self.spec);
+        let mut to: Vec<u16> = if steerable {
+            pool.instances.iter().filter(|i| i.open()).map(|i| i.port).collect()
+        } else {
+            Vec::new()
+        };
+        to.sort_unstable();
+        self.steer.route(self.spec.port, to);
     }
 
     /// One pass of the service's rules over time: idle stops, ages, exits, drains and the
@@ -583,6 +690,7 @@ impl Service {
         let mut gone = Vec::new();
         {
             let mut pool = self.pool();
+            self.sync_steered(&mut pool);
             let mut surplus = pool.active().saturating_sub(pool.wanted(spec));
             for i in pool.instances.iter_mut() {
                 if i.state == State::Ready
@@ -594,9 +702,10 @@ impl Service {
                     i.retiring = true;
                 }
                 let idle = spec.idle_stop.is_some_and(|d| now.duration_since(i.idle_since) >= d);
-                if i.active() && i.state == State::Ready && i.inflight == 0 && idle && surplus > 0 {
+                if i.active() && i.state == State::Ready && i.load() == 0 && idle && surplus > 0 {
                     surplus -= 1;
                     i.state = State::Draining;
+                    i.idle_since = now;
                     tracing::info!(service = %spec.name, instance = %i.id, "idle: stopping");
                 }
                 if i.retiring && i.state == State::Ready {
@@ -606,10 +715,11 @@ impl Service {
                 if !i.warmable() {
                     i.warm = None;
                 }
-                let drained = i.inflight == 0 || now.duration_since(i.idle_since) >= spec.drain;
+                let drained =
+                    (i.load() == 0 && i.unsteered(now)) || now.duration_since(i.idle_since) >= spec.drain;
                 if i.state == State::Draining && drained {
-                    if i.inflight > 0 {
-                        tracing::warn!(service = %spec.name, instance = %i.id, open = i.inflight,
+                    if i.load() > 0 {
+                        tracing::warn!(service = %spec.name, instance = %i.id, open = i.load(),
                             "drain time over: its open connections are cut");
                     }
                     stop.push(i.id.clone());
@@ -624,6 +734,7 @@ impl Service {
             pool.instances.retain(|i| !stop.contains(&i.id));
             self.scale(&mut pool);
             self.warm_up(&mut pool);
+            self.steer_routes(&mut pool);
         }
         for id in gone {
             self.fail(&id, format!("{id} exited"), true);
@@ -644,8 +755,11 @@ impl Service {
     pub async fn remove(self: &Arc<Self>, drain: Duration) -> u32 {
         self.close();
         let had = self.pool().instances.len() as u32;
+        // The kernel sends no more connections to the instances; those it sent are awaited.
+        self.steer.remove(self.spec.port).await;
+        tokio::time::sleep(UNSTEER_GRACE).await;
         let until = Instant::now() + drain;
-        while self.pool().inflight() > 0 && Instant::now() < until {
+        while self.synced().inflight() > 0 && Instant::now() < until {
             let changed = self.changed.notified();
             let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
         }
@@ -657,6 +771,7 @@ impl Service {
         }
         let mut stops = tokio::task::JoinSet::new();
         for i in self.pool().instances.drain(..) {
+            self.steer.release(i.port);
             let workloads = self.workloads.clone();
             stops.spawn(async move { workloads.stop(&i.id).await });
         }
@@ -664,11 +779,12 @@ impl Service {
         had - failed
     }
 
-    /// Waits (at most `drain`) until no connection is open: a daemon that stops lets its
-    /// relays finish, leaving the instances running for the next daemon.
+    /// Waits (at most `drain`) until no relayed connection is open: a daemon that stops lets
+    /// its relays finish, leaving the instances running for the next daemon, and the kernel
+    /// steering to them.
     pub async fn quiesce(&self, drain: Duration) {
         let until = Instant::now() + drain;
-        while self.pool().inflight() > 0 && Instant::now() < until {
+        while self.pool().relayed() > 0 && Instant::now() < until {
             let changed = self.changed.notified();
             let _ = tokio::time::timeout(Duration::from_millis(50), changed).await;
         }

@@ -19,7 +19,9 @@ impl Host {
     async fn new() -> Host {
         let machine = FakeHost::new("h");
         let workloads = machine.open().await;
-        let services = Services::open(machine.state.path(), workloads, Arc::new(NoSpill)).await.unwrap();
+        let services = Services::open(machine.state.path(), workloads, Arc::new(NoSpill), Arc::new(NoSteer))
+            .await
+            .unwrap();
         Host { machine, services, image: fake::image() }
     }
 
@@ -28,7 +30,9 @@ impl Host {
         self.services.shutdown().await;
         let workloads = self.machine.open().await;
         self.services =
-            Services::open(self.machine.state.path(), workloads, Arc::new(NoSpill)).await.unwrap();
+            Services::open(self.machine.state.path(), workloads, Arc::new(NoSpill), Arc::new(NoSteer))
+                .await
+                .unwrap();
     }
 
     fn spec(&self, name: &str) -> ServiceSpec {
@@ -333,11 +337,16 @@ async fn remove_drains_open_connections_then_stops_every_instance() {
     assert_eq!(removing.await.unwrap().unwrap(), 2);
     assert!(host.services.show("web").is_err());
     fake::eventually(|| host.workloads().is_empty()).await;
-    assert!(Services::open(host.machine.state.path(), host.machine.open().await, Arc::new(NoSpill))
-        .await
-        .unwrap()
-        .list()
-        .is_empty());
+    assert!(Services::open(
+        host.machine.state.path(),
+        host.machine.open().await,
+        Arc::new(NoSpill),
+        Arc::new(NoSteer)
+    )
+    .await
+    .unwrap()
+    .list()
+    .is_empty());
 }
 
 #[tokio::test]
