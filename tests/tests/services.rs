@@ -370,3 +370,123 @@ async fn a_ready_instance_gets_connections_from_the_kernel_counted_and_served_wi
     let rules = nat_rules(&mesh, 0);
     assert!(!rules.contains("DCOS-SVC-8080"), "{rules}");
 }
+
+/// A UDP socket bound to `bind` inside host `i`'s network namespace (made by a thread that
+/// moves there for the call).
+fn udp_in(mesh: &Mesh, i: usize, bind: &str) -> std::net::UdpSocket {
+    let netns = std::fs::File::open(format!("/var/run/netns/{}", mesh.fleet.host(i).netns)).unwrap();
+    std::thread::scope(|s| {
+        s.spawn(|| {
+            nix::sched::setns(&netns, nix::sched::CloneFlags::CLONE_NEWNET).unwrap();
+            std::net::UdpSocket::bind(bind).unwrap()
+        })
+        .join()
+        .unwrap()
+    })
+}
+
+fn sh(mesh: &Mesh, i: usize, script: &str) {
+    let out = mesh.fleet.exec(i, "sh", &["-c", script]).unwrap();
+    assert!(out.status.success(), "{script}: {}", String::from_utf8_lossy(&out.stderr));
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn loopback_stays_private_to_other_hosts_though_steering_lets_nat_send_connections_there() {
+    let mesh = mesh(2);
+    // Steering to loopback instances needs route_localnet, on in host 0 since middlecon started.
+    let localnet = mesh.fleet.exec(0, "cat", &["/proc/sys/net/ipv4/conf/all/route_localnet"]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&localnet.stdout).trim(), "1");
+    // Host 1 plays a machine on host 0's network that sends packets addressed to 127.0.0.1.
+    let host0 = mesh.fleet.host(0).addr;
+    sh(
+        &mesh,
+        1,
+        &format!(
+            "echo 1 > /proc/sys/net/ipv4/conf/all/route_localnet && ip route del local 127.0.0.1 table local \
+             && ip route del local 127.0.0.0/8 table local && ip route add 127.0.0.1/32 via {host0}"
+        ),
+    );
+    let inside = udp_in(&mesh, 0, "127.0.0.1:0");
+    inside.set_read_timeout(Some(Duration::from_millis(500))).unwrap();
+    let port = inside.local_addr().unwrap().port();
+    let outside = udp_in(&mesh, 1, "0.0.0.0:0");
+    let mut got = [0u8; 16];
+    outside.send_to(b"from outside", ("127.0.0.1", port)).unwrap();
+    assert!(inside.recv(&mut got).is_err(), "a packet from another host reached a loopback socket");
+    // The guard is what stops it: without it, the same packet arrives.
+    sh(&mesh, 0, "iptables -D INPUT -j DCOS-LOCALNET");
+    outside.send_to(b"from outside", ("127.0.0.1", port)).unwrap();
+    let arrived = inside.recv(&mut got);
+    sh(&mesh, 0, "iptables -I INPUT -j DCOS-LOCALNET");
+    assert_eq!(&got[..arrived.expect("without the guard the packet arrives")], b"from outside");
+    // Connections NAT sends to a loopback instance pass the guard: host 1 is served.
+    let mut spec = web(&mesh, &[0]);
+    spec.min = 1;
+    create(&mesh, 0, spec).await;
+    let port = dcos_tests::eventually(Duration::from_secs(10), "a ready instance", || async {
+        let i = show(&mesh, 0).await.instances.into_iter().find(|i| i.state() == pb::InstanceState::Ready)?;
+        Some(i.port)
+    })
+    .await;
+    let steering = format!("-j DNAT --to-destination 127.0.0.1:{port}");
+    dcos_tests::eventually(Duration::from_secs(5), "the kernel steering to the instance", || async {
+        nat_rules(&mesh, 0).contains(&steering).then_some(())
+    })
+    .await;
+    let from_host1 =
+        mesh.fleet.exec(1, "curl", &["-s", "-m", "5", &format!("http://{host0}:8080/")]).unwrap();
+    assert_eq!(String::from_utf8_lossy(&from_host1.stdout), PAGE);
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn steered_load_scales_out_and_a_renewal_drains_steered_connections_without_cutting_them() {
+    let mesh = mesh(1);
+    let mut spec = web(&mesh, &[0]);
+    (spec.min, spec.target_inflight, spec.max_age_ms) = (1, 2, 4_000);
+    create(&mesh, 0, spec).await;
+    let first = dcos_tests::eventually(Duration::from_secs(10), "a ready instance", || async {
+        let i = show(&mesh, 0).await.instances.into_iter().find(|i| i.state() == pb::InstanceState::Ready)?;
+        nat_rules(&mesh, 0).contains(&format!("127.0.0.1:{}", i.port)).then_some(i.id)
+    })
+    .await;
+    // Six slow connections, steered by the kernel: three instances wanted at two each.
+    let mut held = Vec::new();
+    for _ in 0..6 {
+        let mut conn = TcpStream::connect(front(&mesh, 0)).await.unwrap();
+        conn.write_all(b"GET / HTTP/1.0\r\n").await.unwrap();
+        held.push(conn);
+    }
+    let step = Instant::now();
+    let olds = dcos_tests::eventually(Duration::from_secs(5), "three ready instances", || async {
+        let i = show(&mesh, 0).await.instances;
+        let ready: Vec<String> =
+            i.iter().filter(|i| i.state() == pb::InstanceState::Ready).map(|i| i.id.clone()).collect();
+        (ready.len() >= 3).then_some(ready)
+    })
+    .await;
+    eprintln!("three ready instances {:?} after the step", step.elapsed());
+    assert!(olds.contains(&first));
+    // Past --max-age every instance is renewed: the new ones take new connections while the
+    // old ones drain the held ones, which are answered in full.
+    dcos_tests::eventually(Duration::from_secs(15), "the first instance replaced and draining", || async {
+        let i = show(&mesh, 0).await.instances;
+        let draining = i.iter().any(|i| i.id == first && i.state() == pb::InstanceState::Draining);
+        let fresh = i.iter().any(|i| !olds.contains(&i.id) && i.state() == pb::InstanceState::Ready);
+        (draining && fresh).then_some(())
+    })
+    .await;
+    assert_eq!(get(front(&mesh, 0)).await.unwrap().1, PAGE, "a new connection during the renewal");
+    for mut conn in held {
+        conn.write_all(b"\r\n").await.unwrap();
+        let mut answer = String::new();
+        conn.read_to_string(&mut answer).await.unwrap();
+        assert!(answer.ends_with(PAGE), "a steered connection cut by the renewal: {answer:?}");
+    }
+    dcos_tests::eventually(Duration::from_secs(10), "the old instances gone once drained", || async {
+        let i = show(&mesh, 0).await.instances;
+        i.iter().all(|i| !olds.contains(&i.id)).then_some(())
+    })
+    .await;
+    let summary = show(&mesh, 0).await.service.unwrap();
+    assert_eq!((summary.failures, summary.start_timeouts), (0, 0), "{summary:?}");
+}

@@ -176,6 +176,10 @@ struct RunArgs {
     /// The middlecon binary [default: `middlecon` next to this executable].
     #[arg(long)]
     middlecon: Option<PathBuf>,
+    /// middlecon's `--service-steering`: `kernel` (ready instances get connections from the
+    /// kernel's NAT) or `relay` (the front relays every byte).
+    #[arg(long, default_value = "kernel", value_parser = ["kernel", "relay"])]
+    steering: String,
     /// Also write the figures as JSON to this file.
     #[arg(long)]
     json: Option<PathBuf>,
@@ -755,7 +759,7 @@ struct Bench {
 }
 
 impl Bench {
-    async fn new(middlecon: &Path) -> Result<Bench> {
+    async fn new(middlecon: &Path, steering: &str) -> Result<Bench> {
         progress("building the host (a network namespace on a bridge) and the image");
         let fleet = Fleet::new(1)?;
         let pki = Pki::new();
@@ -766,7 +770,12 @@ impl Bench {
         let host = fleet.host(0);
         let seed = format!("{}:{MIDDLECON_PORT}", host.addr);
         let daemon = fleet
-            .middlecon_binary_on(0, middlecon, &host.issue(&pki), &["--seed", &seed])
+            .middlecon_binary_on(
+                0,
+                middlecon,
+                &host.issue(&pki),
+                &["--seed", &seed, "--service-steering", steering],
+            )
             .context("starting middlecon on host-0")?;
         let admin = Identity::load(&pki.files("admin"))?;
         let channel = middlecon_client::connect(host.api_addr(), &admin).await?;
@@ -1758,7 +1767,7 @@ async fn run(args: &RunArgs, plan: &Plan) -> Result<(String, serde_json::Value)>
     };
     // The host's init (`Fleet::boot`), which `dcos_tests::bin` finds next to this executable.
     sibling(dcos_tests::netns::HOST_INIT)?;
-    let b = Bench::new(&middlecon).await?;
+    let b = Bench::new(&middlecon, &args.steering).await?;
     let sections = if args.only.is_empty() {
         vec![
             Section::Cold,
@@ -1806,10 +1815,11 @@ async fn run(args: &RunArgs, plan: &Plan) -> Result<(String, serde_json::Value)>
     let _ = writeln!(out, "- machine: {}{note}", probe::machine());
     let _ = writeln!(
         out,
-        "- one host: network namespace `{}` on a bridge (`{}`), booted with its own PID and mount namespaces, running the release middlecon ({}); instances and the reference are busybox `httpd` (`{HTTPD}`) in runc containers; {}",
+        "- one host: network namespace `{}` on a bridge (`{}`), booted with its own PID and mount namespaces, running the release middlecon ({}, `--service-steering {}`); instances and the reference are busybox `httpd` (`{HTTPD}`) in runc containers; {}",
         b.fleet.host(0).addr,
         b.fleet.gateway,
         middlecon.display(),
+        args.steering,
         probe::version(&b.runc)
     );
     out.push_str(&dcos_bench::report::closing_lines(&load_start, started));

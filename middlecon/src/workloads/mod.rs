@@ -766,6 +766,12 @@ pub async fn purge(host: &str, state_dir: &Path, default_runtime: &str) -> Vec<S
             left.push(format!("{}: {e}", entry.path().display()));
         }
     }
+    // The services' steering rules, which send their ports' connections to instances gone now.
+    let kept = state_dir.join("services").is_dir();
+    if let Some(store) = kept.then(|| crate::services::spec::Store::open(state_dir).ok()).flatten() {
+        let fronts: Vec<u16> = store.load().iter().map(|s| s.port).collect();
+        left.extend(crate::services::steer::purge(&fronts).await);
+    }
     left
 }
 

@@ -225,6 +225,24 @@ impl Kernel {
     }
 }
 
+/// Removes the rules of the fronts on `fronts` that exist in this network namespace (for
+/// `middlecon purge`); what could not be removed, named.
+pub async fn purge(fronts: &[u16]) -> Vec<String> {
+    let existing = match rules::existing().await {
+        Ok(e) => e,
+        // No iptables here: no rules either.
+        Err(_) => return Vec::new(),
+    };
+    let mut left = Vec::new();
+    for front in fronts.iter().filter(|f| existing.contains(f)) {
+        let script = rules::script(*front, &Rules::Steer(Vec::new()), &Rules::Gone);
+        if let Err(e) = rules::apply(&script).await {
+            left.push(format!("NAT chain {}: {e}", rules::chain(*front)));
+        }
+    }
+    left
+}
+
 /// Follows conntrack's events on a thread of its own until the counts are dropped. Lost
 /// events (the socket's buffer overflowed) are made good by recounting from the table.
 fn follow(events: conntrack::Socket, counts: std::sync::Weak<Mutex<Counts>>) {
