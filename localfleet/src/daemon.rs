@@ -115,6 +115,9 @@ pub struct LocalMiddlecon {
 
 /// Starts middlecon `name` on 127.0.0.1 (free ports for peers and API), with its socket
 /// and state in `dir`, seeded with `seed` (none for the first host) and advertising `k2i`.
+/// Its services are relayed by their fronts (`--service-steering relay`): the local fleet's
+/// daemons share this machine's network namespace, whose NAT rules and `route_localnet`
+/// they leave alone.
 pub async fn start_middlecon(
     bin: &Path,
     dir: &Path,
@@ -127,7 +130,7 @@ pub async fn start_middlecon(
     let state = dir.join(format!("{name}-state"));
     let (socket, state) = (socket.to_string_lossy(), state.to_string_lossy());
     let mut args = vec!["--listen", "127.0.0.1:0", "--api", "127.0.0.1:0", "--name", name, "--dc", dc];
-    args.extend(["--socket", &socket, "--state-dir", &state, "--k2i", k2i]);
+    args.extend(["--socket", &socket, "--state-dir", &state, "--k2i", k2i, "--service-steering", "relay"]);
     if let Some(seed) = seed {
         args.extend(["--seed", seed]);
     }

@@ -262,6 +262,9 @@ async fn a_restarted_middlecon_lets_an_open_connection_finish_and_readopts_its_i
     open.read_to_string(&mut answer).await.unwrap();
     assert!(answer.contains(" 200 OK\r\n") && answer.ends_with(PAGE), "{answer:?}");
     assert!(daemon.wait(Duration::from_secs(10)).is_some(), "middlecon ended once its relay did");
+    // With no middlecon at all, the kernel still sends new connections to the instances.
+    let (code, body) = get(front(&mesh, 0)).await.expect("answered while middlecon is down");
+    assert_eq!((code, body.as_str()), (200, PAGE));
     // The new daemon adopts the same two instances, and starts none.
     mesh.daemons[0] = Some(mesh.start(0));
     let after: Vec<(String, u32)> =

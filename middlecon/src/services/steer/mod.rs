@@ -147,8 +147,8 @@ impl Kernel {
         let events = conntrack::Socket::events().map_err(|e| format!("conntrack events: {e}"))?;
         let now = Instant::now();
         let mut counts = Counts::default();
-        for port in existing {
-            let had = Rules::Steer(Vec::new());
+        for (port, to) in existing {
+            let had = Rules::Steer(to);
             counts.fronts.insert(port, Front { had: had.clone(), want: had, since: now, applying: false });
         }
         let counts = Arc::new(Mutex::new(counts));
@@ -234,7 +234,7 @@ pub async fn purge(fronts: &[u16]) -> Vec<String> {
         Err(_) => return Vec::new(),
     };
     let mut left = Vec::new();
-    for front in fronts.iter().filter(|f| existing.contains(f)) {
+    for front in fronts.iter().filter(|f| existing.contains_key(f)) {
         let script = rules::script(*front, &Rules::Steer(Vec::new()), &Rules::Gone);
         if let Err(e) = rules::apply(&script).await {
             left.push(format!("NAT chain {}: {e}", rules::chain(*front)));

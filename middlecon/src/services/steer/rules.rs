@@ -10,6 +10,7 @@
 //! loopback private ([`GUARD`]): a packet from outside for `127.0.0.0/8` is dropped unless
 //! it belongs to a connection NAT sent there.
 
+use std::collections::BTreeMap;
 use std::process::Stdio;
 use tokio::io::AsyncWriteExt;
 
@@ -110,13 +111,29 @@ async fn save(table: &str) -> Result<String, String> {
     Ok(String::from_utf8_lossy(&out.stdout).into_owned())
 }
 
-/// The fronts that have a chain in this network namespace now.
-pub async fn existing() -> Result<Vec<u16>, String> {
-    Ok(save("nat")
-        .await?
-        .lines()
-        .filter_map(|l| l.strip_prefix(':')?.strip_prefix(PREFIX)?.split(' ').next()?.parse().ok())
-        .collect())
+/// The fronts that have a chain in this network namespace now, each with the instance
+/// ports it steers to.
+pub async fn existing() -> Result<BTreeMap<u16, Vec<u16>>, String> {
+    Ok(parse_saved(&save("nat").await?))
+}
+
+/// The chains of `iptables-save -t nat` output (see [`existing`]).
+fn parse_saved(saved: &str) -> BTreeMap<u16, Vec<u16>> {
+    let mut chains: BTreeMap<u16, Vec<u16>> = BTreeMap::new();
+    for line in saved.lines() {
+        if let Some(port) = line.strip_prefix(':').and_then(|l| l.strip_prefix(PREFIX)) {
+            if let Some(port) = port.split(' ').next().and_then(|p| p.parse().ok()) {
+                chains.entry(port).or_default();
+            }
+        } else if let Some(rule) = line.strip_prefix("-A ").and_then(|l| l.strip_prefix(PREFIX)) {
+            let front = rule.split(' ').next().and_then(|p| p.parse().ok());
+            let to = rule.rsplit_once("--to-destination 127.0.0.1:").and_then(|(_, p)| p.trim().parse().ok());
+            if let (Some(front), Some(to)) = (front, to) {
+                chains.entry(front).or_default().push(to);
+            }
+        }
+    }
+    chains
 }
 
 /// Lets NAT send connections from other hosts to loopback (`route_localnet`), with the
@@ -167,5 +184,17 @@ mod tests {
         assert!(s.contains("-D OUTPUT") && s.contains("-F DCOS-SVC-8080\n-X DCOS-SVC-8080\n"));
         // Nothing was made: nothing to remove.
         assert_eq!(script(8080, &Rules::Gone, &Rules::Gone), "*nat\nCOMMIT\n");
+    }
+
+    #[test]
+    fn chains_left_by_an_earlier_daemon_are_read_back_with_their_instances() {
+        let saved = "*nat\n:PREROUTING ACCEPT [0:0]\n:DCOS-SVC-8080 - [0:0]\n:DCOS-SVC-9000 - [0:0]\n\
+            -A PREROUTING -p tcp -m addrtype --dst-type LOCAL -m tcp --dport 8080 -j DCOS-SVC-8080\n\
+            -A DCOS-SVC-8080 -p tcp -m statistic --mode random --probability 0.50000000000 -j DNAT --to-destination 127.0.0.1:4001\n\
+            -A DCOS-SVC-8080 -p tcp -j DNAT --to-destination 127.0.0.1:4002\nCOMMIT\n";
+        let chains = parse_saved(saved);
+        assert_eq!(chains.len(), 2);
+        assert_eq!(chains[&8080], vec![4001, 4002]);
+        assert!(chains[&9000].is_empty());
     }
 }
