@@ -96,9 +96,11 @@ impl Socket {
         Ok(Socket { fd })
     }
 
-    /// Waits for one datagram of messages and reads it into `buf`.
-    pub fn recv<'b>(&self, buf: &'b mut [u8]) -> nix::Result<&'b [u8]> {
-        let n = socket::recv(self.fd.as_raw_fd(), buf, socket::MsgFlags::empty())?;
+    /// Reads one datagram of messages into `buf`, waiting for one if `wait` (else `EAGAIN`
+    /// when none is there).
+    pub fn recv<'b>(&self, buf: &'b mut [u8], wait: bool) -> nix::Result<&'b [u8]> {
+        let flags = if wait { socket::MsgFlags::empty() } else { socket::MsgFlags::MSG_DONTWAIT };
+        let n = socket::recv(self.fd.as_raw_fd(), buf, flags)?;
         Ok(&buf[..n])
     }
 }

@@ -19,6 +19,9 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex, MutexGuard};
 use std::time::{Duration, Instant};
 
+/// How long the conntrack thread rests between reads: events wait in the socket meanwhile
+/// (counts lag by at most this; the pools read them every tick).
+const BATCH: Duration = Duration::from_millis(2);
 /// How long a front's removal waits for its rules to go.
 const REMOVE_WAIT: Duration = Duration::from_secs(5);
 
@@ -243,34 +246,42 @@ pub async fn purge(fronts: &[u16]) -> Vec<String> {
     left
 }
 
-/// Follows conntrack's events on a thread of its own until the counts are dropped. Lost
-/// events (the socket's buffer overflowed) are made good by recounting from the table.
+/// Follows conntrack's events on a thread of its own until the counts are dropped: it wakes
+/// for the first event, takes every one waiting, and rests [`BATCH`] so that a busy host's
+/// events are read many at a time. Lost events (the socket's buffer overflowed) are made
+/// good by recounting from the table.
 fn follow(events: conntrack::Socket, counts: std::sync::Weak<Mutex<Counts>>) {
     let mut buf = vec![0u8; 256 << 10];
     loop {
-        let received = events.recv(&mut buf);
-        let Some(counts) = counts.upgrade() else { return };
-        let now = Instant::now();
-        match received {
-            Ok(datagram) => {
-                let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
-                for e in conntrack::decode(datagram) {
-                    c.saw(&e, now);
+        let mut wait = true;
+        loop {
+            let received = events.recv(&mut buf, wait);
+            wait = false;
+            let Some(counts) = counts.upgrade() else { return };
+            let now = Instant::now();
+            match received {
+                Ok(datagram) => {
+                    let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+                    for e in conntrack::decode(datagram) {
+                        c.saw(&e, now);
+                    }
                 }
-            }
-            Err(nix::errno::Errno::ENOBUFS) => {
-                tracing::warn!("conntrack events overflowed: recounting steered connections");
-                match conntrack::dump() {
-                    Ok(table) => counts.lock().unwrap_or_else(|e| e.into_inner()).resync(&table, now),
-                    Err(e) => tracing::warn!("recounting steered connections: {e}"),
+                Err(nix::errno::Errno::EAGAIN) => break,
+                Err(nix::errno::Errno::ENOBUFS) => {
+                    tracing::warn!("conntrack events overflowed: recounting steered connections");
+                    match conntrack::dump() {
+                        Ok(table) => counts.lock().unwrap_or_else(|e| e.into_inner()).resync(&table, now),
+                        Err(e) => tracing::warn!("recounting steered connections: {e}"),
+                    }
                 }
-            }
-            Err(nix::errno::Errno::EINTR) => {}
-            Err(e) => {
-                tracing::error!("conntrack events: {e}; steered connections are no longer counted");
-                return;
+                Err(nix::errno::Errno::EINTR) => {}
+                Err(e) => {
+                    tracing::error!("conntrack events: {e}; steered connections are no longer counted");
+                    return;
+                }
             }
         }
+        std::thread::sleep(BATCH);
     }
 }
 
