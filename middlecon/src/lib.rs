@@ -25,6 +25,9 @@
 //!   `--state-dir`, re-adopted on restart, and moved to peers (cold migration, evacuation)
 //!   with the `dcos.workloads.*` peer services. Its own types in and out; containers and
 //!   peers behind traits, so its rules are unit-tested against fakes.
+//! - [`services`]: services (SPEC section 7, `docs/services.md`): a front per service port,
+//!   instances as workloads started on request, scaled, renewed and stopped when idle; the
+//!   kernel's NAT steering ready instances their connections, counted from conntrack.
 #![forbid(unsafe_code)]
 
 pub mod access;

@@ -210,8 +210,14 @@ impl Services {
     /// the front) and its tick.
     fn start(&self, spec: ServiceSpec, listener: Option<TcpListener>, adopted: Vec<Workload>) {
         let name = spec.name.clone();
-        let service =
-            Service::new(spec, self.workloads.clone(), self.steer.clone(), self.metrics.of(&name), adopted);
+        let service = Service::new(
+            spec,
+            self.workloads.clone(),
+            self.steer.clone(),
+            self.spill.clone(),
+            self.metrics.of(&name),
+            adopted,
+        );
         let (stop, stopped) = watch::channel(false);
         let front =
             tokio::spawn(front::serve(service.clone(), listener, self.spill.clone(), stopped.clone()));

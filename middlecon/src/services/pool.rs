@@ -31,6 +31,7 @@
 
 use super::counters::Counters;
 use super::spec::ServiceSpec;
+use super::spill::Spill;
 use super::steer::Steer;
 use crate::workloads::{RunSpec, Status, Workloads};
 use std::collections::VecDeque;
@@ -289,6 +290,8 @@ pub struct Service {
     pub spec: ServiceSpec,
     workloads: Arc<Workloads>,
     steer: Arc<dyn Steer>,
+    /// Where a saturated front may send connections: steering stops while one has room.
+    spill: Arc<dyn Spill>,
     /// The front listens on the service's port (steering to instances is then allowed).
     pub front_bound: AtomicBool,
     pool: Mutex<Pool>,
@@ -306,6 +309,7 @@ impl Service {
         spec: ServiceSpec,
         workloads: Arc<Workloads>,
         steer: Arc<dyn Steer>,
+        spill: Arc<dyn Spill>,
         counters: Arc<Counters>,
         adopted: Vec<crate::workloads::Workload>,
     ) -> Arc<Service> {
@@ -324,6 +328,7 @@ impl Service {
             spec,
             workloads,
             steer,
+            spill,
             front_bound: AtomicBool::new(false),
             pool: Mutex::new(Pool { instances, ..Pool::default() }),
             changed: Notify::new(),
@@ -665,13 +670,16 @@ impl Service {
     }
 
     /// Asks the kernel to steer new connections to the instances that take them, spread
-    /// evenly (under the pool lock); to none (the front) while the host is saturated (so the
-    /// front may spill), the service closes, its front is not bound, or it counts requests.
+    /// evenly (under the pool lock); to none (the front) while the host is saturated and a
+    /// peer has room (so the front spills), the service closes, its front is not bound, or it
+    /// counts requests.
     fn steer_routes(&self, pool: &mut Pool) {
+        let anyone = SocketAddr::from((Ipv4Addr::UNSPECIFIED, 0));
+        let spilling = || pool.saturated(&self.spec) && self.spill.target(&self.spec, anyone).is_some();
         let steerable = !self.closing.load(Ordering::SeqCst)
             && self.front_bound.load(Ordering::SeqCst)
             && self.spec.max_requests == 0
-            && !pool.saturated(&self.spec);
+            && !spilling();
         let mut to: Vec<u16> = if steerable {
             pool.instances.iter().filter(|i| i.open()).map(|i| i.port).collect()
         } else {

@@ -22,6 +22,8 @@ use std::time::{Duration, Instant};
 /// How long the conntrack thread rests between reads: events wait in the socket meanwhile
 /// (counts lag by at most this; the pools read them every tick).
 const BATCH: Duration = Duration::from_millis(2);
+/// The least time between two changes of one front's rules.
+const MIN_GAP: Duration = Duration::from_millis(50);
 /// How long a front's removal waits for its rules to go.
 const REMOVE_WAIT: Duration = Duration::from_secs(5);
 
@@ -191,20 +193,25 @@ impl Kernel {
                     (rules::script(front, &f.had, &f.want), f.want.clone())
                 };
                 let result = rules::apply(&script).await;
-                let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
-                let Some(f) = c.fronts.get_mut(&front) else { return };
-                match result {
-                    Ok(()) => {
-                        tracing::debug!(front, rules = ?target, "steering applied");
-                        f.had = target;
-                        f.since = Instant::now();
-                    }
-                    Err(e) => {
-                        tracing::error!(front, rules = ?target, "steering not applied: {e}");
-                        f.applying = false;
-                        return;
+                {
+                    let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+                    let Some(f) = c.fronts.get_mut(&front) else { return };
+                    match result {
+                        Ok(()) => {
+                            tracing::debug!(front, rules = ?target, "steering applied");
+                            f.had = target;
+                            f.since = Instant::now();
+                        }
+                        Err(e) => {
+                            tracing::error!(front, rules = ?target, "steering not applied: {e}");
+                            f.applying = false;
+                            return;
+                        }
                     }
                 }
+                // Changes that come faster are taken together: one transaction at most per
+                // gap, whatever the load does.
+                tokio::time::sleep(MIN_GAP).await;
             }
         });
     }
