@@ -367,9 +367,31 @@ async fn a_ready_instance_gets_connections_from_the_kernel_counted_and_served_wi
     assert!(idle.elapsed() >= Duration::from_millis(900), "stopped after {:?}", idle.elapsed());
     assert!(!nat_rules(&mesh, 0).contains("-j DNAT"), "{}", nat_rules(&mesh, 0));
     assert_eq!(get(front(&mesh, 0)).await.unwrap().0, 200, "woken again through the front");
-    // Removed: no rule of the service is left.
-    let req = pb::RemoveServiceRequest { name: "web".into(), drain_ms: 0 };
-    client(&mesh, 0).await.remove(req).await.expect("Remove");
+    // Removed while a steered connection is open: it is drained to its end, then no rule of
+    // the service is left.
+    let port = show(&mesh, 0).await.instances[0].port;
+    let steering = format!("-j DNAT --to-destination 127.0.0.1:{port}");
+    dcos_tests::eventually(Duration::from_secs(5), "the kernel steering to the new instance", || async {
+        nat_rules(&mesh, 0).contains(&steering).then_some(())
+    })
+    .await;
+    let mut open = TcpStream::connect(front(&mesh, 0)).await.unwrap();
+    open.write_all(b"GET / HTTP/1.0\r\n").await.unwrap();
+    dcos_tests::eventually(Duration::from_secs(5), "the open connection counted", || async {
+        (show(&mesh, 0).await.instances[0].inflight == 1).then_some(())
+    })
+    .await;
+    let mut api = client(&mesh, 0).await;
+    let removing = tokio::spawn(async move {
+        api.remove(pb::RemoveServiceRequest { name: "web".into(), drain_ms: 10_000 }).await
+    });
+    tokio::time::sleep(Duration::from_millis(500)).await;
+    assert!(!removing.is_finished(), "the removal waits for the open connection");
+    open.write_all(b"\r\n").await.unwrap();
+    let mut answer = String::new();
+    open.read_to_string(&mut answer).await.unwrap();
+    assert!(answer.ends_with(PAGE), "cut by the removal: {answer:?}");
+    removing.await.unwrap().expect("Remove");
     let rules = nat_rules(&mesh, 0);
     assert!(!rules.contains("DCOS-SVC-8080"), "{rules}");
 }
