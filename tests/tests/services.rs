@@ -329,6 +329,7 @@ async fn a_ready_instance_gets_connections_from_the_kernel_counted_and_served_wi
         nat_rules(&mesh, 0).contains(&steering).then_some(())
     })
     .await;
+    assert!(show(&mesh, 0).await.instances[0].steered, "service show says the kernel steers to it");
     // middlecon stopped dead: a request is still answered, as the front is not in its path.
     signal(&mut mesh, 0, nix::sys::signal::Signal::SIGSTOP);
     let answered = get(front(&mesh, 0)).await;

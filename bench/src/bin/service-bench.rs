@@ -756,6 +756,8 @@ struct Bench {
     workloads: WorkloadsClient<Channel>,
     state_dir: PathBuf,
     daemon_id: String,
+    /// middlecon steers ready instances' connections by the kernel (`--steering kernel`).
+    steered: bool,
 }
 
 impl Bench {
@@ -793,6 +795,7 @@ impl Bench {
             daemon,
             state_dir,
             daemon_id,
+            steered: steering == "kernel",
         })
     }
 
@@ -1105,10 +1108,14 @@ impl Bench {
         // One instance, always: the front relays to the very instance the direct requests reach.
         (spec.min, spec.max, spec.idle_stop_ms) = (1, 1, 0);
         self.create(spec).await?;
+        // Warm: ready, and (when middlecon steers) reached through the kernel's rules.
+        let steered = self.steered;
         let ready = |s: &pb::ShowServiceReply, _: &[String]| {
-            s.instances.len() == 1 && s.instances[0].state() == pb::InstanceState::Ready
+            s.instances.len() == 1
+                && s.instances[0].state() == pb::InstanceState::Ready
+                && (s.instances[0].steered || !steered)
         };
-        let shown = self.wait_for(name, "one ready instance", ready).await?;
+        let shown = self.wait_for(name, "one warm instance", ready).await?;
         let (id, instance_port) = (shown.instances[0].id.clone(), shown.instances[0].port as u16);
         progress(format!(
             "{name}: {} requests each way, then {} × 2 slices of {} s at {} connections",

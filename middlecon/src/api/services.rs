@@ -115,6 +115,7 @@ fn instance_to_pb(service: &str, i: InstanceView) -> pb::ServiceInstance {
         inflight: i.inflight,
         port: i.port.into(),
         spare: i.spare,
+        steered: i.steered,
     }
 }
 

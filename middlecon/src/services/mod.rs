@@ -72,6 +72,8 @@ pub struct InstanceView {
     pub pid: u32,
     pub state: pool::State,
     pub spare: bool,
+    /// The kernel sends it new connections now.
+    pub steered: bool,
     pub started_unix_ms: i64,
     pub connections: u64,
     pub inflight: u32,
@@ -85,6 +87,7 @@ impl From<&Instance> for InstanceView {
             pid: i.pid,
             state: i.state,
             spare: i.spare,
+            steered: i.routed,
             started_unix_ms: i.started_unix_ms,
             connections: i.taken,
             inflight: i.load(),

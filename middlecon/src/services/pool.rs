@@ -84,7 +84,7 @@ pub struct Instance {
     pub steered: u32,
     steered_taken: u64,
     /// The kernel steers new connections to it now; and when it stopped doing so.
-    routed: bool,
+    pub routed: bool,
     unrouted_at: Option<Instant>,
 
     /// When its last connection ended (or it became ready).

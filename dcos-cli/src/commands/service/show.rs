@@ -1,6 +1,7 @@
 //! `dcos service show NAME`: `Services.Show` on every selected host at once; one row per
 //! instance across the hosts: HOST ID PID STATE STARTED CONNECTIONS INFLIGHT (`-o wide`:
-//! PORT, the loopback port it listens on), the spare kept by `--prestart` marked; below,
+//! PORT, the loopback port it listens on, and PATH: `kernel` when the kernel sends it new
+//! connections, else `front`), the spare kept by `--prestart` marked; below,
 //! each host's counters and last error. A host that answers without the service does not
 //! have it; when no host has it: `not_found`, exit 1.
 
@@ -28,6 +29,8 @@ pub struct InstanceItem {
     pub spare: bool,
     /// The loopback port it listens on.
     pub port: u32,
+    /// The kernel sends it the service's new connections (else the front relays them).
+    pub steered: bool,
     /// RFC 3339.
     pub started_at: Option<String>,
     /// Connections it took since it started.
@@ -57,13 +60,14 @@ impl InstanceItem {
             state: state_word(i.state),
             spare: i.spare,
             port: i.port,
+            steered: i.steered,
             started_at: (i.started_unix_ms != 0).then(|| rfc3339(i.started_unix_ms)),
             connections: i.connections,
             inflight: i.inflight,
         }
     }
 
-    /// [`HEADER`]'s columns (STATE `ready (spare)` for the spare); wide: then PORT.
+    /// [`HEADER`]'s columns (STATE `ready (spare)` for the spare); wide: then PORT and PATH.
     pub fn row(&self, wide: bool) -> Vec<String> {
         let mut row = vec![
             self.host.clone(),
@@ -76,6 +80,7 @@ impl InstanceItem {
         ];
         if wide {
             row.push(self.port.to_string());
+            row.push(if self.steered { "kernel" } else { "front" }.to_string());
         }
         row
     }
@@ -99,7 +104,7 @@ pub fn collect(answers: &[(String, pb::ShowServiceReply)]) -> (Vec<InstanceItem>
 pub fn render(instances: &[InstanceItem], services: &[HostService], wide: bool) -> String {
     let mut header = HEADER.to_vec();
     if wide {
-        header.push("PORT");
+        header.extend(["PORT", "PATH"]);
     }
     let rows: Vec<Vec<String>> = instances.iter().map(|i| i.row(wide)).collect();
     let counters: Vec<Vec<String>> = services.iter().map(super::counters_row).collect();
@@ -180,6 +185,7 @@ mod tests {
             inflight: 1,
             port: 40001,
             spare,
+            steered: state == pb::InstanceState::Ready && !spare,
         }
     }
 
@@ -206,7 +212,8 @@ mod tests {
             ["h0", "web.1", "4242", "ready", "2023-11-14T22:13:20Z", "5", "1"]
         );
         assert_eq!(instances[1].row(false)[3], "ready (spare)");
-        assert_eq!(instances[2].row(true), ["h1", "web.7", "-", "draining", "-", "5", "1", "40001"]);
+        assert_eq!(instances[2].row(true), ["h1", "web.7", "-", "draining", "-", "5", "1", "40001", "front"]);
+        assert_eq!(instances[0].row(true)[8], "kernel");
         let text = render(&instances, &services, false);
         let lines: Vec<&str> = text.lines().collect();
         assert!(lines[0].starts_with("HOST  ID     PID   STATE"), "{text}");
@@ -214,7 +221,7 @@ mod tests {
         assert!(lines[5].starts_with("HOST  INSTANCES  INFLIGHT  CONNECTIONS  COLD_STARTS"), "{text}");
         assert!(lines[7].starts_with("h1") && lines[7].ends_with("web.6: exited with 1"), "{text}");
         let v = serde_json::to_value(&instances[1]).unwrap();
-        assert_eq!(keys(&v), "host service id pid state spare port started_at connections inflight");
+        assert_eq!(keys(&v), "host service id pid state spare port steered started_at connections inflight");
         assert_eq!(
             (&v["state"], &v["spare"], &v["started_at"]),
             (&"ready".into(), &true.into(), &"2023-11-14T22:13:20Z".into())
