@@ -22,9 +22,9 @@
 //!   closed at once when no other instance is on its way. Starts after failures are
 //!   bounded by a fixed rate ([`FAILURES_ALLOWED`] per [`FAILURE_WINDOW`]): past it, the
 //!   service is throttled until the window has room, and says so in `service show`.
-//! - **Steering** ([`Service::steer_routes`]): while the host is not saturated, the
-//!   instances that take new connections are given them by
-//!   the kernel ([`super::steer`]); an instance's load is then its relayed connections plus
+//! - **Steering** ([`Service::steer_routes`]): the instances that take new connections are
+//!   given them by the kernel ([`super::steer`]), unless the host is saturated and a peer
+//!   has room (then the front spills); an instance's load is its relayed connections plus
 //!   the steered ones conntrack counts. A service with `--max-requests` is not steered: its
 //!   front counts every connection as it admits it. An instance leaves the routes before it
 //!   drains, and stops only once the kernel has stopped sending it connections.
@@ -86,7 +86,6 @@ pub struct Instance {
     /// The kernel steers new connections to it now; and when it stopped doing so.
     pub routed: bool,
     unrouted_at: Option<Instant>,
-
     /// When its last connection ended (or it became ready).
     pub idle_since: Instant,
     /// A connection to its port made ahead of time, for the next client ([`Service::warm_up`]).
@@ -731,6 +730,8 @@ impl Service {
                             "drain time over: its open connections are cut");
                     }
                     stop.push(i.id.clone());
+                    // Its port may serve another instance later: its count goes now.
+                    self.steer.release(i.port);
                 }
             }
             for i in pool.instances.iter().filter(|i| i.state == State::Ready) {
