@@ -257,9 +257,7 @@ async fn a_restarted_middlecon_lets_an_open_connection_finish_and_readopts_its_i
         .unwrap();
     tokio::time::sleep(Duration::from_millis(300)).await;
     // The stopping daemon relays it to its end.
-    open.write_all(b"\r\n").await.unwrap();
-    let mut answer = String::new();
-    open.read_to_string(&mut answer).await.unwrap();
+    let answer = finish(open).await;
     assert!(answer.contains(" 200 OK\r\n") && answer.ends_with(PAGE), "{answer:?}");
     assert!(daemon.wait(Duration::from_secs(10)).is_some(), "middlecon ended once its relay did");
     // With no middlecon at all, the kernel still sends new connections to the instances.
@@ -297,9 +295,7 @@ async fn a_saturated_front_spills_to_a_peers_front() {
     })
     .await;
     assert!(show(&mesh, 1).await.service.unwrap().connections >= 1, "host 1 served it");
-    open.write_all(b"\r\n").await.unwrap();
-    let mut answer = String::new();
-    open.read_to_string(&mut answer).await.unwrap();
+    let answer = finish(open).await;
     assert!(answer.ends_with(PAGE));
 }
 
@@ -307,6 +303,24 @@ async fn a_saturated_front_spills_to_a_peers_front() {
 fn nat_rules(mesh: &Mesh, i: usize) -> String {
     let out = mesh.fleet.exec(i, "iptables-save", &["-t", "nat"]).expect("iptables-save runs");
     String::from_utf8_lossy(&out.stdout).into_owned()
+}
+
+/// Waits until host `i`'s NAT rules send new connections to the instance on `port`.
+async fn until_steered(mesh: &Mesh, i: usize, port: u32) {
+    let steering = format!("-j DNAT --to-destination 127.0.0.1:{port}");
+    dcos_tests::eventually(Duration::from_secs(5), "the kernel steering to the instance", || async {
+        nat_rules(mesh, i).contains(&steering).then_some(())
+    })
+    .await;
+}
+
+/// Ends the half-sent request on `conn` (`GET / HTTP/1.0` and one line end) and reads the
+/// whole answer.
+async fn finish(mut conn: TcpStream) -> String {
+    conn.write_all(b"\r\n").await.unwrap();
+    let mut answer = String::new();
+    conn.read_to_string(&mut answer).await.unwrap();
+    answer
 }
 
 fn signal(mesh: &mut Mesh, i: usize, signal: nix::sys::signal::Signal) {
@@ -324,11 +338,7 @@ async fn a_ready_instance_gets_connections_from_the_kernel_counted_and_served_wi
     // sends new connections to the instance.
     assert_eq!(get(front(&mesh, 0)).await.unwrap().0, 200);
     let port = show(&mesh, 0).await.instances[0].port;
-    let steering = format!("-j DNAT --to-destination 127.0.0.1:{port}");
-    dcos_tests::eventually(Duration::from_secs(5), "the kernel steering to the instance", || async {
-        nat_rules(&mesh, 0).contains(&steering).then_some(())
-    })
-    .await;
+    until_steered(&mesh, 0, port).await;
     assert!(show(&mesh, 0).await.instances[0].steered, "service show says the kernel steers to it");
     // middlecon stopped dead: a request is still answered, as the front is not in its path.
     signal(&mut mesh, 0, nix::sys::signal::Signal::SIGSTOP);
@@ -353,10 +363,8 @@ async fn a_ready_instance_gets_connections_from_the_kernel_counted_and_served_wi
     // Held past --idle-stop, they keep the instance: it is not idle while they are open.
     tokio::time::sleep(Duration::from_millis(1_500)).await;
     assert_eq!(show(&mesh, 0).await.instances.len(), 1, "stopped under open connections");
-    for mut conn in held {
-        conn.write_all(b"\r\n").await.unwrap();
-        let mut answer = String::new();
-        conn.read_to_string(&mut answer).await.unwrap();
+    for conn in held {
+        let answer = finish(conn).await;
         assert!(answer.ends_with(PAGE), "{answer:?}");
     }
     // Then idle: it stops, and new connections reach the front again (the chain is empty).
@@ -371,11 +379,7 @@ async fn a_ready_instance_gets_connections_from_the_kernel_counted_and_served_wi
     // Removed while a steered connection is open: it is drained to its end, then no rule of
     // the service is left.
     let port = show(&mesh, 0).await.instances[0].port;
-    let steering = format!("-j DNAT --to-destination 127.0.0.1:{port}");
-    dcos_tests::eventually(Duration::from_secs(5), "the kernel steering to the new instance", || async {
-        nat_rules(&mesh, 0).contains(&steering).then_some(())
-    })
-    .await;
+    until_steered(&mesh, 0, port).await;
     let mut open = TcpStream::connect(front(&mesh, 0)).await.unwrap();
     open.write_all(b"GET / HTTP/1.0\r\n").await.unwrap();
     dcos_tests::eventually(Duration::from_secs(5), "the open connection counted", || async {
@@ -388,9 +392,7 @@ async fn a_ready_instance_gets_connections_from_the_kernel_counted_and_served_wi
     });
     tokio::time::sleep(Duration::from_millis(500)).await;
     assert!(!removing.is_finished(), "the removal waits for the open connection");
-    open.write_all(b"\r\n").await.unwrap();
-    let mut answer = String::new();
-    open.read_to_string(&mut answer).await.unwrap();
+    let answer = finish(open).await;
     assert!(answer.ends_with(PAGE), "cut by the removal: {answer:?}");
     removing.await.unwrap().expect("Remove");
     let rules = nat_rules(&mesh, 0);
@@ -454,11 +456,7 @@ async fn loopback_stays_private_to_other_hosts_though_steering_lets_nat_send_con
         Some(i.port)
     })
     .await;
-    let steering = format!("-j DNAT --to-destination 127.0.0.1:{port}");
-    dcos_tests::eventually(Duration::from_secs(5), "the kernel steering to the instance", || async {
-        nat_rules(&mesh, 0).contains(&steering).then_some(())
-    })
-    .await;
+    until_steered(&mesh, 0, port).await;
     let from_host1 =
         mesh.fleet.exec(1, "curl", &["-s", "-m", "5", &format!("http://{host0}:8080/")]).unwrap();
     assert_eq!(String::from_utf8_lossy(&from_host1.stdout), PAGE);
@@ -502,10 +500,8 @@ async fn steered_load_scales_out_and_a_renewal_drains_steered_connections_withou
     })
     .await;
     assert_eq!(get(front(&mesh, 0)).await.unwrap().1, PAGE, "a new connection during the renewal");
-    for mut conn in held {
-        conn.write_all(b"\r\n").await.unwrap();
-        let mut answer = String::new();
-        conn.read_to_string(&mut answer).await.unwrap();
+    for conn in held {
+        let answer = finish(conn).await;
         assert!(answer.ends_with(PAGE), "a steered connection cut by the renewal: {answer:?}");
     }
     dcos_tests::eventually(Duration::from_secs(10), "the old instances gone once drained", || async {
