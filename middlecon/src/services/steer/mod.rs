@@ -148,8 +148,8 @@ impl Kernel {
     /// An error when this host cannot steer (no `iptables`, no netlink conntrack).
     pub async fn start() -> Result<Arc<Kernel>, String> {
         let existing = rules::existing().await?;
-        rules::allow_localnet().await?;
         let events = conntrack::Socket::events().map_err(|e| format!("conntrack events: {e}"))?;
+        rules::allow_localnet().await?;
         let now = Instant::now();
         let mut counts = Counts::default();
         for (port, to) in existing {
