@@ -15,6 +15,9 @@
 //! - Streaming: failures go out at once; answers too when nothing is merged (no limit,
 //!   containers), the bodies passed on unparsed; merged answers once every host has answered
 //!   or timed out. When the caller goes away, the requests still out are dropped.
+//! - A refreshing `top` (`live_ms`): answered from the hosts' watched documents ([`live`]).
+
+mod live;
 
 use crate::access::Caller;
 use dcos_core::model::{ProcList, Top};
@@ -23,7 +26,7 @@ use dcos_core::role::{ON_BEHALF_OF_HEADER, ON_BEHALF_OF_ROLE_HEADER};
 use dcos_proto::v1 as pb;
 use dcos_query::{ProcQuery, SortKey};
 use futures::StreamExt;
-use k2i_client::fanout::{Answer, Bytes, Endpoint, FanOut, Read};
+use k2i_client::fanout::{Answer, Bytes, Endpoint, FanOut, HostReport, Read};
 use k2i_client::{merge, K2iClient};
 use std::sync::Arc;
 use std::time::Duration;
@@ -47,12 +50,14 @@ const TOP_DEFAULT_LIMIT: usize = 20;
 #[derive(Clone)]
 pub struct RelayApi {
     client: K2iClient,
+    sessions: Arc<live::Sessions>,
 }
 
 impl RelayApi {
     /// With the daemon's identity in use (a reload applies to the next connection).
     pub fn new(identity: &Arc<ReloadableIdentity>) -> Result<RelayApi, dcos_core::tls::TlsError> {
-        Ok(RelayApi { client: K2iClient::with_config((*identity.client_config(&[])?).clone(), POOL_IDLE) })
+        let client = K2iClient::with_config((*identity.client_config(&[])?).clone(), POOL_IDLE);
+        Ok(RelayApi { client, sessions: Arc::default() })
     }
 }
 
@@ -153,15 +158,36 @@ fn plan(kind: pb::FanOutKind, query: &str) -> Result<(Read, Merge), String> {
 }
 
 fn to_pb(a: &Answer<impl Sized>, body: Vec<u8>) -> pb::HostAnswer {
+    report_pb(a.target, &a.report, body)
+}
+
+fn report_pb(index: usize, r: &HostReport, body: Vec<u8>) -> pb::HostAnswer {
     pb::HostAnswer {
-        index: a.target as u32,
-        host: a.report.host.clone(),
-        address: a.report.address.clone(),
-        status: a.report.status.to_string(),
-        error: a.report.error.clone().unwrap_or_default(),
-        elapsed_ms: a.report.elapsed_ms,
+        index: index as u32,
+        host: r.host.clone(),
+        address: r.address.clone(),
+        status: r.status.to_string(),
+        error: r.error.clone().unwrap_or_default(),
+        elapsed_ms: r.elapsed_ms,
         body,
+        age_ms: r.age_ms,
     }
+}
+
+/// The `/v1/top` answers of the hosts that gave one (`reports[i]` with `tops[i]`), each
+/// keeping the processes among the fleet's first `limit` by `sort`.
+fn merged_tops(
+    reports: &[(usize, &HostReport)],
+    mut tops: Vec<Top>,
+    sort: &[SortKey],
+    limit: usize,
+) -> Vec<pb::HostAnswer> {
+    merge::trim_tops(&mut tops, sort, limit);
+    reports
+        .iter()
+        .zip(&tops)
+        .map(|((i, r), t)| report_pb(*i, r, serde_json::to_vec(t).unwrap_or_default()))
+        .collect()
 }
 
 /// Sends `answers` in messages of about [`REPLY_BYTES`]; false once the caller is gone.
@@ -241,13 +267,9 @@ async fn relay(
                 .collect()
         }
         Merge::Top { sort, limit } => {
-            let (reports, mut tops): (Vec<_>, Vec<_>) = tops.into_iter().unzip();
-            merge::trim_tops(&mut tops, &sort, limit);
-            reports
-                .iter()
-                .zip(&tops)
-                .map(|(a, t)| to_pb(a, serde_json::to_vec(t).unwrap_or_default()))
-                .collect()
+            let (answers, tops): (Vec<_>, Vec<_>) = tops.into_iter().unzip();
+            let reports: Vec<(usize, &HostReport)> = answers.iter().map(|a| (a.target, &a.report)).collect();
+            merged_tops(&reports, tops, &sort, limit)
         }
     };
     send(&tx, merged).await;
@@ -286,6 +308,44 @@ impl pb::relay_server::Relay for RelayApi {
             (ON_BEHALF_OF_ROLE_HEADER, role.as_str().into()),
         ];
         let (tx, rx) = mpsc::channel(16);
+        if let Merge::Top { sort, limit } = &merge {
+            let key = live::Key {
+                operator: caller.name.clone(),
+                role: role.as_str().into(),
+                query: req.query.clone(),
+                hosts: hosts.iter().map(|h| (h.name.clone(), h.k2i.clone())).collect(),
+            };
+            let live = Duration::from_millis(req.live_ms.into()).min(MAX_TIMEOUT);
+            let watch_path =
+                format!("{}&watch=true", Read::Top.path(&req.query)).replacen("/v1/top&", "/v1/top?", 1);
+            let session = match live.is_zero() {
+                true => self.sessions.get(&key).map(|s| (s, false)),
+                false => self.sessions.session(&key, &self.client, &watch_path, &fan.headers, timeout),
+            };
+            if let Some((session, new)) = session {
+                let (sort, limit) = (sort.clone(), *limit);
+                let deadline = tokio::time::Instant::now() + timeout;
+                tokio::spawn(async move {
+                    if new {
+                        session.first(key.hosts.len(), deadline).await;
+                    }
+                    let (mut now, mut ok, mut tops) = (Vec::new(), Vec::new(), Vec::new());
+                    for (i, (report, top)) in session.answer(&key, timeout, live).into_iter().enumerate() {
+                        match top {
+                            Some(t) => {
+                                ok.push((i, report));
+                                tops.push(t);
+                            }
+                            None => now.push(report_pb(i, &report, Vec::new())),
+                        }
+                    }
+                    let ok: Vec<(usize, &HostReport)> = ok.iter().map(|(i, r)| (*i, r)).collect();
+                    now.extend(merged_tops(&ok, tops, &sort, limit));
+                    send(&tx, now).await;
+                });
+                return Ok(Response::new(ReceiverStream::new(rx)));
+            }
+        }
         let path = read.path(&req.query);
         tokio::spawn(async move {
             // The caller gone: stop asking.
