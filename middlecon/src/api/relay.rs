@@ -50,14 +50,19 @@ const TOP_DEFAULT_LIMIT: usize = 20;
 #[derive(Clone)]
 pub struct RelayApi {
     client: K2iClient,
+    /// The watches of live sessions hold their connections for the session's life: a pool of
+    /// their own, so the connections kept for the other requests stay free for them.
+    watch_client: K2iClient,
     sessions: Arc<live::Sessions>,
 }
 
 impl RelayApi {
     /// With the daemon's identity in use (a reload applies to the next connection).
     pub fn new(identity: &Arc<ReloadableIdentity>) -> Result<RelayApi, dcos_core::tls::TlsError> {
-        let client = K2iClient::with_config((*identity.client_config(&[])?).clone(), POOL_IDLE);
-        Ok(RelayApi { client, sessions: Arc::default() })
+        let tls = (*identity.client_config(&[])?).clone();
+        let client = K2iClient::with_config(tls.clone(), POOL_IDLE);
+        let watch_client = K2iClient::with_config(tls, POOL_IDLE);
+        Ok(RelayApi { client, watch_client, sessions: Arc::default() })
     }
 }
 
@@ -320,7 +325,7 @@ impl pb::relay_server::Relay for RelayApi {
                 format!("{}&watch=true", Read::Top.path(&req.query)).replacen("/v1/top&", "/v1/top?", 1);
             let session = match live.is_zero() {
                 true => self.sessions.get(&key).map(|s| (s, false)),
-                false => self.sessions.session(&key, &self.client, &watch_path, &fan.headers, timeout),
+                false => self.sessions.session(&key, &self.watch_client, &watch_path, &fan.headers, timeout),
             };
             if let Some((session, new)) = session {
                 let (sort, limit) = (sort.clone(), *limit);
