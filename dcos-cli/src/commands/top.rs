@@ -100,7 +100,7 @@ pub async fn run(ctx: &Context, args: &TopArgs) -> Result<u8, SetupError> {
                     println!();
                 }
             }
-            let live = if n + 1 < frames { next_within(args.interval) } else { Duration::ZERO };
+            let live = if n + 1 < frames { next_within(ctx, args.interval) } else { Duration::ZERO };
             let frame = fetch(ctx, &sort, &args.sort, args.limit, live).await;
             print_once(ctx.format, &frame);
             status = output::finish(&frame.reports);
@@ -110,10 +110,11 @@ pub async fn run(ctx: &Context, args: &TopArgs) -> Result<u8, SetupError> {
     live_view(ctx, &sort, args).await
 }
 
-/// How soon the next frame's request follows a frame's answer, at the latest: frames start
-/// every `interval` (at once when one took longer), with room for a slow terminal.
-fn next_within(interval: Duration) -> Duration {
-    interval * 2 + Duration::from_secs(1)
+/// How soon a relay hears the next frame's request after its answer, at the latest: the
+/// other relays' answers may take up to `--timeout` more, then the next frame starts within
+/// `interval`; with a second for printing.
+fn next_within(ctx: &Context, interval: Duration) -> Duration {
+    ctx.fanout.timeout + interval + Duration::from_secs(1)
 }
 
 fn print_once(format: Format, frame: &Frame) {
@@ -146,7 +147,7 @@ async fn live_view(ctx: &Context, sort: &[SortKey], args: &TopArgs) -> Result<u8
     let status = loop {
         frames += 1;
         let last = args.iterations.is_some_and(|n| frames >= n);
-        let live = if last { Duration::ZERO } else { next_within(args.interval) };
+        let live = if last { Duration::ZERO } else { next_within(ctx, args.interval) };
         let frame = fetch(ctx, sort, &args.sort, args.limit, live).await;
         let status =
             if frame.reports.iter().all(|r| r.ok()) { crate::exit::OK } else { crate::exit::PARTIAL };
