@@ -243,9 +243,14 @@ impl Lines {
             }
             match self.body.frame().await? {
                 Ok(frame) => {
-                    if let Ok(data) = frame.into_data() {
-                        self.buf.extend_from_slice(&data);
+                    let Ok(data) = frame.into_data() else { continue };
+                    // A chunk that is one whole line (as k2i writes them) is passed on as it is.
+                    let one =
+                        !data.is_empty() && data.iter().position(|b| *b == b'\n') == Some(data.len() - 1);
+                    if self.buf.is_empty() && one {
+                        return Some(Ok(data.slice(..data.len() - 1)));
                     }
+                    self.buf.extend_from_slice(&data);
                 }
                 Err(e) => return Some(Err(FetchError::Unreachable(e.to_string()))),
             }

@@ -20,14 +20,15 @@
 mod live;
 
 use crate::access::Caller;
-use dcos_core::model::{ProcList, Top};
+use dcos_core::model::ProcList;
 use dcos_core::reload::ReloadableIdentity;
 use dcos_core::role::{ON_BEHALF_OF_HEADER, ON_BEHALF_OF_ROLE_HEADER};
 use dcos_proto::v1 as pb;
 use dcos_query::{ProcQuery, SortKey};
 use futures::StreamExt;
-use k2i_client::fanout::{Answer, Bytes, Endpoint, FanOut, HostReport, Read};
+use k2i_client::fanout::{Bytes, Endpoint, FanOut, HostReport, Read};
 use k2i_client::{merge, K2iClient};
+use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -162,10 +163,6 @@ fn plan(kind: pb::FanOutKind, query: &str) -> Result<(Read, Merge), String> {
     }
 }
 
-fn to_pb(a: &Answer<impl Sized>, body: Vec<u8>) -> pb::HostAnswer {
-    report_pb(a.target, &a.report, body)
-}
-
 fn report_pb(index: usize, r: &HostReport, body: Vec<u8>) -> pb::HostAnswer {
     pb::HostAnswer {
         index: index as u32,
@@ -177,22 +174,6 @@ fn report_pb(index: usize, r: &HostReport, body: Vec<u8>) -> pb::HostAnswer {
         body,
         age_ms: r.age_ms,
     }
-}
-
-/// The `/v1/top` answers of the hosts that gave one (`reports[i]` with `tops[i]`), each
-/// keeping the processes among the fleet's first `limit` by `sort`.
-fn merged_tops(
-    reports: &[(usize, &HostReport)],
-    mut tops: Vec<Top>,
-    sort: &[SortKey],
-    limit: usize,
-) -> Vec<pb::HostAnswer> {
-    merge::trim_tops(&mut tops, sort, limit);
-    reports
-        .iter()
-        .zip(&tops)
-        .map(|((i, r), t)| report_pb(*i, r, serde_json::to_vec(t).unwrap_or_default()))
-        .collect()
 }
 
 /// Sends `answers` in messages of about [`REPLY_BYTES`]; false once the caller is gone.
@@ -212,21 +193,6 @@ async fn send(tx: &mpsc::Sender<Result<pb::FanOutReply, Status>>, answers: Vec<p
     batch.is_empty() || tx.send(Ok(pb::FanOutReply { answers: batch })).await.is_ok()
 }
 
-/// Decodes an answer's body as `T`; a body that does not decode is the host's `http_error`.
-fn decoded<T: serde::de::DeserializeOwned>(a: Answer<Bytes>) -> (Answer<()>, Option<T>) {
-    let Answer { target, mut report, value } = a;
-    let value = match value.map(|b| serde_json::from_slice::<T>(&b)) {
-        Some(Ok(v)) => Some(v),
-        Some(Err(e)) => {
-            report.status = "http_error";
-            report.error = Some(format!("bad answer: {e}"));
-            None
-        }
-        None => None,
-    };
-    (Answer { target, report, value: None }, value)
-}
-
 /// Runs one fan-out, sending what is final as it is.
 async fn relay(
     fan: FanOut,
@@ -236,48 +202,115 @@ async fn relay(
     tx: mpsc::Sender<Result<pb::FanOutReply, Status>>,
 ) {
     let mut answers = fan.get_raw(&hosts, |_| path.clone()).ready_chunks(256);
-    let mut lists: Vec<(Answer<()>, ProcList)> = Vec::new();
-    let mut tops: Vec<(Answer<()>, Top)> = Vec::new();
+    let mut kept: Vec<(usize, HostReport, Bytes)> = Vec::new();
     while let Some(chunk) = answers.next().await {
         let mut now = Vec::new();
         for a in chunk {
-            match &merge {
-                Merge::None => {
-                    let body = a.value.as_ref().map(|b| b.to_vec()).unwrap_or_default();
-                    now.push(to_pb(&a, body));
+            match (&merge, a.value) {
+                (Merge::None, value) => {
+                    now.push(report_pb(a.target, &a.report, value.map(|b| b.to_vec()).unwrap_or_default()))
                 }
-                Merge::Processes { .. } => match decoded::<ProcList>(a) {
-                    (a, Some(list)) => lists.push((a, list)),
-                    (failed, None) => now.push(to_pb(&failed, Vec::new())),
-                },
-                Merge::Top { .. } => match decoded::<Top>(a) {
-                    (a, Some(top)) => tops.push((a, top)),
-                    (failed, None) => now.push(to_pb(&failed, Vec::new())),
-                },
+                (_, Some(body)) => kept.push((a.target, a.report, body)),
+                (_, None) => now.push(report_pb(a.target, &a.report, Vec::new())),
             }
         }
         if !send(&tx, now).await {
             return;
         }
     }
-    let merged: Vec<pb::HostAnswer> = match merge {
+    let merged = match merge {
         Merge::None => return,
-        Merge::Processes { sort, limit } => {
-            let (reports, mut lists): (Vec<_>, Vec<_>) = lists.into_iter().unzip();
-            merge::trim_lists(&mut lists, &sort, Some(limit));
-            reports
-                .iter()
-                .zip(&lists)
-                .map(|(a, l)| to_pb(a, serde_json::to_vec(l).unwrap_or_default()))
-                .collect()
-        }
-        Merge::Top { sort, limit } => {
-            let (answers, tops): (Vec<_>, Vec<_>) = tops.into_iter().unzip();
-            let reports: Vec<(usize, &HostReport)> = answers.iter().map(|a| (a.target, &a.report)).collect();
-            merged_tops(&reports, tops, &sort, limit)
-        }
+        Merge::Processes { sort, limit } => merged_lists(kept, &sort, limit),
+        Merge::Top { sort, limit } => merged_tops(kept, &sort, limit),
     };
     send(&tx, merged).await;
+}
+
+/// `report` as the host's `http_error` for `why` (its answer is not what k2i sends).
+fn bad(index: usize, mut report: HostReport, why: String) -> pb::HostAnswer {
+    report.status = "http_error";
+    report.error = Some(why);
+    report_pb(index, &report, Vec::new())
+}
+
+/// A `/v1/top` answer, its rows left in JSON.
+#[derive(serde::Deserialize, serde::Serialize)]
+struct RawTop<'a> {
+    #[serde(borrow)]
+    host: &'a RawValue,
+    #[serde(borrow)]
+    processes: Vec<&'a RawValue>,
+}
+
+/// The one field of a host summary the merge needs.
+#[derive(serde::Deserialize)]
+struct Named {
+    name: String,
+}
+
+/// The `/v1/proc` answers (`index`, report, body) with only the rows among the first
+/// `limit` by `sort`, decoding only the rows that may be ([`merge::select_raw`]); rows pass
+/// on as k2i wrote them.
+fn merged_lists(
+    answers: Vec<(usize, HostReport, Bytes)>,
+    sort: &[SortKey],
+    limit: usize,
+) -> Vec<pb::HostAnswer> {
+    let mut out = Vec::new();
+    let mut lists = Vec::new();
+    for (i, report, body) in &answers {
+        match serde_json::from_slice::<ProcList<&RawValue>>(body) {
+            Ok(list) => lists.push((*i, report, list)),
+            Err(e) => out.push(bad(*i, report.clone(), format!("bad answer: {e}"))),
+        }
+    }
+    let rows: Vec<(&str, Vec<&RawValue>)> =
+        lists.iter().map(|(_, _, l)| (l.host.as_str(), l.processes.clone())).collect();
+    let keep = merge::select_raw(&rows, sort, limit);
+    for ((i, report, mut list), keep) in lists.into_iter().zip(keep) {
+        match keep {
+            Ok(keep) => {
+                let mut flags = keep.into_iter();
+                list.processes.retain(|_| flags.next().unwrap_or(false));
+                out.push(report_pb(i, report, serde_json::to_vec(&list).unwrap_or_default()));
+            }
+            Err(why) => out.push(bad(i, report.clone(), why)),
+        }
+    }
+    out
+}
+
+/// As [`merged_lists`] for `/v1/top` answers: each host keeps its summary and those of its
+/// processes among the fleet's first `limit` by `sort`.
+fn merged_tops(
+    answers: Vec<(usize, HostReport, Bytes)>,
+    sort: &[SortKey],
+    limit: usize,
+) -> Vec<pb::HostAnswer> {
+    let mut out = Vec::new();
+    let mut tops = Vec::new();
+    for (i, report, body) in &answers {
+        let parsed = serde_json::from_slice::<RawTop>(body)
+            .and_then(|t| Ok((serde_json::from_str::<Named>(t.host.get())?.name, t)));
+        match parsed {
+            Ok((name, top)) => tops.push((*i, report, name, top)),
+            Err(e) => out.push(bad(*i, report.clone(), format!("bad answer: {e}"))),
+        }
+    }
+    let rows: Vec<(&str, Vec<&RawValue>)> =
+        tops.iter().map(|(_, _, name, t)| (name.as_str(), t.processes.clone())).collect();
+    let keep = merge::select_raw(&rows, sort, limit);
+    for ((i, report, _, mut top), keep) in tops.into_iter().zip(keep) {
+        match keep {
+            Ok(keep) => {
+                let mut flags = keep.into_iter();
+                top.processes.retain(|_| flags.next().unwrap_or(false));
+                out.push(report_pb(i, report, serde_json::to_vec(&top).unwrap_or_default()));
+            }
+            Err(why) => out.push(bad(i, report.clone(), why)),
+        }
+    }
+    out
 }
 
 #[tonic::async_trait]
@@ -334,18 +367,14 @@ impl pb::relay_server::Relay for RelayApi {
                     if new {
                         session.first(key.hosts.len(), deadline).await;
                     }
-                    let (mut now, mut ok, mut tops) = (Vec::new(), Vec::new(), Vec::new());
-                    for (i, (report, top)) in session.answer(&key, timeout, live).into_iter().enumerate() {
-                        match top {
-                            Some(t) => {
-                                ok.push((i, report));
-                                tops.push(t);
-                            }
+                    let (mut now, mut ok) = (Vec::new(), Vec::new());
+                    for (i, (report, doc)) in session.answer(&key, timeout, live).into_iter().enumerate() {
+                        match doc {
+                            Some(doc) => ok.push((i, report, doc)),
                             None => now.push(report_pb(i, &report, Vec::new())),
                         }
                     }
-                    let ok: Vec<(usize, &HostReport)> = ok.iter().map(|(i, r)| (*i, r)).collect();
-                    now.extend(merged_tops(&ok, tops, &sort, limit));
+                    now.extend(merged_tops(ok, &sort, limit));
                     send(&tx, now).await;
                 });
                 return Ok(Response::new(ReceiverStream::new(rx)));

@@ -8,6 +8,9 @@
 //! - It lives while requests keep coming: until none has come for `live_ms` after the last
 //!   answer, or a request with `live_ms` 0 (the last frame) has been answered. Then its
 //!   watches are dropped, closing their connections.
+//! - Documents are kept as k2i wrote them; an answer decodes only what its merge needs
+//!   (`k2i_client::merge::select_raw`), and one that does not decode is the host's
+//!   `http_error` in that answer.
 //! - Every host has a status in every answer, never an old document passed off as new: `ok`
 //!   with `age_ms` (how long ago the relay received it) while its last document is younger
 //!   than the request's timeout; `timeout` once it has been silent for longer; the failure
@@ -17,8 +20,7 @@
 //!   host, as without `live_ms`.
 
 use super::Host;
-use dcos_core::model::Top;
-use k2i_client::fanout::HostReport;
+use k2i_client::fanout::{Bytes, HostReport};
 use k2i_client::K2iClient;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -46,9 +48,9 @@ pub struct Key {
 enum Latest {
     /// Nothing yet.
     Waiting,
-    /// Its last document, when the relay received it, and how long the watch took to send
-    /// its first one.
-    Doc { top: Top, at: Instant, elapsed_ms: u64 },
+    /// Its last document (undecoded: only what a merge keeps is decoded), when the relay
+    /// received it, and how long the watch took to send its first one.
+    Doc { doc: Bytes, at: Instant, elapsed_ms: u64 },
     /// Its watch failed (or ended) and is not open again yet.
     Failed { status: &'static str, error: String, elapsed_ms: u64 },
 }
@@ -70,8 +72,8 @@ pub struct Sessions {
     map: Mutex<HashMap<Key, Arc<Session>>>,
 }
 
-/// How one host stands in an answer: its report (`value` unused) and its document if `ok`.
-pub type Standing = (HostReport, Option<Top>);
+/// How one host stands in an answer: its report, and its `/v1/top` document if `ok`.
+pub type Standing = (HostReport, Option<Bytes>);
 
 impl Sessions {
     /// The session of `key`, started if there is none (`None` when [`MAX_SESSIONS`] are
@@ -179,11 +181,9 @@ impl Session {
                             format!("no new sample within {timeout:?} (the last came {silent:.1?} ago)");
                         (report("timeout", Some(error), *elapsed_ms, None), None)
                     }
-                    Latest::Doc { top, at, elapsed_ms } => {
+                    Latest::Doc { doc, at, elapsed_ms } => {
                         let age = now.duration_since(*at).as_millis() as u64;
-                        let mut r = report("ok", None, *elapsed_ms, Some(age));
-                        r.host = top.host.name.clone();
-                        (r, Some(top.clone()))
+                        (report("ok", None, *elapsed_ms, Some(age)), Some(doc.clone()))
                     }
                     Latest::Failed { status, error, elapsed_ms } => {
                         (report(status, Some(error.clone()), *elapsed_ms, None), None)
@@ -238,14 +238,11 @@ impl Watch {
                         match lines.next().await {
                             None => break ("unreachable", "the host ended its watch".to_string(), elapsed()),
                             Some(Err(e)) => break (e.status(), format!("the watch broke: {e}"), elapsed()),
-                            Some(Ok(line)) => match serde_json::from_slice::<Top>(&line) {
-                                Ok(top) => {
-                                    let elapsed_ms = *first_ms.get_or_insert_with(elapsed);
-                                    self.session
-                                        .set(self.index, Latest::Doc { top, at: Instant::now(), elapsed_ms });
-                                }
-                                Err(e) => break ("http_error", format!("bad answer: {e}"), elapsed()),
-                            },
+                            Some(Ok(doc)) => {
+                                let elapsed_ms = *first_ms.get_or_insert_with(elapsed);
+                                self.session
+                                    .set(self.index, Latest::Doc { doc, at: Instant::now(), elapsed_ms });
+                            }
                         }
                     }
                 }
