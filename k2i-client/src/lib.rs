@@ -236,7 +236,7 @@ impl Lines {
     /// last line without a newline is dropped: the stream was cut).
     pub async fn next(&mut self) -> Option<Result<Bytes, FetchError>> {
         loop {
-            if let Some(end) = self.buf.iter().position(|b| *b == b'\n') {
+            if let Some(end) = memchr::memchr(b'\n', &self.buf) {
                 let mut line: Vec<u8> = self.buf.drain(..=end).collect();
                 line.pop();
                 return Some(Ok(Bytes::from(line)));
@@ -245,8 +245,7 @@ impl Lines {
                 Ok(frame) => {
                     let Ok(data) = frame.into_data() else { continue };
                     // A chunk that is one whole line (as k2i writes them) is passed on as it is.
-                    let one =
-                        !data.is_empty() && data.iter().position(|b| *b == b'\n') == Some(data.len() - 1);
+                    let one = !data.is_empty() && memchr::memchr(b'\n', &data) == Some(data.len() - 1);
                     if self.buf.is_empty() && one {
                         return Some(Ok(data.slice(..data.len() - 1)));
                     }

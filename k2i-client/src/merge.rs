@@ -97,7 +97,7 @@ impl PartialEq for Candidate<'_> {
 
 impl Eq for Candidate<'_> {}
 
-/// As [`trim_lists`], on rows still in JSON (each host's name and its rows): which rows of
+/// As [`trim_lists`], on rows still in JSON (each host's name and its rows' text): which rows of
 /// each list are among the first `limit` of the merged table, decoding only the rows that
 /// may be. k2i answers rows sorted as asked (SPEC section 3; by pid without a sort), so a
 /// host's next row is decoded only once the one before it is taken: about one row a host
@@ -105,7 +105,7 @@ impl Eq for Candidate<'_> {}
 /// order would lose rows past its first out-of-order one; k2i sorts before it cuts.) A
 /// list with a row that does not decode is that list's error (none of its rows taken).
 pub fn select_raw(
-    lists: &[(&str, Vec<&serde_json::value::RawValue>)],
+    lists: &[(&str, Vec<&str>)],
     sort: &[SortKey],
     limit: usize,
 ) -> Vec<Result<Vec<bool>, String>> {
@@ -113,7 +113,7 @@ pub fn select_raw(
         lists.iter().map(|(_, rows)| Ok(vec![false; rows.len()])).collect();
     let mut heap = std::collections::BinaryHeap::new();
     let decode = |list: usize, row: usize| -> Result<Candidate<'_>, String> {
-        let process = serde_json::from_str::<Process>(lists[list].1[row].get())
+        let process = serde_json::from_str::<Process>(lists[list].1[row])
             .map_err(|e| format!("bad answer: process {row}: {e}"))?;
         Ok(Candidate { host: lists[list].0, sort, list, row, process })
     };
@@ -246,16 +246,10 @@ mod tests {
     /// `select_raw` over `lists` in JSON: each list's kept cpus, or its error.
     fn raw_kept(lists: &[ProcList], json: &[Vec<String>], limit: usize) -> Vec<Result<Vec<f64>, String>> {
         let sort = dcos_query::parse_sort("-cpu").unwrap();
-        let raws: Vec<Vec<Box<serde_json::value::RawValue>>> = json
+        let input: Vec<(&str, Vec<&str>)> = lists
             .iter()
-            .map(|rows| {
-                rows.iter().map(|r| serde_json::value::RawValue::from_string(r.clone()).unwrap()).collect()
-            })
-            .collect();
-        let input: Vec<(&str, Vec<&serde_json::value::RawValue>)> = lists
-            .iter()
-            .zip(&raws)
-            .map(|(l, r)| (l.host.as_str(), r.iter().map(|b| &**b).collect()))
+            .zip(json)
+            .map(|(l, r)| (l.host.as_str(), r.iter().map(String::as_str).collect()))
             .collect();
         select_raw(&input, &sort, limit)
             .into_iter()

@@ -320,8 +320,20 @@ async fn a_refreshing_top_is_answered_from_watches_and_a_silent_host_becomes_tim
     let k2i3 = s.k2i[3].init_pid().expect("k2i's pid");
     let stop = move |sig| nix::sys::signal::kill(nix::unistd::Pid::from_raw(k2i3 as i32), sig).unwrap();
 
+    // The fleet's first processes by pid, asked of every host directly.
+    let top_args = ["top", "--sort", "pid", "--limit", "5"];
+    let direct_args: Vec<&str> =
+        ["--relay", "never", "-o", "json"].iter().chain(&top_args).copied().chain(["--once"]).collect();
+    let (direct, code, stderr) = s.json("olivia", &direct_args);
+    assert_eq!(code, 0, "{stderr}");
+    let live_args: Vec<&str> = ["--timeout", "2s", "-o", "ndjson"]
+        .iter()
+        .chain(&top_args)
+        .copied()
+        .chain(["-n", "9", "--interval", "500ms"])
+        .collect();
     let mut child = s
-        .dcos("olivia", &["--timeout", "2s", "-o", "ndjson", "top", "-n", "9", "--interval", "500ms"])
+        .dcos("olivia", &live_args)
         .stdout(Stdio::piped())
         .stderr(Stdio::piped())
         .spawn()
@@ -368,6 +380,17 @@ async fn a_refreshing_top_is_answered_from_watches_and_a_silent_host_becomes_tim
     }
     for n in 0..2 {
         assert_eq!(frames[n]["summaries"].as_array().unwrap().len(), 4, "frame {n}: {}", frames[n]);
+        // Merged from the watched documents: the table the hosts give when asked.
+        let pids = |d: &Value| -> Vec<(String, i64)> {
+            d["processes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p["host"].as_str().unwrap().into(), p["pid"].as_i64().unwrap()))
+                .collect()
+        };
+        assert_eq!(pids(&frames[n]), pids(&direct), "frame {n}: {}\ndirect: {direct}", frames[n]);
+        assert_eq!(pids(&direct).len(), 5);
     }
     let last = &frames[8];
     assert_eq!(host_entry(last, "host-3")["status"], "timeout", "silent for 3 s: {last}");

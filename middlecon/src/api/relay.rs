@@ -221,7 +221,11 @@ async fn relay(
     let merged = match merge {
         Merge::None => return,
         Merge::Processes { sort, limit } => merged_lists(kept, &sort, limit),
-        Merge::Top { sort, limit } => merged_tops(kept, &sort, limit),
+        Merge::Top { sort, limit } => {
+            let docs =
+                kept.into_iter().map(|(i, r, body)| (i, r, TopDoc::parse(&body).map(Arc::new))).collect();
+            merged_tops(docs, &sort, limit)
+        }
     };
     send(&tx, merged).await;
 }
@@ -234,7 +238,7 @@ fn bad(index: usize, mut report: HostReport, why: String) -> pb::HostAnswer {
 }
 
 /// A `/v1/top` answer, its rows left in JSON.
-#[derive(serde::Deserialize, serde::Serialize)]
+#[derive(serde::Deserialize)]
 struct RawTop<'a> {
     #[serde(borrow)]
     host: &'a RawValue,
@@ -246,6 +250,81 @@ struct RawTop<'a> {
 #[derive(serde::Deserialize)]
 struct Named {
     name: String,
+}
+
+/// A `/v1/top` document parsed as far as a merge needs: the host's name, and where its
+/// summary and each process row are in its text (a live session parses each document once,
+/// as it arrives, so an answer only merges).
+pub struct TopDoc {
+    text: String,
+    name: String,
+    host: std::ops::Range<usize>,
+    rows: Vec<std::ops::Range<usize>>,
+}
+
+impl TopDoc {
+    /// `body` parsed; why not, if it is not a `/v1/top` document.
+    pub fn parse(body: &[u8]) -> Result<TopDoc, String> {
+        let text = String::from_utf8(body.to_vec()).map_err(|e| format!("bad answer: {e}"))?;
+        let (name, host, rows) = {
+            let raw: RawTop = serde_json::from_str(&text).map_err(|e| format!("bad answer: {e}"))?;
+            let name =
+                serde_json::from_str::<Named>(raw.host.get()).map_err(|e| format!("bad answer: {e}"))?.name;
+            let span = |r: &RawValue| {
+                let start = r.get().as_ptr() as usize - text.as_ptr() as usize;
+                start..start + r.get().len()
+            };
+            (name, span(raw.host), raw.processes.iter().map(|r| span(r)).collect())
+        };
+        Ok(TopDoc { text, name, host, rows })
+    }
+
+    fn rows(&self) -> Vec<&str> {
+        self.rows.iter().map(|r| &self.text[r.clone()]).collect()
+    }
+
+    /// The document with only the rows `keep` says.
+    fn with_rows(&self, keep: &[bool]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.host.len() + 32);
+        out.extend_from_slice(b"{\"host\":");
+        out.extend_from_slice(self.text[self.host.clone()].as_bytes());
+        out.extend_from_slice(b",\"processes\":[");
+        let kept = self.rows.iter().zip(keep).filter(|(_, k)| **k).map(|(r, _)| &self.text[r.clone()]);
+        for (n, row) in kept.enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(row.as_bytes());
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+}
+
+/// The `/v1/top` answers (`index`, report, document) with each host's summary and those of
+/// its processes among the fleet's first `limit` by `sort`; rows pass on as k2i wrote them.
+fn merged_tops(
+    answers: Vec<(usize, HostReport, Result<Arc<TopDoc>, String>)>,
+    sort: &[SortKey],
+    limit: usize,
+) -> Vec<pb::HostAnswer> {
+    let mut out = Vec::new();
+    let mut docs = Vec::new();
+    for (i, report, doc) in answers {
+        match doc {
+            Ok(doc) => docs.push((i, report, doc)),
+            Err(why) => out.push(bad(i, report, why)),
+        }
+    }
+    let rows: Vec<(&str, Vec<&str>)> = docs.iter().map(|(_, _, d)| (d.name.as_str(), d.rows())).collect();
+    let keep = merge::select_raw(&rows, sort, limit);
+    for ((i, report, doc), keep) in docs.iter().zip(keep) {
+        match keep {
+            Ok(keep) => out.push(report_pb(*i, report, doc.with_rows(&keep))),
+            Err(why) => out.push(bad(*i, report.clone(), why)),
+        }
+    }
+    out
 }
 
 /// The `/v1/proc` answers (`index`, report, body) with only the rows among the first
@@ -264,8 +343,10 @@ fn merged_lists(
             Err(e) => out.push(bad(*i, report.clone(), format!("bad answer: {e}"))),
         }
     }
-    let rows: Vec<(&str, Vec<&RawValue>)> =
-        lists.iter().map(|(_, _, l)| (l.host.as_str(), l.processes.clone())).collect();
+    let rows: Vec<(&str, Vec<&str>)> = lists
+        .iter()
+        .map(|(_, _, l)| (l.host.as_str(), l.processes.iter().map(|r| r.get()).collect()))
+        .collect();
     let keep = merge::select_raw(&rows, sort, limit);
     for ((i, report, mut list), keep) in lists.into_iter().zip(keep) {
         match keep {
@@ -273,39 +354,6 @@ fn merged_lists(
                 let mut flags = keep.into_iter();
                 list.processes.retain(|_| flags.next().unwrap_or(false));
                 out.push(report_pb(i, report, serde_json::to_vec(&list).unwrap_or_default()));
-            }
-            Err(why) => out.push(bad(i, report.clone(), why)),
-        }
-    }
-    out
-}
-
-/// As [`merged_lists`] for `/v1/top` answers: each host keeps its summary and those of its
-/// processes among the fleet's first `limit` by `sort`.
-fn merged_tops(
-    answers: Vec<(usize, HostReport, Bytes)>,
-    sort: &[SortKey],
-    limit: usize,
-) -> Vec<pb::HostAnswer> {
-    let mut out = Vec::new();
-    let mut tops = Vec::new();
-    for (i, report, body) in &answers {
-        let parsed = serde_json::from_slice::<RawTop>(body)
-            .and_then(|t| Ok((serde_json::from_str::<Named>(t.host.get())?.name, t)));
-        match parsed {
-            Ok((name, top)) => tops.push((*i, report, name, top)),
-            Err(e) => out.push(bad(*i, report.clone(), format!("bad answer: {e}"))),
-        }
-    }
-    let rows: Vec<(&str, Vec<&RawValue>)> =
-        tops.iter().map(|(_, _, name, t)| (name.as_str(), t.processes.clone())).collect();
-    let keep = merge::select_raw(&rows, sort, limit);
-    for ((i, report, _, mut top), keep) in tops.into_iter().zip(keep) {
-        match keep {
-            Ok(keep) => {
-                let mut flags = keep.into_iter();
-                top.processes.retain(|_| flags.next().unwrap_or(false));
-                out.push(report_pb(i, report, serde_json::to_vec(&top).unwrap_or_default()));
             }
             Err(why) => out.push(bad(i, report.clone(), why)),
         }
@@ -370,7 +418,7 @@ impl pb::relay_server::Relay for RelayApi {
                     let (mut now, mut ok) = (Vec::new(), Vec::new());
                     for (i, (report, doc)) in session.answer(&key, timeout, live).into_iter().enumerate() {
                         match doc {
-                            Some(doc) => ok.push((i, report, doc)),
+                            Some(doc) => ok.push((i, report, Ok(doc))),
                             None => now.push(report_pb(i, &report, Vec::new())),
                         }
                     }

@@ -8,9 +8,10 @@
 //! - It lives while requests keep coming: until none has come for `live_ms` after the last
 //!   answer, or a request with `live_ms` 0 (the last frame) has been answered. Then its
 //!   watches are dropped, closing their connections.
-//! - Documents are kept as k2i wrote them; an answer decodes only what its merge needs
-//!   (`k2i_client::merge::select_raw`), and one that does not decode is the host's
-//!   `http_error` in that answer.
+//! - Each document is parsed as it arrives only as far as a merge needs ([`TopDoc`]: the
+//!   host's name and where each row is), so an answer merges at once, decoding only the rows
+//!   that may be among the first `limit` (`k2i_client::merge::select_raw`); a document that
+//!   does not parse fails the watch (`http_error`), which is opened again.
 //! - Every host has a status in every answer, never an old document passed off as new: `ok`
 //!   with `age_ms` (how long ago the relay received it) while its last document is younger
 //!   than the request's timeout; `timeout` once it has been silent for longer; the failure
@@ -19,8 +20,8 @@
 //! - At most [`MAX_SESSIONS`] at once; past that a live request is answered by asking every
 //!   host, as without `live_ms`.
 
-use super::Host;
-use k2i_client::fanout::{Bytes, HostReport};
+use super::{Host, TopDoc};
+use k2i_client::fanout::HostReport;
 use k2i_client::K2iClient;
 use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
@@ -50,7 +51,7 @@ enum Latest {
     Waiting,
     /// Its last document (undecoded: only what a merge keeps is decoded), when the relay
     /// received it, and how long the watch took to send its first one.
-    Doc { doc: Bytes, at: Instant, elapsed_ms: u64 },
+    Doc { doc: Arc<TopDoc>, at: Instant, elapsed_ms: u64 },
     /// Its watch failed (or ended) and is not open again yet.
     Failed { status: &'static str, error: String, elapsed_ms: u64 },
 }
@@ -73,7 +74,7 @@ pub struct Sessions {
 }
 
 /// How one host stands in an answer: its report, and its `/v1/top` document if `ok`.
-pub type Standing = (HostReport, Option<Bytes>);
+pub type Standing = (HostReport, Option<Arc<TopDoc>>);
 
 impl Sessions {
     /// The session of `key`, started if there is none (`None` when [`MAX_SESSIONS`] are
@@ -238,11 +239,15 @@ impl Watch {
                         match lines.next().await {
                             None => break ("unreachable", "the host ended its watch".to_string(), elapsed()),
                             Some(Err(e)) => break (e.status(), format!("the watch broke: {e}"), elapsed()),
-                            Some(Ok(doc)) => {
-                                let elapsed_ms = *first_ms.get_or_insert_with(elapsed);
-                                self.session
-                                    .set(self.index, Latest::Doc { doc, at: Instant::now(), elapsed_ms });
-                            }
+                            Some(Ok(line)) => match TopDoc::parse(&line) {
+                                Ok(doc) => {
+                                    let elapsed_ms = *first_ms.get_or_insert_with(elapsed);
+                                    let doc = Arc::new(doc);
+                                    self.session
+                                        .set(self.index, Latest::Doc { doc, at: Instant::now(), elapsed_ms });
+                                }
+                                Err(why) => break ("http_error", why, elapsed()),
+                            },
                         }
                     }
                 }
