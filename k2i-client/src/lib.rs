@@ -157,7 +157,7 @@ impl K2iClient {
         timeout: Duration,
     ) -> Result<Bytes, FetchError> {
         let work = async {
-            let resp = self.send(method, base, path, body, headers).await?;
+            let resp = self.send(method, url(base, path), body, headers).await?;
             let status = resp.status();
             let bytes = resp
                 .into_body()
@@ -184,7 +184,7 @@ impl K2iClient {
         timeout: Duration,
     ) -> Result<Lines, FetchError> {
         let work = async {
-            let resp = self.send("GET", base, path, None, headers).await?;
+            let resp = self.send("GET", url(base, path), None, headers).await?;
             let status = resp.status();
             if status.is_success() {
                 return Ok(Lines { body: resp.into_body(), buf: Vec::new() });
@@ -195,16 +195,14 @@ impl K2iClient {
         tokio::time::timeout(timeout, work).await.map_err(|_| FetchError::Timeout(timeout))?
     }
 
-    /// Sends a request; the answer's head.
+    /// Sends a request to `url`; the answer's head.
     async fn send(
         &self,
         method: &str,
-        base: &str,
-        path: &str,
+        url: String,
         body: Option<Vec<u8>>,
         headers: &[(&'static str, String)],
     ) -> Result<hyper::Response<hyper::body::Incoming>, FetchError> {
-        let url = format!("{}{}", base.trim_end_matches('/'), path);
         let uri: hyper::Uri = url.parse().map_err(|_| FetchError::BadUrl(url.clone()))?;
         let mut req = hyper::Request::builder().method(method).uri(uri);
         if let Some(t) = &self.token {
@@ -221,6 +219,11 @@ impl K2iClient {
             .map_err(|_| FetchError::BadUrl(url))?;
         self.http.request(req).await.map_err(classify)
     }
+}
+
+/// `base` (`https://HOST:PORT`, a trailing `/` or not) and `path`.
+fn url(base: &str, path: &str) -> String {
+    format!("{}{}", base.trim_end_matches('/'), path)
 }
 
 /// The lines of an answer that keeps coming ([`K2iClient::lines_with`]).
