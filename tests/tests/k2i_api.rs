@@ -527,12 +527,7 @@ async fn a_watched_top_sends_each_new_sample_until_k2i_stops() {
     let started = std::time::Instant::now();
     nix::sys::signal::kill(nix::unistd::Pid::from_raw(f.k2i.pid()), nix::sys::signal::Signal::SIGTERM)
         .unwrap();
-    loop {
-        match tokio::time::timeout(T, lines.next()).await.expect("the watch ends within 5 s") {
-            Some(Ok(_)) => continue,
-            _ => break,
-        }
-    }
+    while let Some(Ok(_)) = tokio::time::timeout(T, lines.next()).await.expect("the watch ends within 5 s") {}
     let mut k2i = f.k2i;
     let status = tokio::task::spawn_blocking(move || k2i.child.wait()).await.unwrap().unwrap();
     assert_eq!(status.code(), Some(0));

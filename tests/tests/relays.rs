@@ -378,8 +378,8 @@ async fn a_refreshing_top_is_answered_from_watches_and_a_silent_host_becomes_tim
         let ok = f["hosts"].as_array().unwrap().iter().filter(|h| h["status"] == "ok").count();
         assert_eq!(summaries, ok, "frame {n}: a summary for each host answering: {f}");
     }
-    for n in 0..2 {
-        assert_eq!(frames[n]["summaries"].as_array().unwrap().len(), 4, "frame {n}: {}", frames[n]);
+    for (n, frame) in frames.iter().enumerate().take(2) {
+        assert_eq!(frame["summaries"].as_array().unwrap().len(), 4, "frame {n}: {frame}");
         // Merged from the watched documents: the table the hosts give when asked.
         let pids = |d: &Value| -> Vec<(String, i64)> {
             d["processes"]
@@ -389,7 +389,7 @@ async fn a_refreshing_top_is_answered_from_watches_and_a_silent_host_becomes_tim
                 .map(|p| (p["host"].as_str().unwrap().into(), p["pid"].as_i64().unwrap()))
                 .collect()
         };
-        assert_eq!(pids(&frames[n]), pids(&direct), "frame {n}: {}\ndirect: {direct}", frames[n]);
+        assert_eq!(pids(frame), pids(&direct), "frame {n}: {frame}\ndirect: {direct}");
         assert_eq!(pids(&direct).len(), 5);
     }
     let last = &frames[8];
