@@ -401,6 +401,23 @@ impl World {
         Ok(e)
     }
 
+    /// Waits (at most 10 s) until the relays and the endpoints are idle again after a `top`:
+    /// its last frame ends the relays' sessions, whose 10,000 watch connections then close,
+    /// and what is measured next must not pay for that.
+    fn quiet_after_top(&self) {
+        let busy = || self.side_ticks().0 + self.endpoint_ticks();
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            let before = busy();
+            std::thread::sleep(Duration::from_millis(250));
+            // Under 20 ms of CPU in 250 ms: idle.
+            if busy().saturating_sub(before) as f64 / probe::clk_tck() < 0.02 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
     /// CPU ticks of every endpoint process.
     fn endpoint_ticks(&self) -> u64 {
         std::iter::once(self.server.pid())
@@ -640,7 +657,7 @@ pub fn run(args: &MultiArgs) -> Result<String> {
         f.top.push(&t, side, None);
         f.top_first.push(frames[0]);
         f.top_rest.extend_from_slice(&frames[1..]);
-        pause();
+        world.quiet_after_top();
         let (o, side, doc) = world.ps(&dcos, &["--dc", "dc0"], args.per_dc, false)?;
         f.one_dc.push(&o, side, Some(&doc));
         let (o, side, doc) = world.ps(&dcos, &["--relay", "always", "--dc", "dc0"], args.per_dc, true)?;
