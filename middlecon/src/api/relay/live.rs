@@ -258,3 +258,48 @@ impl Watch {
         }
     }
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn key(query: &str, hosts: &[&str]) -> Key {
+        Key {
+            operator: "olivia".into(),
+            role: "viewer".into(),
+            query: query.into(),
+            hosts: hosts.iter().map(|h| (h.to_string(), format!("https://{h}"))).collect(),
+        }
+    }
+
+    #[tokio::test]
+    async fn a_host_that_refuses_is_its_failure_and_sessions_end_and_are_bounded() {
+        let client = K2iClient::anonymous(Arc::new(rustls::RootCertStore::empty())).unwrap();
+        let sessions = Arc::new(Sessions::default());
+        // Nothing listens on port 1: the watch is refused, and that is what the answer says.
+        let k = key("limit=5", &["127.0.0.1:1"]);
+        let t = Duration::from_secs(2);
+        let (s, new) = sessions.session(&k, &client, "/v1/top?watch=true", &[], t).unwrap();
+        assert!(new);
+        s.first(1, Instant::now() + t).await;
+        let answer = s.answer(&k, t, Duration::from_millis(200));
+        assert_eq!(answer[0].0.status, "refused", "{:?}", answer[0].0);
+        assert!(answer[0].0.age_ms.is_none() && answer[0].1.is_none());
+        // The same request finds the same session.
+        let (again, new) = sessions.session(&k, &client, "/v1/top?watch=true", &[], t).unwrap();
+        assert!(!new && Arc::ptr_eq(&s, &again));
+        // No request within its live time: the session ends.
+        let until = Instant::now() + Duration::from_secs(5);
+        while sessions.get(&k).is_some() {
+            assert!(Instant::now() < until, "the session outlived its live time");
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+        // At most MAX_SESSIONS at once; past that, none (the request asks every host).
+        let keys: Vec<Key> =
+            (0..=MAX_SESSIONS).map(|n| key(&format!("limit={n}"), &["127.0.0.1:1"])).collect();
+        for k in &keys[..MAX_SESSIONS] {
+            assert!(sessions.session(k, &client, "/v1/top?watch=true", &[], t).is_some());
+        }
+        assert!(sessions.session(&keys[MAX_SESSIONS], &client, "/v1/top?watch=true", &[], t).is_none());
+    }
+}
