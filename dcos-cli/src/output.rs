@@ -96,7 +96,15 @@ mod tests {
     use super::*;
 
     fn report(status: &'static str) -> HostReport {
-        HostReport { host: "h".into(), address: "a".into(), status, error: None, elapsed_ms: 1, via: None }
+        HostReport {
+            host: "h".into(),
+            address: "a".into(),
+            status,
+            error: None,
+            elapsed_ms: 1,
+            via: None,
+            age_ms: None,
+        }
     }
 
     #[test]

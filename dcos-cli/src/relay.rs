@@ -100,13 +100,16 @@ impl Relays {
     }
 
     /// `read` with `query` on every target: each datacenter with a relay through it, the
-    /// others directly; answers as they come, with `target` the index in `targets`.
+    /// others directly; answers as they come, with `target` the index in `targets`. With
+    /// `live` (a refreshing `top`), the relays keep the answer fresh for the same request
+    /// coming again within `live` (zero: this is the last).
     pub fn answers<T>(
         self: &Arc<Self>,
         fanout: &FanOut,
         targets: &[Target],
         read: Read,
         query: &str,
+        live: Duration,
     ) -> BoxStream<'static, Answer<T>>
     where
         T: DeserializeOwned + Send + 'static,
@@ -125,6 +128,7 @@ impl Relays {
                 indexes,
                 read,
                 query: query.to_string(),
+                live,
                 fanout: fanout.clone(),
                 deadline,
                 tx: tx.clone(),
@@ -145,6 +149,8 @@ struct Job<T> {
     indexes: Vec<usize>,
     read: Read,
     query: String,
+    /// `FanOutRequest.live_ms`.
+    live: Duration,
     fanout: FanOut,
     deadline: Instant,
     tx: mpsc::Sender<Answer<T>>,
@@ -203,6 +209,7 @@ impl<T: DeserializeOwned + Send + 'static> Job<T> {
                 .map(|t| pb::FanOutHost { name: t.name.clone(), k2i: t.k2i.clone() })
                 .collect(),
             timeout_ms: left.saturating_sub(RELAY_MARGIN).as_millis().max(1) as u32,
+            live_ms: self.live.as_millis().min(u32::MAX as u128) as u32,
         };
         let mut client = pb::relay_client::RelayClient::new(channel).max_decoding_message_size(MAX_REPLY);
         let mut stream = match tokio::time::timeout_at(self.deadline, client.fan_out(request)).await {
@@ -248,6 +255,7 @@ impl<T: DeserializeOwned + Send + 'static> Job<T> {
                     .saturating_sub(self.deadline.saturating_duration_since(Instant::now()))
                     .as_millis() as u64,
                 via: Some(c.name.clone()),
+                age_ms: None,
             };
             if self.tx.send(Answer { target: self.indexes[i], report, value: None }).await.is_err() {
                 return Asked::Gone;
@@ -264,6 +272,7 @@ impl<T: DeserializeOwned + Send + 'static> Job<T> {
             error: (!a.error.is_empty()).then_some(a.error),
             elapsed_ms: a.elapsed_ms,
             via: Some(relay.to_string()),
+            age_ms: a.age_ms,
         };
         let mut value = None;
         if report.ok() {

@@ -281,6 +281,7 @@ impl Session {
                     error,
                     elapsed_ms,
                     via: None,
+                    age_ms: None,
                 };
                 Answer { host, report, result }
             }

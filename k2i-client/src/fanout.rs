@@ -27,6 +27,11 @@ pub struct HostReport {
     /// operator's machine asked it directly.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub via: Option<String>,
+    /// How old the host's answer was when its relay sent it, in milliseconds: present when
+    /// a relay answered from what it keeps fresh for a refreshing `dcos top`, absent when
+    /// the host was asked for this answer.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub age_ms: Option<u64>,
 }
 
 impl HostReport {
@@ -166,6 +171,7 @@ impl FanOut {
                         error,
                         elapsed_ms,
                         via: None,
+                        age_ms: None,
                     };
                     Answer { target: i, report, value }
                 }

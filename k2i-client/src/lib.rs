@@ -156,7 +156,53 @@ impl K2iClient {
         headers: &[(&'static str, String)],
         timeout: Duration,
     ) -> Result<Bytes, FetchError> {
-        let url = format!("{}{}", base.trim_end_matches('/'), path);
+        let work = async {
+            let resp = self.send(method, url(base, path), body, headers).await?;
+            let status = resp.status();
+            let bytes = resp
+                .into_body()
+                .collect()
+                .await
+                .map_err(|e| FetchError::Unreachable(e.to_string()))?
+                .to_bytes();
+            if status.is_success() {
+                return Ok(bytes);
+            }
+            Err(http_error(status, &bytes))
+        };
+        tokio::time::timeout(timeout, work).await.map_err(|_| FetchError::Timeout(timeout))?
+    }
+
+    /// `GET base + path` with `headers`, for an answer that keeps coming, one document a
+    /// line (`/v1/top?watch=true`): its lines as they arrive, once the head of a 2xx answer
+    /// came within `timeout`.
+    pub async fn lines_with(
+        &self,
+        base: &str,
+        path: &str,
+        headers: &[(&'static str, String)],
+        timeout: Duration,
+    ) -> Result<Lines, FetchError> {
+        let work = async {
+            let resp = self.send("GET", url(base, path), None, headers).await?;
+            let status = resp.status();
+            if status.is_success() {
+                return Ok(Lines { body: resp.into_body(), buf: Vec::new() });
+            }
+            let bytes = resp.into_body().collect().await.map(|b| b.to_bytes()).unwrap_or_default();
+            Err(http_error(status, &bytes))
+        };
+        tokio::time::timeout(timeout, work).await.map_err(|_| FetchError::Timeout(timeout))?
+    }
+
+    /// Sends a request to `url`; the answer's head.
+    async fn send(
+        &self,
+        method: &str,
+        url: String,
+        body: Option<Vec<u8>>,
+        headers: &[(&'static str, String)],
+    ) -> Result<hyper::Response<hyper::body::Incoming>, FetchError> {
         let uri: hyper::Uri = url.parse().map_err(|_| FetchError::BadUrl(url.clone()))?;
         let mut req = hyper::Request::builder().method(method).uri(uri);
         if let Some(t) = &self.token {
@@ -170,27 +216,57 @@ impl K2iClient {
         }
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
-            .map_err(|_| FetchError::BadUrl(url.clone()))?;
-        let work = async {
-            let resp = self.http.request(req).await.map_err(classify)?;
-            let status = resp.status();
-            let bytes = resp
-                .into_body()
-                .collect()
-                .await
-                .map_err(|e| FetchError::Unreachable(e.to_string()))?
-                .to_bytes();
-            if status.is_success() {
-                return Ok(bytes);
-            }
-            let (code, message, position) = match serde_json::from_slice::<ErrorBody>(&bytes) {
-                Ok(e) => (e.error.code, e.error.message, e.error.position),
-                Err(_) => (String::new(), String::from_utf8_lossy(&bytes).into_owned(), None),
-            };
-            Err(FetchError::Http { status: status.as_u16(), code, message, position })
-        };
-        tokio::time::timeout(timeout, work).await.map_err(|_| FetchError::Timeout(timeout))?
+            .map_err(|_| FetchError::BadUrl(url))?;
+        self.http.request(req).await.map_err(classify)
     }
+}
+
+/// `base` (`https://HOST:PORT`, a trailing `/` or not) and `path`.
+fn url(base: &str, path: &str) -> String {
+    format!("{}{}", base.trim_end_matches('/'), path)
+}
+
+/// The lines of an answer that keeps coming ([`K2iClient::lines_with`]).
+#[derive(Debug)]
+pub struct Lines {
+    body: hyper::body::Incoming,
+    /// What came after the last complete line.
+    buf: Vec<u8>,
+}
+
+impl Lines {
+    /// The next complete line, without its newline; `None` once the answer has ended (a
+    /// last line without a newline is dropped: the stream was cut).
+    pub async fn next(&mut self) -> Option<Result<Bytes, FetchError>> {
+        loop {
+            if let Some(end) = memchr::memchr(b'\n', &self.buf) {
+                let mut line: Vec<u8> = self.buf.drain(..=end).collect();
+                line.pop();
+                return Some(Ok(Bytes::from(line)));
+            }
+            match self.body.frame().await? {
+                Ok(frame) => {
+                    let Ok(data) = frame.into_data() else { continue };
+                    // A chunk that is one whole line (as k2i writes them) is passed on as it is.
+                    let one = !data.is_empty() && memchr::memchr(b'\n', &data) == Some(data.len() - 1);
+                    if self.buf.is_empty() && one {
+                        return Some(Ok(data.slice(..data.len() - 1)));
+                    }
+                    self.buf.extend_from_slice(&data);
+                }
+                Err(e) => return Some(Err(FetchError::Unreachable(e.to_string()))),
+            }
+        }
+    }
+}
+
+/// The error of a non-2xx answer: k2i's JSON error body read into its code and message.
+fn http_error(status: hyper::StatusCode, bytes: &[u8]) -> FetchError {
+    let (code, message, position) = match serde_json::from_slice::<ErrorBody>(bytes) {
+        Ok(e) => (e.error.code, e.error.message, e.error.position),
+        Err(_) => (String::new(), String::from_utf8_lossy(bytes).into_owned(), None),
+    };
+    FetchError::Http { status: status.as_u16(), code, message, position }
 }
 
 /// Sorts a transport failure into refused / TLS / unreachable by walking its causes,

@@ -67,6 +67,97 @@ pub fn top(processes: &mut Vec<(String, Process)>, sort: &[SortKey], limit: usiz
     processes.truncate(limit);
 }
 
+/// A row that may be taken next by [`select_raw`]: row `row` of list `list`, decoded.
+struct Candidate<'a> {
+    host: &'a str,
+    sort: &'a [SortKey],
+    list: usize,
+    row: usize,
+    process: Process,
+}
+
+impl Ord for Candidate<'_> {
+    /// Reversed: the heap's greatest is the merged table's first.
+    fn cmp(&self, other: &Self) -> Ordering {
+        order(other.sort, other.host, &other.process, self.host, &self.process)
+    }
+}
+
+impl PartialOrd for Candidate<'_> {
+    fn partial_cmp(&self, other: &Self) -> Option<Ordering> {
+        Some(self.cmp(other))
+    }
+}
+
+impl PartialEq for Candidate<'_> {
+    fn eq(&self, other: &Self) -> bool {
+        self.cmp(other) == Ordering::Equal
+    }
+}
+
+impl Eq for Candidate<'_> {}
+
+/// As [`trim_lists`], on rows still in JSON (each host's name and its rows' text): which rows of
+/// each list are among the first `limit` of the merged table, decoding only the rows that
+/// may be. k2i answers rows sorted as asked (SPEC section 3; by pid without a sort), so a
+/// host's next row is decoded only once the one before it is taken: about one row a host
+/// plus `limit`, where decoding every row costs a list's length a host. (A list out of
+/// order would lose rows past its first out-of-order one; k2i sorts before it cuts.) A
+/// list with a row that does not decode is that list's error (none of its rows taken).
+pub fn select_raw(
+    lists: &[(&str, Vec<&str>)],
+    sort: &[SortKey],
+    limit: usize,
+) -> Vec<Result<Vec<bool>, String>> {
+    let mut keep: Vec<Result<Vec<bool>, String>> =
+        lists.iter().map(|(_, rows)| Ok(vec![false; rows.len()])).collect();
+    let mut heap = std::collections::BinaryHeap::new();
+    let decode = |list: usize, row: usize| -> Result<Candidate<'_>, String> {
+        let process = serde_json::from_str::<Process>(lists[list].1[row])
+            .map_err(|e| format!("bad answer: process {row}: {e}"))?;
+        Ok(Candidate { host: lists[list].0, sort, list, row, process })
+    };
+    // Drops list `l` for `why`: its rows leave the heap and the table.
+    let fail = |l: usize,
+                why: String,
+                keep: &mut Vec<Result<Vec<bool>, String>>,
+                heap: &mut std::collections::BinaryHeap<Candidate<'_>>|
+     -> usize {
+        let taken = keep[l].as_ref().map_or(0, |k| k.iter().filter(|t| **t).count());
+        keep[l] = Err(why);
+        heap.retain(|c: &Candidate| c.list != l);
+        taken
+    };
+    let mut taken = 0;
+    if limit == 0 {
+        return keep;
+    }
+    for (l, (_, rows)) in lists.iter().enumerate() {
+        if !rows.is_empty() {
+            match decode(l, 0) {
+                Ok(c) => heap.push(c),
+                Err(e) => taken -= fail(l, e, &mut keep, &mut heap),
+            }
+        }
+    }
+    while taken < limit {
+        let Some(best) = heap.pop() else { break };
+        let (l, r) = (best.list, best.row);
+        if let Ok(k) = &mut keep[l] {
+            k[r] = true;
+            taken += 1;
+        }
+        if r + 1 >= lists[l].1.len() {
+            continue;
+        }
+        match decode(l, r + 1) {
+            Ok(next) => heap.push(next),
+            Err(e) => taken -= fail(l, e, &mut keep, &mut heap),
+        }
+    }
+    keep
+}
+
 /// Which (list, index) pairs are among the first `limit` of the merged table.
 fn select<'a>(
     lists: impl Iterator<Item = (&'a str, &'a [Process])>,
@@ -150,5 +241,58 @@ mod tests {
         let cpus = |l: &ProcList| l.processes.iter().map(|p| p.cpu_percent.unwrap()).collect::<Vec<_>>();
         assert_eq!((cpus(&lists[0]), cpus(&lists[1])), (vec![9.0, 5.0], vec![7.0, 5.0]));
         assert_eq!(lists[0].total, 3, "total still counts what the host matched");
+    }
+
+    /// `select_raw` over `lists` in JSON: each list's kept cpus, or its error.
+    fn raw_kept(lists: &[ProcList], json: &[Vec<String>], limit: usize) -> Vec<Result<Vec<f64>, String>> {
+        let sort = dcos_query::parse_sort("-cpu").unwrap();
+        let input: Vec<(&str, Vec<&str>)> = lists
+            .iter()
+            .zip(json)
+            .map(|(l, r)| (l.host.as_str(), r.iter().map(String::as_str).collect()))
+            .collect();
+        select_raw(&input, &sort, limit)
+            .into_iter()
+            .zip(lists)
+            .map(|(k, l)| {
+                k.map(|k| {
+                    l.processes
+                        .iter()
+                        .zip(k)
+                        .filter(|(_, t)| *t)
+                        .map(|(p, _)| p.cpu_percent.unwrap())
+                        .collect()
+                })
+            })
+            .collect()
+    }
+
+    #[test]
+    fn rows_in_json_are_selected_as_decoded_ones_are_decoding_few() {
+        let sort = dcos_query::parse_sort("-cpu").unwrap();
+        let json =
+            |l: &ProcList| l.processes.iter().map(|p| serde_json::to_string(p).unwrap()).collect::<Vec<_>>();
+        // Sorted as k2i sends them: the same table as trim_lists.
+        let lists =
+            vec![list("a", &[9.0, 5.0, 1.0]), list("b", &[7.0, 5.0, 0.5]), list("c", &[8.0, 6.0, 0.1])];
+        let rows: Vec<Vec<String>> = lists.iter().map(json).collect();
+        for limit in 0..=9 {
+            let mut trimmed = lists.clone();
+            trim_lists(&mut trimmed, &sort, Some(limit));
+            let want: Vec<Result<Vec<f64>, String>> = trimmed
+                .iter()
+                .map(|l| Ok(l.processes.iter().map(|p| p.cpu_percent.unwrap()).collect()))
+                .collect();
+            assert_eq!(raw_kept(&lists, &rows, limit), want, "limit {limit}");
+        }
+        // Rows past what the limit can reach are never decoded: a broken one there is not seen.
+        let mut broken = rows.clone();
+        broken[0][2] = r#"{"pid": "not a process"}"#.into();
+        assert_eq!(raw_kept(&lists, &broken, 2), [Ok(vec![9.0]), Ok(vec![]), Ok(vec![8.0])]);
+        assert_eq!(raw_kept(&lists, &broken, 3), [Ok(vec![9.0]), Ok(vec![7.0]), Ok(vec![8.0])]);
+        // Reached, it fails its host alone, whose rows leave the table.
+        let kept = raw_kept(&lists, &broken, 9);
+        assert!(kept[0].as_ref().is_err_and(|e| e.contains("bad answer")), "{kept:?}");
+        assert_eq!(kept[1..], [Ok(vec![7.0, 5.0, 0.5]), Ok(vec![8.0, 6.0, 0.1])]);
     }
 }

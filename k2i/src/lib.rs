@@ -66,9 +66,15 @@ pub async fn run(
         config.audit_log,
     );
     let metrics = state.metrics.clone();
+    let closing = state.closing.clone();
     let tls =
         config.identity.server_config(&[b"http/1.1"], false).context("building the TLS configuration")?;
     let app = cors::layer(server::router(state), config.cors_origins);
+    let shutdown = async move {
+        shutdown.await;
+        // Watches end their answers, so their connections close with the others.
+        closing.send_replace(true);
+    };
     server::serve(listener, tls, app, metrics, release, shutdown).await?;
     Ok(())
 }

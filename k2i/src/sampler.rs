@@ -561,6 +561,11 @@ impl SamplerHandle {
         }
     }
 
+    /// How often a snapshot is taken while requests keep asking (`--sample-interval`).
+    pub fn interval(&self) -> Duration {
+        self.interval
+    }
+
     /// The current snapshot, whatever its age, asking for no tick (what the process table
     /// gave last, for `/metrics`).
     pub fn peek(&self) -> Arc<Snapshot> {

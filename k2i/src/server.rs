@@ -54,6 +54,9 @@ pub struct AppState {
     pub responses: Arc<crate::api::cache::ResponseCache>,
     /// Requests in flight per identity.
     pub identities: Arc<PerIdentity>,
+    /// Set once the server is shutting down: answers that keep coming (`/v1/top?watch=true`)
+    /// end.
+    pub closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
 impl AppState {
@@ -76,6 +79,7 @@ impl AppState {
             metrics: Arc::new(Metrics::new()),
             responses: Arc::default(),
             identities: Arc::default(),
+            closing: Arc::new(tokio::sync::watch::channel(false).0),
         }
     }
 }

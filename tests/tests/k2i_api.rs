@@ -1,7 +1,9 @@
 //! k2i end to end: the real binary over real HTTPS with certificates from a real CA,
 //! checked against what `ps` and the kernel say.
 
-use dcos_core::model::{ContainerDetail, ContainerList, HostSummary, ProcList, ProcessDetail, SysctlValue};
+use dcos_core::model::{
+    ContainerDetail, ContainerList, HostSummary, ProcList, ProcessDetail, SysctlValue, Top,
+};
 use dcos_core::tls::{Identity, TlsFiles};
 use dcos_core::Role;
 use dcos_tests::{eventually, urlencode, Daemon, Pki, Spawned};
@@ -477,4 +479,57 @@ async fn an_idle_agent_samples_less_yet_answers_with_fresh_data() {
             .unwrap();
     let age = ::time::OffsetDateTime::now_utc() - sampled;
     assert!(age < ::time::Duration::seconds(2), "sample is {age} old");
+}
+
+/// The next line of a watch as a `/v1/top` document, within `T`.
+async fn next_top(lines: &mut k2i_client::Lines) -> Top {
+    let line = tokio::time::timeout(T, lines.next())
+        .await
+        .expect("a document within 5 s")
+        .expect("the watch goes on")
+        .expect("a line");
+    serde_json::from_slice(&line).unwrap_or_else(|e| panic!("a /v1/top document ({e}): {line:?}"))
+}
+
+#[tokio::test]
+async fn a_watched_top_sends_each_new_sample_until_k2i_stops() {
+    let f = start(&[]);
+    let path = "/v1/top?sort=-pid&limit=500&watch=true";
+    let mut lines = f.admin.lines_with(&f.k2i.url, path, &[], T).await.expect("the watch opens");
+    let first = next_top(&mut lines).await;
+    assert_eq!(first.host.name, "node-a");
+    // A process started after the watch opened shows up in a later document, without asking
+    // again; every document is a newer sample than the one before.
+    let sleeper = Spawned::new("sleep", &["3600.75"]);
+    let at = |t: &Top| {
+        ::time::OffsetDateTime::parse(&t.host.sampled_at, &::time::format_description::well_known::Rfc3339)
+            .unwrap()
+    };
+    let mut last = at(&first);
+    let mut seen = false;
+    for _ in 0..25 {
+        let top = next_top(&mut lines).await;
+        assert!(at(&top) > last, "{} after {last}", top.host.sampled_at);
+        last = at(&top);
+        if top.processes.iter().any(|p| p.pid == sleeper.pid()) {
+            seen = true;
+            break;
+        }
+    }
+    assert!(seen, "sleep {} in a watched document", sleeper.pid());
+    // Not a watch: one document, as before; a bad `watch` is a 400 before anything streams.
+    let one: Top = f.admin.get_json(&f.k2i.url, "/v1/top?watch=false&limit=1", T).await.unwrap();
+    assert_eq!(one.processes.len(), 1);
+    let (status, code, _) = http_status(f.admin.lines_with(&f.k2i.url, "/v1/top?watch=yes", &[], T).await);
+    assert_eq!((status, code.as_str()), (400, "bad_query"));
+
+    // SIGTERM ends the watch and k2i exits at once, not after the 5 s it gives connections.
+    let started = std::time::Instant::now();
+    nix::sys::signal::kill(nix::unistd::Pid::from_raw(f.k2i.pid()), nix::sys::signal::Signal::SIGTERM)
+        .unwrap();
+    while let Some(Ok(_)) = tokio::time::timeout(T, lines.next()).await.expect("the watch ends within 5 s") {}
+    let mut k2i = f.k2i;
+    let status = tokio::task::spawn_blocking(move || k2i.child.wait()).await.unwrap().unwrap();
+    assert_eq!(status.code(), Some(0));
+    assert!(started.elapsed() < Duration::from_secs(3), "k2i took {:?} to stop", started.elapsed());
 }

@@ -2,7 +2,9 @@
 //! hosts (network namespaces) in two datacenters, each running k2i and middlecon: the
 //! relayed table is the direct one, each host says which relay asked it, k2i's log names
 //! the operator and the relay, a relay killed mid-request leaves its hosts `unreachable`
-//! well within `--timeout`, and nothing lets a relay write.
+//! well within `--timeout`, a refreshing `top` is answered from the relays' watches with
+//! each host's age (a host fallen silent becomes `timeout`, never old data passed off as
+//! new), and nothing lets a relay write.
 
 use dcos_core::role::{ON_BEHALF_OF_HEADER, ON_BEHALF_OF_ROLE_HEADER};
 use dcos_core::Role;
@@ -289,6 +291,7 @@ async fn nothing_relayed_can_write() {
         query: "limit=1".into(),
         hosts,
         timeout_ms: 3000,
+        live_ms: 0,
     };
     let mut stream = relay.fan_out(read).await.unwrap().into_inner();
     let reply = stream.message().await.unwrap().expect("an answer");
@@ -303,4 +306,96 @@ async fn nothing_relayed_can_write() {
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert_ne!(out.status.code(), Some(0), "a viewer cannot write: {stderr}");
     assert!(!stderr.contains("relay"), "{stderr}");
+}
+
+/// Relayed `/v1/top` requests in `k2i`'s log.
+fn relayed_tops(k2i: &HostProcess) -> usize {
+    k2i.stderr().lines().filter(|l| l.contains("relayed request") && l.contains("/v1/top")).count()
+}
+
+#[tokio::test(flavor = "multi_thread", worker_threads = 2)]
+async fn a_refreshing_top_is_answered_from_watches_and_a_silent_host_becomes_timeout() {
+    let mut s = setup().await;
+    let asked_before: Vec<usize> = s.k2i.iter().map(relayed_tops).collect();
+    let k2i3 = s.k2i[3].init_pid().expect("k2i's pid");
+    let stop = move |sig| nix::sys::signal::kill(nix::unistd::Pid::from_raw(k2i3 as i32), sig).unwrap();
+
+    // The fleet's first processes by pid, asked of every host directly.
+    let top_args = ["top", "--sort", "pid", "--limit", "5"];
+    let direct_args: Vec<&str> =
+        ["--relay", "never", "-o", "json"].iter().chain(&top_args).copied().chain(["--once"]).collect();
+    let (direct, code, stderr) = s.json("olivia", &direct_args);
+    assert_eq!(code, 0, "{stderr}");
+    let live_args: Vec<&str> = ["--timeout", "2s", "-o", "ndjson"]
+        .iter()
+        .chain(&top_args)
+        .copied()
+        .chain(["-n", "9", "--interval", "500ms"])
+        .collect();
+    let mut child = s
+        .dcos("olivia", &live_args)
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .expect("dcos starts");
+    let stdout = child.stdout.take().unwrap();
+    let frames = tokio::task::spawn_blocking(move || {
+        use std::io::BufRead;
+        let mut frames: Vec<Value> = Vec::new();
+        for line in std::io::BufReader::new(stdout).lines() {
+            frames.push(serde_json::from_str(&line.unwrap()).expect("a JSON frame"));
+            if frames.len() == 2 {
+                // host-3's k2i stops answering (its connections open, nothing comes).
+                stop(nix::sys::signal::Signal::SIGSTOP);
+            }
+        }
+        frames
+    })
+    .await
+    .unwrap();
+    let out = child.wait_with_output().unwrap();
+    stop(nix::sys::signal::Signal::SIGCONT);
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    assert_eq!(frames.len(), 9, "{stderr}");
+    assert_eq!(out.status.code(), Some(3), "host-3 silent at the end: partial: {stderr}");
+
+    for (n, f) in frames.iter().enumerate() {
+        assert_eq!(f["hosts"].as_array().unwrap().len(), 4, "frame {n}: every host reported: {f}");
+        for i in 0..4 {
+            let h = host_entry(f, &format!("host-{i}"));
+            assert!(h["via"].is_string(), "frame {n}: {h}");
+            if h["status"] == "ok" {
+                // Every answer says how old it is, and none is older than --timeout.
+                let age = h["age_ms"].as_u64().unwrap_or_else(|| panic!("frame {n}: age_ms in {h}"));
+                assert!(age <= 2000, "frame {n}: {h}");
+            } else {
+                assert_eq!(i, 3, "frame {n}: only host-3 fails: {f}");
+                assert_eq!(h["status"], "timeout", "frame {n}: {h}");
+                assert!(h.get("age_ms").is_none(), "frame {n}: {h}");
+            }
+        }
+        let summaries = f["summaries"].as_array().unwrap().len();
+        let ok = f["hosts"].as_array().unwrap().iter().filter(|h| h["status"] == "ok").count();
+        assert_eq!(summaries, ok, "frame {n}: a summary for each host answering: {f}");
+    }
+    for (n, frame) in frames.iter().enumerate().take(2) {
+        assert_eq!(frame["summaries"].as_array().unwrap().len(), 4, "frame {n}: {frame}");
+        // Merged from the watched documents: the table the hosts give when asked.
+        let pids = |d: &Value| -> Vec<(String, i64)> {
+            d["processes"]
+                .as_array()
+                .unwrap()
+                .iter()
+                .map(|p| (p["host"].as_str().unwrap().into(), p["pid"].as_i64().unwrap()))
+                .collect()
+        };
+        assert_eq!(pids(frame), pids(&direct), "frame {n}: {frame}\ndirect: {direct}");
+        assert_eq!(pids(&direct).len(), 5);
+    }
+    let last = &frames[8];
+    assert_eq!(host_entry(last, "host-3")["status"], "timeout", "silent for 3 s: {last}");
+    // Each k2i was asked once for the nine frames: the relays watched, they did not poll.
+    for (i, k2i) in s.k2i.iter().enumerate().take(3) {
+        assert_eq!(relayed_tops(k2i), asked_before[i] + 1, "host-{i}:\n{}", k2i.stderr());
+    }
 }

@@ -155,6 +155,7 @@ pub async fn run_seed(
                 error: None,
                 elapsed_ms: started.elapsed().as_millis() as u64,
                 via: None,
+                age_ms: None,
             };
             if fleet.output == Format::Json {
                 output::print_line(&serde_json::json!({

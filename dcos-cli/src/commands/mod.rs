@@ -30,6 +30,7 @@ use k2i_client::K2iClient;
 use serde::de::DeserializeOwned;
 use std::collections::BTreeSet;
 use std::sync::Arc;
+use std::time::Duration;
 
 /// A failure before any host was asked: bad usage (exit 2) or a broken setup (exit 1).
 #[derive(Debug, thiserror::Error)]
@@ -134,8 +135,17 @@ impl Context {
     where
         T: DeserializeOwned + Send + 'static,
     {
+        self.live_answers(read, query, Duration::ZERO)
+    }
+
+    /// As [`Context::answers`]; through relays, the same request is to come again within
+    /// `live` (a refreshing `top`: the relays keep its answer fresh; zero: none will).
+    pub fn live_answers<T>(&self, read: Read, query: &str, live: Duration) -> BoxStream<'_, Answer<T>>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
         match &self.relays {
-            Some(relays) => relays.answers(&self.fanout, &self.targets, read, query),
+            Some(relays) => relays.answers(&self.fanout, &self.targets, read, query, live),
             None => {
                 let path = read.path(query);
                 self.fanout.get(&self.targets, move |_| path.clone()).boxed()
@@ -148,7 +158,15 @@ impl Context {
     where
         T: DeserializeOwned + Send + 'static,
     {
-        let mut all: Vec<Answer<T>> = self.answers(read, query).collect().await;
+        self.all_live_answers(read, query, Duration::ZERO).await
+    }
+
+    /// As [`Context::live_answers`], collected in target order.
+    pub async fn all_live_answers<T>(&self, read: Read, query: &str, live: Duration) -> Vec<Answer<T>>
+    where
+        T: DeserializeOwned + Send + 'static,
+    {
+        let mut all: Vec<Answer<T>> = self.live_answers(read, query, live).collect().await;
         all.sort_by_key(|a| a.target);
         all
     }

@@ -113,6 +113,7 @@ pub async fn run(tls: &TlsArgs, fleet: &FleetArgs, args: &QueryArgs) -> u8 {
             error: (outcome != pb::Outcome::Ok).then(|| format!("{}: {}", reply.outcome, reply.message)),
             elapsed_ms: reply.elapsed_ms,
             via: None,
+            age_ms: None,
         };
         match fleet.output {
             Format::Table | Format::Wide => {

@@ -11,6 +11,7 @@ use crate::table;
 use dcos_core::model::{HostSummary, Top};
 use dcos_query::{parse_sort, SortKey};
 use k2i_client::fanout::Read;
+use std::time::Duration;
 
 /// One refresh: who answered, their summaries, and the merged top processes.
 pub struct Frame {
@@ -21,10 +22,12 @@ pub struct Frame {
     pub elapsed_ms: u64,
 }
 
-pub async fn fetch(ctx: &Context, sort: &[SortKey], sort_text: &str, limit: usize) -> Frame {
+/// Gathers a frame. `live`: another frame follows within this long (through relays, they
+/// keep the answer fresh until then; zero: this is the last).
+pub async fn fetch(ctx: &Context, sort: &[SortKey], sort_text: &str, limit: usize, live: Duration) -> Frame {
     let started = std::time::Instant::now();
     let query = format!("limit={limit}&sort={}", encode(sort_text));
-    let answers = ctx.all_answers::<Top>(Read::Top, &query).await;
+    let answers = ctx.all_live_answers::<Top>(Read::Top, &query, live).await;
     let mut frame = Frame { reports: Vec::new(), hosts: Vec::new(), processes: Vec::new(), elapsed_ms: 0 };
     for mut a in answers {
         if let Some(top) = a.value.take() {
@@ -97,13 +100,21 @@ pub async fn run(ctx: &Context, args: &TopArgs) -> Result<u8, SetupError> {
                     println!();
                 }
             }
-            let frame = fetch(ctx, &sort, &args.sort, args.limit).await;
+            let live = if n + 1 < frames { next_within(ctx, args.interval) } else { Duration::ZERO };
+            let frame = fetch(ctx, &sort, &args.sort, args.limit, live).await;
             print_once(ctx.format, &frame);
             status = output::finish(&frame.reports);
         }
         return Ok(status);
     }
     live_view(ctx, &sort, args).await
+}
+
+/// How soon a relay hears the next frame's request after its answer, at the latest: the
+/// other relays' answers may take up to `--timeout` more, then the next frame starts within
+/// `interval`; with a second for printing.
+fn next_within(ctx: &Context, interval: Duration) -> Duration {
+    ctx.fanout.timeout + interval + Duration::from_secs(1)
 }
 
 fn print_once(format: Format, frame: &Frame) {
@@ -135,7 +146,9 @@ async fn live_view(ctx: &Context, sort: &[SortKey], args: &TopArgs) -> Result<u8
     let mut frames = 0u64;
     let status = loop {
         frames += 1;
-        let frame = fetch(ctx, sort, &args.sort, args.limit).await;
+        let last = args.iterations.is_some_and(|n| frames >= n);
+        let live = if last { Duration::ZERO } else { next_within(ctx, args.interval) };
+        let frame = fetch(ctx, sort, &args.sort, args.limit, live).await;
         let status =
             if frame.reports.iter().all(|r| r.ok()) { crate::exit::OK } else { crate::exit::PARTIAL };
         let (_, height) = terminal::size().unwrap_or((80, 24));

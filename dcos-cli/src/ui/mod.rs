@@ -224,7 +224,7 @@ async fn fleet(State(ui): State<Arc<Ui>>) -> Json<Value> {
     let sort = dcos_query::parse_sort("-cpu").unwrap_or_default();
     let started = Instant::now();
     let (frame, containers) = tokio::join!(
-        commands::top::fetch(&ctx, &sort, "-cpu", ui.top),
+        commands::top::fetch(&ctx, &sort, "-cpu", ui.top, std::time::Duration::ZERO),
         ctx.all_answers::<ContainerList>(k2i_client::fanout::Read::Containers, "")
     );
     {

@@ -5,8 +5,10 @@ use crate::error::ApiError;
 use crate::procfs::detail;
 use crate::sampler::{Sampler, Snapshot};
 use crate::server::AppState;
+use axum::body::Bytes;
 use axum::extract::{Path, RawQuery, State};
-use axum::response::Response;
+use axum::http::header::CONTENT_TYPE;
+use axum::response::{IntoResponse, Response};
 use dcos_core::model::{ProcList, Process, ProcessDetail};
 use dcos_query::ProcQuery;
 use std::sync::Arc;
@@ -168,28 +170,35 @@ fn canonical_pid(text: &str) -> Option<i32> {
     digits.then(|| text.parse().ok()).flatten().filter(|p: &i32| *p > 0)
 }
 
-/// The host summary and the top processes (default `sort=-cpu`, `limit=20`).
+/// The host summary and the top processes (default `sort=-cpu`, `limit=20`); with
+/// `watch=true`, a stream of them, one a sample (see [`watch_top`]).
 #[utoipa::path(get, path = "/v1/top", tag = "processes",
     params(
         ("sort" = Option<String>, Query, description = "default -cpu"),
         ("limit" = Option<usize>, Query, description = "default 20"),
         ("q" = Option<String>, Query, description = "filter expression as for /v1/proc"),
+        ("watch" = Option<bool>, Query, description = "true: `application/x-ndjson`, one document a line, the first at once and then one per new sample (at most one per sample interval) until the client closes"),
     ),
     responses((status = 200, body = dcos_core::model::Top), (status = 400, body = dcos_core::model::ErrorBody)))]
 pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Result<Response, ApiError> {
     let key = format!("/v1/top?{}", raw.as_deref().unwrap_or(""));
-    let snap: Arc<Snapshot> = state.sampler.current().await;
-    if let Some(answer) = cached(&state, &snap, &key) {
-        return Ok(answer);
-    }
     let mut pairs = query_pairs(raw)?;
+    let watch = take_watch(&mut pairs)?;
+    let snap: Arc<Snapshot> = state.sampler.current().await;
+    if !watch {
+        if let Some(answer) = cached(&state, &snap, &key) {
+            return Ok(answer);
+        }
+    }
     for (k, v) in [("sort", "-cpu"), ("limit", "20")] {
         if !pairs.iter().any(|(pk, _)| pk == k) {
             pairs.push((k.into(), v.into()));
         }
     }
     // Off the async workers, as `answer_list`.
-    tokio::task::spawn_blocking(move || {
+    let first = state.clone();
+    let watch_key = key.clone();
+    let (query, body) = tokio::task::spawn_blocking(move || {
         let query = ProcQuery::from_query(&pairs)?;
         if query.fields.is_some() || query.threads {
             return Err(ApiError::bad_request(
@@ -197,12 +206,97 @@ pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resu
                 "/v1/top takes neither fields nor threads; use /v1/proc",
             ));
         }
-        let selection = select(&query, &snap)?;
-        let body = to_json(&TopRef { host: &snap.host, processes: selection.processes })?;
-        state.responses.put(snap.seq, key, &body);
-        Ok(json_bytes(body))
+        let body = render_top(&first, &snap, &query, key)?;
+        Ok((query, body))
     })
-    .await?
+    .await??;
+    if !watch {
+        return Ok(json_bytes(body));
+    }
+    Ok(watch_top(state, query, body, watch_key))
+}
+
+/// Removes `watch` from `pairs`: whether it is `true` (400 unless `true` or `false`).
+fn take_watch(pairs: &mut Vec<(String, String)>) -> Result<bool, ApiError> {
+    let mut watch = false;
+    for (_, v) in pairs.iter().filter(|(k, _)| k == "watch") {
+        watch = match v.as_str() {
+            "true" | "1" => true,
+            "false" | "0" => false,
+            other => {
+                return Err(ApiError::bad_request(
+                    "bad_query",
+                    format!("watch: {other:?} is not true or false"),
+                ))
+            }
+        };
+    }
+    pairs.retain(|(k, _)| k != "watch");
+    Ok(watch)
+}
+
+/// The `/v1/top` document of `query` over `snap`, kept for identical requests (under `key`,
+/// the request's own query string) until the next sample.
+fn render_top(state: &AppState, snap: &Snapshot, query: &ProcQuery, key: String) -> Result<Bytes, ApiError> {
+    if let Some(body) = state.responses.get(snap.seq, &key) {
+        return Ok(body);
+    }
+    let selection = select(query, snap)?;
+    let body = to_json(&TopRef { host: &snap.host, processes: selection.processes })?;
+    state.responses.put(snap.seq, key, &body);
+    Ok(body)
+}
+
+/// `/v1/top?watch=true`: `first` (the current sample's document) at once, then the
+/// document of each new sample, one a line. A sample is asked for one interval after the
+/// last one sent, so a watched host is sampled at its interval; a sample the sampler does
+/// not take (it is stuck) sends nothing, and a client waiting for the next line sees the
+/// host fall silent. The stream ends when the client closes the connection, or k2i shuts
+/// down.
+fn watch_top(state: AppState, query: ProcQuery, first: Bytes, key: String) -> Response {
+    let interval = state.sampler.interval();
+    let start = state.sampler.peek();
+    let lines = futures::stream::unfold(
+        (state, query, key, Some(first), start.seq, start.taken),
+        move |(state, query, key, first, mut seq, mut taken)| async move {
+            if let Some(body) = first {
+                return Some((
+                    Ok::<_, std::convert::Infallible>(line(body)),
+                    (state, query, key, None, seq, taken),
+                ));
+            }
+            let mut closing = state.closing.subscribe();
+            loop {
+                tokio::select! {
+                    _ = tokio::time::sleep_until((taken + interval).into()) => {}
+                    _ = closing.wait_for(|c| *c) => return None,
+                }
+                let mut snap = state.sampler.current().await;
+                if snap.seq <= seq {
+                    snap = state.sampler.refresh().await;
+                }
+                if snap.seq <= seq {
+                    // No new sample within the refresh's wait: ask again an interval on.
+                    taken = std::time::Instant::now();
+                    continue;
+                }
+                (seq, taken) = (snap.seq, snap.taken);
+                // The query was checked on the first document; a later failure (its cost
+                // on a much larger table) ends the stream.
+                let body = render_top(&state, &snap, &query, key.clone()).ok()?;
+                return Some((Ok(line(body)), (state, query, key, None, seq, taken)));
+            }
+        },
+    );
+    ([(CONTENT_TYPE, "application/x-ndjson")], axum::body::Body::from_stream(lines)).into_response()
+}
+
+/// `body` and a newline.
+fn line(body: Bytes) -> Bytes {
+    let mut out = Vec::with_capacity(body.len() + 1);
+    out.extend_from_slice(&body);
+    out.push(b'\n');
+    Bytes::from(out)
 }
 
 /// `dcos_core::model::Top` by reference, so the snapshot is not copied.

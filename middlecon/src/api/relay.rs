@@ -15,16 +15,20 @@
 //! - Streaming: failures go out at once; answers too when nothing is merged (no limit,
 //!   containers), the bodies passed on unparsed; merged answers once every host has answered
 //!   or timed out. When the caller goes away, the requests still out are dropped.
+//! - A refreshing `top` (`live_ms`): answered from the hosts' watched documents ([`live`]).
+
+mod live;
 
 use crate::access::Caller;
-use dcos_core::model::{ProcList, Top};
+use dcos_core::model::ProcList;
 use dcos_core::reload::ReloadableIdentity;
 use dcos_core::role::{ON_BEHALF_OF_HEADER, ON_BEHALF_OF_ROLE_HEADER};
 use dcos_proto::v1 as pb;
 use dcos_query::{ProcQuery, SortKey};
 use futures::StreamExt;
-use k2i_client::fanout::{Answer, Bytes, Endpoint, FanOut, Read};
+use k2i_client::fanout::{Bytes, Endpoint, FanOut, HostReport, Read};
 use k2i_client::{merge, K2iClient};
+use serde_json::value::RawValue;
 use std::sync::Arc;
 use std::time::Duration;
 use tokio::sync::mpsc;
@@ -47,12 +51,19 @@ const TOP_DEFAULT_LIMIT: usize = 20;
 #[derive(Clone)]
 pub struct RelayApi {
     client: K2iClient,
+    /// The watches of live sessions hold their connections for the session's life: a pool of
+    /// their own, so the connections kept for the other requests stay free for them.
+    watch_client: K2iClient,
+    sessions: Arc<live::Sessions>,
 }
 
 impl RelayApi {
     /// With the daemon's identity in use (a reload applies to the next connection).
     pub fn new(identity: &Arc<ReloadableIdentity>) -> Result<RelayApi, dcos_core::tls::TlsError> {
-        Ok(RelayApi { client: K2iClient::with_config((*identity.client_config(&[])?).clone(), POOL_IDLE) })
+        let tls = (*identity.client_config(&[])?).clone();
+        let client = K2iClient::with_config(tls.clone(), POOL_IDLE);
+        let watch_client = K2iClient::with_config(tls, POOL_IDLE);
+        Ok(RelayApi { client, watch_client, sessions: Arc::default() })
     }
 }
 
@@ -152,15 +163,16 @@ fn plan(kind: pb::FanOutKind, query: &str) -> Result<(Read, Merge), String> {
     }
 }
 
-fn to_pb(a: &Answer<impl Sized>, body: Vec<u8>) -> pb::HostAnswer {
+fn report_pb(index: usize, r: &HostReport, body: Vec<u8>) -> pb::HostAnswer {
     pb::HostAnswer {
-        index: a.target as u32,
-        host: a.report.host.clone(),
-        address: a.report.address.clone(),
-        status: a.report.status.to_string(),
-        error: a.report.error.clone().unwrap_or_default(),
-        elapsed_ms: a.report.elapsed_ms,
+        index: index as u32,
+        host: r.host.clone(),
+        address: r.address.clone(),
+        status: r.status.to_string(),
+        error: r.error.clone().unwrap_or_default(),
+        elapsed_ms: r.elapsed_ms,
         body,
+        age_ms: r.age_ms,
     }
 }
 
@@ -181,21 +193,6 @@ async fn send(tx: &mpsc::Sender<Result<pb::FanOutReply, Status>>, answers: Vec<p
     batch.is_empty() || tx.send(Ok(pb::FanOutReply { answers: batch })).await.is_ok()
 }
 
-/// Decodes an answer's body as `T`; a body that does not decode is the host's `http_error`.
-fn decoded<T: serde::de::DeserializeOwned>(a: Answer<Bytes>) -> (Answer<()>, Option<T>) {
-    let Answer { target, mut report, value } = a;
-    let value = match value.map(|b| serde_json::from_slice::<T>(&b)) {
-        Some(Ok(v)) => Some(v),
-        Some(Err(e)) => {
-            report.status = "http_error";
-            report.error = Some(format!("bad answer: {e}"));
-            None
-        }
-        None => None,
-    };
-    (Answer { target, report, value: None }, value)
-}
-
 /// Runs one fan-out, sending what is final as it is.
 async fn relay(
     fan: FanOut,
@@ -205,52 +202,163 @@ async fn relay(
     tx: mpsc::Sender<Result<pb::FanOutReply, Status>>,
 ) {
     let mut answers = fan.get_raw(&hosts, |_| path.clone()).ready_chunks(256);
-    let mut lists: Vec<(Answer<()>, ProcList)> = Vec::new();
-    let mut tops: Vec<(Answer<()>, Top)> = Vec::new();
+    let mut kept: Vec<(usize, HostReport, Bytes)> = Vec::new();
     while let Some(chunk) = answers.next().await {
         let mut now = Vec::new();
         for a in chunk {
-            match &merge {
-                Merge::None => {
-                    let body = a.value.as_ref().map(|b| b.to_vec()).unwrap_or_default();
-                    now.push(to_pb(&a, body));
+            match (&merge, a.value) {
+                (Merge::None, value) => {
+                    now.push(report_pb(a.target, &a.report, value.map(|b| b.to_vec()).unwrap_or_default()))
                 }
-                Merge::Processes { .. } => match decoded::<ProcList>(a) {
-                    (a, Some(list)) => lists.push((a, list)),
-                    (failed, None) => now.push(to_pb(&failed, Vec::new())),
-                },
-                Merge::Top { .. } => match decoded::<Top>(a) {
-                    (a, Some(top)) => tops.push((a, top)),
-                    (failed, None) => now.push(to_pb(&failed, Vec::new())),
-                },
+                (_, Some(body)) => kept.push((a.target, a.report, body)),
+                (_, None) => now.push(report_pb(a.target, &a.report, Vec::new())),
             }
         }
         if !send(&tx, now).await {
             return;
         }
     }
-    let merged: Vec<pb::HostAnswer> = match merge {
+    let merged = match merge {
         Merge::None => return,
-        Merge::Processes { sort, limit } => {
-            let (reports, mut lists): (Vec<_>, Vec<_>) = lists.into_iter().unzip();
-            merge::trim_lists(&mut lists, &sort, Some(limit));
-            reports
-                .iter()
-                .zip(&lists)
-                .map(|(a, l)| to_pb(a, serde_json::to_vec(l).unwrap_or_default()))
-                .collect()
-        }
+        Merge::Processes { sort, limit } => merged_lists(kept, &sort, limit),
         Merge::Top { sort, limit } => {
-            let (reports, mut tops): (Vec<_>, Vec<_>) = tops.into_iter().unzip();
-            merge::trim_tops(&mut tops, &sort, limit);
-            reports
-                .iter()
-                .zip(&tops)
-                .map(|(a, t)| to_pb(a, serde_json::to_vec(t).unwrap_or_default()))
-                .collect()
+            let docs =
+                kept.into_iter().map(|(i, r, body)| (i, r, TopDoc::parse(&body).map(Arc::new))).collect();
+            merged_tops(docs, &sort, limit)
         }
     };
     send(&tx, merged).await;
+}
+
+/// `report` as the host's `http_error` for `why` (its answer is not what k2i sends).
+fn bad(index: usize, mut report: HostReport, why: String) -> pb::HostAnswer {
+    report.status = "http_error";
+    report.error = Some(why);
+    report_pb(index, &report, Vec::new())
+}
+
+/// A `/v1/top` answer, its rows left in JSON.
+#[derive(serde::Deserialize)]
+struct RawTop<'a> {
+    #[serde(borrow)]
+    host: &'a RawValue,
+    #[serde(borrow)]
+    processes: Vec<&'a RawValue>,
+}
+
+/// The one field of a host summary the merge needs.
+#[derive(serde::Deserialize)]
+struct Named {
+    name: String,
+}
+
+/// A `/v1/top` document parsed as far as a merge needs: the host's name, and where its
+/// summary and each process row are in its text (a live session parses each document once,
+/// as it arrives, so an answer only merges).
+pub struct TopDoc {
+    text: String,
+    name: String,
+    host: std::ops::Range<usize>,
+    rows: Vec<std::ops::Range<usize>>,
+}
+
+impl TopDoc {
+    /// `body` parsed; why not, if it is not a `/v1/top` document.
+    pub fn parse(body: &[u8]) -> Result<TopDoc, String> {
+        let text = String::from_utf8(body.to_vec()).map_err(|e| format!("bad answer: {e}"))?;
+        let (name, host, rows) = {
+            let raw: RawTop = serde_json::from_str(&text).map_err(|e| format!("bad answer: {e}"))?;
+            let name =
+                serde_json::from_str::<Named>(raw.host.get()).map_err(|e| format!("bad answer: {e}"))?.name;
+            let span = |r: &RawValue| {
+                let start = r.get().as_ptr() as usize - text.as_ptr() as usize;
+                start..start + r.get().len()
+            };
+            (name, span(raw.host), raw.processes.iter().map(|r| span(r)).collect())
+        };
+        Ok(TopDoc { text, name, host, rows })
+    }
+
+    fn rows(&self) -> Vec<&str> {
+        self.rows.iter().map(|r| &self.text[r.clone()]).collect()
+    }
+
+    /// The document with only the rows `keep` says.
+    fn with_rows(&self, keep: &[bool]) -> Vec<u8> {
+        let mut out = Vec::with_capacity(self.host.len() + 32);
+        out.extend_from_slice(b"{\"host\":");
+        out.extend_from_slice(self.text[self.host.clone()].as_bytes());
+        out.extend_from_slice(b",\"processes\":[");
+        let kept = self.rows.iter().zip(keep).filter(|(_, k)| **k).map(|(r, _)| &self.text[r.clone()]);
+        for (n, row) in kept.enumerate() {
+            if n > 0 {
+                out.push(b',');
+            }
+            out.extend_from_slice(row.as_bytes());
+        }
+        out.extend_from_slice(b"]}");
+        out
+    }
+}
+
+/// The `/v1/top` answers (`index`, report, document) with each host's summary and those of
+/// its processes among the fleet's first `limit` by `sort`; rows pass on as k2i wrote them.
+fn merged_tops(
+    answers: Vec<(usize, HostReport, Result<Arc<TopDoc>, String>)>,
+    sort: &[SortKey],
+    limit: usize,
+) -> Vec<pb::HostAnswer> {
+    let mut out = Vec::new();
+    let mut docs = Vec::new();
+    for (i, report, doc) in answers {
+        match doc {
+            Ok(doc) => docs.push((i, report, doc)),
+            Err(why) => out.push(bad(i, report, why)),
+        }
+    }
+    let rows: Vec<(&str, Vec<&str>)> = docs.iter().map(|(_, _, d)| (d.name.as_str(), d.rows())).collect();
+    let keep = merge::select_raw(&rows, sort, limit);
+    for ((i, report, doc), keep) in docs.iter().zip(keep) {
+        match keep {
+            Ok(keep) => out.push(report_pb(*i, report, doc.with_rows(&keep))),
+            Err(why) => out.push(bad(*i, report.clone(), why)),
+        }
+    }
+    out
+}
+
+/// The `/v1/proc` answers (`index`, report, body) with only the rows among the first
+/// `limit` by `sort`, decoding only the rows that may be ([`merge::select_raw`]); rows pass
+/// on as k2i wrote them.
+fn merged_lists(
+    answers: Vec<(usize, HostReport, Bytes)>,
+    sort: &[SortKey],
+    limit: usize,
+) -> Vec<pb::HostAnswer> {
+    let mut out = Vec::new();
+    let mut lists = Vec::new();
+    for (i, report, body) in &answers {
+        match serde_json::from_slice::<ProcList<&RawValue>>(body) {
+            Ok(list) => lists.push((*i, report, list)),
+            Err(e) => out.push(bad(*i, report.clone(), format!("bad answer: {e}"))),
+        }
+    }
+    let rows: Vec<(&str, Vec<&str>)> = lists
+        .iter()
+        .map(|(_, _, l)| (l.host.as_str(), l.processes.iter().map(|r| r.get()).collect()))
+        .collect();
+    let keep = merge::select_raw(&rows, sort, limit);
+    for ((i, report, mut list), keep) in lists.into_iter().zip(keep) {
+        match keep {
+            Ok(keep) => {
+                let mut flags = keep.into_iter();
+                list.processes.retain(|_| flags.next().unwrap_or(false));
+                out.push(report_pb(i, report, serde_json::to_vec(&list).unwrap_or_default()));
+            }
+            Err(why) => out.push(bad(i, report.clone(), why)),
+        }
+    }
+    out
 }
 
 #[tonic::async_trait]
@@ -286,6 +394,40 @@ impl pb::relay_server::Relay for RelayApi {
             (ON_BEHALF_OF_ROLE_HEADER, role.as_str().into()),
         ];
         let (tx, rx) = mpsc::channel(16);
+        if let Merge::Top { sort, limit } = &merge {
+            let key = live::Key {
+                operator: caller.name.clone(),
+                role: role.as_str().into(),
+                query: req.query.clone(),
+                hosts: hosts.iter().map(|h| (h.name.clone(), h.k2i.clone())).collect(),
+            };
+            let live = Duration::from_millis(req.live_ms.into()).min(MAX_TIMEOUT);
+            let watch_path =
+                format!("{}&watch=true", Read::Top.path(&req.query)).replacen("/v1/top&", "/v1/top?", 1);
+            let session = match live.is_zero() {
+                true => self.sessions.get(&key).map(|s| (s, false)),
+                false => self.sessions.session(&key, &self.watch_client, &watch_path, &fan.headers, timeout),
+            };
+            if let Some((session, new)) = session {
+                let (sort, limit) = (sort.clone(), *limit);
+                let deadline = tokio::time::Instant::now() + timeout;
+                tokio::spawn(async move {
+                    if new {
+                        session.first(key.hosts.len(), deadline).await;
+                    }
+                    let (mut now, mut ok) = (Vec::new(), Vec::new());
+                    for (i, (report, doc)) in session.answer(&key, timeout, live).into_iter().enumerate() {
+                        match doc {
+                            Some(doc) => ok.push((i, report, Ok(doc))),
+                            None => now.push(report_pb(i, &report, Vec::new())),
+                        }
+                    }
+                    now.extend(merged_tops(ok, &sort, limit));
+                    send(&tx, now).await;
+                });
+                return Ok(Response::new(ReceiverStream::new(rx)));
+            }
+        }
         let path = read.path(&req.query);
         tokio::spawn(async move {
             // The caller gone: stop asking.

@@ -20,8 +20,10 @@
 //! datacenters or more) and `--relay never`; `dcos top` refreshing (`-n`, each frame's
 //! `elapsed_ms`); the 1,000 hosts of `dc0` alone with this `dcos` and, if given, another
 //! build's (`--dcos-before`); the whole table of 50 hosts (`-o json`) against
-//! `xargs -P 64 curl`; and, once at the end, the full `dcos ps -o ndjson` of all 10,000
-//! hosts through the relays, for the client's peak RSS.
+//! `xargs -P 64 curl`; and, once at the end, a refreshing `dcos top` whose relays' and
+//! endpoints' CPU a second is measured from its second frame to its last (what keeping the
+//! relays' watches fresh costs), and the full `dcos ps -o ndjson` of all 10,000 hosts through
+//! the relays, for the client's peak RSS.
 
 use super::*;
 use dcos_bench::stats::percentile;
@@ -81,6 +83,10 @@ pub struct MultiArgs {
     /// Skip the full `dcos ps -o ndjson` of every host.
     #[arg(long)]
     no_full_ndjson: bool,
+    /// Frames of the `dcos top` whose steady cost is measured once at the end (the relays'
+    /// and the endpoints' CPU a second from its second frame to its last; 0: none).
+    #[arg(long, default_value_t = 12)]
+    steady_frames: usize,
     /// Seconds to wait after everything is up, before the warm-up round.
     #[arg(long, default_value_t = 3)]
     settle: u64,
@@ -395,6 +401,67 @@ impl World {
         Ok(e)
     }
 
+    /// Waits (at most 10 s) until the relays and the endpoints are idle again after a `top`:
+    /// its last frame ends the relays' sessions, whose 10,000 watch connections then close,
+    /// and what is measured next must not pay for that.
+    fn quiet_after_top(&self) {
+        let busy = || self.side_ticks().0 + self.endpoint_ticks();
+        let until = Instant::now() + Duration::from_secs(10);
+        while Instant::now() < until {
+            let before = busy();
+            std::thread::sleep(Duration::from_millis(250));
+            // Under 20 ms of CPU in 250 ms: idle.
+            if busy().saturating_sub(before) as f64 / probe::clk_tck() < 0.02 {
+                break;
+            }
+        }
+        std::thread::sleep(Duration::from_millis(500));
+    }
+
+    /// CPU ticks of every endpoint process.
+    fn endpoint_ticks(&self) -> u64 {
+        std::iter::once(self.server.pid())
+            .chain(self.more_servers.iter().map(|s| s.pid()))
+            .map(|p| probe::cpu_ticks(p).unwrap_or(0))
+            .sum()
+    }
+
+    /// A refreshing `dcos top` of `frames` frames at 1 s, the CPU from its second frame
+    /// printed to its last.
+    fn top_steady(&self, frames: usize) -> Result<Steady> {
+        use std::io::BufRead;
+        let mut cmd = Command::new(&self.dcos);
+        self.env(&mut cmd);
+        cmd.args(["--seed", &format!("127.0.0.1:{SEED_PORT}"), "--timeout", &self.args.timeout])
+            .args(["-o", "ndjson", "top", "-n", &frames.to_string(), "--interval", "1s"])
+            .args(["--limit", &self.args.limit.to_string()])
+            .stdout(Stdio::piped())
+            .stderr(Stdio::null());
+        let mut child = cmd.spawn().context("starting dcos top")?;
+        let stdout = child.stdout.take().context("dcos top's stdout")?;
+        let mut marks = Vec::new();
+        for (n, line) in std::io::BufReader::new(stdout).lines().enumerate() {
+            line.context("reading dcos top")?;
+            if n == 1 || n + 1 == frames {
+                marks.push((Instant::now(), self.side_ticks().0, self.endpoint_ticks(), MachineCpu::read()?));
+            }
+        }
+        child.wait()?;
+        let [(t0, r0, e0, m0), (t1, r1, e1, m1)] = marks[..] else {
+            bail!("dcos top printed too few frames for the steady measure")
+        };
+        let secs = t1.duration_since(t0).as_secs_f64();
+        let cpus = std::thread::available_parallelism().map_or(1, |n| n.get()) as f64;
+        let per_s = |ticks: u64| ticks as f64 / probe::clk_tck() * 1e3 / secs;
+        Ok(Steady {
+            frames: frames - 2,
+            secs,
+            relays_ms_per_s: per_s(r1 - r0),
+            endpoints_ms_per_s: per_s(e1 - e0),
+            machine_busy: m1.busy_ms_since(&m0) / (secs * 1e3 * cpus) * 100.0,
+        })
+    }
+
     /// The full `dcos ps -o ndjson` of every host through the relays: stdout counted only.
     fn full_ndjson(&self) -> Result<(Exec, Side)> {
         let args = ["--timeout", &self.args.full_timeout, "-o", "ndjson", "ps"];
@@ -445,6 +512,17 @@ struct Found {
     ndjson: Samples,
     ndjson_bytes: u64,
     ndjson_lines: u64,
+    steady: Option<Steady>,
+}
+
+/// A refreshing `dcos top` from its second frame to its last: CPU a second of wall time.
+#[derive(Debug, Clone, Copy)]
+struct Steady {
+    frames: usize,
+    secs: f64,
+    relays_ms_per_s: f64,
+    endpoints_ms_per_s: f64,
+    machine_busy: f64,
 }
 
 pub fn run(args: &MultiArgs) -> Result<String> {
@@ -579,7 +657,7 @@ pub fn run(args: &MultiArgs) -> Result<String> {
         f.top.push(&t, side, None);
         f.top_first.push(frames[0]);
         f.top_rest.extend_from_slice(&frames[1..]);
-        pause();
+        world.quiet_after_top();
         let (o, side, doc) = world.ps(&dcos, &["--dc", "dc0"], args.per_dc, false)?;
         f.one_dc.push(&o, side, Some(&doc));
         let (o, side, doc) = world.ps(&dcos, &["--relay", "always", "--dc", "dc0"], args.per_dc, true)?;
@@ -608,6 +686,12 @@ pub fn run(args: &MultiArgs) -> Result<String> {
             ms(n.wall),
             ms(c.wall)
         ));
+    }
+    if args.steady_frames >= 3 {
+        progress(format!("a refreshing dcos top of {} frames, its steady cost", args.steady_frames));
+        let steady = world.top_steady(args.steady_frames)?;
+        progress(format!("{steady:?}"));
+        f.steady = Some(steady);
     }
     if !args.no_full_ndjson {
         progress(format!("the full dcos ps -o ndjson of {total} hosts through the relays"));
@@ -804,6 +888,23 @@ fn render(f: &Found, args: &MultiArgs, date: &str, closing: &str) -> String {
             f_ms(med(&s.proxy_cpu)),
             med(&s.series.busy),
             f_mb(med(&s.series.rss)),
+        );
+    }
+    if let Some(s) = f.steady {
+        let _ = writeln!(
+            out,
+            "\nA refreshing `dcos top` once it runs (frames 2 to {} of one `top -n {}`, {:.1} s): the relays' CPU \
+             {:.0} ms a second ({:.0} ms a second for each relay's {per} hosts, {:.1} µs a host), the k2i endpoints' \
+             {:.0} ms a second ({:.1} µs a host); the machine {:.0} % busy (100 % = both cores).",
+            s.frames + 2,
+            s.frames + 2,
+            s.secs,
+            s.relays_ms_per_s,
+            s.relays_ms_per_s / args.dcs as f64,
+            s.relays_ms_per_s * 1e3 / (args.dcs * args.per_dc) as f64,
+            s.endpoints_ms_per_s,
+            s.endpoints_ms_per_s * 1e3 / (args.dcs * args.per_dc) as f64,
+            s.machine_busy,
         );
     }
     out

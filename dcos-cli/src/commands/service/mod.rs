@@ -231,6 +231,7 @@ pub(crate) mod tests {
             error: (status != "ok").then(|| "no answer within 3s".into()),
             elapsed_ms: 1,
             via: None,
+            age_ms: None,
         }
     }
 
