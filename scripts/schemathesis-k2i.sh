@@ -32,6 +32,9 @@ for token in "$viewer_token" "$admin_token"; do
     || { echo "schemathesis-k2i: the bearer token is not accepted" >&2; exit 1; }
 done
 status=0
+# A watch (`/v1/top?watch=true`) streams until the client closes: the hooks ask for one
+# document instead (scripts/schemathesis_hooks.py says why).
+export PYTHONPATH="$PWD/scripts${PYTHONPATH:+:$PYTHONPATH}" SCHEMATHESIS_HOOKS=schemathesis_hooks
 # One worker: with threads, Python 3.11's ast.parse (which Hypothesis calls to describe its
 # strategies) can fail with "AST constructor recursion depth mismatch", a crash of the tool
 # that says nothing about k2i.
