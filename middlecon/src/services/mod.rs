@@ -334,8 +334,10 @@ impl Services {
             name: name.to_string(),
             host: self.workloads.host.clone(),
         })?;
-        let instances = service.synced().instances.iter().map(InstanceView::from).collect();
-        Ok((self.summary_of(&service.spec, Some(&service)), instances))
+        // The summary brings the steered counts in; the instances are read right after.
+        let summary = self.summary_of(&service.spec, Some(&service));
+        let instances = service.pool().instances.iter().map(InstanceView::from).collect();
+        Ok((summary, instances))
     }
 
     /// Closes service `name`'s front, drains (at most `drain`, else its `--drain`) and
