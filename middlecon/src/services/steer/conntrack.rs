@@ -93,6 +93,9 @@ impl Socket {
         if socket::setsockopt(&fd, socket::sockopt::RcvBufForce, &(16 << 20)).is_err() {
             let _ = socket::setsockopt(&fd, socket::sockopt::RcvBuf, &(16 << 20));
         }
+        // A wait for events ends within a second (`EAGAIN`), so a follower on a quiet host
+        // still sees when it is no longer needed.
+        socket::setsockopt(&fd, socket::sockopt::ReceiveTimeout, &nix::sys::time::TimeVal::new(1, 0))?;
         Ok(Socket { fd })
     }
 

@@ -9,6 +9,11 @@
 //! conntrack's events, the connections it steered to each instance: open now, taken in all,
 //! and when the last one opened or ended ([`PortLoad`]). A service whose front is not
 //! steered ([`NoSteer`], or an empty route) has every connection relayed by its front.
+//!
+//! conntrack reports every connection of the host, so its events are followed only while
+//! they can matter: from the moment a front is to steer (before its rules are applied)
+//! until no front steers and no steered connection is open. A host without steered
+//! services reads none.
 
 pub mod conntrack;
 pub mod rules;
@@ -95,9 +100,18 @@ struct Counts {
     loads: HashMap<u16, PortLoad>,
     /// Steered connections open now: (client, the address it asked for) -> instance port.
     open: HashMap<(End, End), u16>,
+    /// A thread follows conntrack's events.
+    following: bool,
 }
 
 impl Counts {
+    /// Whether steered connections may come or are open: a front steers, or is to, to some
+    /// instance, or a connection it steered is still open.
+    fn needs_events(&self) -> bool {
+        let steers = |r: &Rules| matches!(r, Rules::Steer(ports) if !ports.is_empty());
+        !self.open.is_empty() || self.fronts.values().any(|f| steers(&f.had) || steers(&f.want))
+    }
+
     /// One connection's event.
     fn saw(&mut self, e: &Event, now: Instant) {
         let key = (e.client, e.asked);
@@ -148,7 +162,8 @@ impl Kernel {
     /// An error when this host cannot steer (no `iptables`, no netlink conntrack).
     pub async fn start() -> Result<Arc<Kernel>, String> {
         let existing = rules::existing().await?;
-        let events = conntrack::Socket::events().map_err(|e| format!("conntrack events: {e}"))?;
+        // Opened once to know the host can count; followed only when needed.
+        drop(conntrack::Socket::events().map_err(|e| format!("conntrack events: {e}"))?);
         rules::allow_localnet().await?;
         let now = Instant::now();
         let mut counts = Counts::default();
@@ -157,18 +172,29 @@ impl Kernel {
             counts.fronts.insert(port, Front { had: had.clone(), want: had, since: now, applying: false });
         }
         let counts = Arc::new(Mutex::new(counts));
-        // Subscribed first, then the table read: nothing falls between the two.
-        let table = tokio::task::spawn_blocking(conntrack::dump)
-            .await
-            .map_err(|e| format!("conntrack dump: {e}"))?
-            .map_err(|e| format!("conntrack dump: {e}"))?;
-        counts.lock().unwrap_or_else(|e| e.into_inner()).resync(&table, Instant::now());
-        let following = Arc::downgrade(&counts);
-        std::thread::Builder::new()
-            .name("conntrack".into())
-            .spawn(move || follow(events, following))
-            .map_err(|e| format!("conntrack events: {e}"))?;
+        Kernel::follow_if_needed(&counts, &mut counts.lock().unwrap_or_else(|e| e.into_inner()));
         Ok(Arc::new(Kernel { counts }))
+    }
+
+    /// Starts a thread following conntrack's events if they are needed and none follows
+    /// (`c` is `counts`, locked). It subscribes before it returns, so a rule applied after
+    /// this steers no connection it misses; the thread first counts the table.
+    fn follow_if_needed(counts: &Arc<Mutex<Counts>>, c: &mut Counts) {
+        if c.following || !c.needs_events() {
+            return;
+        }
+        let events = match conntrack::Socket::events() {
+            Ok(events) => events,
+            Err(e) => {
+                tracing::error!("conntrack events: {e}; steered connections are not counted");
+                return;
+            }
+        };
+        let following = Arc::downgrade(counts);
+        match std::thread::Builder::new().name("conntrack".into()).spawn(move || follow(events, following)) {
+            Ok(_) => c.following = true,
+            Err(e) => tracing::error!("conntrack events: {e}; steered connections are not counted"),
+        }
     }
 
     fn counts(&self) -> MutexGuard<'_, Counts> {
@@ -228,8 +254,10 @@ impl Kernel {
             return;
         }
         f.want = want;
-        if !f.applying {
-            f.applying = true;
+        let start = !f.applying;
+        f.applying = true;
+        Kernel::follow_if_needed(&self.counts, &mut c);
+        if start {
             Kernel::apply(self.counts.clone(), front);
         }
     }
@@ -253,11 +281,20 @@ pub async fn purge(fronts: &[u16]) -> Vec<String> {
     left
 }
 
-/// Follows conntrack's events on a thread of its own until the counts are dropped: it wakes
-/// for the first event, takes every one waiting, and rests [`BATCH`] so that a busy host's
+/// Follows conntrack's events on a thread of its own while they are needed
+/// ([`Counts::needs_events`]) and the counts live: it counts the table first, then wakes for
+/// the first event, takes every one waiting, and rests [`BATCH`] so that a busy host's
 /// events are read many at a time. Lost events (the socket's buffer overflowed) are made
 /// good by recounting from the table.
 fn follow(events: conntrack::Socket, counts: std::sync::Weak<Mutex<Counts>>) {
+    let recount = |counts: &Mutex<Counts>| match conntrack::dump() {
+        Ok(table) => counts.lock().unwrap_or_else(|e| e.into_inner()).resync(&table, Instant::now()),
+        Err(e) => tracing::warn!("recounting steered connections: {e}"),
+    };
+    match counts.upgrade() {
+        Some(counts) => recount(&counts),
+        None => return,
+    }
     let mut buf = vec![0u8; 256 << 10];
     loop {
         let mut wait = true;
@@ -276,18 +313,23 @@ fn follow(events: conntrack::Socket, counts: std::sync::Weak<Mutex<Counts>>) {
                 Err(nix::errno::Errno::EAGAIN) => break,
                 Err(nix::errno::Errno::ENOBUFS) => {
                     tracing::warn!("conntrack events overflowed: recounting steered connections");
-                    match conntrack::dump() {
-                        Ok(table) => counts.lock().unwrap_or_else(|e| e.into_inner()).resync(&table, now),
-                        Err(e) => tracing::warn!("recounting steered connections: {e}"),
-                    }
+                    recount(&counts);
                 }
                 Err(nix::errno::Errno::EINTR) => {}
                 Err(e) => {
                     tracing::error!("conntrack events: {e}; steered connections are no longer counted");
+                    counts.lock().unwrap_or_else(|e| e.into_inner()).following = false;
                     return;
                 }
             }
         }
+        let Some(counts) = counts.upgrade() else { return };
+        let mut c = counts.lock().unwrap_or_else(|e| e.into_inner());
+        if !c.needs_events() {
+            c.following = false;
+            return;
+        }
+        drop(c);
         std::thread::sleep(BATCH);
     }
 }
@@ -378,6 +420,25 @@ mod tests {
         c.saw(&event(50000, 8080, 4001, 7, false), now);
         c.saw(&event(50000, 8080, 4001, 7, true), now);
         assert_eq!(c.loads[&4001], PortLoad { open: 1, taken: 2, last: Some(now) });
+    }
+
+    #[test]
+    fn events_are_needed_only_while_a_front_steers_or_a_steered_connection_is_open() {
+        let mut c = Counts::default();
+        assert!(!c.needs_events(), "no front: a host without services reads no events");
+        let empty = Rules::Steer(Vec::new());
+        c.fronts
+            .insert(8080, Front { had: empty.clone(), want: empty, since: Instant::now(), applying: false });
+        assert!(!c.needs_events(), "a front steering to no instance");
+        c.fronts.get_mut(&8080).unwrap().want = Rules::Steer(vec![4001]);
+        assert!(c.needs_events(), "a front about to steer: followed before its rules apply");
+        let now = Instant::now();
+        c.saw(&event(50000, 8080, 4001, 3, false), now);
+        let f = c.fronts.get_mut(&8080).unwrap();
+        (f.had, f.want) = (Rules::Gone, Rules::Gone);
+        assert!(c.needs_events(), "no longer steering, one steered connection still open");
+        c.saw(&event(50000, 8080, 4001, 7, true), now);
+        assert!(!c.needs_events(), "its last steered connection ended");
     }
 
     #[test]
