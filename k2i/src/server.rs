@@ -39,9 +39,13 @@ pub const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 /// section 8) keeps its connection to every k2i of its datacenter open between requests.
 pub const HOST_IDLE_TIMEOUT: Duration = Duration::from_secs(120);
 
-/// What every handler may reach.
+/// What every handler may reach: one shared [`Host`], so that the clone each layer of the
+/// router takes per request is one reference count.
 #[derive(Clone)]
-pub struct AppState {
+pub struct AppState(Arc<Host>);
+
+/// The served host's state behind [`AppState`].
+pub struct Host {
     pub sampler: SamplerHandle,
     pub name: Arc<str>,
     pub dc: Arc<str>,
@@ -59,6 +63,13 @@ pub struct AppState {
     pub closing: Arc<tokio::sync::watch::Sender<bool>>,
 }
 
+impl std::ops::Deref for AppState {
+    type Target = Host;
+    fn deref(&self) -> &Host {
+        &self.0
+    }
+}
+
 impl AppState {
     pub fn new(
         sampler: SamplerHandle,
@@ -68,7 +79,7 @@ impl AppState {
         sysctl_allow: AllowList,
         audit_log: Option<PathBuf>,
     ) -> AppState {
-        AppState {
+        AppState(Arc::new(Host {
             sampler,
             name: name.into(),
             dc: dc.into(),
@@ -80,7 +91,7 @@ impl AppState {
             responses: Arc::default(),
             identities: Arc::default(),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
-        }
+        }))
     }
 }
 

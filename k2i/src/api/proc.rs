@@ -13,22 +13,45 @@ use dcos_core::model::{ProcList, Process, ProcessDetail};
 use dcos_query::ProcQuery;
 use std::sync::Arc;
 
-/// The `/v1/proc` document for the query `pairs`, made on a blocking thread: compiling a
-/// query's regexes, running it over the table and (with `threads=true`) reading
-/// `/proc/PID/task` are the costly part of a request; on the async workers they would hold
-/// up every other request behind them, `/healthz` included. A request stays counted in its
-/// identity's in-flight budget while it runs there.
+/// Up to this many rows (processes and kernel threads), a query without a filter
+/// expression (`q`) or thread rows is answered on the async worker: there it takes less
+/// than handing it to a blocking thread and back would.
+const INLINE_ROWS: usize = 2048;
+
+/// Runs `answer`, the costly part of a request (compiling a query's regexes, running it
+/// over a large table, reading `/proc/PID/task` for `threads=true`), on a blocking thread:
+/// on the async workers it would hold up every other request behind it, `/healthz`
+/// included. The request stays counted in its identity's in-flight budget meanwhile. A
+/// plain sort and limit over a host's usual table ([`plain`]) runs where it is.
+async fn off_worker<T: Send + 'static>(
+    plain: bool,
+    answer: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
+) -> Result<T, ApiError> {
+    match plain {
+        true => answer(),
+        false => tokio::task::spawn_blocking(answer).await?,
+    }
+}
+
+/// Whether the query `pairs` over `snap` is plain: neither `q` nor `threads`, and at most
+/// [`INLINE_ROWS`] rows.
+fn plain(pairs: &[(String, String)], snap: &Snapshot) -> bool {
+    pairs.iter().all(|(k, v)| k != "q" && (k != "threads" || v == "false" || v == "0"))
+        && snap.processes.len() + snap.kernel_threads.len() <= INLINE_ROWS
+}
+
+/// The `/v1/proc` document for the query `pairs` ([`off_worker`]).
 async fn answer_list(
     state: AppState,
     snap: Arc<Snapshot>,
     pairs: Vec<(String, String)>,
     key: String,
 ) -> Result<Response, ApiError> {
-    tokio::task::spawn_blocking(move || {
+    off_worker(plain(&pairs, &snap), move || {
         let query = ProcQuery::from_query(&pairs)?;
         render_list(&state, &snap, &query, key)
     })
-    .await?
+    .await
 }
 
 /// The processes of `snap` (kernel threads too if asked) that `query` selects, once its
@@ -195,10 +218,9 @@ pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resu
             pairs.push((k.into(), v.into()));
         }
     }
-    // Off the async workers, as `answer_list`.
     let first = state.clone();
     let watch_key = key.clone();
-    let (query, body) = tokio::task::spawn_blocking(move || {
+    let (query, body) = off_worker(plain(&pairs, &snap), move || {
         let query = ProcQuery::from_query(&pairs)?;
         if query.fields.is_some() || query.threads {
             return Err(ApiError::bad_request(
@@ -209,7 +231,7 @@ pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resu
         let body = render_top(&first, &snap, &query, key)?;
         Ok((query, body))
     })
-    .await??;
+    .await?;
     if !watch {
         return Ok(json_bytes(body));
     }
