@@ -54,7 +54,8 @@ pub fn print_document<T: Serialize>(kind: &str, reports: &[HostReport], items: &
 
 /// `-o ndjson`: one line per item, and one `{"host_status": {...}}` line per host.
 pub fn print_line(value: &impl Serialize) {
-    let mut out = std::io::stdout().lock();
+    // Buffered: stdout alone would write a large document a kilobyte at a time.
+    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
     let _ = serde_json::to_writer(&mut out, value);
     let _ = writeln!(out);
 }

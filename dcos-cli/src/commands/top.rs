@@ -90,16 +90,18 @@ pub async fn run(ctx: &Context, args: &TopArgs) -> Result<u8, SetupError> {
         !args.once && ctx.format == Format::Table && std::io::IsTerminal::is_terminal(&std::io::stdout());
     if !live {
         let frames = if args.once { 1 } else { args.iterations.unwrap_or(1) };
-        let started = tokio::time::Instant::now();
+        let mut next = tokio::time::Instant::now();
         let mut status = crate::exit::OK;
         for n in 0..frames {
             if n > 0 {
-                // Frames start every --interval, however long each took.
-                tokio::time::sleep_until(started + args.interval * n as u32).await;
+                // A frame starts --interval after the last one started, or at once if that
+                // one took longer (no burst of frames to catch up).
+                tokio::time::sleep_until(next).await;
                 if matches!(ctx.format, Format::Table | Format::Wide) {
                     println!();
                 }
             }
+            next = tokio::time::Instant::now() + args.interval;
             let live = if n + 1 < frames { next_within(ctx, args.interval) } else { Duration::ZERO };
             let frame = fetch(ctx, &sort, &args.sort, args.limit, live).await;
             print_once(ctx.format, &frame);
@@ -120,13 +122,20 @@ fn next_within(ctx: &Context, interval: Duration) -> Duration {
 fn print_once(format: Format, frame: &Frame) {
     match format {
         Format::Json | Format::Ndjson => {
-            let doc = serde_json::json!({
-                "hosts": frame.reports,
-                "summaries": frame.hosts.iter().map(|(n, h)| output::with_host(n, h)).collect::<Vec<_>>(),
-                "processes": frame.processes.iter().map(|(n, p)| output::with_host(n, p)).collect::<Vec<_>>(),
-                "elapsed_ms": frame.elapsed_ms,
+            /// A frame as one JSON line, serialized from the frame as it is.
+            #[derive(serde::Serialize)]
+            struct Doc<'a> {
+                hosts: &'a [HostReport],
+                summaries: Vec<output::Tagged<'a, HostSummary>>,
+                processes: Vec<output::Tagged<'a, dcos_core::model::Process>>,
+                elapsed_ms: u64,
+            }
+            output::print_line(&Doc {
+                hosts: &frame.reports,
+                summaries: frame.hosts.iter().map(|(host, item)| output::Tagged { host, item }).collect(),
+                processes: frame.processes.iter().map(|(host, item)| output::Tagged { host, item }).collect(),
+                elapsed_ms: frame.elapsed_ms,
             });
-            output::print_line(&doc);
         }
         Format::Table | Format::Wide => print!("{}", render(frame)),
     }

@@ -416,7 +416,7 @@ impl pb::relay_server::Relay for RelayApi {
                         session.first(key.hosts.len(), deadline).await;
                     }
                     let (mut now, mut ok) = (Vec::new(), Vec::new());
-                    for (i, (report, doc)) in session.answer(&key, timeout, live).into_iter().enumerate() {
+                    for (i, (report, doc)) in session.answer(&key, timeout).into_iter().enumerate() {
                         match doc {
                             Some(doc) => ok.push((i, report, Ok(doc))),
                             None => now.push(report_pb(i, &report, Vec::new())),
@@ -424,6 +424,8 @@ impl pb::relay_server::Relay for RelayApi {
                     }
                     now.extend(merged_tops(ok, &sort, limit));
                     send(&tx, now).await;
+                    drop(tx);
+                    session.answered(live);
                 });
                 return Ok(Response::new(ReceiverStream::new(rx)));
             }

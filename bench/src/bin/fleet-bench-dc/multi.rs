@@ -99,6 +99,10 @@ pub struct MultiArgs {
     /// Another build of dcos (before this work), timed beside this one where it can be.
     #[arg(long)]
     dcos_before: Option<PathBuf>,
+    /// Time only this measure, `--runs` times after the warm-up, and print each run's wall
+    /// time and CPU (to profile one of them): `ps` (relayed) or `top` (its frames).
+    #[arg(long, value_parser = ["ps", "top"])]
+    only: Option<String>,
     #[command(flatten)]
     pub report: dcos_bench::report::ReportArgs,
 }
@@ -332,6 +336,35 @@ impl World {
             "{via} of {hosts} hosts carry via (relayed: {relayed})"
         );
         Ok((e, side, doc))
+    }
+
+    /// `--only`: one measure `--runs` times, a line each.
+    fn only(&self, what: &str) -> Result<String> {
+        let mut out = String::new();
+        for run in 1..=self.args.runs {
+            std::thread::sleep(Duration::from_millis(500));
+            let (e, side, frames) = match what {
+                "ps" => {
+                    let (e, side, _) = self.ps(&self.dcos, &[], self.total(), true)?;
+                    (e, side, Vec::new())
+                }
+                _ => {
+                    let got = self.top()?;
+                    self.quiet_after_top();
+                    got
+                }
+            };
+            let line = format!(
+                "{what} run {run}: wall {:.0} ms, client CPU {:.0} ms, endpoints' CPU {:.0} ms, relays' CPU {:.0} ms, frames {frames:?} ms",
+                ms(e.wall),
+                e.cpu_ms,
+                e.server_cpu_ms,
+                side.relays_ms
+            );
+            progress(&line);
+            let _ = writeln!(out, "{line}");
+        }
+        Ok(out)
     }
 
     /// `dcos -o ndjson top -n F --interval 1s`: the exec and each frame's `elapsed_ms`.
@@ -634,7 +667,7 @@ pub fn run(args: &MultiArgs) -> Result<String> {
         report,
     };
 
-    progress("warm-up, not counted: relayed and direct ps, the full table");
+    progress("warm-up, not counted: relayed and direct ps, the full table, a refreshing top");
     for (what, extra, relayed) in [("relayed", &[][..], true), ("direct", &["--relay", "never"][..], false)] {
         // The first round opens every connection at once: a host missing it is stated.
         if let Err(e) = world.ps(&dcos, extra, total, relayed) {
@@ -642,6 +675,13 @@ pub fn run(args: &MultiArgs) -> Result<String> {
         }
     }
     world.full_table(&dcos)?;
+    // A relay's first live session also grows its memory (a thousand watch connections):
+    // a daemon pays that once in its life, not each refresh.
+    world.top()?;
+    world.quiet_after_top();
+    if let Some(only) = &args.only {
+        return world.only(only);
+    }
 
     let mut f = Found::default();
     let pause = || std::thread::sleep(Duration::from_millis(500));
@@ -851,7 +891,7 @@ fn render(f: &Found, args: &MultiArgs, date: &str, closing: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "- medians and minimums of {} runs, interleaved, after a warm-up round; `--timeout {}`; every host answered \
+        "- medians and minimums of {} runs, interleaved, after a warm-up round (each `ps`, the full table and a refreshing `top`); `--timeout {}`; every host answered \
          in every timed command unless the progress lines in the history say otherwise; PASS/FAIL on the median",
         args.runs, args.timeout
     );

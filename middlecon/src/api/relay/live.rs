@@ -5,9 +5,9 @@
 //! - A session is one operator's (name and role) query over one list of hosts. The first
 //!   request starts it and is answered once every host has sent its first document or
 //!   failed, or at its deadline; later ones are answered from what the session holds.
-//! - It lives while requests keep coming: until none has come for `live_ms` after the last
-//!   answer, or a request with `live_ms` 0 (the last frame) has been answered. Then its
-//!   watches are dropped, closing their connections.
+//! - It lives while requests keep coming: until none has come for `live_ms` (at least
+//!   [`LINGER`], also after a last frame's `live_ms` 0) since the last answer was sent. Then
+//!   its watches are dropped, closing their connections.
 //! - Each document is parsed as it arrives only as far as a merge needs ([`TopDoc`]: the
 //!   host's name and where each row is), so an answer merges at once, decoding only the rows
 //!   that may be among the first `limit` (`k2i_client::merge::select_raw`); a document that
@@ -19,6 +19,9 @@
 //!   retried every [`RETRY`].
 //! - At most [`MAX_SESSIONS`] at once; past that a live request is answered by asking every
 //!   host, as without `live_ms`.
+//! - The watches run on a thread of their own ([`watch_runtime`]): a sample reaches a
+//!   thousand hosts at about the same moment, and their documents then arrive together; an
+//!   answer to the next frame must not queue behind them on the API's thread.
 
 use super::{Host, TopDoc};
 use k2i_client::fanout::HostReport;
@@ -32,6 +35,11 @@ use tokio::time::Instant;
 
 /// Sessions a relay keeps at once.
 pub const MAX_SESSIONS: usize = 8;
+/// How long a session lives after its last answer went out, whatever `live_ms` (0 in a
+/// last frame): ending a session closes every watch, a burst of work for the relay and its
+/// hosts that would otherwise hold up the other relays' answers to the same frame; and a
+/// `dcos top --once` repeated meanwhile finds the session warm.
+pub const LINGER: Duration = Duration::from_millis(1500);
 /// How long a host's watch waits to be opened again after it failed or ended.
 pub const RETRY: Duration = Duration::from_secs(1);
 
@@ -78,7 +86,7 @@ pub type Standing = (HostReport, Option<Arc<TopDoc>>);
 
 impl Sessions {
     /// The session of `key`, started if there is none (`None` when [`MAX_SESSIONS`] are
-    /// running): its watches ask `path` of every host with `headers`, a watch's head
+    /// running, or sessions cannot run): its watches ask `path` of every host with `headers`, a watch's head
     /// waited for at most `timeout`.
     pub fn session(
         self: &Arc<Self>,
@@ -102,6 +110,7 @@ impl Sessions {
             asked: Mutex::new((Instant::now(), timeout + RETRY)),
             touched: Notify::new(),
         });
+        let runtime = watch_runtime()?;
         map.insert(key.clone(), session.clone());
         let mut watches = JoinSet::new();
         for (i, (name, k2i)) in key.hosts.iter().enumerate() {
@@ -114,9 +123,9 @@ impl Sessions {
                 headers: headers.to_vec(),
                 timeout,
             };
-            watches.spawn(watch.run());
+            watches.spawn_on(watch.run(), runtime);
         }
-        tokio::spawn(self.clone().reap(key.clone(), session.clone(), watches));
+        runtime.spawn(self.clone().reap(key.clone(), session.clone(), watches));
         Some((session, true))
     }
 
@@ -146,6 +155,28 @@ impl Sessions {
     }
 }
 
+/// The runtime the sessions' watches run on: one thread, started with the first session
+/// and kept for the life of the process (`None` if it cannot start: then live requests ask
+/// every host). A watch's client connections are opened there and served by its reactor.
+fn watch_runtime() -> Option<&'static tokio::runtime::Handle> {
+    static RUNTIME: std::sync::OnceLock<Option<tokio::runtime::Handle>> = std::sync::OnceLock::new();
+    let start = || -> std::io::Result<tokio::runtime::Handle> {
+        let runtime = tokio::runtime::Builder::new_current_thread().enable_all().build()?;
+        let handle = runtime.handle().clone();
+        std::thread::Builder::new()
+            .name("relay-watches".into())
+            .spawn(move || runtime.block_on(std::future::pending::<()>()))?;
+        Ok(handle)
+    };
+    RUNTIME
+        .get_or_init(|| {
+            start()
+                .map_err(|e| tracing::error!("no thread for live sessions ({e}): each frame asks every host"))
+                .ok()
+        })
+        .as_ref()
+}
+
 impl Session {
     /// Waits until every host has had a first outcome, or `deadline`.
     pub async fn first(&self, hosts: usize, deadline: Instant) {
@@ -154,8 +185,8 @@ impl Session {
     }
 
     /// Every host's standing now, in the key's order; a document older than `timeout` is
-    /// the host's `timeout`. The session then lives `live` more (zero: it ends now).
-    pub fn answer(&self, key: &Key, timeout: Duration, live: Duration) -> Vec<Standing> {
+    /// the host's `timeout`.
+    pub fn answer(&self, key: &Key, timeout: Duration) -> Vec<Standing> {
         let now = Instant::now();
         let latest = self.latest.lock().unwrap_or_else(|e| e.into_inner());
         let out = key
@@ -193,9 +224,13 @@ impl Session {
             })
             .collect();
         drop(latest);
-        *self.asked.lock().unwrap_or_else(|e| e.into_inner()) = (Instant::now(), live);
-        self.touched.notify_one();
         out
+    }
+
+    /// An answer has gone out: the session lives `live` more, at least [`LINGER`].
+    pub fn answered(&self, live: Duration) {
+        *self.asked.lock().unwrap_or_else(|e| e.into_inner()) = (Instant::now(), live.max(LINGER));
+        self.touched.notify_one();
     }
 
     fn set(&self, index: usize, value: Latest) {
@@ -282,7 +317,8 @@ mod tests {
         let (s, new) = sessions.session(&k, &client, "/v1/top?watch=true", &[], t).unwrap();
         assert!(new);
         s.first(1, Instant::now() + t).await;
-        let answer = s.answer(&k, t, Duration::from_millis(200));
+        let answer = s.answer(&k, t);
+        s.answered(Duration::from_millis(200));
         assert_eq!(answer[0].0.status, "refused", "{:?}", answer[0].0);
         assert!(answer[0].0.age_ms.is_none() && answer[0].1.is_none());
         // The same request finds the same session.
