@@ -86,8 +86,8 @@ pub type Standing = (HostReport, Option<Arc<TopDoc>>);
 
 impl Sessions {
     /// The session of `key`, started if there is none (`None` when [`MAX_SESSIONS`] are
-    /// running, or sessions cannot run): its watches ask `path` of every host with `headers`, a watch's head
-    /// waited for at most `timeout`.
+    /// running, or no session can run): its watches ask `path` of every host with
+    /// `headers`, a watch's head waited for at most `timeout`.
     pub fn session(
         self: &Arc<Self>,
         key: &Key,
@@ -103,6 +103,7 @@ impl Sessions {
         if map.len() >= MAX_SESSIONS {
             return None;
         }
+        let runtime = watch_runtime()?;
         let hosts = key.hosts.len();
         let session = Arc::new(Session {
             latest: Mutex::new((0..hosts).map(|_| Latest::Waiting).collect()),
@@ -110,7 +111,6 @@ impl Sessions {
             asked: Mutex::new((Instant::now(), timeout + RETRY)),
             touched: Notify::new(),
         });
-        let runtime = watch_runtime()?;
         map.insert(key.clone(), session.clone());
         let mut watches = JoinSet::new();
         for (i, (name, k2i)) in key.hosts.iter().enumerate() {
