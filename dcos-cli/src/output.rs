@@ -54,8 +54,9 @@ pub fn print_document<T: Serialize>(kind: &str, reports: &[HostReport], items: &
 
 /// `-o ndjson`: one line per item, and one `{"host_status": {...}}` line per host.
 pub fn print_line(value: &impl Serialize) {
-    // Buffered: stdout alone would write a large document a kilobyte at a time.
-    let mut out = std::io::BufWriter::with_capacity(1 << 16, std::io::stdout().lock());
+    // Buffered: stdout alone would write a large document (a `top` frame) a kilobyte at a
+    // time. 8 KiB: callers print many small lines through here too.
+    let mut out = std::io::BufWriter::with_capacity(8 << 10, std::io::stdout().lock());
     let _ = serde_json::to_writer(&mut out, value);
     let _ = writeln!(out);
 }

@@ -14,44 +14,39 @@ use dcos_query::ProcQuery;
 use std::sync::Arc;
 
 /// Up to this many rows (processes and kernel threads), a query without a filter
-/// expression (`q`) or thread rows is answered on the async worker: there it takes less
-/// than handing it to a blocking thread and back would.
+/// expression (`q`) is parsed and run on the async worker: there it takes less than handing
+/// it to a blocking thread and back would.
 const INLINE_ROWS: usize = 2048;
 
-/// Runs `answer`, the costly part of a request (compiling a query's regexes, running it
-/// over a large table, reading `/proc/PID/task` for `threads=true`), on a blocking thread:
-/// on the async workers it would hold up every other request behind it, `/healthz`
-/// included. The request stays counted in its identity's in-flight budget meanwhile. A
-/// plain sort and limit over a host's usual table ([`plain`]) runs where it is.
-async fn off_worker<T: Send + 'static>(
-    plain: bool,
-    answer: impl FnOnce() -> Result<T, ApiError> + Send + 'static,
-) -> Result<T, ApiError> {
-    match plain {
-        true => answer(),
-        false => tokio::task::spawn_blocking(answer).await?,
-    }
-}
-
-/// Whether the query `pairs` over `snap` is plain: neither `q` nor `threads`, and at most
-/// [`INLINE_ROWS`] rows.
+/// Whether the query `pairs` over `snap` may run on the async worker: no `q` (compiling
+/// its regexes and running them over the table are costly) and at most [`INLINE_ROWS`]
+/// rows. Anything else, and reading `/proc/PID/task` for `threads=true`, goes to a blocking
+/// thread: on the async workers it would hold up every other request behind it, `/healthz`
+/// included. The request stays counted in its identity's in-flight budget meanwhile.
 fn plain(pairs: &[(String, String)], snap: &Snapshot) -> bool {
-    pairs.iter().all(|(k, v)| k != "q" && (k != "threads" || v == "false" || v == "0"))
-        && snap.processes.len() + snap.kernel_threads.len() <= INLINE_ROWS
+    pairs.iter().all(|(k, _)| k != "q") && snap.processes.len() + snap.kernel_threads.len() <= INLINE_ROWS
 }
 
-/// The `/v1/proc` document for the query `pairs` ([`off_worker`]).
+/// The `/v1/proc` document for the query `pairs`, on the worker when it is [`plain`] and
+/// lists no threads, else on a blocking thread.
 async fn answer_list(
     state: AppState,
     snap: Arc<Snapshot>,
     pairs: Vec<(String, String)>,
     key: String,
 ) -> Result<Response, ApiError> {
-    off_worker(plain(&pairs, &snap), move || {
+    if plain(&pairs, &snap) {
+        let query = ProcQuery::from_query(&pairs)?;
+        if !query.threads {
+            return render_list(&state, &snap, &query, key);
+        }
+        return tokio::task::spawn_blocking(move || render_list(&state, &snap, &query, key)).await?;
+    }
+    tokio::task::spawn_blocking(move || {
         let query = ProcQuery::from_query(&pairs)?;
         render_list(&state, &snap, &query, key)
     })
-    .await
+    .await?
 }
 
 /// The processes of `snap` (kernel threads too if asked) that `query` selects, once its
@@ -220,7 +215,9 @@ pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resu
     }
     let first = state.clone();
     let watch_key = key.clone();
-    let (query, body) = off_worker(plain(&pairs, &snap), move || {
+    // `/v1/top` lists no threads: a plain query runs on the worker ([`plain`]).
+    let inline = plain(&pairs, &snap);
+    let answer = move || {
         let query = ProcQuery::from_query(&pairs)?;
         if query.fields.is_some() || query.threads {
             return Err(ApiError::bad_request(
@@ -230,8 +227,11 @@ pub async fn top(State(state): State<AppState>, RawQuery(raw): RawQuery) -> Resu
         }
         let body = render_top(&first, &snap, &query, key)?;
         Ok((query, body))
-    })
-    .await?;
+    };
+    let (query, body) = match inline {
+        true => answer()?,
+        false => tokio::task::spawn_blocking(answer).await??,
+    };
     if !watch {
         return Ok(json_bytes(body));
     }
