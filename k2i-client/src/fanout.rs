@@ -99,11 +99,14 @@ pub struct FanOut {
     pub window: usize,
     /// Headers sent with every request (a relay's on-behalf-of headers).
     pub headers: Vec<(&'static str, String)>,
+    /// When the fan-out began, if before this call (a second round of the same request
+    /// asks some hosts again): the deadline is this plus the timeout.
+    pub began: Option<Instant>,
 }
 
 impl FanOut {
     pub fn new(client: K2iClient, timeout: Duration) -> FanOut {
-        FanOut { client, timeout, window: DEFAULT_WINDOW, headers: Vec::new() }
+        FanOut { client, timeout, window: DEFAULT_WINDOW, headers: Vec::new(), began: None }
     }
 
     /// `GET path(target)` on every target, decoded as `T`; one answer per target, all
@@ -142,7 +145,7 @@ impl FanOut {
         P: Fn(&dyn Endpoint) -> String + 'a,
         D: Fn(Bytes) -> Result<T, FetchError> + Copy + 'a,
     {
-        let deadline = Instant::now() + self.timeout;
+        let deadline = self.began.unwrap_or_else(Instant::now) + self.timeout;
         stream::iter(targets.iter().enumerate())
             .map(move |(i, t)| {
                 let path = path(t as &dyn Endpoint);

@@ -137,6 +137,19 @@ async fn relayed_tables_are_the_direct_ones_and_say_which_relay_asked() {
         assert!(host_entry(&direct, &name).get("via").is_none(), "direct: no via: {direct}");
     }
 
+    // A relay first asks each host for a few rows (two of three here), and asks again the
+    // host whose every row it took: one per datacenter, three requests each, the same table.
+    let relayed_requests =
+        |s: &Setup| s.k2i.iter().map(|k| k.stderr().matches("relayed request").count()).sum::<usize>();
+    let before = relayed_requests(&s);
+    let query = ["-o", "json", "ps", "--sort", "pid,cmd", "--limit", "3"];
+    let (relayed, code, stderr) = s.json("olivia", &query);
+    assert_eq!(code, 0, "{stderr}");
+    let (direct, _, _) = s.json("olivia", &[&["--relay", "never"][..], &query].concat());
+    assert_eq!(rows(&relayed), rows(&direct), "relayed {relayed}\ndirect {direct}");
+    assert_eq!(rows(&relayed).len(), 3);
+    assert_eq!(relayed_requests(&s) - before, 6, "two rounds in each datacenter");
+
     // Every row, unsorted: the same set; containers and top answer through relays too.
     let (all_relayed, _, _) = s.json("olivia", &["-o", "json", "ps"]);
     let (all_direct, _, _) = s.json("olivia", &["--relay", "never", "-o", "json", "ps"]);

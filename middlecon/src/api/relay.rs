@@ -68,6 +68,7 @@ impl RelayApi {
 }
 
 /// A host of the request.
+#[derive(Clone)]
 struct Host {
     name: String,
     k2i: String,
@@ -86,8 +87,9 @@ impl Endpoint for Host {
 enum Merge {
     /// Passed on as they come.
     None,
-    /// `/v1/proc` with a limit: the first `limit` by `sort`.
-    Processes { sort: Vec<SortKey>, limit: usize },
+    /// `/v1/proc` with a limit: the first `limit` by `sort`, hosts asked first for `first`
+    /// rows each ([`first_round`]).
+    Processes { sort: Vec<SortKey>, limit: usize, first: usize },
     /// `/v1/top`: the fleet's first `limit` by `sort`.
     Top { sort: Vec<SortKey>, limit: usize },
 }
@@ -133,15 +135,47 @@ fn pairs(query: &str) -> Result<Vec<(String, String)>, String> {
         .collect()
 }
 
+/// The rows each of `hosts` hosts is asked for first when the operator wants the first
+/// `limit` of their merged table: an eighth of `limit` (at least two), not all of it. A host
+/// whose every row is among the merged first `limit` while it holds more is asked again for
+/// `limit` ([`relay_list`]), so the table is the same; at most eight hosts are, since each
+/// has given at least an eighth of the table. When the first rows of all hosts would not
+/// fill the table, every host would be asked again: all of `limit` at once then. Rendering,
+/// sending and reading rows no one keeps is most of what a limited `ps` costs a host beyond
+/// its connection.
+fn first_round(limit: usize, hosts: usize) -> usize {
+    let first = limit.div_ceil(8).max(2);
+    if first >= limit || hosts.saturating_mul(first) <= limit {
+        limit
+    } else {
+        first
+    }
+}
+
+/// `query` (a query string, checked by [`pairs`]) with its `limit` set to `limit`.
+fn with_limit(query: &str, limit: usize) -> String {
+    query
+        .split('&')
+        .filter(|p| !p.is_empty())
+        .map(|p| match decode(p.split_once('=').map_or(p, |(k, _)| k)).as_deref() {
+            Ok("limit") => format!("limit={limit}"),
+            _ => p.to_owned(),
+        })
+        .collect::<Vec<_>>()
+        .join("&")
+}
+
 /// What to ask and how to merge, checked before any host is asked.
-fn plan(kind: pb::FanOutKind, query: &str) -> Result<(Read, Merge), String> {
+fn plan(kind: pb::FanOutKind, query: &str, hosts: usize) -> Result<(Read, Merge), String> {
     let pairs = pairs(query)?;
     let refs = || pairs.iter().map(|(k, v)| (k.as_str(), v.as_str()));
     match kind {
         pb::FanOutKind::Processes => {
             let q = ProcQuery::from_pairs(refs()).map_err(|e| format!("{}: {}", e.parameter, e.message))?;
             let merge = match q.limit {
-                Some(limit) => Merge::Processes { sort: q.sort, limit },
+                // Thread rows are not what the limit counts: every host gives all it has.
+                Some(limit) if q.threads => Merge::Processes { sort: q.sort, limit, first: limit },
+                Some(limit) => Merge::Processes { sort: q.sort, limit, first: first_round(limit, hosts) },
                 None => Merge::None,
             };
             Ok((Read::Processes, merge))
@@ -219,8 +253,7 @@ async fn relay(
         }
     }
     let merged = match merge {
-        Merge::None => return,
-        Merge::Processes { sort, limit } => merged_lists(kept, &sort, limit),
+        Merge::None | Merge::Processes { .. } => return,
         Merge::Top { sort, limit } => {
             let docs =
                 kept.into_iter().map(|(i, r, body)| (i, r, TopDoc::parse(&body).map(Arc::new))).collect();
@@ -327,28 +360,89 @@ fn merged_tops(
     out
 }
 
-/// The `/v1/proc` answers (`index`, report, body) with only the rows among the first
+/// A limited `/v1/proc` fan-out: every host asked for `first` rows, then those that may hold
+/// more of the first `limit` asked again for `limit` ([`merged_lists`]), until none may
+/// (a host failing in a later round takes its rows out, which may call on another). Failures
+/// are sent as they come, the merged answers at the end; elapsed times add up the rounds.
+async fn relay_list(
+    mut fan: FanOut,
+    hosts: Vec<Host>,
+    query: String,
+    (sort, limit, first): (Vec<SortKey>, usize, usize),
+    tx: mpsc::Sender<Result<pb::FanOutReply, Status>>,
+) {
+    fan.began = Some(std::time::Instant::now());
+    let mut answered: Vec<Option<(HostReport, Bytes, usize)>> = hosts.iter().map(|_| None).collect();
+    let mut spent = vec![0; hosts.len()];
+    let (mut ask, mut rows): (Vec<usize>, usize) = ((0..hosts.len()).collect(), first);
+    while !ask.is_empty() {
+        let targets: Vec<Host> = ask.iter().map(|&i| hosts[i].clone()).collect();
+        let path = Read::Processes.path(&with_limit(&query, rows));
+        let mut answers = fan.get_raw(&targets, |_| path.clone()).ready_chunks(256);
+        while let Some(chunk) = answers.next().await {
+            let mut failed = Vec::new();
+            for mut a in chunk {
+                let i = ask[a.target];
+                spent[i] += a.report.elapsed_ms;
+                a.report.elapsed_ms = spent[i];
+                answered[i] = match a.value {
+                    Some(body) => Some((a.report, body, rows)),
+                    None => {
+                        failed.push(report_pb(i, &a.report, Vec::new()));
+                        None
+                    }
+                };
+            }
+            if !send(&tx, failed).await {
+                return;
+            }
+        }
+        drop(answers);
+        match merged_lists(&answered, &sort, limit) {
+            Ok(merged) => {
+                send(&tx, merged).await;
+                return;
+            }
+            Err(again) => (ask, rows) = (again, limit),
+        }
+    }
+}
+
+/// The `/v1/proc` answers (report, body, rows asked) with only the rows among the first
 /// `limit` by `sort`, decoding only the rows that may be ([`merge::select_raw`]); rows pass
-/// on as k2i wrote them.
+/// on as k2i wrote them. `Err`: the hosts that were asked for fewer than `limit` rows, hold
+/// more and had every row taken, so their next rows may belong too.
 fn merged_lists(
-    answers: Vec<(usize, HostReport, Bytes)>,
+    answered: &[Option<(HostReport, Bytes, usize)>],
     sort: &[SortKey],
     limit: usize,
-) -> Vec<pb::HostAnswer> {
+) -> Result<Vec<pb::HostAnswer>, Vec<usize>> {
     let mut out = Vec::new();
     let mut lists = Vec::new();
-    for (i, report, body) in &answers {
+    for (i, (report, body, asked)) in answered.iter().enumerate().filter_map(|(i, a)| Some((i, a.as_ref()?))) {
         match serde_json::from_slice::<ProcList<&RawValue>>(body) {
-            Ok(list) => lists.push((*i, report, list)),
-            Err(e) => out.push(bad(*i, report.clone(), format!("bad answer: {e}"))),
+            Ok(list) => lists.push((i, report, list, *asked)),
+            Err(e) => out.push(bad(i, report.clone(), format!("bad answer: {e}"))),
         }
     }
     let rows: Vec<(&str, Vec<&str>)> = lists
         .iter()
-        .map(|(_, _, l)| (l.host.as_str(), l.processes.iter().map(|r| r.get()).collect()))
+        .map(|(_, _, l, _)| (l.host.as_str(), l.processes.iter().map(|r| r.get()).collect()))
         .collect();
     let keep = merge::select_raw(&rows, sort, limit);
-    for ((i, report, mut list), keep) in lists.into_iter().zip(keep) {
+    let again: Vec<usize> = lists
+        .iter()
+        .zip(&keep)
+        .filter(|((_, _, list, asked), keep)| {
+            let all_taken = keep.as_ref().is_ok_and(|k| k.iter().all(|t| *t));
+            *asked < limit && list.total > list.processes.len() && all_taken
+        })
+        .map(|((i, ..), _)| *i)
+        .collect();
+    if !again.is_empty() {
+        return Err(again);
+    }
+    for ((i, report, mut list, _), keep) in lists.into_iter().zip(keep) {
         match keep {
             Ok(keep) => {
                 let mut flags = keep.into_iter();
@@ -358,7 +452,7 @@ fn merged_lists(
             Err(why) => out.push(bad(i, report.clone(), why)),
         }
     }
-    out
+    Ok(out)
 }
 
 #[tonic::async_trait]
@@ -375,7 +469,7 @@ impl pb::relay_server::Relay for RelayApi {
             return Err(Status::permission_denied(format!("{} may not read", caller.describe())));
         }
         let req = request.into_inner();
-        let (read, merge) = plan(req.kind(), &req.query).map_err(Status::invalid_argument)?;
+        let (read, merge) = plan(req.kind(), &req.query, req.hosts.len()).map_err(Status::invalid_argument)?;
         let timeout = match req.timeout_ms {
             0 => DEFAULT_TIMEOUT,
             ms => Duration::from_millis(ms.into()).min(MAX_TIMEOUT),
@@ -434,8 +528,16 @@ impl pb::relay_server::Relay for RelayApi {
         tokio::spawn(async move {
             // The caller gone: stop asking.
             let closed = tx.clone();
+            let asking = async {
+                match merge {
+                    Merge::Processes { sort, limit, first } => {
+                        relay_list(fan, hosts, req.query, (sort, limit, first), tx).await
+                    }
+                    merge => relay(fan, hosts, path, merge, tx).await,
+                }
+            };
             tokio::select! {
-                _ = relay(fan, hosts, path, merge, tx) => {}
+                _ = asking => {}
                 _ = closed.closed() => {}
             }
         });
@@ -446,6 +548,7 @@ impl pb::relay_server::Relay for RelayApi {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use dcos_core::model::Process;
 
     #[test]
     fn queries_decode_and_are_checked_before_anyone_is_asked() {
@@ -455,12 +558,76 @@ mod tests {
         );
         assert!(pairs("a=b#c").is_err() && pairs("a=%zz").is_err() && pairs("x=/../").is_err());
         assert!(matches!(
-            plan(pb::FanOutKind::Processes, "sort=-cpu&limit=5"),
-            Ok((Read::Processes, Merge::Processes { limit: 5, .. }))
+            plan(pb::FanOutKind::Processes, "sort=-cpu&limit=5", 100),
+            Ok((Read::Processes, Merge::Processes { limit: 5, first: 2, .. }))
         ));
-        assert!(matches!(plan(pb::FanOutKind::Processes, "user=www"), Ok((Read::Processes, Merge::None))));
-        assert!(plan(pb::FanOutKind::Processes, "q=cpu%20%3E").is_err());
-        assert!(plan(pb::FanOutKind::Top, "sort=nosuchfield").is_err());
-        assert!(plan(pb::FanOutKind::Unspecified, "").is_err());
+        assert!(matches!(plan(pb::FanOutKind::Processes, "user=www", 1), Ok((Read::Processes, Merge::None))));
+        assert!(plan(pb::FanOutKind::Processes, "q=cpu%20%3E", 1).is_err());
+        assert!(plan(pb::FanOutKind::Top, "sort=nosuchfield", 1).is_err());
+        assert!(plan(pb::FanOutKind::Unspecified, "", 1).is_err());
+    }
+
+    #[test]
+    fn hosts_are_first_asked_for_a_few_rows_with_the_rest_of_the_query_kept() {
+        assert_eq!(first_round(20, 1000), 3);
+        assert_eq!(first_round(1000, 50), 125);
+        assert_eq!(first_round(3, 2), 2);
+        assert_eq!(first_round(20, 6), 20, "the first rows would not fill the table");
+        assert_eq!(first_round(1, 1000), 1);
+        assert!(matches!(
+            plan(pb::FanOutKind::Processes, "limit=5&threads=true", 100),
+            Ok((_, Merge::Processes { limit: 5, first: 5, .. }))
+        ));
+        assert_eq!(with_limit("sort=-cpu&limit=20&q=cpu%20%3E%201", 2), "sort=-cpu&limit=2&q=cpu%20%3E%201");
+        assert_eq!(with_limit("%6Cimit=20&user=www", 3), "limit=3&user=www");
+    }
+
+    /// `host`'s answer to a `-cpu` query: rows of the given CPU percentages (sorted, as k2i
+    /// sends them), `total` matches in all, asked for `asked` rows.
+    fn answer(host: &str, cpu: &[f64], total: usize, asked: usize) -> Option<(HostReport, Bytes, usize)> {
+        let processes: Vec<Process> = cpu
+            .iter()
+            .enumerate()
+            .map(|(pid, cpu)| Process { pid: pid as i32 + 1, cpu_percent: Some(*cpu), ..Process::default() })
+            .collect();
+        let list = ProcList { host: host.into(), dc: "dc".into(), sampled_at: String::new(), total, processes };
+        let report = HostReport {
+            host: host.into(),
+            address: String::new(),
+            status: "ok",
+            error: None,
+            elapsed_ms: 1,
+            via: None,
+            age_ms: None,
+        };
+        Some((report, serde_json::to_vec(&list).unwrap().into(), asked))
+    }
+
+    fn kept(answers: &[pb::HostAnswer]) -> Vec<(u32, usize)> {
+        let mut kept: Vec<(u32, usize)> = answers
+            .iter()
+            .map(|a| (a.index, serde_json::from_slice::<ProcList>(&a.body).unwrap().processes.len()))
+            .collect();
+        kept.sort();
+        kept
+    }
+
+    #[test]
+    fn a_host_whose_every_row_is_taken_is_asked_again_unless_it_has_no_more() {
+        let sort = dcos_query::parse_sort("-cpu").unwrap();
+        // Host a's two rows are the first two of three; it has 10 more: ask it again.
+        let mut answered = vec![answer("a", &[90.0, 80.0], 12, 2), answer("b", &[70.0, 1.0], 5, 2)];
+        assert_eq!(merged_lists(&answered, &sort, 3).unwrap_err(), [0]);
+        // Asked again for 3: its third row beats b's first.
+        answered[0] = answer("a", &[90.0, 80.0, 75.0], 12, 3);
+        assert_eq!(kept(&merged_lists(&answered, &sort, 3).unwrap()), [(0, 3), (1, 0)]);
+        // A host with no more rows, or one asked for the whole limit, is not asked again.
+        let answered = vec![answer("a", &[90.0, 80.0], 2, 2), answer("b", &[70.0, 1.0], 5, 2)];
+        assert_eq!(kept(&merged_lists(&answered, &sort, 3).unwrap()), [(0, 2), (1, 1)]);
+        let answered = vec![answer("a", &[90.0, 80.0, 75.0], 9, 3), None];
+        assert_eq!(kept(&merged_lists(&answered, &sort, 3).unwrap()), [(0, 3)]);
+        // A host failing leaves room another host's next rows may take.
+        let answered = vec![None, answer("b", &[70.0, 1.0], 5, 2)];
+        assert_eq!(merged_lists(&answered, &sort, 3).unwrap_err(), [1]);
     }
 }
