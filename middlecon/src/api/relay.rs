@@ -12,6 +12,8 @@
 //!   datacenter's k2i stay open between requests; the fan-out of the CLI
 //!   ([`k2i_client::fanout`]) with its shared deadline; the CLI's merge
 //!   ([`k2i_client::merge`]) for `--sort`/`--limit`, so a relayed table is the direct one.
+//!   A limited `ps` asks each host for a few rows first and only the hosts that may hold
+//!   more of the table for all of them ([`first_round`]).
 //! - Streaming: failures go out at once; answers too when nothing is merged (no limit,
 //!   containers), the bodies passed on unparsed; merged answers once every host has answered
 //!   or timed out. When the caller goes away, the requests still out are dropped.

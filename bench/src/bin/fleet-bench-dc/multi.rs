@@ -342,7 +342,10 @@ impl World {
     fn only(&self, what: &str) -> Result<String> {
         let mut out = String::new();
         for run in 1..=self.args.runs {
-            std::thread::sleep(Duration::from_millis(500));
+            // Over two sample intervals: k2i takes a new sample for each run and renders its
+            // answers anew, as in the interleaved rounds (sooner, most answers are the ones
+            // it kept from the run before).
+            std::thread::sleep(Duration::from_millis(2_500));
             let (e, side, frames) = match what {
                 "ps" => {
                     let (e, side, _) = self.ps(&self.dcos, &[], self.total(), true)?;
