@@ -61,6 +61,11 @@ pub struct Host {
     /// Set once the server is shutting down: answers that keep coming (`/v1/top?watch=true`)
     /// end.
     pub closing: Arc<tokio::sync::watch::Sender<bool>>,
+    /// How long after its sample a `/v1/top?watch=true` document goes out: zero on a host.
+    /// Hosts simulated in one process share its sampler (`fleet-bench`); each is given its
+    /// share of the interval, so their documents come spread over it as independent hosts'
+    /// clocks spread them, not all in the same millisecond.
+    pub watch_offset: Duration,
 }
 
 impl std::ops::Deref for AppState {
@@ -91,7 +96,16 @@ impl AppState {
             responses: Arc::default(),
             identities: Arc::default(),
             closing: Arc::new(tokio::sync::watch::channel(false).0),
+            watch_offset: Duration::ZERO,
         }))
+    }
+
+    /// As [`Host::watch_offset`] says (for a state not yet shared: a fresh one).
+    pub fn with_watch_offset(mut self, offset: Duration) -> AppState {
+        if let Some(host) = Arc::get_mut(&mut self.0) {
+            host.watch_offset = offset;
+        }
+        self
     }
 }
 

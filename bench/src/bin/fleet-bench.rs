@@ -7,7 +7,9 @@
 //! - `fleet-bench serve`: ONE process serving N real k2i HTTPS listeners on
 //!   `127.0.0.1:P..P+N-1`. They share one sampler and one TLS configuration; each has its
 //!   own `AppState` named `sim-NNNN`, so every endpoint answers as a distinct host, and
-//!   each runs `k2i::server::serve` on its own listener.
+//!   each runs `k2i::server::serve` on its own listener. Endpoint `i` of N sends its
+//!   `/v1/top?watch=true` documents `i/N` of the sample interval after each sample, as
+//!   hosts sampling on their own clocks would, not all at the same instant.
 //! - `fleet-bench run`: the driver. It re-runs itself under `unshare --net`, so the
 //!   iptables rules that black-hole hosts live and die with a private network namespace,
 //!   makes a throwaway CA, starts `serve`, and times the real `dcos` binary and the curl
@@ -259,7 +261,8 @@ fn serve(args: &ServeArgs) -> Result<()> {
                 Tokens::default(),
                 AllowList::default(),
                 None,
-            );
+            )
+            .with_watch_offset(sampler.interval().mul_f64(i as f64 / args.count as f64));
             let metrics = state.metrics.clone();
             let app = server::router(state);
             let tls = tls.clone();

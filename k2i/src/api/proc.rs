@@ -290,7 +290,7 @@ fn watch_top(state: AppState, query: ProcQuery, first: Bytes, key: String) -> Re
             let mut closing = state.closing.subscribe();
             loop {
                 tokio::select! {
-                    _ = tokio::time::sleep_until((taken + interval).into()) => {}
+                    _ = tokio::time::sleep_until((taken + interval + state.watch_offset).into()) => {}
                     _ = closing.wait_for(|c| *c) => return None,
                 }
                 let mut snap = state.sampler.current().await;

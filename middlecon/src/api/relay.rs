@@ -421,7 +421,8 @@ fn merged_lists(
 ) -> Result<Vec<pb::HostAnswer>, Vec<usize>> {
     let mut out = Vec::new();
     let mut lists = Vec::new();
-    for (i, (report, body, asked)) in answered.iter().enumerate().filter_map(|(i, a)| Some((i, a.as_ref()?))) {
+    for (i, (report, body, asked)) in answered.iter().enumerate().filter_map(|(i, a)| Some((i, a.as_ref()?)))
+    {
         match serde_json::from_slice::<ProcList<&RawValue>>(body) {
             Ok(list) => lists.push((i, report, list, *asked)),
             Err(e) => out.push(bad(i, report.clone(), format!("bad answer: {e}"))),
@@ -471,7 +472,8 @@ impl pb::relay_server::Relay for RelayApi {
             return Err(Status::permission_denied(format!("{} may not read", caller.describe())));
         }
         let req = request.into_inner();
-        let (read, merge) = plan(req.kind(), &req.query, req.hosts.len()).map_err(Status::invalid_argument)?;
+        let (read, merge) =
+            plan(req.kind(), &req.query, req.hosts.len()).map_err(Status::invalid_argument)?;
         let timeout = match req.timeout_ms {
             0 => DEFAULT_TIMEOUT,
             ms => Duration::from_millis(ms.into()).min(MAX_TIMEOUT),
@@ -592,7 +594,8 @@ mod tests {
             .enumerate()
             .map(|(pid, cpu)| Process { pid: pid as i32 + 1, cpu_percent: Some(*cpu), ..Process::default() })
             .collect();
-        let list = ProcList { host: host.into(), dc: "dc".into(), sampled_at: String::new(), total, processes };
+        let list =
+            ProcList { host: host.into(), dc: "dc".into(), sampled_at: String::new(), total, processes };
         let report = HostReport {
             host: host.into(),
             address: String::new(),
