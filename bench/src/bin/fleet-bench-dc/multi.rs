@@ -107,6 +107,11 @@ pub struct MultiArgs {
     pub report: dcos_bench::report::ReportArgs,
 }
 
+/// A wait of over two sample intervals: the endpoints take a new sample for the next
+/// command and render their answers anew (sooner, k2i answers from the current sample and
+/// keeps its rendered answer to a repeated query).
+const FRESH: Duration = Duration::from_millis(2_500);
+
 /// The name of simulated host `i`.
 pub fn sim_name(i: usize) -> String {
     format!("sim-{i:04}")
@@ -342,10 +347,7 @@ impl World {
     fn only(&self, what: &str) -> Result<String> {
         let mut out = String::new();
         for run in 1..=self.args.runs {
-            // Over two sample intervals: k2i takes a new sample for each run and renders its
-            // answers anew, as in the interleaved rounds (sooner, most answers are the ones
-            // it kept from the run before).
-            std::thread::sleep(Duration::from_millis(2_500));
+            std::thread::sleep(FRESH);
             let (e, side, frames) = match what {
                 "ps" => {
                     let (e, side, _) = self.ps(&self.dcos, &[], self.total(), true)?;
@@ -690,6 +692,7 @@ pub fn run(args: &MultiArgs) -> Result<String> {
 
     let mut f = Found::default();
     let pause = || std::thread::sleep(Duration::from_millis(500));
+    let fresh = || std::thread::sleep(FRESH);
     for run in 1..=args.runs {
         pause();
         let (e, side, doc) = world.ps(&dcos, &[], total, true)?;
@@ -703,10 +706,14 @@ pub fn run(args: &MultiArgs) -> Result<String> {
         f.top_first.push(frames[0]);
         f.top_rest.extend_from_slice(&frames[1..]);
         world.quiet_after_top();
-        // This build and the one before take turns going first, round by round.
+        // This build and the one before take turns going first, round by round, and each
+        // finds a new sample: k2i keeps its rendered answer to a query for the sample, so
+        // the second of two commands asking the same would be answered from what the
+        // first paid for.
         let before_first = run % 2 == 0;
         let one_dc_before = |f: &mut Found| -> Result<()> {
             if let Some(before) = &args.dcos_before {
+                fresh();
                 let (o, side, doc) = world.ps(before, &["--dc", "dc0"], args.per_dc, false)?;
                 f.one_dc_before.push(&o, side, Some(&doc));
             }
@@ -715,6 +722,7 @@ pub fn run(args: &MultiArgs) -> Result<String> {
         if before_first {
             one_dc_before(&mut f)?;
         }
+        fresh();
         let (o, side, doc) = world.ps(&dcos, &["--dc", "dc0"], args.per_dc, false)?;
         f.one_dc.push(&o, side, Some(&doc));
         if !before_first {
@@ -723,12 +731,16 @@ pub fn run(args: &MultiArgs) -> Result<String> {
         let (o, side, doc) = world.ps(&dcos, &["--relay", "always", "--dc", "dc0"], args.per_dc, true)?;
         f.one_dc_relayed.push(&o, side, Some(&doc));
         pause();
+        // The whole tables: each of the three finds a new sample (as above).
+        fresh();
         let (n, doc) = world.full_table(&dcos)?;
         f.full_rows.push(doc.processes.len() as f64);
         f.full_new.push(&n, Side::default(), Some(&doc));
+        fresh();
         let c = world.full_curl()?;
         f.full_curl.push(&c, Side::default(), None);
         if let Some(before) = &args.dcos_before {
+            fresh();
             let (b, doc) = world.full_table(before)?;
             f.full_before.push(&b, Side::default(), Some(&doc));
         }
@@ -907,7 +919,7 @@ fn render(f: &Found, args: &MultiArgs, date: &str, closing: &str) -> String {
     );
     let _ = writeln!(
         out,
-        "- medians and minimums of {} runs, interleaved, after a warm-up round (each `ps`, the full table and a refreshing `top`); `--timeout {}`; every host answered \
+        "- medians and minimums of {} runs, interleaved, after a warm-up round (each `ps`, the full table and a refreshing `top`); the `dc0` and whole-table commands each 2.5 s after the one before, so each finds a new sample; `--timeout {}`; every host answered \
          in every timed command unless the progress lines in the history say otherwise; PASS/FAIL on the median",
         args.runs, args.timeout
     );
