@@ -229,7 +229,8 @@ async fn send(tx: &mpsc::Sender<Result<pb::FanOutReply, Status>>, answers: Vec<p
     batch.is_empty() || tx.send(Ok(pb::FanOutReply { answers: batch })).await.is_ok()
 }
 
-/// Runs one fan-out, sending what is final as it is.
+/// Runs one fan-out, sending what is final as it is (a limited `/v1/proc` goes through
+/// [`relay_list`] instead).
 async fn relay(
     fan: FanOut,
     hosts: Vec<Host>,
