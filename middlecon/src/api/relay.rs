@@ -13,7 +13,7 @@
 //!   ([`k2i_client::fanout`]) with its shared deadline; the CLI's merge
 //!   ([`k2i_client::merge`]) for `--sort`/`--limit`, so a relayed table is the direct one.
 //!   A limited `ps` asks each host for a few rows first and only the hosts that may hold
-//!   more of the table for all of them ([`first_round`]).
+//!   more of the table for all of them (`first_round`).
 //! - Streaming: failures go out at once; answers too when nothing is merged (no limit,
 //!   containers), the bodies passed on unparsed; merged answers once every host has answered
 //!   or timed out. When the caller goes away, the requests still out are dropped.
