@@ -100,11 +100,11 @@ impl AppState {
         }))
     }
 
-    /// As [`Host::watch_offset`] says (for a state not yet shared: a fresh one).
+    /// As [`Host::watch_offset`] says. Only a fresh state, not yet cloned, takes it (a
+    /// router holding a clone would not see the change).
     pub fn with_watch_offset(mut self, offset: Duration) -> AppState {
-        if let Some(host) = Arc::get_mut(&mut self.0) {
-            host.watch_offset = offset;
-        }
+        let fresh = Arc::get_mut(&mut self.0).map(|host| host.watch_offset = offset).is_some();
+        debug_assert!(fresh, "with_watch_offset on a state already shared");
         self
     }
 }

@@ -142,9 +142,8 @@ fn pairs(query: &str) -> Result<Vec<(String, String)>, String> {
 /// whose every row is among the merged first `limit` while it holds more is asked again for
 /// `limit` ([`relay_list`]), so the table is the same; at most eight hosts are, since each
 /// has given at least an eighth of the table. When the first rows of all hosts would not
-/// fill the table, every host would be asked again: all of `limit` at once then. Rendering,
-/// sending and reading rows no one keeps is most of what a limited `ps` costs a host beyond
-/// its connection.
+/// fill the table, every host would be asked again: all of `limit` at once then. The rows
+/// no one keeps are then neither rendered by the hosts nor sent nor read.
 fn first_round(limit: usize, hosts: usize) -> usize {
     let first = limit.div_ceil(8).max(2);
     if first >= limit || hosts.saturating_mul(first) <= limit {
@@ -379,9 +378,17 @@ async fn relay_list(
     let mut spent = vec![0; hosts.len()];
     let (mut ask, mut rows): (Vec<usize>, usize) = ((0..hosts.len()).collect(), first);
     while !ask.is_empty() {
-        let targets: Vec<Host> = ask.iter().map(|&i| hosts[i].clone()).collect();
+        // `ask` is ascending: all of them (the first round) is every host as listed, with no copy.
+        let again: Vec<Host>;
+        let targets = match ask.len() == hosts.len() {
+            true => &hosts[..],
+            false => {
+                again = ask.iter().map(|&i| hosts[i].clone()).collect();
+                &again[..]
+            }
+        };
         let path = Read::Processes.path(&with_limit(&query, rows));
-        let mut answers = fan.get_raw(&targets, |_| path.clone()).ready_chunks(256);
+        let mut answers = fan.get_raw(targets, |_| path.clone()).ready_chunks(256);
         while let Some(chunk) = answers.next().await {
             let mut failed = Vec::new();
             for mut a in chunk {

@@ -442,8 +442,7 @@ impl World {
     /// Waits (at most 15 s) until the relays and the endpoints are idle again after a `top`:
     /// the relays' sessions live on a little after the last frame, then their 10,000 watch
     /// connections close, and what is measured next must not pay for either. A watched host
-    /// sends a document a second, all of them about together, so idle is judged over whole
-    /// seconds.
+    /// sends a document a second, so idle is judged over whole seconds.
     fn quiet_after_top(&self) {
         let busy = || self.side_ticks().0 + self.endpoint_ticks();
         let until = Instant::now() + Duration::from_secs(15);
@@ -734,7 +733,7 @@ pub fn run(args: &MultiArgs) -> Result<String> {
         // The whole tables, this build first: curl and the build before may then be
         // answered from what it paid to render (k2i keeps its answer to `/v1/proc` for the
         // sample), which can only flatter them. Waiting for a new sample before each
-        // instead would put a sample (about 200 ms on this machine) in all three.
+        // instead would put the sampler's work in all three.
         let (n, doc) = world.full_table(&dcos)?;
         f.full_rows.push(doc.processes.len() as f64);
         f.full_new.push(&n, Side::default(), Some(&doc));
