@@ -119,7 +119,8 @@ impl Relays {
         for (i, t) in targets.iter().enumerate() {
             groups.entry(t.dc.as_str()).or_default().push(i);
         }
-        let (tx, rx) = mpsc::channel::<Answer<T>>(64);
+        // A reply's answers travel together: one wake-up of the reader per relay message.
+        let (tx, rx) = mpsc::channel::<Vec<Answer<T>>>(16);
         for (dc, indexes) in groups {
             let job = Job {
                 relays: self.clone(),
@@ -136,7 +137,7 @@ impl Relays {
             tokio::spawn(job.run());
         }
         drop(tx);
-        tokio_stream::wrappers::ReceiverStream::new(rx).boxed()
+        tokio_stream::wrappers::ReceiverStream::new(rx).flat_map(futures::stream::iter).boxed()
     }
 }
 
@@ -153,7 +154,7 @@ struct Job<T> {
     live: Duration,
     fanout: FanOut,
     deadline: Instant,
-    tx: mpsc::Sender<Answer<T>>,
+    tx: mpsc::Sender<Vec<Answer<T>>>,
 }
 
 /// How asking one relay ended.
@@ -212,6 +213,7 @@ impl<T: DeserializeOwned + Send + 'static> Job<T> {
             live_ms: self.live.as_millis().min(u32::MAX as u128) as u32,
         };
         let mut client = pb::relay_client::RelayClient::new(channel).max_decoding_message_size(MAX_REPLY);
+        let asked = Instant::now();
         let mut stream = match tokio::time::timeout_at(self.deadline, client.fan_out(request)).await {
             Ok(Ok(s)) => s.into_inner(),
             Ok(Err(status)) => return Asked::Failed(format!("{}: {}", status.code(), status.message())),
@@ -220,7 +222,10 @@ impl<T: DeserializeOwned + Send + 'static> Job<T> {
         let why = loop {
             let next = tokio::time::timeout_at(self.deadline + GRACE, stream.message()).await;
             let reply = match next {
-                Ok(Ok(Some(reply))) => reply,
+                Ok(Ok(Some(reply))) => {
+                    tracing::trace!(relay = %c.name, answers = reply.answers.len(), "a reply after {:?}", asked.elapsed());
+                    reply
+                }
                 Ok(Ok(None)) => break "the relay ended its answer without this host".to_string(),
                 Ok(Err(status)) => {
                     self.relays.forget(&c.name);
@@ -228,20 +233,24 @@ impl<T: DeserializeOwned + Send + 'static> Job<T> {
                 }
                 Err(_) => break format!("no answer from the relay within {:?}", self.fanout.timeout),
             };
+            let mut batch = Vec::with_capacity(reply.answers.len());
             for a in reply.answers {
                 let i = a.index as usize;
                 if i >= done.len() || done[i] {
                     continue;
                 }
                 done[i] = true;
-                if self.tx.send(self.answer(i, a, &c.name)).await.is_err() {
-                    return Asked::Gone;
-                }
+                batch.push(self.answer(i, a, &c.name));
+            }
+            if self.tx.send(batch).await.is_err() {
+                return Asked::Gone;
             }
             if done.iter().all(|d| *d) {
+                tracing::debug!(relay = %c.name, hosts = done.len(), "answered in {:?}", asked.elapsed());
                 return Asked::Taken;
             }
         };
+        let mut missing = Vec::new();
         for i in (0..done.len()).filter(|&i| !done[i]) {
             let t = &self.targets[i];
             let report = HostReport {
@@ -257,9 +266,10 @@ impl<T: DeserializeOwned + Send + 'static> Job<T> {
                 via: Some(c.name.clone()),
                 age_ms: None,
             };
-            if self.tx.send(Answer { target: self.indexes[i], report, value: None }).await.is_err() {
-                return Asked::Gone;
-            }
+            missing.push(Answer { target: self.indexes[i], report, value: None });
+        }
+        if self.tx.send(missing).await.is_err() {
+            return Asked::Gone;
         }
         Asked::Taken
     }
@@ -294,10 +304,12 @@ impl<T: DeserializeOwned + Send + 'static> Job<T> {
         let mut fan = self.fanout.clone();
         fan.timeout = self.deadline.saturating_duration_since(Instant::now()).max(Duration::from_millis(1));
         let path = self.read.path(&self.query);
-        let mut answers = fan.get::<T>(&targets, |_| path.clone());
-        while let Some(mut a) = answers.next().await {
-            a.target = self.indexes[rest[a.target]];
-            if self.tx.send(a).await.is_err() {
+        let mut answers = fan.get::<T>(&targets, |_| path.clone()).ready_chunks(64);
+        while let Some(mut batch) = answers.next().await {
+            for a in &mut batch {
+                a.target = self.indexes[rest[a.target]];
+            }
+            if self.tx.send(batch).await.is_err() {
                 return;
             }
         }

@@ -166,9 +166,18 @@ impl Context {
     where
         T: DeserializeOwned + Send + 'static,
     {
-        let mut all: Vec<Answer<T>> = self.live_answers(read, query, live).collect().await;
-        all.sort_by_key(|a| a.target);
-        all
+        // Each answer goes straight to its target's place (sorting would move every answer,
+        // summaries and rows inline, many times over).
+        let mut slots: Vec<Option<Answer<T>>> = self.targets.iter().map(|_| None).collect();
+        let mut answers = self.live_answers(read, query, live);
+        while let Some(a) = answers.next().await {
+            let target = a.target;
+            debug_assert!(target < slots.len(), "an answer for target {target} of {}", slots.len());
+            if let Some(slot) = slots.get_mut(target) {
+                *slot = Some(a);
+            }
+        }
+        slots.into_iter().flatten().collect()
     }
 }
 

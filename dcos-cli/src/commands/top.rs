@@ -28,6 +28,7 @@ pub async fn fetch(ctx: &Context, sort: &[SortKey], sort_text: &str, limit: usiz
     let started = std::time::Instant::now();
     let query = format!("limit={limit}&sort={}", encode(sort_text));
     let answers = ctx.all_live_answers::<Top>(Read::Top, &query, live).await;
+    tracing::debug!("a top frame's {} answers in {:?}", answers.len(), started.elapsed());
     let mut frame = Frame { reports: Vec::new(), hosts: Vec::new(), processes: Vec::new(), elapsed_ms: 0 };
     for mut a in answers {
         if let Some(top) = a.value.take() {

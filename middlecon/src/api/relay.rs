@@ -474,6 +474,7 @@ impl pb::relay_server::Relay for RelayApi {
         &self,
         request: Request<pb::FanOutRequest>,
     ) -> Result<Response<Self::FanOutStream>, Status> {
+        let arrived = tokio::time::Instant::now();
         let caller = Caller::of(&request);
         let role = caller.role();
         if !role.can_read() {
@@ -529,7 +530,9 @@ impl pb::relay_server::Relay for RelayApi {
                         }
                     }
                     now.extend(merged_tops(ok, &sort, limit));
+                    let hosts = now.len();
                     send(&tx, now).await;
+                    tracing::debug!(hosts, "a live top answered in {:?}", arrived.elapsed());
                     drop(tx);
                     session.answered(live);
                 });
