@@ -2,7 +2,8 @@
 //! is not available. It listens on `--listen-ip:P` for every port P of `--ports` and
 //! forwards to `--to-ip:P`. A connection's upstream connect waits one round trip (the TCP
 //! handshake across the link), and every chunk of bytes waits half a round trip in each
-//! direction, in order (a delay line, not a bandwidth limit).
+//! direction, in order (a delay line, not a bandwidth limit). It runs at nice -20, as the
+//! kernel's netem would run ahead of every process.
 
 use anyhow::{bail, Context, Result};
 use clap::Args;
@@ -48,6 +49,14 @@ pub fn run(args: &ProxyArgs) -> Result<()> {
     // SAFETY: prctl with integer arguments only.
     unsafe { libc::prctl(libc::PR_SET_PDEATHSIG, libc::SIGKILL) };
     super::raise_fd_limit();
+    // The proxy stands for the network (netem adds its delay in the kernel, ahead of every
+    // process): at the highest priority, a chunk waits its half round trip, not that and a
+    // turn on a core among the endpoints, relays and dcos. Set before the runtime's threads
+    // exist, so that they inherit it.
+    // SAFETY: setpriority with integer arguments only (who 0: this thread).
+    if unsafe { libc::setpriority(libc::PRIO_PROCESS, 0, -20) } != 0 {
+        eprintln!("proxy: cannot raise its priority: {}", std::io::Error::last_os_error());
+    }
     let ports = ranges(&args.ports)?;
     let rtt = Duration::from_millis(args.rtt_ms);
     let runtime = tokio::runtime::Builder::new_multi_thread().enable_all().build()?;
