@@ -191,7 +191,8 @@ impl<T: DeserializeOwned + Send + 'static> Job<T> {
 
     /// Asks relay `c`; marks in `done` the targets it answered for.
     async fn ask(&self, c: &Candidate, done: &mut [bool]) -> Asked {
-        let left = self.deadline.saturating_duration_since(Instant::now());
+        let connecting = Instant::now();
+        let left = self.deadline.saturating_duration_since(connecting);
         let channel = match tokio::time::timeout_at(self.deadline, self.relays.channel(c)).await {
             Ok(Ok(ch)) => ch,
             Ok(Err(e)) => return Asked::Failed(e),
@@ -214,6 +215,7 @@ impl<T: DeserializeOwned + Send + 'static> Job<T> {
         };
         let mut client = pb::relay_client::RelayClient::new(channel).max_decoding_message_size(MAX_REPLY);
         let asked = Instant::now();
+        tracing::trace!(relay = %c.name, "a channel in {:?}", asked - connecting);
         let mut stream = match tokio::time::timeout_at(self.deadline, client.fan_out(request)).await {
             Ok(Ok(s)) => s.into_inner(),
             Ok(Err(status)) => return Asked::Failed(format!("{}: {}", status.code(), status.message())),

@@ -82,7 +82,9 @@ async fn select(
     } else if let Some(list) = &args.hosts {
         fleet::from_hosts_list(list)?
     } else if let Some(seed) = &args.seed {
+        let asked = std::time::Instant::now();
         let (_, reply) = crate::api::members(tls, args, seed).await?;
+        tracing::debug!(seed = %seed, "{} members in {:?}", reply.members.len(), asked.elapsed());
         let targets = fleet::from_members(&reply.members)?;
         members = Some(reply.members);
         targets
