@@ -12,7 +12,8 @@
 //!   `127.0.0.1`: inside a datacenter, nothing is added.
 //! - The operator sits in `dc0`. The driver (and so every `dcos` it starts) sees `dc0.sim`
 //!   on `127.0.0.1` and every other `dcK.sim` on `127.0.0.2`, where `fleet-bench proxy`
-//!   forwards each port to `127.0.0.1` with the round trip added; the seed gives the other
+//!   forwards each port to `127.0.0.1` with the round trip added (at nice -20, ahead of
+//!   the simulated hosts, as netem would be in the kernel); the seed gives the other
 //!   datacenters' relays as `127.0.0.2:7600+K` too. Between datacenters, everything crosses
 //!   the proxy.
 //!
@@ -911,7 +912,8 @@ fn render(f: &Found, args: &MultiArgs, date: &str, closing: &str) -> String {
         "- {total} real k2i HTTPS endpoints (mTLS) in {} datacenters of {per}, served by {} processes on \
          this machine (a sampler each), with a seed listing them and one relay (a real middlecon, release build) per datacenter; \
          {} ms round trip added between datacenters by `fleet-bench proxy` (one round trip before a connection \
-         reaches its server, half a round trip on every chunk each way), none within one; the operator in `dc0`",
+         reaches its server, half a round trip on every chunk each way, at nice -20 as netem would delay in the kernel), \
+         none within one; the operator in `dc0`",
         args.dcs,
         (args.dcs * args.per_dc).div_ceil(PER_PROCESS),
         args.rtt_ms
