@@ -68,6 +68,8 @@ const POOL_IDLE: Duration = Duration::from_secs(30);
 #[derive(Clone)]
 pub struct K2iClient {
     http: Client<HttpsConnector<HttpConnector>, Full<Bytes>>,
+    /// The connections' TLS configuration, for [`probe`].
+    tls: Arc<rustls::ClientConfig>,
     token: Option<String>,
     /// When each k2i's certificate expires, as seen in the handshakes.
     seen: SeenCertificates,
@@ -114,13 +116,14 @@ impl K2iClient {
         http.enforce_http(false);
         http.set_nodelay(true);
         http.set_connect_timeout(Some(Duration::from_secs(10)));
+        let probe_tls = Arc::new(tls.clone());
         let https = hyper_rustls::HttpsConnectorBuilder::new()
             .with_tls_config(tls)
             .https_only()
             .enable_http1()
             .wrap_connector(http);
         let http = Client::builder(TokioExecutor::new()).pool_idle_timeout(idle).build(https);
-        K2iClient { http, token, seen: SeenCertificates::default() }
+        K2iClient { http, tls: probe_tls, token, seen: SeenCertificates::default() }
     }
 
     /// `GET base + path`, decoded as JSON, within `timeout`.
@@ -217,8 +220,51 @@ impl K2iClient {
         let req = req
             .body(Full::new(Bytes::from(body.unwrap_or_default())))
             .map_err(|_| FetchError::BadUrl(url))?;
-        self.http.request(req).await.map_err(classify)
+        let uri = req.uri().clone();
+        match self.http.request(req).await.map_err(classify) {
+            Err(FetchError::Unreachable(why)) => {
+                Err(probe(&self.tls, &uri).await.unwrap_or(FetchError::Unreachable(why)))
+            }
+            answer => answer,
+        }
     }
+}
+
+/// The longest [`probe`] takes.
+const PROBE_WAIT: Duration = Duration::from_secs(1);
+
+/// Why the server at `uri` refuses this client's connections, if it says so: a handshake of
+/// its own, then a read for the server's verdict, which comes within a round trip of the
+/// handshake's end (waited for twice the handshake's time). With TLS 1.3 the server judges
+/// the client's certificate after the client has finished its handshake, so a request on a
+/// connection the server then refuses (a revoked or expired certificate, a CA it does not
+/// know) can fail as a closed connection, its alert unread; the probe reads it. Taken only
+/// when a request failed as unreachable.
+async fn probe(tls: &Arc<rustls::ClientConfig>, uri: &hyper::Uri) -> Option<FetchError> {
+    use tokio::io::AsyncReadExt;
+    let host = uri.host()?.trim_start_matches('[').trim_end_matches(']').to_string();
+    let name = rustls_pki_types::ServerName::try_from(host.clone()).ok()?;
+    let tcp = tokio::net::TcpStream::connect((host.as_str(), uri.port_u16().unwrap_or(443)));
+    let work = async {
+        let tcp = tcp.await.ok()?;
+        let began = tokio::time::Instant::now();
+        let mut stream = match tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await {
+            Ok(s) => s,
+            Err(e) => return tls_cause(&e),
+        };
+        let verdict = began.elapsed() * 2 + Duration::from_millis(20);
+        match tokio::time::timeout(verdict, stream.read(&mut [0u8; 1])).await {
+            Ok(Err(e)) => tls_cause(&e),
+            _ => None,
+        }
+    };
+    tokio::time::timeout(PROBE_WAIT, work).await.ok().flatten()
+}
+
+/// The TLS error inside `e`, as a failure.
+fn tls_cause(e: &std::io::Error) -> Option<FetchError> {
+    let tls = e.get_ref()?.downcast_ref::<rustls::Error>()?;
+    Some(FetchError::Tls(tls.to_string()))
 }
 
 /// `base` (`https://HOST:PORT`, a trailing `/` or not) and `path`.
@@ -296,4 +342,59 @@ fn classify(e: hyper_util::client::legacy::Error) -> FetchError {
         .collect::<Vec<_>>()
         .join(": ");
     FetchError::Unreachable(if chain.is_empty() { e.to_string() } else { chain })
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use dcos_core::pki::{self, files_in, LeafSpec};
+    use dcos_core::Role;
+
+    /// A CA in a directory of its own with `name` issued for 127.0.0.1.
+    fn ca_with(name: &str, role: Role) -> tempfile::TempDir {
+        let dir = tempfile::tempdir().unwrap();
+        pki::init_dir(dir.path()).unwrap();
+        let mut spec = LeafSpec::new(name, role);
+        spec.ips = vec!["127.0.0.1".parse().unwrap()];
+        pki::issue_into_dir(dir.path(), &spec).unwrap();
+        dir
+    }
+
+    /// A server presenting `k2i` of `dir` and requiring a client certificate of that CA;
+    /// it completes handshakes and holds the connections open without answering.
+    async fn server(dir: &std::path::Path) -> hyper::Uri {
+        let identity = Identity::load(&files_in(dir, "k2i")).unwrap();
+        let acceptor =
+            tokio_rustls::TlsAcceptor::from(identity.server_config_require_client_auth(&[]).unwrap());
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((tcp, _)) = listener.accept().await {
+                if let Ok(tls) = acceptor.accept(tcp).await {
+                    held.push(tls);
+                }
+            }
+        });
+        format!("https://{addr}").parse().unwrap()
+    }
+
+    #[tokio::test]
+    async fn a_probe_reads_why_the_server_refuses_the_client_and_nothing_when_it_does_not() {
+        let fleet = ca_with("k2i", Role::Host);
+        let uri = server(fleet.path()).await;
+        // A client certificate of another CA: refused once the client's handshake is done.
+        let other = ca_with("stranger", Role::Admin);
+        let mut stranger = files_in(other.path(), "stranger");
+        stranger.ca = fleet.path().join("ca.crt");
+        let tls = Identity::load(&stranger).unwrap().client_config(&[]).unwrap();
+        match probe(&tls, &uri).await {
+            Some(FetchError::Tls(why)) => assert!(why.contains("alert"), "{why}"),
+            other => panic!("the server's alert, not {other:?}"),
+        }
+        // One of the fleet's: accepted, so there is nothing to say.
+        pki::issue_into_dir(fleet.path(), &LeafSpec::new("admin", Role::Admin)).unwrap();
+        let tls = Identity::load(&files_in(fleet.path(), "admin")).unwrap().client_config(&[]).unwrap();
+        assert!(probe(&tls, &uri).await.is_none());
+    }
 }
