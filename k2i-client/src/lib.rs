@@ -250,21 +250,34 @@ async fn probe(tls: &Arc<rustls::ClientConfig>, uri: &hyper::Uri) -> Option<Fetc
         let began = tokio::time::Instant::now();
         let mut stream = match tokio_rustls::TlsConnector::from(tls.clone()).connect(name, tcp).await {
             Ok(s) => s,
-            Err(e) => return tls_cause(&e),
+            Err(e) => return Some(e),
         };
         let verdict = began.elapsed() * 2 + Duration::from_millis(20);
         match tokio::time::timeout(verdict, stream.read(&mut [0u8; 1])).await {
-            Ok(Err(e)) => tls_cause(&e),
+            Ok(Err(e)) => Some(e),
             _ => None,
         }
     };
-    tokio::time::timeout(PROBE_WAIT, work).await.ok().flatten()
+    let failed = tokio::time::timeout(PROBE_WAIT, work).await.ok().flatten()?;
+    cause(&failed).filter(|f| matches!(f, FetchError::Tls(_)))
 }
 
-/// The TLS error inside `e`, as a failure.
-fn tls_cause(e: &std::io::Error) -> Option<FetchError> {
-    let tls = e.get_ref()?.downcast_ref::<rustls::Error>()?;
-    Some(FetchError::Tls(tls.to_string()))
+/// A refused connection or a TLS failure found among `err` and its causes, looking inside
+/// `io::Error`s too (connectors nest them, and `source()` skips the error an `io::Error`
+/// wraps).
+fn cause(err: &(dyn std::error::Error + 'static)) -> Option<FetchError> {
+    if let Some(tls) = err.downcast_ref::<rustls::Error>() {
+        return Some(FetchError::Tls(tls.to_string()));
+    }
+    if let Some(io) = err.downcast_ref::<std::io::Error>() {
+        if io.kind() == std::io::ErrorKind::ConnectionRefused {
+            return Some(FetchError::Refused);
+        }
+        if let Some(found) = io.get_ref().and_then(|inner| cause(inner)) {
+            return Some(found);
+        }
+    }
+    err.source().and_then(cause)
 }
 
 /// `base` (`https://HOST:PORT`, a trailing `/` or not) and `path`.
@@ -315,25 +328,9 @@ fn http_error(status: hyper::StatusCode, bytes: &[u8]) -> FetchError {
     FetchError::Http { status: status.as_u16(), code, message, position }
 }
 
-/// Sorts a transport failure into refused / TLS / unreachable by walking its causes,
-/// looking inside `io::Error`s too (connectors nest them, and `source()` skips the
-/// error an `io::Error` wraps).
+/// Sorts a transport failure into refused / TLS ([`cause`]) or unreachable.
 fn classify(e: hyper_util::client::legacy::Error) -> FetchError {
-    fn visit(err: &(dyn std::error::Error + 'static)) -> Option<FetchError> {
-        if let Some(tls) = err.downcast_ref::<rustls::Error>() {
-            return Some(FetchError::Tls(tls.to_string()));
-        }
-        if let Some(io) = err.downcast_ref::<std::io::Error>() {
-            if io.kind() == std::io::ErrorKind::ConnectionRefused {
-                return Some(FetchError::Refused);
-            }
-            if let Some(found) = io.get_ref().and_then(|inner| visit(inner)) {
-                return Some(found);
-            }
-        }
-        err.source().and_then(visit)
-    }
-    if let Some(found) = e.source().and_then(visit) {
+    if let Some(found) = e.source().and_then(cause) {
         return found;
     }
     tracing::debug!("transport error: {e:?}");
